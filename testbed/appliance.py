@@ -1,0 +1,163 @@
+"""Build the test appliance: a small but valid OVA, cached between runs.
+
+It has what a real Ray node image has in the places vCenter looks: an OVF
+descriptor with CPU, memory, a SCSI disk and a NIC on "VM Network"; a
+streamOptimized VMDK made by qemu-img; a SHA256 manifest; and a ProductSection
+with the cloud-init properties of Ubuntu's cloud images (instance-id,
+hostname, public-keys, user-data), through which a deploy injects SSH keys.
+"""
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+APPLIANCE_NAME = "ray-test-appliance"
+DISK_FILE = f"{APPLIANCE_NAME}-disk1.vmdk"
+DISK_CAPACITY_MIB = 16
+CLOUD_INIT_PROPERTIES = ("instance-id", "hostname", "public-keys", "user-data")
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ray-vsphere"
+
+OVF_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
+          xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+          xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+          xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
+          xmlns:vmw="http://www.vmware.com/schema/ovf"
+          xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <References>
+    <File ovf:href="{disk_file}" ovf:id="file1" ovf:size="{disk_size}"/>
+  </References>
+  <DiskSection>
+    <Info>Virtual disk information</Info>
+    <Disk ovf:capacity="{capacity_mib}" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk1"
+          ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+          ovf:populatedSize="{disk_size}"/>
+  </DiskSection>
+  <NetworkSection>
+    <Info>The list of logical networks</Info>
+    <Network ovf:name="VM Network">
+      <Description>The VM Network network</Description>
+    </Network>
+  </NetworkSection>
+  <VirtualSystem ovf:id="{name}">
+    <Info>A Ray node for tests</Info>
+    <Name>{name}</Name>
+    <OperatingSystemSection ovf:id="94" vmw:osType="ubuntu64Guest">
+      <Info>The kind of installed guest operating system</Info>
+    </OperatingSystemSection>
+    <ProductSection ovf:required="false">
+      <Info>Cloud-Init customization</Info>
+      <Product>Ray test appliance</Product>
+{properties}
+    </ProductSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements</Info>
+      <System>
+        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
+        <vssd:InstanceID>0</vssd:InstanceID>
+        <vssd:VirtualSystemIdentifier>{name}</vssd:VirtualSystemIdentifier>
+        <vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType>
+      </System>
+      <Item>
+        <rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits>
+        <rasd:Description>Number of Virtual CPUs</rasd:Description>
+        <rasd:ElementName>2 virtual CPU(s)</rasd:ElementName>
+        <rasd:InstanceID>1</rasd:InstanceID>
+        <rasd:ResourceType>3</rasd:ResourceType>
+        <rasd:VirtualQuantity>2</rasd:VirtualQuantity>
+      </Item>
+      <Item>
+        <rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits>
+        <rasd:Description>Memory Size</rasd:Description>
+        <rasd:ElementName>2048MB of memory</rasd:ElementName>
+        <rasd:InstanceID>2</rasd:InstanceID>
+        <rasd:ResourceType>4</rasd:ResourceType>
+        <rasd:VirtualQuantity>2048</rasd:VirtualQuantity>
+      </Item>
+      <Item>
+        <rasd:Address>0</rasd:Address>
+        <rasd:Description>SCSI Controller</rasd:Description>
+        <rasd:ElementName>SCSI Controller 0</rasd:ElementName>
+        <rasd:InstanceID>3</rasd:InstanceID>
+        <rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType>
+        <rasd:ResourceType>6</rasd:ResourceType>
+      </Item>
+      <Item>
+        <rasd:AddressOnParent>0</rasd:AddressOnParent>
+        <rasd:ElementName>Hard Disk 1</rasd:ElementName>
+        <rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource>
+        <rasd:InstanceID>4</rasd:InstanceID>
+        <rasd:Parent>3</rasd:Parent>
+        <rasd:ResourceType>17</rasd:ResourceType>
+      </Item>
+      <Item>
+        <rasd:AddressOnParent>7</rasd:AddressOnParent>
+        <rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>
+        <rasd:Connection>VM Network</rasd:Connection>
+        <rasd:Description>VmxNet3 ethernet adapter on "VM Network"</rasd:Description>
+        <rasd:ElementName>Ethernet 1</rasd:ElementName>
+        <rasd:InstanceID>5</rasd:InstanceID>
+        <rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType>
+        <rasd:ResourceType>10</rasd:ResourceType>
+      </Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+PROPERTY_TEMPLATE = (
+    '      <Property ovf:key="{key}" ovf:type="string" ovf:userConfigurable="true" ovf:value="">\n'
+    "        <Label>{key}</Label>\n"
+    "      </Property>"
+)
+
+
+def build_test_ova(cache_dir=DEFAULT_CACHE_DIR):
+    """Path of the test OVA, built once per descriptor version into cache_dir."""
+    recipe = hashlib.sha256(f"{OVF_TEMPLATE}{PROPERTY_TEMPLATE}{DISK_CAPACITY_MIB}".encode()).hexdigest()[:12]
+    ova_path = Path(cache_dir) / f"{APPLIANCE_NAME}-{recipe}.ova"
+    if ova_path.exists():
+        return ova_path
+    ova_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ray-vsphere-appliance-") as work_dir:
+        disk = _streamoptimized_disk(Path(work_dir))
+        descriptor = OVF_TEMPLATE.format(
+            name=APPLIANCE_NAME,
+            disk_file=DISK_FILE,
+            disk_size=disk.stat().st_size,
+            capacity_mib=DISK_CAPACITY_MIB,
+            properties="\n".join(PROPERTY_TEMPLATE.format(key=key) for key in CLOUD_INIT_PROPERTIES),
+        ).encode()
+        partial = ova_path.with_suffix(f".{os.getpid()}.partial")
+        _write_ova(partial, descriptor, disk)
+        partial.rename(ova_path)  # atomic: parallel builders never see half an OVA
+    return ova_path
+
+
+def _streamoptimized_disk(work_dir):
+    raw, vmdk = work_dir / "disk.raw", work_dir / DISK_FILE
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), f"{DISK_CAPACITY_MIB}M"], check=True)
+    subprocess.run(
+        ["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(vmdk)],
+        check=True,
+    )
+    return vmdk
+
+
+def _write_ova(path, descriptor, disk):
+    """An OVA is a ustar archive with the descriptor first, then the manifest."""
+    disk_bytes = disk.read_bytes()
+    manifest = (
+        f"SHA256({APPLIANCE_NAME}.ovf)= {hashlib.sha256(descriptor).hexdigest()}\n"
+        f"SHA256({DISK_FILE})= {hashlib.sha256(disk_bytes).hexdigest()}\n"
+    ).encode()
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as ova:
+        for name, data in ((f"{APPLIANCE_NAME}.ovf", descriptor), (f"{APPLIANCE_NAME}.mf", manifest), (DISK_FILE, disk_bytes)):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            member.mode = 0o644
+            ova.addfile(member, io.BytesIO(data))

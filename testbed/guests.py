@@ -1,0 +1,440 @@
+"""Test guests: a real SSH host behind every powered-on simulated VM.
+
+vcsim models VMs but runs nothing. The GuestSimulator plays the part of the
+hypervisor and of VMware Tools: it watches vcsim through the PropertyCollector
+(WaitForUpdatesEx) and, when a VM is powered on, brings up a guest for it:
+
+- a network namespace on the testbed's bridge, with its own IPv4 address in
+  198.18.0.0/15 (RFC 2544's benchmarking range: never anybody's LAN);
+- sshd as PID 1 of its own PID, mount and UTS namespaces, so `ray stop` in
+  one guest cannot see another guest's processes, with the VM's hostname and
+  a /tmp of its own;
+- authorized_keys from the key the deploy injected (OVF property
+  `public-keys` or extraConfig `guestinfo.public-keys`);
+
+and reports the guest's address back to vcsim as VMware Tools would
+(ReconfigVM with `SET.guest.ipAddress`). Power-off or destroy removes it.
+"""
+
+import logging
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyVmomi import vim, vmodl
+
+from testbed import PROJECT_ROOT
+from testbed import vsphere
+from testbed.prereqs import which
+
+log = logging.getLogger(__name__)
+
+GUEST_INIT = Path(__file__).with_name("guest_init.sh")
+NETNS_PREFIX = "rvsphere-"
+TEMP_PREFIX = "ray-vsphere-guests-"
+ADDRESS_PREFIX = "198.18"
+FIRST_HOST_OCTET = 10
+MAX_GUESTS = 240
+PUBLIC_KEY_SOURCES = ("public-keys", "guestinfo.public-keys")
+HOSTNAME_SOURCES = ("hostname", "guestinfo.hostname")
+# Folders every guest has its own copy of, as separate VMs would.
+PRIVATE_FOLDERS = ("/tmp", pwd.getpwuid(0).pw_dir)
+WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.vAppConfig.property")
+
+
+class GuestError(RuntimeError):
+    pass
+
+
+def run(*command):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise GuestError(f"`{' '.join(command)}` failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+class GuestNetwork:
+    """A bridge holding the gateway of one /24, and the addresses on it."""
+
+    def __init__(self):
+        self.tag = secrets.token_hex(2)
+        self.bridge = f"rvb{self.tag}"
+        self.subnet_octet = None
+        self._free_slots = list(range(MAX_GUESTS))
+
+    @property
+    def gateway(self):
+        return f"{ADDRESS_PREFIX}.{self.subnet_octet}.1"
+
+    @property
+    def cidr(self):
+        return f"{ADDRESS_PREFIX}.{self.subnet_octet}.0/24"
+
+    def up(self):
+        in_use = set(re.findall(rf"inet {re.escape(ADDRESS_PREFIX)}\.(\d+)\.", run("ip", "-4", "-o", "addr", "show")))
+        self.subnet_octet = next(octet for octet in range(1, 255) if str(octet) not in in_use)
+        run("ip", "link", "add", "name", self.bridge, "type", "bridge")
+        run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        run("ip", "link", "set", self.bridge, "up")
+
+    def down(self):
+        if self.subnet_octet is not None:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            self.subnet_octet = None
+
+    def take_slot(self):
+        if not self._free_slots:
+            raise GuestError(f"all {MAX_GUESTS} guest addresses of {self.cidr} are in use")
+        return self._free_slots.pop(0)
+
+    def give_back(self, slot):
+        self._free_slots.insert(0, slot)
+
+    def address(self, slot):
+        return f"{ADDRESS_PREFIX}.{self.subnet_octet}.{FIRST_HOST_OCTET + slot}"
+
+
+@dataclass
+class Guest:
+    """One test guest; `start` and `stop` are called by the GuestSimulator."""
+
+    vm_moid: str
+    hostname: str
+    authorized_keys: str
+    slot: int
+    address: str
+    netns: str
+    state_dir: Path
+    bring_up_seconds: float = 0.0
+    _process: subprocess.Popen = field(default=None, repr=False)
+
+    @property
+    def etc_dir(self):
+        return self.state_dir / "etc"
+
+    def private_copy(self, folder):
+        """The guest's own copy of a folder it must not share (/tmp, root's home)."""
+        return self.state_dir / "private" / folder.strip("/").replace("/", "_")
+
+    def start(self, bridge, veth_name, ssh_timeout=15.0):
+        started = time.monotonic()
+        self._write_files()
+        run("ip", "netns", "add", self.netns)
+        run("ip", "link", "add", veth_name, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        run("ip", "link", "set", veth_name, "master", bridge, "up")
+        run("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0")
+        run("ip", "-n", self.netns, "link", "set", "eth0", "up")
+        run("ip", "-n", self.netns, "link", "set", "lo", "up")
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        init_log = open(self.etc_dir / "init.log", "wb")
+        self._process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns,
+             "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount", "--uts",
+             "--propagation", "private",
+             "/bin/sh", str(GUEST_INIT), self.hostname, str(self.etc_dir / "hosts"),
+             *self._mount_arguments(), "--",
+             which("sshd"), "-D", "-f", str(self.etc_dir / "sshd_config"), "-E", str(self.etc_dir / "sshd.log")],
+            stdin=subprocess.DEVNULL, stdout=init_log, stderr=init_log,
+        )
+        init_log.close()
+        self._wait_for_ssh(ssh_timeout)
+        self.bring_up_seconds = time.monotonic() - started
+
+    def _write_files(self):
+        self.etc_dir.mkdir(parents=True, mode=0o700)
+        for folder in PRIVATE_FOLDERS:
+            copy = self.private_copy(folder)
+            copy.mkdir(parents=True)
+            copy.chmod(Path(folder).stat().st_mode & 0o7777)
+        keys = self.etc_dir / "authorized_keys"
+        keys.write_text(self.authorized_keys.strip() + "\n")
+        keys.chmod(0o600)
+        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.hostname}\n")
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.hostname,
+            "-f", str(self.etc_dir / "ssh_host_ed25519_key"))
+        guest_path = f"{Path(sys.prefix) / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        (self.etc_dir / "sshd_config").write_text(
+            f"ListenAddress {self.address}\n"
+            f"HostKey {self.etc_dir / 'ssh_host_ed25519_key'}\n"
+            f"PidFile {self.etc_dir / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {keys}\n"
+            # The guest's files may sit under a world-writable /tmp; they are root's and 0600.
+            "StrictModes no\n"
+            "PermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "UsePAM no\n"
+            "PrintMotd no\n"
+            "Subsystem sftp internal-sftp\n"
+            # The project's Python environment, so `ray` runs in the guest.
+            f"SetEnv PATH={guest_path}\n"
+        )
+
+    def _mount_arguments(self):
+        """guest_init.sh's --private and --keep arguments.
+
+        Kept: what must stay visible inside the private folders (the checkout,
+        the Python running the testbed and its base, the guest's sshd files).
+        """
+        arguments = []
+        # The copies live in state_dir: the folder holding it is covered last.
+        for folder in sorted(PRIVATE_FOLDERS, key=lambda folder: self.state_dir.is_relative_to(folder)):
+            arguments += ["--private", folder, str(self.private_copy(folder))]
+        wanted = sorted({Path(p).resolve() for p in (PROJECT_ROOT, sys.prefix, sys.base_prefix, self.etc_dir)})
+        for path in wanted:
+            if not any(path != other and path.is_relative_to(other) for other in wanted):
+                arguments += ["--keep", str(path)]
+        return arguments
+
+    def _wait_for_ssh(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise GuestError(f"guest {self.hostname}: sshd exited: {self.log_tail()}")
+            try:
+                with socket.create_connection((self.address, 22), timeout=0.5) as connection:
+                    if connection.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise GuestError(f"guest {self.hostname}: sshd not answering on {self.address}:22 after {timeout} s")
+
+    def log_tail(self, lines=10):
+        text = ""
+        for name in ("init.log", "sshd.log"):
+            path = self.etc_dir / name
+            if path.exists():
+                text += path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(no log)"
+
+    def stop(self):
+        """End every process of the guest, then its namespace and files.
+
+        Killing PID 1 of the guest's PID namespace makes the kernel kill and
+        reap every process in it (Ray included) before `unshare` returns.
+        """
+        if self._process is not None:
+            init_pid = _first_child(self._process.pid)
+            if init_pid is not None:
+                _kill(init_pid)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _first_child(pid):
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _value(props, keys):
+    """The first non-empty value among vApp properties and extraConfig keys."""
+    found = {p.id: p.value for p in props.get("config.vAppConfig.property", []) if p.value}
+    found.update({o.key: o.value for o in props.get("config.extraConfig", []) if o.value and o.key not in found})
+    return next((found[key] for key in keys if key in found), None)
+
+
+def guest_hostname(vm_name, props):
+    name = _value(props, HOSTNAME_SOURCES) or vm_name
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "guest"
+
+
+class GuestSimulator:
+    """Keeps one guest per powered-on VM of a vcsim, until stopped."""
+
+    def __init__(self, endpoint, ssh_timeout=15.0):
+        self.endpoint = endpoint
+        self.ssh_timeout = ssh_timeout
+        self.network = GuestNetwork()
+        self.errors = []
+        self._guests = {}
+        self._vm_properties = {}
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread = None
+        self._run_dir = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def start(self, timeout=30.0):
+        self._run_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        self.network.up()
+        self._thread = threading.Thread(target=self._watch, name="guest-simulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise GuestError(f"guest simulator got no first update from vcsim in {timeout} s: {self.errors}")
+        if self.errors and not self._thread.is_alive():
+            self.stop()
+            raise GuestError(f"guest simulator failed: {self.errors[-1]}")
+
+    def stop(self):
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        for guest in list(self._guests.values()):
+            guest.stop()
+        self._guests.clear()
+        self.network.down()
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+
+    def guests(self):
+        with self._changed:
+            return dict(self._guests)
+
+    def wait_for_guest(self, vm_moid, timeout=30.0):
+        """The guest of a VM, once it answers SSH and its IP is in vcsim."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: vm_moid in self._guests or self.errors, timeout):
+                raise GuestError(f"no guest for VM {vm_moid} after {timeout} s")
+            if vm_moid not in self._guests:
+                raise GuestError(f"guest simulator failed: {self.errors[-1]}")
+            return self._guests[vm_moid]
+
+    def wait_for_no_guest(self, vm_moid, timeout=30.0):
+        with self._changed:
+            if not self._changed.wait_for(lambda: vm_moid not in self._guests, timeout):
+                raise GuestError(f"guest of VM {vm_moid} still up after {timeout} s")
+
+    def _watch(self):
+        service_instance = None
+        try:
+            service_instance = self.endpoint.connect()
+            collector = service_instance.content.propertyCollector
+            view = vsphere.container_view(service_instance, vim.VirtualMachine)
+            collector.CreateFilter(
+                vsphere.view_filter_spec(view, vim.VirtualMachine, WATCHED_PROPERTIES), partialUpdates=False
+            )
+            version = ""
+            while not self._stopping.is_set():
+                update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+                if update is not None:
+                    version = update.version
+                    for filter_update in update.filterSet:
+                        for object_update in filter_update.objectSet:
+                            self._apply(service_instance, object_update)
+                self._ready.set()
+        except Exception as error:  # noqa: BLE001 - reported through self.errors and wait_for_guest
+            log.exception("guest simulator stopped")
+            with self._changed:
+                self.errors.append(f"watching vcsim: {error!r}")
+                self._changed.notify_all()
+            self._ready.set()
+        finally:
+            if service_instance is not None:
+                try:
+                    vsphere.disconnect(service_instance)
+                except Exception:  # noqa: BLE001 - vcsim may already be gone
+                    pass
+
+    def _apply(self, service_instance, object_update):
+        vm = object_update.obj
+        moid = vm._moId
+        if object_update.kind == "leave":
+            self._vm_properties.pop(moid, None)
+            self._remove_guest(moid)
+            return
+        props = self._vm_properties.setdefault(moid, {})
+        for change in object_update.changeSet:
+            if change.op == "assign":
+                props[change.name] = change.val
+            else:
+                props.pop(change.name, None)
+        powered_on = props.get("runtime.powerState") == vim.VirtualMachine.PowerState.poweredOn
+        try:
+            if powered_on and moid not in self._guests:
+                self._add_guest(service_instance, vm, props)
+            elif not powered_on and moid in self._guests:
+                self._remove_guest(moid)
+                self._report_guest(service_instance, vm, None, None)
+        except Exception as error:  # noqa: BLE001 - one VM's failure must not stop the others
+            log.exception("guest of %s", moid)
+            with self._changed:
+                self.errors.append(f"guest of VM {moid} ({props.get('name')}): {error}")
+                self._changed.notify_all()
+
+    def _add_guest(self, service_instance, vm, props):
+        slot = self.network.take_slot()
+        guest = Guest(
+            vm_moid=vm._moId,
+            hostname=guest_hostname(props.get("name", vm._moId), props),
+            authorized_keys=_value(props, PUBLIC_KEY_SOURCES) or "",
+            slot=slot,
+            address=self.network.address(slot),
+            netns=f"{NETNS_PREFIX}{self.network.tag}-{slot}",
+            state_dir=self._run_dir / f"guest-{slot}",
+        )
+        try:
+            guest.start(self.network.bridge, f"rv{self.network.tag}h{slot}", self.ssh_timeout)
+            self._report_guest(service_instance, vm, guest.address, guest.hostname)
+        except BaseException:
+            guest.stop()
+            self.network.give_back(slot)
+            raise
+        log.info("guest %s of VM %s up at %s in %.2f s", guest.hostname, vm._moId, guest.address,
+                 guest.bring_up_seconds)
+        with self._changed:
+            self._guests[vm._moId] = guest
+            self._changed.notify_all()
+
+    def _remove_guest(self, moid):
+        with self._changed:
+            guest = self._guests.pop(moid, None)
+        if guest is not None:
+            guest.stop()
+            self.network.give_back(guest.slot)
+            with self._changed:
+                self._changed.notify_all()
+
+    @staticmethod
+    def _report_guest(service_instance, vm, address, hostname):
+        """What VMware Tools reports: the guest's IP and hostname, tools running or not.
+
+        Only string-valued `SET.guest.*` paths: vcsim panics on others.
+        """
+        if address is None:  # an empty value clears the property, as on a real power-off
+            settings = {"SET.guest.ipAddress": "", "SET.guest.hostName": "",
+                        "SET.guest.toolsRunningStatus": "guestToolsNotRunning"}
+        else:
+            settings = {
+                "SET.guest.ipAddress": address,
+                "SET.guest.hostName": hostname,
+                "SET.guest.toolsRunningStatus": "guestToolsRunning",
+            }
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
+        vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(spec))

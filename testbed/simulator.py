@@ -1,0 +1,168 @@
+"""Start and stop vcsim, shaped like a small real site.
+
+The site: one datacenter DC0 with two clusters of three hosts (DC0_C0,
+DC0_C1), a child resource pool in each, two datastores (LocalDS_0/1), the
+standard "VM Network" plus a distributed port group (DC0_DVPG0), a VM folder
+for Ray nodes and a few powered-off VMs that belong to nobody's Ray cluster.
+"""
+
+import os
+import secrets
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pyVmomi import vim
+
+from testbed import VCSIM_BIN
+from testbed import vsphere
+
+SITE_FLAGS = {
+    "-dc": 1,
+    "-cluster": 2,
+    "-host": 3,
+    "-standalone-host": 0,
+    "-ds": 2,
+    "-pool": 1,
+    "-pg": 1,
+    "-vm": 1,  # per resource pool: VMs that are nobody's Ray nodes
+    "-autostart": "false",
+}
+DATACENTER = "DC0"
+CLUSTERS = ("DC0_C0", "DC0_C1")
+DATASTORES = ("LocalDS_0", "LocalDS_1")
+NETWORK = "VM Network"
+PORT_GROUP = "DC0_DVPG0"
+VM_FOLDER = "ray"
+DEFAULT_USERNAME = "administrator@vsphere.local"
+TEMP_PREFIX = "ray-vsphere-vcsim-"
+
+
+class VcsimError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one vCenter, in the form of AWX's VMware credential."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+    @property
+    def url(self):
+        return f"https://{self.host}:{self.port}/sdk"
+
+    def environment(self):
+        return {
+            "VMWARE_HOST": self.host,
+            "VMWARE_PORT": str(self.port),
+            "VMWARE_USER": self.username,
+            "VMWARE_PASSWORD": self.password,
+            "VMWARE_VALIDATE_CERTS": "false",
+        }
+
+    def connect(self):
+        return vsphere.connect(self.host, self.port, self.username, self.password)
+
+
+class Vcsim:
+    """One vcsim process on a free loopback port, stopped with its temp folders.
+
+    vcsim runs with -stdinexit on a pipe, so it also dies with this process;
+    its datastore folders live under a TMPDIR of its own, removed on stop even
+    when vcsim had to be killed.
+    """
+
+    def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
+                 vms_per_pool=1, start_timeout=60.0):
+        self.username = username
+        self.password = password or secrets.token_urlsafe(12)
+        self.method_delay = method_delay or {}
+        self.vms_per_pool = vms_per_pool
+        self.start_timeout = start_timeout
+        self.endpoint = None
+        self.startup_seconds = None
+        self._process = None
+        self._temp_dir = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def command(self):
+        flags = {**SITE_FLAGS, "-vm": self.vms_per_pool}
+        command = [str(VCSIM_BIN), "-l", "127.0.0.1:0", "-stdinexit",
+                   *(f"{flag}={value}" for flag, value in flags.items()),
+                   "-username", self.username, "-password", self.password]
+        if self.method_delay:
+            command += ["-method-delay", ",".join(f"{name}:{ms}" for name, ms in self.method_delay.items())]
+        return command
+
+    def start(self):
+        if not VCSIM_BIN.exists():
+            raise VcsimError(f"{VCSIM_BIN} is missing: run scripts/setup (it builds vcsim from govmomi v0.56.0)")
+        started = time.monotonic()
+        self._temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+        self._process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(os.path.join(self._temp_dir, "vcsim.log"), "wb"),
+            env={**os.environ, "TMPDIR": self._temp_dir},
+        )
+        try:
+            self.endpoint = self._read_endpoint()
+            self._shape_site()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self.endpoint
+
+    def _read_endpoint(self):
+        ready, _, _ = select.select([self._process.stdout], [], [], self.start_timeout)
+        first_line = self._process.stdout.readline().decode() if ready else ""
+        if not first_line.startswith("export GOVC_URL="):
+            raise VcsimError(f"vcsim did not start within {self.start_timeout} s: {self.log_tail()}")
+        govc_url = urlsplit(first_line.split()[1].removeprefix("GOVC_URL="))
+        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password)
+
+    def _shape_site(self):
+        service_instance = self.endpoint.connect()
+        try:
+            datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, DATACENTER)
+            datacenter.vmFolder.CreateFolder(VM_FOLDER)
+        finally:
+            vsphere.disconnect(service_instance)
+
+    def log_tail(self, lines=20):
+        try:
+            text = Path(self._temp_dir, "vcsim.log").read_text(errors="replace")
+        except OSError:
+            return "(no vcsim log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(vcsim printed nothing)"
+
+    def stop(self):
+        if self._process is not None:
+            self._process.stdin.close()  # -stdinexit: removes its datastores and exits
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process.stdout.close()
+            self._process = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None

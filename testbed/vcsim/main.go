@@ -1,0 +1,108 @@
+// Command vcsim runs govmomi's vCenter simulator for the project's tests.
+//
+// Why our own main: since govmomi v0.47 upstream's vcsim command is a separate
+// Go module (github.com/vmware/govmomi/vcsim) that the module proxy here does
+// not serve, while the simulator library itself (github.com/vmware/govmomi,
+// pinned to v0.56.0 in go.mod) is served. This main keeps upstream's command
+// line contract for the flags the project uses, so tests could run the
+// upstream binary unchanged:
+//   - the first stdout line is "export GOVC_URL=... GOVC_SIM_PID=...";
+//   - -stdinexit stops the simulator when stdin reaches EOF (dies with parent);
+//   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vmware/govmomi/simulator"
+
+	// The vAPI endpoints (/rest tagging, content library) register themselves.
+	_ "github.com/vmware/govmomi/vapi/simulator"
+)
+
+func main() {
+	model := simulator.VPX()
+
+	flag.IntVar(&model.Datacenter, "dc", model.Datacenter, "datacenters")
+	flag.IntVar(&model.Cluster, "cluster", model.Cluster, "clusters per datacenter")
+	flag.IntVar(&model.ClusterHost, "host", model.ClusterHost, "hosts per cluster")
+	flag.IntVar(&model.Host, "standalone-host", model.Host, "standalone hosts per datacenter")
+	flag.IntVar(&model.Datastore, "ds", model.Datastore, "local datastores")
+	flag.IntVar(&model.Machine, "vm", model.Machine, "virtual machines per resource pool")
+	flag.IntVar(&model.Pool, "pool", model.Pool, "child resource pools per compute resource")
+	flag.IntVar(&model.Portgroup, "pg", model.Portgroup, "distributed port groups")
+	flag.IntVar(&model.Folder, "folder", model.Folder, "datacenter folders")
+	flag.BoolVar(&model.Autostart, "autostart", model.Autostart, "power on the model's VMs")
+	flag.StringVar(&model.ServiceContent.About.ApiVersion, "api-version", model.ServiceContent.About.ApiVersion, "About.apiVersion")
+	flag.IntVar(&model.DelayConfig.Delay, "delay", 0, "delay in ms added to every method")
+	methodDelay := flag.String("method-delay", "", "per-method delay in ms: 'Method:ms,Task:ms'")
+	listen := flag.String("l", "127.0.0.1:8989", "listen address; port 0 picks a free port")
+	username := flag.String("username", "", "the only username accepted (any when empty)")
+	password := flag.String("password", "", "the only password accepted (any when empty)")
+	stdinExit := flag.Bool("stdinexit", false, "exit when stdin reaches EOF")
+	flag.Parse()
+
+	if *methodDelay != "" {
+		delays, err := parseMethodDelay(*methodDelay)
+		if err != nil {
+			log.Fatal(err)
+		}
+		model.DelayConfig.MethodDelay = delays
+		// Task names (Clone, PowerOn, ...) are delayed through TaskDelay.
+		simulator.TaskDelay.MethodDelay = delays
+	}
+
+	if err := model.Create(); err != nil {
+		log.Fatal(err)
+	}
+
+	serviceURL := &url.URL{Host: *listen}
+	if *username != "" {
+		serviceURL.User = url.UserPassword(*username, *password)
+	}
+	model.Service.RegisterEndpoints = true
+	model.Service.Listen = serviceURL
+	model.Service.TLS = new(tls.Config) // self-signed, as a fresh vCenter
+	server := model.Service.NewServer()
+
+	fmt.Printf("export GOVC_URL=%s GOVC_SIM_PID=%d\n", server.URL, os.Getpid())
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	if *stdinExit {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stop <- syscall.SIGTERM
+		}()
+	}
+	<-stop
+
+	server.Close()
+	model.Remove() // deletes the govcsim-* datastore folders
+}
+
+func parseMethodDelay(spec string) (map[string]int, error) {
+	delays := make(map[string]int)
+	for _, item := range strings.Split(spec, ",") {
+		name, ms, found := strings.Cut(strings.TrimSpace(item), ":")
+		if !found {
+			return nil, fmt.Errorf("-method-delay: %q is not Name:milliseconds", item)
+		}
+		value, err := strconv.Atoi(ms)
+		if err != nil {
+			return nil, fmt.Errorf("-method-delay: %q: %v", item, err)
+		}
+		delays[name] = value
+	}
+	return delays, nil
+}
