@@ -18,17 +18,11 @@ from pyVmomi import vim
 
 from testbed import simulator, vsphere
 from testbed.appliance import build_test_ova
-from testbed.guests import GuestSimulator
+from testbed.guests import GuestSimulator, ssh
 from testbed.ova_import import import_ova
 from testbed.prereqs import PrerequisiteError, check_prerequisites
 
 DEMO_VM = "ray-demo-0"
-SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
-
-
-def ssh_command(key_path, address, command):
-    return ["ssh", "-i", str(key_path), *SSH_OPTIONS, f"root@{address}", command]
 
 
 def parse_method_delay(text):
@@ -82,11 +76,7 @@ def run_demo(sim, guests, work_dir):
     try:
         started = time.monotonic()
         vm = import_ova(
-            service_instance, build_test_ova(), DEMO_VM,
-            resource_pool=vsphere.find_by_name(service_instance, vim.ResourcePool, "DC0_C0_RP1"),
-            datastore=vsphere.find_by_name(service_instance, vim.Datastore, simulator.DATASTORES[0]),
-            folder=vsphere.find_by_name(service_instance, vim.Folder, simulator.VM_FOLDER),
-            network=vsphere.find_by_name(service_instance, vim.Network, simulator.NETWORK),
+            service_instance, build_test_ova(), DEMO_VM, **simulator.default_placement(service_instance),
             properties={"public-keys": key.with_suffix(".pub").read_text(), "hostname": DEMO_VM},
         )
         vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
@@ -97,9 +87,8 @@ def run_demo(sim, guests, work_dir):
     print(f"Demo VM {DEMO_VM} ({vm._moId}): imported from the test OVA, powered on, guest up "
           f"in {time.monotonic() - started:.2f} s")
     print(f"  guest address {guest.address}; guest.ipAddress in vcsim: {reported}")
-    command = ssh_command(key, guest.address, "hostname; ray --version")
     print(f"  $ ssh -i {key} root@{guest.address} 'hostname; ray --version'")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = ssh(guest.address, key, "hostname; ray --version")
     for line in (result.stdout + result.stderr).splitlines():
         print(f"  {line}")
     if result.returncode != 0:

@@ -53,8 +53,18 @@ PRIVATE_FOLDERS = ("/tmp", pwd.getpwuid(0).pw_dir)
 WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.vAppConfig.property")
 
 
+SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR")
+
+
 class GuestError(RuntimeError):
     pass
+
+
+def ssh(address, key_path, command, timeout=120):
+    """Run `command` as root in a guest; the CompletedProcess, output as text."""
+    return subprocess.run(["ssh", "-i", str(key_path), *SSH_OPTIONS, f"root@{address}", command],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def run(*command):
@@ -99,7 +109,13 @@ class GuestNetwork:
         return self._free_slots.pop(0)
 
     def give_back(self, slot):
-        self._free_slots.insert(0, slot)
+        """Forget the slot's MAC and hand its address out last.
+
+        The next guest on that address has a new MAC; a stale neighbour entry
+        on the bridge would black-hole its traffic for seconds.
+        """
+        subprocess.run(["ip", "neigh", "flush", "to", self.address(slot), "dev", self.bridge], capture_output=True)
+        self._free_slots.append(slot)
 
     def address(self, slot):
         return f"{ADDRESS_PREFIX}.{self.subnet_octet}.{FIRST_HOST_OCTET + slot}"
@@ -115,6 +131,7 @@ class Guest:
     slot: int
     address: str
     netns: str
+    veth: str
     state_dir: Path
     bring_up_seconds: float = 0.0
     _process: subprocess.Popen = field(default=None, repr=False)
@@ -127,12 +144,12 @@ class Guest:
         """The guest's own copy of a folder it must not share (/tmp, root's home)."""
         return self.state_dir / "private" / folder.strip("/").replace("/", "_")
 
-    def start(self, bridge, veth_name, ssh_timeout=15.0):
+    def start(self, bridge, ssh_timeout=15.0):
         started = time.monotonic()
         self._write_files()
         run("ip", "netns", "add", self.netns)
-        run("ip", "link", "add", veth_name, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
-        run("ip", "link", "set", veth_name, "master", bridge, "up")
+        run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        run("ip", "link", "set", self.veth, "master", bridge, "up")
         run("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0")
         run("ip", "-n", self.netns, "link", "set", "eth0", "up")
         run("ip", "-n", self.netns, "link", "set", "lo", "up")
@@ -234,6 +251,9 @@ class Guest:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+        # Deleting one end removes the veth pair at once; a namespace's own
+        # links go only when the kernel frees it, some time after `netns del`.
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -367,7 +387,7 @@ class GuestSimulator:
         moid = vm._moId
         if object_update.kind == "leave":
             self._vm_properties.pop(moid, None)
-            self._remove_guest(moid)
+            self._remove_guest(service_instance, vm, report=False)
             return
         props = self._vm_properties.setdefault(moid, {})
         for change in object_update.changeSet:
@@ -380,8 +400,7 @@ class GuestSimulator:
             if powered_on and moid not in self._guests:
                 self._add_guest(service_instance, vm, props)
             elif not powered_on and moid in self._guests:
-                self._remove_guest(moid)
-                self._report_guest(service_instance, vm, None, None)
+                self._remove_guest(service_instance, vm, report=True)
         except Exception as error:  # noqa: BLE001 - one VM's failure must not stop the others
             log.exception("guest of %s", moid)
             with self._changed:
@@ -397,10 +416,11 @@ class GuestSimulator:
             slot=slot,
             address=self.network.address(slot),
             netns=f"{NETNS_PREFIX}{self.network.tag}-{slot}",
+            veth=f"rv{self.network.tag}h{slot}",
             state_dir=self._run_dir / f"guest-{slot}",
         )
         try:
-            guest.start(self.network.bridge, f"rv{self.network.tag}h{slot}", self.ssh_timeout)
+            guest.start(self.network.bridge, self.ssh_timeout)
             self._report_guest(service_instance, vm, guest.address, guest.hostname)
         except BaseException:
             guest.stop()
@@ -412,14 +432,21 @@ class GuestSimulator:
             self._guests[vm._moId] = guest
             self._changed.notify_all()
 
-    def _remove_guest(self, moid):
+    def _remove_guest(self, service_instance, vm, report):
+        """Stop a VM's guest; waiters see it gone only once vcsim knows too."""
+        guest = self._guests.get(vm._moId)
+        if guest is None:
+            return
+        guest.stop()
+        self.network.give_back(guest.slot)
+        if report:
+            try:
+                self._report_guest(service_instance, vm, None, None)
+            except vmodl.fault.ManagedObjectNotFound:
+                pass  # destroyed right after power-off: nothing left to report to
         with self._changed:
-            guest = self._guests.pop(moid, None)
-        if guest is not None:
-            guest.stop()
-            self.network.give_back(guest.slot)
-            with self._changed:
-                self._changed.notify_all()
+            del self._guests[vm._moId]
+            self._changed.notify_all()
 
     @staticmethod
     def _report_guest(service_instance, vm, address, hostname):

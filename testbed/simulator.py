@@ -43,6 +43,16 @@ DEFAULT_USERNAME = "administrator@vsphere.local"
 TEMP_PREFIX = "ray-vsphere-vcsim-"
 
 
+def default_placement(service_instance):
+    """Where the testbed puts VMs: the import_ova keyword arguments."""
+    return {
+        "resource_pool": vsphere.find_by_name(service_instance, vim.ResourcePool, "DC0_C0_RP1"),
+        "datastore": vsphere.find_by_name(service_instance, vim.Datastore, DATASTORES[0]),
+        "folder": vsphere.find_by_name(service_instance, vim.Folder, VM_FOLDER),
+        "network": vsphere.find_by_name(service_instance, vim.Network, NETWORK),
+    }
+
+
 class VcsimError(RuntimeError):
     pass
 

@@ -1,0 +1,50 @@
+"""What a testbed leaves on the machine, to assert that it leaves nothing.
+
+A snapshot lists what a testbed could leak: network namespaces, links
+(bridges, veths), processes (vcsim, sshd, the guests' unshare and Ray
+daemons) and temp folders (vcsim's govcsim-* datastores and ours). Comparing
+a snapshot taken before with one taken after shows what was left behind.
+"""
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+PROCESS_NAMES = {"vcsim", "sshd", "unshare", "raylet", "gcs_server"}
+TEMP_PREFIXES = ("govcsim-", "ray-vsphere-")
+
+
+def _lines(*command):
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result.stdout.splitlines() if result.returncode == 0 else []
+
+
+def _processes():
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            name = (proc / "comm").read_text().strip()
+            if name in PROCESS_NAMES:
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.add(f"{proc.name} {command.strip()}")
+        except OSError:  # the process ended while we looked
+            continue
+    return found
+
+
+def snapshot():
+    return {
+        "network namespaces": {line.split()[0] for line in _lines("ip", "netns", "list") if line.strip()},
+        "links": {line.split(":")[1].strip().split("@")[0] for line in _lines("ip", "-o", "link", "show")},
+        "processes": _processes(),
+        "temp folders": {
+            str(path) for path in Path(tempfile.gettempdir()).iterdir() if path.name.startswith(TEMP_PREFIXES)
+        },
+    }
+
+
+def left_behind(before, after):
+    """{kind: items in `after` that were not in `before`}, only kinds with items."""
+    return {kind: sorted(after[kind] - before[kind]) for kind in after if after[kind] - before[kind]}

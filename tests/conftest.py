@@ -1,0 +1,94 @@
+"""Fixtures of the embedded testbed: vcsim per test module, test guests, the test OVA.
+
+A missing prerequisite (root, namespaces, sshd, vcsim...) fails every test
+that needs the testbed with a message saying what to install: never a skip.
+After the whole session, anything the testbed left behind fails the run.
+"""
+
+import subprocess
+
+import pytest
+
+from testbed import leftovers, simulator
+from testbed.appliance import build_test_ova
+from testbed.guests import GuestSimulator
+from testbed.prereqs import PrerequisiteError, check_prerequisites
+
+_snapshot_before_session = {}
+
+
+def pytest_sessionstart(session):
+    _snapshot_before_session.update(leftovers.snapshot())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    left = leftovers.left_behind(_snapshot_before_session, leftovers.snapshot())
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(f"FAILED: the test session left behind: {left}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def testbed_prerequisites():
+    try:
+        check_prerequisites()
+    except PrerequisiteError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def vcsim(testbed_prerequisites):
+    """A fresh vcsim for the test module, shaped like a small site."""
+    with simulator.Vcsim() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def guest_simulator(vcsim):
+    with GuestSimulator(vcsim.endpoint) as guests:
+        yield guests
+        assert guests.errors == [], f"guest simulator errors: {guests.errors}"
+
+
+@pytest.fixture
+def service_instance(vcsim):
+    service_instance = vcsim.endpoint.connect()
+    yield service_instance
+    service_instance.content.sessionManager.Logout()
+
+
+@pytest.fixture(scope="session")
+def test_ova(testbed_prerequisites):
+    return build_test_ova()
+
+
+@pytest.fixture(scope="module")
+def ssh_key_pair(tmp_path_factory):
+    """A factory of fresh ed25519 key pairs: (private key path, public key text)."""
+    key_dir = tmp_path_factory.mktemp("keys")
+
+    def make(name):
+        path = key_dir / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True)
+        return path, path.with_suffix(".pub").read_text()
+
+    return make
+
+
+@pytest.fixture
+def deploy_test_vm(service_instance, test_ova):
+    """Import the test OVA as a VM (key injected as OVF property or guestinfo) and power it on."""
+    from testbed import vsphere
+    from testbed.ova_import import import_ova
+
+    def deploy(name, *, public_key=None, guestinfo_key=None, power_on=True):
+        properties = {"public-keys": public_key, "hostname": name} if public_key else {}
+        extra_config = {"guestinfo.public-keys": guestinfo_key} if guestinfo_key else {}
+        vm = import_ova(service_instance, test_ova, name, **simulator.default_placement(service_instance),
+                        properties=properties, extra_config=extra_config)
+        if power_on:
+            vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
+        return vm
+
+    return deploy

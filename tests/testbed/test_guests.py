@@ -1,0 +1,93 @@
+"""Test guests: a real sshd behind every powered-on VM, reported back to vcsim."""
+
+import subprocess
+
+from testbed import PROJECT_ROOT, vsphere
+from testbed.guests import ssh
+
+
+def reported_guest(service_instance, vm):
+    return vsphere.read_properties(service_instance, vm, ["guest.ipAddress", "guest.hostName",
+                                                          "guest.toolsRunningStatus", "summary.guest.ipAddress"])
+
+
+def netns_names():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+
+
+def test_powered_on_vm_gets_a_guest_that_accepts_only_the_injected_key(
+        service_instance, guest_simulator, deploy_test_vm, ssh_key_pair):
+    injected_key, injected_public = ssh_key_pair("injected")
+    other_key, _ = ssh_key_pair("other")
+    vm = deploy_test_vm("ray-node-a", public_key=injected_public)
+    guest = guest_simulator.wait_for_guest(vm._moId)
+
+    accepted = ssh(guest.address, injected_key, "hostname")
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.strip() == "ray-node-a"
+
+    refused = ssh(guest.address, other_key, "hostname")
+    assert refused.returncode == 255
+    assert "Permission denied" in refused.stderr
+
+    reported = reported_guest(service_instance, vm)
+    assert reported["guest.ipAddress"] == guest.address
+    assert reported["summary.guest.ipAddress"] == guest.address
+    assert reported["guest.hostName"] == "ray-node-a"
+    assert reported["guest.toolsRunningStatus"] == "guestToolsRunning"
+
+
+def test_a_guestinfo_key_is_injected_too(guest_simulator, deploy_test_vm, ssh_key_pair):
+    key, public = ssh_key_pair("guestinfo")
+    vm = deploy_test_vm("ray-node-guestinfo", guestinfo_key=public)
+    guest = guest_simulator.wait_for_guest(vm._moId)
+    assert ssh(guest.address, key, "true").returncode == 0
+
+
+def test_power_off_removes_the_guest_and_its_ip_power_on_brings_it_back_destroy_removes_it(
+        service_instance, guest_simulator, deploy_test_vm, ssh_key_pair):
+    key, public = ssh_key_pair("cycle")
+    vm = deploy_test_vm("ray-node-cycle", public_key=public)
+    guest = guest_simulator.wait_for_guest(vm._moId)
+    assert guest.netns in netns_names()
+
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    guest_simulator.wait_for_no_guest(vm._moId)
+    assert guest.netns not in netns_names()
+    assert not guest.state_dir.exists()
+    reported = reported_guest(service_instance, vm)
+    assert "guest.ipAddress" not in reported
+    assert reported["guest.toolsRunningStatus"] == "guestToolsNotRunning"
+
+    vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
+    again = guest_simulator.wait_for_guest(vm._moId)
+    assert ssh(again.address, key, "true").returncode == 0
+    assert reported_guest(service_instance, vm)["guest.ipAddress"] == again.address
+
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+    guest_simulator.wait_for_no_guest(vm._moId)
+    assert again.netns not in netns_names()
+
+
+def test_guests_have_their_own_processes_tmp_home_and_hostname_but_share_the_project(
+        guest_simulator, deploy_test_vm, ssh_key_pair):
+    key, public = ssh_key_pair("isolation")
+    first = guest_simulator.wait_for_guest(deploy_test_vm("ray-iso-1", public_key=public)._moId)
+    second = guest_simulator.wait_for_guest(deploy_test_vm("ray-iso-2", public_key=public)._moId)
+
+    wrote = ssh(first.address, key, "touch /tmp/only-in-first ~/only-in-first && (sleep 300 </dev/null >/dev/null 2>&1 &)")
+    assert wrote.returncode == 0, wrote.stderr
+    seen_from_second = ssh(second.address, key,
+                           "ls /tmp/only-in-first ~/only-in-first 2>&1; ps -eo comm; hostname")
+    assert "No such file" in seen_from_second.stdout
+    assert "sleep" not in seen_from_second.stdout.split(), "a guest must not see another guest's processes"
+    assert seen_from_second.stdout.split()[-1] == "ray-iso-2"
+    assert "sleep" in ssh(first.address, key, "ps -eo comm").stdout.split()
+
+    python = ssh(second.address, key, f"cd {PROJECT_ROOT} && python -c 'import testbed, ray; print(ray.__version__)'")
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.strip() == "2.60.0"
+
+    reach = ssh(second.address, key, f"python -c \"import socket; socket.create_connection(('{first.address}', 22), 5)\"")
+    assert reach.returncode == 0, f"guests reach each other over the bridge: {reach.stderr}"

@@ -1,0 +1,57 @@
+"""vcsim as the testbed runs it: a site's shape, real logins, clean stop."""
+
+import os
+from pathlib import Path
+
+import pytest
+from pyVmomi import vim
+
+from testbed import simulator, vsphere
+
+
+def names(service_instance, managed_type):
+    return {props["name"] for props in vsphere.objects_of_type(service_instance, managed_type, ["name"]).values()}
+
+
+def test_pyvmomi_sees_a_site_shaped_inventory(service_instance):
+    clusters = vsphere.objects_of_type(service_instance, vim.ClusterComputeResource, ["name", "host", "resourcePool"])
+    assert sorted(props["name"] for props in clusters.values()) == ["DC0_C0", "DC0_C1"]
+    assert all(len(props["host"]) == 3 for props in clusters.values())
+
+    pools = vsphere.objects_of_type(service_instance, vim.ResourcePool, ["name", "parent"])
+    child_pools = {props["name"] for props in pools.values() if isinstance(props["parent"], vim.ResourcePool)}
+    assert child_pools == {"DC0_C0_RP1", "DC0_C1_RP1"}
+
+    assert names(service_instance, vim.Datastore) == {"LocalDS_0", "LocalDS_1"}
+    assert {"VM Network", "DC0_DVPG0"} <= names(service_instance, vim.Network)
+    assert vim.dvs.DistributedVirtualPortgroup in {type(n) for n in
+                                                   vsphere.objects_of_type(service_instance, vim.Network, ["name"])}
+    folder = vsphere.find_by_name(service_instance, vim.Folder, simulator.VM_FOLDER)
+    assert vsphere.read_properties(service_instance, folder, ["parent"])["parent"] == \
+        vsphere.find_by_name(service_instance, vim.Datacenter, "DC0").vmFolder
+
+
+def test_inventory_holds_vms_that_are_nobodys_ray_nodes_all_powered_off(service_instance):
+    vms = vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name", "runtime.powerState"])
+    foreign = {props["name"]: props["runtime.powerState"] for props in vms.values()
+               if not props["name"].startswith("ray")}
+    assert len(foreign) >= 2
+    assert set(foreign.values()) == {vim.VirtualMachine.PowerState.poweredOff}
+
+
+def test_only_the_configured_password_logs_in(vcsim):
+    endpoint = vcsim.endpoint
+    with pytest.raises(vim.fault.InvalidLogin):
+        vsphere.connect(endpoint.host, endpoint.port, endpoint.username, endpoint.password + "-wrong")
+
+
+def test_each_vcsim_listens_on_its_own_free_port_and_stop_removes_its_process_and_folders(testbed_prerequisites):
+    with simulator.Vcsim() as first, simulator.Vcsim() as second:
+        assert first.endpoint.port != second.endpoint.port
+        pid, temp_dir = first._process.pid, Path(first._temp_dir)
+        datastore_dirs = list(temp_dir.glob("govcsim-*"))
+        assert datastore_dirs, "vcsim keeps its datastores in its own TMPDIR"
+    assert not temp_dir.exists()
+    assert not any(d.exists() for d in datastore_dirs)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
