@@ -62,6 +62,9 @@ func main() {
 		simulator.TaskDelay.MethodDelay = delays
 	}
 
+	// As upstream's vcsim: clients can tell the simulator from a vCenter.
+	model.ServiceContent.About.FullName += " (govmomi simulator)"
+
 	if err := model.Create(); err != nil {
 		log.Fatal(err)
 	}
