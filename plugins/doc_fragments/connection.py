@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    DOCUMENTATION = r"""
+options:
+  hostname:
+    description:
+      - The vCenter server's host name or IP address.
+      - If not set, the value of the E(VMWARE_HOST) environment variable is used, as AWX's VMware vCenter credential injects it.
+    type: str
+    required: true
+  username:
+    description:
+      - The user to log in to vCenter as.
+      - If not set, the value of the E(VMWARE_USER) environment variable is used.
+    type: str
+    required: true
+    aliases: [user]
+  password:
+    description:
+      - The password of O(username).
+      - If not set, the value of the E(VMWARE_PASSWORD) environment variable is used.
+    type: str
+    required: true
+    aliases: [pass, pwd]
+  port:
+    description:
+      - The port of the vCenter API.
+      - If not set, the value of the E(VMWARE_PORT) environment variable is used.
+    type: int
+    default: 443
+  validate_certs:
+    description:
+      - Whether to check vCenter's TLS certificate.
+      - Set to V(false) only for a test vCenter with a self-signed certificate.
+      - If not set, the value of the E(VMWARE_VALIDATE_CERTS) environment variable is used.
+    type: bool
+    default: true
+requirements:
+  - pyVmomi >= 8.0.3
+notes:
+  - Every module logs in once per run and always logs out, also on failure.
+"""

@@ -1,0 +1,393 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Deploy Ray nodes from an OVF: many in one call, in parallel, idempotent.
+
+Fast path: the OVF is imported once into a template per content hash
+(snapshotted, so clones can be linked) and every node is a clone of it.
+Everything is checked before anything is created, and a failed call removes
+every VM it made: no half-made nodes, no orphans.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+import time
+import uuid
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _nodes, _ovf, _placement, _ray_tags, _vsphere)
+
+try:
+    from pyVmomi import vim, vmodl
+except ImportError:
+    pass  # reported by _client.run_module
+
+TEMPLATE_PREFIX = "ray-template-"
+LINKED_CLONE_SNAPSHOT = "ray-linked-clone-base"
+
+DEPLOY_OPTIONS = dict(
+    cluster_name=dict(type="str", required=True),
+    node_kind=dict(type="str", choices=list(_ray_tags.NODE_KINDS), default="worker"),
+    node_type=dict(type="str"),
+    names=dict(type="list", elements="str"),
+    count=dict(type="int", default=1),
+    request_id=dict(type="str"),
+    tags=dict(type="dict", default={}),
+    ovf=dict(type="str", required=True),
+    cpus=dict(type="int"),
+    memory_mb=dict(type="int"),
+    ovf_properties=dict(type="dict", default={}),
+    guestinfo=dict(type="dict", default={}),
+    power_on=dict(type="bool", default=True),
+    wait_for_ip=dict(type="bool", default=False),
+    ip_timeout=dict(type="int", default=600),
+    clone_from_template=dict(type="bool", default=True),
+    linked_clone=dict(type="bool", default=True),
+    parallel=dict(type="int", default=4),
+    timeout=dict(type="int", default=1800),
+)
+DEPLOY_OPTIONS.update(_placement.PLACEMENT_OPTIONS)
+DEPLOY_OPTIONS.update(_nodes.IP_OPTIONS)
+
+
+class DeployRequest(object):
+    """The module parameters, checked: names, tags and per-node settings."""
+
+    def __init__(self, params):
+        self.params = params
+        self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
+        for option in ("count", "parallel", "ip_timeout", "timeout", "cpus", "memory_mb"):
+            if params.get(option) is not None and params[option] < 1:
+                raise RayVsphereError("%s must be at least 1, not %s" % (option, params[option]))
+        if params.get("names"):
+            self.names = [_ray_tags.check_name(name, "VM name") for name in params["names"]]
+            if len(set(self.names)) != len(self.names):
+                raise RayVsphereError("names: %s appear more than once" % sorted(set(n for n in self.names if self.names.count(n) > 1)))
+        else:
+            request_id = params.get("request_id") or uuid.uuid4().hex[:8]
+            prefix = "%s-%s-%s" % (self.cluster_name, params["node_kind"], _ray_tags.check_name(request_id, "request_id"))
+            self.names = ["%s-%d" % (prefix, index) for index in range(params["count"])]
+        self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
+        self.tags.update({_ray_tags.CLUSTER_NAME: self.cluster_name, _ray_tags.NODE_KIND: params["node_kind"]})
+        if params.get("node_type"):
+            self.tags[_ray_tags.USER_NODE_TYPE] = params["node_type"]
+        self.guestinfo = dict(("guestinfo." + key if not key.startswith("guestinfo.") else key, str(value))
+                              for key, value in (params.get("guestinfo") or {}).items())
+        self.preferred = _nodes.networks([params["preferred_cidr"]] if params.get("preferred_cidr") else [], "preferred_cidr")
+        self.ignored = _nodes.networks(params.get("ignored_cidrs"), "ignored_cidrs")
+
+    def ovf_properties(self, declared, name):
+        """The node's OVF property values; `hostname`, when the OVF has it, defaults to the VM name."""
+        values = dict((key, str(value)) for key, value in (self.params.get("ovf_properties") or {}).items())
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise RayVsphereError("ovf_properties: %s not declared by the OVF (it declares: %s)"
+                                  % (", ".join(unknown), ", ".join(declared) or "none"))
+        if "hostname" in declared and "hostname" not in values:
+            values["hostname"] = name
+        return values
+
+    def configure(self, config_spec):
+        """Sizing and extraConfig for a new VM; the creation marker makes a cut-short VM adoptable."""
+        if self.params.get("cpus"):
+            config_spec.numCPUs = self.params["cpus"]
+        if self.params.get("memory_mb"):
+            config_spec.memoryMB = self.params["memory_mb"]
+        extra = dict(self.guestinfo)
+        extra[_ray_tags.CREATION_MARKER] = self.cluster_name
+        config_spec.extraConfig = list(config_spec.extraConfig or []) + [
+            vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
+
+
+def deploy(client, params, check_mode):
+    service_instance = client.service_instance
+    request = DeployRequest(params)
+    placement = _placement.resolve(service_instance, params)
+    with _ovf.OvfPackage(params["ovf"], client.validate_certs) as package:
+        declared = _ovf.declared_properties(package.descriptor)
+        for name in request.names:
+            request.ovf_properties(declared, name)
+        # Validates the OVF against the placement (networks, disks) before anything exists.
+        _ovf.import_spec(service_instance, package, request.names[0], placement,
+                         request.ovf_properties(declared, request.names[0]), request.configure)
+        inventory = _nodes.Inventory(service_instance)
+        existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
+        to_power_on = [name for name, (vm, props) in existing.items()
+                       if params["power_on"] and props.get("runtime.powerState") != vim.VirtualMachine.PowerState.poweredOn]
+        changed = bool(missing or adoptable or to_power_on)
+        if check_mode:
+            return _predicted(inventory, request, existing, changed)
+        builder = _NodeBuilder(client, package, placement, request, inventory, declared)
+        builder.create(missing, adoptable, [existing[name][0] for name in to_power_on])
+    vms = dict((vm, name) for name, vm in builder.vms.items())
+    vms.update((vm, name) for name, (vm, props) in existing.items())
+    if params["wait_for_ip"] and params["power_on"]:
+        wait_for_ips(service_instance, vms, request, params["ip_timeout"])
+    final = _nodes.Inventory(service_instance)
+    nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
+    return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
+                existing=sorted(existing))
+
+
+def _sort_names(inventory, folder, request):
+    """Split the requested names into existing nodes, adoptable leftovers and names to create."""
+    existing, adoptable, missing = {}, {}, []
+    in_folder = dict((props.get("name"), (vm, props)) for vm, props in inventory.vms.items() if props.get("parent") == folder)
+    for name in request.names:
+        if name not in in_folder:
+            missing.append(name)
+            continue
+        vm, props = in_folder[name]
+        tags = inventory.tags(vm)
+        if tags.get(_ray_tags.CLUSTER_NAME) == request.cluster_name:
+            existing[name] = (vm, props)
+        elif not tags.get(_ray_tags.CLUSTER_NAME) and _nodes.marker(props) == request.cluster_name:
+            adoptable[name] = vm  # created by a run that stopped before tagging it
+        else:
+            raise RayVsphereError("a VM named %s already exists in the VM folder and is not a node of Ray cluster %s"
+                                  % (name, request.cluster_name))
+    return existing, adoptable, missing
+
+
+def _predicted(inventory, request, existing, changed):
+    nodes = []
+    for name in request.names:
+        if name in existing:
+            nodes.append(inventory.record(existing[name][0], request.preferred, request.ignored))
+        else:
+            nodes.append(dict(name=name, uuid=None, moid=None, ip=None, ip_addresses=[], tags=request.tags,
+                              power_state="poweredOn" if request.params["power_on"] else "poweredOff"))
+    created = sorted(name for name in request.names if name not in existing)
+    return dict(changed=changed, nodes=nodes, created=created, adopted=[], existing=sorted(existing))
+
+
+class _NodeBuilder(object):
+    """Creates, tags and powers on the nodes of one request; undoes all of it on failure."""
+
+    def __init__(self, client, package, placement, request, inventory, declared):
+        self.client = client
+        self.service_instance = client.service_instance
+        self.package = package
+        self.placement = placement
+        self.request = request
+        self.attributes = inventory.attributes
+        self.inventory = inventory
+        self.declared = declared
+        self.vms = {}
+        self._lock = threading.Lock()
+        self._template = None
+
+    def create(self, missing, adoptable, to_power_on):
+        params = self.request.params
+        self.attributes.define(set(self.request.tags) | {_ray_tags.TEMPLATE_HASH})
+        try:
+            if missing and params["clone_from_template"]:
+                self._template = _Template(self, self.package.content_hash)
+            errors = _nodes.in_parallel(self._create_node, missing, params["parallel"])
+            if errors:
+                raise RayVsphereError("deploying nodes of Ray cluster %s failed: %s"
+                                      % (self.request.cluster_name, "; ".join(errors)))
+            for name, vm in adoptable.items():
+                self.attributes.set(vm, name, self.request.tags)
+                self.vms[name] = vm
+            if params["power_on"]:
+                targets = [(vm, name) for name, vm in self.vms.items()] + [(vm, None) for vm in to_power_on]
+                errors = _nodes.in_parallel(self._power_on, targets, params["parallel"])
+                if errors:
+                    raise RayVsphereError("powering on nodes of Ray cluster %s failed: %s"
+                                          % (self.request.cluster_name, "; ".join(errors)))
+        except BaseException:
+            self._undo()
+            raise
+
+    def _undo(self):
+        made = dict((vm, name) for name, vm in self.vms.items())
+        _nodes.in_parallel(lambda vm: _nodes.destroy_vm(self.service_instance, vm, made[vm]), list(made), 8)
+        self.vms.clear()
+
+    def _create_node(self, name):
+        properties = self.request.ovf_properties(self.declared, name)
+        if self._template is not None:
+            vm = self._template.clone(name, properties)
+        else:
+            spec = _ovf.import_spec(self.service_instance, self.package, name, self.placement, properties,
+                                    self.request.configure)
+            vm = _ovf.import_vm(self.client, self.package, spec, name, self.placement, self.request.params["timeout"])
+        with self._lock:
+            self.vms[name] = vm
+        self.attributes.set(vm, name, self.request.tags)
+
+    def _power_on(self, target):
+        vm, name = target
+        try:
+            _vsphere.wait_for_task(self.service_instance, vm.PowerOnVM_Task(), "PowerOnVM_Task on VM %s" % (name or vm._moId))
+        except RayVsphereError as error:
+            if error.details.get("fault") != "InvalidPowerState":  # already on
+                raise
+
+
+class _Template(object):
+    """The template for one OVF content hash: found, or imported once, snapshotted and marked."""
+
+    def __init__(self, builder, content_hash):
+        self.builder = builder
+        self.service_instance = builder.service_instance
+        self.name = TEMPLATE_PREFIX + content_hash[:12]
+        self.vm = self._find_or_import(content_hash)
+        self.props = _vsphere.read(self.service_instance, self.vm,
+                                   ["snapshot", "datastore", "config.vAppConfig", "config.hardware.device"])
+
+    def _find_or_import(self, content_hash):
+        builder = self.builder
+        deadline = time.time() + builder.request.params["timeout"]
+        while True:
+            vm = self.service_instance.content.searchIndex.FindChild(builder.placement.folder, self.name)
+            if vm is None:
+                try:
+                    return self._import(content_hash)
+                except RayVsphereError as error:
+                    if error.details.get("fault") != "DuplicateName":
+                        raise
+                    continue  # another run is importing it: wait for that one
+            if _vsphere.read(self.service_instance, vm, ["config.template"]).get("config.template"):
+                return vm
+            if time.time() > deadline:
+                raise RayVsphereError("template %s is still being made by another run after %s s; delete it if that "
+                                      "run died" % (self.name, builder.request.params["timeout"]))
+            time.sleep(1)
+
+    def _import(self, content_hash):
+        builder = self.builder
+        # Bare: sizing, guestinfo and the marker are per node, set on each clone;
+        # on the template they would leak one cluster's keys into another's clones.
+        spec = _ovf.import_spec(self.service_instance, builder.package, self.name, builder.placement, {},
+                                lambda config: None)
+        vm = _ovf.import_vm(builder.client, builder.package, spec, self.name, builder.placement,
+                            builder.request.params["timeout"])
+        try:
+            builder.attributes.set(vm, self.name, {_ray_tags.TEMPLATE_HASH: content_hash})
+            _vsphere.wait_for_task(self.service_instance,
+                                   vm.CreateSnapshot_Task(name=LINKED_CLONE_SNAPSHOT, memory=False, quiesce=False),
+                                   "CreateSnapshot_Task on template %s" % self.name)
+            vm.MarkAsTemplate()
+        except BaseException:
+            _nodes.destroy_vm(self.service_instance, vm, self.name)
+            raise
+        return vm
+
+    def clone(self, name, properties):
+        request, placement = self.builder.request, self.builder.placement
+        location = vim.vm.RelocateSpec(pool=placement.resource_pool, datastore=placement.datastore, host=placement.host)
+        snapshot = self.props.get("snapshot")
+        linked = (request.params["linked_clone"] and snapshot is not None
+                  and placement.datastore in (self.props.get("datastore") or []))
+        if linked:  # a linked clone shares the template's disks, so only on the template's datastore
+            location.diskMoveType = "createNewChildDiskBacking"
+        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes())
+        request.configure(config)
+        spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False, config=config,
+                                snapshot=snapshot.currentSnapshot if linked else None)
+        try:
+            task = self.vm.CloneVM_Task(folder=placement.folder, name=name, spec=spec)
+        except vmodl.MethodFault as error:
+            raise RayVsphereError("CloneVM_Task of %s to %s failed: %s" % (self.name, name, fault_text(error)))
+        try:
+            vm = _vsphere.wait_for_task(self.service_instance, task, "CloneVM_Task of %s to %s" % (self.name, name),
+                                        request.params["timeout"])
+        except BaseException:
+            _ovf.remove_half_made_vm(self.service_instance, placement.folder, name)
+            raise
+        if properties:
+            self._set_properties(vm, name, properties)
+        return vm
+
+    def _set_properties(self, vm, name, values):
+        """Give the clone its OVF property values in one ReconfigVM.
+
+        'edit' where the clone kept the template's property (vCenter copies
+        them), 'add' where it did not (vcsim drops vApp properties on clone).
+        """
+        template_vapp = self.props.get("config.vAppConfig")
+        kept = dict((prop.id, prop) for prop in
+                    _vsphere.read(self.service_instance, vm, ["config.vAppConfig.property"]).get("config.vAppConfig.property", []))
+        specs = []
+        for prop in template_vapp.property if template_vapp else []:
+            if prop.id in kept:
+                if prop.id in values:
+                    specs.append(vim.vApp.PropertySpec(operation="edit",
+                                                       info=vim.vApp.PropertyInfo(key=kept[prop.id].key, value=values[prop.id])))
+            else:
+                specs.append(vim.vApp.PropertySpec(operation="add", info=vim.vApp.PropertyInfo(
+                    key=prop.key, id=prop.id, type=prop.type, label=prop.label, category=prop.category,
+                    userConfigurable=prop.userConfigurable, defaultValue=prop.defaultValue,
+                    value=values.get(prop.id, prop.value))))
+        if not specs:
+            return
+        vapp = vim.vApp.VmConfigSpec(property=specs)
+        if not kept and template_vapp is not None:
+            vapp.ovfEnvironmentTransport = template_vapp.ovfEnvironmentTransport
+        _vsphere.wait_for_task(self.service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(vAppConfig=vapp)),
+                               "ReconfigVM_Task (OVF properties) on VM %s" % name)
+
+    def _nic_changes(self):
+        network = self.builder.placement.network
+        if network is None:
+            return []
+        backing = _nic_backing(self.service_instance, network)
+        changes = []
+        for device in self.props.get("config.hardware.device") or []:
+            if isinstance(device, vim.vm.device.VirtualEthernetCard):
+                device.backing = backing
+                changes.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
+        return changes
+
+
+def _nic_backing(service_instance, network):
+    if isinstance(network, vim.dvs.DistributedVirtualPortgroup):
+        props = _vsphere.read(service_instance, network, ["key", "config.distributedVirtualSwitch"])
+        switch_uuid = _vsphere.read(service_instance, props["config.distributedVirtualSwitch"], ["uuid"])["uuid"]
+        return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
+            port=vim.dvs.PortConnection(portgroupKey=props["key"], switchUuid=switch_uuid))
+    name = _vsphere.read(service_instance, network, ["name"])["name"]
+    return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=name, network=network)
+
+
+def wait_for_ips(service_instance, vms, request, timeout):
+    """Wait until every VM reports a usable IP, following guest.net with WaitForUpdatesEx."""
+    collector = service_instance.content.propertyCollector.CreatePropertyCollector()
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm, skip=False) for vm in vms],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine,
+                                                            pathSet=["guest.net", "guest.ipAddress"])],
+    )
+    seen = dict((vm, {}) for vm in vms)
+    deadline = time.time() + timeout
+    try:
+        collector.CreateFilter(spec, partialUpdates=False)
+        version = ""
+        while True:
+            waiting = [vm for vm in vms if not _nodes.choose_ip(_nodes.guest_addresses(seen[vm]), request.preferred,
+                                                                request.ignored)]
+            if not waiting:
+                return
+            left = deadline - time.time()
+            if left <= 0:
+                reported = "; ".join("%s: %s" % (vms[vm], _nodes.guest_addresses(seen[vm]) or "no address") for vm in waiting)
+                raise RayVsphereError("no usable IP after %s s (ignored: %s) for %s" % (
+                    timeout, ", ".join(str(n) for n in request.ignored), reported))
+            update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(
+                maxWaitSeconds=int(max(1, min(left, 30)))))
+            if update is None:
+                continue
+            version = update.version
+            for filter_update in update.filterSet:
+                for object_update in filter_update.objectSet:
+                    for change in object_update.changeSet:
+                        seen[object_update.obj][change.name] = change.val
+    finally:
+        collector.DestroyPropertyCollector()

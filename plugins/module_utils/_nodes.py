@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""A Ray cluster's VMs: read in one PropertyCollector call, deleted and tagged in parallel."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags, _vsphere
+
+try:
+    from pyVmomi import vim, vmodl
+except ImportError:
+    pass  # reported by _client.run_module
+
+NODE_PATHS = ["name", "parent", "config.instanceUuid", "config.template", "config.extraConfig",
+              "runtime.powerState", "guest.ipAddress", "guest.net", "customValue"]
+
+# Addresses a Ray node is never reached on: link-local, loopback, and the
+# default bridges of Docker, Podman and libvirt inside the guest.
+DEFAULT_IGNORED_CIDRS = ["169.254.0.0/16", "fe80::/10", "127.0.0.0/8", "::1/128",
+                         "172.17.0.0/16", "10.88.0.0/16", "192.168.122.0/24"]
+
+IP_OPTIONS = dict(
+    preferred_cidr=dict(type="str"),
+    ignored_cidrs=dict(type="list", elements="str", default=DEFAULT_IGNORED_CIDRS),
+)
+
+
+def networks(cidrs, option):
+    try:
+        return [ipaddress.ip_network(cidr, strict=False) for cidr in cidrs or []]
+    except ValueError as error:
+        raise RayVsphereError("%s: %s" % (option, error))
+
+
+def guest_addresses(props):
+    """Every address the guest reports, NIC order first, then guest.ipAddress."""
+    addresses = []
+    for nic in props.get("guest.net") or []:
+        addresses.extend(nic.ipAddress or [])
+    if props.get("guest.ipAddress"):
+        addresses.append(props["guest.ipAddress"])
+    unique = []
+    for address in addresses:
+        if address not in unique:
+            unique.append(address)
+    return unique
+
+
+def choose_ip(addresses, preferred=None, ignored=None):
+    """The address to reach a node on: IPv4 first, the preferred network first, ignored ones never."""
+    usable = []
+    for text in addresses:
+        try:
+            address = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            continue
+        if any(address in network for network in ignored or [] if network.version == address.version):
+            continue
+        in_preferred = any(address in network for network in preferred or [] if network.version == address.version)
+        usable.append((not in_preferred, address.version != 4, text))
+    return sorted(usable)[0][2] if usable else None
+
+
+def marker(props):
+    for option in props.get("config.extraConfig") or []:
+        if option.key == _ray_tags.CREATION_MARKER:
+            return option.value
+    return None
+
+
+class Inventory(object):
+    """Every VM of a vCenter with the properties a node needs, read in one round trip."""
+
+    def __init__(self, service_instance):
+        self.service_instance = service_instance
+        vms, fields = _vsphere.vms_and_custom_fields(service_instance, NODE_PATHS)
+        self.attributes = _ray_tags.CustomAttributes(service_instance, fields)
+        self.vms = vms
+
+    def tags(self, vm):
+        return self.attributes.tags(self.vms[vm].get("customValue"))
+
+    def cluster_nodes(self, cluster_name):
+        """{vm: props} of the cluster's nodes (templates are not nodes)."""
+        return dict((vm, props) for vm, props in self.vms.items()
+                    if not props.get("config.template") and self.tags(vm).get(_ray_tags.CLUSTER_NAME) == cluster_name)
+
+    def record(self, vm, preferred=None, ignored=None):
+        props = self.vms[vm]
+        addresses = guest_addresses(props)
+        return dict(
+            name=props.get("name"),
+            uuid=props.get("config.instanceUuid"),
+            moid=vm._moId,
+            power_state=str(props.get("runtime.powerState")),
+            ip=choose_ip(addresses, preferred, ignored),
+            ip_addresses=addresses,
+            tags=self.tags(vm),
+        )
+
+
+def list_nodes(service_instance, cluster_name, node_kind=None, node_type=None, tag_filters=None,
+               preferred=None, ignored=None):
+    inventory = Inventory(service_instance)
+    wanted = dict(tag_filters or {})
+    if node_kind:
+        wanted[_ray_tags.NODE_KIND] = node_kind
+    if node_type:
+        wanted[_ray_tags.USER_NODE_TYPE] = node_type
+    records = []
+    for vm in inventory.cluster_nodes(cluster_name):
+        tags = inventory.tags(vm)
+        if all(tags.get(key) == value for key, value in wanted.items()):
+            records.append(inventory.record(vm, preferred, ignored))
+    return sorted(records, key=lambda record: record["name"])
+
+
+def find_nodes(inventory, cluster_name, uuids=(), names=()):
+    """(found {vm: props}, absent [ids]); RayVsphereError if any match is not the cluster's node.
+
+    Checked for every id before anything is changed: a refused VM leaves all others untouched.
+    """
+    found, absent, foreign = {}, [], []
+    nodes = inventory.cluster_nodes(cluster_name)
+    for attribute, wanted_values in (("config.instanceUuid", uuids), ("name", names)):
+        for wanted in wanted_values or []:
+            matches = [vm for vm, props in inventory.vms.items()
+                       if props.get(attribute) == wanted and not props.get("config.template")]
+            ours = [vm for vm in matches if vm in nodes]
+            if ours:
+                found.update((vm, nodes[vm]) for vm in ours)
+            elif matches:
+                foreign.append(wanted)
+            else:
+                absent.append(wanted)
+    if foreign:
+        raise RayVsphereError("refusing VMs that are not nodes of Ray cluster %s (no %s=%s custom attribute): %s"
+                              % (cluster_name, _ray_tags.CLUSTER_NAME, cluster_name, ", ".join(foreign)))
+    return found, absent
+
+
+def in_parallel(work, items, parallel):
+    """Run work(item) for every item with at most `parallel` at once; errors by item."""
+    errors = []
+    if not items:
+        return errors
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items)))) as pool:
+        futures = [(item, pool.submit(work, item)) for item in items]
+        for item, future in futures:
+            try:
+                future.result()
+            except RayVsphereError as error:
+                errors.append(str(error))
+            except vmodl.MethodFault as error:
+                errors.append("%s: %s" % (item, fault_text(error)))
+    return errors
+
+
+def destroy_vm(service_instance, vm, name, timeout=600):
+    """Power off if needed, then destroy. An already absent VM is success."""
+    try:
+        state = _vsphere.read(service_instance, vm, ["runtime.powerState"]).get("runtime.powerState")
+        if state != vim.VirtualMachine.PowerState.poweredOff:
+            try:
+                _vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task(), "PowerOffVM_Task on VM %s" % name, timeout)
+            except RayVsphereError as error:
+                if error.details.get("fault") != "InvalidPowerState":  # powered off meanwhile
+                    raise
+        _vsphere.wait_for_task(service_instance, vm.Destroy_Task(), "Destroy_Task on VM %s" % name, timeout)
+    except vmodl.fault.ManagedObjectNotFound:
+        pass
+    except RayVsphereError as error:
+        if error.details.get("fault") != "ManagedObjectNotFound":
+            raise
+
+
+def delete_nodes(service_instance, cluster_name, uuids, names, parallel, check_mode):
+    inventory = Inventory(service_instance)
+    found, absent = find_nodes(inventory, cluster_name, uuids, names)
+    deleted = sorted(props["name"] for props in found.values())
+    if not check_mode:
+        errors = in_parallel(lambda vm: destroy_vm(service_instance, vm, found[vm]["name"]), list(found), parallel)
+        if errors:
+            raise RayVsphereError("deleting nodes of Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
+    return deleted, absent
+
+
+def set_node_tags(service_instance, cluster_name, updates, parallel, check_mode):
+    """Apply {vm id: tags} updates; returns (changed records before, after) by node name."""
+    inventory = Inventory(service_instance)
+    targets = []
+    for update in updates:
+        tags = _ray_tags.check_tags(update.get("tags"), "tags of %s" % (update.get("uuid") or update.get("name")))
+        if _ray_tags.CLUSTER_NAME in tags:
+            raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _ray_tags.CLUSTER_NAME)
+        found, absent = find_nodes(inventory, cluster_name, [update["uuid"]] if update.get("uuid") else [],
+                                   [update["name"]] if update.get("name") else [])
+        if absent or not found:
+            raise RayVsphereError("no node %s in Ray cluster %s" % (update.get("uuid") or update.get("name"), cluster_name))
+        for vm in found:
+            current = inventory.tags(vm)
+            changes = dict((key, value) for key, value in tags.items() if current.get(key, "") != value)
+            if changes:
+                targets.append((vm, found[vm]["name"], current, changes))
+    before, after = {}, {}
+    for vm, name, current, changes in targets:
+        before[name] = current
+        merged = dict(current)
+        merged.update(changes)
+        after[name] = dict((key, value) for key, value in merged.items() if value)
+    if not check_mode and targets:
+        inventory.attributes.define(set(key for _, _, _, changes in targets for key in changes))
+        errors = in_parallel(lambda target: inventory.attributes.set(target[0], target[1], target[3]), targets, parallel)
+        if errors:
+            raise RayVsphereError("setting tags in Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
+    return before, after

@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Ray node identity and tags, kept in vCenter as custom attributes of the VM.
+
+Every Ray tag (ray-cluster-name, ray-node-type, ray-user-node-type,
+ray-launch-config, ray-node-status...) is one custom attribute of the same
+name, so any process on any machine that can read vCenter sees the same
+cluster: the head's autoscaler, a restarted head, `ray down` elsewhere.
+Custom attributes come back with the VM's other properties in one
+PropertyCollector call, where vSphere tags would need REST calls per VM.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+
+try:
+    from pyVmomi import vim, vmodl
+except ImportError:
+    pass  # reported by _client.run_module
+
+CLUSTER_NAME = "ray-cluster-name"
+NODE_KIND = "ray-node-type"
+USER_NODE_TYPE = "ray-user-node-type"
+# On the templates of the clone fast path, not on nodes: the OVF content hash.
+TEMPLATE_HASH = "ray-vsphere-template"
+# Written into extraConfig by the create call itself, before any custom
+# attribute can be set: a retry finds a VM whose tagging was cut short.
+CREATION_MARKER = "ray-vsphere.cluster-name"
+
+TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+NODE_KINDS = ("head", "worker")
+
+
+def check_tags(tags, owner="tags"):
+    """Tags as {str: str}; RayVsphereError naming the first bad key or value."""
+    checked = {}
+    for key, value in (tags or {}).items():
+        if not isinstance(key, str) or not TAG_KEY.match(key):
+            raise RayVsphereError("%s: %r is not a valid tag key (letters, digits, '.', '_', '-'; at most 80)"
+                                  % (owner, key))
+        if isinstance(value, (dict, list)):
+            raise RayVsphereError("%s: the value of %r must be a string, not %s" % (owner, key, type(value).__name__))
+        checked[key] = "" if value is None else str(value)
+    return checked
+
+
+def check_name(value, what):
+    if not value or not TAG_KEY.match(value):
+        raise RayVsphereError("%s %r must be 1-80 letters, digits, '.', '_' or '-'" % (what, value))
+    return value
+
+
+class CustomAttributes(object):
+    """The VirtualMachine custom attributes of one vCenter, by name."""
+
+    def __init__(self, service_instance, field_defs):
+        self._service_instance = service_instance
+        self._key_by_name = {}
+        self._learn(field_defs)
+
+    def _learn(self, field_defs):
+        for field in field_defs:
+            if field.managedObjectType in (None, vim.VirtualMachine):
+                self._key_by_name[field.name] = field.key
+
+    def tags(self, custom_values):
+        """{tag: value} from a VM's customValue property; empty values are unset tags."""
+        name_by_key = dict((key, name) for name, key in self._key_by_name.items())
+        return dict((name_by_key[value.key], value.value) for value in custom_values or []
+                    if value.key in name_by_key and value.value)
+
+    def define(self, names):
+        """Create the custom attributes that do not exist yet (nothing else is touched)."""
+        manager = self._service_instance.content.customFieldsManager
+        for name in names:
+            if name in self._key_by_name:
+                continue
+            try:
+                field = manager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine)
+                self._key_by_name[name] = field.key
+            except vim.fault.DuplicateName:  # another run defined it meanwhile
+                self._learn(_vsphere.read(self._service_instance, manager, ["field"]).get("field", []))
+            except vmodl.MethodFault as error:
+                raise RayVsphereError("CustomFieldsManager.AddCustomFieldDef(%s) failed: %s" % (name, fault_text(error)))
+
+    def set(self, vm, vm_name, tags):
+        self.define(tags)
+        manager = self._service_instance.content.customFieldsManager
+        for name, value in tags.items():
+            try:
+                manager.SetField(entity=vm, key=self._key_by_name[name], value=value)
+            except vmodl.MethodFault as error:
+                raise RayVsphereError("CustomFieldsManager.SetField(%s) on VM %s failed: %s"
+                                      % (name, vm_name, fault_text(error)))

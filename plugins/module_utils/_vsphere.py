@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""PropertyCollector reads and the task waiter.
+
+Properties are read only through the PropertyCollector: an attribute read of
+an unset property (vm.snapshot, vm.parentVApp...) round-trips once per
+attribute and, against vcsim, returns replies pyVmomi cannot decode; the
+PropertyCollector leaves unset properties out and reads many in one call.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+
+try:
+    from pyVmomi import vim, vmodl
+except ImportError:
+    pass  # reported by _client.run_module
+
+
+def _property_spec(managed_type, paths):
+    return vmodl.query.PropertyCollector.PropertySpec(type=managed_type, pathSet=list(paths))
+
+
+def vm_traversal():
+    """Select specs reaching every VM from the root folder, templates included."""
+    spec = vmodl.query.PropertyCollector.TraversalSpec
+    select = vmodl.query.PropertyCollector.SelectionSpec
+    return [
+        spec(name="folderChildren", type=vim.Folder, path="childEntity", skip=False,
+             selectSet=[select(name="folderChildren"), select(name="datacenterVms"), select(name="vappVms")]),
+        spec(name="datacenterVms", type=vim.Datacenter, path="vmFolder", skip=False,
+             selectSet=[select(name="folderChildren")]),
+        spec(name="vappVms", type=vim.VirtualApp, path="vm", skip=False),
+    ]
+
+
+def retrieve(service_instance, filter_specs, page_size=5000):
+    """All objects the filter specs select, as {managed object: {path: value}}.
+
+    One RetrievePropertiesEx call; vCenter pages results larger than
+    page_size, followed with ContinueRetrievePropertiesEx.
+    """
+    collector = service_instance.content.propertyCollector
+    options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=page_size)
+    try:
+        result = collector.RetrievePropertiesEx(filter_specs, options)
+        objects = {}
+        while result is not None:
+            for item in result.objects:
+                objects[item.obj] = dict((prop.name, prop.val) for prop in item.propSet)
+            if not result.token:
+                break
+            result = collector.ContinueRetrievePropertiesEx(result.token)
+    except vmodl.MethodFault as error:
+        raise RayVsphereError("PropertyCollector.RetrievePropertiesEx failed: %s" % fault_text(error))
+    return objects
+
+
+def read(service_instance, obj, paths):
+    """{path: value} of one object; unset properties are absent."""
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=False)],
+        propSet=[_property_spec(type(obj), paths)],
+    )
+    return retrieve(service_instance, [spec]).get(obj, {})
+
+
+def vms_and_custom_fields(service_instance, vm_paths):
+    """({vm: {path: value}}, [CustomFieldDef]) for every VM, in one round trip."""
+    content = service_instance.content
+    object_spec = vmodl.query.PropertyCollector.ObjectSpec
+    specs = [vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[object_spec(obj=content.rootFolder, skip=False, selectSet=vm_traversal()),
+                   object_spec(obj=content.customFieldsManager, skip=False)],
+        propSet=[_property_spec(vim.VirtualMachine, vm_paths),
+                 _property_spec(vim.CustomFieldsManager, ["field"])],
+    )]
+    objects = retrieve(service_instance, specs)
+    fields = objects.pop(content.customFieldsManager, {}).get("field", [])
+    vms = dict((obj, props) for obj, props in objects.items() if isinstance(obj, vim.VirtualMachine))
+    return vms, list(fields)
+
+
+def retrieve_names(service_instance, objects):
+    """{obj: name} of several objects in one call."""
+    if not objects:
+        return {}
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=False) for obj in objects],
+        propSet=[_property_spec(managed_type, ["name"]) for managed_type in set(type(obj) for obj in objects)],
+    )
+    return dict((obj, props.get("name")) for obj, props in retrieve(service_instance, [spec]).items())
+
+
+def objects_in(service_instance, root, managed_type, paths):
+    """{obj: props} of every managed_type object below root (a ContainerView)."""
+    view = service_instance.content.viewManager.CreateContainerView(root, [managed_type], True)
+    try:
+        traverse = vmodl.query.PropertyCollector.TraversalSpec(
+            name="view", path="view", skip=False, type=vim.view.ContainerView)
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+            propSet=[_property_spec(managed_type, paths)],
+        )
+        return retrieve(service_instance, [spec])
+    finally:
+        view.Destroy()
+
+
+def wait_for_task(service_instance, task, action, timeout=3600):
+    """The task's result once it succeeds; RayVsphereError naming `action` otherwise.
+
+    Polls task.info with a short back-off: vcsim finishes some tasks before
+    the call returns and others later, as a busy vCenter does.
+    """
+    deadline = time.time() + timeout
+    delay = 0.01
+    while True:
+        info = read(service_instance, task, ["info"])["info"]
+        if info.state == vim.TaskInfo.State.success:
+            return info.result
+        if info.state == vim.TaskInfo.State.error:
+            raise RayVsphereError("%s failed: %s" % (action, fault_text(info.error)), fault=type(info.error).__name__)
+        if time.time() > deadline:
+            raise RayVsphereError("%s still %s after %s s" % (action, info.state, timeout))
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

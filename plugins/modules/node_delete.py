@@ -1,0 +1,118 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: node_delete
+short_description: Delete Ray nodes on vSphere
+version_added: 0.1.0
+description:
+  - Powers off and destroys the VMs named by O(uuids) or O(names), in parallel.
+  - A VM that is already gone is success.
+  - Refuses, before deleting anything, any VM that is not a node of O(cluster_name) (custom attribute
+    C(ray-cluster-name)).
+author:
+  - ray-vsphere maintainers
+extends_documentation_fragment:
+  - ray_vsphere.cluster.connection
+options:
+  cluster_name:
+    description: The Ray cluster the VMs must belong to.
+    type: str
+    required: true
+  uuids:
+    description: Instance UUIDs of the VMs to delete.
+    type: list
+    elements: str
+    default: []
+  names:
+    description: Names of the VMs to delete.
+    type: list
+    elements: str
+    default: []
+  all_nodes:
+    description: Delete every node of O(cluster_name).
+    type: bool
+    default: false
+  parallel:
+    description: How many VMs are deleted at once.
+    type: int
+    default: 8
+notes:
+  - Supports check mode and diff mode.
+"""
+
+EXAMPLES = r"""
+- name: Delete two workers
+  ray_vsphere.cluster.node_delete:
+    cluster_name: analytics
+    uuids: "{{ idle_workers | map(attribute='uuid') | list }}"
+
+- name: Delete the whole cluster
+  ray_vsphere.cluster.node_delete:
+    cluster_name: analytics
+    all_nodes: true
+"""
+
+RETURN = r"""
+deleted:
+  description: Names of the VMs deleted (that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [analytics-worker-3f2a-0]
+absent:
+  description: The requested UUIDs and names that matched no VM.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+diff:
+  description: The deleted VM names before and after.
+  returned: when diff mode is on
+  type: dict
+  sample: {before: {nodes: [analytics-worker-3f2a-0]}, after: {nodes: []}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            cluster_name=dict(type="str", required=True),
+            uuids=dict(type="list", elements="str", default=[]),
+            names=dict(type="list", elements="str", default=[]),
+            all_nodes=dict(type="bool", default=False),
+            parallel=dict(type="int", default=8),
+        ),
+        required_one_of=[("uuids", "names", "all_nodes")],
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def action(client):
+        names = list(params["names"])
+        if params["all_nodes"]:
+            names += [node["name"] for node in _nodes.list_nodes(client.service_instance, params["cluster_name"])]
+        deleted, absent = _nodes.delete_nodes(client.service_instance, params["cluster_name"], params["uuids"],
+                                              names, params["parallel"], module.check_mode)
+        result = dict(changed=bool(deleted), deleted=deleted, absent=absent)
+        if module._diff:
+            result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))
+        return result
+
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: node_info
+short_description: List the VMs of one Ray cluster on vSphere
+version_added: 0.1.0
+description:
+  - Lists the VMs whose custom attribute C(ray-cluster-name) is O(cluster_name), with their name, instance UUID,
+    power state, IP addresses and Ray tags.
+  - Reads every VM of the vCenter and the custom attribute definitions in one PropertyCollector call, however
+    many VMs vCenter holds (vCenter may page a very large answer).
+  - The templates of the clone fast path are not nodes and are not listed.
+author:
+  - ray-vsphere maintainers
+extends_documentation_fragment:
+  - ray_vsphere.cluster.connection
+options:
+  cluster_name:
+    description: The Ray cluster to list.
+    type: str
+    required: true
+  node_kind:
+    description: Only nodes of this kind (C(ray-node-type)).
+    type: str
+    choices: [head, worker]
+  node_type:
+    description: Only nodes of this user node type (C(ray-user-node-type)).
+    type: str
+  tag_filters:
+    description: Only nodes whose tags have these values.
+    type: dict
+    default: {}
+  preferred_cidr:
+    description: Prefer an address in this network for RV(nodes[].ip).
+    type: str
+  ignored_cidrs:
+    description: Addresses never reported as RV(nodes[].ip).
+    type: list
+    elements: str
+    default: [169.254.0.0/16, fe80::/10, 127.0.0.0/8, "::1/128", 172.17.0.0/16, 10.88.0.0/16, 192.168.122.0/24]
+notes:
+  - Read-only; supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: List the workers of a Ray cluster
+  ray_vsphere.cluster.node_info:
+    cluster_name: analytics
+    node_kind: worker
+  register: workers
+
+- name: Show their addresses
+  ansible.builtin.debug:
+    msg: "{{ workers.nodes | map(attribute='ip') | list }}"
+"""
+
+RETURN = r"""
+nodes:
+  description: The cluster's nodes, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The VM name.
+      type: str
+      sample: analytics-head
+    uuid:
+      description: The VM's instance UUID.
+      type: str
+      sample: 5029d4cb-5ad3-4d1c-b4b4-d3a6e6a8d5a1
+    moid:
+      description: The VM's managed object id.
+      type: str
+      sample: vm-1042
+    power_state:
+      description: poweredOn, poweredOff or suspended.
+      type: str
+      sample: poweredOn
+    ip:
+      description: The address to reach the node on; null until the guest reports one.
+      type: str
+      sample: 10.20.1.17
+    ip_addresses:
+      description: Every address the guest reports.
+      type: list
+      elements: str
+      sample: [10.20.1.17]
+    tags:
+      description: The node's Ray tags.
+      type: dict
+      sample: {ray-cluster-name: analytics, ray-node-type: head}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            cluster_name=dict(type="str", required=True),
+            node_kind=dict(type="str", choices=list(_ray_tags.NODE_KINDS)),
+            node_type=dict(type="str"),
+            tag_filters=dict(type="dict", default={}),
+            **_nodes.IP_OPTIONS
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def action(client):
+        preferred = _nodes.networks([params["preferred_cidr"]] if params["preferred_cidr"] else [], "preferred_cidr")
+        nodes = _nodes.list_nodes(
+            client.service_instance, params["cluster_name"], params["node_kind"], params["node_type"],
+            _ray_tags.check_tags(params["tag_filters"], "tag_filters"),
+            preferred, _nodes.networks(params["ignored_cidrs"], "ignored_cidrs"))
+        return dict(changed=False, nodes=nodes)
+
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()

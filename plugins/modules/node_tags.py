@@ -1,0 +1,110 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: node_tags
+short_description: Set Ray tags on existing Ray nodes on vSphere, in one batch
+version_added: 0.1.0
+description:
+  - Sets Ray tags (vCenter custom attributes) on nodes of O(cluster_name), many nodes in one call, in parallel.
+  - Only tags whose value changes are written. An empty value removes a tag.
+  - C(ray-cluster-name) cannot be changed; nodes of other clusters are refused before anything is written.
+author:
+  - ray-vsphere maintainers
+extends_documentation_fragment:
+  - ray_vsphere.cluster.connection
+options:
+  cluster_name:
+    description: The Ray cluster the nodes belong to.
+    type: str
+    required: true
+  nodes:
+    description: The nodes to tag, each by O(nodes[].uuid) or O(nodes[].name), with its O(nodes[].tags).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      uuid:
+        description: The node's instance UUID.
+        type: str
+      name:
+        description: The node's VM name.
+        type: str
+      tags:
+        description: The tags to set.
+        type: dict
+        required: true
+  parallel:
+    description: How many nodes are written at once.
+    type: int
+    default: 8
+notes:
+  - Supports check mode and diff mode.
+"""
+
+EXAMPLES = r"""
+- name: Mark two nodes up to date
+  ray_vsphere.cluster.node_tags:
+    cluster_name: analytics
+    nodes:
+      - uuid: 5029d4cb-5ad3-4d1c-b4b4-d3a6e6a8d5a1
+        tags: {ray-node-status: up-to-date}
+      - name: analytics-worker-3f2a-1
+        tags: {ray-node-status: up-to-date, ray-runtime-config: 9a1c}
+"""
+
+RETURN = r"""
+changed_nodes:
+  description: Names of the nodes whose tags changed (would change, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [analytics-worker-3f2a-1]
+diff:
+  description: The changed nodes' tags before and after.
+  returned: when diff mode is on
+  type: dict
+  sample: {before: {analytics-head: {ray-node-status: setting-up}}, after: {analytics-head: {ray-node-status: up-to-date}}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            cluster_name=dict(type="str", required=True),
+            nodes=dict(type="list", elements="dict", required=True, options=dict(
+                uuid=dict(type="str"),
+                name=dict(type="str"),
+                tags=dict(type="dict", required=True),
+            ), required_one_of=[("uuid", "name")], mutually_exclusive=[("uuid", "name")]),
+            parallel=dict(type="int", default=8),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+
+    def action(client):
+        before, after = _nodes.set_node_tags(client.service_instance, params["cluster_name"], params["nodes"],
+                                             params["parallel"], module.check_mode)
+        result = dict(changed=bool(after), changed_nodes=sorted(after))
+        if module._diff:
+            result["diff"] = dict(before=before, after=after)
+        return result
+
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()
