@@ -1,7 +1,9 @@
 #!/bin/sh
 # PID 1 of a test guest, run by `unshare --pid --mount --uts` inside the
 # guest's network namespace. Gives the guest its hostname, its /etc/hosts and
-# folders of its own (its /tmp and root's home), then becomes sshd.
+# folders of its own (its /tmp and root's home), then becomes tini running
+# sshd: like a VM's init, tini reaps the orphans that daemons (Ray's among
+# them) leave behind, which sshd as PID 1 would leave as zombies.
 #
 # usage: guest_init.sh HOSTNAME HOSTS_FILE [--private DIR GUEST_COPY]...
 #                      [--keep PATH]... -- COMMAND...
@@ -40,4 +42,4 @@ done
 for pair in $private_dirs; do
     mount --rbind "${pair#*=}" "${pair%%=*}"
 done
-exec "$@"
+exec tini -- "$@"

@@ -34,8 +34,9 @@ from pathlib import Path
 
 from pyVmomi import vim, vmodl
 
-from testbed import PROJECT_ROOT
-from testbed import vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from testbed import PROJECT_ROOT, vsphere
 from testbed.prereqs import which
 
 log = logging.getLogger(__name__)
@@ -275,14 +276,30 @@ def _kill(pid):
 
 def _value(props, keys):
     """The first non-empty value among vApp properties and extraConfig keys."""
-    found = {p.id: p.value for p in props.get("config.vAppConfig.property", []) if p.value}
-    found.update({o.key: o.value for o in props.get("config.extraConfig", []) if o.value and o.key not in found})
+    found = {p.id: p.value for p in props.get("config.vAppConfig.property") or [] if p.value}
+    found.update({o.key: o.value for o in props.get("config.extraConfig") or [] if o.value and o.key not in found})
     return next((found[key] for key in keys if key in found), None)
 
 
 def guest_hostname(vm_name, props):
     name = _value(props, HOSTNAME_SOURCES) or vm_name
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "guest"
+
+
+def _every_vm_filter(service_instance):
+    """Every VM's watched properties, by traversal from the root folder.
+
+    Not through a ContainerView: in vcsim v0.56.0 a filter rooted at a view
+    deadlocks when the view changes while WaitForUpdatesEx collects (every new
+    VM or task changes a view of the root folder). Fixed upstream after v0.56.0
+    (govmomi PR #4109); a root-folder filter only takes that path when a
+    datacenter is added.
+    """
+    return vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(
+            obj=service_instance.content.rootFolder, skip=True, selectSet=_vsphere.vm_traversal())],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=list(WATCHED_PROPERTIES))],
+    )
 
 
 class GuestSimulator:
@@ -356,10 +373,7 @@ class GuestSimulator:
         try:
             service_instance = self.endpoint.connect()
             collector = service_instance.content.propertyCollector
-            view = vsphere.container_view(service_instance, vim.VirtualMachine)
-            collector.CreateFilter(
-                vsphere.view_filter_spec(view, vim.VirtualMachine, WATCHED_PROPERTIES), partialUpdates=False
-            )
+            collector.CreateFilter(_every_vm_filter(service_instance), partialUpdates=False)
             version = ""
             while not self._stopping.is_set():
                 update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
@@ -408,6 +422,9 @@ class GuestSimulator:
                 self._changed.notify_all()
 
     def _add_guest(self, service_instance, vm, props):
+        # Read the key and hostname fresh: vcsim does not report vApp property
+        # changes made by ReconfigVM through WaitForUpdatesEx.
+        props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES))
         slot = self.network.take_slot()
         guest = Guest(
             vm_moid=vm._moId,
@@ -444,6 +461,9 @@ class GuestSimulator:
                 self._report_guest(service_instance, vm, None, None)
             except vmodl.fault.ManagedObjectNotFound:
                 pass  # destroyed right after power-off: nothing left to report to
+            except RayVsphereError as error:
+                if error.details.get("fault") != "ManagedObjectNotFound":
+                    raise
         with self._changed:
             del self._guests[vm._moId]
             self._changed.notify_all()

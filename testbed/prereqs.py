@@ -17,6 +17,7 @@ REQUIRED_COMMANDS = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "qemu-img": "qemu-utils",
+    "tini": "tini",
 }
 
 

@@ -15,7 +15,7 @@ def test_not_root_is_reported_with_how_to_run(monkeypatch):
 def test_missing_commands_name_their_debian_packages_and_the_setup_script(monkeypatch, tmp_path):
     monkeypatch.setattr(prereqs, "SEARCH_PATH", str(tmp_path))  # a PATH with nothing on it
     [problem] = [p for p in prereqs.missing_prerequisites() if "missing commands" in p]
-    for package in ("iproute2", "openssh-server", "openssh-client", "qemu-utils", "util-linux"):
+    for package in ("iproute2", "openssh-server", "openssh-client", "qemu-utils", "tini", "util-linux"):
         assert package in problem
     assert "scripts/setup" in problem
 
