@@ -1,0 +1,78 @@
+"""Run the collection's playbooks through ansible-runner without leaving secrets behind.
+
+ansible-runner writes the whole process environment into
+artifacts/<ident>/command, and env/envvars unless suppress_env_files is set.
+vCenter credentials travel as VMWARE_* environment variables (as AWX injects
+them), so after every run their values are masked in what ansible-runner
+wrote. Module arguments are safe already: the password option is no_log.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import ansible_runner
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+COLLECTIONS_PATH = PROJECT_ROOT / "collections"
+SECRET_VARIABLES = ("VMWARE_PASSWORD",)
+MASK = "********"
+
+
+def playbook_environment(envvars=None):
+    """The environment a playbook run needs: this Python's ansible-playbook and the collection."""
+    environment = dict(envvars or {})
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    environment.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS_PATH))
+    environment.setdefault("ANSIBLE_CONFIG", str(PROJECT_ROOT / "ansible.cfg"))
+    return environment
+
+
+def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cmdline=None, timeout=None,
+                 project_dir=None):
+    """ansible_runner.run in a private (0700) data dir; secrets masked in its artifacts afterwards."""
+    private_data_dir = Path(private_data_dir)
+    private_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_data_dir.chmod(0o700)
+    environment = playbook_environment(envvars)
+    secrets = [value for name, value in {**os.environ, **environment}.items() if name in SECRET_VARIABLES and value]
+    runner = ansible_runner.run(
+        private_data_dir=str(private_data_dir),
+        project_dir=str(project_dir or PROJECT_ROOT),
+        playbook=str(playbook),
+        extravars=extravars or {},
+        envvars=environment,
+        cmdline=cmdline,
+        timeout=timeout,
+        suppress_env_files=True,
+        quiet=True,
+    )
+    mask_secrets(Path(runner.config.artifact_dir), secrets)
+    return runner
+
+
+def mask_secrets(artifact_dir, secrets):
+    """Replace every secret value in the files ansible-runner wrote."""
+    if not secrets:
+        return
+    for path in artifact_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="surrogateescape")
+        masked = text
+        for secret in secrets:
+            masked = masked.replace(secret, MASK).replace(json.dumps(secret)[1:-1], MASK)
+        if masked != text:
+            path.write_text(masked, errors="surrogateescape")
+
+
+def task_results(runner, task_name=None):
+    """The module results (`res`) of ok and failed task events, optionally of one task."""
+    results = []
+    for event in runner.events:
+        if event.get("event") in ("runner_on_ok", "runner_on_failed"):
+            data = event["event_data"]
+            if task_name is None or data.get("task") == task_name:
+                results.append(dict(data.get("res", {}), failed=event["event"] == "runner_on_failed"))
+    return results

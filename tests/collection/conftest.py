@@ -1,0 +1,98 @@
+"""Run the collection's modules through real playbook runs (ansible-runner) against vcsim.
+
+Credentials reach the modules only as VMWARE_* environment variables, as
+AWX's VMware credential injects them. After every run, the run's whole data
+dir (artifacts, job events, stdout) is searched for the vCenter password.
+"""
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+from pyVmomi import vim
+
+from ray_provider.runner import run_playbook, task_results
+from testbed import vsphere
+
+PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder="ray",
+                 datastore="LocalDS_0", network="VM Network")
+
+
+class PlayResult:
+    def __init__(self, runner):
+        self.runner = runner
+        self.status = runner.status
+        self.results = task_results(runner)
+
+    @property
+    def result(self):
+        """The result of the play's last task."""
+        assert self.results, f"no task ran: {self.status}\n{self.stdout()}"
+        return self.results[-1]
+
+    def stdout(self):
+        return self.runner.stdout.read()
+
+
+@pytest.fixture(scope="module")
+def play(vcsim, tmp_path_factory):
+    """play(tasks, env=None, check=False, diff=False) -> PlayResult, credentials from the environment."""
+    counter = itertools.count()
+    run_root = tmp_path_factory.mktemp("plays")
+    leaks = []
+
+    def run(tasks, env=None, check=False, diff=False):
+        run_dir = run_root / f"run-{next(counter)}"
+        project = run_dir / "project"
+        project.mkdir(parents=True)
+        playbook = project / "play.yml"
+        playbook.write_text(yaml.safe_dump(
+            [{"name": "Test play", "hosts": "localhost", "connection": "local", "gather_facts": False,
+              "tasks": tasks}], sort_keys=False))
+        cmdline = " ".join(flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted) or None
+        runner = run_playbook(playbook.name, run_dir, envvars=env or vcsim.endpoint.environment(),
+                              cmdline=cmdline, project_dir=project, timeout=900)
+        result = PlayResult(runner)
+        for path in run_dir.rglob("*"):
+            if path.is_file() and vcsim.endpoint.password in path.read_text(errors="replace"):
+                leaks.append(str(path.relative_to(run_dir)))
+        return result
+
+    yield run
+    assert leaks == [], f"the vCenter password is in run files: {leaks}"
+
+
+@pytest.fixture
+def vm_names(service_instance):
+    """The names of every VM in vcsim, templates included."""
+    def names():
+        found = vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"])
+        return sorted(props["name"] for props in found.values())
+    return names
+
+
+def deploy_task(cluster_name, ova, **options):
+    arguments = dict(PLACEMENT, cluster_name=cluster_name, ovf=str(ova))
+    arguments.update(options)
+    return {"name": "Deploy", "ray_vsphere.cluster.node_deploy": arguments}
+
+
+def task(module, **arguments):
+    return {"name": module, f"ray_vsphere.cluster.{module}": arguments}
+
+
+@pytest.fixture(scope="module")
+def ova_server(test_ova):
+    """An http server on loopback serving the test OVA's folder."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(Path(test_ova).parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,116 @@
+"""node_deploy through real playbook runs against vcsim."""
+
+from conftest import deploy_task
+from pyVmomi import vim
+
+from testbed import simulator, vsphere
+from testbed.guests import ssh
+from testbed.ova_import import import_ova
+
+
+def nodes_of(result):
+    return {node["name"]: node for node in result["nodes"]}
+
+
+def templates(service_instance):
+    found = vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name", "config.template"])
+    return sorted(props["name"] for props in found.values() if props.get("config.template"))
+
+
+def test_deploy_one_node_waits_for_its_guest_ip_and_a_rerun_changes_nothing(
+        play, guest_simulator, test_ova, ssh_key_pair, vm_names):
+    key, public_key = ssh_key_pair("deploy-one")
+    deploy = deploy_task("alpha", test_ova, node_kind="head", names=["alpha-head"], wait_for_ip=True, ip_timeout=60,
+                         ovf_properties={"public-keys": public_key}, cpus=4, memory_mb=4096)
+    first = play([deploy]).result
+    assert not first["failed"], first
+    assert first["changed"] is True
+    [node] = first["nodes"]
+    guest = guest_simulator.wait_for_guest(node["moid"])
+    assert node["ip"] == guest.address
+    assert node["power_state"] == "poweredOn"
+    assert node["tags"] == {"ray-cluster-name": "alpha", "ray-node-type": "head"}
+    assert first["created"] == ["alpha-head"]
+    login = ssh(node["ip"], key, "hostname")
+    assert (login.returncode, login.stdout.strip()) == (0, "alpha-head"), login.stderr
+    names_after_first = vm_names()
+
+    again = play([deploy]).result
+    assert not again["failed"], again
+    assert again["changed"] is False
+    assert again["existing"] == ["alpha-head"] and again["created"] == []
+    assert nodes_of(again)["alpha-head"]["uuid"] == node["uuid"]
+    assert vm_names() == names_after_first
+
+
+def test_five_nodes_are_cloned_from_one_template_and_a_retry_with_the_request_id_creates_nothing(
+        play, test_ova, service_instance, vm_names):
+    deploy = deploy_task("alpha", test_ova, count=5, request_id="r5", node_type="cpu_worker",
+                         tags={"ray-launch-config": "hash-1"}, parallel=5)
+    first = play([deploy]).result
+    assert not first["failed"], first
+    expected = [f"alpha-worker-r5-{index}" for index in range(5)]
+    assert first["created"] == expected
+    assert all(node["power_state"] == "poweredOn" for node in first["nodes"])
+    assert all(node["tags"] == {"ray-cluster-name": "alpha", "ray-node-type": "worker",
+                                "ray-user-node-type": "cpu_worker", "ray-launch-config": "hash-1"}
+               for node in first["nodes"])
+    assert len({node["uuid"] for node in first["nodes"]}) == 5
+    [template] = templates(service_instance)
+    assert template.startswith("ray-template-")
+    names_after_first = vm_names()
+
+    retry = play([deploy]).result
+    assert (retry["changed"], retry["created"], retry["existing"]) == (False, [], expected)
+    assert vm_names() == names_after_first
+
+
+def test_without_the_template_every_node_is_imported_with_its_disk(play, test_ova, service_instance, vm_names):
+    before = templates(service_instance)
+    result = play([deploy_task("delta", test_ova, count=2, request_id="imp", clone_from_template=False)]).result
+    assert not result["failed"], result
+    assert result["created"] == ["delta-worker-imp-0", "delta-worker-imp-1"]
+    assert templates(service_instance) == before
+    for node in result["nodes"]:
+        vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, node["name"])
+        devices = vsphere.read_properties(service_instance, vm, ["config.hardware.device"])["config.hardware.device"]
+        assert any(isinstance(device, vim.vm.device.VirtualDisk) for device in devices)
+
+
+def test_deploy_from_a_url_served_on_loopback(play, test_ova, ova_server):
+    result = play([deploy_task("alpha", f"{ova_server}/{test_ova.name}", names=["alpha-from-url"],
+                               clone_from_template=False)]).result
+    assert not result["failed"], result
+    assert result["created"] == ["alpha-from-url"]
+
+
+def test_check_mode_predicts_the_nodes_and_creates_nothing(play, test_ova, vm_names):
+    before = vm_names()
+    result = play([deploy_task("alpha", test_ova, count=2, request_id="chk")], check=True, diff=True).result
+    assert not result["failed"], result
+    assert result["changed"] is True
+    assert result["created"] == ["alpha-worker-chk-0", "alpha-worker-chk-1"]
+    assert result["diff"] == {"before": {"nodes": []}, "after": {"nodes": result["created"]}}
+    assert vm_names() == before
+
+
+def test_a_vm_whose_tagging_was_cut_short_is_adopted_not_duplicated(play, test_ova, service_instance, vm_names):
+    # What a run killed between creating a VM and tagging it leaves: the creation marker only.
+    import_ova(service_instance, test_ova, "alpha-cut-short", **simulator.default_placement(service_instance),
+               extra_config={"ray-vsphere.cluster-name": "alpha"})
+    before = vm_names()
+    result = play([deploy_task("alpha", test_ova, names=["alpha-cut-short"])]).result
+    assert not result["failed"], result
+    assert (result["changed"], result["adopted"], result["created"]) == (True, ["alpha-cut-short"], [])
+    assert result["nodes"][0]["tags"]["ray-cluster-name"] == "alpha"
+    assert result["nodes"][0]["power_state"] == "poweredOn"
+    assert vm_names() == before
+
+
+def test_a_name_taken_by_a_vm_of_another_cluster_is_refused(play, test_ova, vm_names):
+    assert not play([deploy_task("alpha", test_ova, names=["alpha-taken"])]).result["failed"]
+    before = vm_names()
+    result = play([deploy_task("other", test_ova, names=["alpha-taken"])]).result
+    assert result["failed"]
+    assert "a VM named alpha-taken already exists in the VM folder and is not a node of Ray cluster other" in result["msg"]
+    assert vm_names() == before

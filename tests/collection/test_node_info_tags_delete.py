@@ -1,0 +1,90 @@
+"""node_info, node_tags and node_delete when two Ray clusters share one vCenter."""
+
+import pytest
+from conftest import deploy_task, task
+
+
+@pytest.fixture(scope="module")
+def two_clusters(play, test_ova):
+    for cluster, kind, names in (("beta", "head", ["beta-head"]), ("beta", "worker", ["beta-w0", "beta-w1"]),
+                                 ("gamma", "head", ["gamma-head"])):
+        result = play([deploy_task(cluster, test_ova, node_kind=kind, names=names, node_type=f"{kind}_type")]).result
+        assert not result["failed"], result
+
+
+def listed(play, **arguments):
+    result = play([task("node_info", **arguments)]).result
+    assert not result["failed"], result
+    return result
+
+
+def test_info_lists_exactly_one_clusters_nodes_with_uuids_power_states_and_tags(play, two_clusters):
+    nodes = listed(play, cluster_name="beta")["nodes"]
+    assert [node["name"] for node in nodes] == ["beta-head", "beta-w0", "beta-w1"]
+    assert all(node["uuid"] and node["moid"].startswith("vm-") for node in nodes)
+    assert all(node["power_state"] == "poweredOn" for node in nodes)
+    assert nodes[0]["tags"] == {"ray-cluster-name": "beta", "ray-node-type": "head", "ray-user-node-type": "head_type"}
+    assert [node["name"] for node in listed(play, cluster_name="gamma")["nodes"]] == ["gamma-head"]
+    assert listed(play, cluster_name="nobody")["nodes"] == []
+
+
+def test_info_filters_by_node_kind_node_type_and_tags(play, two_clusters):
+    assert [n["name"] for n in listed(play, cluster_name="beta", node_kind="worker")["nodes"]] == ["beta-w0", "beta-w1"]
+    assert [n["name"] for n in listed(play, cluster_name="beta", node_type="head_type")["nodes"]] == ["beta-head"]
+    by_tag = listed(play, cluster_name="beta", tag_filters={"ray-node-type": "head"})["nodes"]
+    assert [n["name"] for n in by_tag] == ["beta-head"]
+
+
+def test_tags_round_trip_in_one_batch_with_diff_and_check_mode(play, two_clusters):
+    workers = {n["name"]: n for n in listed(play, cluster_name="beta", node_kind="worker")["nodes"]}
+    updates = [{"uuid": workers["beta-w0"]["uuid"], "tags": {"ray-node-status": "up-to-date"}},
+               {"name": "beta-w1", "tags": {"ray-node-status": "setting-up", "ray-runtime-config": "rc1"}}]
+
+    checked = play([task("node_tags", cluster_name="beta", nodes=updates)], check=True).result
+    assert (checked["failed"], checked["changed"]) == (False, True)
+    assert "ray-node-status" not in listed(play, cluster_name="beta", node_kind="worker")["nodes"][0]["tags"]
+
+    applied = play([task("node_tags", cluster_name="beta", nodes=updates)], diff=True).result
+    assert not applied["failed"], applied
+    assert applied["changed_nodes"] == ["beta-w0", "beta-w1"]
+    assert applied["diff"]["after"]["beta-w1"]["ray-runtime-config"] == "rc1"
+    assert "ray-node-status" not in applied["diff"]["before"]["beta-w0"]
+    tags = {n["name"]: n["tags"] for n in listed(play, cluster_name="beta", node_kind="worker")["nodes"]}
+    assert tags["beta-w0"]["ray-node-status"] == "up-to-date"
+    assert (tags["beta-w1"]["ray-node-status"], tags["beta-w1"]["ray-runtime-config"]) == ("setting-up", "rc1")
+
+    again = play([task("node_tags", cluster_name="beta", nodes=updates)]).result
+    assert (again["failed"], again["changed"]) == (False, False)
+
+
+def test_tags_refuse_a_node_of_another_cluster_and_the_cluster_tag(play, two_clusters):
+    other = play([task("node_tags", cluster_name="beta", nodes=[{"name": "gamma-head", "tags": {"x": "1"}}])]).result
+    assert other["failed"] and "not nodes of Ray cluster beta" in other["msg"]
+    renamed = play([task("node_tags", cluster_name="beta",
+                         nodes=[{"name": "beta-w0", "tags": {"ray-cluster-name": "gamma"}}])]).result
+    assert renamed["failed"] and "ray-cluster-name cannot be changed" in renamed["msg"]
+
+
+def test_delete_refuses_other_clusters_and_foreign_vms_before_deleting_anything_then_is_idempotent(
+        play, two_clusters, vm_names):
+    before = vm_names()
+    refused = play([task("node_delete", cluster_name="beta", names=["beta-w0", "gamma-head", "DC0_C0_RP1_VM0"])]).result
+    assert refused["failed"]
+    assert "not nodes of Ray cluster beta" in refused["msg"]
+    assert "gamma-head" in refused["msg"] and "DC0_C0_RP1_VM0" in refused["msg"]
+    assert vm_names() == before
+
+    w0 = listed(play, cluster_name="beta", node_kind="worker")["nodes"][0]
+    deleted = play([task("node_delete", cluster_name="beta", uuids=[w0["uuid"]], names=["beta-w1"])], diff=True).result
+    assert not deleted["failed"], deleted
+    assert (deleted["changed"], deleted["deleted"], deleted["absent"]) == (True, ["beta-w0", "beta-w1"], [])
+    assert [n["name"] for n in listed(play, cluster_name="beta")["nodes"]] == ["beta-head"]
+
+    again = play([task("node_delete", cluster_name="beta", uuids=[w0["uuid"]], names=["beta-w1"])]).result
+    assert (again["failed"], again["changed"], again["deleted"]) == (False, False, [])
+    assert sorted(again["absent"]) == sorted([w0["uuid"], "beta-w1"])
+
+    everything = play([task("node_delete", cluster_name="beta", all_nodes=True)]).result
+    assert everything["deleted"] == ["beta-head"]
+    assert listed(play, cluster_name="beta")["nodes"] == []
+    assert [n["name"] for n in listed(play, cluster_name="gamma")["nodes"]] == ["gamma-head"]
