@@ -85,8 +85,11 @@ class OvfPackage(object):
         elif not os.path.isfile(path):
             raise RayVsphereError("OVF source %s: no such file" % self.location)
         if tarfile.is_tarfile(path):
-            self._tar = tarfile.open(path)
-            names = [name for name in self._tar.getnames() if name.endswith(".ovf")]
+            try:
+                self._tar = tarfile.open(path)
+                names = [name for name in self._tar.getnames() if name.endswith(".ovf")]
+            except (tarfile.TarError, EOFError) as error:
+                raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
                 raise RayVsphereError("OVF source %s: an archive without an .ovf descriptor" % self.location)
             self.descriptor = self._tar.extractfile(names[0]).read().decode("utf-8")

@@ -1,0 +1,117 @@
+"""Bad input fails with a clear, specific error, and no VM (or template) is left behind."""
+
+import io
+import socket
+import tarfile
+
+import pytest
+from conftest import deploy_task
+
+
+@pytest.fixture(scope="module")
+def broken_packages(tmp_path_factory, test_ova):
+    folder = tmp_path_factory.mktemp("broken")
+    not_xml = folder / "not-xml.ovf"
+    not_xml.write_text("<Envelope this is not xml")
+    not_ovf = folder / "not-ovf.ovf"
+    not_ovf.write_text("<html><body>a web page, not an OVF</body></html>")
+    missing_disk = folder / "missing-disk.ovf"
+    with tarfile.open(test_ova) as ova:
+        missing_disk.write_bytes(ova.extractfile(ova.getnames()[0]).read())  # its disk is not beside it
+    no_descriptor = folder / "no-descriptor.ova"
+    with tarfile.open(no_descriptor, "w") as archive:
+        member = tarfile.TarInfo("readme.txt")
+        member.size = 5
+        archive.addfile(member, io.BytesIO(b"hello"))
+    not_tar = folder / "not-tar.ova"
+    not_tar.write_bytes(b"this is not a tar archive\n" * 100)
+    truncated = folder / "truncated.ova"
+    data = test_ova.read_bytes()
+    truncated.write_bytes(data[: len(data) - 40 * 1024])  # the disk ends half-way
+    return dict(not_xml=not_xml, not_ovf=not_ovf, missing_disk=missing_disk, no_descriptor=no_descriptor,
+                not_tar=not_tar, truncated=truncated)
+
+
+PLACEMENT_ERRORS = [
+    (dict(datacenter="DC9"), "datacenter 'DC9' not found in vCenter (there: DC0)"),
+    (dict(cluster="C9"), "cluster 'C9' not found in datacenter DC0 (there: DC0_C0, DC0_C1)"),
+    (dict(datastore="DS9"), "datastore 'DS9' not found in datacenter DC0 (there: LocalDS_0, LocalDS_1)"),
+    (dict(network="Net9"), "network 'Net9' not found in datacenter DC0"),
+    (dict(vm_folder="ray/nowhere"), "VM folder 'ray/nowhere' not found in datacenter DC0 (no 'nowhere' below it)"),
+    (dict(resource_pool="RP9"), "resource pool 'RP9' not found in cluster DC0_C0 (there: DC0_C0_RP1"),
+    (dict(resource_pool="DC0_C1_RP1"), "resource pool 'DC0_C1_RP1' not found in cluster DC0_C0"),
+    (dict(count=0), "count must be at least 1, not 0"),
+    (dict(cluster_name="bad name!"), "cluster_name 'bad name!' must be 1-80 letters"),
+    (dict(ovf_properties={"no-such-property": "x"}), "ovf_properties: no-such-property not declared by the OVF"),
+    (dict(tags={"bad key": "x"}), "tags: 'bad key' is not a valid tag key"),
+    (dict(preferred_cidr="10.0.0.0/99"), "preferred_cidr:"),
+]
+
+
+@pytest.mark.parametrize("options, message", PLACEMENT_ERRORS, ids=[next(iter(o)) + "-" + str(next(iter(o.values())))
+                                                                   for o, _ in PLACEMENT_ERRORS])
+def test_bad_placement_and_options_fail_before_anything_is_created(play, test_ova, vm_names, options, message):
+    before = vm_names()
+    arguments = dict(dict(cluster_name="epsilon", count=2, request_id="bad"), **options)
+    result = play([deploy_task(arguments.pop("cluster_name"), test_ova, **arguments)]).result
+    assert result["failed"]
+    assert message in result["msg"]
+    assert vm_names() == before
+
+
+PACKAGE_ERRORS = [
+    ("missing", "OVF source {path}: no such file"),
+    ("not_xml", "OVF source {path}: the descriptor is not valid XML"),
+    ("not_ovf", "OVF source {path}: the descriptor is not an OVF Envelope"),
+    ("missing_disk", "OVF source {path}: the descriptor references ray-test-appliance-disk1.vmdk, which is missing"),
+    ("no_descriptor", "OVF source {path}: an archive without an .ovf descriptor"),
+    ("not_tar", "OVF source {path}: not an OVA"),
+    ("truncated", "OVF source {path}: the archive is damaged"),
+]
+
+
+@pytest.mark.parametrize("package, message", PACKAGE_ERRORS, ids=[p for p, _ in PACKAGE_ERRORS])
+def test_missing_or_malformed_ovf_fails_and_a_half_uploaded_vm_is_removed(
+        play, broken_packages, tmp_path, vm_names, package, message):
+    path = broken_packages.get(package, tmp_path / "missing.ova")
+    before = vm_names()
+    for clone_from_template in (True, False):
+        result = play([deploy_task("epsilon", path, names=["epsilon-0"],
+                                   clone_from_template=clone_from_template)]).result
+        assert result["failed"]
+        assert message.format(path=path) in result["msg"]
+        assert vm_names() == before
+
+
+def free_loopback_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+CONNECTION_ERRORS = [
+    (dict(VMWARE_PASSWORD="not-the-password"), "rejected the login of 'administrator@vsphere.local': wrong username or password"),
+    (dict(VMWARE_USER="nobody@vsphere.local"), "rejected the login of 'nobody@vsphere.local'"),
+    (dict(VMWARE_HOST="127.0.0.1", VMWARE_PORT="{free_port}"), "cannot reach vCenter 127.0.0.1:{free_port}"),
+    (dict(VMWARE_VALIDATE_CERTS="true"), "TLS with vCenter 127.0.0.1:{port} failed"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", CONNECTION_ERRORS,
+                         ids=["wrong-password", "wrong-user", "unreachable", "self-signed-certificate"])
+def test_connection_failures_say_what_is_wrong(play, vcsim, test_ova, vm_names, overrides, message):
+    values = dict(free_port=free_loopback_port(), port=vcsim.endpoint.port)
+    env = dict(vcsim.endpoint.environment(), **{k: v.format(**values) for k, v in overrides.items()})
+    before = vm_names()
+    result = play([deploy_task("epsilon", test_ova, names=["epsilon-0"])], env=env).result
+    assert result["failed"]
+    assert message.format(**values) in result["msg"]
+    assert vm_names() == before
+    if "VMWARE_PASSWORD" in overrides:
+        assert "not-the-password" not in str(result)
+
+
+def test_missing_credentials_name_the_environment_variables(play, test_ova):
+    result = play([deploy_task("epsilon", test_ova, names=["epsilon-0"])], env={"VMWARE_HOST": "127.0.0.1"}).result
+    assert result["failed"]
+    assert "missing required arguments: password, username" in result["msg"]
