@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
@@ -261,7 +261,7 @@ def _upload_disks(client, package, spec_result, lease, info, name):
     items = dict((item.deviceId, item) for item in spec_result.fileItem or [])
     uploads = [(device_url, items[device_url.importKey]) for device_url in info.deviceUrl or []
                if device_url.importKey in items]
-    with _Progress(lease, sum(package.files.get(item.path, 0) for _, item in uploads)) as progress:
+    with _Progress(lease, sum(package.files.get(upload[1].path, 0) for upload in uploads)) as progress:
         for device_url, item in uploads:
             _upload(client, package, item, device_url.url, progress, name)
     lease.HttpNfcLeaseProgress(100)

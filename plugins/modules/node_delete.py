@@ -18,7 +18,7 @@ description:
   - Refuses, before deleting anything, any VM that is not a node of O(cluster_name) (custom attribute
     C(ray-cluster-name)).
 author:
-  - ray-vsphere maintainers
+  - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
 options:

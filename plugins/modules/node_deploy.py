@@ -24,7 +24,7 @@ description:
   - Idempotent. Rerunning with the same O(names) or the same O(request_id) creates nothing new and
     reports C(changed=false); powered-off nodes are powered on when O(power_on=true).
 author:
-  - ray-vsphere maintainers
+  - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
 options:

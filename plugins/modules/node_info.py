@@ -19,7 +19,7 @@ description:
     many VMs vCenter holds (vCenter may page a very large answer).
   - The templates of the clone fast path are not nodes and are not listed.
 author:
-  - ray-vsphere maintainers
+  - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
 options:

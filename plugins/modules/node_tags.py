@@ -17,7 +17,7 @@ description:
   - Only tags whose value changes are written. An empty value removes a tag.
   - C(ray-cluster-name) cannot be changed; nodes of other clusters are refused before anything is written.
 author:
-  - ray-vsphere maintainers
+  - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
 options:
