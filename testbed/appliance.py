@@ -116,20 +116,25 @@ PROPERTY_TEMPLATE = (
 )
 
 
-def build_test_ova(cache_dir=DEFAULT_CACHE_DIR):
-    """Path of the test OVA, built once per descriptor version into cache_dir."""
-    recipe = hashlib.sha256(f"{OVF_TEMPLATE}{PROPERTY_TEMPLATE}{DISK_CAPACITY_MIB}".encode()).hexdigest()[:12]
+def build_test_ova(cache_dir=DEFAULT_CACHE_DIR, payload_mib=0):
+    """Path of the test OVA, built once per descriptor version into cache_dir.
+
+    payload_mib writes that much incompressible data into the disk, for
+    benchmarks whose uploads should cost what a real image's do.
+    """
+    capacity_mib = DISK_CAPACITY_MIB + payload_mib
+    recipe = hashlib.sha256(f"{OVF_TEMPLATE}{PROPERTY_TEMPLATE}{capacity_mib}".encode()).hexdigest()[:12]
     ova_path = Path(cache_dir) / f"{APPLIANCE_NAME}-{recipe}.ova"
     if ova_path.exists():
         return ova_path
     ova_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-appliance-") as work_dir:
-        disk = _streamoptimized_disk(Path(work_dir))
+        disk = _streamoptimized_disk(Path(work_dir), capacity_mib, payload_mib)
         descriptor = OVF_TEMPLATE.format(
             name=APPLIANCE_NAME,
             disk_file=DISK_FILE,
             disk_size=disk.stat().st_size,
-            capacity_mib=DISK_CAPACITY_MIB,
+            capacity_mib=capacity_mib,
             properties="\n".join(PROPERTY_TEMPLATE.format(key=key) for key in CLOUD_INIT_PROPERTIES),
         ).encode()
         partial = ova_path.with_suffix(f".{os.getpid()}.partial")
@@ -138,9 +143,13 @@ def build_test_ova(cache_dir=DEFAULT_CACHE_DIR):
     return ova_path
 
 
-def _streamoptimized_disk(work_dir):
+def _streamoptimized_disk(work_dir, capacity_mib, payload_mib):
     raw, vmdk = work_dir / "disk.raw", work_dir / DISK_FILE
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), f"{DISK_CAPACITY_MIB}M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), f"{capacity_mib}M"], check=True)
+    if payload_mib:
+        with open(raw, "r+b") as disk:
+            for _ in range(payload_mib):
+                disk.write(os.urandom(1024 * 1024))
     subprocess.run(
         ["qemu-img", "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw), str(vmdk)],
         check=True,
