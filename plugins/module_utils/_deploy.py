@@ -78,8 +78,7 @@ class DeployRequest(object):
             self.tags[_ray_tags.USER_NODE_TYPE] = params["node_type"]
         self.guestinfo = dict(("guestinfo." + key if not key.startswith("guestinfo.") else key, str(value))
                               for key, value in (params.get("guestinfo") or {}).items())
-        self.preferred = _nodes.networks([params["preferred_cidr"]] if params.get("preferred_cidr") else [], "preferred_cidr")
-        self.ignored = _nodes.networks(params.get("ignored_cidrs"), "ignored_cidrs")
+        self.preferred, self.ignored = _nodes.ip_choice(params)
 
     def ovf_properties(self, declared, name):
         """The node's OVF property values; `hostname`, when the OVF has it, defaults to the VM name."""

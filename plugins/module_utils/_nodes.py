@@ -40,6 +40,12 @@ def networks(cidrs, option):
         raise RayVsphereError("%s: %s" % (option, error))
 
 
+def ip_choice(params):
+    """(preferred, ignored) networks from the preferred_cidr and ignored_cidrs options."""
+    preferred = networks([params["preferred_cidr"]] if params.get("preferred_cidr") else [], "preferred_cidr")
+    return preferred, networks(params.get("ignored_cidrs"), "ignored_cidrs")
+
+
 def guest_addresses(props):
     """Every address the guest reports, NIC order first, then guest.ipAddress."""
     addresses = []

@@ -27,6 +27,7 @@ author:
   - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
+  - ray_vsphere.cluster.ip_selection
 options:
   cluster_name:
     description: The Ray cluster the nodes belong to (custom attribute C(ray-cluster-name)).
@@ -115,15 +116,6 @@ options:
     description: Seconds to wait for the IP addresses.
     type: int
     default: 600
-  preferred_cidr:
-    description: Prefer an address in this network; IPv4 addresses come before IPv6 ones either way.
-    type: str
-  ignored_cidrs:
-    description: Addresses never used to reach a node. The default skips link-local, loopback and the default
-      bridges of Docker, Podman and libvirt.
-    type: list
-    elements: str
-    default: [169.254.0.0/16, fe80::/10, 127.0.0.0/8, "::1/128", 172.17.0.0/16, 10.88.0.0/16, 192.168.122.0/24]
   clone_from_template:
     description: Import the OVF once into a template per content hash and clone the nodes from it.
     type: bool

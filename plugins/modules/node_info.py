@@ -22,6 +22,7 @@ author:
   - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
+  - ray_vsphere.cluster.ip_selection
 options:
   cluster_name:
     description: The Ray cluster to list.
@@ -38,14 +39,6 @@ options:
     description: Only nodes whose tags have these values.
     type: dict
     default: {}
-  preferred_cidr:
-    description: Prefer an address in this network for RV(nodes[].ip).
-    type: str
-  ignored_cidrs:
-    description: Addresses never reported as RV(nodes[].ip).
-    type: list
-    elements: str
-    default: [169.254.0.0/16, fe80::/10, 127.0.0.0/8, "::1/128", 172.17.0.0/16, 10.88.0.0/16, 192.168.122.0/24]
 notes:
   - Read-only; supports check mode.
 """
@@ -120,11 +113,9 @@ def main():
     params = module.params
 
     def action(client):
-        preferred = _nodes.networks([params["preferred_cidr"]] if params["preferred_cidr"] else [], "preferred_cidr")
         nodes = _nodes.list_nodes(
             client.service_instance, params["cluster_name"], params["node_kind"], params["node_type"],
-            _ray_tags.check_tags(params["tag_filters"], "tag_filters"),
-            preferred, _nodes.networks(params["ignored_cidrs"], "ignored_cidrs"))
+            _ray_tags.check_tags(params["tag_filters"], "tag_filters"), *_nodes.ip_choice(params))
         return dict(changed=False, nodes=nodes)
 
     run_module(module, action)
