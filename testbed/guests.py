@@ -164,6 +164,9 @@ class Guest:
              *self._mount_arguments(), "--",
              which("sshd"), "-D", "-f", str(self.etc_dir / "sshd_config"), "-E", str(self.etc_dir / "sshd.log")],
             stdin=subprocess.DEVNULL, stdout=init_log, stderr=init_log,
+            # A session of its own: signals for the testbed's process group
+            # (Ctrl-C, a runner stopping its children) must not reach guests.
+            start_new_session=True,
         )
         init_log.close()
         self._wait_for_ssh(ssh_timeout)
