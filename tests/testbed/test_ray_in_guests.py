@@ -1,27 +1,18 @@
 """Ray runs for real in test guests: a two-node cluster, and `ray stop` stays in its guest."""
 
-import json
 import time
 
 import pytest
 
 from testbed.guests import ssh
+from testbed.ray_cluster import alive_nodes
 
 pytestmark = pytest.mark.slow
 
 # Small object stores: every guest shares the machine's /dev/shm and memory.
 RAY_START = "ray start --disable-usage-stats --object-store-memory=200000000 --num-cpus=1"
-# A Ray driver on the head, as `ray exec` and `ray submit` run one.
-ALIVE_NODES = (
-    "python -c 'import json, ray; ray.init(address=\"auto\", logging_level=\"ERROR\"); "
-    "print(json.dumps(sorted(n[\"NodeManagerAddress\"] for n in ray.nodes() if n[\"Alive\"])))'"
-)
-
-
 def alive_nodes_seen_by_a_driver(head_address, key):
-    result = ssh(head_address, key, ALIVE_NODES)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return alive_nodes(head_address, key)
 
 
 def ray_processes(address, key):

@@ -1,0 +1,91 @@
+"""A Ray cluster on the testbed through the real playbooks, and a job to run on it.
+
+Shared by the end-to-end tests and `testbed demo`: the vars a user would
+write for the embedded vCenter, the playbook runs (through ansible-runner, as
+the NodeProvider and AWX run them) and a Ray job run on the head over SSH.
+"""
+
+import json
+import shlex
+
+from ray_provider.runner import PROJECT_ROOT, run_playbook
+from testbed import simulator
+from testbed.appliance import build_test_ova
+from testbed.guests import ssh
+
+PLAYBOOKS = PROJECT_ROOT / "playbooks"
+
+# A Ray driver on the head, as `ray exec` and `ray submit` run one: tasks
+# spread over every node, each reporting the host it ran on.
+SPREAD_JOB = """
+import json, socket, time, ray
+ray.init(address="auto", logging_level="ERROR")
+
+@ray.remote(num_cpus=1)
+def square(x):
+    time.sleep(1)
+    return x * x, socket.gethostname()
+
+results = ray.get([square.options(scheduling_strategy="SPREAD").remote(i) for i in range({tasks})])
+print(json.dumps({{"sum_of_squares": sum(r[0] for r in results), "hosts": sorted({{r[1] for r in results}})}}))
+"""
+
+ALIVE_NODES = """
+import json, ray
+ray.init(address="auto", logging_level="ERROR")
+print(json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])))
+"""
+
+
+def cluster_vars(cluster_name, key_path, worker_count):
+    """The vars file a user would write for the embedded testbed."""
+    return dict(
+        ray_cluster_name=cluster_name,
+        ray_ovf=str(build_test_ova()),
+        ray_datacenter=simulator.DATACENTER,
+        ray_vsphere_cluster=simulator.CLUSTERS[0],
+        ray_resource_pool="DC0_C0_RP1",
+        ray_vm_folder=simulator.VM_FOLDER,
+        ray_datastore=simulator.DATASTORES[0],
+        ray_network=simulator.NETWORK,
+        ray_worker_count=worker_count,
+        ray_ssh_private_key=str(key_path),
+        # Guests share this machine: one CPU each and small object stores.
+        ray_start_options=["--num-cpus=1", "--object-store-memory=200000000"],
+        ray_ip_timeout=120,
+    )
+
+
+def run(playbook, run_dir, endpoint, extravars, timeout=900):
+    """ansible-runner run of playbooks/<playbook>; the runner object."""
+    return run_playbook(PLAYBOOKS / playbook, run_dir, extravars=extravars, envvars=endpoint.environment(),
+                        timeout=timeout)
+
+
+def published_stats(runner):
+    """What the play published with set_stats (AWX workflow artifacts)."""
+    for event in runner.events:
+        if event.get("event") == "playbook_on_stats":
+            return event["event_data"].get("artifact_data") or {}
+    return {}
+
+
+def _python_on_head(head_ip, key_path, script, timeout):
+    result = ssh(head_ip, key_path, f"python -c {shlex.quote(script)}", timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"Ray driver on {head_ip} failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_spread_job(head_ip, key_path, tasks=6, timeout=300):
+    """{'sum_of_squares': ..., 'hosts': [...]} from a job spread over the cluster."""
+    return _python_on_head(head_ip, key_path, SPREAD_JOB.format(tasks=tasks), timeout)
+
+
+def alive_nodes(head_ip, key_path, timeout=120):
+    """The node IPs Ray counts as alive, seen from a driver on the head."""
+    return _python_on_head(head_ip, key_path, ALIVE_NODES, timeout)
+
+
+def ray_status(head_ip, key_path):
+    return ssh(head_ip, key_path, "ray status").stdout
