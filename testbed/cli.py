@@ -7,6 +7,7 @@ SSH key, powers it on and logs in to its guest.
 """
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from pyVmomi import vim
 
-from testbed import simulator, vsphere
+from testbed import ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import GuestSimulator, ssh
 from testbed.ova_import import import_ova
@@ -126,6 +128,67 @@ def up(args):
     print("Testbed stopped: vcsim, guests, bridge and temp folders removed.")
 
 
+def demo(args):
+    """The README's main job: a Ray cluster through the playbooks, a job on it, then ray_down."""
+    with tempfile.TemporaryDirectory(prefix="ray-vsphere-demo-") as work_dir:
+        if os.environ.get("VMWARE_HOST"):
+            if not args.vars:
+                raise SystemExit("testbed demo: with VMWARE_HOST set, give your cluster's vars file: --vars FILE "
+                                 "(see playbooks/vars/ray_cluster.example.yml)")
+            cluster = yaml.safe_load(Path(args.vars).read_text())
+            environment = {k: v for k, v in os.environ.items() if k.startswith("VMWARE_")}
+            print(f"Using the vCenter at {os.environ['VMWARE_HOST']} (VMWARE_* variables)")
+            run_cluster_demo(cluster, environment, Path(work_dir), args.keep)
+            return
+        try:
+            check_prerequisites()
+        except PrerequisiteError as error:
+            raise SystemExit(f"testbed: {error}") from None
+        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        with simulator.Vcsim() as sim, GuestSimulator(sim.endpoint) as guests:
+            print(f"No VMWARE_HOST given: embedded vCenter simulator at {sim.endpoint.url} with SSH test guests")
+            cluster = ray_cluster.cluster_vars("demo", Path(work_dir) / "ray-demo-key", worker_count=2)
+            run_cluster_demo(cluster, sim.endpoint.environment(), Path(work_dir), args.keep)
+            if args.keep:
+                wait_until_interrupted()
+                run_playbook_or_exit("ray_down.yml", Path(work_dir), sim.endpoint.environment(), cluster)
+            if guests.errors:
+                raise SystemExit(f"testbed: guest simulator errors: {guests.errors}")
+        print("Testbed stopped: vcsim, guests, bridge and temp folders removed.")
+
+
+def run_playbook_or_exit(playbook, work_dir, environment, cluster):
+    started = time.monotonic()
+    runner = ray_cluster.run(playbook, work_dir / playbook, environment, cluster)
+    if runner.status != "successful":
+        print(runner.stdout.read()[-5000:])
+        raise SystemExit(f"testbed demo: playbooks/{playbook} {runner.status}")
+    print(f"$ ansible-playbook playbooks/{playbook}: {runner.status} in {time.monotonic() - started:.1f} s")
+    return ray_cluster.published_stats(runner)
+
+
+def run_cluster_demo(cluster, environment, work_dir, keep):
+    stats = run_playbook_or_exit("ray_up.yml", work_dir, environment, cluster)
+    head_ip, key = stats["ray_head_ip"], cluster["ray_ssh_private_key"]
+    print(f"Ray cluster {stats['ray_cluster_name']}:")
+    print(f"  head     {head_ip}   dashboard {stats['ray_dashboard_url']}")
+    for worker_ip in stats["ray_worker_ips"]:
+        print(f"  worker   {worker_ip}")
+    tasks = 2 * (1 + len(stats["ray_worker_ips"]))
+    job = ray_cluster.run_spread_job(head_ip, key, tasks=tasks)
+    print(f"Ray job: squares of 0..{tasks - 1} spread over the cluster")
+    print(f"  sum of squares = {job['sum_of_squares']} (expected {sum(i * i for i in range(tasks))}), "
+          f"ran on {', '.join(job['hosts'])}")
+    print("$ ray status")
+    for line in ray_cluster.ray_status(head_ip, key).splitlines():
+        print(f"  {line}")
+    if keep:
+        print(f"Kept: ssh -i {key} root@{head_ip}")
+    else:
+        deleted = run_playbook_or_exit("ray_down.yml", work_dir, environment, cluster)
+        print(f"Removed: {', '.join(deleted.get('ray_deleted_nodes', []))}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,9 +198,15 @@ def main(argv=None):
     up_parser.add_argument("--exit", action="store_true", help="tear everything down once it is up (for scripts)")
     up_parser.add_argument("--method-delay", type=parse_method_delay, default={},
                            help="vcsim delays in ms standing in for a real vCenter, e.g. ImportVApp:500,Clone:800")
+    demo_parser = commands.add_parser(
+        "demo", help="bring up a Ray cluster through the playbooks, run a job on it, then remove it")
+    demo_parser.add_argument("--keep", action="store_true", help="keep the cluster (until Ctrl-C on the testbed)")
+    demo_parser.add_argument("--vars", help="your cluster's vars file, for a real vCenter (VMWARE_HOST set)")
     args = parser.parse_args(argv)
     if args.command == "up":
         up(args)
+    elif args.command == "demo":
+        demo(args)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,9 @@ def cluster_vars(cluster_name, key_path, worker_count):
     )
 
 
-def run(playbook, run_dir, endpoint, extravars, timeout=900):
-    """ansible-runner run of playbooks/<playbook>; the runner object."""
-    return run_playbook(PLAYBOOKS / playbook, run_dir, extravars=extravars, envvars=endpoint.environment(),
+def run(playbook, run_dir, vmware_environment, extravars, timeout=900):
+    """ansible-runner run of playbooks/<playbook> with VMWARE_* credentials; the runner object."""
+    return run_playbook(PLAYBOOKS / playbook, run_dir, extravars=extravars, envvars=vmware_environment,
                         timeout=timeout)
 
 

@@ -1,9 +1,12 @@
-"""`testbed up`, the README's main command for now, as a user runs it."""
+"""`testbed up` and `testbed demo` (the README's main job) as a user runs them."""
 
+import os
 import re
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from testbed import PROJECT_ROOT, leftovers
 
@@ -41,3 +44,28 @@ def test_testbed_up_stays_up_until_interrupted_then_cleans_up(testbed_prerequisi
     assert process.returncode == 0
     assert "Testbed stopped" in rest
     assert leftovers.left_behind(before, leftovers.snapshot()) == {}
+
+
+@pytest.mark.slow
+def test_testbed_demo_brings_up_a_ray_cluster_runs_a_job_and_removes_it(testbed_prerequisites):
+    before = leftovers.snapshot()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("VMWARE_")}
+    result = subprocess.run([*TESTBED, "demo"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+                            env=environment)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "No VMWARE_HOST given: embedded vCenter simulator" in out
+    assert "$ ansible-playbook playbooks/ray_up.yml: successful" in out
+    assert re.search(r"^  head     198\.18\.\d+\.\d+   dashboard http://198\.18\.\d+\.\d+:8265$", out, re.MULTILINE)
+    assert len(re.findall(r"^  worker   198\.18\.", out, re.MULTILINE)) == 2
+    assert "sum of squares = 55 (expected 55), ran on demo-head, demo-worker-0, demo-worker-1" in out
+    assert "Node status" in out and "Active:" in out
+    assert "Removed: demo-head, demo-worker-0, demo-worker-1" in out
+    assert leftovers.left_behind(before, leftovers.snapshot()) == {}
+
+
+def test_testbed_demo_against_a_real_vcenter_needs_a_vars_file():
+    result = subprocess.run([*TESTBED, "demo"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, VMWARE_HOST="vcenter.example.com"))
+    assert result.returncode == 1
+    assert "give your cluster's vars file: --vars FILE" in result.stderr
