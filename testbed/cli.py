@@ -116,8 +116,11 @@ def up(args):
         raise SystemExit(f"testbed: {error}") from None
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # tear down on `kill` as on Ctrl-C
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-demo-") as work_dir:
-        with simulator.Vcsim(method_delay=args.method_delay) as sim, GuestSimulator(sim.endpoint) as guests:
+        with simulator.Vcsim(method_delay=args.method_delay, port=args.port, password=args.password) as sim, \
+                GuestSimulator(sim.endpoint) as guests:
             print_testbed(sim, guests)
+            if args.pid_file:
+                Path(args.pid_file).write_text(f"{os.getpid()}\n")
             if args.demo:
                 run_demo(sim, guests, work_dir)
             if guests.errors:
@@ -197,7 +200,10 @@ def main(argv=None):
                            help="also deploy a VM from the test OVA with a fresh SSH key and log in to it")
     up_parser.add_argument("--exit", action="store_true", help="tear everything down once it is up (for scripts)")
     up_parser.add_argument("--method-delay", type=parse_method_delay, default={},
-                           help="vcsim delays in ms standing in for a real vCenter, e.g. ImportVApp:500,Clone:800")
+                           help="vcsim delays in ms standing in for a real vCenter, e.g. ImportVApp:500,CloneVm:800")
+    up_parser.add_argument("--port", type=int, default=0, help="vcsim's loopback port (default: a free one)")
+    up_parser.add_argument("--password", help="vcsim's password (default: a new random one)")
+    up_parser.add_argument("--pid-file", help="write this process's id here once the testbed is up")
     demo_parser = commands.add_parser(
         "demo", help="bring up a Ray cluster through the playbooks, run a job on it, then remove it")
     demo_parser.add_argument("--keep", action="store_true", help="keep the cluster (until Ctrl-C on the testbed)")

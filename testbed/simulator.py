@@ -92,12 +92,13 @@ class Vcsim:
     """
 
     def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
-                 vms_per_pool=1, start_timeout=60.0):
+                 vms_per_pool=1, start_timeout=60.0, port=0):
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.method_delay = method_delay or {}
         self.vms_per_pool = vms_per_pool
         self.start_timeout = start_timeout
+        self.port = port
         self.endpoint = None
         self.startup_seconds = None
         self._process = None
@@ -112,7 +113,7 @@ class Vcsim:
 
     def command(self):
         flags = {**SITE_FLAGS, "-vm": self.vms_per_pool}
-        command = [str(VCSIM_BIN), "-l", "127.0.0.1:0", "-stdinexit",
+        command = [str(VCSIM_BIN), "-l", f"127.0.0.1:{self.port}", "-stdinexit",
                    *(f"{flag}={value}" for flag, value in flags.items()),
                    "-username", self.username, "-password", self.password]
         if self.method_delay:

@@ -1,0 +1,24 @@
+"""molecule's default scenario: the roles converge against test guests, Ray runs everywhere, idempotent."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed import PROJECT_ROOT, leftovers
+
+pytestmark = pytest.mark.slow
+
+
+def test_molecule_default_scenario_converges_verifies_and_is_idempotent(testbed_prerequisites):
+    before = leftovers.snapshot()
+    venv_bin = Path(sys.executable).parent
+    result = subprocess.run([str(venv_bin / "molecule"), "test"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=900, env=dict(os.environ, PATH=f"{venv_bin}:{os.environ['PATH']}", NO_COLOR="1"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    for step in ("create", "converge", "idempotence", "verify", "destroy"):
+        assert f"default ➜ {step}: Executed: Successful" in output, f"molecule {step} did not succeed"
+    assert leftovers.left_behind(before, leftovers.snapshot()) == {}
