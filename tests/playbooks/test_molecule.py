@@ -20,5 +20,6 @@ def test_molecule_default_scenario_converges_verifies_and_is_idempotent(testbed_
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     for step in ("create", "converge", "idempotence", "verify", "destroy"):
-        assert f"default ➜ {step}: Executed: Successful" in output, f"molecule {step} did not succeed"
+        assert f"[default > {step}] Executed: Successful" in output, f"molecule {step} did not succeed"
+    assert "failed=0" in output
     assert leftovers.left_behind(before, leftovers.snapshot()) == {}
