@@ -109,9 +109,8 @@ def deploy(client, params, check_mode):
     placement = _placement.resolve(service_instance, params)
     with _ovf.OvfPackage(params["ovf"], client.validate_certs) as package:
         declared = _ovf.declared_properties(package.descriptor)
-        for name in request.names:
-            request.ovf_properties(declared, name)
-        # Validates the OVF against the placement (networks, disks) before anything exists.
+        # Validates the OVF against the placement (networks, disks) and the
+        # property names, which are the same for every node, before anything exists.
         _ovf.import_spec(service_instance, package, request.names[0], placement,
                          request.ovf_properties(declared, request.names[0]), request.configure)
         inventory = _nodes.Inventory(service_instance)

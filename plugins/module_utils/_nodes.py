@@ -170,11 +170,15 @@ def in_parallel(work, items, parallel):
     return errors
 
 
-def destroy_vm(service_instance, vm, name, timeout=600):
-    """Power off if needed, then destroy. An already absent VM is success."""
+def destroy_vm(service_instance, vm, name, power_state=None, timeout=600):
+    """Power off if needed, then destroy. An already absent VM is success.
+
+    power_state: as the caller's inventory read found it; read here when not given.
+    """
     try:
-        state = _vsphere.read(service_instance, vm, ["runtime.powerState"]).get("runtime.powerState")
-        if state != vim.VirtualMachine.PowerState.poweredOff:
+        if power_state is None:
+            power_state = _vsphere.read(service_instance, vm, ["runtime.powerState"]).get("runtime.powerState")
+        if power_state != vim.VirtualMachine.PowerState.poweredOff:
             try:
                 _vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task(), "PowerOffVM_Task on VM %s" % name, timeout)
             except RayVsphereError as error:
@@ -188,12 +192,16 @@ def destroy_vm(service_instance, vm, name, timeout=600):
             raise
 
 
-def delete_nodes(service_instance, cluster_name, uuids, names, parallel, check_mode):
+def delete_nodes(service_instance, cluster_name, uuids, names, parallel, check_mode, all_nodes=False):
+    """Delete the named nodes (every node with all_nodes) from one inventory read."""
     inventory = Inventory(service_instance)
     found, absent = find_nodes(inventory, cluster_name, uuids, names)
+    if all_nodes:
+        found.update(inventory.cluster_nodes(cluster_name))
     deleted = sorted(props["name"] for props in found.values())
     if not check_mode:
-        errors = in_parallel(lambda vm: destroy_vm(service_instance, vm, found[vm]["name"]), list(found), parallel)
+        errors = in_parallel(lambda vm: destroy_vm(service_instance, vm, found[vm]["name"],
+                                                   found[vm].get("runtime.powerState")), list(found), parallel)
         if errors:
             raise RayVsphereError("deleting nodes of Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
     return deleted, absent

@@ -101,11 +101,9 @@ def main():
     params = module.params
 
     def action(client):
-        names = list(params["names"])
-        if params["all_nodes"]:
-            names += [node["name"] for node in _nodes.list_nodes(client.service_instance, params["cluster_name"])]
         deleted, absent = _nodes.delete_nodes(client.service_instance, params["cluster_name"], params["uuids"],
-                                              names, params["parallel"], module.check_mode)
+                                              params["names"], params["parallel"], module.check_mode,
+                                              all_nodes=params["all_nodes"])
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))
