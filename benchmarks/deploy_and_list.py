@@ -20,14 +20,13 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-import yaml
 from pyVmomi import vim, vmodl
 
-from ray_provider.runner import run_playbook, task_results
+from ray_provider.runner import task_results
 from testbed import simulator, vsphere  # puts the checkout's collections on sys.path
 from testbed.appliance import build_test_ova
+from testbed.ray_cluster import run_tasks
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402
 
@@ -42,10 +41,7 @@ PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1",
 
 
 def play(endpoint, work_dir, tasks):
-    project = Path(tempfile.mkdtemp(dir=work_dir))
-    (project / "play.yml").write_text(yaml.safe_dump(
-        [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}]))
-    runner = run_playbook("play.yml", project / "run", envvars=endpoint.environment(), project_dir=project)
+    runner = run_tasks(tasks, tempfile.mkdtemp(dir=work_dir), endpoint.environment())
     result = task_results(runner)[-1]
     if result.get("failed"):
         sys.exit(f"benchmark play failed: {result.get('msg')}")

@@ -8,6 +8,8 @@ collection's (module_utils/_ovf.py), so what the tests prove is what ships.
 import ssl
 from types import SimpleNamespace
 
+from pyVmomi import vim
+
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _placement
 
 
@@ -20,7 +22,7 @@ def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore,
     placement = _placement.Placement(None, resource_pool, None, folder, datastore, network)
 
     def configure(config_spec):
-        config_spec.extraConfig = [_ovf.vim.option.OptionValue(key=key, value=value)
+        config_spec.extraConfig = [vim.option.OptionValue(key=key, value=value)
                                    for key, value in sorted((extra_config or {}).items())]
 
     with _ovf.OvfPackage(str(ova_path), validate_certs=False) as package:

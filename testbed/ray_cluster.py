@@ -7,6 +7,9 @@ the NodeProvider and AWX run them) and a Ray job run on the head over SSH.
 
 import json
 import shlex
+from pathlib import Path
+
+import yaml
 
 from ray_provider.runner import PROJECT_ROOT, run_playbook
 from testbed import simulator
@@ -60,6 +63,17 @@ def run(playbook, run_dir, vmware_environment, extravars, timeout=900):
     """ansible-runner run of playbooks/<playbook> with VMWARE_* credentials; the runner object."""
     return run_playbook(PLAYBOOKS / playbook, run_dir, extravars=extravars, envvars=vmware_environment,
                         timeout=timeout)
+
+
+def run_tasks(tasks, run_dir, vmware_environment, cmdline=None, timeout=900):
+    """Run `tasks` as a localhost play in a project of its own under run_dir; the runner object."""
+    project = Path(run_dir) / "project"
+    project.mkdir(parents=True)
+    (project / "play.yml").write_text(yaml.safe_dump(
+        [{"name": "Tasks", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}],
+        sort_keys=False))
+    return run_playbook("play.yml", run_dir, extravars={}, envvars=vmware_environment, cmdline=cmdline,
+                        timeout=timeout, project_dir=project)
 
 
 def published_stats(runner):

@@ -9,11 +9,11 @@ import itertools
 from pathlib import Path
 
 import pytest
-import yaml
 from pyVmomi import vim
 
-from ray_provider.runner import run_playbook, task_results
+from ray_provider.runner import task_results
 from testbed import vsphere
+from testbed.ray_cluster import run_tasks
 
 PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder="ray",
                  datastore="LocalDS_0", network="VM Network")
@@ -44,16 +44,8 @@ def play(vcsim, tmp_path_factory):
 
     def run(tasks, env=None, check=False, diff=False):
         run_dir = run_root / f"run-{next(counter)}"
-        project = run_dir / "project"
-        project.mkdir(parents=True)
-        playbook = project / "play.yml"
-        playbook.write_text(yaml.safe_dump(
-            [{"name": "Test play", "hosts": "localhost", "connection": "local", "gather_facts": False,
-              "tasks": tasks}], sort_keys=False))
         cmdline = " ".join(flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted) or None
-        runner = run_playbook(playbook.name, run_dir, envvars=env or vcsim.endpoint.environment(),
-                              cmdline=cmdline, project_dir=project, timeout=900)
-        result = PlayResult(runner)
+        result = PlayResult(run_tasks(tasks, run_dir, env or vcsim.endpoint.environment(), cmdline=cmdline))
         for path in run_dir.rglob("*"):
             if path.is_file() and vcsim.endpoint.password in path.read_text(errors="replace"):
                 leaks.append(str(path.relative_to(run_dir)))

@@ -11,10 +11,6 @@ pytestmark = pytest.mark.slow
 
 # Small object stores: every guest shares the machine's /dev/shm and memory.
 RAY_START = "ray start --disable-usage-stats --object-store-memory=200000000 --num-cpus=1"
-def alive_nodes_seen_by_a_driver(head_address, key):
-    return alive_nodes(head_address, key)
-
-
 def ray_processes(address, key):
     return set(ssh(address, key, "ps -eo comm").stdout.split()) & {"raylet", "gcs_server"}
 
@@ -31,7 +27,7 @@ def test_head_and_worker_guests_form_a_ray_cluster_and_ray_stop_leaves_the_head_
     joined = ssh(worker.address, key, f"{RAY_START} --address={head.address}:6379 --node-ip-address={worker.address}")
     assert joined.returncode == 0, joined.stdout + joined.stderr
     try:
-        assert alive_nodes_seen_by_a_driver(head.address, key) == sorted([head.address, worker.address])
+        assert alive_nodes(head.address, key) == sorted([head.address, worker.address])
 
         stopped = ssh(worker.address, key, "ray stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -41,7 +37,7 @@ def test_head_and_worker_guests_form_a_ray_cluster_and_ray_stop_leaves_the_head_
         assert status.returncode == 0, status.stdout + status.stderr
 
         deadline = time.monotonic() + 60
-        while (alive := alive_nodes_seen_by_a_driver(head.address, key)) != [head.address]:
+        while (alive := alive_nodes(head.address, key)) != [head.address]:
             assert time.monotonic() < deadline, f"the worker still counts as alive: {alive}"
             time.sleep(2)
     finally:
