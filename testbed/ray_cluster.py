@@ -30,13 +30,13 @@ def square(x):
     return x * x, socket.gethostname()
 
 results = ray.get([square.options(scheduling_strategy="SPREAD").remote(i) for i in range({tasks})])
-print(json.dumps({{"sum_of_squares": sum(r[0] for r in results), "hosts": sorted({{r[1] for r in results}})}}))
+print("RESULT " + json.dumps({{"sum_of_squares": sum(r[0] for r in results), "hosts": sorted({{r[1] for r in results}})}}))
 """
 
 ALIVE_NODES = """
 import json, ray
 ray.init(address="auto", logging_level="ERROR")
-print(json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])))
+print("RESULT " + json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"])))
 """
 
 
@@ -88,7 +88,12 @@ def _python_on_head(head_ip, key_path, script, timeout):
     result = ssh(head_ip, key_path, f"python -c {shlex.quote(script)}", timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"Ray driver on {head_ip} failed: {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    # Ray writes its own warnings (lagging heartbeats, ...) to the driver's
+    # stdout at any time, so the result is the line the script marked.
+    marked = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    if not marked:
+        raise RuntimeError(f"Ray driver on {head_ip} printed no result: {result.stdout[-2000:]}")
+    return json.loads(marked[-1][len("RESULT "):])
 
 
 def run_spread_job(head_ip, key_path, tasks=6, timeout=300):
