@@ -76,3 +76,11 @@ def task_results(runner, task_name=None):
             if task_name is None or data.get("task") == task_name:
                 results.append(dict(data.get("res", {}), failed=event["event"] == "runner_on_failed"))
     return results
+
+
+def published_stats(runner):
+    """What the play published with set_stats (what AWX keeps as workflow artifacts)."""
+    for event in runner.events:
+        if event.get("event") == "playbook_on_stats":
+            return event["event_data"].get("artifact_data") or {}
+    return {}

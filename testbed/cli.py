@@ -20,7 +20,7 @@ from pyVmomi import vim
 
 from testbed import ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
-from testbed.guests import GuestSimulator, ssh
+from testbed.guests import ssh, vcsim_with_guests
 from testbed.ova_import import import_ova
 from testbed.prereqs import PrerequisiteError, check_prerequisites
 
@@ -116,8 +116,7 @@ def up(args):
         raise SystemExit(f"testbed: {error}") from None
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # tear down on `kill` as on Ctrl-C
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-demo-") as work_dir:
-        with simulator.Vcsim(method_delay=args.method_delay, port=args.port, password=args.password) as sim, \
-                GuestSimulator(sim.endpoint) as guests:
+        with vcsim_with_guests(method_delay=args.method_delay, port=args.port, password=args.password) as (sim, guests):
             print_testbed(sim, guests)
             if args.pid_file:
                 Path(args.pid_file).write_text(f"{os.getpid()}\n")
@@ -148,7 +147,7 @@ def demo(args):
         except PrerequisiteError as error:
             raise SystemExit(f"testbed: {error}") from None
         signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-        with simulator.Vcsim() as sim, GuestSimulator(sim.endpoint) as guests:
+        with vcsim_with_guests() as (sim, guests):
             print(f"No VMWARE_HOST given: embedded vCenter simulator at {sim.endpoint.url} with SSH test guests")
             cluster = ray_cluster.cluster_vars("demo", Path(work_dir) / "ray-demo-key", worker_count=2)
             run_cluster_demo(cluster, sim.endpoint.environment(), Path(work_dir), args.keep)

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vspher
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from testbed import PROJECT_ROOT, vsphere
 from testbed.prereqs import which
+from testbed.simulator import Vcsim
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,9 @@ class Guest:
             copy = self.private_copy(folder)
             copy.mkdir(parents=True)
             copy.chmod(Path(folder).stat().st_mode & 0o7777)
+        # Ray's command runner starts `bash --login`, whose /etc/profile resets
+        # PATH: like an image with Ray installed, root's .bashrc puts it first.
+        (self.private_copy(PRIVATE_FOLDERS[1]) / ".bashrc").write_text(f'export PATH="{Path(sys.prefix) / "bin"}:$PATH"\n')
         keys = self.etc_dir / "authorized_keys"
         keys.write_text(self.authorized_keys.strip() + "\n")
         keys.chmod(0o600)
@@ -308,10 +313,11 @@ def _every_vm_filter(service_instance):
 class GuestSimulator:
     """Keeps one guest per powered-on VM of a vcsim, until stopped."""
 
-    def __init__(self, endpoint, ssh_timeout=15.0):
+    def __init__(self, endpoint, ssh_timeout=15.0, network=None):
+        """network: a GuestNetwork already up, when vcsim listens on its gateway (see Vcsim(host=...))."""
         self.endpoint = endpoint
         self.ssh_timeout = ssh_timeout
-        self.network = GuestNetwork()
+        self.network = network or GuestNetwork()
         self.errors = []
         self._guests = {}
         self._vm_properties = {}
@@ -330,7 +336,8 @@ class GuestSimulator:
 
     def start(self, timeout=30.0):
         self._run_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-        self.network.up()
+        if self.network.subnet_octet is None:
+            self.network.up()
         self._thread = threading.Thread(target=self._watch, name="guest-simulator", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -488,3 +495,19 @@ class GuestSimulator:
             }
         spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
         vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(spec))
+
+
+@contextmanager
+def vcsim_with_guests(**vcsim_options):
+    """(vcsim, GuestSimulator) with vcsim listening on the guests' gateway.
+
+    The host and every guest reach that address: a Ray head in a guest runs
+    the NodeProvider against the same vCenter as `ray up` on the host.
+    """
+    network = GuestNetwork()
+    network.up()
+    try:
+        with Vcsim(host=network.gateway, **vcsim_options) as sim, GuestSimulator(sim.endpoint, network=network) as guests:
+            yield sim, guests
+    finally:
+        network.down()

@@ -18,6 +18,8 @@ REQUIRED_COMMANDS = {
     "ssh-keygen": "openssh-client",
     "qemu-img": "qemu-utils",
     "tini": "tini",
+    # ray up copies file mounts (the bootstrap config, keys, the node image) to the head with rsync.
+    "rsync": "rsync",
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_provider.runner import PROJECT_ROOT, run_playbook
+from ray_provider.runner import PROJECT_ROOT, published_stats, run_playbook  # noqa: F401 - published_stats is part of this API
 from testbed import simulator
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh
@@ -74,14 +74,6 @@ def run_tasks(tasks, run_dir, vmware_environment, cmdline=None, timeout=900):
         sort_keys=False))
     return run_playbook("play.yml", run_dir, extravars={}, envvars=vmware_environment, cmdline=cmdline,
                         timeout=timeout, project_dir=project)
-
-
-def published_stats(runner):
-    """What the play published with set_stats (AWX workflow artifacts)."""
-    for event in runner.events:
-        if event.get("event") == "playbook_on_stats":
-            return event["event_data"].get("artifact_data") or {}
-    return {}
 
 
 def _python_on_head(head_ip, key_path, script, timeout):

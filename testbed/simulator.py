@@ -92,13 +92,15 @@ class Vcsim:
     """
 
     def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
-                 vms_per_pool=1, start_timeout=60.0, port=0):
+                 vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1"):
+        """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too."""
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.method_delay = method_delay or {}
         self.vms_per_pool = vms_per_pool
         self.start_timeout = start_timeout
         self.port = port
+        self.host = host
         self.endpoint = None
         self.startup_seconds = None
         self._process = None
@@ -113,7 +115,7 @@ class Vcsim:
 
     def command(self):
         flags = {**SITE_FLAGS, "-vm": self.vms_per_pool}
-        command = [str(VCSIM_BIN), "-l", f"127.0.0.1:{self.port}", "-stdinexit",
+        command = [str(VCSIM_BIN), "-l", f"{self.host}:{self.port}", "-stdinexit",
                    *(f"{flag}={value}" for flag, value in flags.items()),
                    "-username", self.username, "-password", self.password]
         if self.method_delay:

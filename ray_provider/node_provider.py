@@ -1,0 +1,415 @@
+"""A Ray NodeProvider whose nodes are vSphere VMs made by the collection's playbooks.
+
+Load it from a cluster YAML:
+
+    provider:
+      type: external
+      module: ray_provider.node_provider.VsphereNodeProvider
+
+Writes (create, terminate, tags) run playbooks/provider/*.yml through
+ansible-runner, so the autoscaler changes vCenter exactly as
+`ansible-playbook` and AWX do; created nodes' IPs come from what those
+playbooks publish with set_stats. State lives in vCenter (custom attributes),
+so the head's autoscaler, a restarted head and `ray down` elsewhere all see
+the same cluster.
+
+Reads are the hot path: the autoscaler asks node_tags and internal_ip about
+ten times per node every 5 s. They are answered from a node cache under one
+narrow lock. The cache is refreshed by non_terminated_nodes at most once per
+REFRESH_INTERVAL_S, in process, with the same module_utils code the node_info
+module runs: an ansible-runner run costs about a CPU-second, which the
+autoscaler would pay every update (benchmarks/provider.py prints both).
+"""
+
+import atexit
+import copy
+import logging
+import shutil
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from ray.autoscaler.node_launch_exception import NodeLaunchException
+from ray.autoscaler.node_provider import NodeProvider
+from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
+
+from ray_provider import config as provider_config_checks
+from ray_provider.config import ClusterConfigError, VcenterCredentials, check_cluster_config, is_url, node_settings
+from ray_provider.runner import COLLECTIONS_PATH, PROJECT_ROOT, published_stats, run_playbook, task_results
+
+if str(COLLECTIONS_PATH) not in sys.path:
+    sys.path.append(str(COLLECTIONS_PATH))
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (  # noqa: E402
+    RayVsphereError, VcenterClient)
+
+logger = logging.getLogger(__name__)
+
+PLAYBOOKS = PROJECT_ROOT / "playbooks" / "provider"
+# Below the autoscaler's 5 s update interval: one vCenter read per update,
+# however many times Ray lists nodes within it.
+REFRESH_INTERVAL_S = 2.0
+# set_node_tags calls of one updater transition arrive together; one run writes them.
+TAG_BATCH_DELAY_S = 1.0
+KEPT_RUNS = 30
+STATE_DIR = Path("~/.ray-vsphere").expanduser()
+HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
+HEAD_PUBLIC_KEY = "~/ray_bootstrap_key.pub"
+HEAD_IMAGES = "~/ray_vsphere_images"
+# Ray's own tags that node_deploy takes as options of their own.
+DEDICATED_TAGS = (_ray_tags.CLUSTER_NAME, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE)
+
+
+class PlaybookFailed(RuntimeError):
+    def __init__(self, playbook, runner):
+        failures = [result.get("msg", "") for result in task_results(runner) if result["failed"]]
+        self.messages = [message for message in failures if message] or [f"ansible-runner status {runner.status}"]
+        super().__init__(f"{playbook} failed: {'; '.join(self.messages)}")
+
+
+class PlaybookRuns:
+    """ansible-runner runs of playbooks/provider/*.yml, each in a private data dir of its own.
+
+    Runs happen on several Ray threads at once; separate dirs keep their
+    artifacts apart. The newest KEPT_RUNS stay for debugging.
+    """
+
+    def __init__(self, cluster_name, credentials):
+        self.root = STATE_DIR / cluster_name / "runs"
+        self.credentials = credentials
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def run(self, playbook, extravars):
+        with self._lock:
+            self.count += 1
+            ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:05d}-{Path(playbook).stem}-{uuid.uuid4().hex[:6]}"
+        STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+        started = time.monotonic()
+        runner = run_playbook(PLAYBOOKS / playbook, self.root / ident, extravars=extravars,
+                              envvars=self.credentials.environment())
+        logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, runner.status, time.monotonic() - started,
+                    self.root / ident)
+        self._prune()
+        if runner.status != "successful":
+            raise PlaybookFailed(playbook, runner)
+        return runner
+
+    def _prune(self):
+        runs = sorted(self.root.iterdir()) if self.root.is_dir() else []
+        for old in runs[:-KEPT_RUNS]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class VsphereNodeProvider(NodeProvider):
+    """Ray nodes as vSphere VMs; thread-safe (Ray calls it from its loop, launcher and updater threads)."""
+
+    def __init__(self, provider_config, cluster_name):
+        super().__init__(provider_config, cluster_name)
+        self.credentials = VcenterCredentials(provider_config)
+        self.playbooks = PlaybookRuns(cluster_name, self.credentials)
+        self._nodes = {}            # uuid -> {"name", "ip", "power_state", "tags", "added"}
+        self._terminating = set()   # uuids whose delete is under way: already terminated for Ray
+        self._unwritten_tags = {}   # uuid -> tags set in memory, not yet in vCenter
+        self._lock = threading.Lock()          # guards the four above; never held over I/O
+        self._refresh_lock = threading.Lock()  # one vCenter read at a time
+        self._last_refresh = float("-inf")
+        self._client = None
+        self._tags_due = threading.Condition(self._lock)
+        self._tag_write_lock = threading.Lock()
+        self._tag_writer = threading.Thread(target=self._write_tags_forever, name="ray-vsphere-tags", daemon=True)
+        self._tag_writer.start()
+        # `ray up` exits right after its updater marks the head up-to-date.
+        atexit.register(self.write_tags_now)
+
+    # ----- read path: memory only, except the rate-limited refresh -----
+
+    def non_terminated_nodes(self, tag_filters):
+        self._refresh_if_stale()
+        with self._lock:
+            return [node_id for node_id, node in self._nodes.items()
+                    if node_id not in self._terminating
+                    and all(node["tags"].get(key) == value for key, value in tag_filters.items())]
+
+    def is_running(self, node_id):
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return node is not None and node_id not in self._terminating and node["power_state"] == "poweredOn"
+
+    def is_terminated(self, node_id):
+        with self._lock:
+            return node_id not in self._nodes or node_id in self._terminating
+
+    def node_tags(self, node_id):
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return dict(node["tags"]) if node else {}
+
+    def internal_ip(self, node_id):
+        with self._lock:
+            node = self._nodes.get(node_id)
+            return node["ip"] if node else None
+
+    def external_ip(self, node_id):
+        return self.internal_ip(node_id)
+
+    def _refresh_if_stale(self):
+        with self._refresh_lock:
+            if time.monotonic() - self._last_refresh < REFRESH_INTERVAL_S:
+                return
+            started = time.monotonic()
+            records = self._list_cluster_nodes()
+            with self._lock:
+                listed = {record["uuid"]: record for record in records}
+                for node_id in list(self._nodes):
+                    # Created by a run that finished after this read began: keep it.
+                    if node_id not in listed and self._nodes[node_id]["added"] < started:
+                        del self._nodes[node_id]
+                        self._unwritten_tags.pop(node_id, None)
+                for node_id, record in listed.items():
+                    self._nodes[node_id] = self._cache_entry(record, self._nodes.get(node_id, {}).get("added", 0.0))
+                self._terminating &= set(self._nodes)
+            self._last_refresh = time.monotonic()
+
+    def _cache_entry(self, record, added):
+        """A cache entry from a node_info-style record; tags not yet written win over vCenter's."""
+        tags = dict(record["tags"])
+        tags.update(self._unwritten_tags.get(record["uuid"], {}))
+        return {"name": record["name"], "ip": record["ip"], "power_state": record["power_state"], "tags": tags,
+                "added": added}
+
+    def _list_cluster_nodes(self):
+        preferred, ignored = _nodes.ip_choice(dict(preferred_cidr=self.provider_config.get("preferred_cidr"),
+                                                   ignored_cidrs=_nodes.DEFAULT_IGNORED_CIDRS))
+        for attempt in (1, 2):
+            try:
+                if self._client is None:
+                    self._client = VcenterClient(self.credentials.hostname, self.credentials.username,
+                                                 self.credentials.password, port=self.credentials.port,
+                                                 validate_certs=self.credentials.validate_certs).connect()
+                return _nodes.list_nodes(self._client.service_instance, self.cluster_name,
+                                         preferred=preferred, ignored=ignored)
+            except Exception:  # noqa: BLE001 - an expired session or a dropped connection: log in again once
+                if self._client is not None:
+                    self._client.disconnect()
+                    self._client = None
+                if attempt == 2:
+                    raise
+        return []
+
+    # ----- write path: playbooks through ansible-runner -----
+
+    def create_node(self, node_config, tags, count):
+        return self.create_node_with_resources_and_labels(node_config, tags, count, {}, {})
+
+    def create_node_with_resources_and_labels(self, node_config, tags, count, resources, labels):
+        if count <= 0:
+            return {}
+        settings = node_settings(self.provider_config, node_config)
+        extravars = {
+            "ray_provider_cluster_name": self.cluster_name,
+            "ray_provider_node_kind": tags.get(TAG_RAY_NODE_KIND, "worker"),
+            "ray_provider_node_type": tags.get(TAG_RAY_USER_NODE_TYPE, ""),
+            "ray_provider_count": count,
+            "ray_provider_request_id": uuid.uuid4().hex[:8],
+            "ray_provider_tags": {key: value for key, value in tags.items() if key not in DEDICATED_TAGS},
+            "ray_provider_node": settings,
+            "ray_provider_public_key": self._public_key(),
+        }
+        try:
+            runner = self.playbooks.run("create_nodes.yml", extravars)
+        except PlaybookFailed as error:
+            raise NodeLaunchException(_launch_failure_category(error.messages), str(error), sys.exc_info()) from error
+        created = published_stats(runner).get("ray_provider_nodes", [])
+        now = time.monotonic()
+        with self._lock:
+            for record in created:
+                self._nodes[record["uuid"]] = self._cache_entry(record, now)
+        logger.info("ray_vsphere: created %s", ", ".join(f"{r['name']} ({r['ip']})" for r in created))
+        return {record["uuid"]: record for record in created}
+
+    def terminate_node(self, node_id):
+        return self.terminate_nodes([node_id])
+
+    def terminate_nodes(self, node_ids):
+        with self._lock:
+            wanted = [node_id for node_id in node_ids if node_id in self._nodes and node_id not in self._terminating]
+            self._terminating.update(wanted)
+        if not wanted:
+            return None
+        try:
+            self.playbooks.run("terminate_nodes.yml", {"ray_provider_cluster_name": self.cluster_name,
+                                                       "ray_provider_uuids": wanted})
+        except PlaybookFailed:
+            with self._lock:
+                self._terminating.difference_update(wanted)
+            raise
+        with self._lock:
+            for node_id in wanted:
+                self._nodes.pop(node_id, None)
+                self._unwritten_tags.pop(node_id, None)
+            self._terminating.difference_update(wanted)
+        return None
+
+    def set_node_tags(self, node_id, tags):
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is None:
+                return
+            node["tags"].update(tags)
+            self._unwritten_tags.setdefault(node_id, {}).update(tags)
+            self._tags_due.notify()
+
+    def post_process(self):
+        with self._lock:
+            self._tags_due.notify()
+
+    def write_tags_now(self):
+        """Write every tag change made so far to vCenter, in one run."""
+        with self._tag_write_lock:
+            with self._lock:
+                batch = {node_id: tags for node_id, tags in self._unwritten_tags.items()
+                         if node_id in self._nodes and node_id not in self._terminating}
+                self._unwritten_tags = {}
+            if not batch:
+                return
+            try:
+                self.playbooks.run("set_node_tags.yml", {
+                    "ray_provider_cluster_name": self.cluster_name,
+                    "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
+                })
+            except PlaybookFailed:
+                with self._lock:  # again next time, under anything newer
+                    for node_id, tags in batch.items():
+                        self._unwritten_tags[node_id] = {**tags, **self._unwritten_tags.get(node_id, {})}
+                raise
+
+    def _write_tags_forever(self):
+        while True:
+            with self._lock:
+                while not self._unwritten_tags:
+                    self._tags_due.wait()
+            time.sleep(TAG_BATCH_DELAY_S)
+            try:
+                self.write_tags_now()
+            except Exception:  # noqa: BLE001 - kept for the next batch; the thread must live on
+                logger.exception("ray_vsphere: writing node tags failed; retrying with the next batch")
+                time.sleep(5)
+
+    def _public_key(self):
+        return Path(self.provider_config["ssh_public_key_file"]).expanduser().read_text().strip()
+
+    # ----- cluster config -----
+
+    @staticmethod
+    def bootstrap_config(cluster_config):
+        """Check the config (keys, then vCenter read-only), and give it the cluster's SSH key."""
+        config = copy.deepcopy(cluster_config)
+        check_cluster_config(config)
+        provider = config["provider"]
+        credentials = VcenterCredentials(provider)
+        if credentials.problems():
+            raise ClusterConfigError(credentials.problems())
+        auth = config["auth"]
+        private_key = Path(auth.get("ssh_private_key")
+                           or f"~/.ssh/ray-vsphere-{config['cluster_name']}").expanduser()
+        if auth.get("ssh_private_key") and not private_key.is_file():
+            raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
+        node_types = {name: node_settings(provider, node_type["node_config"])
+                      for name, node_type in config["available_node_types"].items()}
+        runner = run_playbook(PLAYBOOKS / "check_config.yml",
+                              STATE_DIR / config["cluster_name"] / "runs" / f"check-{uuid.uuid4().hex[:8]}",
+                              extravars={"ray_provider_cluster_name": config["cluster_name"],
+                                         "ray_provider_private_key": str(private_key),
+                                         "ray_provider_node_types": node_types},
+                              envvars=credentials.environment())
+        problems = _check_failures(runner)
+        if problems:
+            raise ClusterConfigError(problems)
+        auth["ssh_private_key"] = str(private_key)
+        auth["ssh_public_key"] = f"{private_key}.pub"
+        provider["ssh_private_key_file"] = str(private_key)
+        provider["ssh_public_key_file"] = f"{private_key}.pub"
+        file_mounts = config.setdefault("file_mounts", {})
+        file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
+        # The head's autoscaler deploys workers from the same image.
+        for ovf in _local_images(config):
+            file_mounts[_head_image(ovf)] = str(Path(ovf).parent if ovf.endswith(".ovf") else ovf)
+        return config
+
+    def prepare_for_head_node(self, cluster_config):
+        """The config the head's autoscaler runs with: the password only as an Ansible Vault blob."""
+        config = copy.deepcopy(cluster_config)
+        provider = config["provider"]
+        provider.update(vcenter_hostname=self.credentials.hostname, vcenter_username=self.credentials.username,
+                        vcenter_port=self.credentials.port, vcenter_validate_certs=self.credentials.validate_certs)
+        provider["vcenter_password_vault"] = provider_config_checks.encrypt_secret(
+            self.credentials.password, self.provider_config["ssh_private_key_file"])
+        provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
+        provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
+        for section in [provider] + [t["node_config"] for t in config["available_node_types"].values()]:
+            if section.get("ovf") and not is_url(section["ovf"]):
+                section["ovf"] = _head_ovf(str(Path(section["ovf"]).expanduser()))
+        return config
+
+    @staticmethod
+    def fillout_available_node_types_resources(cluster_config):
+        """Fill a node type's missing CPU resource from its node_config.cpus."""
+        config = copy.deepcopy(cluster_config)
+        for node_type in (config.get("available_node_types") or {}).values():
+            if not isinstance(node_type, dict):
+                continue
+            cpus = (node_type.get("node_config") or {}).get("cpus") if isinstance(node_type.get("node_config"), dict) else None
+            resources = node_type.setdefault("resources", {})
+            if isinstance(resources, dict) and "CPU" not in resources and isinstance(cpus, int):
+                resources["CPU"] = cpus
+        return config
+
+
+def _local_images(config):
+    provider = config["provider"]
+    sections = [provider] + [t["node_config"] for t in config["available_node_types"].values()]
+    return sorted({str(Path(s["ovf"]).expanduser()) for s in sections if s.get("ovf") and not is_url(s["ovf"])})
+
+
+def _head_image(ovf):
+    """Where a local image is mounted on the head: the .ova, or the .ovf's folder."""
+    path = Path(ovf)
+    return f"{HEAD_IMAGES}/{path.parent.name if path.suffix == '.ovf' else path.name}"
+
+
+def _head_ovf(ovf):
+    path = Path(ovf)
+    return f"{_head_image(ovf)}/{path.name}" if path.suffix == ".ovf" else _head_image(ovf)
+
+
+def _check_failures(runner):
+    """Problems by key from a failed check_config.yml run."""
+    if runner.status == "successful":
+        return []
+    problems = []
+    for result in task_results(runner):
+        if not result["failed"]:
+            continue
+        for item in result.get("results") or [result]:
+            if item.get("failed"):
+                node_type = (item.get("item") or {}).get("key")
+                where = f"available_node_types.{node_type}.node_config" if node_type else "vCenter check"
+                problems.append(f"{where}: {item.get('msg')}")
+    return problems or [f"the read-only vCenter check did not finish: ansible-runner status {runner.status}"]
+
+
+def _launch_failure_category(messages):
+    """NodeLaunchException's short category, for Ray's availability tracking."""
+    text = " ".join(messages)
+    for needle, category in (("Insufficient", "InsufficientCapacity"), ("NoDiskSpace", "InsufficientCapacity"),
+                             ("no usable IP", "NoIpAddress"), ("not mounted", "Placement"), ("not found in", "Placement")):
+        if needle in text:
+            return category
+    return "DeployFailed"
+
+
+__all__ = ["VsphereNodeProvider", "ClusterConfigError", "RayVsphereError"]
