@@ -77,12 +77,17 @@ def is_url(location):
     return location.startswith(("http://", "https://"))
 
 
+def local_path(location):
+    """A local image path as deployed and mounted: resolved, since `ray up` would copy a symlink as a link."""
+    return str(Path(location).expanduser().resolve())
+
+
 def node_settings(provider, node_config):
     """The settings of one node type: the provider's defaults under its own node_config."""
     settings = {key: value for key, value in provider.items() if key in NODE_SETTING_KEYS}
     settings.update({key: value for key, value in (node_config or {}).items() if key in NODE_SETTING_KEYS})
     if settings.get("ovf") and not is_url(settings["ovf"]):
-        settings["ovf"] = str(Path(settings["ovf"]).expanduser())
+        settings["ovf"] = local_path(settings["ovf"])
     return settings
 
 
@@ -147,9 +152,13 @@ class VcenterCredentials:
         return problems
 
     def environment(self):
-        """VMWARE_* for ansible-runner; the runner masks the password in its artifacts."""
-        return {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username, "VMWARE_PASSWORD": self.password,
+        """VMWARE_* but the password, for ansible-runner; the password goes as a vaulted variable."""
+        return {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username,
                 "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower()}
+
+    def secret_vars(self):
+        """What playbooks/provider/*.yml pass to every module as `password` (module_defaults)."""
+        return {"ray_provider_vcenter_password": self.password}
 
 
 def _vault(key_file):

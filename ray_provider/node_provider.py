@@ -24,6 +24,7 @@ autoscaler would pay every update (benchmarks/provider.py prints both).
 import atexit
 import copy
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -36,7 +37,8 @@ from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
 from ray_provider import config as provider_config_checks
-from ray_provider.config import ClusterConfigError, VcenterCredentials, check_cluster_config, is_url, node_settings
+from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_cluster_config, is_url, local_path,
+                                 node_settings)
 from ray_provider.runner import COLLECTIONS_PATH, PROJECT_ROOT, published_stats, run_playbook, task_results
 
 if str(COLLECTIONS_PATH) not in sys.path:
@@ -55,7 +57,8 @@ REFRESH_INTERVAL_S = 2.0
 # set_node_tags calls of one updater transition arrive together; one run writes them.
 TAG_BATCH_DELAY_S = 1.0
 KEPT_RUNS = 30
-STATE_DIR = Path("~/.ray-vsphere").expanduser()
+# ansible-runner's private data dirs; RAY_VSPHERE_STATE_DIR moves them (tests do).
+STATE_DIR = Path(os.environ.get("RAY_VSPHERE_STATE_DIR", "~/.ray-vsphere")).expanduser()
 HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
 HEAD_PUBLIC_KEY = "~/ray_bootstrap_key.pub"
 HEAD_IMAGES = "~/ray_vsphere_images"
@@ -90,7 +93,7 @@ class PlaybookRuns:
         STATE_DIR.mkdir(mode=0o700, exist_ok=True)
         started = time.monotonic()
         runner = run_playbook(PLAYBOOKS / playbook, self.root / ident, extravars=extravars,
-                              envvars=self.credentials.environment())
+                              envvars=self.credentials.environment(), secret_vars=self.credentials.secret_vars())
         logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, runner.status, time.monotonic() - started,
                     self.root / ident)
         self._prune()
@@ -325,7 +328,7 @@ class VsphereNodeProvider(NodeProvider):
                               extravars={"ray_provider_cluster_name": config["cluster_name"],
                                          "ray_provider_private_key": str(private_key),
                                          "ray_provider_node_types": node_types},
-                              envvars=credentials.environment())
+                              envvars=credentials.environment(), secret_vars=credentials.secret_vars())
         problems = _check_failures(runner)
         if problems:
             raise ClusterConfigError(problems)
@@ -350,9 +353,10 @@ class VsphereNodeProvider(NodeProvider):
             self.credentials.password, self.provider_config["ssh_private_key_file"])
         provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
         provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
+        config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config
         for section in [provider] + [t["node_config"] for t in config["available_node_types"].values()]:
             if section.get("ovf") and not is_url(section["ovf"]):
-                section["ovf"] = _head_ovf(str(Path(section["ovf"]).expanduser()))
+                section["ovf"] = _head_ovf(local_path(section["ovf"]))
         return config
 
     @staticmethod
@@ -372,7 +376,7 @@ class VsphereNodeProvider(NodeProvider):
 def _local_images(config):
     provider = config["provider"]
     sections = [provider] + [t["node_config"] for t in config["available_node_types"].values()]
-    return sorted({str(Path(s["ovf"]).expanduser()) for s in sections if s.get("ovf") and not is_url(s["ovf"])})
+    return sorted({local_path(s["ovf"]) for s in sections if s.get("ovf") and not is_url(s["ovf"])})
 
 
 def _head_image(ovf):

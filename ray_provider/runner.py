@@ -1,18 +1,24 @@
 """Run the collection's playbooks through ansible-runner without leaving secrets behind.
 
 ansible-runner writes the whole process environment into
-artifacts/<ident>/command, and env/envvars unless suppress_env_files is set.
-vCenter credentials travel as VMWARE_* environment variables (as AWX injects
-them), so after every run their values are masked in what ansible-runner
-wrote. Module arguments are safe already: the password option is no_log.
+artifacts/<ident>/command while the run lasts, and env/envvars unless
+suppress_env_files is set. So secrets given as `secret_vars` never enter that
+environment: they go into a vars file as Ansible Vault values under a one-time
+secret, which ansible-runner types at ansible-playbook's --ask-vault-pass
+prompt (the way AWX hands over vault credentials), and the caller's own
+VMWARE_PASSWORD is blanked. Runs that do take VMWARE_* from the environment
+(AWX-style, the testbed) get those values masked in the artifacts afterwards.
+Module arguments are safe already: the password option is no_log.
 """
 
 import json
 import os
+import secrets as random_secrets
 import sys
 from pathlib import Path
 
 import ansible_runner
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COLLECTIONS_PATH = PROJECT_ROOT / "collections"
@@ -30,12 +36,24 @@ def playbook_environment(envvars=None):
 
 
 def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cmdline=None, timeout=None,
-                 project_dir=None):
-    """ansible_runner.run in a private (0700) data dir; secrets masked in its artifacts afterwards."""
+                 project_dir=None, secret_vars=None):
+    """ansible_runner.run in a private (0700) data dir; secrets kept out of its artifacts.
+
+    secret_vars: {name: value} the play needs as variables (a password), never on disk in clear.
+    """
     private_data_dir = Path(private_data_dir)
     private_data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     private_data_dir.chmod(0o700)
     environment = playbook_environment(envvars)
+    passwords = None
+    if secret_vars:
+        vault_password = random_secrets.token_urlsafe(32)
+        vars_file = private_data_dir / "secret_vars.yml"
+        vars_file.touch(mode=0o600)
+        vars_file.write_text(_vaulted_yaml(secret_vars, vault_password))
+        cmdline = " ".join(filter(None, [cmdline, "--ask-vault-pass", f"-e @{vars_file}"]))
+        passwords = {r"^Vault password.*:\s*?$": vault_password}
+        environment.update({name: "" for name in SECRET_VARIABLES})
     secrets = [value for name, value in {**os.environ, **environment}.items() if name in SECRET_VARIABLES and value]
     runner = ansible_runner.run(
         private_data_dir=str(private_data_dir),
@@ -44,12 +62,22 @@ def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cm
         extravars=extravars or {},
         envvars=environment,
         cmdline=cmdline,
+        passwords=passwords,
         timeout=timeout,
         suppress_env_files=True,
         quiet=True,
     )
     mask_secrets(Path(runner.config.artifact_dir), secrets)
     return runner
+
+
+def _vaulted_yaml(values, vault_password):
+    vault = VaultLib([("default", VaultSecret(vault_password.encode()))])
+    lines = []
+    for name, value in values.items():
+        blob = vault.encrypt(value).decode()
+        lines.append(f"{name}: !vault |\n" + "".join(f"  {line}\n" for line in blob.splitlines()))
+    return "".join(lines)
 
 
 def mask_secrets(artifact_dir, secrets):

@@ -125,8 +125,25 @@ def build_test_ova(cache_dir=DEFAULT_CACHE_DIR, payload_mib=0):
     capacity_mib = DISK_CAPACITY_MIB + payload_mib
     recipe = hashlib.sha256(f"{OVF_TEMPLATE}{PROPERTY_TEMPLATE}{capacity_mib}".encode()).hexdigest()[:12]
     ova_path = Path(cache_dir) / f"{APPLIANCE_NAME}-{recipe}.ova"
-    if ova_path.exists():
-        return ova_path
+    if not ova_path.exists():
+        _build(ova_path, capacity_mib, payload_mib)
+    if not payload_mib:
+        _link_latest(ova_path)
+    return ova_path
+
+
+def _link_latest(ova_path):
+    """<cache>/ray-test-appliance.ova, the stable name examples/ray-cluster.testbed.yaml uses."""
+    link = ova_path.with_name(f"{APPLIANCE_NAME}.ova")
+    if link.is_symlink() and os.readlink(link) == ova_path.name:
+        return
+    partial = link.with_suffix(f".{os.getpid()}.link")
+    partial.unlink(missing_ok=True)
+    partial.symlink_to(ova_path.name)
+    partial.rename(link)
+
+
+def _build(ova_path, capacity_mib, payload_mib):
     ova_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-appliance-") as work_dir:
         disk = _streamoptimized_disk(Path(work_dir), capacity_mib, payload_mib)
@@ -140,7 +157,6 @@ def build_test_ova(cache_dir=DEFAULT_CACHE_DIR, payload_mib=0):
         partial = ova_path.with_suffix(f".{os.getpid()}.partial")
         _write_ova(partial, descriptor, disk)
         partial.rename(ova_path)  # atomic: parallel builders never see half an OVA
-    return ova_path
 
 
 def _streamoptimized_disk(work_dir, capacity_mib, payload_mib):

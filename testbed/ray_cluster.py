@@ -100,3 +100,28 @@ def alive_nodes(head_ip, key_path, timeout=120):
 
 def ray_status(head_ip, key_path):
     return ssh(head_ip, key_path, "ray status").stdout
+
+
+# Needs `workers` nodes at once (one CPU bundle on each, STRICT_SPREAD): on a
+# smaller cluster it waits until the autoscaler has added the missing workers.
+SCALE_UP_JOB = """
+import json, socket, ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+ray.init(address="auto", logging_level="ERROR")
+group = placement_group([{{"CPU": 1}}] * {workers}, strategy="STRICT_SPREAD")
+ray.get(group.ready(), timeout={timeout})
+
+@ray.remote(num_cpus=1)
+def hostname():
+    return socket.gethostname()
+
+hosts = ray.get([hostname.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group, index)).remote()
+                 for index in range({workers})])
+print("RESULT " + json.dumps(sorted(hosts)))
+"""
+
+
+def run_scale_up_job(head_ip, key_path, workers, timeout=300):
+    """The hostnames of the `workers` nodes the job ran on, once the cluster had them."""
+    return _python_on_head(head_ip, key_path, SCALE_UP_JOB.format(workers=workers, timeout=timeout), timeout + 30)

@@ -1,0 +1,190 @@
+"""`ray up`, autoscaling and `ray down` through VsphereNodeProvider, on the testbed with real Ray.
+
+vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
+runs the same provider against the same vCenter as the `ray up` machine.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ray_provider.runner import PROJECT_ROOT
+from testbed import ray_cluster
+from testbed.appliance import build_test_ova
+from testbed.guests import ssh, vcsim_with_guests
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = PROJECT_ROOT / "examples" / "ray-cluster.testbed.yaml"
+RAY = Path(sys.executable).parent / "ray"
+
+
+@pytest.fixture(scope="module")
+def testbed(testbed_prerequisites):
+    with vcsim_with_guests() as (sim, guests):
+        yield sim, guests
+        assert guests.errors == [], f"guest simulator errors: {guests.errors}"
+
+
+@pytest.fixture
+def cluster_key(tmp_path):
+    key = tmp_path / "keys" / "ray-key"
+    key.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def write_cluster_yaml(path, cluster_name, key, **changes):
+    """The testbed example with this test's name, key and image, plus `changes` (dotted keys)."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["cluster_name"] = cluster_name
+    config["auth"]["ssh_private_key"] = str(key)
+    config["provider"]["ovf"] = str(build_test_ova())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        section = config
+        for parent in parents:
+            section = section[parent]
+        if value is None:
+            section.pop(last, None)
+        else:
+            section[last] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def ray_cli(sim, state_dir, *arguments, timeout=600, extra_env=None):
+    environment = {**os.environ, **sim.endpoint.environment(), "RAY_VSPHERE_STATE_DIR": str(state_dir),
+                   "PATH": f"{RAY.parent}:{os.environ['PATH']}", **(extra_env or {})}
+    return subprocess.run([str(RAY), *arguments], capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+def cluster_nodes(sim, cluster_name):
+    service_instance = sim.endpoint.connect()
+    try:
+        return _nodes.list_nodes(service_instance, cluster_name)
+    finally:
+        service_instance.content.sessionManager.Logout()
+
+
+def of_kind(nodes, kind):
+    return [node for node in nodes if node["tags"].get("ray-node-type") == kind]
+
+
+def wait_for(what, condition, timeout, interval=3.0):
+    deadline = time.monotonic() + timeout
+    while (value := condition()) is False or value is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+def alive_node_count(head_ip, key, wanted):
+    try:
+        return len(ray_cluster.alive_nodes(head_ip, key)) == wanted
+    except RuntimeError:
+        return False
+
+
+def files_containing(text, *folders):
+    found = []
+    for folder in folders:
+        for path in Path(folder).rglob("*"):
+            if path.is_file() and text in path.read_text(errors="ignore"):
+                found.append(str(path))
+    return found
+
+
+@pytest.mark.parametrize("autoscaler", ["v2", "v1"])
+def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
+        testbed, cluster_key, tmp_path, autoscaler):
+    sim, guests = testbed
+    name = f"e2e-{autoscaler}"
+    config = write_cluster_yaml(tmp_path / "cluster.yaml", name, cluster_key,
+                                idle_timeout_minutes=0.25, **{"available_node_types.worker.max_workers": 2})
+    state_dir = tmp_path / "state"
+    version = {"RAY_UP_enable_autoscaler_v2": "1" if autoscaler == "v2" else "0"}
+
+    up = ray_cli(sim, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    nodes = cluster_nodes(sim, name)
+    heads = of_kind(nodes, "head")
+    assert len(heads) == 1 and heads[0]["tags"]["ray-node-status"] == "up-to-date", \
+        "the head's last tags reach vCenter before `ray up` exits"
+    head_ip, head_uuid = heads[0]["ip"], heads[0]["uuid"]
+
+    # The head's autoscaler launches min_workers (1) through the same provider.
+    wait_for("the min worker to join Ray", lambda: alive_node_count(head_ip, cluster_key, 2), timeout=240)
+    first_worker = of_kind(cluster_nodes(sim, name), "worker")
+    assert len(first_worker) == 1
+
+    # No password in clear: not in what the head got, nor in any run's artifacts here or there.
+    password = sim.endpoint.password
+    head_files = ssh(head_ip, cluster_key, f"grep -rl -F {password} ~ /tmp/ray 2>/dev/null; "
+                                           "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml")
+    assert head_files.stdout.split() == ["1"], head_files.stdout
+    assert files_containing(password, state_dir) == []
+    assert files_containing(password, *Path(tempfile.gettempdir()).glob("ray-config-*")) == []
+
+    # A job that needs two workers at once makes the autoscaler add one; it completes.
+    hosts = ray_cluster.run_scale_up_job(head_ip, cluster_key, workers=2, timeout=300)
+    workers = of_kind(cluster_nodes(sim, name), "worker")
+    assert len(workers) == 2
+    assert sorted(hosts) == sorted(guest.hostname for guest in guests.guests().values()
+                                   if guest.address in {worker["ip"] for worker in workers})
+
+    # Idle workers beyond min_workers go after the idle timeout (15 s).
+    wait_for("the idle worker's VM to be deleted", lambda: len(of_kind(cluster_nodes(sim, name), "worker")) == 1,
+             timeout=240)
+
+    # A restarted head (Ray stopped and started by a second `ray up`) finds its cluster in vCenter.
+    kept = {node["uuid"] for node in cluster_nodes(sim, name)}
+    again = ray_cli(sim, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    wait_for("the kept worker to rejoin the restarted head", lambda: alive_node_count(head_ip, cluster_key, 2),
+             timeout=240)
+    after_restart = cluster_nodes(sim, name)
+    assert {node["uuid"] for node in after_restart} == kept, "no duplicate head, no replacement worker"
+    assert of_kind(after_restart, "head")[0]["uuid"] == head_uuid
+
+    down = ray_cli(sim, state_dir, "down", "-y", str(config), extra_env=version)
+    assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
+    assert cluster_nodes(sim, name) == []
+    wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
+
+
+BROKEN_CONFIGS = [
+    ("provider.datastore", None,
+     "available_node_types.head.node_config.datastore: required (set it here or in provider.datastore)"),
+    ("provider.ip_timeout", "soon", "provider.ip_timeout: must be an integer, not 'soon'"),
+    ("provider.datastroe", "LocalDS_0", "provider.datastroe: unknown key; did you mean datastore?"),
+    ("available_node_types.worker.node_config.cpus", 0,
+     "available_node_types.worker.node_config.cpus: must be at least 1, not 0"),
+    ("provider.vcenter_password", "hunter2", "provider.vcenter_password: do not write the password"),
+    ("auth.ssh_user", None, "auth.ssh_user: required"),
+    ("provider.datastore", "LocalDS_9",
+     "available_node_types.worker.node_config: datastore 'LocalDS_9' not found in datacenter DC0"),
+    ("provider.network", "Prod Network",
+     "available_node_types.head.node_config: network 'Prod Network' not found in datacenter DC0"),
+]
+
+
+def test_broken_cluster_yaml_is_refused_with_the_key_named_and_nothing_created(testbed, cluster_key, tmp_path):
+    sim, guests = testbed
+    for index, (key, value, expected) in enumerate(BROKEN_CONFIGS):
+        config = write_cluster_yaml(tmp_path / f"broken-{index}.yaml", "broken", cluster_key, **{key: value})
+        result = ray_cli(sim, tmp_path / "state", "up", "-y", "--no-config-cache", str(config), timeout=180)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"{key}={value!r} was accepted"
+        assert expected in output, f"{key}={value!r}: {output[-3000:]}"
+        assert sim.endpoint.password not in output
+    assert cluster_nodes(sim, "broken") == []
+    assert guests.guests() == {}
