@@ -125,6 +125,8 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     wait_for("the min worker to join Ray", lambda: alive_node_count(head_ip, cluster_key, 2), timeout=240)
     first_worker = of_kind(cluster_nodes(sim, name), "worker")
     assert len(first_worker) == 1
+    monitor = ssh(head_ip, cluster_key, "grep -c 'autoscaler v2' /tmp/ray/session_latest/logs/monitor.log")
+    assert (int(monitor.stdout.strip() or 0) > 0) == (autoscaler == "v2"), f"the head runs autoscaler {autoscaler}"
 
     # No password in clear: not in what the head got, nor in any run's artifacts here or there.
     password = sim.endpoint.password

@@ -1,0 +1,260 @@
+"""VsphereNodeProvider's cache, batching, locking and errors, with the playbook runs and vCenter reads faked.
+
+Mocks are for these unit tests only: the end-to-end tests run the same
+provider against vcsim with real Ray.
+"""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from ray.autoscaler.node_launch_exception import NodeLaunchException
+
+from ray_provider import config, node_provider
+from ray_provider.node_provider import PlaybookFailed, VsphereNodeProvider
+
+PROVIDER = {"type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
+            "ovf": "https://images.example.com/ray.ova", "datacenter": "DC0", "cluster": "C0", "datastore": "DS0",
+            "vcenter_hostname": "vcenter.example.com", "vcenter_username": "ray"}
+
+
+def record(uuid, name, ip="10.0.0.1", power_state="poweredOn", **tags):
+    return {"uuid": uuid, "name": name, "ip": ip, "power_state": power_state,
+            "tags": {"ray-cluster-name": "unit", "ray-node-type": "worker", **tags}}
+
+
+class FakeRuns:
+    """Records every playbook run; create_nodes.yml publishes `count` new nodes."""
+
+    def __init__(self):
+        self.calls = []
+        self.fail_with = None
+        self.delay = 0.0
+        self._lock = threading.Lock()
+
+    def run(self, playbook, extravars):
+        with self._lock:
+            self.calls.append((playbook, extravars))
+            index = len(self.calls)
+        time.sleep(self.delay)
+        if self.fail_with:
+            failed = SimpleNamespace(status="failed", events=[{"event": "runner_on_failed", "event_data": {
+                "task": "Deploy the nodes", "res": {"msg": self.fail_with}}}])
+            raise PlaybookFailed(playbook, failed)
+        stats = {}
+        if playbook == "create_nodes.yml":
+            stats["ray_provider_nodes"] = [record(f"new-{index}-{i}", f"unit-worker-{index}-{i}", ip=f"10.1.{index}.{i}")
+                                           for i in range(extravars["ray_provider_count"])]
+        return SimpleNamespace(status="successful", events=[
+            {"event": "playbook_on_stats", "event_data": {"artifact_data": stats}}])
+
+    def playbooks(self):
+        return [playbook for playbook, _ in self.calls]
+
+
+@pytest.fixture
+def provider(monkeypatch, tmp_path):
+    monkeypatch.setenv("VMWARE_PASSWORD", "not-a-real-password")
+    monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 0.05)
+    public_key = tmp_path / "key.pub"
+    public_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUnitTestKey unit\n")
+    provider = VsphereNodeProvider(dict(PROVIDER, ssh_public_key_file=str(public_key)), "unit")
+    provider.playbooks = FakeRuns()
+    provider.vcenter = [record("a", "unit-worker-a"), record("b", "unit-worker-b", ip=None)]
+    provider.reads = 0
+    provider.list_delay = 0.0
+
+    def list_cluster_nodes():
+        provider.reads += 1
+        time.sleep(provider.list_delay)
+        return [dict(r, tags=dict(r["tags"])) for r in provider.vcenter]
+    monkeypatch.setattr(provider, "_list_cluster_nodes", list_cluster_nodes)
+    return provider
+
+
+def test_reads_come_from_memory_and_vcenter_is_read_at_most_once_per_refresh_interval(provider):
+    assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
+    for _ in range(100):
+        assert provider.node_tags("a")["ray-node-type"] == "worker"
+        assert provider.internal_ip("a") == "10.0.0.1"
+        assert provider.external_ip("b") is None
+        assert provider.is_running("a") and not provider.is_terminated("a")
+        provider.non_terminated_nodes({"ray-node-type": "worker"})
+    assert provider.reads == 1
+    assert provider.playbooks.calls == []
+
+
+def test_refresh_drops_nodes_gone_from_vcenter_and_filters_by_tags(provider, monkeypatch):
+    provider.non_terminated_nodes({})
+    provider.vcenter = [record("a", "unit-worker-a", **{"ray-user-node-type": "gpu"})]
+    monkeypatch.setattr(provider, "_last_refresh", float("-inf"))
+    assert provider.non_terminated_nodes({"ray-user-node-type": "gpu"}) == ["a"]
+    assert provider.is_terminated("b") and provider.node_tags("b") == {}
+
+
+def test_create_makes_count_nodes_in_one_run_and_they_are_known_at_once(provider):
+    created = provider.create_node_with_resources_and_labels(
+        {"cpus": 2}, {"ray-node-type": "worker", "ray-user-node-type": "cpu", "ray-launch-config": "h1"}, 5, {}, {})
+    assert provider.playbooks.playbooks() == ["create_nodes.yml"]
+    extravars = provider.playbooks.calls[0][1]
+    assert extravars["ray_provider_count"] == 5
+    assert extravars["ray_provider_node_type"] == "cpu"
+    assert extravars["ray_provider_tags"] == {"ray-launch-config": "h1"}
+    assert extravars["ray_provider_node"]["cpus"] == 2 and extravars["ray_provider_node"]["datastore"] == "DS0"
+    assert extravars["ray_provider_public_key"].startswith("ssh-ed25519 ")
+    assert "not-a-real-password" not in repr(extravars)
+    assert len(created) == 5
+    for node_id in created:
+        assert provider.internal_ip(node_id).startswith("10.1.1.")
+        assert not provider.is_terminated(node_id)
+
+
+def test_a_refresh_that_began_before_a_create_finished_keeps_the_new_nodes(provider):
+    provider.list_delay = 0.5  # vCenter's answer predates the create below
+    listing = threading.Thread(target=provider.non_terminated_nodes, args=({},))
+    listing.start()
+    time.sleep(0.1)
+    created = provider.create_node({}, {"ray-node-type": "worker"}, 1)
+    listing.join()
+    assert provider.reads == 1
+    assert set(created) <= set(provider.non_terminated_nodes({}))
+
+
+def test_a_failed_deploy_raises_node_launch_exception_with_a_category(provider):
+    provider.playbooks.fail_with = "deploying nodes of Ray cluster unit failed: InsufficientResourcesFault"
+    with pytest.raises(NodeLaunchException) as raised:
+        provider.create_node({}, {"ray-node-type": "worker"}, 2)
+    assert raised.value.category == "InsufficientCapacity"
+    assert "InsufficientResourcesFault" in raised.value.description
+    assert raised.value.src_exc_info is not None
+
+
+def test_terminate_deletes_a_list_in_one_run_and_hides_the_nodes_while_it_runs(provider):
+    provider.non_terminated_nodes({})
+    provider.playbooks.delay = 0.3
+    thread = threading.Thread(target=provider.terminate_nodes, args=(["a", "b", "unknown"],))
+    thread.start()
+    time.sleep(0.1)
+    assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == []
+    thread.join()
+    assert provider.playbooks.calls == [("terminate_nodes.yml", {"ray_provider_cluster_name": "unit",
+                                                                 "ray_provider_uuids": ["a", "b"]})]
+
+
+def test_a_failed_terminate_leaves_the_nodes_listed(provider):
+    provider.non_terminated_nodes({})
+    provider.playbooks.fail_with = "Destroy_Task on VM unit-worker-a failed"
+    with pytest.raises(PlaybookFailed):
+        provider.terminate_node("a")
+    assert not provider.is_terminated("a")
+
+
+def test_tags_are_visible_at_once_and_written_in_one_batch(provider):
+    provider.non_terminated_nodes({})
+    provider.set_node_tags("a", {"ray-node-status": "setting-up"})
+    provider.set_node_tags("b", {"ray-node-status": "setting-up"})
+    provider.set_node_tags("a", {"ray-node-status": "up-to-date"})
+    assert provider.node_tags("a")["ray-node-status"] == "up-to-date"
+    deadline = time.monotonic() + 5
+    while not provider.playbooks.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert provider.playbooks.playbooks() == ["set_node_tags.yml"]
+    updates = provider.playbooks.calls[0][1]["ray_provider_tag_updates"]
+    assert sorted(updates, key=lambda u: u["uuid"]) == [
+        {"uuid": "a", "tags": {"ray-node-status": "up-to-date"}},
+        {"uuid": "b", "tags": {"ray-node-status": "setting-up"}}]
+
+
+def test_unwritten_tags_win_over_a_refresh_and_a_failed_write_is_retried(provider, monkeypatch):
+    provider.non_terminated_nodes({})
+    monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 3600)  # keep the writer thread out of the way
+    provider.set_node_tags("a", {"ray-node-status": "up-to-date"})
+    monkeypatch.setattr(provider, "_last_refresh", float("-inf"))
+    provider.non_terminated_nodes({})
+    assert provider.node_tags("a")["ray-node-status"] == "up-to-date"
+    provider.playbooks.fail_with = "vCenter unreachable"
+    with pytest.raises(PlaybookFailed):
+        provider.write_tags_now()
+    provider.playbooks.fail_with = None
+    provider.write_tags_now()
+    assert provider.playbooks.calls[-1][1]["ray_provider_tag_updates"] == [
+        {"uuid": "a", "tags": {"ray-node-status": "up-to-date"}}]
+
+
+def test_many_threads_at_once_see_consistent_answers(provider):
+    provider.non_terminated_nodes({})
+    errors = []
+
+    def reader():
+        try:
+            for _ in range(2000):
+                for node_id in provider.non_terminated_nodes({}):
+                    provider.node_tags(node_id)
+                    provider.internal_ip(node_id)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    def launcher():
+        for _ in range(5):
+            created = provider.create_node({}, {"ray-node-type": "worker"}, 2)
+            for node_id in created:
+                provider.set_node_tags(node_id, {"ray-node-status": "up-to-date"})
+            provider.terminate_nodes(list(created))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)] + [threading.Thread(target=launcher) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
+    assert provider.playbooks.playbooks().count("create_nodes.yml") == 10
+
+
+def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_it(monkeypatch, tmp_path):
+    key = tmp_path / "ray-key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n")
+    key.with_suffix(".pub").write_text("ssh-ed25519 AAAA unit\n")
+    monkeypatch.setenv("VMWARE_PASSWORD", "s3cret-Passw0rd")
+    provider_section = dict(PROVIDER, ovf=str(tmp_path / "node.ova"), ssh_private_key_file=str(key),
+                            ssh_public_key_file=f"{key}.pub")
+    (tmp_path / "node.ova").write_bytes(b"ova")
+    local = VsphereNodeProvider(provider_section, "unit")
+    head_config = local.prepare_for_head_node({
+        "provider": dict(provider_section), "auth": {"ssh_user": "root", "ssh_private_key": "~/ray_bootstrap_key.pem"},
+        "available_node_types": {"worker": {"node_config": {}, "resources": {}}}})
+    assert "s3cret-Passw0rd" not in repr(head_config)
+    head_provider = head_config["provider"]
+    assert head_provider["vcenter_password_vault"].startswith("$ANSIBLE_VAULT;1.1;AES256")
+    assert head_provider["ovf"] == "~/ray_vsphere_images/node.ova"
+    assert head_provider["ssh_private_key_file"] == "~/ray_bootstrap_key.pem"
+    assert head_config["auth"]["ssh_public_key"] == "~/ray_bootstrap_key.pub"
+
+    monkeypatch.delenv("VMWARE_PASSWORD")
+    head_provider["ssh_private_key_file"] = str(key)  # where the head has the same key
+    assert config.VcenterCredentials(head_provider).password == "s3cret-Passw0rd"
+    other_key = tmp_path / "other-key"
+    other_key.write_text("another key\n")
+    with pytest.raises(Exception, match="Decryption failed"):
+        config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(other_key)))
+
+
+def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
+    with pytest.raises(config.ClusterConfigError) as raised:
+        config.check_cluster_config({
+            "provider": {"type": "external", "datacenter": 5, "datastor": "DS0", "vcenter_password": "x"},
+            "auth": {},
+            "available_node_types": {"worker": {"node_config": {"memory_mb": -1, "ovf": "/nonexistent.ova"}}}})
+    assert raised.value.problems == [
+        "provider.datacenter: must be a string, not 5",
+        "provider.datastor: unknown key; did you mean datastore?",
+        "provider.vcenter_password: do not write the password into the cluster YAML (Ray caches it in plaintext "
+        "and copies it to the head); export VMWARE_PASSWORD instead",
+        "auth.ssh_user: required: the user the cluster's SSH key logs in as (root on the test OVA)",
+        "available_node_types.worker.node_config.memory_mb: must be at least 1, not -1",
+        "available_node_types.worker.node_config.datastore: required (set it here or in provider.datastore)",
+        "available_node_types.worker.node_config.cluster: one of cluster and esxi_host is required (here or in provider)",
+        "available_node_types.worker.node_config.ovf: no such file: /nonexistent.ova",
+    ]
