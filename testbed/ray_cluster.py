@@ -6,7 +6,10 @@ the NodeProvider and AWX run them) and a Ray job run on the head over SSH.
 """
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -125,3 +128,33 @@ print("RESULT " + json.dumps(sorted(hosts)))
 def run_scale_up_job(head_ip, key_path, workers, timeout=300):
     """The hostnames of the `workers` nodes the job ran on, once the cluster had them."""
     return _python_on_head(head_ip, key_path, SCALE_UP_JOB.format(workers=workers, timeout=timeout), timeout + 30)
+
+
+EXAMPLE_PROVIDER_CLUSTER = PROJECT_ROOT / "examples" / "ray-cluster.testbed.yaml"
+RAY_CLI = Path(sys.executable).parent / "ray"
+
+
+def provider_cluster_yaml(path, cluster_name, key_path, **changes):
+    """examples/ray-cluster.testbed.yaml with this name, key and image, plus `changes` (dotted keys; None drops)."""
+    config = yaml.safe_load(EXAMPLE_PROVIDER_CLUSTER.read_text())
+    config["cluster_name"] = cluster_name
+    config["auth"]["ssh_private_key"] = str(key_path)
+    config["provider"]["ovf"] = str(build_test_ova())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        section = config
+        for parent in parents:
+            section = section[parent]
+        if value is None:
+            section.pop(last, None)
+        else:
+            section[last] = value
+    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+    return Path(path)
+
+
+def ray_cli(endpoint, state_dir, *arguments, timeout=600, extra_env=None):
+    """`ray <arguments>` with the endpoint's VMWARE_* variables, as a user runs it; the CompletedProcess."""
+    environment = {**os.environ, **endpoint.environment(), "RAY_VSPHERE_STATE_DIR": str(state_dir),
+                   "PATH": f"{RAY_CLI.parent}{os.pathsep}{os.environ['PATH']}", **(extra_env or {})}
+    return subprocess.run([str(RAY_CLI), *arguments], capture_output=True, text=True, timeout=timeout, env=environment)

@@ -4,26 +4,18 @@ vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
 runs the same provider against the same vCenter as the `ray up` machine.
 """
 
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
-from ray_provider.runner import PROJECT_ROOT
 from testbed import ray_cluster
-from testbed.appliance import build_test_ova
 from testbed.guests import ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
-
-EXAMPLE = PROJECT_ROOT / "examples" / "ray-cluster.testbed.yaml"
-RAY = Path(sys.executable).parent / "ray"
 
 
 @pytest.fixture(scope="module")
@@ -39,31 +31,6 @@ def cluster_key(tmp_path):
     key.parent.mkdir()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return key
-
-
-def write_cluster_yaml(path, cluster_name, key, **changes):
-    """The testbed example with this test's name, key and image, plus `changes` (dotted keys)."""
-    config = yaml.safe_load(EXAMPLE.read_text())
-    config["cluster_name"] = cluster_name
-    config["auth"]["ssh_private_key"] = str(key)
-    config["provider"]["ovf"] = str(build_test_ova())
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        section = config
-        for parent in parents:
-            section = section[parent]
-        if value is None:
-            section.pop(last, None)
-        else:
-            section[last] = value
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def ray_cli(sim, state_dir, *arguments, timeout=600, extra_env=None):
-    environment = {**os.environ, **sim.endpoint.environment(), "RAY_VSPHERE_STATE_DIR": str(state_dir),
-                   "PATH": f"{RAY.parent}:{os.environ['PATH']}", **(extra_env or {})}
-    return subprocess.run([str(RAY), *arguments], capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 def cluster_nodes(sim, cluster_name):
@@ -108,12 +75,12 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
         testbed, cluster_key, tmp_path, autoscaler):
     sim, guests = testbed
     name = f"e2e-{autoscaler}"
-    config = write_cluster_yaml(tmp_path / "cluster.yaml", name, cluster_key,
+    config = ray_cluster.provider_cluster_yaml(tmp_path / "cluster.yaml", name, cluster_key,
                                 idle_timeout_minutes=0.25, **{"available_node_types.worker.max_workers": 2})
     state_dir = tmp_path / "state"
     version = {"RAY_UP_enable_autoscaler_v2": "1" if autoscaler == "v2" else "0"}
 
-    up = ray_cli(sim, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
+    up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
     nodes = cluster_nodes(sim, name)
     heads = of_kind(nodes, "head")
@@ -149,7 +116,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     # A restarted head (Ray stopped and started by a second `ray up`) finds its cluster in vCenter.
     kept = {node["uuid"] for node in cluster_nodes(sim, name)}
-    again = ray_cli(sim, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
+    again = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     wait_for("the kept worker to rejoin the restarted head", lambda: alive_node_count(head_ip, cluster_key, 2),
              timeout=240)
@@ -157,7 +124,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert {node["uuid"] for node in after_restart} == kept, "no duplicate head, no replacement worker"
     assert of_kind(after_restart, "head")[0]["uuid"] == head_uuid
 
-    down = ray_cli(sim, state_dir, "down", "-y", str(config), extra_env=version)
+    down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config), extra_env=version)
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
     assert cluster_nodes(sim, name) == []
     wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
@@ -182,8 +149,8 @@ BROKEN_CONFIGS = [
 def test_broken_cluster_yaml_is_refused_with_the_key_named_and_nothing_created(testbed, cluster_key, tmp_path):
     sim, guests = testbed
     for index, (key, value, expected) in enumerate(BROKEN_CONFIGS):
-        config = write_cluster_yaml(tmp_path / f"broken-{index}.yaml", "broken", cluster_key, **{key: value})
-        result = ray_cli(sim, tmp_path / "state", "up", "-y", "--no-config-cache", str(config), timeout=180)
+        config = ray_cluster.provider_cluster_yaml(tmp_path / f"broken-{index}.yaml", "broken", cluster_key, **{key: value})
+        result = ray_cluster.ray_cli(sim.endpoint, tmp_path / "state", "up", "-y", "--no-config-cache", str(config), timeout=180)
         output = result.stdout + result.stderr
         assert result.returncode != 0, f"{key}={value!r} was accepted"
         assert expected in output, f"{key}={value!r}: {output[-3000:]}"
