@@ -116,7 +116,8 @@ def up(args):
         raise SystemExit(f"testbed: {error}") from None
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # tear down on `kill` as on Ctrl-C
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-demo-") as work_dir:
-        with vcsim_with_guests(method_delay=args.method_delay, port=args.port, password=args.password) as (sim, guests):
+        with vcsim_with_guests(loopback=args.loopback, method_delay=args.method_delay, port=args.port,
+                               password=args.password) as (sim, guests):
             print_testbed(sim, guests)
             if args.pid_file:
                 Path(args.pid_file).write_text(f"{os.getpid()}\n")
@@ -200,7 +201,10 @@ def main(argv=None):
     up_parser.add_argument("--exit", action="store_true", help="tear everything down once it is up (for scripts)")
     up_parser.add_argument("--method-delay", type=parse_method_delay, default={},
                            help="vcsim delays in ms standing in for a real vCenter, e.g. ImportVApp:500,CloneVm:800")
-    up_parser.add_argument("--port", type=int, default=0, help="vcsim's loopback port (default: a free one)")
+    up_parser.add_argument("--port", type=int, default=0, help="vcsim's port (default: a free one)")
+    up_parser.add_argument("--loopback", action="store_true",
+                           help="vcsim on 127.0.0.1, not on the guests' gateway (then a Ray head in a guest "
+                                "cannot reach it: for playbooks only, at a fixed address)")
     up_parser.add_argument("--password", help="vcsim's password (default: a new random one)")
     up_parser.add_argument("--pid-file", help="write this process's id here once the testbed is up")
     demo_parser = commands.add_parser(

@@ -498,16 +498,17 @@ class GuestSimulator:
 
 
 @contextmanager
-def vcsim_with_guests(**vcsim_options):
+def vcsim_with_guests(loopback=False, **vcsim_options):
     """(vcsim, GuestSimulator) with vcsim listening on the guests' gateway.
 
     The host and every guest reach that address: a Ray head in a guest runs
     the NodeProvider against the same vCenter as `ray up` on the host.
+    loopback: listen on 127.0.0.1 instead, a fixed address guests cannot reach.
     """
     network = GuestNetwork()
     network.up()
     try:
-        with Vcsim(host=network.gateway, **vcsim_options) as sim, GuestSimulator(sim.endpoint, network=network) as guests:
+        with Vcsim(host="127.0.0.1" if loopback else network.gateway, **vcsim_options) as sim, GuestSimulator(sim.endpoint, network=network) as guests:
             yield sim, guests
     finally:
         network.down()

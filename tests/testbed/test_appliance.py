@@ -36,7 +36,8 @@ def test_ova_is_built_once_and_then_taken_from_the_cache(tmp_path):
     built_at = first.stat().st_mtime_ns
     assert appliance.build_test_ova(tmp_path) == first
     assert first.stat().st_mtime_ns == built_at
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, "ray-test-appliance.ova"])
+    assert (tmp_path / "ray-test-appliance.ova").resolve() == first, "the stable name the testbed cluster YAML uses"
 
 
 def test_ova_imports_through_importvapp_with_its_disk_uploaded_through_the_nfc_lease(service_instance, deploy_test_vm):

@@ -19,8 +19,9 @@ def test_testbed_up_demo_prints_how_to_reach_vcsim_and_logs_in_to_a_guest(testbe
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    port = re.search(r"URL:\s+https://127\.0\.0\.1:(\d+)/sdk", out).group(1)
-    assert f"export VMWARE_HOST=127.0.0.1 VMWARE_PORT={port} VMWARE_USER=administrator@vsphere.local" in out
+    # On the guests' gateway, so that a Ray head in a guest reaches it too.
+    host, port = re.search(r"URL:\s+https://(198\.18\.\d+\.1):(\d+)/sdk", out).groups()
+    assert f"export VMWARE_HOST={host} VMWARE_PORT={port} VMWARE_USER=administrator@vsphere.local" in out
     assert "clusters:        DC0_C0 (3 hosts), DC0_C1 (3 hosts)" in out
     address = re.search(r"guest address (\S+); guest.ipAddress in vcsim: (\S+)", out)
     assert address.group(1) == address.group(2)
