@@ -125,7 +125,15 @@ def deploy(client, params, check_mode):
     vms = dict((vm, name) for name, vm in builder.vms.items())
     vms.update((vm, name) for name, (vm, props) in existing.items())
     if params["wait_for_ip"] and params["power_on"]:
-        wait_for_ips(service_instance, vms, request, params["ip_timeout"])
+        try:
+            wait_for_ips(service_instance, vms, request, params["ip_timeout"])
+        except RayVsphereError as error:
+            # A node that never gets an address is a failed node: the call is all or nothing.
+            made = sorted(builder.vms)
+            builder.undo()
+            if made:
+                raise RayVsphereError("%s; removed the VMs this call created: %s" % (error, ", ".join(made)))
+            raise
     final = _nodes.Inventory(service_instance)
     nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
     return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
@@ -200,10 +208,11 @@ class _NodeBuilder(object):
                     raise RayVsphereError("powering on nodes of Ray cluster %s failed: %s"
                                           % (self.request.cluster_name, "; ".join(errors)))
         except BaseException:
-            self._undo()
+            self.undo()
             raise
 
-    def _undo(self):
+    def undo(self):
+        """Destroy every VM this builder made."""
         made = dict((vm, name) for name, vm in self.vms.items())
         _nodes.in_parallel(lambda vm: _nodes.destroy_vm(self.service_instance, vm, made[vm]), list(made), 8)
         self.vms.clear()

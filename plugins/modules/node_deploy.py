@@ -19,8 +19,8 @@ description:
     attributes, so any process that reads vCenter sees the same cluster.
   - With O(clone_from_template=true) the OVF is imported once into a template kept per content hash and every
     node is cloned from it; linked clones where the template's datastore is the target datastore.
-  - Placement, OVF and property names are all checked before anything is created. If any node fails,
-    every VM made by the call is removed.
+  - Placement, OVF and property names are all checked before anything is created. If any node fails
+    (getting no IP in time included), every VM made by the call is removed.
   - Idempotent. Rerunning with the same O(names) or the same O(request_id) creates nothing new and
     reports C(changed=false); powered-off nodes are powered on when O(power_on=true).
 author:
@@ -109,7 +109,9 @@ options:
     type: bool
     default: true
   wait_for_ip:
-    description: Wait until every node reports a usable IP address (see O(preferred_cidr), O(ignored_cidrs)).
+    description:
+      - Wait until every node reports a usable IP address (see O(preferred_cidr), O(ignored_cidrs)).
+      - If that times out, the VMs this call created are removed (nodes that existed before are kept).
     type: bool
     default: false
   ip_timeout:

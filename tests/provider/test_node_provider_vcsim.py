@@ -1,0 +1,60 @@
+"""VsphereNodeProvider against vcsim through the real playbooks: failures leave nothing behind.
+
+No guest simulator here, so no VM ever reports an IP: that is the failure
+under test in the first case.
+"""
+
+import subprocess
+
+import pytest
+from ray.autoscaler.node_launch_exception import NodeLaunchException
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ray_provider import node_provider
+from ray_provider.node_provider import VsphereNodeProvider
+from testbed import simulator
+
+
+@pytest.fixture
+def provider(vcsim, test_ova, tmp_path, monkeypatch):
+    key = tmp_path / "ray-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    for name, value in vcsim.endpoint.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
+    return VsphereNodeProvider({
+        "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
+        "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
+        "resource_pool": "DC0_C0_RP1", "vm_folder": simulator.VM_FOLDER, "datastore": simulator.DATASTORES[0],
+        "ip_timeout": 3, "ssh_private_key_file": str(key), "ssh_public_key_file": f"{key}.pub",
+    }, "unit-vcsim")
+
+
+def vm_names(vcsim):
+    service_instance = vcsim.endpoint.connect()
+    try:
+        return sorted(props["name"] for props in _nodes.Inventory(service_instance).vms.values())
+    finally:
+        service_instance.content.sessionManager.Logout()
+
+
+def test_nodes_without_an_ip_fail_the_launch_and_every_vm_of_it_is_removed(provider, vcsim):
+    before = vm_names(vcsim)
+    with pytest.raises(NodeLaunchException) as raised:
+        provider.create_node({}, {"ray-node-type": "worker", "ray-user-node-type": "worker"}, 3)
+    assert raised.value.category == "NoIpAddress"
+    assert "no usable IP after 3 s" in raised.value.description
+    after = vm_names(vcsim)
+    assert [name for name in after if name.startswith("unit-vcsim-")] == []
+    assert set(after) - set(before) <= {name for name in after if name.startswith("ray-template-")}, \
+        "only the reusable template of the clone fast path stays"
+    assert provider.non_terminated_nodes({}) == []
+
+
+def test_a_placement_vcenter_refuses_fails_the_launch_before_any_vm_exists(provider, vcsim):
+    before = vm_names(vcsim)
+    with pytest.raises(NodeLaunchException) as raised:
+        provider.create_node({"datastore": "LocalDS_9"}, {"ray-node-type": "worker"}, 2)
+    assert raised.value.category == "Placement"
+    assert "datastore 'LocalDS_9' not found in datacenter DC0" in raised.value.description
+    assert vm_names(vcsim) == before
