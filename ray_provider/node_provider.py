@@ -86,7 +86,7 @@ class PlaybookRuns:
         self.count = 0
         self._lock = threading.Lock()
 
-    def run(self, playbook, extravars):
+    def run(self, playbook, extravars, raise_on_failure=True):
         with self._lock:
             self.count += 1
             ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:05d}-{Path(playbook).stem}-{uuid.uuid4().hex[:6]}"
@@ -97,7 +97,7 @@ class PlaybookRuns:
         logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, runner.status, time.monotonic() - started,
                     self.root / ident)
         self._prune()
-        if runner.status != "successful":
+        if raise_on_failure and runner.status != "successful":
             raise PlaybookFailed(playbook, runner)
         return runner
 
@@ -323,12 +323,10 @@ class VsphereNodeProvider(NodeProvider):
             raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
         node_types = {name: node_settings(provider, node_type["node_config"])
                       for name, node_type in config["available_node_types"].items()}
-        runner = run_playbook(PLAYBOOKS / "check_config.yml",
-                              STATE_DIR / config["cluster_name"] / "runs" / f"check-{uuid.uuid4().hex[:8]}",
-                              extravars={"ray_provider_cluster_name": config["cluster_name"],
-                                         "ray_provider_private_key": str(private_key),
-                                         "ray_provider_node_types": node_types},
-                              envvars=credentials.environment(), secret_vars=credentials.secret_vars())
+        runner = PlaybookRuns(config["cluster_name"], credentials).run(
+            "check_config.yml", {"ray_provider_cluster_name": config["cluster_name"],
+                                 "ray_provider_private_key": str(private_key),
+                                 "ray_provider_node_types": node_types}, raise_on_failure=False)
         problems = _check_failures(runner)
         if problems:
             raise ClusterConfigError(problems)

@@ -87,6 +87,8 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert len(heads) == 1 and heads[0]["tags"]["ray-node-status"] == "up-to-date", \
         "the head's last tags reach vCenter before `ray up` exits"
     head_ip, head_uuid = heads[0]["ip"], heads[0]["uuid"]
+    on_head = ray_cluster.ray_cli(sim.endpoint, state_dir, "exec", str(config), "hostname", extra_env=version)
+    assert on_head.returncode == 0 and heads[0]["name"] in on_head.stdout, "ray exec reaches the head it found"
 
     # The head's autoscaler launches min_workers (1) through the same provider.
     wait_for("the min worker to join Ray", lambda: alive_node_count(head_ip, cluster_key, 2), timeout=240)
