@@ -155,6 +155,8 @@ def demo(args):
             if args.keep:
                 wait_until_interrupted()
                 run_playbook_or_exit("ray_down.yml", Path(work_dir), sim.endpoint.environment(), cluster)
+            else:
+                run_ray_up_demo(sim.endpoint, Path(work_dir) / "ray-up")
             if guests.errors:
                 raise SystemExit(f"testbed: guest simulator errors: {guests.errors}")
         print("Testbed stopped: vcsim, guests, bridge and temp folders removed.")
@@ -190,6 +192,41 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
     else:
         deleted = run_playbook_or_exit("ray_down.yml", work_dir, environment, cluster)
         print(f"Removed: {', '.join(deleted.get('ray_deleted_nodes', []))}")
+
+
+def run_ray_up_demo(endpoint, work_dir):
+    """`ray up` with examples/ray-cluster.testbed.yaml: the NodeProvider, the head's autoscaler, `ray down`."""
+    work_dir.mkdir()
+    key = work_dir / "ray-up-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ray-up-demo", "-f", str(key)], check=True)
+    config = ray_cluster.provider_cluster_yaml(work_dir / "cluster.yaml", "demo-ray-up", key)
+    state = work_dir / "state"
+
+    def ray(*arguments):
+        started = time.monotonic()
+        result = ray_cluster.ray_cli(endpoint, state, *arguments)
+        if result.returncode != 0:
+            print(result.stdout[-3000:] + result.stderr[-3000:])
+            raise SystemExit(f"testbed demo: ray {arguments[0]} failed with exit code {result.returncode}")
+        print(f"$ ray {' '.join(arguments[:-1])} examples/ray-cluster.testbed.yaml: done in "
+              f"{time.monotonic() - started:.1f} s")
+        return result
+
+    ray("up", "-y", "--no-config-cache", str(config))
+    head_ip = ray("get-head-ip", str(config)).stdout.strip().splitlines()[-1]
+    print(f"  head {head_ip}, made by VsphereNodeProvider through playbooks/provider/create_nodes.yml")
+    started = time.monotonic()
+    while len(alive := ray_cluster.alive_nodes(head_ip, key)) < 2:
+        if time.monotonic() - started > 300:
+            raise SystemExit("testbed demo: the head's autoscaler did not bring up min_workers in 300 s")
+        time.sleep(1)
+    print(f"  the head's autoscaler launched min_workers=1: Ray nodes {', '.join(alive)} "
+          f"({time.monotonic() - started:.1f} s)")
+    started = time.monotonic()
+    hosts = ray_cluster.run_scale_up_job(head_ip, key, workers=2)
+    print(f"Ray job needing 2 workers at once: the autoscaler added one; ran on {', '.join(hosts)} "
+          f"({time.monotonic() - started:.1f} s)")
+    ray("down", "-y", str(config))
 
 
 def main(argv=None):

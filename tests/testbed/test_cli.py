@@ -48,7 +48,7 @@ def test_testbed_up_stays_up_until_interrupted_then_cleans_up(testbed_prerequisi
 
 
 @pytest.mark.slow
-def test_testbed_demo_brings_up_a_ray_cluster_runs_a_job_and_removes_it(testbed_prerequisites):
+def test_testbed_demo_brings_up_ray_through_the_playbooks_then_ray_up_runs_jobs_and_removes_both(testbed_prerequisites):
     before = leftovers.snapshot()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("VMWARE_")}
     result = subprocess.run([*TESTBED, "demo"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
@@ -62,6 +62,12 @@ def test_testbed_demo_brings_up_a_ray_cluster_runs_a_job_and_removes_it(testbed_
     assert "sum of squares = 55 (expected 55), ran on demo-head, demo-worker-0, demo-worker-1" in out
     assert "Node status" in out and "Active:" in out
     assert "Removed: demo-head, demo-worker-0, demo-worker-1" in out
+    # Then the same testbed through Ray's own launcher and the NodeProvider.
+    assert "$ ray up -y --no-config-cache examples/ray-cluster.testbed.yaml: done in" in out
+    assert re.search(r"the head's autoscaler launched min_workers=1: Ray nodes 198\.18\.\S+, 198\.18\.", out)
+    assert re.search(r"Ray job needing 2 workers at once: the autoscaler added one; "
+                     r"ran on demo-ray-up-worker-\S+, demo-ray-up-worker-", out)
+    assert "$ ray down -y examples/ray-cluster.testbed.yaml: done in" in out
     assert leftovers.left_behind(before, leftovers.snapshot()) == {}
 
 
