@@ -82,6 +82,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    assert sim.endpoint.password not in up.stdout + up.stderr
     nodes = cluster_nodes(sim, name)
     heads = of_kind(nodes, "head")
     assert len(heads) == 1 and heads[0]["tags"]["ray-node-status"] == "up-to-date", \
@@ -157,5 +158,12 @@ def test_broken_cluster_yaml_is_refused_with_the_key_named_and_nothing_created(t
         assert result.returncode != 0, f"{key}={value!r} was accepted"
         assert expected in output, f"{key}={value!r}: {output[-3000:]}"
         assert sim.endpoint.password not in output
+    config = ray_cluster.provider_cluster_yaml(tmp_path / "wrong-password.yaml", "broken", cluster_key)
+    result = ray_cluster.ray_cli(sim.endpoint, tmp_path / "state", "up", "-y", "--no-config-cache", str(config),
+                                 timeout=180, extra_env={"VMWARE_PASSWORD": "Wr0ng-passw0rd"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "rejected the login of 'administrator@vsphere.local': wrong username or password" in output
+    assert "Wr0ng-passw0rd" not in output
     assert cluster_nodes(sim, "broken") == []
     assert guests.guests() == {}
