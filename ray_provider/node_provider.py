@@ -117,7 +117,7 @@ class VsphereNodeProvider(NodeProvider):
         self._nodes = {}            # uuid -> {"name", "ip", "power_state", "tags", "added"}
         self._terminating = set()   # uuids whose delete is under way: already terminated for Ray
         self._unwritten_tags = {}   # uuid -> tags set in memory, not yet in vCenter
-        self._lock = threading.Lock()          # guards the four above; never held over I/O
+        self._lock = threading.Lock()          # guards the three above; never held over I/O
         self._refresh_lock = threading.Lock()  # one vCenter read at a time
         self._last_refresh = float("-inf")
         self._client = None
@@ -126,7 +126,7 @@ class VsphereNodeProvider(NodeProvider):
         self._tag_writer = threading.Thread(target=self._write_tags_forever, name="ray-vsphere-tags", daemon=True)
         self._tag_writer.start()
         # `ray up` exits right after its updater marks the head up-to-date.
-        atexit.register(self.write_tags_now)
+        atexit.register(self._write_tags_at_exit)
 
     # ----- read path: memory only, except the rate-limited refresh -----
 
@@ -289,6 +289,12 @@ class VsphereNodeProvider(NodeProvider):
                     for node_id, tags in batch.items():
                         self._unwritten_tags[node_id] = {**tags, **self._unwritten_tags.get(node_id, {})}
                 raise
+
+    def _write_tags_at_exit(self):
+        try:
+            self.write_tags_now()
+        except PlaybookFailed:
+            logger.exception("ray_vsphere: the last node tags did not reach vCenter")
 
     def _write_tags_forever(self):
         while True:
