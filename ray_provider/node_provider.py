@@ -117,7 +117,8 @@ class VsphereNodeProvider(NodeProvider):
         self._nodes = {}            # uuid -> {"name", "ip", "power_state", "tags", "added"}
         self._terminating = set()   # uuids whose delete is under way: already terminated for Ray
         self._unwritten_tags = {}   # uuid -> tags set in memory, not yet in vCenter
-        self._lock = threading.Lock()          # guards the three above; never held over I/O
+        self._deleted_at = {}       # uuid -> when its delete finished, so an older read cannot revive it
+        self._lock = threading.Lock()          # guards the four above; never held over I/O
         self._refresh_lock = threading.Lock()  # one vCenter read at a time
         self._last_refresh = float("-inf")
         self._client = None
@@ -173,8 +174,11 @@ class VsphereNodeProvider(NodeProvider):
                         del self._nodes[node_id]
                         self._unwritten_tags.pop(node_id, None)
                 for node_id, record in listed.items():
+                    if self._deleted_at.get(node_id, float("-inf")) >= started:
+                        continue
                     self._nodes[node_id] = self._cache_entry(record, self._nodes.get(node_id, {}).get("added", 0.0))
                 self._terminating &= set(self._nodes)
+                self._deleted_at = {node_id: at for node_id, at in self._deleted_at.items() if at >= started}
             self._last_refresh = time.monotonic()
 
     def _cache_entry(self, record, added):
@@ -254,6 +258,7 @@ class VsphereNodeProvider(NodeProvider):
             for node_id in wanted:
                 self._nodes.pop(node_id, None)
                 self._unwritten_tags.pop(node_id, None)
+                self._deleted_at[node_id] = time.monotonic()
             self._terminating.difference_update(wanted)
         return None
 

@@ -121,6 +121,19 @@ def test_a_refresh_that_began_before_a_create_finished_keeps_the_new_nodes(provi
     assert set(created) <= set(provider.non_terminated_nodes({}))
 
 
+def test_a_refresh_that_began_before_a_terminate_finished_does_not_revive_the_nodes(provider):
+    provider.non_terminated_nodes({})
+    provider._last_refresh = float("-inf")
+    provider.list_delay = 0.5  # vCenter's answer predates the delete below
+    listing = threading.Thread(target=provider.non_terminated_nodes, args=({},))
+    listing.start()
+    time.sleep(0.1)
+    provider.terminate_nodes(["a"])
+    listing.join()
+    assert provider.reads == 2
+    assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == ["b"]
+
+
 def test_a_failed_deploy_raises_node_launch_exception_with_a_category(provider):
     provider.playbooks.fail_with = "deploying nodes of Ray cluster unit failed: InsufficientResourcesFault"
     with pytest.raises(NodeLaunchException) as raised:
