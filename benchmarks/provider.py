@@ -21,7 +21,6 @@ import argparse
 import os
 import resource
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import yaml
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import ray_cluster
-from testbed.guests import ssh, vcsim_with_guests
+from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 NODE_TAGS_PER_NODE = 12.4
 INTERNAL_IP_PER_NODE = 9.8
@@ -51,14 +50,8 @@ def per_call_microseconds(call, node_ids, rounds=200):
     return (time.perf_counter() - started) / (rounds * len(node_ids)) * 1e6
 
 
-def make_key(folder):
-    key = Path(folder) / "ray-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    return key
-
-
 def cache_and_update_costs(sim, work_dir, nodes, updates):
-    key = make_key(work_dir)
+    key = make_key_pair(work_dir / "ray-key")
     config = ray_cluster.provider_cluster_yaml(work_dir / "bench.yaml", "bench", key)
     os.environ.update(sim.endpoint.environment())
     os.environ["RAY_VSPHERE_STATE_DIR"] = str(work_dir / "state")
@@ -125,7 +118,7 @@ def wait_for_alive(head_ip, key, wanted, timeout=300):
 
 
 def scale_up_through_provider(sim, work_dir):
-    key = make_key(work_dir)
+    key = make_key_pair(work_dir / "ray-key")
     config = ray_cluster.provider_cluster_yaml(work_dir / "scale.yaml", "bench-scale", key,
                                                **{"available_node_types.worker.min_workers": 0})
     state = work_dir / "state"

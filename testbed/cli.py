@@ -9,7 +9,6 @@ SSH key, powers it on and logs in to its guest.
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pyVmomi import vim
 
 from testbed import ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
-from testbed.guests import ssh, vcsim_with_guests
+from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 from testbed.ova_import import import_ova
 from testbed.prereqs import PrerequisiteError, check_prerequisites
 
@@ -72,8 +71,7 @@ def print_testbed(sim, guests):
 
 
 def run_demo(sim, guests, work_dir):
-    key = Path(work_dir) / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-demo", "-f", str(key)], check=True)
+    key = make_key_pair(Path(work_dir) / "id_ed25519", "testbed-demo")
     service_instance = sim.endpoint.connect()
     try:
         started = time.monotonic()
@@ -197,8 +195,7 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
 def run_ray_up_demo(endpoint, work_dir):
     """`ray up` with examples/ray-cluster.testbed.yaml: the NodeProvider, the head's autoscaler, `ray down`."""
     work_dir.mkdir()
-    key = work_dir / "ray-up-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ray-up-demo", "-f", str(key)], check=True)
+    key = make_key_pair(work_dir / "ray-up-key", "ray-up-demo")
     config = ray_cluster.provider_cluster_yaml(work_dir / "cluster.yaml", "demo-ray-up", key)
     state = work_dir / "state"
 

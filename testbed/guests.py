@@ -70,6 +70,12 @@ def ssh(address, key_path, command, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def make_key_pair(path, comment="ray-vsphere"):
+    """A fresh ed25519 key pair without passphrase at path (private, 0600) and path.pub; the private key's path."""
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+    return Path(path)
+
+
 def run(*command):
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -187,8 +193,7 @@ class Guest:
         keys.write_text(self.authorized_keys.strip() + "\n")
         keys.chmod(0o600)
         (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.hostname}\n")
-        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.hostname,
-            "-f", str(self.etc_dir / "ssh_host_ed25519_key"))
+        make_key_pair(self.etc_dir / "ssh_host_ed25519_key", self.hostname)
         guest_path = f"{Path(sys.prefix) / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         (self.etc_dir / "sshd_config").write_text(
             f"ListenAddress {self.address}\n"

@@ -5,13 +5,12 @@ that needs the testbed with a message saying what to install: never a skip.
 After the whole session, anything the testbed left behind fails the run.
 """
 
-import subprocess
 
 import pytest
 
 from testbed import leftovers, simulator
 from testbed.appliance import build_test_ova
-from testbed.guests import GuestSimulator
+from testbed.guests import GuestSimulator, make_key_pair
 from testbed.prereqs import PrerequisiteError, check_prerequisites
 
 _snapshot_before_session = {}
@@ -69,8 +68,7 @@ def ssh_key_pair(tmp_path_factory):
     key_dir = tmp_path_factory.mktemp("keys")
 
     def make(name):
-        path = key_dir / name
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True)
+        path = make_key_pair(key_dir / name, name)
         return path, path.with_suffix(".pub").read_text()
 
     return make

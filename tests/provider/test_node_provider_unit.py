@@ -13,6 +13,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ray_provider import config, node_provider
 from ray_provider.node_provider import PlaybookFailed, VsphereNodeProvider
+from testbed.guests import make_key_pair
 
 PROVIDER = {"type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
             "ovf": "https://images.example.com/ray.ova", "datacenter": "DC0", "cluster": "C0", "datastore": "DS0",
@@ -227,9 +228,7 @@ def test_many_threads_at_once_see_consistent_answers(provider):
 
 
 def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_it(monkeypatch, tmp_path):
-    key = tmp_path / "ray-key"
-    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n-----END OPENSSH PRIVATE KEY-----\n")
-    key.with_suffix(".pub").write_text("ssh-ed25519 AAAA unit\n")
+    key = make_key_pair(tmp_path / "ray-key")
     monkeypatch.setenv("VMWARE_PASSWORD", "s3cret-Passw0rd")
     provider_section = dict(PROVIDER, ovf=str(tmp_path / "node.ova"), ssh_private_key_file=str(key),
                             ssh_public_key_file=f"{key}.pub")
@@ -248,8 +247,7 @@ def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_
     monkeypatch.delenv("VMWARE_PASSWORD")
     head_provider["ssh_private_key_file"] = str(key)  # where the head has the same key
     assert config.VcenterCredentials(head_provider).password == "s3cret-Passw0rd"
-    other_key = tmp_path / "other-key"
-    other_key.write_text("another key\n")
+    other_key = make_key_pair(tmp_path / "other-key")
     with pytest.raises(Exception, match="Decryption failed"):
         config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(other_key)))
 

@@ -4,7 +4,6 @@ No guest simulator here, so no VM ever reports an IP: that is the failure
 under test in the first case.
 """
 
-import subprocess
 
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
@@ -13,12 +12,12 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator
+from testbed.guests import make_key_pair
 
 
 @pytest.fixture
 def provider(vcsim, test_ova, tmp_path, monkeypatch):
-    key = tmp_path / "ray-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key = make_key_pair(tmp_path / "ray-key")
     for name, value in vcsim.endpoint.environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")

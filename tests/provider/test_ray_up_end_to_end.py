@@ -4,7 +4,6 @@ vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
 runs the same provider against the same vCenter as the `ray up` machine.
 """
 
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
 from testbed import ray_cluster
-from testbed.guests import ssh, vcsim_with_guests
+from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +26,7 @@ def testbed(testbed_prerequisites):
 
 @pytest.fixture
 def cluster_key(tmp_path):
-    key = tmp_path / "keys" / "ray-key"
-    key.parent.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    return key
+    return make_key_pair(tmp_path / "ray-key")
 
 
 def cluster_nodes(sim, cluster_name):
