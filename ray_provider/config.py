@@ -12,6 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 # Where the nodes go; any of them may be set in `provider` for every node
@@ -134,9 +135,8 @@ class VcenterCredentials:
         self.username = provider.get("vcenter_username") or environ.get("VMWARE_USER")
         self.port = int(provider.get("vcenter_port") or environ.get("VMWARE_PORT") or 443)
         validate = provider.get("vcenter_validate_certs")
-        if validate is None:
-            validate = environ.get("VMWARE_VALIDATE_CERTS", "true").lower() not in ("0", "false", "no", "off")
-        self.validate_certs = bool(validate)
+        # Read as the modules' validate_certs option reads its VMWARE_VALIDATE_CERTS fallback.
+        self.validate_certs = boolean(environ.get("VMWARE_VALIDATE_CERTS", True)) if validate is None else validate
         self.password = environ.get("VMWARE_PASSWORD")
         if not self.password and provider.get("vcenter_password_vault"):
             self.password = decrypt_secret(provider["vcenter_password_vault"], provider["ssh_private_key_file"])
