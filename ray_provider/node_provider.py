@@ -36,17 +36,15 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
-from ray_provider import config as provider_config_checks
-from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_cluster_config, is_url, local_path,
-                                 node_settings)
+from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_cluster_config, encrypt_secret, is_url,
+                                 local_path, node_settings)
 from ray_provider.runner import COLLECTIONS_PATH, PROJECT_ROOT, published_stats, run_playbook, task_results
 
 if str(COLLECTIONS_PATH) not in sys.path:
     sys.path.append(str(COLLECTIONS_PATH))
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags  # noqa: E402
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (  # noqa: E402
-    RayVsphereError, VcenterClient)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +120,8 @@ class VsphereNodeProvider(NodeProvider):
         self._refresh_lock = threading.Lock()  # one vCenter read at a time
         self._last_refresh = float("-inf")
         self._client = None
+        self._ip_choice = _nodes.ip_choice(dict(preferred_cidr=provider_config.get("preferred_cidr"),
+                                                ignored_cidrs=_nodes.DEFAULT_IGNORED_CIDRS))
         self._tags_due = threading.Condition(self._lock)
         self._tag_write_lock = threading.Lock()
         self._tag_writer = threading.Thread(target=self._write_tags_forever, name="ray-vsphere-tags", daemon=True)
@@ -189,8 +189,7 @@ class VsphereNodeProvider(NodeProvider):
                 "added": added}
 
     def _list_cluster_nodes(self):
-        preferred, ignored = _nodes.ip_choice(dict(preferred_cidr=self.provider_config.get("preferred_cidr"),
-                                                   ignored_cidrs=_nodes.DEFAULT_IGNORED_CIDRS))
+        preferred, ignored = self._ip_choice
         for attempt in (1, 2):
             try:
                 if self._client is None:
@@ -205,7 +204,6 @@ class VsphereNodeProvider(NodeProvider):
                     self._client = None
                 if attempt == 2:
                     raise
-        return []
 
     # ----- write path: playbooks through ansible-runner -----
 
@@ -325,8 +323,9 @@ class VsphereNodeProvider(NodeProvider):
         check_cluster_config(config)
         provider = config["provider"]
         credentials = VcenterCredentials(provider)
-        if credentials.problems():
-            raise ClusterConfigError(credentials.problems())
+        missing = credentials.problems()
+        if missing:
+            raise ClusterConfigError(missing)
         auth = config["auth"]
         private_key = Path(auth.get("ssh_private_key")
                            or f"~/.ssh/ray-vsphere-{config['cluster_name']}").expanduser()
@@ -347,9 +346,10 @@ class VsphereNodeProvider(NodeProvider):
         provider["ssh_public_key_file"] = f"{private_key}.pub"
         file_mounts = config.setdefault("file_mounts", {})
         file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
-        # The head's autoscaler deploys workers from the same image.
-        for ovf in _local_images(config):
-            file_mounts[_head_image(ovf)] = str(Path(ovf).parent if ovf.endswith(".ovf") else ovf)
+        # The head's autoscaler deploys workers from the same image: an .ova, or an .ovf with its folder.
+        for section in _sections_with_local_image(config):
+            image = Path(local_path(section["ovf"]))
+            file_mounts[_head_image(image)] = str(image.parent if image.suffix == ".ovf" else image)
         return config
 
     def prepare_for_head_node(self, cluster_config):
@@ -358,45 +358,39 @@ class VsphereNodeProvider(NodeProvider):
         provider = config["provider"]
         provider.update(vcenter_hostname=self.credentials.hostname, vcenter_username=self.credentials.username,
                         vcenter_port=self.credentials.port, vcenter_validate_certs=self.credentials.validate_certs)
-        provider["vcenter_password_vault"] = provider_config_checks.encrypt_secret(
+        provider["vcenter_password_vault"] = encrypt_secret(
             self.credentials.password, self.provider_config["ssh_private_key_file"])
         provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
         provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
         config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config
-        for section in [provider] + [t["node_config"] for t in config["available_node_types"].values()]:
-            if section.get("ovf") and not is_url(section["ovf"]):
-                section["ovf"] = _head_ovf(local_path(section["ovf"]))
+        for section in _sections_with_local_image(config):
+            image = Path(local_path(section["ovf"]))
+            section["ovf"] = f"{_head_image(image)}/{image.name}" if image.suffix == ".ovf" else _head_image(image)
         return config
 
     @staticmethod
     def fillout_available_node_types_resources(cluster_config):
         """Fill a node type's missing CPU resource from its node_config.cpus."""
         config = copy.deepcopy(cluster_config)
+        # Runs before Ray validates the config: a malformed node type is left for the checks to name.
         for node_type in (config.get("available_node_types") or {}).values():
             if not isinstance(node_type, dict):
                 continue
-            cpus = (node_type.get("node_config") or {}).get("cpus") if isinstance(node_type.get("node_config"), dict) else None
-            resources = node_type.setdefault("resources", {})
-            if isinstance(resources, dict) and "CPU" not in resources and isinstance(cpus, int):
-                resources["CPU"] = cpus
+            node_config, resources = node_type.get("node_config"), node_type.setdefault("resources", {})
+            if isinstance(node_config, dict) and isinstance(resources, dict) and isinstance(node_config.get("cpus"), int):
+                resources.setdefault("CPU", node_config["cpus"])
         return config
 
 
-def _local_images(config):
-    provider = config["provider"]
-    sections = [provider] + [t["node_config"] for t in config["available_node_types"].values()]
-    return sorted({local_path(s["ovf"]) for s in sections if s.get("ovf") and not is_url(s["ovf"])})
+def _sections_with_local_image(config):
+    """The provider section and node_configs whose `ovf` is a local path, not a URL."""
+    sections = [config["provider"]] + [t["node_config"] for t in config["available_node_types"].values()]
+    return [section for section in sections if section.get("ovf") and not is_url(section["ovf"])]
 
 
-def _head_image(ovf):
+def _head_image(image):
     """Where a local image is mounted on the head: the .ova, or the .ovf's folder."""
-    path = Path(ovf)
-    return f"{HEAD_IMAGES}/{path.parent.name if path.suffix == '.ovf' else path.name}"
-
-
-def _head_ovf(ovf):
-    path = Path(ovf)
-    return f"{_head_image(ovf)}/{path.name}" if path.suffix == ".ovf" else _head_image(ovf)
+    return f"{HEAD_IMAGES}/{image.parent.name if image.suffix == '.ovf' else image.name}"
 
 
 def _check_failures(runner):
@@ -425,4 +419,4 @@ def _launch_failure_category(messages):
     return "DeployFailed"
 
 
-__all__ = ["VsphereNodeProvider", "ClusterConfigError", "RayVsphereError"]
+__all__ = ["VsphereNodeProvider", "ClusterConfigError"]

@@ -234,13 +234,20 @@ def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_
                             ssh_public_key_file=f"{key}.pub")
     (tmp_path / "node.ova").write_bytes(b"ova")
     local = VsphereNodeProvider(provider_section, "unit")
+    (tmp_path / "gpu-image").mkdir()
+    (tmp_path / "gpu-image" / "gpu.ovf").write_text("<Envelope/>")
     head_config = local.prepare_for_head_node({
         "provider": dict(provider_section), "auth": {"ssh_user": "root", "ssh_private_key": "~/ray_bootstrap_key.pem"},
-        "available_node_types": {"worker": {"node_config": {}, "resources": {}}}})
+        "available_node_types": {"worker": {"node_config": {}, "resources": {}},
+                                 "gpu": {"node_config": {"ovf": str(tmp_path / "gpu-image" / "gpu.ovf")}, "resources": {}},
+                                 "web": {"node_config": {"ovf": "https://images.example.com/web.ova"}, "resources": {}}}})
     assert "s3cret-Passw0rd" not in repr(head_config)
     head_provider = head_config["provider"]
     assert head_provider["vcenter_password_vault"].startswith("$ANSIBLE_VAULT;1.1;AES256")
     assert head_provider["ovf"] == "~/ray_vsphere_images/node.ova"
+    node_configs = {name: node_type["node_config"] for name, node_type in head_config["available_node_types"].items()}
+    assert node_configs["gpu"]["ovf"] == "~/ray_vsphere_images/gpu-image/gpu.ovf", "an .ovf's folder is mounted"
+    assert node_configs["web"]["ovf"] == "https://images.example.com/web.ova"
     assert head_provider["ssh_private_key_file"] == "~/ray_bootstrap_key.pem"
     assert head_config["auth"]["ssh_public_key"] == "~/ray_bootstrap_key.pub"
 
@@ -250,6 +257,17 @@ def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_
     other_key = make_key_pair(tmp_path / "other-key")
     with pytest.raises(Exception, match="Decryption failed"):
         config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(other_key)))
+
+
+def test_node_config_cpus_fill_a_missing_cpu_resource_and_nothing_else():
+    filled = VsphereNodeProvider.fillout_available_node_types_resources({"available_node_types": {
+        "worker": {"node_config": {"cpus": 4}},
+        "sized": {"node_config": {"cpus": 4}, "resources": {"CPU": 2}},
+        "broken": "not a mapping"}})
+    assert filled["available_node_types"] == {
+        "worker": {"node_config": {"cpus": 4}, "resources": {"CPU": 4}},
+        "sized": {"node_config": {"cpus": 4}, "resources": {"CPU": 2}},
+        "broken": "not a mapping"}
 
 
 def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
