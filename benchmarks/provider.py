@@ -29,6 +29,7 @@ import yaml
 
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
+from ray_provider.runner import published_stats
 from testbed import ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
@@ -144,7 +145,7 @@ def scale_up_through_playbook(sim, work_dir):
     environment = sim.endpoint.environment()
     up = ray_cluster.run("ray_up.yml", work_dir / "up", environment, cluster)
     assert up.status == "successful", up.stdout.read()[-3000:]
-    head_ip = ray_cluster.published_stats(up)["ray_head_ip"]
+    head_ip = published_stats(up)["ray_head_ip"]
     try:
         wait_for_alive(head_ip, key, 1)
         started = time.monotonic()

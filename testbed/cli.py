@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from pyVmomi import vim
 
+from ray_provider.runner import published_stats
 from testbed import ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
@@ -167,7 +168,7 @@ def run_playbook_or_exit(playbook, work_dir, environment, cluster):
         print(runner.stdout.read()[-5000:])
         raise SystemExit(f"testbed demo: playbooks/{playbook} {runner.status}")
     print(f"$ ansible-playbook playbooks/{playbook}: {runner.status} in {time.monotonic() - started:.1f} s")
-    return ray_cluster.published_stats(runner)
+    return published_stats(runner)
 
 
 def run_cluster_demo(cluster, environment, work_dir, keep):

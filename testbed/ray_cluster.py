@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_provider.runner import PROJECT_ROOT, published_stats, run_playbook  # noqa: F401 - published_stats is part of this API
+from ray_provider.runner import PROJECT_ROOT, run_playbook
 from testbed import simulator
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from ray_provider.runner import run_playbook
+from ray_provider.runner import published_stats, run_playbook
 from testbed import PROJECT_ROOT, ray_cluster
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def test_ray_up_workers_and_down_as_awx_job_templates(vcsim, guest_simulator, tm
 
     up = awx_job("ray_up", tmp_path, environment, answers)
     assert up.status == "successful", up.stdout.read()[-5000:]
-    stats = ray_cluster.published_stats(up)
+    stats = published_stats(up)
     assert len(stats["ray_worker_ips"]) == 1
     assert len(guest_simulator.guests()) == 2
 
@@ -68,5 +68,5 @@ def test_ray_up_workers_and_down_as_awx_job_templates(vcsim, guest_simulator, tm
 
     down = awx_job("ray_down", tmp_path, environment, {"ray_cluster_name": "awx"})
     assert down.status == "successful", down.stdout.read()[-5000:]
-    assert sorted(ray_cluster.published_stats(down)["ray_deleted_nodes"]) == ["awx-head", "awx-worker-0",
+    assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["awx-head", "awx-worker-0",
                                                                               "awx-worker-1"]

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from ray_provider.runner import published_stats
 from testbed import ray_cluster
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
@@ -30,7 +31,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     assert up.status == "successful", up.stdout.read()[-5000:]
     assert key.stat().st_mode & 0o777 == 0o600
 
-    stats = ray_cluster.published_stats(up)
+    stats = published_stats(up)
     head_ip = stats["ray_head_ip"]
     assert stats["ray_dashboard_url"] == f"http://{head_ip}:8265"
     assert len(stats["ray_worker_ips"]) == 2
@@ -45,7 +46,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     again = ray_cluster.run("ray_up.yml", tmp_path / "up-again", vcsim.endpoint.environment(), cluster)
     assert again.status == "successful"
     assert changed_hosts(again) == {}, "a second ray_up changes nothing: no new VM, Ray not restarted"
-    assert ray_cluster.published_stats(again)["ray_head_ip"] == head_ip
+    assert published_stats(again)["ray_head_ip"] == head_ip
 
     three = ray_cluster.run("ray_workers.yml", tmp_path / "three", vcsim.endpoint.environment(), dict(cluster, ray_worker_count=3))
     assert three.status == "successful", three.stdout.read()[-5000:]
@@ -60,7 +61,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     down = ray_cluster.run("ray_down.yml", tmp_path / "down", vcsim.endpoint.environment(), {"ray_cluster_name": "e2e"})
     assert down.status == "successful", down.stdout.read()[-5000:]
-    assert sorted(ray_cluster.published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", "e2e-worker-0"]
+    assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", "e2e-worker-0"]
     assert _nodes.list_nodes(vcsim.endpoint.connect(), "e2e") == []
     guest_simulator_settled = time.monotonic() + 30
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
