@@ -103,21 +103,6 @@ def cache_and_update_costs(sim, work_dir, nodes, updates):
                 playbook_cpu=statistics.median(playbook_cpu))
 
 
-def alive_count(head_ip, key):
-    try:
-        return len(ray_cluster.alive_nodes(head_ip, key))
-    except RuntimeError:
-        return 0
-
-
-def wait_for_alive(head_ip, key, wanted, timeout=300):
-    deadline = time.monotonic() + timeout
-    while alive_count(head_ip, key) < wanted:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"benchmark: {wanted} Ray nodes not alive after {timeout} s")
-        time.sleep(0.5)
-
-
 def scale_up_through_provider(sim, work_dir):
     key = make_key_pair(work_dir / "ray-key")
     config = ray_cluster.provider_cluster_yaml(work_dir / "scale.yaml", "bench-scale", key,
@@ -128,12 +113,12 @@ def scale_up_through_provider(sim, work_dir):
         raise SystemExit(f"benchmark: ray up failed: {up.stdout[-3000:]}{up.stderr[-3000:]}")
     try:
         head_ip = ray_cluster.ray_cli(sim.endpoint, state, "get-head-ip", str(config)).stdout.strip().splitlines()[-1]
-        wait_for_alive(head_ip, key, 1)
+        ray_cluster.wait_for_alive_nodes(head_ip, key, 1, interval=0.5)
         started = time.monotonic()
         request = ssh(head_ip, key, "python -c 'import ray; ray.init(address=\"auto\", logging_level=\"ERROR\"); "
                                     "from ray.autoscaler.sdk import request_resources; request_resources(num_cpus=1)'")
         assert request.returncode == 0, request.stderr
-        wait_for_alive(head_ip, key, 2)
+        ray_cluster.wait_for_alive_nodes(head_ip, key, 2, interval=0.5)
         return time.monotonic() - started
     finally:
         ray_cluster.ray_cli(sim.endpoint, state, "down", "-y", str(config))
@@ -147,11 +132,11 @@ def scale_up_through_playbook(sim, work_dir):
     assert up.status == "successful", up.stdout.read()[-3000:]
     head_ip = published_stats(up)["ray_head_ip"]
     try:
-        wait_for_alive(head_ip, key, 1)
+        ray_cluster.wait_for_alive_nodes(head_ip, key, 1, interval=0.5)
         started = time.monotonic()
         more = ray_cluster.run("ray_workers.yml", work_dir / "more", environment, dict(cluster, ray_worker_count=1))
         assert more.status == "successful", more.stdout.read()[-3000:]
-        wait_for_alive(head_ip, key, 2)
+        ray_cluster.wait_for_alive_nodes(head_ip, key, 2, interval=0.5)
         return time.monotonic() - started
     finally:
         ray_cluster.run("ray_down.yml", work_dir / "down", environment, cluster)

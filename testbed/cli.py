@@ -214,10 +214,10 @@ def run_ray_up_demo(endpoint, work_dir):
     head_ip = ray("get-head-ip", str(config)).stdout.strip().splitlines()[-1]
     print(f"  head {head_ip}, made by VsphereNodeProvider through playbooks/provider/create_nodes.yml")
     started = time.monotonic()
-    while len(alive := ray_cluster.alive_nodes(head_ip, key)) < 2:
-        if time.monotonic() - started > 300:
-            raise SystemExit("testbed demo: the head's autoscaler did not bring up min_workers in 300 s")
-        time.sleep(1)
+    try:
+        alive = ray_cluster.wait_for_alive_nodes(head_ip, key, 2)
+    except TimeoutError as error:
+        raise SystemExit(f"testbed demo: the head's autoscaler did not bring up min_workers: {error}") from None
     print(f"  the head's autoscaler launched min_workers=1: Ray nodes {', '.join(alive)} "
           f"({time.monotonic() - started:.1f} s)")
     started = time.monotonic()

@@ -10,6 +10,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -99,6 +100,24 @@ def run_spread_job(head_ip, key_path, tasks=6, timeout=300):
 def alive_nodes(head_ip, key_path, timeout=120):
     """The node IPs Ray counts as alive, seen from a driver on the head."""
     return _python_on_head(head_ip, key_path, ALIVE_NODES, timeout)
+
+
+def wait_for_alive_nodes(head_ip, key_path, count, timeout=300, interval=1.0):
+    """The node IPs once Ray on the head counts exactly `count` alive; TimeoutError otherwise.
+
+    A driver that cannot connect yet (the head still starting or restarting) counts as none alive.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            alive = alive_nodes(head_ip, key_path)
+        except RuntimeError:
+            alive = []
+        if len(alive) == count:
+            return alive
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Ray on {head_ip} counts {len(alive)} alive nodes {alive}, not {count}, after {timeout} s")
+        time.sleep(interval)
 
 
 def ray_status(head_ip, key_path):

@@ -50,13 +50,6 @@ def wait_for(what, condition, timeout, interval=3.0):
     return value
 
 
-def alive_node_count(head_ip, key, wanted):
-    try:
-        return len(ray_cluster.alive_nodes(head_ip, key)) == wanted
-    except RuntimeError:
-        return False
-
-
 def files_containing(text, *folders):
     found = []
     for folder in folders:
@@ -88,7 +81,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert on_head.returncode == 0 and heads[0]["name"] in on_head.stdout, "ray exec reaches the head it found"
 
     # The head's autoscaler launches min_workers (1) through the same provider.
-    wait_for("the min worker to join Ray", lambda: alive_node_count(head_ip, cluster_key, 2), timeout=240)
+    ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, 2, timeout=240)  # the min worker joined Ray
     first_worker = of_kind(cluster_nodes(sim, name), "worker")
     assert len(first_worker) == 1
     monitor = ssh(head_ip, cluster_key, "grep -c 'autoscaler v2' /tmp/ray/session_latest/logs/monitor.log")
@@ -117,8 +110,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     kept = {node["uuid"] for node in cluster_nodes(sim, name)}
     again = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-    wait_for("the kept worker to rejoin the restarted head", lambda: alive_node_count(head_ip, cluster_key, 2),
-             timeout=240)
+    ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, 2, timeout=240)  # the kept worker rejoined
     after_restart = cluster_nodes(sim, name)
     assert {node["uuid"] for node in after_restart} == kept, "no duplicate head, no replacement worker"
     assert of_kind(after_restart, "head")[0]["uuid"] == head_uuid
