@@ -34,6 +34,12 @@ def _processes():
     return found
 
 
+def files_containing(text, *paths):
+    """The files among `paths`, and below those that are folders, whose contents hold `text`."""
+    files = [file for path in map(Path, paths) for file in ([path] if path.is_file() else path.rglob("*"))]
+    return sorted(str(file) for file in files if file.is_file() and text in file.read_text(errors="replace"))
+
+
 def snapshot():
     return {
         "network namespaces": {line.split()[0] for line in _lines("ip", "netns", "list") if line.strip()},

@@ -173,7 +173,14 @@ def provider_cluster_yaml(path, cluster_name, key_path, **changes):
 
 
 def ray_cli(endpoint, state_dir, *arguments, timeout=600, extra_env=None):
-    """`ray <arguments>` with the endpoint's VMWARE_* variables, as a user runs it; the CompletedProcess."""
+    """`ray <arguments>` with the endpoint's VMWARE_* variables, as a user runs it; the CompletedProcess.
+
+    The provider's runs and Ray's temp files (its config cache, ray-config-*)
+    go below state_dir, not into the machine's home and /tmp.
+    """
+    temp_dir = Path(state_dir) / "tmp"
+    temp_dir.mkdir(parents=True, exist_ok=True)
     environment = {**os.environ, **endpoint.environment(), "RAY_VSPHERE_STATE_DIR": str(state_dir),
-                   "PATH": f"{RAY_CLI.parent}{os.pathsep}{os.environ['PATH']}", **(extra_env or {})}
+                   "TMPDIR": str(temp_dir), "PATH": f"{RAY_CLI.parent}{os.pathsep}{os.environ['PATH']}",
+                   **(extra_env or {})}
     return subprocess.run([str(RAY_CLI), *arguments], capture_output=True, text=True, timeout=timeout, env=environment)

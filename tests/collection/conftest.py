@@ -12,7 +12,7 @@ import pytest
 from pyVmomi import vim
 
 from ray_provider.runner import task_results
-from testbed import vsphere
+from testbed import leftovers, vsphere
 from testbed.ray_cluster import run_tasks
 
 PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder="ray",
@@ -46,9 +46,7 @@ def play(vcsim, tmp_path_factory):
         run_dir = run_root / f"run-{next(counter)}"
         cmdline = " ".join(flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted) or None
         result = PlayResult(run_tasks(tasks, run_dir, env or vcsim.endpoint.environment(), cmdline=cmdline))
-        for path in run_dir.rglob("*"):
-            if path.is_file() and vcsim.endpoint.password in path.read_text(errors="replace"):
-                leaks.append(str(path.relative_to(run_dir)))
+        leaks.extend(leftovers.files_containing(vcsim.endpoint.password, run_dir))
         return result
 
     yield run

@@ -4,14 +4,12 @@ vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
 runs the same provider against the same vCenter as the `ray up` machine.
 """
 
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
-from testbed import ray_cluster
+from testbed import leftovers, ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
@@ -50,15 +48,6 @@ def wait_for(what, condition, timeout, interval=3.0):
     return value
 
 
-def files_containing(text, *folders):
-    found = []
-    for folder in folders:
-        for path in Path(folder).rglob("*"):
-            if path.is_file() and text in path.read_text(errors="ignore"):
-                found.append(str(path))
-    return found
-
-
 @pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
         testbed, cluster_key, tmp_path, autoscaler):
@@ -92,8 +81,9 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     head_files = ssh(head_ip, cluster_key, f"grep -rl -F {password} ~ /tmp/ray 2>/dev/null; "
                                            "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml")
     assert head_files.stdout.split() == ["1"], head_files.stdout
-    assert files_containing(password, state_dir) == []
-    assert files_containing(password, *Path(tempfile.gettempdir()).glob("ray-config-*")) == []
+    config_caches = list((state_dir / "tmp").glob("ray-config-*"))
+    assert config_caches, "ray exec cached the bootstrapped config (ray up ran with --no-config-cache)"
+    assert leftovers.files_containing(password, state_dir, *config_caches) == []
 
     # A job that needs two workers at once makes the autoscaler add one; it completes.
     hosts = ray_cluster.run_scale_up_job(head_ip, cluster_key, workers=2, timeout=300)
