@@ -55,7 +55,6 @@ def cache_and_update_costs(sim, work_dir, nodes, updates):
     key = make_key_pair(work_dir / "ray-key")
     config = ray_cluster.provider_cluster_yaml(work_dir / "bench.yaml", "bench", key)
     os.environ.update(sim.endpoint.environment())
-    os.environ["RAY_VSPHERE_STATE_DIR"] = str(work_dir / "state")
     node_provider.STATE_DIR = work_dir / "state"
     bootstrapped = VsphereNodeProvider.bootstrap_config(yaml.safe_load(config.read_text()))
     provider = VsphereNodeProvider(bootstrapped["provider"], "bench")

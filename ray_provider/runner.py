@@ -55,6 +55,7 @@ def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cm
         passwords = {r"^Vault password.*:\s*?$": vault_password}
         environment.update({name: "" for name in SECRET_VARIABLES})
     secrets = [value for name, value in {**os.environ, **environment}.items() if name in SECRET_VARIABLES and value]
+    secrets += [value for value in (secret_vars or {}).values() if value]  # should a module ever echo one
     runner = ansible_runner.run(
         private_data_dir=str(private_data_dir),
         project_dir=str(project_dir or PROJECT_ROOT),
