@@ -127,18 +127,18 @@ def scale_up_through_playbook(sim, work_dir):
     key = work_dir / "keys" / "ray-key"
     cluster = ray_cluster.cluster_vars("bench-playbook", key, worker_count=0)
     environment = sim.endpoint.environment()
-    up = ray_cluster.run("ray_up.yml", work_dir / "up", environment, cluster)
+    up = ray_cluster.run("ray_up", work_dir / "up", environment, cluster)
     assert up.status == "successful", up.stdout.read()[-3000:]
     head_ip = published_stats(up)["ray_head_ip"]
     try:
         ray_cluster.wait_for_alive_nodes(head_ip, key, 1, interval=0.5)
         started = time.monotonic()
-        more = ray_cluster.run("ray_workers.yml", work_dir / "more", environment, dict(cluster, ray_worker_count=1))
+        more = ray_cluster.run("ray_workers", work_dir / "more", environment, dict(cluster, ray_worker_count=1))
         assert more.status == "successful", more.stdout.read()[-3000:]
         ray_cluster.wait_for_alive_nodes(head_ip, key, 2, interval=0.5)
         return time.monotonic() - started
     finally:
-        ray_cluster.run("ray_down.yml", work_dir / "down", environment, cluster)
+        ray_cluster.run("ray_down", work_dir / "down", environment, cluster)
 
 
 def main():

@@ -38,17 +38,15 @@ from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
 from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_cluster_config, encrypt_secret, is_url,
                                  local_path, node_settings)
-from ray_provider.runner import COLLECTIONS_PATH, PROJECT_ROOT, published_stats, run_playbook, task_results
+from ray_provider.runner import published_stats, run_playbook, task_results
 
-if str(COLLECTIONS_PATH) not in sys.path:
-    sys.path.append(str(COLLECTIONS_PATH))
-
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags  # noqa: E402
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
 
 logger = logging.getLogger(__name__)
 
-PLAYBOOKS = PROJECT_ROOT / "playbooks" / "provider"
+# The collection's playbooks/provider/, by FQCN: found wherever ansible-core finds the collection.
+PLAYBOOKS = "ray_vsphere.cluster.provider"
 # Below the autoscaler's 5 s update interval: one vCenter read per update,
 # however many times Ray lists nodes within it.
 REFRESH_INTERVAL_S = 2.0
@@ -87,10 +85,10 @@ class PlaybookRuns:
     def run(self, playbook, extravars, raise_on_failure=True):
         with self._lock:
             self.count += 1
-            ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:05d}-{Path(playbook).stem}-{uuid.uuid4().hex[:6]}"
+            ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:05d}-{playbook}-{uuid.uuid4().hex[:6]}"
         STATE_DIR.mkdir(mode=0o700, exist_ok=True)
         started = time.monotonic()
-        runner = run_playbook(PLAYBOOKS / playbook, self.root / ident, extravars=extravars,
+        runner = run_playbook(f"{PLAYBOOKS}.{playbook}", self.root / ident, extravars=extravars,
                               envvars=self.credentials.environment(), secret_vars=self.credentials.secret_vars())
         logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, runner.status, time.monotonic() - started,
                     self.root / ident)
@@ -225,7 +223,7 @@ class VsphereNodeProvider(NodeProvider):
             "ray_provider_public_key": self._public_key(),
         }
         try:
-            runner = self.playbooks.run("create_nodes.yml", extravars)
+            runner = self.playbooks.run("create_nodes", extravars)
         except PlaybookFailed as error:
             raise NodeLaunchException(_launch_failure_category(error.messages), str(error), sys.exc_info()) from error
         created = published_stats(runner).get("ray_provider_nodes", [])
@@ -246,7 +244,7 @@ class VsphereNodeProvider(NodeProvider):
         if not wanted:
             return None
         try:
-            self.playbooks.run("terminate_nodes.yml", {"ray_provider_cluster_name": self.cluster_name,
+            self.playbooks.run("terminate_nodes", {"ray_provider_cluster_name": self.cluster_name,
                                                        "ray_provider_uuids": wanted})
         except PlaybookFailed:
             with self._lock:
@@ -283,7 +281,7 @@ class VsphereNodeProvider(NodeProvider):
             if not batch:
                 return
             try:
-                self.playbooks.run("set_node_tags.yml", {
+                self.playbooks.run("set_node_tags", {
                     "ray_provider_cluster_name": self.cluster_name,
                     "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
                 })
@@ -334,7 +332,7 @@ class VsphereNodeProvider(NodeProvider):
         node_types = {name: node_settings(provider, node_type["node_config"])
                       for name, node_type in config["available_node_types"].items()}
         runner = PlaybookRuns(config["cluster_name"], credentials).run(
-            "check_config.yml", {"ray_provider_cluster_name": config["cluster_name"],
+            "check_config", {"ray_provider_cluster_name": config["cluster_name"],
                                  "ray_provider_private_key": str(private_key),
                                  "ray_provider_node_types": node_types}, raise_on_failure=False)
         problems = _check_failures(runner)

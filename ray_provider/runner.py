@@ -20,24 +20,28 @@ from pathlib import Path
 import ansible_runner
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-COLLECTIONS_PATH = PROJECT_ROOT / "collections"
 SECRET_VARIABLES = ("VMWARE_PASSWORD",)
 MASK = "********"
 
 
 def playbook_environment(envvars=None):
-    """The environment a playbook run needs: this Python's ansible-playbook and the collection."""
+    """The environment a playbook run needs: this Python's ansible-playbook.
+
+    That ansible-playbook finds ray_vsphere.cluster where this Python does:
+    in site-packages for an installed wheel, through collections/ for an
+    editable checkout. No path of ours is configured.
+    """
     environment = dict(envvars or {})
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    environment.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS_PATH))
-    environment.setdefault("ANSIBLE_CONFIG", str(PROJECT_ROOT / "ansible.cfg"))
     return environment
 
 
 def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cmdline=None, timeout=None,
                  project_dir=None, secret_vars=None):
     """ansible_runner.run in a private (0700) data dir; secrets kept out of its artifacts.
+
+    playbook: a collection playbook's FQCN (ray_vsphere.cluster.provider.create_nodes),
+    or a path relative to project_dir.
 
     secret_vars: {name: value} the play needs as variables (a password), never on disk in clear.
     """
@@ -58,7 +62,7 @@ def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cm
     secrets += [value for value in (secret_vars or {}).values() if value]  # should a module ever echo one
     runner = ansible_runner.run(
         private_data_dir=str(private_data_dir),
-        project_dir=str(project_dir or PROJECT_ROOT),
+        project_dir=str(project_dir) if project_dir else None,
         playbook=str(playbook),
         extravars=extravars or {},
         envvars=environment,

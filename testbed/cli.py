@@ -153,7 +153,7 @@ def demo(args):
             run_cluster_demo(cluster, sim.endpoint.environment(), Path(work_dir), args.keep)
             if args.keep:
                 wait_until_interrupted()
-                run_playbook_or_exit("ray_down.yml", Path(work_dir), sim.endpoint.environment(), cluster)
+                run_playbook_or_exit("ray_down", Path(work_dir), sim.endpoint.environment(), cluster)
             else:
                 run_ray_up_demo(sim.endpoint, Path(work_dir) / "ray-up")
             if guests.errors:
@@ -166,13 +166,13 @@ def run_playbook_or_exit(playbook, work_dir, environment, cluster):
     runner = ray_cluster.run(playbook, work_dir / playbook, environment, cluster)
     if runner.status != "successful":
         print(runner.stdout.read()[-5000:])
-        raise SystemExit(f"testbed demo: playbooks/{playbook} {runner.status}")
-    print(f"$ ansible-playbook playbooks/{playbook}: {runner.status} in {time.monotonic() - started:.1f} s")
+        raise SystemExit(f"testbed demo: ray_vsphere.cluster.{playbook} {runner.status}")
+    print(f"$ ansible-playbook ray_vsphere.cluster.{playbook}: {runner.status} in {time.monotonic() - started:.1f} s")
     return published_stats(runner)
 
 
 def run_cluster_demo(cluster, environment, work_dir, keep):
-    stats = run_playbook_or_exit("ray_up.yml", work_dir, environment, cluster)
+    stats = run_playbook_or_exit("ray_up", work_dir, environment, cluster)
     head_ip, key = stats["ray_head_ip"], cluster["ray_ssh_private_key"]
     print(f"Ray cluster {stats['ray_cluster_name']}:")
     print(f"  head     {head_ip}   dashboard {stats['ray_dashboard_url']}")
@@ -189,7 +189,7 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
     if keep:
         print(f"Kept: ssh -i {key} root@{head_ip}")
     else:
-        deleted = run_playbook_or_exit("ray_down.yml", work_dir, environment, cluster)
+        deleted = run_playbook_or_exit("ray_down", work_dir, environment, cluster)
         print(f"Removed: {', '.join(deleted.get('ray_deleted_nodes', []))}")
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from ray_provider.runner import PROJECT_ROOT, run_playbook
-from testbed import simulator
+from ray_provider.runner import run_playbook
+from testbed import PROJECT_ROOT, simulator
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh
 
-PLAYBOOKS = PROJECT_ROOT / "playbooks"
+COLLECTION = "ray_vsphere.cluster"
 
 # A Ray driver on the head, as `ray exec` and `ray submit` run one: tasks
 # spread over every node, each reporting the host it ran on.
@@ -64,8 +64,8 @@ def cluster_vars(cluster_name, key_path, worker_count):
 
 
 def run(playbook, run_dir, vmware_environment, extravars, timeout=900):
-    """ansible-runner run of playbooks/<playbook> with VMWARE_* credentials; the runner object."""
-    return run_playbook(PLAYBOOKS / playbook, run_dir, extravars=extravars, envvars=vmware_environment,
+    """ansible-runner run of the collection's playbook (ray_up, ...) by FQCN with VMWARE_* credentials."""
+    return run_playbook(f"{COLLECTION}.{playbook}", run_dir, extravars=extravars, envvars=vmware_environment,
                         timeout=timeout)
 
 

@@ -27,7 +27,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
         vcsim, guest_simulator, tmp_path):
     key = tmp_path / "keys" / "ray-e2e"
     cluster = ray_cluster.cluster_vars("e2e", key, worker_count=2)
-    up = ray_cluster.run("ray_up.yml", tmp_path / "up", vcsim.endpoint.environment(), cluster)
+    up = ray_cluster.run("ray_up", tmp_path / "up", vcsim.endpoint.environment(), cluster)
     assert up.status == "successful", up.stdout.read()[-5000:]
     assert key.stat().st_mode & 0o777 == 0o600
 
@@ -43,23 +43,23 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     job = ray_cluster.run_spread_job(head_ip, key)
     assert job == {"sum_of_squares": 55, "hosts": ["e2e-head", "e2e-worker-0", "e2e-worker-1"]}
 
-    again = ray_cluster.run("ray_up.yml", tmp_path / "up-again", vcsim.endpoint.environment(), cluster)
+    again = ray_cluster.run("ray_up", tmp_path / "up-again", vcsim.endpoint.environment(), cluster)
     assert again.status == "successful"
     assert changed_hosts(again) == {}, "a second ray_up changes nothing: no new VM, Ray not restarted"
     assert published_stats(again)["ray_head_ip"] == head_ip
 
-    three = ray_cluster.run("ray_workers.yml", tmp_path / "three", vcsim.endpoint.environment(), dict(cluster, ray_worker_count=3))
+    three = ray_cluster.run("ray_workers", tmp_path / "three", vcsim.endpoint.environment(), dict(cluster, ray_worker_count=3))
     assert three.status == "successful", three.stdout.read()[-5000:]
     assert len(guest_simulator.guests()) == 4
     wait_for_alive_nodes(head_ip, key, [g.address for g in guest_simulator.guests().values()])
 
-    one = ray_cluster.run("ray_workers.yml", tmp_path / "one", vcsim.endpoint.environment(), dict(cluster, ray_worker_count=1))
+    one = ray_cluster.run("ray_workers", tmp_path / "one", vcsim.endpoint.environment(), dict(cluster, ray_worker_count=1))
     assert one.status == "successful", one.stdout.read()[-5000:]
     remaining = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
     assert sorted(remaining) == ["e2e-head", "e2e-worker-0"]
     wait_for_alive_nodes(head_ip, key, list(remaining.values()))
 
-    down = ray_cluster.run("ray_down.yml", tmp_path / "down", vcsim.endpoint.environment(), {"ray_cluster_name": "e2e"})
+    down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(), {"ray_cluster_name": "e2e"})
     assert down.status == "successful", down.stdout.read()[-5000:]
     assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", "e2e-worker-0"]
     assert _nodes.list_nodes(vcsim.endpoint.connect(), "e2e") == []

@@ -44,7 +44,7 @@ class FakeRuns:
                 "task": "Deploy the nodes", "res": {"msg": self.fail_with}}}])
             raise PlaybookFailed(playbook, failed)
         stats = {}
-        if playbook == "create_nodes.yml":
+        if playbook == "create_nodes":
             stats["ray_provider_nodes"] = [record(f"new-{index}-{i}", f"unit-worker-{index}-{i}", ip=f"10.1.{index}.{i}")
                                            for i in range(extravars["ray_provider_count"])]
         return SimpleNamespace(status="successful", events=[
@@ -97,7 +97,7 @@ def test_refresh_drops_nodes_gone_from_vcenter_and_filters_by_tags(provider, mon
 def test_create_makes_count_nodes_in_one_run_and_they_are_known_at_once(provider):
     created = provider.create_node_with_resources_and_labels(
         {"cpus": 2}, {"ray-node-type": "worker", "ray-user-node-type": "cpu", "ray-launch-config": "h1"}, 5, {}, {})
-    assert provider.playbooks.playbooks() == ["create_nodes.yml"]
+    assert provider.playbooks.playbooks() == ["create_nodes"]
     extravars = provider.playbooks.calls[0][1]
     assert extravars["ray_provider_count"] == 5
     assert extravars["ray_provider_node_type"] == "cpu"
@@ -152,7 +152,7 @@ def test_terminate_deletes_a_list_in_one_run_and_hides_the_nodes_while_it_runs(p
     time.sleep(0.1)
     assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == []
     thread.join()
-    assert provider.playbooks.calls == [("terminate_nodes.yml", {"ray_provider_cluster_name": "unit",
+    assert provider.playbooks.calls == [("terminate_nodes", {"ray_provider_cluster_name": "unit",
                                                                  "ray_provider_uuids": ["a", "b"]})]
 
 
@@ -174,7 +174,7 @@ def test_tags_are_visible_at_once_and_written_in_one_batch(provider):
     while not provider.playbooks.calls and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.1)
-    assert provider.playbooks.playbooks() == ["set_node_tags.yml"]
+    assert provider.playbooks.playbooks() == ["set_node_tags"]
     updates = provider.playbooks.calls[0][1]["ray_provider_tag_updates"]
     assert sorted(updates, key=lambda u: u["uuid"]) == [
         {"uuid": "a", "tags": {"ray-node-status": "up-to-date"}},
@@ -224,7 +224,7 @@ def test_many_threads_at_once_see_consistent_answers(provider):
         thread.join()
     assert errors == []
     assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
-    assert provider.playbooks.playbooks().count("create_nodes.yml") == 10
+    assert provider.playbooks.playbooks().count("create_nodes") == 10
 
 
 def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_it(monkeypatch, tmp_path):

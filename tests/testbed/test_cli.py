@@ -56,7 +56,7 @@ def test_testbed_demo_brings_up_ray_through_the_playbooks_then_ray_up_runs_jobs_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "No VMWARE_HOST given: embedded vCenter simulator" in out
-    assert "$ ansible-playbook playbooks/ray_up.yml: successful" in out
+    assert "$ ansible-playbook ray_vsphere.cluster.ray_up: successful" in out
     assert re.search(r"^  head     198\.18\.\d+\.\d+   dashboard http://198\.18\.\d+\.\d+:8265$", out, re.MULTILINE)
     assert len(re.findall(r"^  worker   198\.18\.", out, re.MULTILINE)) == 2
     assert "sum of squares = 55 (expected 55), ran on demo-head, demo-worker-0, demo-worker-1" in out
