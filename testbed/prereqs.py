@@ -4,23 +4,23 @@ that says what to install or how to run, never a silent skip."""
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from testbed import VCSIM_BIN
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+# The one list of Debian prerequisites; scripts/setup installs from it too.
+DEBIAN_PREREQUISITES = Path(__file__).with_name("debian-prerequisites")
 
-REQUIRED_COMMANDS = {
-    "ip": "iproute2",
-    "unshare": "util-linux",
-    "mount": "mount",
-    "sshd": "openssh-server",
-    "ssh": "openssh-client",
-    "ssh-keygen": "openssh-client",
-    "qemu-img": "qemu-utils",
-    "tini": "tini",
-    # ray up copies file mounts (the bootstrap config, keys, the node image) to the head with rsync.
-    "rsync": "rsync",
-}
+
+def debian_prerequisites():
+    """[(package, shell probe that succeeds when it is installed)], as scripts/setup reads them."""
+    entries = []
+    for line in DEBIAN_PREREQUISITES.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            package, probe = line.split(None, 1)
+            entries.append((package, probe.strip()))
+    return entries
 
 
 class PrerequisiteError(RuntimeError):
@@ -39,10 +39,10 @@ def missing_prerequisites():
             "test guests need root (network namespaces, a bridge, mounts): run the tests as root, "
             "e.g. `sudo scripts/test`"
         )
-    missing_packages = sorted({package for command, package in REQUIRED_COMMANDS.items() if not which(command)})
+    missing_packages = missing_debian_packages()
     if missing_packages:
         problems.append(
-            f"missing commands from Debian packages {', '.join(missing_packages)}: "
+            f"missing Debian packages {', '.join(missing_packages)}: "
             f"run scripts/setup as root, or `apt-get install {' '.join(missing_packages)}`"
         )
     if not problems:
@@ -59,8 +59,15 @@ def missing_prerequisites():
         if netns.returncode != 0:
             problems.append(f"`ip netns` does not work here ({netns.stderr.strip()}); install a current iproute2")
     if not VCSIM_BIN.exists():
-        problems.append(f"vcsim is not built at {VCSIM_BIN}: run scripts/setup (needs Go >= 1.25)")
+        problems.append(f"vcsim is not built at {VCSIM_BIN}: run scripts/setup (it needs Go, at least the version "
+                        "in testbed/vcsim/go.mod)")
     return problems
+
+
+def missing_debian_packages():
+    environment = dict(os.environ, PATH=SEARCH_PATH)
+    return [package for package, probe in debian_prerequisites()
+            if subprocess.run(["/bin/sh", "-c", probe], env=environment, capture_output=True).returncode != 0]
 
 
 def check_prerequisites():
