@@ -53,6 +53,18 @@ DEPLOY_OPTIONS = dict(
 )
 DEPLOY_OPTIONS.update(_placement.PLACEMENT_OPTIONS)
 DEPLOY_OPTIONS.update(_nodes.IP_OPTIONS)
+# The rules AnsibleModule applies across options; the Ray provider checks a
+# cluster YAML's node settings with the same lists.
+REQUIRED_ONE_OF = [("cluster", "esxi_host")]
+MUTUALLY_EXCLUSIVE = [("cluster", "esxi_host"), ("names", "request_id")]
+# Counts, sizes and seconds, where 0 is a mistake rather than "none".
+AT_LEAST_ONE = ("count", "parallel", "ip_timeout", "timeout", "cpus", "memory_mb")
+
+
+def value_problems(params):
+    """(option, problem) for every set option whose value the type check lets through but deploy cannot use."""
+    return [(option, "must be at least 1, not %s" % params[option])
+            for option in AT_LEAST_ONE if params.get(option) is not None and params[option] < 1]
 
 
 class DeployRequest(object):
@@ -61,9 +73,9 @@ class DeployRequest(object):
     def __init__(self, params):
         self.params = params
         self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
-        for option in ("count", "parallel", "ip_timeout", "timeout", "cpus", "memory_mb"):
-            if params.get(option) is not None and params[option] < 1:
-                raise RayVsphereError("%s must be at least 1, not %s" % (option, params[option]))
+        problems = value_problems(params)
+        if problems:
+            raise RayVsphereError("; ".join("%s %s" % problem for problem in problems))
         if params.get("names"):
             self.names = [_ray_tags.check_name(name, "VM name") for name in params["names"]]
             if len(set(self.names)) != len(self.names):

@@ -238,14 +238,15 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS, deploy
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
+    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, deploy)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(**DEPLOY_OPTIONS),
-        required_one_of=[("cluster", "esxi_host")],
-        mutually_exclusive=[("cluster", "esxi_host"), ("names", "request_id")],
+        required_one_of=REQUIRED_ONE_OF,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
 
