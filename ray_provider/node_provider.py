@@ -64,7 +64,7 @@ DEDICATED_TAGS = (_ray_tags.CLUSTER_NAME, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_T
 
 class PlaybookFailed(RuntimeError):
     def __init__(self, playbook, runner):
-        failures = [result.get("msg", "") for result in task_results(runner) if result["failed"]]
+        failures = [failure.get("msg", "") for failure in _failures(runner)]
         self.messages = [message for message in failures if message] or [f"ansible-runner status {runner.status}"]
         super().__init__(f"{playbook} failed: {'; '.join(self.messages)}")
 
@@ -118,8 +118,9 @@ class VsphereNodeProvider(NodeProvider):
         self._refresh_lock = threading.Lock()  # one vCenter read at a time
         self._last_refresh = float("-inf")
         self._client = None
-        self._ip_choice = _nodes.ip_choice(dict(preferred_cidr=provider_config.get("preferred_cidr"),
-                                                ignored_cidrs=_nodes.DEFAULT_IGNORED_CIDRS))
+        # The node cache picks addresses by the provider-wide preferred_cidr and ignored_cidrs, as node_deploy would.
+        self._ip_choice = _nodes.ip_choice({"ignored_cidrs": _nodes.DEFAULT_IGNORED_CIDRS,
+                                            **node_settings(provider_config, {})})
         self._tags_due = threading.Condition(self._lock)
         self._tag_write_lock = threading.Lock()
         self._tag_writer = threading.Thread(target=self._write_tags_forever, name="ray-vsphere-tags", daemon=True)
@@ -329,8 +330,8 @@ class VsphereNodeProvider(NodeProvider):
                            or f"~/.ssh/ray-vsphere-{config['cluster_name']}").expanduser()
         if auth.get("ssh_private_key") and not private_key.is_file():
             raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
-        node_types = {name: node_settings(provider, node_type["node_config"])
-                      for name, node_type in config["available_node_types"].items()}
+        node_types = [{**node_settings(provider, node_type["node_config"]), "node_type": name}
+                      for name, node_type in config["available_node_types"].items()]
         runner = PlaybookRuns(config["cluster_name"], credentials).run(
             "check_config", {"ray_provider_cluster_name": config["cluster_name"],
                                  "ray_provider_private_key": str(private_key),
@@ -396,15 +397,17 @@ def _check_failures(runner):
     if runner.status == "successful":
         return []
     problems = []
-    for result in task_results(runner):
-        if not result["failed"]:
-            continue
-        for item in result.get("results") or [result]:
-            if item.get("failed"):
-                node_type = (item.get("item") or {}).get("key")
-                where = f"available_node_types.{node_type}.node_config" if node_type else "vCenter check"
-                problems.append(f"{where}: {item.get('msg')}")
+    for failure in _failures(runner):
+        node_type = (failure.get("item") or {}).get("node_type")
+        where = f"available_node_types.{node_type}.node_config" if node_type else "vCenter check"
+        problems.append(f"{where}: {failure.get('msg')}")
     return problems or [f"the read-only vCenter check did not finish: ansible-runner status {runner.status}"]
+
+
+def _failures(runner):
+    """The results of failed tasks, or of their failed items where they loop (as the nodes role's deploy does)."""
+    return [item for result in task_results(runner) if result["failed"]
+            for item in result.get("results") or [result] if item.get("failed")]
 
 
 def _launch_failure_category(messages):

@@ -1,0 +1,40 @@
+"""Node settings become node_deploy options in one task file, and every caller that deploys runs it.
+
+So a new node_deploy option reaches the nodes role, the Ray provider's
+playbooks and `ray up` with no edit beyond the module's spec and docs.
+"""
+
+import yaml
+
+from testbed import PROJECT_ROOT
+
+NODE_DEPLOY = {"ray_vsphere.cluster.node_deploy", "node_deploy"}
+THE_TASK_FILE = "roles/nodes/tasks/deploy.yml"
+
+
+def tasks_in(path):
+    """Every task of a task file or playbook, those in plays and blocks included."""
+    def walk(entries):
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict):
+                yield entry
+                for section in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+                    yield from walk(entry.get(section))
+    return list(walk(yaml.safe_load(path.read_text())))
+
+
+def test_node_deploy_is_called_in_one_task_file_of_the_roles_and_playbooks():
+    task_files = [*PROJECT_ROOT.glob("roles/*/tasks/*.yml"), *PROJECT_ROOT.glob("playbooks/**/*.yml")]
+    callers = [path.relative_to(PROJECT_ROOT).as_posix() for path in task_files
+               if any(NODE_DEPLOY & set(task) for task in tasks_in(path))]
+    assert callers == [THE_TASK_FILE]
+
+
+def test_the_nodes_role_and_the_provider_playbooks_deploy_through_that_file():
+    for playbook in ("playbooks/provider/create_nodes.yml", "playbooks/provider/check_config.yml"):
+        included = [task["ansible.builtin.include_role"] for task in tasks_in(PROJECT_ROOT / playbook)
+                    if "ansible.builtin.include_role" in task]
+        assert any({"name": "ray_vsphere.cluster.nodes", "tasks_from": "deploy"}.items() <= include.items()
+                   for include in included), playbook
+    role_tasks = tasks_in(PROJECT_ROOT / "roles/nodes/tasks/main.yml")
+    assert any(task.get("ansible.builtin.import_tasks") == "deploy.yml" for task in role_tasks)
