@@ -1,10 +1,12 @@
 """The provider section of a Ray cluster YAML: its keys, their checks, and vCenter credentials.
 
 Ray merges no defaults into an external provider's config, so every key the
-provider reads is declared here once, with its type. `check_cluster_config`
-reports every problem at once, each naming its key, before anything exists;
-what only vCenter can answer (does the datastore exist?) is checked later by
-the read-only check playbook.
+provider reads is declared here once. The node settings are node_deploy's own
+options, taken from its argument spec and checked with ansible-core's
+validator and the module's rules: a new node_deploy option is a setting here
+without an edit. `check_cluster_config` reports every problem at once, each
+naming its key, before anything exists; what only vCenter can answer (does the
+datastore exist?) is checked later by the read-only check playbook.
 """
 
 import difflib
@@ -12,32 +14,35 @@ import hashlib
 import os
 from pathlib import Path
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-# Where the nodes go; any of them may be set in `provider` for every node
-# type and overridden in a node type's `node_config`.
-PLACEMENT_KEYS = {
-    "ovf": str, "datacenter": str, "cluster": str, "esxi_host": str, "resource_pool": str,
-    "vm_folder": str, "datastore": str, "network": str,
-}
-NODE_KEYS = {
-    "cpus": int, "memory_mb": int, "ovf_properties": dict, "clone_from_template": bool, "linked_clone": bool,
-    "preferred_cidr": str, "ip_timeout": int, "parallel": int,
-}
-NODE_SETTING_KEYS = {**PLACEMENT_KEYS, **NODE_KEYS}
-REQUIRED_NODE_KEYS = ("ovf", "datacenter", "datastore")
-POSITIVE_KEYS = ("cpus", "memory_mb", "ip_timeout", "parallel")
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
+    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, value_problems)
+
+# node_deploy options the provider sets on every launch, so a cluster YAML may
+# not: the cluster, node kind and node type come from Ray's tags, how many and
+# under which names from Ray's request (a fresh request id each), the tags are
+# Ray's, and nodes are powered on and waited for because Ray needs their IPs.
+DECIDED_BY_PROVIDER = ("cluster_name", "node_kind", "node_type", "names", "count", "request_id", "tags", "power_on",
+                       "wait_for_ip")
+# Any of them may be set in `provider` for every node type and overridden in a node type's `node_config`.
+NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if option not in DECIDED_BY_PROVIDER}
 
 # Only in `provider`. The password is not among them: it comes from
 # VMWARE_PASSWORD, since Ray caches the config in plaintext and copies it to the head.
-CONNECTION_KEYS = {"vcenter_hostname": str, "vcenter_port": int, "vcenter_username": str, "vcenter_validate_certs": bool}
+CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(type="int"),
+                   "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool")}
 # Written by bootstrap_config and prepare_for_head_node, not by users.
-MANAGED_KEYS = {"ssh_private_key_file": str, "ssh_public_key_file": str, "vcenter_password_vault": str}
-RAY_KEYS = {"type": str, "module": str, "use_internal_ips": bool, "cache_stopped_nodes": bool,
-            "disable_launch_config_check": bool, "disable_node_updaters": bool, "foreground_node_launch": bool,
-            "worker_liveness_check": bool}
-PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **MANAGED_KEYS, **NODE_SETTING_KEYS}
+MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
+                "vcenter_password_vault": dict(type="str")}
+RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
+    "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
+    "foreground_node_launch", "worker_liveness_check")}}
+PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
+
+TYPE_NAMES = {"str": "a string", "int": "an integer", "bool": "true or false", "dict": "a mapping", "list": "a list"}
 
 
 class ClusterConfigError(ValueError):
@@ -49,29 +54,70 @@ class ClusterConfigError(ValueError):
                          + "\n".join(f"  - {problem}" for problem in self.problems))
 
 
-def _type_name(expected):
-    return {str: "a string", int: "an integer", bool: "true or false", dict: "a mapping"}[expected]
+def _expected(spec):
+    if spec.get("choices"):
+        return "one of " + ", ".join(str(choice) for choice in spec["choices"])
+    expected = TYPE_NAMES.get(spec["type"], f"of type {spec['type']}")
+    return f"{expected} of {spec['elements']}" if spec.get("elements") else expected
 
 
-def _check_keys(section, known, where, problems):
+def _type_problem(key, spec, value):
+    """Why value does not fit the option's spec, by ansible-core's own check; None if it fits.
+
+    A value the check would only convert (5 for a string, "8" for an integer)
+    is refused too: the provider reads some settings as written (ovf as a
+    path, cpus for Ray's resources), and Ray hashes the YAML as written.
+    """
+    # Whether an option is set, or falls back to its default, is a matter of a node
+    # type's merged settings, where null unsets: not of one section's value.
+    spec = {rule: setting for rule, setting in spec.items() if rule not in ("required", "default")}
+    result = ArgumentSpecValidator({key: spec}).validate({key: value})
+    checked = result.validated_parameters.get(key)
+    if result.error_messages or type(checked) is not type(value) or checked != value:
+        return f"must be {_expected(spec)}, not {value!r}"
+    return None
+
+
+def _section_problems(section, known, where):
+    """Unknown keys, the refused password, values of the wrong type or below their minimum."""
+    problems, fitting = [], {}
     for key, value in section.items():
         if key == "vcenter_password":
             problems.append(f"{where}.vcenter_password: do not write the password into the cluster YAML "
                             "(Ray caches it in plaintext and copies it to the head); export VMWARE_PASSWORD instead")
+        elif key in DECIDED_BY_PROVIDER:
+            problems.append(f"{where}.{key}: set by the provider on every launch, not in the cluster YAML")
         elif key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(known))}"
             problems.append(f"{where}.{key}: unknown key{hint}")
-        elif not _has_type(value, known[key]):
-            problems.append(f"{where}.{key}: must be {_type_name(known[key])}, not {value!r}")
-        elif key in POSITIVE_KEYS and value < 1:
-            problems.append(f"{where}.{key}: must be at least 1, not {value}")
+        elif problem := _type_problem(key, known[key], value):
+            problems.append(f"{where}.{key}: {problem}")
+        else:
+            fitting[key] = value
+    return problems + [f"{where}.{option}: {problem}" for option, problem in value_problems(fitting)]
 
 
-def _has_type(value, expected):
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
+def _settable(groups):
+    return [group for group in groups if set(group) <= set(NODE_SETTINGS)]
+
+
+def _joined(options):
+    return ", ".join(options[:-1]) + " and " + options[-1]
+
+
+def _settings_problems(settings, where):
+    """node_deploy's required options and its rules across options, on one node type's merged settings."""
+    problems = [f"{where}.{option}: required (set it here or in provider.{option})"
+                for option, spec in NODE_SETTINGS.items() if spec.get("required") and option not in settings]
+    # Rules among settable options only: names and request_id, for one, are the provider's to set.
+    for group in _settable(REQUIRED_ONE_OF):
+        if not set(group) & set(settings):
+            problems.append(f"{where}.{group[0]}: one of {_joined(group)} is required (here or in provider)")
+    for group in _settable(MUTUALLY_EXCLUSIVE):
+        if len(set(group) & set(settings)) > 1:
+            problems.append(f"{where}.{group[0]}: only one of {_joined(group)} may be set (here or in provider)")
+    return problems
 
 
 def is_url(location):
@@ -84,19 +130,22 @@ def local_path(location):
 
 
 def node_settings(provider, node_config):
-    """The settings of one node type: the provider's defaults under its own node_config."""
-    settings = {key: value for key, value in provider.items() if key in NODE_SETTING_KEYS}
-    settings.update({key: value for key, value in (node_config or {}).items() if key in NODE_SETTING_KEYS})
-    if settings.get("ovf") and not is_url(settings["ovf"]):
+    """The node_deploy options of one node type: the provider's under its own node_config.
+
+    An empty or null value unsets the setting, so a node type can drop one the provider sets for all.
+    """
+    settings = {key: value for key, value in provider.items() if key in NODE_SETTINGS}
+    settings.update({key: value for key, value in (node_config or {}).items() if key in NODE_SETTINGS})
+    settings = {key: value for key, value in settings.items() if value not in (None, "")}
+    if isinstance(settings.get("ovf"), str) and not is_url(settings["ovf"]):
         settings["ovf"] = local_path(settings["ovf"])
     return settings
 
 
 def check_cluster_config(config):
     """Every problem of the provider section and the node types, by key; ClusterConfigError if any."""
-    problems = []
     provider = config.get("provider") or {}
-    _check_keys(provider, PROVIDER_KEYS, "provider", problems)
+    problems = _section_problems(provider, PROVIDER_KEYS, "provider")
     if provider.get("cache_stopped_nodes"):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
                         "(new ones are cloned from a template, which is as fast)")
@@ -111,15 +160,11 @@ def check_cluster_config(config):
         if not isinstance(node_config, dict):
             problems.append(f"{where}: must be a mapping, not {node_config!r}")
             continue
-        _check_keys(node_config, NODE_SETTING_KEYS, where, problems)
+        problems += _section_problems(node_config, NODE_SETTINGS, where)
         settings = node_settings(provider, node_config)
-        for key in REQUIRED_NODE_KEYS:
-            if not settings.get(key):
-                problems.append(f"{where}.{key}: required (set it here or in provider.{key})")
-        if not settings.get("cluster") and not settings.get("esxi_host"):
-            problems.append(f"{where}.cluster: one of cluster and esxi_host is required (here or in provider)")
+        problems += _settings_problems(settings, where)
         ovf = settings.get("ovf")
-        if isinstance(ovf, str) and ovf and not is_url(ovf) and not Path(ovf).is_file():
+        if isinstance(ovf, str) and not is_url(ovf) and not Path(ovf).is_file():
             origin = where if "ovf" in node_config else "provider"
             problems.append(f"{origin}.ovf: no such file: {ovf}")
     if problems:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import AT_LEAST_ONE, DEPLOY_OPTIONS
 from ray_provider import config, node_provider
 from ray_provider.node_provider import PlaybookFailed, VsphereNodeProvider
 from testbed.guests import make_key_pair
@@ -287,3 +288,58 @@ def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
         "available_node_types.worker.node_config.cluster: one of cluster and esxi_host is required (here or in provider)",
         "available_node_types.worker.node_config.ovf: no such file: /nonexistent.ova",
     ]
+
+
+# A value of each spec type, and one of another type that the module would only convert.
+RIGHT_AND_WRONG = {"str": ("https://images.example.com/ray.ova", 5), "int": (2, "2"), "bool": (False, "no"),
+                   "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value")}
+SETTABLE = sorted(set(DEPLOY_OPTIONS) - set(config.DECIDED_BY_PROVIDER))
+WHERE = {"provider": "provider", "node_config": "available_node_types.worker.node_config"}
+
+
+def problems_of(provider=None, node_config=None):
+    try:
+        config.check_cluster_config({"provider": dict(PROVIDER, **(provider or {})), "auth": {"ssh_user": "root"},
+                                     "available_node_types": {"worker": {"node_config": node_config or {}}}})
+    except config.ClusterConfigError as error:
+        return error.problems
+    return []
+
+
+@pytest.mark.parametrize("section", WHERE)
+@pytest.mark.parametrize("option", SETTABLE)
+def test_every_node_deploy_option_the_provider_does_not_decide_is_a_setting_checked_by_its_spec(option, section):
+    spec = DEPLOY_OPTIONS[option]
+    right, wrong = RIGHT_AND_WRONG[spec["type"]]
+    right = spec["choices"][0] if spec.get("choices") else right
+    key = f"{WHERE[section]}.{option}"
+
+    def problems_about_option(value):
+        return [problem for problem in problems_of(**{section: {option: value}}) if problem.startswith(f"{key}:")]
+
+    assert problems_about_option(right) == []
+    refused = problems_about_option(wrong)
+    assert len(refused) == 1 and refused[0].startswith(f"{key}: must be ") and refused[0].endswith(f", not {wrong!r}")
+    if option in AT_LEAST_ONE:
+        assert problems_about_option(0) == [f"{key}: must be at least 1, not 0"]
+
+
+@pytest.mark.parametrize("option", [option for option in SETTABLE if DEPLOY_OPTIONS[option].get("required")])
+def test_the_options_node_deploy_requires_are_required_of_every_node_type(option):
+    assert problems_of(provider={option: None}) == [
+        f"available_node_types.worker.node_config.{option}: required (set it here or in provider.{option})"]
+
+
+@pytest.mark.parametrize("option", config.DECIDED_BY_PROVIDER)
+def test_the_options_the_provider_decides_are_refused_in_the_cluster_yaml(option):
+    assert option in DEPLOY_OPTIONS
+    assert problems_of(node_config={option: "x"}) == [
+        f"available_node_types.worker.node_config.{option}: set by the provider on every launch, not in the cluster YAML"]
+
+
+def test_node_deploy_rules_across_options_apply_to_the_merged_settings_where_null_unsets():
+    assert problems_of(node_config={"esxi_host": "esx-1"}) == [
+        "available_node_types.worker.node_config.cluster: only one of cluster and esxi_host may be set (here or in provider)"]
+    assert problems_of(node_config={"esxi_host": "esx-1", "cluster": None}) == []
+    assert config.node_settings(dict(PROVIDER, network="ray"), {"esxi_host": "esx-1", "cluster": None, "network": ""}) == {
+        "ovf": "https://images.example.com/ray.ova", "datacenter": "DC0", "datastore": "DS0", "esxi_host": "esx-1"}

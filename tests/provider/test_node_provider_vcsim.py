@@ -10,7 +10,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
 from ray_provider import node_provider
-from ray_provider.node_provider import VsphereNodeProvider
+from ray_provider.node_provider import ClusterConfigError, VsphereNodeProvider
 from testbed import simulator
 from testbed.guests import make_key_pair
 
@@ -56,4 +56,22 @@ def test_a_placement_vcenter_refuses_fails_the_launch_before_any_vm_exists(provi
         provider.create_node({"datastore": "LocalDS_9"}, {"ray-node-type": "worker"}, 2)
     assert raised.value.category == "Placement"
     assert "datastore 'LocalDS_9' not found in datacenter DC0" in raised.value.description
+    assert vm_names(vcsim) == before
+
+
+def test_every_node_setting_reaches_node_deploy_in_the_check_and_the_launch(provider, vcsim):
+    # ignored_cidrs came to the cluster YAML from node_deploy's argument spec, with no provider code of its own.
+    not_a_network = {"ignored_cidrs": ["10.0.0.0/99"]}
+    before = vm_names(vcsim)
+    with pytest.raises(ClusterConfigError) as raised:
+        VsphereNodeProvider.bootstrap_config({
+            "cluster_name": "unit-vcsim", "provider": provider.provider_config,
+            "auth": {"ssh_user": "root", "ssh_private_key": provider.provider_config["ssh_private_key_file"]},
+            "available_node_types": {"head": {"node_config": {}}, "worker": {"node_config": not_a_network}}})
+    problems = raised.value.problems
+    assert len(problems) == 1 and problems[0].startswith(
+        "available_node_types.worker.node_config: ignored_cidrs: '10.0.0.0/99'"), problems
+    with pytest.raises(NodeLaunchException) as raised:
+        provider.create_node(not_a_network, {"ray-node-type": "worker"}, 1)
+    assert "ignored_cidrs: '10.0.0.0/99'" in raised.value.description
     assert vm_names(vcsim) == before
