@@ -18,7 +18,7 @@ import yaml
 from pyVmomi import vim
 
 from ray_provider.runner import published_stats
-from testbed import ray_cluster, simulator, vsphere
+from testbed import image, ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 from testbed.ova_import import import_ova
@@ -69,6 +69,9 @@ def print_testbed(sim, guests):
     print("    export " + " ".join(f"{name}={value}" for name, value in endpoint.environment().items()))
     print(f"Test guests: bridge {guests.network.bridge}, {guests.network.cidr}; "
           "every powered-on VM gets an SSH guest with the key injected at deploy")
+    print(f"  node image: Ray {image.image_packages(guests.image_root)['ray']} in {image.IMAGE_PYTHON_ENV} "
+          "(no ray-vsphere: a head installs it)")
+    print(f"  for ray up: the test OVA {build_test_ova()}, the head's wheels in {image.head_wheels()}")
 
 
 def run_demo(sim, guests, work_dir):

@@ -8,7 +8,10 @@ hypervisor and of VMware Tools: it watches vcsim through the PropertyCollector
   198.18.0.0/15 (RFC 2544's benchmarking range: never anybody's LAN);
 - sshd as PID 1 of its own PID, mount and UTS namespaces, so `ray stop` in
   one guest cannot see another guest's processes, with the VM's hostname and
-  a /tmp of its own;
+  a /tmp and root home of its own;
+- the node image's /opt, with Ray in /opt/ray (testbed.image), copy-on-write
+  per guest; the checkout, the project's virtualenv and the testbed's caches
+  are hidden, so a guest has what a user's VM has and nothing more;
 - authorized_keys from the key the deploy injected (OVF property
   `public-keys` or extraConfig `guestinfo.public-keys`);
 
@@ -37,7 +40,8 @@ from pyVmomi import vim, vmodl
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from testbed import PROJECT_ROOT, vsphere
+from testbed import PROJECT_ROOT, image, vsphere
+from testbed.appliance import DEFAULT_CACHE_DIR
 from testbed.prereqs import which
 from testbed.simulator import Vcsim
 
@@ -53,6 +57,9 @@ PUBLIC_KEY_SOURCES = ("public-keys", "guestinfo.public-keys")
 HOSTNAME_SOURCES = ("hostname", "guestinfo.hostname")
 # Folders every guest has its own copy of, as separate VMs would.
 PRIVATE_FOLDERS = ("/tmp", pwd.getpwuid(0).pw_dir)
+# What a VM could not see: this project's checkout, its virtualenv, the testbed's caches.
+HIDDEN_FROM_GUESTS = (PROJECT_ROOT, Path(sys.prefix), DEFAULT_CACHE_DIR)
+GUEST_PATH = f"{image.IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.vAppConfig.property")
 
 
@@ -142,6 +149,7 @@ class Guest:
     netns: str
     veth: str
     state_dir: Path
+    image_root: Path
     bring_up_seconds: float = 0.0
     _process: subprocess.Popen = field(default=None, repr=False)
 
@@ -186,15 +194,16 @@ class Guest:
             copy = self.private_copy(folder)
             copy.mkdir(parents=True)
             copy.chmod(Path(folder).stat().st_mode & 0o7777)
+        for layer in ("upper", "work"):
+            (self.state_dir / "opt" / layer).mkdir(parents=True)
         # Ray's command runner starts `bash --login`, whose /etc/profile resets
         # PATH: like an image with Ray installed, root's .bashrc puts it first.
-        (self.private_copy(PRIVATE_FOLDERS[1]) / ".bashrc").write_text(f'export PATH="{Path(sys.prefix) / "bin"}:$PATH"\n')
+        (self.private_copy(PRIVATE_FOLDERS[1]) / ".bashrc").write_text(f'export PATH="{image.IMAGE_BIN}:$PATH"\n')
         keys = self.etc_dir / "authorized_keys"
         keys.write_text(self.authorized_keys.strip() + "\n")
         keys.chmod(0o600)
         (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.hostname}\n")
         make_key_pair(self.etc_dir / "ssh_host_ed25519_key", self.hostname)
-        guest_path = f"{Path(sys.prefix) / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         (self.etc_dir / "sshd_config").write_text(
             f"ListenAddress {self.address}\n"
             f"HostKey {self.etc_dir / 'ssh_host_ed25519_key'}\n"
@@ -208,24 +217,23 @@ class Guest:
             "UsePAM no\n"
             "PrintMotd no\n"
             "Subsystem sftp internal-sftp\n"
-            # The project's Python environment, so `ray` runs in the guest.
-            f"SetEnv PATH={guest_path}\n"
+            # The image's Python environment, so `ray` runs in the guest.
+            f"SetEnv PATH={GUEST_PATH}\n"
         )
 
     def _mount_arguments(self):
-        """guest_init.sh's --private and --keep arguments.
+        """guest_init.sh's --private, --keep, --overlay and --hide arguments.
 
-        Kept: what must stay visible inside the private folders (the checkout,
-        the Python running the testbed and its base, the guest's sshd files).
+        Kept: the guest's sshd files, which live in the testbed's temp folder.
         """
         arguments = []
         # The copies live in state_dir: the folder holding it is covered last.
         for folder in sorted(PRIVATE_FOLDERS, key=lambda folder: self.state_dir.is_relative_to(folder)):
             arguments += ["--private", folder, str(self.private_copy(folder))]
-        wanted = sorted({Path(p).resolve() for p in (PROJECT_ROOT, sys.prefix, sys.base_prefix, self.etc_dir)})
-        for path in wanted:
-            if not any(path != other and path.is_relative_to(other) for other in wanted):
-                arguments += ["--keep", str(path)]
+        arguments += ["--keep", str(self.etc_dir.resolve())]
+        arguments += ["--overlay", image.GUEST_OPT, str(self.image_root), str(self.state_dir / "opt")]
+        for path in HIDDEN_FROM_GUESTS:
+            arguments += ["--hide", str(Path(path).resolve())]
         return arguments
 
     def _wait_for_ssh(self, timeout):
@@ -331,6 +339,7 @@ class GuestSimulator:
         self._ready = threading.Event()
         self._thread = None
         self._run_dir = None
+        self._image_root = None
 
     def __enter__(self):
         self.start()
@@ -340,6 +349,7 @@ class GuestSimulator:
         self.stop()
 
     def start(self, timeout=30.0):
+        self._image_root = image.image_root()  # built once and cached, like the test OVA
         self._run_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
         if self.network.subnet_octet is None:
             self.network.up()
@@ -364,6 +374,11 @@ class GuestSimulator:
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
+
+    @property
+    def image_root(self):
+        """The cached image every guest's /opt shows."""
+        return self._image_root
 
     def guests(self):
         with self._changed:
@@ -450,6 +465,7 @@ class GuestSimulator:
             netns=f"{NETNS_PREFIX}{self.network.tag}-{slot}",
             veth=f"rv{self.network.tag}h{slot}",
             state_dir=self._run_dir / f"guest-{slot}",
+            image_root=self._image_root,
         )
         try:
             guest.start(self.network.bridge, self.ssh_timeout)

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ray_provider.runner import run_playbook
-from testbed import PROJECT_ROOT, simulator
+from testbed import PROJECT_ROOT, image, simulator
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh
 
@@ -150,6 +150,7 @@ def run_scale_up_job(head_ip, key_path, workers, timeout=300):
 
 
 EXAMPLE_PROVIDER_CLUSTER = PROJECT_ROOT / "examples" / "ray-cluster.testbed.yaml"
+HEAD_WHEELS_MOUNT = "~/ray-vsphere-wheels"
 RAY_CLI = Path(sys.executable).parent / "ray"
 
 
@@ -159,6 +160,7 @@ def provider_cluster_yaml(path, cluster_name, key_path, **changes):
     config["cluster_name"] = cluster_name
     config["auth"]["ssh_private_key"] = str(key_path)
     config["provider"]["ovf"] = str(build_test_ova())
+    config["file_mounts"][HEAD_WHEELS_MOUNT] = str(image.head_wheels())
     for dotted, value in changes.items():
         *parents, last = dotted.split(".")
         section = config

@@ -1,8 +1,11 @@
 """Test guests: a real sshd behind every powered-on VM, reported back to vcsim."""
 
 import subprocess
+import sys
+from pathlib import Path
 
-from testbed import PROJECT_ROOT, vsphere
+from testbed import PROJECT_ROOT, image, vsphere
+from testbed.appliance import DEFAULT_CACHE_DIR
 from testbed.guests import ssh
 
 
@@ -70,8 +73,7 @@ def test_power_off_removes_the_guest_and_its_ip_power_on_brings_it_back_destroy_
     assert again.netns not in netns_names()
 
 
-def test_guests_have_their_own_processes_tmp_home_and_hostname_but_share_the_project(
-        guest_simulator, deploy_test_vm, ssh_key_pair):
+def test_guests_have_their_own_processes_tmp_home_and_hostname(guest_simulator, deploy_test_vm, ssh_key_pair):
     key, public = ssh_key_pair("isolation")
     first = guest_simulator.wait_for_guest(deploy_test_vm("ray-iso-1", public_key=public)._moId)
     second = guest_simulator.wait_for_guest(deploy_test_vm("ray-iso-2", public_key=public)._moId)
@@ -85,9 +87,32 @@ def test_guests_have_their_own_processes_tmp_home_and_hostname_but_share_the_pro
     assert seen_from_second.stdout.split()[-1] == "ray-iso-2"
     assert "sleep" in ssh(first.address, key, "ps -eo comm").stdout.split()
 
-    python = ssh(second.address, key, f"cd {PROJECT_ROOT} && python -c 'import testbed, ray; print(ray.__version__)'")
-    assert python.returncode == 0, python.stderr
-    assert python.stdout.strip() == "2.60.0"
-
     reach = ssh(second.address, key, f"python -c \"import socket; socket.create_connection(('{first.address}', 22), 5)\"")
     assert reach.returncode == 0, f"guests reach each other over the bridge: {reach.stderr}"
+
+
+def test_guests_see_the_image_not_the_checkout_and_image_writes_stay_in_their_guest(
+        guest_simulator, deploy_test_vm, ssh_key_pair):
+    """A guest is a user's VM: Ray from the image's /opt/ray, nothing of this project or its venv."""
+    key, public = ssh_key_pair("image")
+    first = guest_simulator.wait_for_guest(deploy_test_vm("ray-img-1", public_key=public)._moId)
+    second = guest_simulator.wait_for_guest(deploy_test_vm("ray-img-2", public_key=public)._moId)
+
+    python = ssh(first.address, key, "command -v ray python; python -c 'import ray; print(ray.__version__)'")
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.split() == [f"{image.IMAGE_BIN}/ray", f"{image.IMAGE_BIN}/python", "2.60.0"]
+
+    for path in (PROJECT_ROOT / "pyproject.toml", Path(sys.prefix) / "bin" / "python", DEFAULT_CACHE_DIR):
+        assert ssh(first.address, key, f"test -e {path}").returncode == 1, f"the guest sees {path}"
+    for module in ("testbed", "ray_provider", "ansible_collections.ray_vsphere"):
+        missing = ssh(first.address, key, f"cd / && python -c 'import {module}'")
+        assert "ModuleNotFoundError" in missing.stderr, f"the guest imports {module}"
+
+    # A pip install into the image's environment is the guest's own, as on a VM's disk.
+    marker = "ray_vsphere_image_probe"
+    wrote = ssh(first.address, key, f"python -c 'import site; print(site.getsitepackages()[0])' "
+                                    f"| xargs -I{{}} sh -c 'echo VALUE = 1 > {{}}/{marker}.py'")
+    assert wrote.returncode == 0, wrote.stderr
+    assert ssh(first.address, key, f"python -c 'import {marker}'").returncode == 0
+    assert "ModuleNotFoundError" in ssh(second.address, key, f"python -c 'import {marker}'").stderr
+    assert not list(guest_simulator.image_root.rglob(f"{marker}.py")), "a guest wrote into the cached image"
