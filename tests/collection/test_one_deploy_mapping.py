@@ -1,7 +1,8 @@
 """Node settings become node_deploy options in one task file, and every caller that deploys runs it.
 
 So a new node_deploy option reaches the nodes role, the Ray provider's
-playbooks and `ray up` with no edit beyond the module's spec and docs.
+playbooks and `ray up` with one edit beyond the module's spec and docs: its
+line in that file, which a test here demands.
 """
 
 import yaml
@@ -38,3 +39,15 @@ def test_the_nodes_role_and_the_provider_playbooks_deploy_through_that_file():
                    for include in included), playbook
     role_tasks = tasks_in(PROJECT_ROOT / "roles/nodes/tasks/main.yml")
     assert any(task.get("ansible.builtin.import_tasks") == "deploy.yml" for task in role_tasks)
+
+
+def test_the_task_file_maps_every_node_deploy_option_by_its_own_name():
+    """A node_deploy option added to the spec but not to the one mapping fails here, by name."""
+    from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
+
+    (task,) = tasks_in(PROJECT_ROOT / THE_TASK_FILE)
+    mapped = task["ray_vsphere.cluster.node_deploy"]
+    assert sorted(set(DEPLOY_OPTIONS) - set(mapped)) == []
+    assert sorted(set(mapped) - set(DEPLOY_OPTIONS)) == []
+    for option, value in mapped.items():
+        assert f"item.{option}" in value, f"{option} is not taken from the item's own {option}"
