@@ -7,6 +7,7 @@ copy has the MANIFEST.json and FILES.json that ansible-galaxy writes (what
 this: they reach the checkout through collections/ (dev-mode-dirs).
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +28,10 @@ class CollectionBuildHook(BuildHookInterface):
             return
         self._work_dir = Path(tempfile.mkdtemp(prefix="ray-vsphere-wheel-"))
         galaxy = shutil.which("ansible-galaxy", path=str(Path(sys.executable).parent)) or "ansible-galaxy"
+        # ANSIBLE_HOME: a wheel build leaves nothing in the builder's ~/.ansible.
+        environment = dict(os.environ, ANSIBLE_HOME=str(self._work_dir / "ansible-home"))
         subprocess.run([galaxy, "collection", "build", "--output-path", str(self._work_dir), self.root],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, env=environment)
         (artifact,) = self._work_dir.glob("ray_vsphere-cluster-*.tar.gz")
         collection = self._work_dir / "collection"
         with tarfile.open(artifact) as archive:

@@ -2,8 +2,11 @@
 
 A snapshot lists what a testbed could leak: network namespaces, links
 (bridges, veths), processes (vcsim, sshd, the guests' unshare and Ray
-daemons) and temp folders (vcsim's govcsim-* datastores and ours). Comparing
-a snapshot taken before with one taken after shows what was left behind.
+daemons), temp folders (vcsim's govcsim-* datastores, Ray's SSH control
+sockets and ours) and what Ansible, Ray or the provider write into the
+user's home (~/.ansible, where an installed collection would shadow the
+checkout, and ~/.ray-vsphere). Comparing a snapshot taken before with one
+taken after shows what was left behind.
 """
 
 import subprocess
@@ -11,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 PROCESS_NAMES = {"vcsim", "sshd", "unshare", "raylet", "gcs_server"}
-TEMP_PREFIXES = ("govcsim-", "ray-vsphere-")
+TEMP_PREFIXES = ("govcsim-", "ray-vsphere-", "ray_ssh_")
+HOME_FOLDERS = (Path("~/.ansible").expanduser(), Path("~/.ray-vsphere").expanduser())
+HOME_DEPTH = 4  # deep enough for ~/.ansible/collections/ansible_collections/ray_vsphere
 
 
 def _lines(*command):
@@ -48,7 +53,19 @@ def snapshot():
         "temp folders": {
             str(path) for path in Path(tempfile.gettempdir()).iterdir() if path.name.startswith(TEMP_PREFIXES)
         },
+        "files in the home folder": {str(path) for folder in HOME_FOLDERS for path in _tree(folder, HOME_DEPTH)},
     }
+
+
+def _tree(folder, depth):
+    """folder and what lies below it, `depth` levels down."""
+    if not folder.exists():
+        return []
+    found = [folder]
+    if depth and folder.is_dir() and not folder.is_symlink():
+        for child in folder.iterdir():
+            found += _tree(child, depth - 1)
+    return found
 
 
 def left_behind(before, after):

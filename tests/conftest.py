@@ -6,6 +6,10 @@ After the whole session, anything the testbed left behind fails the run.
 """
 
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from testbed import leftovers, simulator
@@ -18,9 +22,13 @@ _snapshot_before_session = {}
 
 def pytest_sessionstart(session):
     _snapshot_before_session.update(leftovers.snapshot())
+    # Ansible's per-user state (~/.ansible/tmp, cp, galaxy_cache, collections)
+    # goes to a folder of the session's, never the user's home.
+    os.environ["ANSIBLE_HOME"] = tempfile.mkdtemp(prefix="ray-vsphere-ansible-home-")
 
 
 def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ.pop("ANSIBLE_HOME"), ignore_errors=True)
     left = leftovers.left_behind(_snapshot_before_session, leftovers.snapshot())
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
