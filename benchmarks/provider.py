@@ -121,6 +121,7 @@ def scale_up_through_provider(sim, work_dir):
         return time.monotonic() - started
     finally:
         ray_cluster.ray_cli(sim.endpoint, state, "down", "-y", str(config))
+        ray_cluster.close_ray_ssh_connections("bench-scale")
 
 
 def scale_up_through_playbook(sim, work_dir):

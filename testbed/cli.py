@@ -228,6 +228,7 @@ def run_ray_up_demo(endpoint, work_dir):
     print(f"Ray job needing 2 workers at once: the autoscaler added one; ran on {', '.join(hosts)} "
           f"({time.monotonic() - started:.1f} s)")
     ray("down", "-y", str(config))
+    ray_cluster.close_ray_ssh_connections("demo-ray-up")
 
 
 def main(argv=None):

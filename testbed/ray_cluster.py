@@ -5,8 +5,12 @@ write for the embedded vCenter, the playbook runs (through ansible-runner, as
 the NodeProvider and AWX run them) and a Ray job run on the head over SSH.
 """
 
+import contextlib
+import getpass
+import hashlib
 import json
 import os
+import shutil
 import shlex
 import subprocess
 import sys
@@ -14,6 +18,7 @@ import time
 from pathlib import Path
 
 import yaml
+from ray.autoscaler._private.command_runner import HASH_MAX_LENGTH
 
 from ray_provider.runner import run_playbook
 from testbed import PROJECT_ROOT, image, simulator
@@ -186,3 +191,23 @@ def ray_cli(endpoint, state_dir, *arguments, timeout=600, extra_env=None):
                    "TMPDIR": str(temp_dir), "PATH": f"{RAY_CLI.parent}{os.pathsep}{os.environ['PATH']}",
                    **(extra_env or {})}
     return subprocess.run([str(RAY_CLI), *arguments], capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+def close_ray_ssh_connections(cluster_name):
+    """Close the SSH master connections `ray up` keeps for a cluster and remove their folder.
+
+    Ray's launcher puts them in /tmp/ray_ssh_<user hash>/<cluster hash>
+    (hard-coded in ray.autoscaler._private.command_runner), and `ray down`
+    leaves them behind.
+    """
+    def short_hash(text):
+        return hashlib.sha256(text.encode()).hexdigest()[:HASH_MAX_LENGTH]
+
+    user_dir = Path("/tmp") / f"ray_ssh_{short_hash(getpass.getuser())}"
+    control_dir = user_dir / short_hash(cluster_name)
+    for control_socket in control_dir.glob("*"):
+        subprocess.run(["ssh", "-o", f"ControlPath={control_socket}", "-O", "exit", "ray-node"],
+                       capture_output=True, timeout=30)
+    shutil.rmtree(control_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        user_dir.rmdir()  # only when no other cluster's connections are in it

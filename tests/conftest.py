@@ -22,9 +22,13 @@ _snapshot_before_session = {}
 
 def pytest_sessionstart(session):
     _snapshot_before_session.update(leftovers.snapshot())
-    # Ansible's per-user state (~/.ansible/tmp, cp, galaxy_cache, collections)
-    # goes to a folder of the session's, never the user's home.
-    os.environ["ANSIBLE_HOME"] = tempfile.mkdtemp(prefix="ray-vsphere-ansible-home-")
+    # Ansible's per-user state goes to a folder of the session's, never the
+    # user's home: ANSIBLE_HOME moves galaxy_cache, collections and the local
+    # temp; SSH's control sockets and local-connection module temps default
+    # to ~/.ansible/{cp,tmp} whatever ANSIBLE_HOME says.
+    ansible_home = tempfile.mkdtemp(prefix="ray-vsphere-ansible-home-")
+    os.environ.update(ANSIBLE_HOME=ansible_home, ANSIBLE_SSH_CONTROL_PATH_DIR=f"{ansible_home}/cp",
+                      ANSIBLE_REMOTE_TMP=f"{ansible_home}/remote-tmp")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -27,6 +27,15 @@ def cluster_key(tmp_path):
     return make_key_pair(tmp_path / "ray-key")
 
 
+@pytest.fixture
+def ray_ssh_of():
+    """Call with a cluster name: Ray's SSH master connections for it are closed and removed after the test."""
+    names = []
+    yield names.append
+    for name in names:
+        ray_cluster.close_ray_ssh_connections(name)
+
+
 def cluster_nodes(sim, cluster_name):
     service_instance = sim.endpoint.connect()
     try:
@@ -50,9 +59,10 @@ def wait_for(what, condition, timeout, interval=3.0):
 
 @pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
-        testbed, cluster_key, tmp_path, autoscaler):
+        testbed, cluster_key, tmp_path, autoscaler, ray_ssh_of):
     sim, guests = testbed
     name = f"e2e-{autoscaler}"
+    ray_ssh_of(name)
     config = ray_cluster.provider_cluster_yaml(tmp_path / "cluster.yaml", name, cluster_key,
                                 idle_timeout_minutes=0.25, **{"available_node_types.worker.max_workers": 2})
     state_dir = tmp_path / "state"
