@@ -15,8 +15,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import json
 import os
 import shutil
+import ssl
 import tarfile
 import tempfile
 import threading
@@ -24,7 +26,8 @@ import time
 from xml.etree import ElementTree
 
 from ansible.module_utils.six.moves import http_client
-from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
+from ansible.module_utils.six.moves.urllib.error import HTTPError
+from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
@@ -39,32 +42,45 @@ except ImportError:
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 CHUNK = 1024 * 1024
 LEASE_KEEPALIVE_SECONDS = 15  # vCenter drops an NFC lease after about 5 minutes without progress
+SHA256_KEY = "sha256:"
 
 
 class OvfPackage(object):
     """A local .ovf with its files, a local .ova, or an http(s) URL to either.
 
-    A URL is downloaded once into a private temp folder: an OVA's members come
-    in tar order and each NFC upload needs its length up front.
+    Nothing is read before open() (or `with`): key() names the content
+    cheaply, so a caller that finds a template by it never downloads. A URL
+    is downloaded once into a private temp folder: an OVA's members come in
+    tar order and each NFC upload needs its length up front.
+
+    content_hash is the SHA-256 of the OVA file; of an .ovf, of the
+    descriptor followed by the files it references, in its References order.
+    With `sha256` given, an opened package is checked against it.
     """
 
-    def __init__(self, location, validate_certs=True, timeout=600):
+    def __init__(self, location, validate_certs=True, timeout=600, ca_path=None, sha256=None, hash_cache=None):
         self.location = location
         self._validate_certs = validate_certs
+        self._ca_path = ca_path
         self._timeout = timeout
+        self._expected_sha256 = sha256.lower() if sha256 else None
+        self._hash_cache = hash_cache
+        self._is_url = urlsplit(location).scheme in ("http", "https")
+        if self._is_url and ca_path and not os.path.isfile(ca_path):
+            raise RayVsphereError("ovf_ca_path %s: no such file" % ca_path)
+        self._url_key = None
+        self._path = None
         self._download_dir = None
         self._tar = None
         self._ovf_dir = None
+        self._content_hash = None
+        self.opened = False
+        self.downloaded = False
         self.descriptor = None
         self.files = {}  # href -> size
-        self.content_hash = None
 
     def __enter__(self):
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
+        self.open()
         return self
 
     def __exit__(self, *exc_info):
@@ -78,9 +94,56 @@ class OvfPackage(object):
             shutil.rmtree(self._download_dir, ignore_errors=True)
             self._download_dir = None
 
+    def key(self):
+        """What names the content without downloading it, or None when nothing does.
+
+        'sha256:<content hash>' when it is known up front: from the sha256
+        option, or for a local file from the hash cache (which reads the file
+        only when its path, size or times changed). For a URL, the server's
+        validators of it from a HEAD request (see _head_key).
+        """
+        if self._expected_sha256:
+            return SHA256_KEY + self._expected_sha256
+        if self._is_url:
+            self._url_key = self._head_key()
+            return self._url_key
+        self.open()
+        return SHA256_KEY + self.content_hash
+
+    def template_key(self):
+        """The key to record on a template made from this (opened) package.
+
+        A URL's validators only where they cover the whole content: an OVA.
+        The disks of an .ovf are separate files its HEAD says nothing about,
+        so such a template is found by content hash only.
+        """
+        if self._url_key and self._tar is not None:
+            return self._url_key
+        return SHA256_KEY + self.content_hash
+
+    @property
+    def content_hash(self):
+        if self._content_hash is None:
+            paths = self._local_paths()
+            if self._hash_cache is not None:
+                self._content_hash = self._hash_cache.sha256(paths, _hash_files)
+            else:
+                self._content_hash = _hash_files(paths)
+        return self._content_hash
+
+    def open(self):
+        if self.opened:
+            return
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        self.opened = True
+
     def _open(self):
         path = self.location
-        if urlsplit(self.location).scheme in ("http", "https"):
+        if self._is_url:
             path = self._download(self.location)
         elif not os.path.isfile(path):
             raise RayVsphereError("OVF source %s: no such file" % self.location)
@@ -101,25 +164,100 @@ class OvfPackage(object):
                 self.descriptor = descriptor.read().decode("utf-8", "replace")
             self._ovf_dir = os.path.dirname(os.path.abspath(path))
             sizes = None
+        self._path = path
         self.files = self._referenced_files(sizes)
-        self.content_hash = self._hash(path)
+        if self._expected_sha256 and self.content_hash != self._expected_sha256:
+            raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
+                                  % (self.location, self.content_hash, self._expected_sha256))
+
+    def _local_paths(self):
+        if self._tar is not None:
+            return [self._path]
+        return [self._path] + [os.path.join(self._ovf_dir, href) for href in self.files]
 
     def _download(self, url):
         self._download_dir = tempfile.mkdtemp(prefix="ray-vsphere-ovf-")
         target = os.path.join(self._download_dir, os.path.basename(urlsplit(url).path) or "package.ova")
-        self._fetch(url, target)
+        # Hashed while it streams in, in content_hash's order: no second read of a multi-GiB file.
+        digest = hashlib.sha256()
+        # The GET's own validators: they describe the bytes that came, should the file have changed since the HEAD.
+        self._url_key = self._validators_key(self._fetch(url, target, digest))
         if not tarfile.is_tarfile(target):  # an .ovf: fetch the files it references next to it
             for href in self._hrefs(self._read_text(target)):
-                self._fetch(urljoin(url, href), os.path.join(self._download_dir, os.path.basename(href)))
+                self._fetch(urljoin(url, href), os.path.join(self._download_dir, os.path.basename(href)), digest)
+        self._content_hash = digest.hexdigest()
+        self.downloaded = True
         return target
 
-    def _fetch(self, url, target):
+    def _request(self, url, method):
+        return open_url(url, method=method, validate_certs=self._validate_certs, ca_path=self._ca_path,
+                        timeout=self._timeout)
+
+    def _failure(self, url, method, error):
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, ssl.SSLError):
+            return RayVsphereError(
+                "OVF source %s: TLS with %s failed (%s): %s. Give the CA bundle that signed the "
+                "server's certificate in ovf_ca_path, or set ovf_validate_certs: false (vCenter's validate_certs "
+                "does not apply to the image)" % (self.location, url, method, reason))
+        return RayVsphereError("OVF source %s: %s %s failed: %s" % (self.location, method, url, error))
+
+    def _head_key(self):
+        """The URL's key from a HEAD request; None when the server refuses HEAD.
+
+        Such as 405, or a presigned URL, which signs GET only: the image is
+        then downloaded and hashed. TLS and connection errors are errors.
+        """
         try:
-            response = open_url(url, validate_certs=self._validate_certs, timeout=self._timeout)
-            with open(target, "wb") as out:
-                shutil.copyfileobj(response, out, CHUNK)
+            response = self._request(self.location, "HEAD")
+        except HTTPError:
+            return None
         except Exception as error:  # pylint: disable=broad-except
-            raise RayVsphereError("OVF source %s: download of %s failed: %s" % (self.location, url, error))
+            raise self._failure(self.location, "HEAD", error)
+        response.close()
+        return self._validators_key(response.headers)
+
+    def _validators_key(self, headers):
+        """'<url> etag=... last-modified=... length=...', or None when the headers do not name one content.
+
+        Enough: a strong ETag (one exact representation, RFC 9110 8.8.3), or
+        Last-Modified with Content-Length (what wget -N and curl -z trust; a
+        file replaced within the same second by one of the same size goes
+        unnoticed: give ovf_sha256 where that can happen). A weak ETag (W/)
+        only promises equivalent content and is ignored. The URL is the one
+        asked for, not a redirect's target, which may be signed anew on every
+        request; it is kept without user and password, and a query string only
+        as its hash: the key is recorded in vCenter.
+        """
+        etag = headers.get("ETag")
+        if etag and etag.startswith("W/"):
+            etag = None
+        last_modified, length = headers.get("Last-Modified"), headers.get("Content-Length")
+        if not (etag or (last_modified and length)):
+            return None
+        parts = urlsplit(self.location)
+        netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
+        query = "query-sha256=" + hashlib.sha256(parts.query.encode("utf-8")).hexdigest()[:16] if parts.query else ""
+        url = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return " ".join([url] + ["%s=%s" % (name, value) for name, value in
+                                 (("etag", etag), ("last-modified", last_modified), ("length", length)) if value])
+
+    def _fetch(self, url, target, digest):
+        """Download url into target, feeding digest; the response's headers."""
+        try:
+            response = self._request(url, "GET")
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._failure(url, "GET", error)
+        try:
+            with open(target, "wb") as out:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._failure(url, "GET", error)
+        finally:
+            response.close()
+        return response.headers
 
     @staticmethod
     def _read_text(path):
@@ -150,19 +288,87 @@ class OvfPackage(object):
             files[href] = size
         return files
 
-    def _hash(self, path):
-        digest = hashlib.sha256()
-        paths = [path] if self._tar is not None else [path] + [os.path.join(self._ovf_dir, href) for href in self.files]
-        for file_path in paths:
-            with open(file_path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(CHUNK), b""):
-                    digest.update(chunk)
-        return digest.hexdigest()
-
     def open_file(self, href):
         if self._tar is not None:
             return self._tar.extractfile(href)
         return open(os.path.join(self._ovf_dir, href), "rb")
+
+
+def _hash_files(paths):
+    digest = hashlib.sha256()
+    for file_path in paths:
+        with open(file_path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+class HashCache(object):
+    """Content hashes of local images, so an unchanged file is read once, not on every deploy.
+
+    Keyed by each file's path, size, inode, mtime and ctime: any write
+    changes ctime, which, unlike mtime, cannot be set back (touch -d, rsync -t).
+    One small JSON file under the user's cache folder ($XDG_CACHE_HOME,
+    else ~/.cache), holding the MAX_ENTRIES most recently used hashes. A
+    cache that cannot be read or written is not used: it never fails a deploy.
+    Writes go through a temp file and a rename, so concurrent runs lose at
+    most an entry, never the file.
+    """
+
+    MAX_ENTRIES = 64
+
+    def __init__(self, path=None):
+        if path is None:
+            cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            path = os.path.join(cache_home, "ray-vsphere", "ovf-sha256.json")
+        self.path = path
+
+    def sha256(self, paths, compute):
+        """compute(paths) unless the cache holds the hash of these very files."""
+        try:
+            key = json.dumps([self._identity(path) for path in paths])
+        except OSError:
+            return compute(paths)  # the caller's own read reports the missing file
+        entries = self._load()
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = dict(sha256=compute(paths))
+        entry["used"] = time.time()
+        newest = sorted(entries.items(), key=lambda item: item[1].get("used", 0), reverse=True)[:self.MAX_ENTRIES]
+        self._save(dict(newest))
+        return entry["sha256"]
+
+    @staticmethod
+    def _identity(path):
+        stat = os.stat(path)
+        return [os.path.realpath(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
+
+    def _load(self):
+        try:
+            with open(self.path) as handle:
+                entries = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(entries, dict):
+            return {}
+        return dict((key, entry) for key, entry in entries.items()
+                    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str))
+
+    def _save(self, entries):
+        try:
+            folder = os.path.dirname(self.path)
+            if not os.path.isdir(folder):
+                os.makedirs(folder)
+            handle, temp_path = tempfile.mkstemp(dir=folder, prefix=".ovf-sha256-")
+            try:
+                with os.fdopen(handle, "w") as out:
+                    json.dump(entries, out)
+                os.replace(temp_path, self.path)
+            except BaseException:
+                os.unlink(temp_path)
+                raise
+        except OSError:
+            pass  # a read-only or full cache folder: the next deploy hashes again
 
 
 def declared_properties(descriptor):
