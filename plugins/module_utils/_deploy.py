@@ -5,7 +5,9 @@
 """Deploy Ray nodes from an OVF: many in one call, in parallel, idempotent.
 
 Fast path: the OVF is imported once into a template per content hash
-(snapshotted, so clones can be linked) and every node is a clone of it.
+(snapshotted, so clones can be linked) and every node is a clone of it. The
+template is found again without reading the image (see _Image), so a
+scale-up from a multi-GiB image at a URL costs a HEAD request, not a download.
 Everything is checked before anything is created, and a failed call removes
 every VM it made: no half-made nodes, no orphans.
 """
@@ -14,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
+import re
 import threading
 import time
 import uuid
@@ -29,6 +33,12 @@ except ImportError:
 
 TEMPLATE_PREFIX = "ray-template-"
 LINKED_CLONE_SNAPSHOT = "ray-linked-clone-base"
+# In a template's extraConfig, written by the import itself: the image's
+# content hash, and the key later deploys find the template by without
+# reading the image (OvfPackage.key(); a changed image has another key).
+IMAGE_SHA256 = "ray-vsphere.image-sha256"
+IMAGE_KEY = "ray-vsphere.image-key"
+SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
 
 DEPLOY_OPTIONS = dict(
     cluster_name=dict(type="str", required=True),
@@ -39,6 +49,9 @@ DEPLOY_OPTIONS = dict(
     request_id=dict(type="str"),
     tags=dict(type="dict", default={}),
     ovf=dict(type="str", required=True),
+    ovf_sha256=dict(type="str"),
+    ovf_validate_certs=dict(type="bool", default=True),
+    ovf_ca_path=dict(type="path"),
     cpus=dict(type="int"),
     memory_mb=dict(type="int"),
     ovf_properties=dict(type="dict", default={}),
@@ -63,8 +76,12 @@ AT_LEAST_ONE = ("count", "parallel", "ip_timeout", "timeout", "cpus", "memory_mb
 
 def value_problems(params):
     """(option, problem) for every set option whose value the type check lets through but deploy cannot use."""
-    return [(option, "must be at least 1, not %s" % params[option])
-            for option in AT_LEAST_ONE if params.get(option) is not None and params[option] < 1]
+    problems = [(option, "must be at least 1, not %s" % params[option])
+                for option in AT_LEAST_ONE if params.get(option) is not None and params[option] < 1]
+    if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
+        problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
+                         % params["ovf_sha256"]))
+    return problems
 
 
 class DeployRequest(object):
@@ -119,20 +136,26 @@ def deploy(client, params, check_mode):
     service_instance = client.service_instance
     request = DeployRequest(params)
     placement = _placement.resolve(service_instance, params)
-    with _ovf.OvfPackage(params["ovf"], client.validate_certs) as package:
-        declared = _ovf.declared_properties(package.descriptor)
-        # Validates the OVF against the placement (networks, disks) and the
-        # property names, which are the same for every node, before anything exists.
-        _ovf.import_spec(service_instance, package, request.names[0], placement,
-                         request.ovf_properties(declared, request.names[0]), request.configure)
-        inventory = _nodes.Inventory(service_instance)
-        existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
+    inventory = _nodes.Inventory(service_instance)
+    existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
+    with _Image(service_instance, params, inventory, placement.folder) as image:
+        declared = image.declared_properties()
+        if image.package.opened:
+            # Validates the OVF against the placement (networks, disks) and the
+            # property names, which are the same for every node, before anything exists.
+            _ovf.import_spec(service_instance, image.package, request.names[0], placement,
+                             request.ovf_properties(declared, request.names[0]),
+                             request.configure)
+        else:
+            # A template made from this image in this folder: it passed that
+            # check when it was imported, so only the property names are checked.
+            request.ovf_properties(declared, request.names[0])
         to_power_on = [name for name, (vm, props) in existing.items()
                        if params["power_on"] and props.get("runtime.powerState") != vim.VirtualMachine.PowerState.poweredOn]
         changed = bool(missing or adoptable or to_power_on)
         if check_mode:
-            return _predicted(inventory, request, existing, changed)
-        builder = _NodeBuilder(client, package, placement, request, inventory, declared)
+            return dict(_predicted(inventory, request, existing, changed), image=image.result())
+        builder = _NodeBuilder(client, image, placement, request, inventory, declared)
         builder.create(missing, adoptable, [existing[name][0] for name in to_power_on])
     vms = dict((vm, name) for name, vm in builder.vms.items())
     vms.update((vm, name) for name, (vm, props) in existing.items())
@@ -149,7 +172,97 @@ def deploy(client, params, check_mode):
     final = _nodes.Inventory(service_instance)
     nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
     return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
-                existing=sorted(existing))
+                existing=sorted(existing), image=image.result())
+
+
+class _Image(object):
+    """The image and its template in the VM folder; the image is read only when no template has it.
+
+    The template is found by the package's key() (ovf_sha256, the cached
+    hash of a local file, or a URL's validators from one HEAD request)
+    against the key each template records: then a URL is neither downloaded
+    nor hashed, in check mode too. Otherwise the package is opened (a URL
+    downloaded and hashed, once) and the template is the one of its content
+    hash, imported when there is none. A template imported through another
+    key (another URL, a local copy) is reused by content hash, but only its
+    own key spares the download.
+    """
+
+    def __init__(self, service_instance, params, inventory, folder):
+        self.service_instance = service_instance
+        self.package = _ovf.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
+                                       sha256=params["ovf_sha256"], hash_cache=_ovf.HashCache())
+        self._use_template = params["clone_from_template"]
+        self._inventory = inventory
+        self._folder = folder
+        self.key = None
+        self.template_vm = self.template_name = self.sha256 = None
+
+    def __enter__(self):
+        try:
+            self._find()
+        except BaseException:
+            self.package.close()
+            raise
+        return self
+
+    def _find(self):
+        if not self._use_template:
+            self.package.open()
+            return
+        self.key = self.package.key()
+        found = self.key and _find_template(self._inventory, self._folder, self.key)
+        if not found:
+            self.package.open()
+            content_hash = self.package.content_hash
+            found = _find_template(self._inventory, self._folder, _ovf.SHA256_KEY + content_hash) or (
+                None, TEMPLATE_PREFIX + content_hash[:12], content_hash)
+        self.template_vm, self.template_name, self.sha256 = found
+
+    def __exit__(self, *exc_info):
+        self.package.close()
+
+    def opened_package(self):
+        self.package.open()
+        return self.package
+
+    def declared_properties(self):
+        """The OVF's property keys: from the descriptor, or from the template when the image was not read."""
+        if self.package.opened:
+            return _ovf.declared_properties(self.package.descriptor)
+        properties = _vsphere.read(self.service_instance, self.template_vm,
+                                   ["config.vAppConfig.property"]).get("config.vAppConfig.property")
+        return [prop.id for prop in properties or []]
+
+    def result(self):
+        return dict(template=self.template_name, sha256=self.sha256, key=self.key, downloaded=self.package.downloaded)
+
+
+def _find_template(inventory, folder, key):
+    """(vm, name, content hash) of the template in folder recorded with key, or None.
+
+    A 'sha256:' key also finds a template by its content-hash name, as the
+    templates made before keys were recorded are found. A template still
+    being imported by another run counts: _Template waits for it.
+    """
+    digest = key[len(_ovf.SHA256_KEY):] if key.startswith(_ovf.SHA256_KEY) else None
+    for vm, props in inventory.vms.items():
+        name = props.get("name") or ""
+        if props.get("parent") != folder or not name.startswith(TEMPLATE_PREFIX):
+            continue
+        record = dict((option.key, option.value) for option in props.get("config.extraConfig") or []
+                      if option.key in (IMAGE_SHA256, IMAGE_KEY))
+        if record.get(IMAGE_KEY) == key or (
+                digest and name == TEMPLATE_PREFIX + digest[:12] and record.get(IMAGE_SHA256, digest) == digest):
+            return vm, name, record.get(IMAGE_SHA256, digest)
+    return None
+
+
+def _record_image(package, config_spec):
+    """The image's content hash and key in the new template's extraConfig, written by the import itself."""
+    config_spec.extraConfig = list(config_spec.extraConfig or []) + [
+        vim.option.OptionValue(key=IMAGE_SHA256, value=package.content_hash),
+        vim.option.OptionValue(key=IMAGE_KEY, value=package.template_key())]
 
 
 def _sort_names(inventory, folder, request):
@@ -187,10 +300,10 @@ def _predicted(inventory, request, existing, changed):
 class _NodeBuilder(object):
     """Creates, tags and powers on the nodes of one request; undoes all of it on failure."""
 
-    def __init__(self, client, package, placement, request, inventory, declared):
+    def __init__(self, client, image, placement, request, inventory, declared):
         self.client = client
         self.service_instance = client.service_instance
-        self.package = package
+        self.image = image
         self.placement = placement
         self.request = request
         self.attributes = inventory.attributes
@@ -205,7 +318,7 @@ class _NodeBuilder(object):
         self.attributes.define(set(self.request.tags) | {_ray_tags.TEMPLATE_HASH})
         try:
             if missing and params["clone_from_template"]:
-                self._template = _Template(self, self.package.content_hash)
+                self._template = _Template(self, self.image.template_name)
             errors = _nodes.in_parallel(self._create_node, missing, params["parallel"])
             if errors:
                 raise RayVsphereError("deploying nodes of Ray cluster %s failed: %s"
@@ -234,9 +347,10 @@ class _NodeBuilder(object):
         if self._template is not None:
             vm = self._template.clone(name, properties)
         else:
-            spec = _ovf.import_spec(self.service_instance, self.package, name, self.placement, properties,
+            package = self.image.package  # opened: clone_from_template is off
+            spec = _ovf.import_spec(self.service_instance, package, name, self.placement, properties,
                                     self.request.configure)
-            vm = _ovf.import_vm(self.client, self.package, spec, name, self.placement, self.request.params["timeout"])
+            vm = _ovf.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"])
         with self._lock:
             self.vms[name] = vm
         self.attributes.set(vm, name, self.request.tags)
@@ -251,24 +365,29 @@ class _NodeBuilder(object):
 
 
 class _Template(object):
-    """The template for one OVF content hash: found, or imported once, snapshotted and marked."""
+    """The template of the image: found, or imported once, snapshotted and marked."""
 
-    def __init__(self, builder, content_hash):
+    def __init__(self, builder, name):
         self.builder = builder
         self.service_instance = builder.service_instance
-        self.name = TEMPLATE_PREFIX + content_hash[:12]
-        self.vm = self._find_or_import(content_hash)
+        self.name = name
+        self.vm = self._find_or_import()
         self.props = _vsphere.read(self.service_instance, self.vm,
                                    ["snapshot", "datastore", "config.vAppConfig", "config.hardware.device"])
 
-    def _find_or_import(self, content_hash):
+    def _find_or_import(self):
         builder = self.builder
         deadline = time.time() + builder.request.params["timeout"]
         while True:
             vm = self.service_instance.content.searchIndex.FindChild(builder.placement.folder, self.name)
             if vm is None:
+                package = builder.image.opened_package()
+                content_name = TEMPLATE_PREFIX + package.content_hash[:12]
+                if content_name != self.name:  # the template found by key is gone, and the image changed since
+                    self.name = content_name
+                    continue
                 try:
-                    return self._import(content_hash)
+                    return self._import(package)
                 except RayVsphereError as error:
                     if error.details.get("fault") != "DuplicateName":
                         raise
@@ -280,16 +399,16 @@ class _Template(object):
                                       "run died" % (self.name, builder.request.params["timeout"]))
             time.sleep(1)
 
-    def _import(self, content_hash):
+    def _import(self, package):
         builder = self.builder
-        # Bare: sizing, guestinfo and the marker are per node, set on each clone;
-        # on the template they would leak one cluster's keys into another's clones.
-        spec = _ovf.import_spec(self.service_instance, builder.package, self.name, builder.placement, {},
-                                lambda config: None)
-        vm = _ovf.import_vm(builder.client, builder.package, spec, self.name, builder.placement,
+        # Bare but for the image record: sizing, guestinfo and the marker are per node, set on
+        # each clone; on the template they would leak one cluster's keys into another's clones.
+        spec = _ovf.import_spec(self.service_instance, package, self.name, builder.placement, {},
+                                functools.partial(_record_image, package))
+        vm = _ovf.import_vm(builder.client, package, spec, self.name, builder.placement,
                             builder.request.params["timeout"])
         try:
-            builder.attributes.set(vm, self.name, {_ray_tags.TEMPLATE_HASH: content_hash})
+            builder.attributes.set(vm, self.name, {_ray_tags.TEMPLATE_HASH: package.content_hash})
             _vsphere.wait_for_task(self.service_instance,
                                    vm.CreateSnapshot_Task(name=LINKED_CLONE_SNAPSHOT, memory=False, quiesce=False),
                                    "CreateSnapshot_Task on template %s" % self.name)

@@ -61,9 +61,33 @@ options:
     type: dict
     default: {}
   ovf:
-    description: Path of a local C(.ovf) (with its files beside it) or C(.ova), or an http(s) URL to either.
+    description:
+      - Path of a local C(.ovf) (with its files beside it) or C(.ova), or an http(s) URL to either.
+      - With O(clone_from_template=true), a deploy whose template exists neither downloads nor hashes the image,
+        in check mode too. The template is found by a key that costs no read of the image; see O(ovf_sha256)
+        and the notes.
     type: str
     required: true
+  ovf_sha256:
+    description:
+      - The SHA-256 of the image in hex, as C(sha256sum image.ova) prints it. For an C(.ovf), of the descriptor
+        followed by the files it references, in the order of its C(References) (C(cat image.ovf image-disk1.vmdk | sha256sum)).
+      - When given, it is the key the template is found by, and the image, whenever it is read (downloaded, or
+        imported from a local file), must have this hash, or the deploy fails before anything is created.
+      - The RV(image.sha256) a deploy returns is this value.
+    type: str
+  ovf_validate_certs:
+    description:
+      - Whether to check the TLS certificate of an https O(ovf) URL, against O(ovf_ca_path) if given, else the
+        system's CA bundle.
+      - Independent of O(validate_certs), which is for vCenter only.
+    type: bool
+    default: true
+  ovf_ca_path:
+    description:
+      - A PEM file of the CA certificates to trust for an https O(ovf) URL, instead of the system's; for an image
+        server whose certificate an internal CA signed.
+    type: path
   datacenter:
     description: The datacenter to deploy into.
     type: str
@@ -119,7 +143,9 @@ options:
     type: int
     default: 600
   clone_from_template:
-    description: Import the OVF once into a template per content hash and clone the nodes from it.
+    description:
+      - Import the OVF once into a template per content hash and clone the nodes from it.
+      - With V(false) the image is read (a URL downloaded) on every run and imported for every node.
     type: bool
     default: true
   linked_clone:
@@ -138,6 +164,15 @@ notes:
   - Supports check mode and diff mode.
   - The templates of the fast path are named C(ray-template-<hash>) and stay in the VM folder for later
     deploys of the same OVF.
+  - "A template records in its extraConfig the image's SHA-256 (C(ray-vsphere.image-sha256)) and the key it is
+    found by (C(ray-vsphere.image-key)), so a changed image gets a new template. The key is O(ovf_sha256) when
+    given. Else, for a local file, its SHA-256, which a cache keyed by path, size, inode, modification and change
+    time keeps (C($XDG_CACHE_HOME/ray-vsphere/ovf-sha256.json), by default in C(~/.cache); the 64 most recently
+    used hashes), so an unchanged file is read once. For a URL, the response to one HEAD request: its strong
+    C(ETag), or its C(Last-Modified) with its C(Content-Length) (a file replaced within the same second by one of
+    the same size is not noticed: give O(ovf_sha256) where that can happen). A server that gives neither, or
+    refuses HEAD, and a URL to an C(.ovf) (whose disks are separate files) mean a download and a hash on every run,
+    unless O(ovf_sha256) is given. The URL is recorded without user, password and query string (only a hash of it)."
 """
 
 EXAMPLES = r"""
@@ -149,6 +184,8 @@ EXAMPLES = r"""
     count: 3
     request_id: "{{ launch_id }}"
     ovf: https://images.example.com/ray-node.ova
+    ovf_sha256: 3b9f0c1d2e4a5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8
+    ovf_ca_path: /etc/pki/internal-ca.pem
     datacenter: DC1
     cluster: Compute
     resource_pool: ray
@@ -228,6 +265,28 @@ existing:
   type: list
   elements: str
   sample: []
+image:
+  description: The image and its template.
+  returned: always
+  type: dict
+  contains:
+    template:
+      description: The name of the template the nodes are (would be, in check mode) cloned from; null with
+        O(clone_from_template=false).
+      type: str
+      sample: ray-template-3b9f0c1d2e4a
+    sha256:
+      description: The image's SHA-256, as read or as the template records it; null with O(clone_from_template=false).
+      type: str
+      sample: 3b9f0c1d2e4a5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8
+    key:
+      description: The key the template was looked up by (see the notes); null when there was none.
+      type: str
+      sample: "https://images.example.com/ray-node.ova etag=\"5f3a-1234\" last-modified=Tue, 03 Mar 2026 10:00:00 GMT length=1073741824"
+    downloaded:
+      description: Whether this run downloaded the image from the O(ovf) URL.
+      type: bool
+      sample: false
 diff:
   description: The cluster's requested node names before and after.
   returned: when diff mode is on

@@ -37,7 +37,10 @@ class PlayResult:
 
 @pytest.fixture(scope="module")
 def play(vcsim, tmp_path_factory):
-    """play(tasks, env=None, check=False, diff=False) -> PlayResult, credentials from the environment."""
+    """play(tasks, env=None, check=False, diff=False) -> PlayResult, credentials from the environment.
+
+    node_deploy's hash cache of local images goes to the test module's tmp, not ~/.cache.
+    """
     counter = itertools.count()
     run_root = tmp_path_factory.mktemp("plays")
     leaks = []
@@ -45,7 +48,8 @@ def play(vcsim, tmp_path_factory):
     def run(tasks, env=None, check=False, diff=False):
         run_dir = run_root / f"run-{next(counter)}"
         cmdline = " ".join(flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted) or None
-        result = PlayResult(run_tasks(tasks, run_dir, env or vcsim.endpoint.environment(), cmdline=cmdline))
+        env = dict(env or vcsim.endpoint.environment(), XDG_CACHE_HOME=str(run_root / "cache"))
+        result = PlayResult(run_tasks(tasks, run_dir, env, cmdline=cmdline))
         leaks.extend(leftovers.files_containing(vcsim.endpoint.password, run_dir))
         return result
 

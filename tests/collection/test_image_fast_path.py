@@ -1,0 +1,300 @@
+"""A deploy whose template exists neither downloads nor hashes the image; the image's own TLS settings.
+
+The images are served from loopback by http.server in a thread, which counts
+every request by method and path: a template found again costs one HEAD (or,
+with ovf_sha256, no request at all), never a GET. Each test serves its own
+variant of the test OVA (an extra tar member), so each starts without a
+template and the counts are its own.
+"""
+
+import collections
+import datetime
+import functools
+import hashlib
+import http.server
+import io
+import ipaddress
+import json
+import os
+import shutil
+import ssl
+import tarfile
+import threading
+
+import pytest
+from conftest import deploy_task
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pyVmomi import vim
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf
+from testbed import vsphere
+
+
+class ImageServer:
+    """http(s)://127.0.0.1:<port>/ serving `folder`; `requests` counts (method, path)."""
+
+    def __init__(self, folder, tls_context=None):
+        self.requests = collections.Counter()
+        lock = threading.Lock()
+        requests = self.requests
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                with lock:
+                    requests["GET", self.path] += 1
+                super().do_GET()
+
+            def do_HEAD(self):
+                with lock:
+                    requests["HEAD", self.path] += 1
+                super().do_HEAD()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        if tls_context is not None:
+            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls_context else "http"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, name):
+        return f"{self.scheme}://127.0.0.1:{self.server.server_port}/{name}"
+
+    def count(self, method, name):
+        return self.requests[method, f"/{name}"]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def ova_variant(test_ova, target, note):
+    """The test OVA plus a notes.txt member saying `note`: another image, as valid as the first."""
+    with tarfile.open(test_ova) as source, tarfile.open(target, "w") as archive:
+        for member in source.getmembers():
+            archive.addfile(member, source.extractfile(member))
+        data = note.encode()
+        info = tarfile.TarInfo("notes.txt")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return target
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def image_record(service_instance, template_name):
+    vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, template_name)
+    extra = vsphere.read_properties(service_instance, vm, ["config.extraConfig"])["config.extraConfig"]
+    return {option.key: option.value for option in extra if option.key.startswith("ray-vsphere.image-")}
+
+
+def test_a_second_deploy_from_the_same_url_and_a_check_run_make_no_get(
+        play, test_ova, tmp_path, service_instance, vm_names):
+    ova = ova_variant(test_ova, tmp_path / "node.ova", "same url")
+    with ImageServer(tmp_path) as server:
+        url = server.url("node.ova")
+        first = play([deploy_task("fast", url, names=["fast-0"])]).result
+        assert not first["failed"], first
+        assert (server.count("HEAD", "node.ova"), server.count("GET", "node.ova")) == (1, 1)
+        image = first["image"]
+        assert image["downloaded"] is True
+        assert image["sha256"] == sha256_of(ova)
+        assert image["template"] == f"ray-template-{sha256_of(ova)[:12]}"
+        assert image["key"].startswith(f"{url} last-modified=") and image["key"].endswith(f"length={ova.stat().st_size}")
+        assert image_record(service_instance, image["template"]) == {
+            "ray-vsphere.image-sha256": sha256_of(ova), "ray-vsphere.image-key": image["key"]}
+
+        second = play([deploy_task("fast", url, names=["fast-1"])]).result
+        assert not second["failed"], second
+        assert second["created"] == ["fast-1"]
+        assert second["image"] == dict(image, downloaded=False)
+        before_check = vm_names()
+        check = play([deploy_task("fast", url, names=["fast-2"])], check=True).result
+        assert not check["failed"], check
+        assert (check["changed"], check["created"], check["image"]) == (True, ["fast-2"], dict(image, downloaded=False))
+        assert vm_names() == before_check
+        assert (server.count("HEAD", "node.ova"), server.count("GET", "node.ova")) == (3, 1)
+    assert [name for name in vm_names() if name.startswith("ray-template-")].count(image["template"]) == 1
+
+
+def test_a_changed_image_at_the_same_url_makes_a_new_template(play, test_ova, tmp_path, service_instance):
+    served = tmp_path / "served"
+    served.mkdir()
+    first_ova = ova_variant(test_ova, tmp_path / "v1.ova", "version 1")
+    second_ova = ova_variant(test_ova, tmp_path / "v2.ova", "version 2, longer")
+    shutil.copy(first_ova, served / "node.ova")
+    with ImageServer(served) as server:
+        url = server.url("node.ova")
+        first = play([deploy_task("changing", url, names=["changing-0"])]).result
+        assert not first["failed"], first
+        shutil.copy(second_ova, served / "node.ova")  # another size, another Last-Modified
+        second = play([deploy_task("changing", url, names=["changing-1"])]).result
+        assert not second["failed"], second
+        assert server.count("GET", "node.ova") == 2
+    assert second["image"]["downloaded"] is True
+    assert second["image"]["key"] != first["image"]["key"]
+    assert (first["image"]["sha256"], second["image"]["sha256"]) == (sha256_of(first_ova), sha256_of(second_ova))
+    assert second["image"]["template"] == f"ray-template-{sha256_of(second_ova)[:12]}" != first["image"]["template"]
+    assert image_record(service_instance, second["image"]["template"])["ray-vsphere.image-sha256"] == sha256_of(second_ova)
+
+
+def test_with_ovf_sha256_a_mismatch_fails_before_anything_is_created_and_a_match_needs_no_request(
+        play, test_ova, tmp_path, vm_names):
+    ova = ova_variant(test_ova, tmp_path / "pinned.ova", "pinned")
+    wrong = "0" * 64
+    with ImageServer(tmp_path) as server:
+        url = server.url("pinned.ova")
+        before = vm_names()
+        mismatch = play([deploy_task("pinned", url, count=2, request_id="bad", ovf_sha256=wrong)]).result
+        assert mismatch["failed"]
+        assert f"OVF source {url}: its SHA-256 is {sha256_of(ova)}, not the {wrong} ovf_sha256 gives" in mismatch["msg"]
+        assert vm_names() == before
+
+        pinned = dict(names=["pinned-0"], ovf_sha256=sha256_of(ova).upper())
+        first = play([deploy_task("pinned", url, **pinned)]).result
+        assert not first["failed"], first
+        assert first["image"]["key"] == f"sha256:{sha256_of(ova)}"
+        requests_after_first = dict(server.requests)
+        again = play([deploy_task("pinned", url, **dict(pinned, names=["pinned-1"]))]).result
+        assert not again["failed"], again
+        assert again["image"] == dict(first["image"], downloaded=False)
+        assert dict(server.requests) == requests_after_first  # the template is found by the digest alone
+    assert requests_after_first == {("GET", "/pinned.ova"): 2}  # the mismatch's and the import's
+
+
+def test_an_ovf_sha256_that_is_not_a_digest_is_refused(play, test_ova, vm_names):
+    before = vm_names()
+    result = play([deploy_task("pinned", test_ova, names=["pinned-x"], ovf_sha256="abc")]).result
+    assert result["failed"]
+    assert "ovf_sha256 must be a SHA-256 in hex (64 digits, as sha256sum prints it), not 'abc'" in result["msg"]
+    assert vm_names() == before
+
+
+# --- the image's TLS settings ------------------------------------------------
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+@pytest.fixture
+def tls_server_files(tmp_path):
+    """(CA file, server cert+key file) for 127.0.0.1, made by a CA of the test's own."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    validity = dict(not_valid_before=now - datetime.timedelta(minutes=5), not_valid_after=now + datetime.timedelta(hours=1))
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder(subject_name=_name("ray-vsphere test CA"), issuer_name=_name("ray-vsphere test CA"),
+                                  public_key=ca_key.public_key(), serial_number=x509.random_serial_number(), **validity)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder(subject_name=_name("127.0.0.1"), issuer_name=ca.subject,
+                                      public_key=server_key.public_key(), serial_number=x509.random_serial_number(),
+                                      **validity)
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                             critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    ca_file, server_file = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server_file.write_bytes(server.public_bytes(serialization.Encoding.PEM) + server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return ca_file, server_file
+
+
+def test_an_https_image_is_verified_against_ovf_ca_path_whatever_vcenters_validate_certs_says(
+        play, vcsim, test_ova, tmp_path, tls_server_files, vm_names):
+    ca_file, server_file = tls_server_files
+    served = tmp_path / "served"
+    served.mkdir()
+    ova_variant(test_ova, served / "tls.ova", "over https")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_file)
+    before = vm_names()
+    with ImageServer(served, context) as server:
+        url = server.url("tls.ova")
+        # The environment says VMWARE_VALIDATE_CERTS=false (vcsim's certificate is self-signed): not for the image.
+        assert vcsim.endpoint.environment()["VMWARE_VALIDATE_CERTS"] == "false"
+        untrusted = play([deploy_task("tls", url, names=["tls-0"])]).result
+        assert untrusted["failed"]
+        assert f"OVF source {url}: TLS with {url} failed (HEAD): " in untrusted["msg"]
+        assert "certificate verify failed" in untrusted["msg"]
+        assert "Give the CA bundle that signed the server's certificate in ovf_ca_path, or set ovf_validate_certs: false" \
+            in untrusted["msg"]
+        assert vm_names() == before
+
+        trusted = play([deploy_task("tls", url, names=["tls-0"], ovf_ca_path=str(ca_file))]).result
+        assert not trusted["failed"], trusted
+        assert trusted["image"]["downloaded"] is True
+        assert server.count("GET", "tls.ova") == 1
+
+        unchecked = play([deploy_task("tls", url, names=["tls-1"], ovf_validate_certs=False)]).result
+        assert not unchecked["failed"], unchecked
+        assert unchecked["image"]["downloaded"] is False  # the template is found by the https URL's key
+
+        # ...and ovf_validate_certs: false does not reach vCenter's check.
+        strict_vcenter = dict(vcsim.endpoint.environment(), VMWARE_VALIDATE_CERTS="true")
+        refused = play([deploy_task("tls", url, names=["tls-2"], ovf_validate_certs=False)], env=strict_vcenter).result
+        assert refused["failed"]
+        assert f"TLS with vCenter 127.0.0.1:{vcsim.endpoint.port} failed" in refused["msg"]
+        assert server.count("GET", "tls.ova") == 1
+
+
+def test_a_missing_ovf_ca_path_is_named(play, test_ova, tmp_path):
+    result = play([deploy_task("tls", "https://127.0.0.1:9/tls.ova", names=["tls-x"],
+                               ovf_ca_path=str(tmp_path / "no-such-ca.pem"))]).result
+    assert result["failed"]
+    assert f"ovf_ca_path {tmp_path / 'no-such-ca.pem'}: no such file" in result["msg"]
+
+
+# --- the hash cache of local images, in process -----------------------------
+
+def test_a_local_image_is_hashed_once_while_unchanged_and_again_when_it_changes(tmp_path, test_ova):
+    image = tmp_path / "local.ova"
+    shutil.copy(test_ova, image)
+    cache = _ovf.HashCache(str(tmp_path / "cache" / "ovf-sha256.json"))
+    reads = []
+
+    def compute(paths):
+        reads.append(paths)
+        return _ovf._hash_files(paths)
+
+    assert cache.sha256([str(image)], compute) == sha256_of(image)
+    assert cache.sha256([str(image)], compute) == sha256_of(image)
+    assert len(reads) == 1
+    with open(image, "ab") as handle:  # same path, new content (and size, ctime)
+        handle.write(b"\0" * 512)
+    assert cache.sha256([str(image)], compute) == sha256_of(image)
+    assert len(reads) == 2
+    entries = json.loads((tmp_path / "cache" / "ovf-sha256.json").read_text())
+    assert len(entries) == 2
+
+
+def test_the_hash_cache_keeps_the_newest_entries_and_lives_in_the_users_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = _ovf.HashCache()
+    assert cache.path == str(tmp_path / "xdg" / "ray-vsphere" / "ovf-sha256.json")
+    files = []
+    for index in range(_ovf.HashCache.MAX_ENTRIES + 5):
+        files.append(tmp_path / f"image-{index}.ova")
+        files[-1].write_text(str(index))
+        cache.sha256([str(files[-1])], _ovf._hash_files)
+    entries = json.loads(open(cache.path).read())
+    assert len(entries) == _ovf.HashCache.MAX_ENTRIES
+    kept = {json.loads(key)[0][0] for key in entries}
+    assert os.path.realpath(files[-1]) in kept and os.path.realpath(files[0]) not in kept
+
+
+def test_a_cache_folder_that_cannot_be_written_is_not_used(tmp_path, test_ova):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    cache = _ovf.HashCache(str(blocker / "ovf-sha256.json"))
+    assert cache.sha256([str(test_ova)], _ovf._hash_files) == sha256_of(test_ova)
