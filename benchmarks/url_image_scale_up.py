@@ -1,0 +1,159 @@
+"""What a scale-up costs when the node image is a big file at an http URL, once its template exists.
+
+    .venv/bin/python benchmarks/url_image_scale_up.py [--big-mib 1024] [--small-mib 16] [--mib-per-second 100] [--repeat 3]
+
+Two OVAs whose disks carry incompressible payloads (--big-mib and
+--small-mib, testbed.appliance.build_test_ova), served from 127.0.0.1 by an
+HTTP server that paces every response body to --mib-per-second and counts
+requests. For each image: a VsphereNodeProvider whose `ovf` is its URL,
+bootstrap_config (the read-only check run), one create_node that imports the
+template (the first deploy), then --repeat scale-ups of one worker, each
+timed around create_node (a node_deploy run through ansible-runner, clone,
+power-on, the guest's IP) and terminated after. The printed ratio is the
+big image's median scale-up over the small one's: with the template found by
+the URL's HEAD validators, the image's size should not count (goal <= 1.2).
+Everything (OVAs, provider state, node_deploy's cache) lives in one temp folder.
+"""
+
+import argparse
+import http.server
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+from ray_provider import node_provider
+from ray_provider.node_provider import VsphereNodeProvider
+from testbed import ray_cluster
+from testbed.appliance import build_test_ova
+from testbed.guests import make_key_pair, vcsim_with_guests
+
+WORKER_TAGS = {"ray-node-type": "worker", "ray-user-node-type": "worker"}
+
+
+class ThrottledServer:
+    """Serves `folder` on 127.0.0.1 at about `rate` bytes per second per response; counts (method, path)."""
+
+    def __init__(self, folder, rate):
+        self.requests = Counter()
+        lock = threading.Lock()
+        requests = self.requests
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self):
+                with lock:
+                    requests["GET", self.path] += 1
+                super().do_GET()
+
+            def do_HEAD(self):
+                with lock:
+                    requests["HEAD", self.path] += 1
+                super().do_HEAD()
+
+            def copyfile(self, source, outputfile):
+                started, sent = time.monotonic(), 0
+                while chunk := source.read(1024 * 1024):
+                    outputfile.write(chunk)
+                    sent += len(chunk)
+                    ahead = started + sent / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.server.server_port}/{path}"
+
+    def gets(self, path):
+        return self.requests["GET", f"/{path}"]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def timed(function, *args):
+    started = time.monotonic()
+    result = function(*args)
+    return time.monotonic() - started, result
+
+
+def measure(server, served_path, work_dir, repeat):
+    """{phase: seconds or counts} for one image, its URL as the provider's `ovf`."""
+    work_dir.mkdir()
+    key = make_key_pair(work_dir / "ray-key")
+    cluster = f"bench-{work_dir.name}"
+    config = ray_cluster.provider_cluster_yaml(work_dir / "cluster.yaml", cluster, key,
+                                               **{"provider.ovf": server.url(served_path)})
+    node_provider.STATE_DIR = work_dir / "state"
+    figures = {}
+    figures["bootstrap"], bootstrapped = timed(VsphereNodeProvider.bootstrap_config, yaml.safe_load(config.read_text()))
+    figures["bootstrap GETs"] = server.gets(served_path)
+    provider = VsphereNodeProvider(bootstrapped["provider"], cluster)
+    figures["first deploy"], created = timed(provider.create_node, {}, WORKER_TAGS, 1)
+    figures["first deploy GETs"] = server.gets(served_path) - figures["bootstrap GETs"]
+    provider.terminate_nodes(list(created))
+    before = server.gets(served_path)
+    scale_ups = []
+    for _ in range(repeat):
+        seconds, created = timed(provider.create_node, {}, WORKER_TAGS, 1)
+        assert len(created) == 1, created
+        scale_ups.append(seconds)
+        provider.terminate_nodes(list(created))
+    figures["scale-up"] = statistics.median(scale_ups)
+    figures["scale-ups"] = scale_ups
+    figures["scale-up GETs"] = server.gets(served_path) - before
+    return figures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--small-mib", type=int, default=16)
+    parser.add_argument("--mib-per-second", type=float, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ray-vsphere-bench-") as folder:
+        work_dir = Path(folder)
+        os.environ["XDG_CACHE_HOME"] = str(work_dir / "cache")  # node_deploy's hash cache, should it be used
+        served = work_dir / "served"
+        started = time.monotonic()
+        images = {}
+        for label, mib in (("small", args.small_mib), ("big", args.big_mib)):
+            ova = build_test_ova(cache_dir=served / label, payload_mib=mib)
+            images[label] = (f"{label}/{ova.name}", ova.stat().st_size / 2**20)
+        print(f"OVAs built in {time.monotonic() - started:.0f} s: "
+              + ", ".join(f"{label} {size:.0f} MiB" for label, (_, size) in images.items())
+              + f"; served from 127.0.0.1 at {args.mib_per_second:.0f} MiB/s")
+        figures = {}
+        with ThrottledServer(served, args.mib_per_second * 2**20) as server, vcsim_with_guests() as (sim, _guests):
+            os.environ.update(sim.endpoint.environment())
+            for label, (served_path, size) in images.items():
+                figures[label] = result = measure(server, served_path, work_dir / label, args.repeat)
+                print(f"  {label:5} ({size:5.0f} MiB): bootstrap_config {result['bootstrap']:5.1f} s "
+                      f"({result['bootstrap GETs']} GET), first deploy {result['first deploy']:5.1f} s "
+                      f"({result['first deploy GETs']} GET), scale-up of one worker: median "
+                      f"{result['scale-up']:.2f} s of {', '.join(f'{s:.2f}' for s in result['scale-ups'])} "
+                      f"({result['scale-up GETs']} GET)")
+    ratio = figures["big"]["scale-up"] / figures["small"]["scale-up"]
+    print(f"scale-up from the {images['big'][1]:.0f} MiB image / from the {images['small'][1]:.0f} MiB image: "
+          f"{ratio:.2f} (goal <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()
