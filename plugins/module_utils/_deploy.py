@@ -16,7 +16,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import functools
+import json
 import re
 import threading
 import time
@@ -61,6 +63,7 @@ DEPLOY_OPTIONS = dict(
     ip_timeout=dict(type="int", default=600),
     clone_from_template=dict(type="bool", default=True),
     linked_clone=dict(type="bool", default=True),
+    ssh_public_keys=dict(type="list", elements="str", default=[], no_log=False),
     parallel=dict(type="int", default=4),
     timeout=dict(type="int", default=1800),
 )
@@ -82,6 +85,20 @@ def value_problems(params):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
     return problems
+
+
+def vmware_metadata(instance_id, hostname, ssh_public_keys):
+    """extraConfig for cloud-init's VMware datasource: guestinfo.metadata (base64 JSON, which is YAML).
+
+    It says what the OVF properties say, so cloud-init picks the same
+    identity whichever source it reads first (22.4 tries OVF first; 25.1 and
+    later, VMware).
+    """
+    metadata = {"instance-id": instance_id, "local-hostname": hostname}
+    if ssh_public_keys:
+        metadata["public-keys-data"] = "\n".join(ssh_public_keys)
+    return {"guestinfo.metadata": base64.b64encode(json.dumps(metadata).encode()).decode(),
+            "guestinfo.metadata.encoding": "base64"}
 
 
 class DeployRequest(object):
@@ -108,25 +125,50 @@ class DeployRequest(object):
         self.guestinfo = dict(("guestinfo." + key if not key.startswith("guestinfo.") else key, str(value))
                               for key, value in (params.get("guestinfo") or {}).items())
         self.preferred, self.ignored = _nodes.ip_choice(params)
+        self.ssh_public_keys = [key.strip() for key in params.get("ssh_public_keys") or [] if key.strip()]
+        # A per-clone instance-id: cloud-init runs its per-instance modules
+        # (user, keys, hostname) only for an id it has not seen, and every
+        # clone of one image would otherwise carry the OVF's default.
+        self.instance_uuids = dict((name, str(uuid.uuid4())) for name in self.names)
+
+    def cloud_init_identity(self, name):
+        """What cloud-init's datasources read for a node: instance-id, hostname, keys (OVF property names)."""
+        identity = {"instance-id": self.instance_uuids[name], "hostname": name}
+        if self.ssh_public_keys:
+            identity["public-keys"] = "\n".join(self.ssh_public_keys)
+        return identity
 
     def ovf_properties(self, declared, name):
-        """The node's OVF property values; `hostname`, when the OVF has it, defaults to the VM name."""
+        """The node's OVF property values: ovf_properties, plus its identity where the OVF declares those keys.
+
+        cloud-init's OVF datasource reads `instance-id`, `hostname` and
+        `public-keys` from the OVF environment; an OVF that does not declare
+        them (a Packer-built image) gets them through guestinfo.metadata alone.
+        """
         values = dict((key, str(value)) for key, value in (self.params.get("ovf_properties") or {}).items())
         unknown = sorted(set(values) - set(declared))
         if unknown:
             raise RayVsphereError("ovf_properties: %s not declared by the OVF (it declares: %s)"
                                   % (", ".join(unknown), ", ".join(declared) or "none"))
-        if "hostname" in declared and "hostname" not in values:
-            values["hostname"] = name
+        for key, value in self.cloud_init_identity(name).items():
+            if key in declared and key not in values:
+                values[key] = value
         return values
 
-    def configure(self, config_spec):
-        """Sizing and extraConfig for a new VM; the creation marker makes a cut-short VM adoptable."""
+    def vmware_metadata(self, name):
+        """guestinfo.metadata for cloud-init's VMware datasource: the same identity as the OVF properties."""
+        identity = self.cloud_init_identity(name)
+        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys)
+
+    def configure(self, config_spec, name):
+        """Sizing, instance UUID and extraConfig for the new VM `name`; the creation marker makes a cut-short VM adoptable."""
         if self.params.get("cpus"):
             config_spec.numCPUs = self.params["cpus"]
         if self.params.get("memory_mb"):
             config_spec.memoryMB = self.params["memory_mb"]
-        extra = dict(self.guestinfo)
+        config_spec.instanceUuid = self.instance_uuids[name]
+        extra = self.vmware_metadata(name)
+        extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
@@ -145,7 +187,7 @@ def deploy(client, params, check_mode):
             # property names, which are the same for every node, before anything exists.
             _ovf.import_spec(service_instance, image.package, request.names[0], placement,
                              request.ovf_properties(declared, request.names[0]),
-                             request.configure)
+                             functools.partial(request.configure, name=request.names[0]))
         else:
             # A template made from this image in this folder: it passed that
             # check when it was imported, so only the property names are checked.
@@ -349,7 +391,7 @@ class _NodeBuilder(object):
         else:
             package = self.image.package  # opened: clone_from_template is off
             spec = _ovf.import_spec(self.service_instance, package, name, self.placement, properties,
-                                    self.request.configure)
+                                    functools.partial(self.request.configure, name=name))
             vm = _ovf.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"])
         with self._lock:
             self.vms[name] = vm
@@ -427,7 +469,7 @@ class _Template(object):
         if linked:  # a linked clone shares the template's disks, so only on the template's datastore
             location.diskMoveType = "createNewChildDiskBacking"
         config = vim.vm.ConfigSpec(deviceChange=self._nic_changes())
-        request.configure(config)
+        request.configure(config, name)
         spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False, config=config,
                                 snapshot=snapshot.currentSnapshot if linked else None)
         try:

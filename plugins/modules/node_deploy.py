@@ -119,11 +119,25 @@ options:
     type: int
   ovf_properties:
     description:
-      - Values for the OVF's ProductSection properties, such as C(public-keys) or C(user-data) of
-        cloud-init images. Names the OVF does not declare are an error.
-      - C(hostname), when the OVF declares it, defaults to the VM name.
+      - Values for the OVF's ProductSection properties, such as C(user-data) of cloud-init images.
+        Names the OVF does not declare are an error.
+      - C(instance-id), C(hostname) and C(public-keys), where the OVF declares them, default to the node's
+        identity (see O(ssh_public_keys)).
     type: dict
     default: {}
+  ssh_public_keys:
+    description:
+      - SSH public keys for the image's default user, given to cloud-init both ways vCenter can present
+        them, so any cloud-init image takes them whichever source it reads first.
+      - In C(guestinfo.metadata) (base64, cloud-init's VMware datasource) with the node's C(instance-id)
+        (its vSphere instance UUID, unique per clone) and C(local-hostname) (the VM name); this works for
+        any image, including one without a ProductSection (Packer-built).
+      - And as the OVF properties C(public-keys), C(instance-id) and C(hostname), for those the OVF
+        declares (cloud-init's OVF datasource reads them from C(guestinfo.ovfEnv)).
+      - The instance-id and hostname are set that way even when no key is given.
+    type: list
+    elements: str
+    default: []
   guestinfo:
     description: C(guestinfo.*) extraConfig entries, for example C(public-keys) or C(userdata); the prefix is added.
     type: dict
@@ -192,8 +206,8 @@ EXAMPLES = r"""
     vm_folder: ray/analytics
     datastore: vsanDatastore
     network: VM Network
-    ovf_properties:
-      public-keys: "{{ lookup('ansible.builtin.file', 'ray_key.pub') }}"
+    ssh_public_keys:
+      - "{{ lookup('ansible.builtin.file', 'ray_key.pub') }}"
     wait_for_ip: true
     preferred_cidr: 10.20.0.0/16
   register: workers
@@ -207,8 +221,8 @@ EXAMPLES = r"""
     datacenter: DC1
     cluster: Compute
     datastore: vsanDatastore
-    guestinfo:
-      public-keys: "{{ lookup('ansible.builtin.file', 'ray_key.pub') }}"
+    ssh_public_keys:
+      - "{{ lookup('ansible.builtin.file', 'ray_key.pub') }}"
 """
 
 RETURN = r"""
