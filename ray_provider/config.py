@@ -42,7 +42,10 @@ RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(t
     "foreground_node_launch", "worker_liveness_check")}}
 PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
 
-TYPE_NAMES = {"str": "a string", "int": "an integer", "bool": "true or false", "dict": "a mapping", "list": "a list"}
+TYPE_NAMES = {"str": "a string", "path": "a path", "int": "an integer", "bool": "true or false", "dict": "a mapping",
+              "list": "a list"}
+# Types whose conversion of a string is the point (a path's ~ expanded), not a sign of a mistyped value.
+CONVERTED_TYPES = ("path",)
 
 
 class ClusterConfigError(ValueError):
@@ -73,7 +76,9 @@ def _type_problem(key, spec, value):
     spec = {rule: setting for rule, setting in spec.items() if rule not in ("required", "default")}
     result = ArgumentSpecValidator({key: spec}).validate({key: value})
     checked = result.validated_parameters.get(key)
-    if result.error_messages or type(checked) is not type(value) or checked != value:
+    converted = type(checked) is not type(value) or checked != value
+    expanded = spec["type"] in CONVERTED_TYPES and isinstance(value, str)
+    if result.error_messages or (converted and not expanded):
         return f"must be {_expected(spec)}, not {value!r}"
     return None
 
@@ -150,7 +155,7 @@ def check_cluster_config(config):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
                         "(new ones are cloned from a template, which is as fast)")
     if not (config.get("auth") or {}).get("ssh_user"):
-        problems.append("auth.ssh_user: required: the user the cluster's SSH key logs in as (root on the test OVA)")
+        problems.append("auth.ssh_user: required: the user the cluster's SSH key logs in as (ubuntu on Ubuntu's cloud images and the test OVA)")
     node_types = config.get("available_node_types") or {}
     if not node_types:
         problems.append("available_node_types: at least one node type is required")

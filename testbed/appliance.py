@@ -49,12 +49,8 @@ OVF_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
     <OperatingSystemSection ovf:id="94" vmw:osType="ubuntu64Guest">
       <Info>The kind of installed guest operating system</Info>
     </OperatingSystemSection>
-    <ProductSection ovf:required="false">
-      <Info>Cloud-Init customization</Info>
-      <Product>Ray test appliance</Product>
-{properties}
-    </ProductSection>
-    <VirtualHardwareSection>
+{product_section}
+    <VirtualHardwareSection{transport}>
       <Info>Virtual hardware requirements</Info>
       <System>
         <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
@@ -109,6 +105,18 @@ OVF_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 </Envelope>
 """
 
+# Ubuntu's cloud OVA: cloud-init's OVF properties, shown to the guest as
+# guestinfo.ovfEnv (the com.vmware.guestInfo transport).
+PRODUCT_SECTION = """    <ProductSection ovf:required="false">
+      <Info>Cloud-Init customization</Info>
+      <Product>Ray test appliance</Product>
+{properties}
+    </ProductSection>"""
+GUESTINFO_TRANSPORT = ' ovf:transport="com.vmware.guestInfo"'
+# Ubuntu-style declares cloud-init's OVF properties; Packer-style, like most
+# Packer-built images, declares none and is configured through guestinfo.
+STYLES = ("ubuntu", "packer")
+
 PROPERTY_TEMPLATE = (
     '      <Property ovf:key="{key}" ovf:type="string" ovf:userConfigurable="true" ovf:value="">\n'
     "        <Label>{key}</Label>\n"
@@ -116,20 +124,32 @@ PROPERTY_TEMPLATE = (
 )
 
 
-def build_test_ova(cache_dir=DEFAULT_CACHE_DIR, payload_mib=0):
+def build_test_ova(cache_dir=DEFAULT_CACHE_DIR, payload_mib=0, style="ubuntu"):
     """Path of the test OVA, built once per descriptor version into cache_dir.
 
     payload_mib writes that much incompressible data into the disk, for
-    benchmarks whose uploads should cost what a real image's do.
+    benchmarks whose uploads should cost what a real image's do. style: one
+    of STYLES.
     """
     capacity_mib = DISK_CAPACITY_MIB + payload_mib
-    recipe = hashlib.sha256(f"{OVF_TEMPLATE}{PROPERTY_TEMPLATE}{capacity_mib}".encode()).hexdigest()[:12]
-    ova_path = Path(cache_dir) / f"{APPLIANCE_NAME}-{recipe}.ova"
+    descriptor = _descriptor(style)
+    recipe = hashlib.sha256(f"{descriptor}{capacity_mib}".encode()).hexdigest()[:12]
+    ova_path = Path(cache_dir) / f"{APPLIANCE_NAME}-{style}-{recipe}.ova"
     if not ova_path.exists():
-        _build(ova_path, capacity_mib, payload_mib)
-    if not payload_mib:
+        _build(ova_path, descriptor, capacity_mib, payload_mib)
+    if not payload_mib and style == "ubuntu":
         _link_latest(ova_path)
     return ova_path
+
+
+def _descriptor(style):
+    """The OVF descriptor without its disk size, which _build fills in."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, not {style!r}")
+    ubuntu = style == "ubuntu"
+    properties = "\n".join(PROPERTY_TEMPLATE.format(key=key) for key in CLOUD_INIT_PROPERTIES)
+    return OVF_TEMPLATE.replace("{product_section}", PRODUCT_SECTION.format(properties=properties) if ubuntu else "") \
+        .replace("{transport}", GUESTINFO_TRANSPORT if ubuntu else "")
 
 
 def _link_latest(ova_path):
@@ -143,16 +163,15 @@ def _link_latest(ova_path):
     partial.rename(link)
 
 
-def _build(ova_path, capacity_mib, payload_mib):
+def _build(ova_path, descriptor, capacity_mib, payload_mib):
     ova_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-appliance-") as work_dir:
         disk = _streamoptimized_disk(Path(work_dir), capacity_mib, payload_mib)
-        descriptor = OVF_TEMPLATE.format(
+        descriptor = descriptor.format(
             name=APPLIANCE_NAME,
             disk_file=DISK_FILE,
             disk_size=disk.stat().st_size,
             capacity_mib=capacity_mib,
-            properties="\n".join(PROPERTY_TEMPLATE.format(key=key) for key in CLOUD_INIT_PROPERTIES),
         ).encode()
         partial = ova_path.with_suffix(f".{os.getpid()}.partial")
         _write_ova(partial, descriptor, disk)

@@ -81,7 +81,7 @@ def run_demo(sim, guests, work_dir):
         started = time.monotonic()
         vm = import_ova(
             service_instance, build_test_ova(), DEMO_VM, **simulator.default_placement(service_instance),
-            properties={"public-keys": key.with_suffix(".pub").read_text(), "hostname": DEMO_VM},
+            properties={"public-keys": key.with_suffix(".pub").read_text(), "hostname": DEMO_VM, "instance-id": DEMO_VM},
         )
         vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
         guest = guests.wait_for_guest(vm._moId)
@@ -91,7 +91,7 @@ def run_demo(sim, guests, work_dir):
     print(f"Demo VM {DEMO_VM} ({vm._moId}): imported from the test OVA, powered on, guest up "
           f"in {time.monotonic() - started:.2f} s")
     print(f"  guest address {guest.address}; guest.ipAddress in vcsim: {reported}")
-    print(f"  $ ssh -i {key} root@{guest.address} 'hostname; ray --version'")
+    print(f"  $ ssh -i {key} ubuntu@{guest.address} 'hostname; ray --version'")
     result = ssh(guest.address, key, "hostname; ray --version")
     for line in (result.stdout + result.stderr).splitlines():
         print(f"  {line}")
@@ -190,7 +190,7 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
     for line in ray_cluster.ray_status(head_ip, key).splitlines():
         print(f"  {line}")
     if keep:
-        print(f"Kept: ssh -i {key} root@{head_ip}")
+        print(f"Kept: ssh -i {key} ubuntu@{head_ip}")
     else:
         deleted = run_playbook_or_exit("ray_down", work_dir, environment, cluster)
         print(f"Removed: {', '.join(deleted.get('ray_deleted_nodes', []))}")

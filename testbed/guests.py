@@ -6,17 +6,23 @@ hypervisor and of VMware Tools: it watches vcsim through the PropertyCollector
 
 - a network namespace on the testbed's bridge, with its own IPv4 address in
   198.18.0.0/15 (RFC 2544's benchmarking range: never anybody's LAN);
-- sshd as PID 1 of its own PID, mount and UTS namespaces, so `ray stop` in
-  one guest cannot see another guest's processes, with the VM's hostname and
-  a /tmp and root home of its own;
-- the node image's /opt, with Ray in /opt/ray (testbed.image), copy-on-write
-  per guest; the checkout, the project's virtualenv and the testbed's caches
-  are hidden, so a guest has what a user's VM has and nothing more;
-- authorized_keys from the key the deploy injected (OVF property
-  `public-keys` or extraConfig `guestinfo.public-keys`);
+- its own PID, mount and UTS namespaces, so `ray stop` in one guest cannot
+  see another guest's processes;
+- its own copy-on-write /etc, /home, /var/lib, /var/log and /run
+  (overlayfs over the host's), a /tmp and root home of its own, and the node
+  image's /opt with Ray in /opt/ray (testbed.image); the checkout, the
+  project's virtualenv and the testbed's caches are hidden, so a guest has
+  what a user's VM has and nothing more;
+- a boot through Debian's real cloud-init with Ubuntu's cloud image settings
+  (testbed.guest_boot), reading what vCenter presents through VMware Tools:
+  guestinfo.ovfEnv from the VM's vApp properties and extraConfig's
+  guestinfo.* (cloud-init's VMware datasource). cloud-init creates the
+  default user `ubuntu`, installs the deployed keys, sets the hostname and
+  refuses root, as on Ubuntu's cloud OVA;
+- then sshd, under tini as init;
 
-and reports the guest's address back to vcsim as VMware Tools would
-(ReconfigVM with `SET.guest.ipAddress`). Power-off or destroy removes it.
+and reports the guest's address and hostname back to vcsim as VMware Tools
+would (ReconfigVM with `SET.guest.ipAddress`). Power-off or destroy removes it.
 """
 
 import logging
@@ -40,7 +46,7 @@ from pyVmomi import vim, vmodl
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from testbed import PROJECT_ROOT, image, vsphere
+from testbed import PROJECT_ROOT, guest_boot, image, vsphere
 from testbed.appliance import DEFAULT_CACHE_DIR
 from testbed.prereqs import which
 from testbed.simulator import Vcsim
@@ -53,14 +59,20 @@ TEMP_PREFIX = "ray-vsphere-guests-"
 ADDRESS_PREFIX = "198.18"
 FIRST_HOST_OCTET = 10
 MAX_GUESTS = 240
-PUBLIC_KEY_SOURCES = ("public-keys", "guestinfo.public-keys")
-HOSTNAME_SOURCES = ("hostname", "guestinfo.hostname")
-# Folders every guest has its own copy of, as separate VMs would.
+# The image's default user, as on Ubuntu's cloud images; root logins are refused.
+DEFAULT_USER = "ubuntu"
+# The hostname a guest boots with, until cloud-init sets the VM's.
+IMAGE_HOSTNAME = "ubuntu"
+# Folders every guest has an empty copy of, as separate VMs would.
 PRIVATE_FOLDERS = ("/tmp", pwd.getpwuid(0).pw_dir)
+# System folders a guest sees copy-on-write over the host's: what cloud-init
+# and sshd write (users, keys, sudoers, host keys, instance state, logs).
+COPY_ON_WRITE_FOLDERS = ("/etc", "/home", "/var/lib", "/var/log", "/run")
 # What a VM could not see: this project's checkout, its virtualenv, the testbed's caches.
 HIDDEN_FROM_GUESTS = (PROJECT_ROOT, Path(sys.prefix), DEFAULT_CACHE_DIR)
 GUEST_PATH = f"{image.IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.vAppConfig.property")
+WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.vAppConfig.property",
+                      "config.uuid")
 
 
 SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -71,9 +83,9 @@ class GuestError(RuntimeError):
     pass
 
 
-def ssh(address, key_path, command, timeout=120):
-    """Run `command` as root in a guest; the CompletedProcess, output as text."""
-    return subprocess.run(["ssh", "-i", str(key_path), *SSH_OPTIONS, f"root@{address}", command],
+def ssh(address, key_path, command, timeout=120, user=DEFAULT_USER):
+    """Run `command` in a guest as `user` (the image's default user); the CompletedProcess, output as text."""
+    return subprocess.run(["ssh", "-i", str(key_path), *SSH_OPTIONS, f"{user}@{address}", command],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -142,14 +154,16 @@ class Guest:
     """One test guest; `start` and `stop` are called by the GuestSimulator."""
 
     vm_moid: str
-    hostname: str
-    authorized_keys: str
+    vm_name: str
+    guestinfo: dict
+    system_uuid: str
     slot: int
     address: str
     netns: str
     veth: str
     state_dir: Path
     image_root: Path
+    hostname: str = IMAGE_HOSTNAME
     bring_up_seconds: float = 0.0
     _process: subprocess.Popen = field(default=None, repr=False)
 
@@ -176,9 +190,9 @@ class Guest:
             ["ip", "netns", "exec", self.netns,
              "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount", "--uts",
              "--propagation", "private",
-             "/bin/sh", str(GUEST_INIT), self.hostname, str(self.etc_dir / "hosts"),
-             *self._mount_arguments(), "--",
-             which("sshd"), "-D", "-f", str(self.etc_dir / "sshd_config"), "-E", str(self.etc_dir / "sshd.log")],
+             "/bin/sh", str(GUEST_INIT), IMAGE_HOSTNAME, str(self.etc_dir / "hosts"),
+             *self._mount_arguments(), "--boot", str(self.etc_dir / "bin"), str(self.etc_dir / "cloud-init.out"),
+             "--", which("sshd"), "-D", "-E", str(self.etc_dir / "sshd.log")],
             stdin=subprocess.DEVNULL, stdout=init_log, stderr=init_log,
             # A session of its own: signals for the testbed's process group
             # (Ctrl-C, a runner stopping its children) must not reach guests.
@@ -186,7 +200,16 @@ class Guest:
         )
         init_log.close()
         self._wait_for_ssh(ssh_timeout)
+        self.hostname = self._booted_hostname()
         self.bring_up_seconds = time.monotonic() - started
+
+    def _booted_hostname(self):
+        """The hostname cloud-init gave the guest, as VMware Tools reports it."""
+        init_pid = _first_child(self._process.pid)
+        return run("nsenter", "--target", str(init_pid), "--uts", "hostname").strip()
+
+    def overlay_state(self, folder):
+        return self.state_dir / "overlay" / folder.strip("/").replace("/", "_")
 
     def _write_files(self):
         self.etc_dir.mkdir(parents=True, mode=0o700)
@@ -194,44 +217,49 @@ class Guest:
             copy = self.private_copy(folder)
             copy.mkdir(parents=True)
             copy.chmod(Path(folder).stat().st_mode & 0o7777)
-        for layer in ("upper", "work"):
-            (self.state_dir / "opt" / layer).mkdir(parents=True)
-        # Ray's command runner starts `bash --login`, whose /etc/profile resets
-        # PATH: like an image with Ray installed, root's .bashrc puts it first.
-        (self.private_copy(PRIVATE_FOLDERS[1]) / ".bashrc").write_text(f'export PATH="{image.IMAGE_BIN}:$PATH"\n')
-        keys = self.etc_dir / "authorized_keys"
-        keys.write_text(self.authorized_keys.strip() + "\n")
-        keys.chmod(0o600)
-        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.hostname}\n")
-        make_key_pair(self.etc_dir / "ssh_host_ed25519_key", self.hostname)
-        (self.etc_dir / "sshd_config").write_text(
-            f"ListenAddress {self.address}\n"
-            f"HostKey {self.etc_dir / 'ssh_host_ed25519_key'}\n"
-            f"PidFile {self.etc_dir / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {keys}\n"
-            # The guest's files may sit under a world-writable /tmp; they are root's and 0600.
-            "StrictModes no\n"
-            "PermitRootLogin prohibit-password\n"
-            "PasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\n"
-            "UsePAM no\n"
-            "PrintMotd no\n"
-            "Subsystem sftp internal-sftp\n"
-            # The image's Python environment, so `ray` runs in the guest.
-            f"SetEnv PATH={GUEST_PATH}\n"
-        )
+        for folder in (*COPY_ON_WRITE_FOLDERS, image.GUEST_OPT):
+            for layer in ("upper", "work"):
+                (self.overlay_state(folder) / layer).mkdir(parents=True)
+        # What the image brings in /etc, written into the guest's own layer.
+        etc = self.overlay_state("/etc") / "upper"
+        image_files = {
+            "cloud/cloud.cfg.d/90_ray_vsphere_image.cfg": guest_boot.CLOUD_CONFIG,
+            # Ray's command runner starts `bash --login`, whose /etc/profile resets PATH.
+            "profile.d/ray-image.sh": f'export PATH="{image.IMAGE_BIN}:$PATH"\n',
+            "ssh/sshd_config.d/50-ray-image.conf": (
+                f"ListenAddress {self.address}\n"
+                "PasswordAuthentication no\n"
+                # Commands over SSH (Ansible's, ray exec's) find the image's Ray.
+                f"SetEnv PATH={GUEST_PATH}\n"),
+        }
+        for relative, text in image_files.items():
+            (etc / relative).parent.mkdir(parents=True, exist_ok=True)
+            (etc / relative).write_text(text)
+        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n")
+        store = self.etc_dir / "guestinfo"
+        store.mkdir()
+        for key, value in self.guestinfo.items():
+            (store / key).write_text(value)
+        stand_ins = self.etc_dir / "bin"
+        stand_ins.mkdir()
+        for name, script in guest_boot.STAND_INS.items():
+            (stand_ins / name).write_text(script.format(store=store, system_uuid=self.system_uuid))
+            (stand_ins / name).chmod(0o755)
 
     def _mount_arguments(self):
         """guest_init.sh's --private, --keep, --overlay and --hide arguments.
 
-        Kept: the guest's sshd files, which live in the testbed's temp folder.
+        Kept: the guest's own files (guestinfo, stand-ins, logs), which live
+        in the testbed's temp folder.
         """
         arguments = []
+        for folder in COPY_ON_WRITE_FOLDERS:
+            arguments += ["--overlay", folder, folder, str(self.overlay_state(folder))]
         # The copies live in state_dir: the folder holding it is covered last.
         for folder in sorted(PRIVATE_FOLDERS, key=lambda folder: self.state_dir.is_relative_to(folder)):
             arguments += ["--private", folder, str(self.private_copy(folder))]
         arguments += ["--keep", str(self.etc_dir.resolve())]
-        arguments += ["--overlay", image.GUEST_OPT, str(self.image_root), str(self.state_dir / "opt")]
+        arguments += ["--overlay", image.GUEST_OPT, str(self.image_root), str(self.overlay_state(image.GUEST_OPT))]
         for path in HIDDEN_FROM_GUESTS:
             arguments += ["--hide", str(Path(path).resolve())]
         return arguments
@@ -251,7 +279,7 @@ class Guest:
 
     def log_tail(self, lines=10):
         text = ""
-        for name in ("init.log", "sshd.log"):
+        for name in ("init.log", "cloud-init.out", "sshd.log"):
             path = self.etc_dir / name
             if path.exists():
                 text += path.read_text(errors="replace")
@@ -293,18 +321,6 @@ def _kill(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def _value(props, keys):
-    """The first non-empty value among vApp properties and extraConfig keys."""
-    found = {p.id: p.value for p in props.get("config.vAppConfig.property") or [] if p.value}
-    found.update({o.key: o.value for o in props.get("config.extraConfig") or [] if o.value and o.key not in found})
-    return next((found[key] for key in keys if key in found), None)
-
-
-def guest_hostname(vm_name, props):
-    name = _value(props, HOSTNAME_SOURCES) or vm_name
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "guest"
 
 
 def _every_vm_filter(service_instance):
@@ -456,10 +472,14 @@ class GuestSimulator:
         # changes made by ReconfigVM through WaitForUpdatesEx.
         props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES))
         slot = self.network.take_slot()
+        vapp_properties = {prop.id: prop.value or prop.defaultValue or ""
+                           for prop in props.get("config.vAppConfig.property") or []}
+        extra_config = {option.key: option.value for option in props.get("config.extraConfig") or []}
         guest = Guest(
             vm_moid=vm._moId,
-            hostname=guest_hostname(props.get("name", vm._moId), props),
-            authorized_keys=_value(props, PUBLIC_KEY_SOURCES) or "",
+            vm_name=props.get("name", vm._moId),
+            guestinfo=guest_boot.presented_guestinfo(vm._moId, vapp_properties, extra_config),
+            system_uuid=props.get("config.uuid") or "",
             slot=slot,
             address=self.network.address(slot),
             netns=f"{NETNS_PREFIX}{self.network.tag}-{slot}",

@@ -88,14 +88,18 @@ def ssh_key_pair(tmp_path_factory):
 
 @pytest.fixture
 def deploy_test_vm(service_instance, test_ova):
-    """Import the test OVA as a VM (key injected as OVF property or guestinfo) and power it on."""
+    """Import the test OVA as a VM and power it on; the key as OVF properties or as cloud-init's guestinfo.metadata."""
+    import uuid
+
+    from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import vmware_metadata
     from testbed import vsphere
     from testbed.ova_import import import_ova
 
-    def deploy(name, *, public_key=None, guestinfo_key=None, power_on=True):
-        properties = {"public-keys": public_key, "hostname": name} if public_key else {}
-        extra_config = {"guestinfo.public-keys": guestinfo_key} if guestinfo_key else {}
-        vm = import_ova(service_instance, test_ova, name, **simulator.default_placement(service_instance),
+    def deploy(name, *, public_key=None, guestinfo_key=None, power_on=True, style="ubuntu"):
+        instance_id = str(uuid.uuid4())
+        properties = {"public-keys": public_key, "hostname": name, "instance-id": instance_id} if public_key else {}
+        extra_config = vmware_metadata(instance_id, name, [guestinfo_key]) if guestinfo_key else {}
+        vm = import_ova(service_instance, test_ova if style == "ubuntu" else build_test_ova(style=style), name, **simulator.default_placement(service_instance),
                         properties=properties, extra_config=extra_config)
         if power_on:
             vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())

@@ -58,16 +58,16 @@ def test_the_wheel_installs_without_the_checkout_and_its_collection_and_provider
     key = make_key_pair(tmp_path / "key")
     public_key = key.with_suffix(".pub").read_text().strip()
     ova = build_test_ova()
-    (tmp_path / "round_trip.yml").write_text(yaml.safe_dump(round_trip_play(f"/root/{ova.name}", public_key),
+    (tmp_path / "round_trip.yml").write_text(yaml.safe_dump(round_trip_play(f"/home/ubuntu/{ova.name}", public_key),
                                                             sort_keys=False))
     with vcsim_with_guests() as (sim, guests):
         service_instance = sim.endpoint.connect()
-        machine = import_ova(service_instance, ova, "users-machine",
-                             **simulator.default_placement(service_instance), properties={"public-keys": public_key})
+        machine = import_ova(service_instance, ova, "users-machine", **simulator.default_placement(service_instance),
+                             properties={"public-keys": public_key, "instance-id": "users-machine"})
         vsphere.wait_for_task(service_instance, machine.PowerOnVM_Task())
         address = guests.wait_for_guest(machine._moId).address
         copied = subprocess.run(["scp", "-q", "-r", "-i", str(key), *SSH_OPTIONS, str(wheels), str(ova),
-                                 str(tmp_path / "round_trip.yml"), f"root@{address}:/root/"],
+                                 str(tmp_path / "round_trip.yml"), f"ubuntu@{address}:"],
                                 capture_output=True, text=True, timeout=120)
         assert copied.returncode == 0, copied.stderr
         credentials = " ".join(f"{name}={shlex.quote(value)}" for name, value in sim.endpoint.environment().items())
@@ -75,14 +75,14 @@ def test_the_wheel_installs_without_the_checkout_and_its_collection_and_provider
             set -e
             cd / && export HOME="$(mktemp -d)" ANSIBLE_NOCOLOR=1
             ! python -c 'import ray_provider' 2>/dev/null
-            pip install --quiet --no-index --find-links /root/{wheels.name} ray-vsphere
+            sudo env "PATH=$PATH" pip install --quiet --no-index --find-links /home/ubuntu/{wheels.name} ray-vsphere
             python -c 'import ray_provider.node_provider as provider; print("PROVIDER", provider.__file__)'
             ansible-galaxy collection list ray_vsphere.cluster 2>/dev/null | grep -E '^# |^ray_vsphere'
             for module in {' '.join(MODULES)}; do ansible-doc ray_vsphere.cluster.$module | head -n 1; done
             for playbook in {' '.join(PLAYBOOKS)}; do
                 ansible-playbook --syntax-check ray_vsphere.cluster.$playbook 2>&1 | grep '^playbook:'
             done
-            env {credentials} ansible-playbook /root/round_trip.yml
+            env {credentials} ansible-playbook /home/ubuntu/round_trip.yml
         """
         result = ssh(address, key, script, timeout=600)
         vsphere.disconnect(service_instance)

@@ -238,7 +238,7 @@ def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_
     (tmp_path / "gpu-image").mkdir()
     (tmp_path / "gpu-image" / "gpu.ovf").write_text("<Envelope/>")
     head_config = local.prepare_for_head_node({
-        "provider": dict(provider_section), "auth": {"ssh_user": "root", "ssh_private_key": "~/ray_bootstrap_key.pem"},
+        "provider": dict(provider_section), "auth": {"ssh_user": "ubuntu", "ssh_private_key": "~/ray_bootstrap_key.pem"},
         "available_node_types": {"worker": {"node_config": {}, "resources": {}},
                                  "gpu": {"node_config": {"ovf": str(tmp_path / "gpu-image" / "gpu.ovf")}, "resources": {}},
                                  "web": {"node_config": {"ovf": "https://images.example.com/web.ova"}, "resources": {}}}})
@@ -282,7 +282,7 @@ def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
         "provider.datastor: unknown key; did you mean datastore?",
         "provider.vcenter_password: do not write the password into the cluster YAML (Ray caches it in plaintext "
         "and copies it to the head); export VMWARE_PASSWORD instead",
-        "auth.ssh_user: required: the user the cluster's SSH key logs in as (root on the test OVA)",
+        "auth.ssh_user: required: the user the cluster's SSH key logs in as (ubuntu on Ubuntu's cloud images and the test OVA)",
         "available_node_types.worker.node_config.memory_mb: must be at least 1, not -1",
         "available_node_types.worker.node_config.datastore: required (set it here or in provider.datastore)",
         "available_node_types.worker.node_config.cluster: one of cluster and esxi_host is required (here or in provider)",
@@ -292,14 +292,16 @@ def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
 
 # A value of each spec type, and one of another type that the module would only convert.
 RIGHT_AND_WRONG = {"str": ("https://images.example.com/ray.ova", 5), "int": (2, "2"), "bool": (False, "no"),
-                   "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value")}
+                   "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value"), "path": ("/etc/ssl/certs/ca.pem", 5)}
+# Options whose values have a form of their own, beyond their type.
+RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64}
 SETTABLE = sorted(set(DEPLOY_OPTIONS) - set(config.DECIDED_BY_PROVIDER))
 WHERE = {"provider": "provider", "node_config": "available_node_types.worker.node_config"}
 
 
 def problems_of(provider=None, node_config=None):
     try:
-        config.check_cluster_config({"provider": dict(PROVIDER, **(provider or {})), "auth": {"ssh_user": "root"},
+        config.check_cluster_config({"provider": dict(PROVIDER, **(provider or {})), "auth": {"ssh_user": "ubuntu"},
                                      "available_node_types": {"worker": {"node_config": node_config or {}}}})
     except config.ClusterConfigError as error:
         return error.problems
@@ -311,7 +313,7 @@ def problems_of(provider=None, node_config=None):
 def test_every_node_deploy_option_the_provider_does_not_decide_is_a_setting_checked_by_its_spec(option, section):
     spec = DEPLOY_OPTIONS[option]
     right, wrong = RIGHT_AND_WRONG[spec["type"]]
-    right = spec["choices"][0] if spec.get("choices") else right
+    right = spec["choices"][0] if spec.get("choices") else RIGHT_BY_OPTION.get(option, right)
     key = f"{WHERE[section]}.{option}"
 
     def problems_about_option(value):

@@ -66,7 +66,7 @@ def test_every_node_setting_reaches_node_deploy_in_the_check_and_the_launch(prov
     with pytest.raises(ClusterConfigError) as raised:
         VsphereNodeProvider.bootstrap_config({
             "cluster_name": "unit-vcsim", "provider": provider.provider_config,
-            "auth": {"ssh_user": "root", "ssh_private_key": provider.provider_config["ssh_private_key_file"]},
+            "auth": {"ssh_user": "ubuntu", "ssh_private_key": provider.provider_config["ssh_private_key_file"]},
             "available_node_types": {"head": {"node_config": {}}, "worker": {"node_config": not_a_network}}})
     problems = raised.value.problems
     assert len(problems) == 1 and problems[0].startswith(

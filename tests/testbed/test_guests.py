@@ -18,17 +18,23 @@ def netns_names():
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
 
 
-def test_powered_on_vm_gets_a_guest_that_accepts_only_the_injected_key(
+def test_powered_on_vm_boots_through_cloud_init_as_ubuntu_with_only_the_injected_key(
         service_instance, guest_simulator, deploy_test_vm, ssh_key_pair):
     injected_key, injected_public = ssh_key_pair("injected")
     other_key, _ = ssh_key_pair("other")
     vm = deploy_test_vm("ray-node-a", public_key=injected_public)
     guest = guest_simulator.wait_for_guest(vm._moId)
 
-    accepted = ssh(guest.address, injected_key, "hostname")
+    accepted = ssh(guest.address, injected_key, "id -un; hostname; cat ~/.ssh/authorized_keys; sudo -n id -un")
     assert accepted.returncode == 0, accepted.stderr
-    assert accepted.stdout.strip() == "ray-node-a"
+    user, hostname, authorized, sudo_user = accepted.stdout.strip().splitlines()
+    assert (user, hostname, sudo_user) == ("ubuntu", "ray-node-a", "root"), "cloud-init made ubuntu, with sudo"
+    assert authorized == injected_public.strip()
+    status = ssh(guest.address, injected_key, "cloud-init status --long").stdout
+    assert "status: done" in status and "DataSourceOVF [seed=com.vmware.guestInfo]" in status, status
 
+    root = ssh(guest.address, injected_key, "id -un", user="root")
+    assert root.returncode != 0 and 'Please login as the user "ubuntu"' in root.stdout, "cloud-init's disable_root"
     refused = ssh(guest.address, other_key, "hostname")
     assert refused.returncode == 255
     assert "Permission denied" in refused.stderr
@@ -40,11 +46,16 @@ def test_powered_on_vm_gets_a_guest_that_accepts_only_the_injected_key(
     assert reported["guest.toolsRunningStatus"] == "guestToolsRunning"
 
 
-def test_a_guestinfo_key_is_injected_too(guest_simulator, deploy_test_vm, ssh_key_pair):
+def test_an_image_without_ovf_properties_takes_its_key_from_guestinfo_metadata(
+        guest_simulator, deploy_test_vm, ssh_key_pair):
+    """A Packer-style image: cloud-init's VMware datasource, from guestinfo.metadata."""
     key, public = ssh_key_pair("guestinfo")
-    vm = deploy_test_vm("ray-node-guestinfo", guestinfo_key=public)
+    vm = deploy_test_vm("ray-node-guestinfo", guestinfo_key=public, style="packer")
     guest = guest_simulator.wait_for_guest(vm._moId)
-    assert ssh(guest.address, key, "true").returncode == 0
+    booted = ssh(guest.address, key, "hostname; cloud-init status --long")
+    assert booted.returncode == 0, booted.stderr
+    assert booted.stdout.split("\n")[0] == "ray-node-guestinfo"
+    assert "status: done" in booted.stdout and "DataSourceVMware" in booted.stdout, booted.stdout
 
 
 def test_power_off_removes_the_guest_and_its_ip_power_on_brings_it_back_destroy_removes_it(
@@ -111,7 +122,7 @@ def test_guests_see_the_image_not_the_checkout_and_image_writes_stay_in_their_gu
     # A pip install into the image's environment is the guest's own, as on a VM's disk.
     marker = "ray_vsphere_image_probe"
     wrote = ssh(first.address, key, f"python -c 'import site; print(site.getsitepackages()[0])' "
-                                    f"| xargs -I{{}} sh -c 'echo VALUE = 1 > {{}}/{marker}.py'")
+                                    f"| xargs -I{{}} sudo -n sh -c 'echo VALUE = 1 > {{}}/{marker}.py'")
     assert wrote.returncode == 0, wrote.stderr
     assert ssh(first.address, key, f"python -c 'import {marker}'").returncode == 0
     assert "ModuleNotFoundError" in ssh(second.address, key, f"python -c 'import {marker}'").stderr

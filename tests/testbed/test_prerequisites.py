@@ -27,7 +27,8 @@ def test_setup_installs_exactly_the_packages_the_check_probes():
     assert listed == [package for package, _ in prereqs.debian_prerequisites()]
     # Every command the testbed runs from a Debian package is probed, hence installed by setup.
     probes = " ".join(probe for _, probe in prereqs.debian_prerequisites())
-    for command in ("ip", "unshare", "mount", "sshd", "ssh", "ssh-keygen", "qemu-img", "tini", "rsync"):
+    for command in ("ip", "unshare", "mount", "sshd", "ssh", "ssh-keygen", "qemu-img", "tini", "rsync", "cloud-init",
+                    "sudo", "nsenter"):
         assert f"command -v {command}" in probes
     assert "/usr/bin/python3 -c 'import ensurepip, venv'" in probes
 
