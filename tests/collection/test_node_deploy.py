@@ -4,6 +4,7 @@ from conftest import deploy_task
 from pyVmomi import vim
 
 from testbed import simulator, vsphere
+from testbed.appliance import build_test_ova
 from testbed.guests import ssh
 from testbed.ova_import import import_ova
 
@@ -21,7 +22,7 @@ def test_deploy_one_node_waits_for_its_guest_ip_and_a_rerun_changes_nothing(
         play, guest_simulator, test_ova, ssh_key_pair, vm_names):
     key, public_key = ssh_key_pair("deploy-one")
     deploy = deploy_task("alpha", test_ova, node_kind="head", names=["alpha-head"], wait_for_ip=True, ip_timeout=60,
-                         ovf_properties={"public-keys": public_key}, cpus=4, memory_mb=4096)
+                         ssh_public_keys=[public_key], cpus=4, memory_mb=4096)
     first = play([deploy]).result
     assert not first["failed"], first
     assert first["changed"] is True
@@ -114,3 +115,32 @@ def test_a_name_taken_by_a_vm_of_another_cluster_is_refused(play, test_ova, vm_n
     assert result["failed"]
     assert "a VM named alpha-taken already exists in the VM folder and is not a node of Ray cluster other" in result["msg"]
     assert vm_names() == before
+
+
+def test_a_packer_style_image_without_ovf_properties_deploys_and_each_clone_boots_as_its_own_instance(
+        play, guest_simulator, ssh_key_pair):
+    """No ProductSection: the key, hostname and instance-id reach cloud-init through guestinfo.metadata."""
+    key, public_key = ssh_key_pair("packer")
+    deploy = deploy_task("packer", build_test_ova(style="packer"), count=2, request_id="p2", wait_for_ip=True,
+                         ip_timeout=60, ssh_public_keys=[public_key])
+    result = play([deploy]).result
+    assert not result["failed"], result
+    for node in result["nodes"]:
+        booted = ssh(node["ip"], key, "id -un; hostname; cat /var/lib/cloud/data/instance-id; "
+                                      "cloud-init status --long | grep -o DataSourceVMware")
+        assert booted.returncode == 0, booted.stderr
+        assert booted.stdout.split() == ["ubuntu", node["name"], node["uuid"], "DataSourceVMware"]
+    assert len({node["uuid"] for node in result["nodes"]}) == 2
+
+
+def test_clones_of_an_ubuntu_style_image_get_the_keys_and_their_own_instance_id_as_ovf_properties(
+        play, guest_simulator, test_ova, ssh_key_pair):
+    key, public_key = ssh_key_pair("ubuntu-style")
+    deploy = deploy_task("ubuntu", test_ova, count=2, request_id="u2", wait_for_ip=True, ip_timeout=60,
+                         ssh_public_keys=[public_key])
+    result = play([deploy]).result
+    assert not result["failed"], result
+    for node in result["nodes"]:
+        booted = ssh(node["ip"], key, "cat /var/lib/cloud/data/instance-id; cloud-init status --long | grep -o 'DataSourceOVF'")
+        assert booted.returncode == 0, booted.stderr
+        assert booted.stdout.split() == [node["uuid"], "DataSourceOVF"]
