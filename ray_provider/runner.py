@@ -33,6 +33,10 @@ def playbook_environment(envvars=None):
     """
     environment = dict(envvars or {})
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    # Pipelined, a module and its arguments (the vCenter password among them)
+    # go to Python's stdin; otherwise Ansible writes them to
+    # ~/.ansible/tmp/.../AnsiballZ_*.py for as long as the module runs.
+    environment.setdefault("ANSIBLE_PIPELINING", "True")
     return environment
 
 

@@ -4,6 +4,7 @@ vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
 runs the same provider against the same vCenter as the `ray up` machine.
 """
 
+import shlex
 import time
 
 import pytest
@@ -88,7 +89,8 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     # No password in clear: not in what the head got, nor in any run's artifacts here or there.
     password = sim.endpoint.password
-    head_files = ssh(head_ip, cluster_key, f"grep -rl -F {password} ~ /tmp/ray 2>/dev/null; "
+    # -e and quoting: a password that starts with "-" or holds shell specials is still what grep looks for.
+    head_files = ssh(head_ip, cluster_key, f"grep -rl -F -e {shlex.quote(password)} ~ /tmp/ray 2>/dev/null; "
                                            "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml")
     assert head_files.stdout.split() == ["1"], head_files.stdout
     config_caches = list((state_dir / "tmp").glob("ray-config-*"))
