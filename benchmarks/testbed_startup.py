@@ -11,10 +11,11 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 from testbed import simulator, vsphere
 from testbed.appliance import build_test_ova
-from testbed.guests import GuestSimulator
+from testbed.guests import DEFAULT_USER, GuestSimulator, make_key_pair, ssh
 from testbed.ova_import import import_ova
 
 
@@ -38,18 +39,22 @@ def main():
         ova = build_test_ova(cache)
         service_instance = sim.endpoint.connect()
         placement = simulator.default_placement(service_instance)
+        key = make_key_pair(Path(cache) / "bench-key")
         power_on_to_ssh = []
         for index in range(args.vms):
             vm = import_ova(service_instance, ova, f"ray-bench-{index}", **placement,
-                            properties={"public-keys": "ssh-ed25519 AAAA bench"})
+                            properties={"public-keys": key.with_suffix(".pub").read_text(),
+                                        "instance-id": f"bench-{index}", "hostname": f"ray-bench-{index}"})
             started = time.monotonic()
             vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
-            guests.wait_for_guest(vm._moId)
+            guest = guests.wait_for_guest(vm._moId)
+            login = ssh(guest.address, key, "id -un")  # as the user cloud-init made, with the deployed key
             power_on_to_ssh.append(time.monotonic() - started)
+            assert login.stdout.strip() == DEFAULT_USER, login.stderr
         bring_up = [guest.bring_up_seconds for guest in guests.guests().values()]
         vsphere.disconnect(service_instance)
-    print(f"guest bring-up (namespaces + sshd): {summary(bring_up)}")
-    print(f"power-on to SSH-ready guest:        {summary(power_on_to_ssh)}")
+    print(f"guest boot (namespaces, cloud-init, sshd):      {summary(bring_up)}")
+    print(f"power-on to an SSH login as {DEFAULT_USER} (cloud-init): {summary(power_on_to_ssh)}")
 
 
 if __name__ == "__main__":
