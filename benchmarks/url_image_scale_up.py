@@ -16,14 +16,10 @@ Everything (OVAs, provider state, node_deploy's cache) lives in one temp folder.
 """
 
 import argparse
-import http.server
 import os
 import statistics
 import tempfile
-import threading
 import time
-from collections import Counter
-from functools import partial
 from pathlib import Path
 
 import yaml
@@ -33,58 +29,9 @@ from ray_provider.node_provider import VsphereNodeProvider
 from testbed import ray_cluster
 from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, vcsim_with_guests
+from testbed.image_server import ImageServer
 
 WORKER_TAGS = {"ray-node-type": "worker", "ray-user-node-type": "worker"}
-
-
-class ThrottledServer:
-    """Serves `folder` on 127.0.0.1 at about `rate` bytes per second per response; counts (method, path)."""
-
-    def __init__(self, folder, rate):
-        self.requests = Counter()
-        lock = threading.Lock()
-        requests = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                with lock:
-                    requests["GET", self.path] += 1
-                super().do_GET()
-
-            def do_HEAD(self):
-                with lock:
-                    requests["HEAD", self.path] += 1
-                super().do_HEAD()
-
-            def copyfile(self, source, outputfile):
-                started, sent = time.monotonic(), 0
-                while chunk := source.read(1024 * 1024):
-                    outputfile.write(chunk)
-                    sent += len(chunk)
-                    ahead = started + sent / rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.server.server_port}/{path}"
-
-    def gets(self, path):
-        return self.requests["GET", f"/{path}"]
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 def timed(function, *args):
@@ -103,12 +50,12 @@ def measure(server, served_path, work_dir, repeat):
     node_provider.STATE_DIR = work_dir / "state"
     figures = {}
     figures["bootstrap"], bootstrapped = timed(VsphereNodeProvider.bootstrap_config, yaml.safe_load(config.read_text()))
-    figures["bootstrap GETs"] = server.gets(served_path)
+    figures["bootstrap GETs"] = server.count("GET", served_path)
     provider = VsphereNodeProvider(bootstrapped["provider"], cluster)
     figures["first deploy"], created = timed(provider.create_node, {}, WORKER_TAGS, 1)
-    figures["first deploy GETs"] = server.gets(served_path) - figures["bootstrap GETs"]
+    figures["first deploy GETs"] = server.count("GET", served_path) - figures["bootstrap GETs"]
     provider.terminate_nodes(list(created))
-    before = server.gets(served_path)
+    before = server.count("GET", served_path)
     scale_ups = []
     for _ in range(repeat):
         seconds, created = timed(provider.create_node, {}, WORKER_TAGS, 1)
@@ -117,7 +64,7 @@ def measure(server, served_path, work_dir, repeat):
         provider.terminate_nodes(list(created))
     figures["scale-up"] = statistics.median(scale_ups)
     figures["scale-ups"] = scale_ups
-    figures["scale-up GETs"] = server.gets(served_path) - before
+    figures["scale-up GETs"] = server.count("GET", served_path) - before
     return figures
 
 
@@ -141,7 +88,7 @@ def main():
               + ", ".join(f"{label} {size:.0f} MiB" for label, (_, size) in images.items())
               + f"; served from 127.0.0.1 at {args.mib_per_second:.0f} MiB/s")
         figures = {}
-        with ThrottledServer(served, args.mib_per_second * 2**20) as server, vcsim_with_guests() as (sim, _guests):
+        with ImageServer(served, rate=args.mib_per_second * 2**20) as server, vcsim_with_guests() as (sim, _guests):
             os.environ.update(sim.endpoint.environment())
             for label, (served_path, size) in images.items():
                 figures[label] = result = measure(server, served_path, work_dir / label, args.repeat)

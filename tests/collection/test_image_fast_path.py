@@ -7,11 +7,8 @@ variant of the test OVA (an extra tar member), so each starts without a
 template and the counts are its own.
 """
 
-import collections
 import datetime
-import functools
 import hashlib
-import http.server
 import io
 import ipaddress
 import json
@@ -19,7 +16,6 @@ import os
 import shutil
 import ssl
 import tarfile
-import threading
 
 import pytest
 from conftest import deploy_task
@@ -31,50 +27,7 @@ from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf
 from testbed import vsphere
-
-
-class ImageServer:
-    """http(s)://127.0.0.1:<port>/ serving `folder`; `requests` counts (method, path)."""
-
-    def __init__(self, folder, tls_context=None):
-        self.requests = collections.Counter()
-        lock = threading.Lock()
-        requests = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                with lock:
-                    requests["GET", self.path] += 1
-                super().do_GET()
-
-            def do_HEAD(self):
-                with lock:
-                    requests["HEAD", self.path] += 1
-                super().do_HEAD()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-        if tls_context is not None:
-            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
-        self.scheme = "https" if tls_context else "http"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, name):
-        return f"{self.scheme}://127.0.0.1:{self.server.server_port}/{name}"
-
-    def count(self, method, name):
-        return self.requests[method, f"/{name}"]
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+from testbed.image_server import ImageServer
 
 
 def ova_variant(test_ova, target, note):
