@@ -6,13 +6,19 @@ After the whole session, anything the testbed left behind fails the run.
 """
 
 
-import os
 import shutil
 import tempfile
 
 import pytest
 
-from testbed import leftovers, simulator
+from testbed.ansible_state import keep_ansible_state_in
+
+# Ansible's per-user state goes to a folder of the session's, never the
+# user's home; set before anything imports ansible, which makes its local
+# temp folder on import.
+SESSION_ANSIBLE_HOME = keep_ansible_state_in(tempfile.mkdtemp(prefix="ray-vsphere-ansible-home-"))
+
+from testbed import leftovers, simulator  # noqa: E402 - after the Ansible state is placed
 from testbed.appliance import build_test_ova
 from testbed.guests import GuestSimulator, make_key_pair
 from testbed.prereqs import PrerequisiteError, check_prerequisites
@@ -22,17 +28,10 @@ _snapshot_before_session = {}
 
 def pytest_sessionstart(session):
     _snapshot_before_session.update(leftovers.snapshot())
-    # Ansible's per-user state goes to a folder of the session's, never the
-    # user's home: ANSIBLE_HOME moves galaxy_cache, collections and the local
-    # temp; SSH's control sockets and local-connection module temps default
-    # to ~/.ansible/{cp,tmp} whatever ANSIBLE_HOME says.
-    ansible_home = tempfile.mkdtemp(prefix="ray-vsphere-ansible-home-")
-    os.environ.update(ANSIBLE_HOME=ansible_home, ANSIBLE_SSH_CONTROL_PATH_DIR=f"{ansible_home}/cp",
-                      ANSIBLE_REMOTE_TMP=f"{ansible_home}/remote-tmp")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(os.environ.pop("ANSIBLE_HOME"), ignore_errors=True)
+    shutil.rmtree(SESSION_ANSIBLE_HOME, ignore_errors=True)
     left = leftovers.left_behind(_snapshot_before_session, leftovers.snapshot())
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

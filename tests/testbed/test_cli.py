@@ -10,7 +10,7 @@ import pytest
 
 from testbed import PROJECT_ROOT, leftovers
 
-TESTBED = [sys.executable, "-m", "testbed.cli"]
+TESTBED = [sys.executable, "-m", "testbed"]
 
 
 def test_testbed_up_demo_prints_how_to_reach_vcsim_and_logs_in_to_a_guest(testbed_prerequisites):
