@@ -468,7 +468,7 @@ class GuestSimulator:
                 self._changed.notify_all()
 
     def _add_guest(self, service_instance, vm, props):
-        # Read the key and hostname fresh: vcsim does not report vApp property
+        # Read what the guest is shown fresh: vcsim does not report vApp property
         # changes made by ReconfigVM through WaitForUpdatesEx.
         props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES))
         slot = self.network.take_slot()

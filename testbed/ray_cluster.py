@@ -23,8 +23,7 @@ from ray.autoscaler._private.command_runner import HASH_MAX_LENGTH
 from ray_provider.runner import run_playbook
 from testbed import PROJECT_ROOT, image, simulator
 from testbed.appliance import build_test_ova
-from testbed import guests
-from testbed.guests import ssh
+from testbed.guests import DEFAULT_USER, ssh
 
 COLLECTION = "ray_vsphere.cluster"
 
@@ -63,7 +62,7 @@ def cluster_vars(cluster_name, key_path, worker_count):
         ray_network=simulator.NETWORK,
         ray_worker_count=worker_count,
         ray_ssh_private_key=str(key_path),
-        ray_ssh_user=guests.DEFAULT_USER,  # the test OVA boots like Ubuntu's cloud image
+        ray_ssh_user=DEFAULT_USER,  # the test OVA boots like Ubuntu's cloud image
         # Guests share this machine: one CPU each and small object stores.
         ray_start_options=["--num-cpus=1", "--object-store-memory=200000000"],
         ray_ip_timeout=120,
