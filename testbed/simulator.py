@@ -92,8 +92,14 @@ class Vcsim:
     """
 
     def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
-                 vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1"):
-        """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too."""
+                 vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
+                 lease_timeout=None, session_idle_timeout=None, host_cost_limit=None):
+        """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
+
+        lease_timeout, session_idle_timeout (seconds) and host_cost_limit
+        (provisioning cost units per host): vcsim's vCenter-like defaults
+        (300 s, 30 min, 16; testbed/vcsim) unless given, e.g. short for a test.
+        """
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.method_delay = method_delay or {}
@@ -101,6 +107,8 @@ class Vcsim:
         self.start_timeout = start_timeout
         self.port = port
         self.host = host
+        self.strict_flags = {"-lease-timeout": lease_timeout, "-session-idle-timeout": session_idle_timeout,
+                             "-host-cost-limit": host_cost_limit}
         self.endpoint = None
         self.startup_seconds = None
         self._process = None
@@ -118,6 +126,9 @@ class Vcsim:
         command = [str(VCSIM_BIN), "-l", f"{self.host}:{self.port}", "-stdinexit",
                    *(f"{flag}={value}" for flag, value in flags.items()),
                    "-username", self.username, "-password", self.password]
+        for flag, value in self.strict_flags.items():
+            if value is not None:
+                command.append(f"{flag}={value}s" if flag.endswith("timeout") else f"{flag}={value}")
         if self.method_delay:
             command += ["-method-delay", ",".join(f"{name}:{ms}" for name, ms in self.method_delay.items())]
         return command

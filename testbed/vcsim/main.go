@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 
@@ -50,6 +51,10 @@ func main() {
 	username := flag.String("username", "", "the only username accepted (any when empty)")
 	password := flag.String("password", "", "the only password accepted (any when empty)")
 	stdinExit := flag.Bool("stdinexit", false, "exit when stdin reaches EOF")
+	// vCenter's defaults (strict.go and its neighbours say where they come from).
+	leaseTimeout := flag.Duration("lease-timeout", 300*time.Second, "an NFC lease without HttpNfcLeaseProgress for this long fails")
+	sessionIdleTimeout := flag.Duration("session-idle-timeout", 30*time.Minute, "a session idle for this long ends (0: never)")
+	hostCostLimit := flag.Int("host-cost-limit", 16, "provisioning cost units per host; more queue (0: no limit)")
 	flag.Parse()
 
 	if *methodDelay != "" {
@@ -68,6 +73,8 @@ func main() {
 	if err := model.Create(); err != nil {
 		log.Fatal(err)
 	}
+	setSessionIdleTimeout(model, *sessionIdleTimeout)
+	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
 
 	serviceURL := &url.URL{Host: *listen}
 	if *username != "" {
