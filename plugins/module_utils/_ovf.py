@@ -41,7 +41,10 @@ except ImportError:
 
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 CHUNK = 1024 * 1024
-LEASE_KEEPALIVE_SECONDS = 15  # vCenter drops an NFC lease after about 5 minutes without progress
+# vCenter fails an NFC lease that gets no HttpNfcLeaseProgress for its
+# info.leaseTimeout (300 s by default). Progress goes every quarter of it, at
+# most every 15 s; a lease that states no timeout is kept with the 15 s.
+LEASE_KEEPALIVE_SECONDS = 15
 SHA256_KEY = "sha256:"
 
 
@@ -436,19 +439,27 @@ def _wait_for_lease(service_instance, lease, name, timeout):
         time.sleep(0.05)
 
 
+def keepalive_interval(lease_timeout):
+    """Seconds between HttpNfcLeaseProgress calls for a lease that times out after lease_timeout seconds."""
+    if not lease_timeout or lease_timeout <= 0:
+        return LEASE_KEEPALIVE_SECONDS
+    return min(LEASE_KEEPALIVE_SECONDS, lease_timeout / 4.0)
+
+
 class _Progress(object):
     """Reports upload progress on a timer, which also keeps the lease alive."""
 
-    def __init__(self, lease, total):
+    def __init__(self, lease, total, interval):
         self._lease = lease
         self._total = max(total, 1)
+        self._interval = interval
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
         self._thread.daemon = True
 
     def _run(self):
-        while not self._stop.wait(LEASE_KEEPALIVE_SECONDS):
+        while not self._stop.wait(self._interval):
             try:
                 self._lease.HttpNfcLeaseProgress(min(99, int(100 * self.sent / self._total)))
             except Exception:  # pylint: disable=broad-except
@@ -467,7 +478,8 @@ def _upload_disks(client, package, spec_result, lease, info, name):
     items = dict((item.deviceId, item) for item in spec_result.fileItem or [])
     uploads = [(device_url, items[device_url.importKey]) for device_url in info.deviceUrl or []
                if device_url.importKey in items]
-    with _Progress(lease, sum(package.files.get(upload[1].path, 0) for upload in uploads)) as progress:
+    total = sum(package.files.get(upload[1].path, 0) for upload in uploads)
+    with _Progress(lease, total, keepalive_interval(info.leaseTimeout)) as progress:
         for device_url, item in uploads:
             _upload(client, package, item, device_url.url, progress, name)
     lease.HttpNfcLeaseProgress(100)
