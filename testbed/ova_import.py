@@ -16,7 +16,8 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _
 def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore, folder, network,
                properties=None, extra_config=None, timeout=120):
     """Import `ova_path` as `vm_name`; OVF properties and extraConfig as given."""
-    host, _, port = service_instance._stub.host.rpartition(":")
+    stub = service_instance._stub
+    host, _, port = getattr(stub, "soapStub", stub).host.rpartition(":")  # soapStub: under a re-login stub
     session = SimpleNamespace(service_instance=service_instance, hostname=host,
                               ssl_context=ssl._create_unverified_context)  # vcsim's certificate is self-signed
     placement = _placement.Placement(None, resource_pool, None, folder, datastore, network)

@@ -7,7 +7,11 @@
 Arguments and environment fallbacks are those of AWX's VMware vCenter
 credential (VMWARE_HOST, VMWARE_USER, VMWARE_PASSWORD, VMWARE_VALIDATE_CERTS,
 plus VMWARE_PORT). A session is always logged out, also when the module fails,
-and a failed login says which of host, TLS or credentials is wrong.
+and a failed login says which of host, TLS or credentials is wrong. A session
+vCenter ended (idle for its timeout, about 30 minutes, or a vCenter restart:
+NotAuthenticated; pyvmomi issues #349, #953) is logged in again on the next
+call, which is then retried: long-lived clients such as the Ray provider
+need not notice.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +27,7 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 PYVMOMI_IMPORT_ERROR = None
 try:
-    from pyVim.connect import Disconnect, SmartConnect
+    from pyVim.connect import Disconnect, SmartStubAdapter, VimSessionOrientedStub
     from pyVmomi import vim, vmodl
 except ImportError:
     PYVMOMI_IMPORT_ERROR = traceback.format_exc()
@@ -84,10 +88,14 @@ class VcenterClient(object):
     def connect(self):
         where = "%s:%s" % (self.hostname, self.port)
         try:
-            self.service_instance = SmartConnect(
-                host=self.hostname, port=self.port, user=self._username, pwd=self._password,
-                sslContext=self.ssl_context(), connectionPoolTimeout=self._timeout,
-            )
+            stub = SmartStubAdapter(host=self.hostname, port=self.port, sslContext=self.ssl_context(),
+                                    connectionPoolTimeout=self._timeout)
+            # Logs in on the first call and again on NotAuthenticated. retryCount=2:
+            # one new login per expired session, and one resend of a call whose
+            # connection broke (a pooled connection the server had closed).
+            stub = VimSessionOrientedStub(stub, self._login, retryDelay=0.1, retryCount=2)
+            self.service_instance = vim.ServiceInstance("ServiceInstance", stub)
+            self.service_instance.content.sessionManager.currentSession  # logs in now: errors belong to connect()
         except vim.fault.InvalidLogin:
             raise RayVsphereError(
                 "vCenter %s rejected the login of %r: wrong username or password "
@@ -101,6 +109,12 @@ class VcenterClient(object):
         except vmodl.MethodFault as error:
             raise RayVsphereError("login to vCenter %s failed: %s" % (where, fault_text(error)))
         return self
+
+    def _login(self, soap_stub):
+        # Not VimSessionOrientedStub.makeUserLoginMethod's: it first reads
+        # currentSession, which vcsim refuses without a session.
+        content = vim.ServiceInstance("ServiceInstance", soap_stub).RetrieveContent()
+        content.sessionManager.Login(self._username, self._password)
 
     def disconnect(self):
         if self.service_instance is not None:
