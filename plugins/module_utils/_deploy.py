@@ -414,8 +414,7 @@ class _Template(object):
         self.service_instance = builder.service_instance
         self.name = name
         self.vm = self._find_or_import()
-        self.props = _vsphere.read(self.service_instance, self.vm,
-                                   ["snapshot", "datastore", "config.vAppConfig", "config.hardware.device"])
+        self.props = _vsphere.read(self.service_instance, self.vm, ["snapshot", "datastore", "config.hardware.device"])
 
     def _find_or_import(self):
         builder = self.builder
@@ -487,31 +486,22 @@ class _Template(object):
         return vm
 
     def _set_properties(self, vm, name, values):
-        """Give the clone its OVF property values in one ReconfigVM.
+        """Give the clone its OVF property values in one ReconfigVM, by the keys of the properties it kept.
 
-        'edit' where the clone kept the template's property (vCenter copies
-        them), 'add' where it did not (vcsim drops vApp properties on clone).
+        A clone keeps its template's vApp properties (vCenter copies the
+        configuration), so values are edits; an OVF's property that is not
+        there is an error, not something to add.
         """
-        template_vapp = self.props.get("config.vAppConfig")
         kept = dict((prop.id, prop) for prop in
                     _vsphere.read(self.service_instance, vm, ["config.vAppConfig.property"]).get("config.vAppConfig.property", []))
-        specs = []
-        for prop in template_vapp.property if template_vapp else []:
-            if prop.id in kept:
-                if prop.id in values:
-                    specs.append(vim.vApp.PropertySpec(operation="edit",
-                                                       info=vim.vApp.PropertyInfo(key=kept[prop.id].key, value=values[prop.id])))
-            else:
-                specs.append(vim.vApp.PropertySpec(operation="add", info=vim.vApp.PropertyInfo(
-                    key=prop.key, id=prop.id, type=prop.type, label=prop.label, category=prop.category,
-                    userConfigurable=prop.userConfigurable, defaultValue=prop.defaultValue,
-                    value=values.get(prop.id, prop.value))))
-        if not specs:
-            return
-        vapp = vim.vApp.VmConfigSpec(property=specs)
-        if not kept and template_vapp is not None:
-            vapp.ovfEnvironmentTransport = template_vapp.ovfEnvironmentTransport
-        _vsphere.wait_for_task(self.service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(vAppConfig=vapp)),
+        missing = sorted(set(values) - set(kept))
+        if missing:
+            raise RayVsphereError("clone %s of template %s lacks the vApp properties %s its OVF declares"
+                                  % (name, self.name, ", ".join(missing)))
+        specs = [vim.vApp.PropertySpec(operation="edit", info=vim.vApp.PropertyInfo(key=kept[key].key, value=value))
+                 for key, value in sorted(values.items())]
+        _vsphere.wait_for_task(self.service_instance,
+                               vm.ReconfigVM_Task(vim.vm.ConfigSpec(vAppConfig=vim.vApp.VmConfigSpec(property=specs))),
                                "ReconfigVM_Task (OVF properties) on VM %s" % name)
 
     def _nic_changes(self):
