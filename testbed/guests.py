@@ -15,8 +15,9 @@ hypervisor and of VMware Tools: it watches vcsim through the PropertyCollector
   what a user's VM has and nothing more;
 - a boot through Debian's real cloud-init with Ubuntu's cloud image settings
   (testbed.guest_boot), reading what vCenter presents through VMware Tools:
-  guestinfo.ovfEnv from the VM's vApp properties and extraConfig's
-  guestinfo.* (cloud-init's VMware datasource). cloud-init creates the
+  extraConfig's guestinfo.*, among them the guestinfo.ovfEnv vcsim writes
+  from the vApp properties at power-on (cloud-init's OVF datasource) and
+  guestinfo.metadata (its VMware datasource). cloud-init creates the
   default user `ubuntu`, installs the deployed keys, sets the hostname and
   refuses root, as on Ubuntu's cloud OVA;
 - then sshd, under tini as init;
@@ -71,8 +72,7 @@ COPY_ON_WRITE_FOLDERS = ("/etc", "/home", "/var/lib", "/var/log", "/run")
 # What a VM could not see: this project's checkout, its virtualenv, the testbed's caches.
 HIDDEN_FROM_GUESTS = (PROJECT_ROOT, Path(sys.prefix), DEFAULT_CACHE_DIR)
 GUEST_PATH = f"{image.IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.vAppConfig.property",
-                      "config.uuid")
+WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.uuid")
 
 
 SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -415,32 +415,49 @@ class GuestSimulator:
                 raise GuestError(f"guest of VM {vm_moid} still up after {timeout} s")
 
     def _watch(self):
-        service_instance = None
+        """Follow vcsim until stopped, logging in again whenever vCenter ends the session.
+
+        vCenter ends idle sessions, and every session on a restart
+        (NotAuthenticated); a new session starts from a full update, which
+        also tells which VMs went away meanwhile.
+        """
         try:
-            service_instance = self.endpoint.connect()
-            collector = service_instance.content.propertyCollector
-            collector.CreateFilter(_every_vm_filter(service_instance), partialUpdates=False)
-            version = ""
             while not self._stopping.is_set():
-                update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
-                if update is not None:
-                    version = update.version
-                    for filter_update in update.filterSet:
-                        for object_update in filter_update.objectSet:
-                            self._apply(service_instance, object_update)
-                self._ready.set()
+                service_instance = self.endpoint.connect()
+                try:
+                    self._follow(service_instance)
+                except vim.fault.NotAuthenticated:
+                    log.info("guest simulator: vcsim ended the session; logging in again")
+                finally:
+                    try:
+                        vsphere.disconnect(service_instance)
+                    except Exception:  # noqa: BLE001 - the session or vcsim may already be gone
+                        pass
         except Exception as error:  # noqa: BLE001 - reported through self.errors and wait_for_guest
             log.exception("guest simulator stopped")
             with self._changed:
                 self.errors.append(f"watching vcsim: {error!r}")
                 self._changed.notify_all()
             self._ready.set()
-        finally:
-            if service_instance is not None:
-                try:
-                    vsphere.disconnect(service_instance)
-                except Exception:  # noqa: BLE001 - vcsim may already be gone
-                    pass
+
+    def _follow(self, service_instance):
+        collector = service_instance.content.propertyCollector
+        collector.CreateFilter(_every_vm_filter(service_instance), partialUpdates=False)
+        version = ""
+        while not self._stopping.is_set():
+            update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+            if update is not None:
+                if not version:  # the full state: forget guests of VMs that are gone
+                    present = {object_update.obj._moId for filter_update in update.filterSet
+                               for object_update in filter_update.objectSet}
+                    for moid in set(self._guests) - present:
+                        self._vm_properties.pop(moid, None)
+                        self._remove_guest(service_instance, vim.VirtualMachine(moid), report=False)
+                version = update.version
+                for filter_update in update.filterSet:
+                    for object_update in filter_update.objectSet:
+                        self._apply(service_instance, object_update)
+            self._ready.set()
 
     def _apply(self, service_instance, object_update):
         vm = object_update.obj
@@ -468,17 +485,15 @@ class GuestSimulator:
                 self._changed.notify_all()
 
     def _add_guest(self, service_instance, vm, props):
-        # Read what the guest is shown fresh: vcsim does not report vApp property
-        # changes made by ReconfigVM through WaitForUpdatesEx.
+        # Read what the guest is shown fresh, as of its power-on: guestinfo.ovfEnv
+        # is written at power-on, and an update may still be on its way.
         props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES))
         slot = self.network.take_slot()
-        vapp_properties = {prop.id: prop.value or prop.defaultValue or ""
-                           for prop in props.get("config.vAppConfig.property") or []}
         extra_config = {option.key: option.value for option in props.get("config.extraConfig") or []}
         guest = Guest(
             vm_moid=vm._moId,
             vm_name=props.get("name", vm._moId),
-            guestinfo=guest_boot.presented_guestinfo(vm._moId, vapp_properties, extra_config),
+            guestinfo=guest_boot.presented_guestinfo(extra_config),
             system_uuid=props.get("config.uuid") or "",
             slot=slot,
             address=self.network.address(slot),

@@ -1,16 +1,22 @@
-"""What node_deploy injects and the guests present, parsed by cloud-init's own datasource code.
+"""What node_deploy injects and vCenter presents, parsed by cloud-init's own datasource code.
 
-cloud-init is Debian's package (what the guests boot with), imported by
-Debian's /usr/bin/python3 in a subprocess: its modules and their
-dependencies live in dist-packages, not in the project's virtualenv.
+The OVF environment is the one vcsim writes into guestinfo.ovfEnv at
+power-on, as vCenter does (testbed/vcsim/ovfenv.go). cloud-init is Debian's
+package (what the guests boot with), imported by Debian's /usr/bin/python3 in
+a subprocess: its modules and their dependencies live in dist-packages, not
+in the project's virtualenv.
 """
 
 import json
 import subprocess
 
+import pytest
+
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DeployRequest
+from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES
-from testbed.guest_boot import ovf_environment, presented_guestinfo
+from testbed.guest_boot import presented_guestinfo
+from testbed.ova_import import import_ova
 
 PARSE_WITH_CLOUD_INIT = """
 import json, sys
@@ -40,11 +46,33 @@ def deploy_request(**params):
                               **params))
 
 
-def what_the_guest_reads(request, name):
-    """The guestinfo a VM deployed by `request` shows its guest, as vCenter and the testbed present it."""
-    properties = request.ovf_properties(CLOUD_INIT_PROPERTIES, name)
-    extra_config = {**request.vmware_metadata(name), **request.guestinfo}
-    return presented_guestinfo("vm-42", properties, extra_config)
+@pytest.fixture
+def what_the_guest_reads(service_instance, test_ova):
+    """The guestinfo of a powered-on VM made with `properties` and `extra_config`, as its guest reads it."""
+    made = []
+
+    def read(properties, extra_config):
+        vm = import_ova(service_instance, test_ova, f"cloud-init-documents-{len(made)}",
+                        **simulator.default_placement(service_instance),
+                        properties=properties, extra_config=extra_config)
+        made.append(vm)
+        vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
+        extra = vsphere.read_properties(service_instance, vm, ["config.extraConfig"])["config.extraConfig"]
+        return presented_guestinfo({option.key: option.value for option in extra})
+
+    yield read
+    for vm in made:
+        vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+        vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+
+
+@pytest.fixture
+def what_a_node_reads(what_the_guest_reads):
+    """The guestinfo a VM deployed by `request` as `name` shows its guest."""
+    def read(request, name):
+        return what_the_guest_reads(request.ovf_properties(CLOUD_INIT_PROPERTIES, name),
+                                    {**request.vmware_metadata(name), **request.guestinfo})
+    return read
 
 
 def parsed_by_cloud_init(guestinfo):
@@ -54,27 +82,28 @@ def parsed_by_cloud_init(guestinfo):
     return json.loads(result.stdout)
 
 
-def test_the_ovf_environment_and_the_vmware_metadata_say_the_same_to_cloud_init():
+def test_the_ovf_environment_and_the_vmware_metadata_say_the_same_to_cloud_init(what_a_node_reads):
     request = deploy_request()
     name = request.names[0]
-    parsed = parsed_by_cloud_init(what_the_guest_reads(request, name))
+    parsed = parsed_by_cloud_init(what_a_node_reads(request, name))
     expected = {"instance-id": request.instance_uuids[name], "hostname": name, "keys": KEYS}
     assert parsed["ovf"] == expected
     assert parsed["vmware"] == expected, "cloud-init 25.1+ reads VMware first: it must make the same node"
 
 
-def test_every_clone_gets_its_own_instance_id():
+def test_every_clone_gets_its_own_instance_id(what_a_node_reads):
     request = deploy_request()
-    first, second = (parsed_by_cloud_init(what_the_guest_reads(request, name)) for name in request.names)
+    first, second = (parsed_by_cloud_init(what_a_node_reads(request, name)) for name in request.names)
     assert first["ovf"]["instance-id"] != second["ovf"]["instance-id"]
     assert first["vmware"]["instance-id"] != second["vmware"]["instance-id"]
     assert deploy_request().instance_uuids != request.instance_uuids, "a new request, new instances"
 
 
-def test_property_values_with_xml_specials_survive_the_ovf_environment():
+def test_property_values_with_xml_specials_survive_the_ovf_environment(what_the_guest_reads):
     """DSP0243 puts values in attributes: quotes, ampersands and newlines must come back as given."""
-    tricky = "ssh-ed25519 AAAA \"quoted\" & <angled> 'single'"
-    document = ovf_environment("vm-7", {"instance-id": "i-1", "hostname": "h", "public-keys": tricky})
+    tricky = "ssh-ed25519 AAAA \"quoted\" & <angled> 'single'\nssh-ed25519 BBBB second"
+    document = what_the_guest_reads({"instance-id": "i-1", "hostname": "h", "public-keys": tricky}, {})[
+        "guestinfo.ovfEnv"]
     parsed = subprocess.run(
         ["/usr/bin/python3", "-c", "import sys; from cloudinit.sources.DataSourceOVF import get_properties; "
                                    "print(get_properties(sys.stdin.read())['public-keys'])"],

@@ -127,3 +127,22 @@ def test_guests_see_the_image_not_the_checkout_and_image_writes_stay_in_their_gu
     assert ssh(first.address, key, f"python -c 'import {marker}'").returncode == 0
     assert "ModuleNotFoundError" in ssh(second.address, key, f"python -c 'import {marker}'").stderr
     assert not list(guest_simulator.image_root.rglob(f"{marker}.py")), "a guest wrote into the cached image"
+
+
+def test_the_guest_simulator_logs_in_again_after_vcenter_ended_its_session(
+        service_instance, guest_simulator, deploy_test_vm, ssh_key_pair):
+    """vCenter ends idle sessions, and all of them on a restart: the watcher must not go blind."""
+    key, public = ssh_key_pair("relogin")
+    session_manager = service_instance.content.sessionManager
+    own = session_manager.currentSession.key
+    others = [session.key for session in session_manager.sessionList if session.key != own]
+    assert others, "the guest simulator's session"
+    session_manager.TerminateSession(others)
+
+    vm = deploy_test_vm("ray-node-relogin", public_key=public)
+    guest = guest_simulator.wait_for_guest(vm._moId)
+    assert ssh(guest.address, key, "hostname").stdout.strip() == "ray-node-relogin"
+    assert guest_simulator.errors == []
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    guest_simulator.wait_for_no_guest(vm._moId)
+    vsphere.wait_for_task(service_instance, vm.Destroy_Task())
