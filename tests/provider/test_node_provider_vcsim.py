@@ -5,18 +5,25 @@ under test in the first case.
 """
 
 
+import time
+
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags
 from ray_provider import node_provider
 from ray_provider.node_provider import ClusterConfigError, VsphereNodeProvider
 from testbed import simulator
 from testbed.guests import make_key_pair
+from testbed.ova_import import import_ova
 
 
 @pytest.fixture
 def provider(vcsim, test_ova, tmp_path, monkeypatch):
+    return make_provider(vcsim, test_ova, tmp_path, monkeypatch)
+
+
+def make_provider(vcsim, test_ova, tmp_path, monkeypatch):
     key = make_key_pair(tmp_path / "ray-key")
     for name, value in vcsim.endpoint.environment().items():
         monkeypatch.setenv(name, value)
@@ -75,3 +82,23 @@ def test_every_node_setting_reaches_node_deploy_in_the_check_and_the_launch(prov
         provider.create_node(not_a_network, {"ray-node-type": "worker"}, 1)
     assert "ignored_cidrs: '10.0.0.0/99'" in raised.value.description
     assert vm_names(vcsim) == before
+
+
+def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_ova, tmp_path, monkeypatch):
+    """vCenter ends a session idle for about 30 minutes; a head's autoscaler can idle longer than that."""
+    with simulator.Vcsim(session_idle_timeout=1) as forgetful:
+        service_instance = forgetful.endpoint.connect()
+        vm = import_ova(service_instance, test_ova, "unit-vcsim-worker-idle", **simulator.default_placement(service_instance))
+        tags = {_ray_tags.CLUSTER_NAME: "unit-vcsim", _ray_tags.NODE_KIND: "worker"}
+        attributes = _nodes.Inventory(service_instance).attributes
+        attributes.define(set(tags))
+        attributes.set(vm, "unit-vcsim-worker-idle", tags)
+        service_instance.content.sessionManager.Logout()
+
+        provider = make_provider(forgetful, test_ova, tmp_path, monkeypatch)
+        nodes = provider.non_terminated_nodes({})
+        assert len(nodes) == 1
+        client = provider._client
+        time.sleep(max(2.5, node_provider.REFRESH_INTERVAL_S + 0.5))  # the session ends; the cache goes stale
+        assert provider.non_terminated_nodes({}) == nodes
+        assert provider._client is client, "the same client, logged in again on NotAuthenticated"
