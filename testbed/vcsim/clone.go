@@ -123,3 +123,54 @@ func copyVAppConfig(config types.BaseVmConfigInfo) *types.VmConfigInfo {
 	info.OvfEnvironmentTransport = append([]string(nil), info.OvfEnvironmentTransport...)
 	return &info
 }
+
+// mergePropertyEdits makes a ReconfigVM's vApp property edits change only
+// the fields they set, as vCenter applies them: clients edit a property by
+// its key and new value alone (VAppPropertySpec "edit"; e.g. govc
+// vm.change -e and pyvmomi-community-samples' vApp property updates). vcsim
+// replaces the whole property with the edit, losing its id, type and
+// label. Fields set to their zero value cannot be told from unset ones and
+// are kept.
+func mergePropertyEdits(ctx *simulator.Context, vm *simulator.VirtualMachine, req *types.ReconfigVM_Task) {
+	if req.Spec.VAppConfig == nil {
+		return
+	}
+	spec := req.Spec.VAppConfig.GetVmConfigSpec()
+	ctx.WithLock(vm, func() {
+		if vm.Config.VAppConfig == nil {
+			return
+		}
+		existing := vm.Config.VAppConfig.GetVmConfigInfo().Property
+		for i, edit := range spec.Property {
+			if edit.Operation != types.ArrayUpdateOperationEdit || edit.Info == nil {
+				continue
+			}
+			for _, current := range existing {
+				if current.Key == edit.Info.Key {
+					merged := current
+					overlay(&merged.ClassId, edit.Info.ClassId)
+					overlay(&merged.InstanceId, edit.Info.InstanceId)
+					overlay(&merged.Id, edit.Info.Id)
+					overlay(&merged.Category, edit.Info.Category)
+					overlay(&merged.Label, edit.Info.Label)
+					overlay(&merged.Type, edit.Info.Type)
+					overlay(&merged.TypeReference, edit.Info.TypeReference)
+					overlay(&merged.DefaultValue, edit.Info.DefaultValue)
+					overlay(&merged.Value, edit.Info.Value)
+					overlay(&merged.Description, edit.Info.Description)
+					if edit.Info.UserConfigurable != nil {
+						merged.UserConfigurable = edit.Info.UserConfigurable
+					}
+					spec.Property[i].Info = &merged
+					break
+				}
+			}
+		}
+	})
+}
+
+func overlay(field *string, value string) {
+	if value != "" {
+		*field = value
+	}
+}

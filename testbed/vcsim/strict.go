@@ -87,6 +87,10 @@ func (s *strictness) before(ctx *simulator.Context, method *simulator.Method) ty
 				}
 			})
 		}
+	case *types.ReconfigVM_Task:
+		if vm, ok := ctx.Map.Get(method.This).(*simulator.VirtualMachine); ok {
+			mergePropertyEdits(ctx, vm, req)
+		}
 	case *types.ImportVApp:
 		s.beforeImport(req)
 	case *types.HttpNfcLeaseProgress, *types.HttpNfcLeaseComplete, *types.HttpNfcLeaseAbort:

@@ -219,6 +219,24 @@ def test_power_on_writes_the_ovf_environment_from_the_vapp_properties(client):
     vsphere.wait_for_task(service_instance, vm.Destroy_Task())
 
 
+def test_a_property_edit_changes_only_what_it_sets(client):
+    """Clients edit a vApp property by key and value; vcsim replaced the whole property, id and all."""
+    service_instance = client.service_instance
+    vm = import_plain(service_instance, "strict-edit", properties={"hostname": "before"})
+    hostname = next(p for p in vsphere.read_properties(service_instance, vm, ["config.vAppConfig.property"])[
+        "config.vAppConfig.property"] if p.id == "hostname")
+    edit = vim.vApp.PropertySpec(operation="edit", info=vim.vApp.PropertyInfo(key=hostname.key, value="after"))
+    vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(
+        vim.vm.ConfigSpec(vAppConfig=vim.vApp.VmConfigSpec(property=[edit]))))
+    edited = next(p for p in vsphere.read_properties(service_instance, vm, ["config.vAppConfig.property"])[
+        "config.vAppConfig.property"] if p.key == hostname.key)
+    assert (edited.id, edited.type, edited.label, edited.value) == ("hostname", hostname.type, hostname.label, "after")
+    vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
+    assert 'oe:key="hostname" oe:value="after"' in ovf_environment(service_instance, vm)
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+
+
 def test_no_ovf_environment_without_the_guestinfo_transport(client):
     service_instance = client.service_instance
     vm = import_plain(service_instance, "strict-no-env", style="packer")
