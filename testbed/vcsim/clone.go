@@ -125,12 +125,11 @@ func copyVAppConfig(config types.BaseVmConfigInfo) *types.VmConfigInfo {
 }
 
 // mergePropertyEdits makes a ReconfigVM's vApp property edits change only
-// the fields they set, as vCenter applies them: clients edit a property by
-// its key and new value alone (VAppPropertySpec "edit"; e.g. govc
-// vm.change -e and pyvmomi-community-samples' vApp property updates). vcsim
-// replaces the whole property with the edit, losing its id, type and
-// label. Fields set to their zero value cannot be told from unset ones and
-// are kept.
+// the fields they set, as vCenter applies them: an "edit" VAppPropertySpec
+// names the property by its key (vSphere API reference, ArrayUpdateSpec),
+// and clients send the key and the new value alone. vcsim replaces the
+// whole property with the edit, losing its id, type and label. Fields set to
+// their zero value cannot be told from unset ones and are kept.
 func mergePropertyEdits(ctx *simulator.Context, vm *simulator.VirtualMachine, req *types.ReconfigVM_Task) {
 	if req.Spec.VAppConfig == nil {
 		return

@@ -1,11 +1,12 @@
 package main
 
-// Provisioning operations limited per host and queued beyond the limit, as
-// vCenter's resource manager does: every host has a budget of cost units
-// (16), a full clone costs 4 and a linked clone 1 (vCenter Server and Host
-// Management, "Limits on Simultaneous Migrations" and the provisioning costs
-// of vpxd's ResourceManager, maxCostPerHost; the figures are collected in the
-// project's reference notes, real-vcenter-facts.md "Sessions and load"). An
+// Provisioning operations limited per host and waiting beyond the limit, as
+// vCenter's are: vCenter gives every operation a cost against per-host and
+// per-datastore limits (vCenter Server and Host Management, "Limits on
+// Simultaneous Migrations"). The provisioning figures used here, 16 units per
+// host, 4 for a full clone and 1 for a linked clone, are the ones collected
+// in the project's reference notes (real-vcenter-facts.md, "Sessions and
+// load"); no public VMware page found states them. An
 // operation over the budget is not refused, it waits; vcsim runs any number
 // at once.
 //
