@@ -12,7 +12,7 @@ import pytest
 from pyVmomi import vim
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _ray_tags
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
@@ -174,3 +174,18 @@ def test_every_node_types_folder_is_watched_and_a_launch_into_a_new_one_widens_t
         provider.create_node({"vm_folder": "sibling"}, {_ray_tags.NODE_KIND: "worker"}, 1)
     assert site.uuid(in_sibling) in provider.non_terminated_nodes({})
     assert provider.full_reads == 2
+
+
+def test_a_watch_over_more_vms_than_one_update_set_holds_reads_them_all(testbed_prerequisites):
+    """vCenter (and vcsim) send at most 100 object updates per WaitForUpdatesEx; the rest follow, truncated=True."""
+    with simulator.Vcsim(vms_per_pool=80) as sim:
+        service_instance = sim.endpoint.connect()
+        try:
+            everything = _nodes.Inventory(service_instance, paths=["name"]).vms
+            assert len(everything) > 150
+            watch = _node_watch.NodeWatch(service_instance, [service_instance.content.rootFolder])
+            assert set(watch.vms) == set(everything)
+            assert watch.poll() is False
+            watch.close()
+        finally:
+            vsphere.disconnect(service_instance)
