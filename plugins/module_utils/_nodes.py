@@ -24,6 +24,10 @@ except ImportError:
 LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "guest.ipAddress", "guest.net",
               "customValue"]
 # What deploys, deletes and tag writes need besides: the folder of each VM and the creation marker.
+# A keyed path, config.extraConfig["ray-vsphere.cluster-name"], would fetch
+# the marker alone (vCenter and vcsim since govmomi PR #3451 both resolve it,
+# returning the OptionValue); these reads stay on whole extraConfig while
+# node_deploy's template bookkeeping reads other keys of it.
 NODE_PATHS = LIST_PATHS + ["parent", "config.extraConfig"]
 
 # Addresses a Ray node is never reached on: link-local, loopback, and the
@@ -92,9 +96,9 @@ class Inventory(object):
     vms_and_fields: ({vm: props}, [CustomFieldDef]) already read (a NodeWatch's), instead of a read here.
     """
 
-    def __init__(self, service_instance, roots=None, paths=NODE_PATHS, vms_and_fields=None):
+    def __init__(self, service_instance, roots=None, paths=None, vms_and_fields=None):
         self.service_instance = service_instance
-        vms, fields = vms_and_fields or _vsphere.vms_and_custom_fields(service_instance, paths, roots)
+        vms, fields = vms_and_fields or _vsphere.vms_and_custom_fields(service_instance, paths or NODE_PATHS, roots)
         self.attributes = _ray_tags.CustomAttributes(service_instance, fields)
         self.vms = vms
 
