@@ -36,7 +36,7 @@ CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(ty
                    "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool")}
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
-                "vcenter_password_vault": dict(type="str")}
+                "vcenter_password_vault": dict(type="str"), "node_folders": dict(type="list")}
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
     "foreground_node_launch", "worker_liveness_check")}}

@@ -18,7 +18,10 @@ ten times per node every 5 s. They are answered from a node cache under one
 narrow lock. The cache is refreshed by non_terminated_nodes at most once per
 REFRESH_INTERVAL_S, in process, with the same module_utils code the node_info
 module runs: an ansible-runner run costs about a CPU-second, which the
-autoscaler would pay every update (benchmarks/provider.py prints both).
+autoscaler would pay every update (benchmarks/provider.py prints both). A
+refresh reads only the VMs under the cluster's VM folders, and only once: after
+that it asks vCenter what changed (a NodeWatch), which with nothing changed is
+one small round trip.
 """
 
 import atexit
@@ -40,7 +43,7 @@ from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_c
                                  local_path, node_settings)
 from ray_provider.runner import published_stats, run_playbook, task_results
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _placement, _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
 
 logger = logging.getLogger(__name__)
@@ -118,6 +121,12 @@ class VsphereNodeProvider(NodeProvider):
         self._refresh_lock = threading.Lock()  # one vCenter read at a time
         self._last_refresh = float("-inf")
         self._client = None
+        self._watch = None          # the NodeWatch over the folders of self._watched; only under _refresh_lock
+        self._watched = None
+        # (datacenter, VM folder) of every node type: what bootstrap_config found, else the provider's own.
+        self._folders = set(tuple(pair) for pair in provider_config.get("node_folders") or [])
+        self._folders.add(_node_folder(node_settings(provider_config, {})))
+        self.full_reads = 0
         # The node cache picks addresses by the provider-wide preferred_cidr and ignored_cidrs, as node_deploy would.
         self._ip_choice = _nodes.ip_choice({"ignored_cidrs": _nodes.DEFAULT_IGNORED_CIDRS,
                                             **node_settings(provider_config, {})})
@@ -188,6 +197,7 @@ class VsphereNodeProvider(NodeProvider):
                 "added": added}
 
     def _list_cluster_nodes(self):
+        """The cluster's node records, from the NodeWatch: changes only, or everything on start and after a loss."""
         preferred, ignored = self._ip_choice
         for attempt in (1, 2):
             try:
@@ -195,14 +205,38 @@ class VsphereNodeProvider(NodeProvider):
                     self._client = VcenterClient(self.credentials.hostname, self.credentials.username,
                                                  self.credentials.password, port=self.credentials.port,
                                                  validate_certs=self.credentials.validate_certs).connect()
-                return _nodes.list_nodes(self._client.service_instance, self.cluster_name,
-                                         preferred=preferred, ignored=ignored)
-            except Exception:  # noqa: BLE001 - an expired session or a dropped connection: log in again once
+                with self._lock:
+                    folders = frozenset(self._folders)
+                if self._watch is not None and self._watched == folders:
+                    self._watch.poll()
+                else:
+                    self._watch_folders(folders, "start" if self.full_reads == 0 and attempt == 1 else
+                                        "new VM folder" if self._watch is not None else "reconnect")
+                return self._watch.records(self.cluster_name, preferred, ignored)
+            except Exception:  # noqa: BLE001 - an ended session, a lost filter or a dropped connection: log in again once
+                # The session's end takes its PropertyCollector and filter along: no call to a vCenter that failed.
+                self._watch = None
                 if self._client is not None:
                     self._client.disconnect()
                     self._client = None
                 if attempt == 2:
                     raise
+
+    def _watch_folders(self, folders, reason):
+        """A NodeWatch over the VM folders: the one full read of the cluster until the filter is lost."""
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        service_instance = self._client.service_instance
+        roots = []
+        for datacenter in sorted(set(datacenter for datacenter, _ in folders)):
+            roots += _placement.vm_folders(service_instance, datacenter,
+                                           sorted(folder for dc, folder in folders if dc == datacenter))
+        self._watch = _node_watch.NodeWatch(service_instance, roots)
+        self._watched = folders
+        self.full_reads += 1
+        logger.info("ray_vsphere: read the %d VMs under %s (%s); from now on only their changes", len(self._watch.vms),
+                    ", ".join(f"{dc}/vm/{folder}".rstrip("/") for dc, folder in sorted(folders)), reason)
 
     # ----- write path: playbooks through ansible-runner -----
 
@@ -213,6 +247,8 @@ class VsphereNodeProvider(NodeProvider):
         if count <= 0:
             return {}
         settings = node_settings(self.provider_config, node_config)
+        with self._lock:  # a node type's folder that bootstrap_config did not name: watched from the next refresh
+            self._folders.add(_node_folder(settings))
         extravars = {
             "ray_provider_cluster_name": self.cluster_name,
             "ray_provider_node_kind": tags.get(TAG_RAY_NODE_KIND, "worker"),
@@ -332,6 +368,8 @@ class VsphereNodeProvider(NodeProvider):
             raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
         node_types = [{**node_settings(provider, node_type["node_config"]), "node_type": name}
                       for name, node_type in config["available_node_types"].items()]
+        # The refresh reads the VMs under these folders only (`ray down` too): every node type's.
+        provider["node_folders"] = [list(pair) for pair in sorted(set(_node_folder(settings) for settings in node_types))]
         runner = PlaybookRuns(config["cluster_name"], credentials).run(
             "check_config", {"ray_provider_cluster_name": config["cluster_name"],
                                  "ray_provider_private_key": str(private_key),
@@ -379,6 +417,11 @@ class VsphereNodeProvider(NodeProvider):
             if isinstance(node_config, dict) and isinstance(resources, dict) and isinstance(node_config.get("cpus"), int):
                 resources.setdefault("CPU", node_config["cpus"])
         return config
+
+
+def _node_folder(settings):
+    """(datacenter, VM folder path) of one node type's settings; "" is the datacenter's VM folder."""
+    return (settings.get("datacenter") or "", (settings.get("vm_folder") or "").strip("/"))
 
 
 def _sections_with_local_image(config):

@@ -19,8 +19,16 @@ try:
 except ImportError:
     pass  # reported by _client.run_module
 
-NODE_PATHS = ["name", "parent", "config.instanceUuid", "config.template", "config.extraConfig",
-              "runtime.powerState", "guest.ipAddress", "guest.net", "customValue"]
+# What a node record needs, and all a listing reads: not config.extraConfig,
+# which on a real VM holds hundreds of keys and would dominate the read.
+LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "guest.ipAddress", "guest.net",
+              "customValue"]
+# What deploys, deletes and tag writes need besides: the folder of each VM and the creation marker.
+# A keyed path, config.extraConfig["ray-vsphere.cluster-name"], would fetch
+# the marker alone (vCenter and vcsim since govmomi PR #3451 both resolve it,
+# returning the OptionValue); these reads stay on whole extraConfig while
+# node_deploy's template bookkeeping reads other keys of it.
+NODE_PATHS = LIST_PATHS + ["parent", "config.extraConfig"]
 
 # Addresses a Ray node is never reached on: link-local, loopback, and the
 # default bridges of Docker, Podman and libvirt inside the guest.
@@ -83,11 +91,14 @@ def marker(props):
 
 
 class Inventory(object):
-    """Every VM of a vCenter with the properties a node needs, read in one round trip."""
+    """The VMs below roots (default: all of vCenter) with the properties a node needs, read in one round trip.
 
-    def __init__(self, service_instance):
+    vms_and_fields: ({vm: props}, [CustomFieldDef]) already read (a NodeWatch's), instead of a read here.
+    """
+
+    def __init__(self, service_instance, roots=None, paths=None, vms_and_fields=None):
         self.service_instance = service_instance
-        vms, fields = _vsphere.vms_and_custom_fields(service_instance, NODE_PATHS)
+        vms, fields = vms_and_fields or _vsphere.vms_and_custom_fields(service_instance, paths or NODE_PATHS, roots)
         self.attributes = _ray_tags.CustomAttributes(service_instance, fields)
         self.vms = vms
 
@@ -114,8 +125,14 @@ class Inventory(object):
 
 
 def list_nodes(service_instance, cluster_name, node_kind=None, node_type=None, tag_filters=None,
-               preferred=None, ignored=None):
-    inventory = Inventory(service_instance)
+               preferred=None, ignored=None, roots=None):
+    """Node records of the cluster's VMs below roots (VM folders; default: all of vCenter), sorted by name."""
+    inventory = Inventory(service_instance, roots, LIST_PATHS)
+    return node_records(inventory, cluster_name, node_kind, node_type, tag_filters, preferred, ignored)
+
+
+def node_records(inventory, cluster_name, node_kind=None, node_type=None, tag_filters=None, preferred=None,
+                 ignored=None):
     wanted = dict(tag_filters or {})
     if node_kind:
         wanted[_ray_tags.NODE_KIND] = node_kind

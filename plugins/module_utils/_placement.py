@@ -92,3 +92,10 @@ def resolve(service_instance, params):
         network = _one(service_instance, datacenter.networkFolder, vim.Network, params["network"], "network", where)
     folder = _folder(service_instance, datacenter, params["datacenter"], params.get("vm_folder"))
     return Placement(datacenter, pool, host, folder, datastore, network)
+
+
+def vm_folders(service_instance, datacenter_name, folder_paths):
+    """The VM folders by path in one datacenter (its VM folder for an empty path); RayVsphereError naming a missing one."""
+    datacenter = _one(service_instance, service_instance.content.rootFolder, vim.Datacenter, datacenter_name,
+                      "datacenter", "vCenter")
+    return [_folder(service_instance, datacenter, datacenter_name, path) for path in folder_paths or [""]]

@@ -29,7 +29,11 @@ def _property_spec(managed_type, paths):
 
 
 def vm_traversal():
-    """Select specs reaching every VM from the root folder, templates included."""
+    """Select specs reaching every VM below a folder (the root folder: all of vCenter), templates included.
+
+    Rooted at a VM folder, they walk only that folder's subtree (subfolders
+    and vApps): the cost of a read is that of the VMs in it, not vCenter's.
+    """
     spec = vmodl.query.PropertyCollector.TraversalSpec
     select = vmodl.query.PropertyCollector.SelectionSpec
     return [
@@ -72,18 +76,22 @@ def read(service_instance, obj, paths):
     return retrieve(service_instance, [spec]).get(obj, {})
 
 
-def vms_and_custom_fields(service_instance, vm_paths):
-    """({vm: {path: value}}, [CustomFieldDef]) for every VM, in one round trip."""
+def vms_and_fields_spec(service_instance, vm_paths, roots=None):
+    """A FilterSpec for vm_paths of every VM below roots (default: the root folder) and the custom field defs."""
     content = service_instance.content
     object_spec = vmodl.query.PropertyCollector.ObjectSpec
-    specs = [vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[object_spec(obj=content.rootFolder, skip=False, selectSet=vm_traversal()),
-                   object_spec(obj=content.customFieldsManager, skip=False)],
+    return vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[object_spec(obj=root, skip=False, selectSet=vm_traversal()) for root in roots or [content.rootFolder]]
+        + [object_spec(obj=content.customFieldsManager, skip=False)],
         propSet=[_property_spec(vim.VirtualMachine, vm_paths),
                  _property_spec(vim.CustomFieldsManager, ["field"])],
-    )]
-    objects = retrieve(service_instance, specs)
-    fields = objects.pop(content.customFieldsManager, {}).get("field", [])
+    )
+
+
+def vms_and_custom_fields(service_instance, vm_paths, roots=None):
+    """({vm: {path: value}}, [CustomFieldDef]) for every VM below roots (default: all of vCenter), in one round trip."""
+    objects = retrieve(service_instance, [vms_and_fields_spec(service_instance, vm_paths, roots)])
+    fields = objects.pop(service_instance.content.customFieldsManager, {}).get("field", [])
     vms = dict((obj, props) for obj, props in objects.items() if isinstance(obj, vim.VirtualMachine))
     return vms, list(fields)
 

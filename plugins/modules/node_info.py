@@ -15,8 +15,10 @@ version_added: 0.1.0
 description:
   - Lists the VMs whose custom attribute C(ray-cluster-name) is O(cluster_name), with their name, instance UUID,
     power state, IP addresses and Ray tags.
-  - Reads every VM of the vCenter and the custom attribute definitions in one PropertyCollector call, however
-    many VMs vCenter holds (vCenter may page a very large answer).
+  - Reads the VMs under O(vm_folders) of O(datacenter) (subfolders and vApps included) and the custom attribute
+    definitions in one PropertyCollector call, traversing from those folders only, so its cost is that of the
+    cluster's folders, not of the vCenter. Without O(datacenter) it reads every VM of the vCenter.
+  - A node moved out of O(vm_folders) is not listed. M(ray_vsphere.cluster.node_delete) still finds it anywhere.
   - The templates of the clone fast path are not nodes and are not listed.
 author:
   - ray-vsphere maintainers (@ray-vsphere)
@@ -39,15 +41,30 @@ options:
     description: Only nodes whose tags have these values.
     type: dict
     default: {}
+  datacenter:
+    description:
+      - The datacenter whose VM folders O(vm_folders) names.
+      - Without it every VM of the vCenter is read, which costs what the whole vCenter holds.
+    type: str
+  vm_folders:
+    description:
+      - The VM folders the cluster's nodes are in, each as a path below the datacenter's VM folder (C(ray/prod))
+        or C(/DC/vm/ray/prod), as O(ray_vsphere.cluster.node_deploy#module:vm_folder) takes it.
+      - Empty, or an empty path, is the datacenter's VM folder. Needs O(datacenter).
+    type: list
+    elements: str
+    aliases: [vm_folder]
 notes:
   - Read-only; supports check mode.
 """
 
 EXAMPLES = r"""
-- name: List the workers of a Ray cluster
+- name: List the workers of a Ray cluster, reading only its VM folder
   ray_vsphere.cluster.node_info:
     cluster_name: analytics
     node_kind: worker
+    datacenter: DC1
+    vm_folders: [ray/analytics]
   register: workers
 
 - name: Show their addresses
@@ -96,7 +113,7 @@ nodes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _placement, _ray_tags
 
 
 def main():
@@ -106,16 +123,23 @@ def main():
             node_kind=dict(type="str", choices=list(_ray_tags.NODE_KINDS)),
             node_type=dict(type="str"),
             tag_filters=dict(type="dict", default={}),
+            datacenter=dict(type="str"),
+            vm_folders=dict(type="list", elements="str", aliases=["vm_folder"]),
             **_nodes.IP_OPTIONS
         ),
+        required_by=dict(vm_folders="datacenter"),
         supports_check_mode=True,
     )
     params = module.params
 
     def action(client):
-        nodes = _nodes.list_nodes(
-            client.service_instance, params["cluster_name"], params["node_kind"], params["node_type"],
-            _ray_tags.check_tags(params["tag_filters"], "tag_filters"), *_nodes.ip_choice(params))
+        tag_filters = _ray_tags.check_tags(params["tag_filters"], "tag_filters")
+        preferred, ignored = _nodes.ip_choice(params)
+        roots = None
+        if params["datacenter"]:
+            roots = _placement.vm_folders(client.service_instance, params["datacenter"], params["vm_folders"])
+        nodes = _nodes.list_nodes(client.service_instance, params["cluster_name"], params["node_kind"],
+                                  params["node_type"], tag_filters, preferred, ignored, roots=roots)
         return dict(changed=False, nodes=nodes)
 
     run_module(module, action)

@@ -9,6 +9,9 @@
 //   - the first stdout line is "export GOVC_URL=... GOVC_SIM_PID=...";
 //   - -stdinexit stops the simulator when stdin reaches EOF (dies with parent);
 //   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting.
+//
+// One change to the simulator's behaviour, toward vCenter's: custom attribute
+// changes are reported to PropertyCollector filters (custom_fields.go).
 package main
 
 import (
@@ -75,6 +78,7 @@ func main() {
 	}
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
+	reportCustomFieldChanges(model.Map())
 
 	serviceURL := &url.URL{Host: *listen}
 	if *username != "" {

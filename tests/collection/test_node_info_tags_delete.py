@@ -2,6 +2,9 @@
 
 import pytest
 from conftest import deploy_task, task
+from pyVmomi import vim
+
+from testbed import vsphere
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +91,34 @@ def test_delete_refuses_other_clusters_and_foreign_vms_before_deleting_anything_
     assert everything["deleted"] == ["beta-head"]
     assert listed(play, cluster_name="beta")["nodes"] == []
     assert [n["name"] for n in listed(play, cluster_name="gamma")["nodes"]] == ["gamma-head"]
+
+
+def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, test_ova, service_instance):
+    datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, "DC0")
+    subfolder = vsphere.find_by_name(service_instance, vim.Folder, "ray").CreateFolder("sub")
+    result = play([deploy_task("delta", test_ova, names=["delta-head", "delta-w-sub", "delta-w-root"])]).result
+    assert not result["failed"], result
+    for name, folder in (("delta-w-sub", subfolder), ("delta-w-root", datacenter.vmFolder)):
+        vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, name)
+        vsphere.wait_for_task(service_instance, folder.MoveIntoFolder_Task([vm]))
+    assert [n["name"] for n in listed(play, cluster_name="delta")["nodes"]] == ["delta-head", "delta-w-root",
+                                                                              "delta-w-sub"]
+    scoped = listed(play, cluster_name="delta", datacenter="DC0", vm_folders=["ray"])["nodes"]
+    assert [n["name"] for n in scoped] == ["delta-head", "delta-w-sub"]
+    assert [n["name"] for n in listed(play, cluster_name="delta", datacenter="DC0", vm_folder="/DC0/vm/ray/sub")[
+        "nodes"]] == ["delta-w-sub"]
+    # The datacenter's VM folder holds the others, and ray/ below it.
+    assert len(listed(play, cluster_name="delta", datacenter="DC0", vm_folders=[""])["nodes"]) == 3
+
+    # A node moved out of the cluster's folder is no longer listed there (node_delete still finds it anywhere).
+    moved = vsphere.find_by_name(service_instance, vim.VirtualMachine, "delta-w-sub")
+    vsphere.wait_for_task(service_instance, datacenter.vmFolder.MoveIntoFolder_Task([moved]))
+    assert [n["name"] for n in listed(play, cluster_name="delta", datacenter="DC0", vm_folders=["ray"])["nodes"]] == [
+        "delta-head"]
+
+    missing = play([task("node_info", cluster_name="delta", datacenter="DC0", vm_folders=["ray/nope"])]).result
+    assert missing["failed"] and "VM folder 'ray/nope' not found in datacenter DC0 (no 'nope' below it)" in missing["msg"]
+    without_datacenter = play([task("node_info", cluster_name="delta", vm_folders=["ray"])]).result
+    assert without_datacenter["failed"] and "datacenter" in without_datacenter["msg"]
+    deleted = play([task("node_delete", cluster_name="delta", all_nodes=True)]).result
+    assert deleted["deleted"] == ["delta-head", "delta-w-root", "delta-w-sub"]
