@@ -42,10 +42,16 @@ lines are cited where the rule is applied:
   (0600) and named by tower.filename, extra_vars injectors go into another
   file in env/ (0400) passed as `-e @file`.
 
-In the execution environment the job's folder is /runner and HOME; here the
-folder itself is the job's /runner (no container), and the job runs as an
-unprivileged user of this machine (`nobody`), as an execution environment
-runs as uid 1000: it owns nothing outside its folder.
+In the execution environment the job's folder is /runner and HOME, and the
+job runs as uid 1000, which the image's entrypoint enters into /etc/passwd
+with /runner as its home (ansible-builder's entrypoint). Here the folder
+itself is the job's /runner (no container), and the job runs as an
+unprivileged user that owns nothing outside its folder: a free uid from
+1000 up, entered with the folder as its home into a copy of /etc/passwd that
+is bind-mounted in a mount namespace of the job's own. Its Python is the
+system's (an execution environment's is in /usr too) with the project's
+packages: the project's virtualenv may be built on an interpreter in root's
+home, which no other user can run (see job_python).
 """
 
 import copy
@@ -70,7 +76,7 @@ from testbed import PROJECT_ROOT
 SURVEY_TYPE_MAPPING = {"text": str, "textarea": str, "password": str, "multiplechoice": str, "multiselect": str,
                        "integer": int, "float": (float, int)}
 ENCRYPTED = "$encrypted$"
-JOB_USER = "nobody"
+JOB_USER = "awx-job"
 _job_ids = itertools.count(1000)
 
 
@@ -369,17 +375,55 @@ print(json.dumps({"status": runner.status, "rc": runner.rc}))
 """
 
 
+def job_python(folder):
+    """A virtualenv in `folder` that the job user can run: the system's Python with the project's packages.
+
+    The project's .venv may be built on an interpreter under /root (pyenv),
+    which no other user can reach; this one runs /usr/bin/python3.X of the
+    same minor version and adds the .venv's site-packages (its .pth files
+    included), with the .venv's scripts pointed at it. Returns its bin folder.
+    """
+    version = "python%d.%d" % sys.version_info[:2]
+    system_python = Path("/usr/bin") / version
+    if not system_python.exists():
+        raise RuntimeError(f"AWX-style jobs need {system_python}, the system's {version} (Debian: {version}-minimal)")
+    folder = Path(folder)
+    subprocess.run([str(system_python), "-m", "venv", "--without-pip", str(folder)], check=True)
+    project_packages = Path(sys.prefix) / "lib" / version / "site-packages"
+    (folder / "lib" / version / "site-packages" / "project_venv.pth").write_text(
+        f"import site; site.addsitedir({str(project_packages)!r})\n")
+    bin_folder = folder / "bin"
+    shebang = f"#!{Path(sys.prefix) / 'bin'}/"
+    for script in (Path(sys.prefix) / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            text = script.read_text(errors="replace")
+            if text.startswith(shebang + "python"):
+                (bin_folder / script.name).write_text(f"#!{bin_folder / 'python3'}\n" + text.split("\n", 1)[1])
+                (bin_folder / script.name).chmod(0o755)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o755 if path.is_dir() else path.stat().st_mode | 0o644)
+    return bin_folder
+
+
+@dataclass
+class JobUser:
+    name: str
+    uid: int
+    gid: int
+
+
 def job_user():
-    try:
-        return pwd.getpwnam(JOB_USER)
-    except KeyError:
-        raise RuntimeError(f"AWX-style jobs run as the unprivileged user {JOB_USER!r}, which this machine lacks "
-                           f"(Debian's base-passwd has it)") from None
+    """An unprivileged identity for jobs: the first uid from 1000 up that no user of this machine has."""
+    taken = {entry.pw_uid for entry in pwd.getpwall()}
+    uid = next(uid for uid in itertools.count(1000) if uid not in taken)
+    return JobUser(JOB_USER, uid, pwd.getpwnam("nobody").pw_gid)
 
 
-def launch(template, posted, *, credentials, inventory_vars=None, project=None, timeout=900):
+def launch(template, posted, *, credentials, python, inventory_vars=None, project=None, timeout=900):
     """Launch `template` as AWX does with `posted` as the launch's extra_vars; the finished Job.
 
+    python: the bin folder of job_python().
     The job runs as JOB_USER in a fresh private data dir, removed when the job
     ends (its output is read first), like AWX's.
     """
@@ -405,7 +449,7 @@ def launch(template, posted, *, credentials, inventory_vars=None, project=None, 
         hosts = private_data_dir / "inventory" / "hosts"  # jobs.py:315-322: a script printing the inventory
         hosts.write_text("#! /usr/bin/env python3\n# -*- coding: utf-8 -*-\nprint(%r)\n" % json.dumps(inventory))
         hosts.chmod(0o700)
-        env = _job_environment(job_id, private_data_dir)
+        env = _job_environment(job_id, private_data_dir, python)
         args = []
         injected_before = set((private_data_dir / "env").iterdir())
         for credential in credentials:
@@ -413,16 +457,21 @@ def launch(template, posted, *, credentials, inventory_vars=None, project=None, 
         injected = sorted(set((private_data_dir / "env").iterdir()) - injected_before)
         (private_data_dir / "env" / "cmdline").write_text(" ".join(args))  # jobs.py:335-336
         for path in [private_data_dir, *private_data_dir.rglob("*")]:
-            os.lchown(path, user.pw_uid, user.pw_gid)
+            os.lchown(path, user.uid, user.gid)
+        passwd = Path(f"{private_data_dir}.passwd")  # root's, outside the job's folder
+        passwd.write_text(Path("/etc/passwd").read_text()
+                          + f"{user.name}:x:{user.uid}:{user.gid}:AWX job:{private_data_dir}:/usr/sbin/nologin\n")
         params = dict(private_data_dir=str(private_data_dir), playbook=template.playbook, ident=str(job_id),
                       inventory=str(hosts), envvars=env, timeout=timeout)
         finished = subprocess.run(
-            ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-             sys.executable, "-c", _RUNNER],
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount --bind "$1" /etc/passwd && exec setpriv --reuid="$2" --regid="$3" --clear-groups "$4" -c "$5"',
+             "sh", str(passwd), str(user.uid), str(user.gid), str(Path(python) / "python3"), _RUNNER],
             input=json.dumps(params), capture_output=True, text=True, timeout=timeout + 60,
-            env={"PATH": env["PATH"], "HOME": str(private_data_dir), "LANG": "C.UTF-8"})
+            env={"PATH": env["PATH"], "HOME": str(private_data_dir), "USER": user.name, "LOGNAME": user.name,
+                 "LANG": "C.UTF-8"})
         if finished.returncode != 0:
-            raise RuntimeError(f"ansible-runner as {JOB_USER} failed: {finished.stderr[-3000:]}")
+            raise RuntimeError(f"ansible-runner as {user.name} failed: {finished.stderr[-3000:]}")
         result = json.loads(finished.stdout.strip().splitlines()[-1])
         artifacts = private_data_dir / "artifacts" / str(job_id)
         events = [json.loads(path.read_text()) for path in sorted((artifacts / "job_events").glob("*.json"),
@@ -434,9 +483,10 @@ def launch(template, posted, *, credentials, inventory_vars=None, project=None, 
                    [path.name for path in injected], private_data_dir, (artifacts / "stdout").stat().st_uid, files)
     finally:
         shutil.rmtree(private_data_dir, ignore_errors=True)  # AWX_CLEANUP_PATHS (jobs.py:90-104, 215-216)
+        Path(f"{private_data_dir}.passwd").unlink(missing_ok=True)
 
 
-def _job_environment(job_id, private_data_dir):
+def _job_environment(job_id, private_data_dir, python):
     """awx/main/tasks/jobs.py:295-312 and 882-948, with the folder as the job's /runner and HOME."""
     cp = private_data_dir / "cp"
     cp.mkdir(mode=0o700)
@@ -446,7 +496,7 @@ def _job_environment(job_id, private_data_dir):
     collections = [str(private_data_dir / "requirements_collections"), *configured,
                    "~/.ansible/collections", "/usr/share/ansible/collections"]
     return {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "PATH": os.pathsep.join([str(python), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(private_data_dir),  # the execution environment's HOME is /runner
         "JOB_ID": str(job_id),
         "INVENTORY_ID": "1",

@@ -10,7 +10,9 @@ form, its defaults pre-filled) or API-style (only what is posted).
 
 import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import awx_launch
 import pytest
@@ -43,6 +45,17 @@ print("RESULT " + json.dumps(ray.cluster_resources().get("awx_slot", 0)))
 def template(name):
     return awx_launch.JobTemplate(f"Ray: {name}", f"playbooks/{name}.yml",
                                   awx_launch.validate_spec(awx_launch.load_survey(name)))
+
+
+@pytest.fixture(scope="module")
+def python():
+    """The jobs' Python, one the unprivileged job user can run."""
+    folder = Path(tempfile.mkdtemp(prefix="awx_python_"))
+    folder.chmod(0o755)
+    try:
+        yield awx_launch.job_python(folder / "venv")
+    finally:
+        shutil.rmtree(folder)
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +98,10 @@ def failure(job):
 
 
 def test_a_job_without_the_key_credential_is_refused_before_anything_is_made(
-        vcsim, guest_simulator, credentials, image_url, service_instance):
+        vcsim, guest_simulator, credentials, image_url, service_instance, python):
     posted = dict(ray_cluster_name="awx-nokey", ray_ovf=image_url, ray_datacenter=simulator.DATACENTER,
                   ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0], ray_worker_count=0)
-    job = awx_launch.launch(template("ray_up"), posted, credentials=[credentials["vmware"]])
+    job = awx_launch.launch(template("ray_up"), posted, credentials=[credentials["vmware"]], python=python)
     assert job.status == "failed"
     assert "comes from a credential of the type awx/credential_types/ray_cluster_key.yml" in job.stdout
     names = [props["name"] for props in vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values()]
@@ -97,7 +110,7 @@ def test_a_job_without_the_key_credential_is_refused_before_anything_is_made(
 
 @pytest.mark.timeout(1200)
 def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
-        vcsim, guest_simulator, credentials, image_url, service_instance):
+        vcsim, guest_simulator, credentials, image_url, service_instance, python):
     both = [credentials["vmware"], credentials["cluster_key"]]
     key_file = credentials["key_file"]
 
@@ -109,12 +122,12 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
         ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0],
         ray_network=simulator.NETWORK, ray_worker_count="1", ray_setup_commands=SETUP_COMMANDS,
         ray_start_options=START_OPTIONS))
-    up = awx_launch.launch(ray_up, posted, credentials=both, inventory_vars=INVENTORY_VARS)
+    up = awx_launch.launch(ray_up, posted, credentials=both, python=python, inventory_vars=INVENTORY_VARS)
     assert up.status == "successful", failure(up)
-    assert up.ran_as_uid == awx_launch.job_user().pw_uid != 0
+    assert up.ran_as_uid == awx_launch.job_user().uid != 0
     assert up.extra_vars["ray_worker_count"] == 1
     assert not {"ray_resource_pool", "ray_vm_folder", "ray_ssh_user"} & set(up.extra_vars), "no blank defaults injected"
-    assert not [path for path in up.files if path.startswith(".ssh")], "the key is the credential's, none generated"
+    assert f".ssh/ray-{CLUSTER}" not in up.files, "the key is the credential's, none generated"
     head_ip = up.stats()["ray_head_ip"]
     assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
     for vm in ("awx-head", "awx-worker-0"):
@@ -129,7 +142,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     # API-style: only the name and the count; no inventory placement either:
     # the image, placement, setup commands and start options are the head's record.
     more = awx_launch.launch(template("ray_workers"), {"ray_cluster_name": CLUSTER, "ray_worker_count": 2},
-                             credentials=both, inventory_vars={})
+                             credentials=both, python=python, inventory_vars={})
     assert more.status == "successful", failure(more)
     assert set(more.extra_vars) == {"ray_cluster_name", "ray_worker_count"}
     assert placement(service_instance, "awx-worker-1") == ("DC0_C0_RP1", simulator.VM_FOLDER)
@@ -140,14 +153,15 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     # UI-style: the ray_workers form has no defaults to pre-fill; the count is typed.
     ray_workers = template("ray_workers")
     fewer = awx_launch.launch(ray_workers, awx_launch.ui_post(ray_workers.survey_spec, dict(
-        ray_cluster_name=CLUSTER, ray_worker_count="1")), credentials=both, inventory_vars={})
+        ray_cluster_name=CLUSTER, ray_worker_count="1")), credentials=both, python=python, inventory_vars={})
     assert fewer.status == "successful", failure(fewer)
     assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
     ray_cluster.wait_for_alive_nodes(head_ip, key_file, 2)
     assert ssh(head_ip, key_file, "cat ~/ray_bootstrap_key.pem").stdout == credentials["private_key"]
 
     # API-style: the name alone.
-    down = awx_launch.launch(template("ray_down"), {"ray_cluster_name": CLUSTER}, credentials=both)
+    down = awx_launch.launch(template("ray_down"), {"ray_cluster_name": CLUSTER}, credentials=both,
+                             python=python)
     assert down.status == "successful", failure(down)
     assert sorted(down.stats()["ray_deleted_nodes"]) == ["awx-head", "awx-worker-0"]
     settled = time.monotonic() + 30
