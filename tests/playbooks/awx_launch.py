@@ -69,6 +69,7 @@ from pathlib import Path
 
 import jinja2.sandbox
 import yaml
+from ansible_runner.utils import args2cmdline
 
 from testbed import PROJECT_ROOT
 
@@ -420,7 +421,7 @@ def job_user():
     return JobUser(JOB_USER, uid, pwd.getpwnam("nobody").pw_gid)
 
 
-def launch(template, posted, *, credentials, python, inventory_vars=None, project=None, timeout=900):
+def launch(template, posted, *, credentials, python, inventory_vars=None, timeout=900):
     """Launch `template` as AWX does with `posted` as the launch's extra_vars; the finished Job.
 
     python: the bin folder of job_python().
@@ -436,10 +437,7 @@ def launch(template, posted, *, credentials, python, inventory_vars=None, projec
         private_data_dir.chmod(0o700)
         for folder in ("inventory", "env"):
             (private_data_dir / folder).mkdir()
-        if project is None:
-            synced_project(private_data_dir / "project")
-        else:
-            shutil.copytree(project, private_data_dir / "project", symlinks=True)
+        synced_project(private_data_dir / "project")
         meta = {f"{prefix}_{name}": value for prefix in ("awx", "tower")  # unified_jobs.py:1554-1598
                 for name, value in (("job_id", job_id), ("job_launch_type", "manual"), ("inventory_name", "Ray clusters"),
                                     ("job_template_name", template.name))}
@@ -455,7 +453,7 @@ def launch(template, posted, *, credentials, python, inventory_vars=None, projec
         for credential in credentials:
             inject(credential, env, args, private_data_dir)
         injected = sorted(set((private_data_dir / "env").iterdir()) - injected_before)
-        (private_data_dir / "env" / "cmdline").write_text(" ".join(args))  # jobs.py:335-336
+        (private_data_dir / "env" / "cmdline").write_text(args2cmdline(*args))  # jobs.py:335-336
         for path in [private_data_dir, *private_data_dir.rglob("*")]:
             os.lchown(path, user.uid, user.gid)
         passwd = Path(f"{private_data_dir}.passwd")  # root's, outside the job's folder
