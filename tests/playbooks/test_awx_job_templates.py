@@ -135,8 +135,8 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     assert set(on_every_node(guest_simulator, key_file, "cat ~/awx-setup").values()) == {"one\ntwo\n"}
     assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 2, "one awx_slot per node"
     # The nodes let in the key derived from the credential's, and the head holds that very key.
-    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == {
-        " ".join(credentials["public_key"]) + " ray-awx\n"}
+    authorized = {" ".join(credentials["public_key"]) + " ray-awx\n"}
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == authorized
     assert ssh(head_ip, key_file, "cat ~/ray_bootstrap_key.pem").stdout == credentials["private_key"]
 
     # API-style: only the name and the count; no inventory placement either:
@@ -147,6 +147,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     assert set(more.extra_vars) == {"ray_cluster_name", "ray_worker_count"}
     assert placement(service_instance, "awx-worker-1") == ("DC0_C0_RP1", simulator.VM_FOLDER)
     assert on_every_node(guest_simulator, key_file, "cat ~/awx-setup")["awx-worker-1"] == "one\ntwo\n"
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == authorized
     ray_cluster.wait_for_alive_nodes(head_ip, key_file, 3)
     assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 3
 
