@@ -29,7 +29,7 @@ lines are cited where the rule is applied:
   ALLOW_JINJA_IN_EXTRA_VARS = 'template', awx/settings/defaults.py:623).
 - The job's private data dir: awx/main/tasks/jobs.py:209-222 (mkdtemp
   awx_<id>_ in AWX_ISOLATION_BASE_PATH, 0700, inventory/ and env/; removed
-  after the job, jobs.py:90-104), the project checkout in project/ (jobs.py:1370),
+  after the job, jobs.py:90-104), the project checkout in project/ (jobs.py:1369-1371),
   the inventory as a script (jobs.py:315-322), the environment (jobs.py:882-948:
   ANSIBLE_SSH_CONTROL_PATH_DIR in the job's cp/, collections paths with the
   project's ansible.cfg, JOB_ID...), env/cmdline (jobs.py:335-336), envvars
@@ -94,7 +94,7 @@ def load_survey(template):
 
 
 def validate_spec(spec):
-    """The checks of awx/api/views/__init__.py:2559-2673 (JobTemplateSurveySpec._validate_spec_data)."""
+    """The checks of awx/api/views/__init__.py:2559-2704 (JobTemplateSurveySpec._validate_spec_data)."""
     for name, expected in (("name", str), ("description", str), ("spec", list)):  # 2561-2565
         if not isinstance(spec.get(name), expected):
             raise SurveySpecError(f"Field '{name}' is missing from survey spec or not a {expected.__name__}")
@@ -126,7 +126,7 @@ def validate_spec(spec):
             if any(default not in choices for default in defaults):
                 raise SurveySpecError("Default choice must be answered from the choices listed.")
         if isinstance(item.get("default"), str) and item["default"].startswith(ENCRYPTED) and item["type"] != "password":
-            raise SurveySpecError(f"$encrypted$ is a reserved keyword for password question defaults ({index}).")  # 2675-2684
+            raise SurveySpecError(f"$encrypted$ is a reserved keyword for password question defaults ({index}).")  # 2675-2685
     return spec
 
 
