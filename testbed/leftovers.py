@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 PROCESS_NAMES = {"vcsim", "sshd", "unshare", "raylet", "gcs_server"}
-TEMP_PREFIXES = ("govcsim-", "ray-vsphere-", "ray_ssh_")
+# awx_: the private data dirs of the AWX-style test jobs (tests/playbooks/awx_launch.py).
+TEMP_PREFIXES = ("govcsim-", "ray-vsphere-", "ray_ssh_", "awx_")
 HOME_FOLDERS = (Path("~/.ansible").expanduser(), Path("~/.ray-vsphere").expanduser())
 HOME_DEPTH = 4  # deep enough for ~/.ansible/collections/ansible_collections/ray_vsphere
 

@@ -58,6 +58,7 @@ DEPLOY_OPTIONS = dict(
     memory_mb=dict(type="int"),
     ovf_properties=dict(type="dict", default={}),
     guestinfo=dict(type="dict", default={}),
+    deploy_settings=dict(type="dict", default={}),
     power_on=dict(type="bool", default=True),
     wait_for_ip=dict(type="bool", default=False),
     ip_timeout=dict(type="int", default=600),
@@ -126,6 +127,8 @@ class DeployRequest(object):
                               for key, value in (params.get("guestinfo") or {}).items())
         self.preferred, self.ignored = _nodes.ip_choice(params)
         self.ssh_public_keys = [key.strip() for key in params.get("ssh_public_keys") or [] if key.strip()]
+        # As it reads back from extraConfig, so a record is compared with what reading it gives.
+        self.deploy_settings = json.loads(json.dumps(params.get("deploy_settings") or {}, sort_keys=True))
         # A per-clone instance-id: cloud-init runs its per-instance modules
         # (user, keys, hostname) only for an id it has not seen, and every
         # clone of one image would otherwise carry the OVF's default.
@@ -170,6 +173,8 @@ class DeployRequest(object):
         extra = self.vmware_metadata(name)
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
+        if self.deploy_settings:
+            extra[_ray_tags.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
 
@@ -194,9 +199,12 @@ def deploy(client, params, check_mode):
             request.ovf_properties(declared, request.names[0])
         to_power_on = [name for name, (vm, props) in existing.items()
                        if params["power_on"] and props.get("runtime.powerState") != vim.VirtualMachine.PowerState.poweredOn]
-        changed = bool(missing or adoptable or to_power_on)
+        to_record = [name for name, (vm, props) in existing.items()
+                     if request.deploy_settings and _nodes.deploy_settings(props) != request.deploy_settings]
+        changed = bool(missing or adoptable or to_power_on or to_record)
         if check_mode:
             return dict(_predicted(inventory, request, existing, changed), image=image.result())
+        _record_deploy_settings(service_instance, request, dict((name, existing[name][0]) for name in to_record))
         builder = _NodeBuilder(client, image, placement, request, inventory, declared)
         builder.create(missing, adoptable, [existing[name][0] for name in to_power_on])
     vms = dict((vm, name) for name, vm in builder.vms.items())
@@ -307,6 +315,21 @@ def _record_image(package, config_spec):
         vim.option.OptionValue(key=IMAGE_KEY, value=package.template_key())]
 
 
+def _record_deploy_settings(service_instance, request, vms):
+    """Rewrite the deploy_settings record of existing nodes {name: vm} that record other settings."""
+    value = json.dumps(request.deploy_settings, sort_keys=True)
+
+    def record(name):
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=_ray_tags.DEPLOY_SETTINGS, value=value)])
+        _vsphere.wait_for_task(service_instance, vms[name].ReconfigVM_Task(spec),
+                               "ReconfigVM_Task (deploy settings) on VM %s" % name)
+
+    errors = _nodes.in_parallel(record, sorted(vms), request.params["parallel"])
+    if errors:
+        raise RayVsphereError("recording the deploy settings of Ray cluster %s failed: %s"
+                              % (request.cluster_name, "; ".join(errors)))
+
+
 def _sort_names(inventory, folder, request):
     """Split the requested names into existing nodes, adoptable leftovers and names to create."""
     existing, adoptable, missing = {}, {}, []
@@ -334,7 +357,8 @@ def _predicted(inventory, request, existing, changed):
             nodes.append(inventory.record(existing[name][0], request.preferred, request.ignored))
         else:
             nodes.append(dict(name=name, uuid=None, moid=None, ip=None, ip_addresses=[], tags=request.tags,
-                              power_state="poweredOn" if request.params["power_on"] else "poweredOff"))
+                              power_state="poweredOn" if request.params["power_on"] else "poweredOff",
+                              deploy_settings=request.deploy_settings))
     created = sorted(name for name in request.names if name not in existing)
     return dict(changed=changed, nodes=nodes, created=created, adopted=[], existing=sorted(existing))
 

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
@@ -83,11 +84,27 @@ def choose_ip(addresses, preferred=None, ignored=None):
     return sorted(usable)[0][2] if usable else None
 
 
-def marker(props):
+def extra_config_value(props, key):
     for option in props.get("config.extraConfig") or []:
-        if option.key == _ray_tags.CREATION_MARKER:
+        if option.key == key:
             return option.value
     return None
+
+
+def marker(props):
+    return extra_config_value(props, _ray_tags.CREATION_MARKER)
+
+
+def deploy_settings(props):
+    """The settings a node was deployed with (node_deploy's deploy_settings), {} when none were recorded."""
+    recorded = extra_config_value(props, _ray_tags.DEPLOY_SETTINGS)
+    if not recorded:
+        return {}
+    try:
+        settings = json.loads(recorded)
+    except ValueError:
+        return {}  # not written by node_deploy: nothing to rely on
+    return settings if isinstance(settings, dict) else {}
 
 
 class Inventory(object):
@@ -121,6 +138,7 @@ class Inventory(object):
             ip=choose_ip(addresses, preferred, ignored),
             ip_addresses=addresses,
             tags=self.tags(vm),
+            deploy_settings=deploy_settings(props),
         )
 
 

@@ -34,6 +34,11 @@ TEMPLATE_HASH = "ray-vsphere-template"
 # Written into extraConfig by the create call itself, before any custom
 # attribute can be set: a retry finds a VM whose tagging was cut short.
 CREATION_MARKER = "ray-vsphere.cluster-name"
+# In extraConfig, written by the create call when asked to (the playbooks ask
+# it on the head): the settings the cluster was deployed with, as JSON, so a
+# later scale-up needs only the cluster's name. Not a guestinfo.* key, so the
+# guest cannot read it, and never a secret.
+DEPLOY_SETTINGS = "ray-vsphere.deploy-settings"
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 NODE_KINDS = ("head", "worker")

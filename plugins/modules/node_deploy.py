@@ -142,6 +142,18 @@ options:
     description: C(guestinfo.*) extraConfig entries, for example C(public-keys) or C(userdata); the prefix is added.
     type: dict
     default: {}
+  deploy_settings:
+    description:
+      - Settings to keep in vCenter with the nodes, such as the placement and image a cluster was deployed with,
+        so that a later run can deploy more nodes alike given only the cluster's name (the C(ray_workers) playbook
+        reads them from the head with M(ray_vsphere.cluster.node_info)).
+      - Written as JSON into the extraConfig key C(ray-vsphere.deploy-settings) of every node this call creates,
+        and rewritten on requested nodes that exist and record other settings (which counts as a change).
+        Nothing is written when empty.
+      - Not a C(guestinfo.*) key, so the guest cannot read it; but anyone who may read the VM's configuration in
+        vCenter can. Never put a secret here.
+    type: dict
+    default: {}
   power_on:
     description: Power the nodes on.
     type: bool
@@ -261,6 +273,10 @@ nodes:
       description: The node's Ray tags.
       type: dict
       sample: {ray-cluster-name: analytics, ray-node-type: worker}
+    deploy_settings:
+      description: The O(deploy_settings) the node records; empty when none.
+      type: dict
+      sample: {datacenter: DC1, vsphere_cluster: Compute, datastore: vsanDatastore}
 created:
   description: Names of the nodes this run created (would create, in check mode).
   returned: always

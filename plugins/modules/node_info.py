@@ -108,6 +108,14 @@ nodes:
       description: The node's Ray tags.
       type: dict
       sample: {ray-cluster-name: analytics, ray-node-type: head}
+    deploy_settings:
+      description:
+        - The settings the node was deployed with, as M(ray_vsphere.cluster.node_deploy)'s
+          O(ray_vsphere.cluster.node_deploy#module:deploy_settings) recorded them in its extraConfig
+          (C(ray-vsphere.deploy-settings)); empty when none were recorded.
+        - The C(ray_up) playbook records them on the head, and C(ray_workers) deploys new workers with them.
+      type: dict
+      sample: {ovf: "https://images.example.com/ray-node.ova", datacenter: DC1, vsphere_cluster: Compute}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -144,3 +144,33 @@ def test_clones_of_an_ubuntu_style_image_get_the_keys_and_their_own_instance_id_
         booted = ssh(node["ip"], key, "cat /var/lib/cloud/data/instance-id; cloud-init status --long | grep -o 'DataSourceOVF'")
         assert booted.returncode == 0, booted.stderr
         assert booted.stdout.split() == [node["uuid"], "DataSourceOVF"]
+
+
+def test_deploy_settings_are_recorded_on_new_nodes_read_back_by_node_info_and_rewritten_when_they_change(
+        play, test_ova, service_instance):
+    settings = {"datastore": "LocalDS_0", "setup_commands": ["echo a"], "worker_cpus": 2}
+    deploy = deploy_task("recorder", test_ova, node_kind="head", names=["recorder-head"], power_on=False,
+                         deploy_settings=settings)
+    first = play([deploy]).result
+    assert not first["failed"], first
+    assert nodes_of(first)["recorder-head"]["deploy_settings"] == settings
+    vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, "recorder-head")
+    recorded = {option.key: option.value for option in vm.config.extraConfig}["ray-vsphere.deploy-settings"]
+    assert recorded == '{"datastore": "LocalDS_0", "setup_commands": ["echo a"], "worker_cpus": 2}'
+    assert not any(key.startswith("guestinfo.") and "LocalDS_0" in value
+                   for key, value in {o.key: o.value for o in vm.config.extraConfig}.items()), "not for the guest"
+
+    listed = play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "recorder"}}]).result
+    assert [node["deploy_settings"] for node in listed["nodes"]] == [settings]
+
+    assert play([deploy]).result["changed"] is False, "the same settings: nothing to write"
+    changed = dict(settings, worker_cpus=4)
+    check = play([deploy_task("recorder", test_ova, node_kind="head", names=["recorder-head"], power_on=False,
+                              deploy_settings=changed)], check=True).result
+    assert check["changed"] is True
+    assert nodes_of(play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "recorder"}}]).result
+                    )["recorder-head"]["deploy_settings"] == settings, "check mode wrote nothing"
+    again = play([deploy_task("recorder", test_ova, node_kind="head", names=["recorder-head"], power_on=False,
+                              deploy_settings=changed)]).result
+    assert again["changed"] is True and again["created"] == []
+    assert nodes_of(again)["recorder-head"]["deploy_settings"] == changed

@@ -1,72 +1,177 @@
-"""Each playbook run the way AWX runs a job template.
+"""The three job templates launched as AWX launches them, on one Ray cluster in test guests.
 
-ansible-runner with a fresh private data dir; the project (a checkout of this
-repository, as AWX's project sync makes it) copied into it; community.vmware
-and vmware.vmware from the execution environment (offline, the `ansible`
-package stands in for ansible-galaxy installing collections/requirements.yml);
-credentials only as the VMWARE_* variables of AWX's VMware vCenter credential;
-survey answers only as extra vars, each a variable of the template's survey.
+tests/playbooks/awx_launch.py replays AWX's launch (survey rules, extra
+vars, credentials, a fresh private data dir, an unprivileged job user).
+The templates carry the surveys of awx/surveys/ and the credentials
+awx/configure.yml attaches: AWX's VMware vCenter credential and one of the
+cluster key type of awx/credential_types/. Launches are UI-style (the survey
+form, its defaults pre-filled) or API-style (only what is posted).
 """
 
-import json
+import shutil
 import subprocess
+import tempfile
+import time
+from pathlib import Path
 
+import awx_launch
 import pytest
+from pyVmomi import vim
 
-from ray_provider.runner import published_stats, run_playbook
-from testbed import PROJECT_ROOT, ray_cluster
+from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
+from testbed.guests import ssh
+from testbed.image_server import ImageServer
 
 pytestmark = pytest.mark.slow
 
+CLUSTER = "awx"
+KEY_TYPE = PROJECT_ROOT / "awx" / "credential_types" / "ray_cluster_key.yml"
+# What AWX's inventory gives every job: the placement pool and folder, which
+# the ray_up survey leaves blank and so must not override.
+INVENTORY_VARS = {"ray_resource_pool": "DC0_C0_RP1", "ray_vm_folder": simulator.VM_FOLDER}
+# Guests share this machine: one CPU each, small object stores; a custom
+# resource whose JSON needs the shell's quoting to stay one argument.
+START_OPTIONS = "--num-cpus=1 --object-store-memory=200000000 --resources='{\"awx_slot\": 1}'"
+# A blank line between two commands, as a user leaves one in the textarea.
+SETUP_COMMANDS = "echo one >> ~/awx-setup\n\necho two >> ~/awx-setup"
 
-def synced_project(destination):
-    """The project as AWX's project sync lays it out: the tracked files of the checkout."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-c", "--null", "-T", "-", "-f", "-"], cwd=PROJECT_ROOT, input=files,
-                   stdout=open(destination.parent / "project.tar", "wb"), check=True)
-    destination.mkdir()
-    subprocess.run(["tar", "-x", "-f", str(destination.parent / "project.tar")], cwd=destination, check=True)
-    return destination
-
-
-def survey_answers(template, answers):
-    spec = json.loads((PROJECT_ROOT / "awx" / "surveys" / f"{template}.json").read_text())["spec"]
-    variables = {question["variable"]: question for question in spec}
-    assert set(answers) <= set(variables), f"not in the {template} survey: {set(answers) - set(variables)}"
-    missing = [name for name, question in variables.items() if question["required"] and name not in answers]
-    assert not missing, f"required survey answers missing: {missing}"
-    return answers
+RESOURCES = """
+import json, ray
+ray.init(address="auto", logging_level="ERROR")
+print("RESULT " + json.dumps(ray.cluster_resources().get("awx_slot", 0)))
+"""
 
 
-def awx_job(template, tmp_path, vcenter_environment, answers):
-    private_data_dir = tmp_path / f"job-{template}"
-    private_data_dir.mkdir()
-    project = synced_project(private_data_dir / "project")
-    return run_playbook(f"playbooks/{template}.yml", private_data_dir, project_dir=project,
-                        extravars=survey_answers(template, answers),
-                        envvars=dict(vcenter_environment, ANSIBLE_CONFIG=str(project / "ansible.cfg"),
-                                     ANSIBLE_COLLECTIONS_PATH=str(project / "collections")))
+def template(name):
+    return awx_launch.JobTemplate(f"Ray: {name}", f"playbooks/{name}.yml",
+                                  awx_launch.validate_spec(awx_launch.load_survey(name)))
 
 
-def test_ray_up_workers_and_down_as_awx_job_templates(vcsim, guest_simulator, tmp_path):
-    testbed_vars = ray_cluster.cluster_vars("awx", tmp_path / "key" / "ray-awx", worker_count=1)
-    answers = {name: value for name, value in testbed_vars.items() if name != "ray_ip_timeout"}
-    answers["ray_start_options"] = " ".join(answers["ray_start_options"])  # a survey answer is text
-    environment = vcsim.endpoint.environment()
-    environment.pop("VMWARE_PORT")  # AWX's credential does not inject a port...
-    environment["VMWARE_HOST"] = f"{vcsim.endpoint.host}:{vcsim.endpoint.port}"  # ...it goes with the host
+@pytest.fixture(scope="module")
+def python():
+    """The jobs' Python, one the unprivileged job user can run."""
+    folder = Path(tempfile.mkdtemp(prefix="awx_python_"))
+    folder.chmod(0o755)
+    try:
+        yield awx_launch.job_python(folder / "venv")
+    finally:
+        shutil.rmtree(folder)
 
-    up = awx_job("ray_up", tmp_path, environment, answers)
-    assert up.status == "successful", up.stdout.read()[-5000:]
-    stats = published_stats(up)
-    assert len(stats["ray_worker_ips"]) == 1
-    assert len(guest_simulator.guests()) == 2
 
-    more = awx_job("ray_workers", tmp_path, environment, dict(answers, ray_worker_count=2))
-    assert more.status == "successful", more.stdout.read()[-5000:]
-    assert len(guest_simulator.guests()) == 3
+@pytest.fixture(scope="module")
+def image_url(test_ova, tmp_path_factory):
+    """The node image at an http URL, as an execution environment reaches images (it has no local copy)."""
+    served = tmp_path_factory.mktemp("images")
+    shutil.copy(test_ova, served / test_ova.name)
+    with ImageServer(served) as server:
+        yield server.url(test_ova.name)
 
-    down = awx_job("ray_down", tmp_path, environment, {"ray_cluster_name": "awx"})
-    assert down.status == "successful", down.stdout.read()[-5000:]
-    assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["awx-head", "awx-worker-0",
-                                                                              "awx-worker-1"]
+
+@pytest.fixture(scope="module")
+def credentials(vcsim, tmp_path_factory):
+    """The job templates' two credentials, as AWX stores them."""
+    key_dir = tmp_path_factory.mktemp("cluster-key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ray-awx", "-f", str(key_dir / "key")],
+                   check=True)
+    endpoint = vcsim.endpoint
+    vmware = awx_launch.vmware_credential(f"{endpoint.host}:{endpoint.port}",  # no port field: host:port
+                                          endpoint.username, endpoint.password)
+    # Pasted into AWX's credential form, which keeps no final newline: the injector adds it.
+    private_key = (key_dir / "key").read_text().rstrip("\n")
+    cluster_key = awx_launch.custom_credential(f"Ray cluster key: {CLUSTER}", KEY_TYPE, {"ssh_private_key": private_key})
+    public_key = (key_dir / "key.pub").read_text().split()[:2]
+    return dict(vmware=vmware, cluster_key=cluster_key, private_key=private_key + "\n", public_key=public_key,
+                key_file=key_dir / "key")
+
+
+def placement(service_instance, vm_name):
+    vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, vm_name)
+    return vm.resourcePool.name, vm.parent.name
+
+
+def on_every_node(guest_simulator, key_file, command):
+    return {guest.hostname: ssh(guest.address, key_file, command).stdout for guest in guest_simulator.guests().values()}
+
+
+def failure(job):
+    return f"job {job.id} {job.status}:\n{job.stdout[-5000:]}"
+
+
+def test_a_job_without_the_key_credential_is_refused_before_anything_is_made(
+        vcsim, guest_simulator, credentials, image_url, service_instance, python):
+    posted = dict(ray_cluster_name="awx-nokey", ray_ovf=image_url, ray_datacenter=simulator.DATACENTER,
+                  ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0], ray_worker_count=0)
+    job = awx_launch.launch(template("ray_up"), posted, credentials=[credentials["vmware"]], python=python)
+    assert job.status == "failed"
+    assert "comes from a credential of the type awx/credential_types/ray_cluster_key.yml" in job.stdout
+    names = [props["name"] for props in vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values()]
+    assert not [name for name in names if name.startswith("awx-nokey")]
+
+
+@pytest.mark.timeout(1200)
+def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
+        vcsim, guest_simulator, credentials, image_url, service_instance, python):
+    both = [credentials["vmware"], credentials["cluster_key"]]
+    key_file = credentials["key_file"]
+
+    # UI-style: the form pre-fills the defaults (2 workers); the user types the rest
+    # and leaves pool, folder, user blank, which the inventory or the defaults fill.
+    ray_up = template("ray_up")
+    posted = awx_launch.ui_post(ray_up.survey_spec, dict(
+        ray_cluster_name=CLUSTER, ray_ovf=image_url, ray_datacenter=simulator.DATACENTER,
+        ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0],
+        ray_network=simulator.NETWORK, ray_worker_count="1", ray_setup_commands=SETUP_COMMANDS,
+        ray_start_options=START_OPTIONS))
+    up = awx_launch.launch(ray_up, posted, credentials=both, python=python, inventory_vars=INVENTORY_VARS)
+    assert up.status == "successful", failure(up)
+    assert up.ran_as_uid == awx_launch.job_user().uid != 0
+    assert up.extra_vars["ray_worker_count"] == 1
+    assert not {"ray_resource_pool", "ray_vm_folder", "ray_ssh_user"} & set(up.extra_vars), "no blank defaults injected"
+    assert f".ssh/ray-{CLUSTER}" not in up.files, "the key is the credential's, none generated"
+    head_ip = up.stats()["ray_head_ip"]
+    assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
+    for vm in ("awx-head", "awx-worker-0"):
+        assert placement(service_instance, vm) == ("DC0_C0_RP1", simulator.VM_FOLDER), "the inventory's placement"
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/awx-setup").values()) == {"one\ntwo\n"}
+    assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 2, "one awx_slot per node"
+    # The nodes let in the key derived from the credential's, and the head holds that very key.
+    authorized = {" ".join(credentials["public_key"]) + " ray-awx\n"}
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == authorized
+    assert ssh(head_ip, key_file, "cat ~/ray_bootstrap_key.pem").stdout == credentials["private_key"]
+
+    # API-style: only the name and the count; no inventory placement either:
+    # the image, placement, setup commands and start options are the head's record.
+    more = awx_launch.launch(template("ray_workers"), {"ray_cluster_name": CLUSTER, "ray_worker_count": 2},
+                             credentials=both, python=python, inventory_vars={})
+    assert more.status == "successful", failure(more)
+    assert set(more.extra_vars) == {"ray_cluster_name", "ray_worker_count"}
+    assert placement(service_instance, "awx-worker-1") == ("DC0_C0_RP1", simulator.VM_FOLDER)
+    assert on_every_node(guest_simulator, key_file, "cat ~/awx-setup")["awx-worker-1"] == "one\ntwo\n"
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == authorized
+    ray_cluster.wait_for_alive_nodes(head_ip, key_file, 3)
+    assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 3
+
+    # UI-style: the ray_workers form has no defaults to pre-fill; the count is typed.
+    ray_workers = template("ray_workers")
+    fewer = awx_launch.launch(ray_workers, awx_launch.ui_post(ray_workers.survey_spec, dict(
+        ray_cluster_name=CLUSTER, ray_worker_count="1")), credentials=both, python=python, inventory_vars={})
+    assert fewer.status == "successful", failure(fewer)
+    assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
+    ray_cluster.wait_for_alive_nodes(head_ip, key_file, 2)
+    assert ssh(head_ip, key_file, "cat ~/ray_bootstrap_key.pem").stdout == credentials["private_key"]
+
+    # API-style: the name alone.
+    down = awx_launch.launch(template("ray_down"), {"ray_cluster_name": CLUSTER}, credentials=both,
+                             python=python)
+    assert down.status == "successful", failure(down)
+    assert sorted(down.stats()["ray_deleted_nodes"]) == ["awx-head", "awx-worker-0"]
+    settled = time.monotonic() + 30
+    while guest_simulator.guests() and time.monotonic() < settled:
+        time.sleep(0.2)
+    assert guest_simulator.guests() == {}
+
+    # Four jobs, four folders, each with the credential's key file of its own, all gone.
+    jobs = [up, more, fewer, down]
+    assert len({job.private_data_dir for job in jobs}) == 4
+    assert all(job.injected_files for job in jobs)
+    assert not any(job.private_data_dir.exists() for job in jobs)

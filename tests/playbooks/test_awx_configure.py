@@ -1,0 +1,144 @@
+"""awx/configure.yml, checked offline without faking AWX.
+
+Syntax-checked and linted; then every awx.awx task's arguments, templated
+as the play would template them, are validated against the argument spec
+that the installed module itself builds (captured where it hands the spec to
+AnsibleModule) with ansible-core's ArgumentSpecValidator, the check
+AnsibleModule runs before the module talks to AWX.
+"""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import yaml
+from ansible.module_utils import basic
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook import Playbook
+from ansible.plugins.loader import init_plugin_loader
+from ansible.template import Templar
+from ansible.vars.manager import VariableManager
+
+from testbed import PROJECT_ROOT
+
+CONFIGURE = PROJECT_ROOT / "awx" / "configure.yml"
+BIN = Path(sys.executable).parent
+RULES = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
+
+
+class _SpecCaptured(Exception):
+    pass
+
+
+def module_spec(fqcn):
+    """(argument_spec, rules) exactly as the installed awx.awx module gives them to AnsibleModule."""
+    namespace, collection, name = fqcn.split(".")
+    module = importlib.import_module(f"ansible_collections.{namespace}.{collection}.plugins.modules.{name}")
+    captured = {}
+
+    def capture(self, argument_spec, **kwargs):
+        captured.update(kwargs, argument_spec=argument_spec)
+        raise _SpecCaptured
+
+    with mock.patch.object(basic.AnsibleModule, "__init__", capture):
+        with pytest.raises(_SpecCaptured):
+            module.main()
+    return captured["argument_spec"], {rule: captured[rule] for rule in RULES if captured.get(rule)}
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("key") / "ray-analytics.key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def configured_tasks(key_file):
+    """[(module FQCN, templated args, no_log)] for every awx.awx task, once per loop item."""
+    extra_vars = dict(ray_awx_project_url="https://git.example.com/ray-vsphere.git", ray_awx_cluster_name="analytics",
+                      ray_awx_cluster_key_file=str(key_file), ray_awx_inventory_variables={"ray_resource_pool": "ray"})
+    environment = dict(VMWARE_HOST="vcenter.example.com", VMWARE_USER="ray@vsphere.local", VMWARE_PASSWORD="pw")
+    init_plugin_loader([str(PROJECT_ROOT / "collections")])  # as ansible-playbook does, with ansible.cfg's path
+    with mock.patch.dict(os.environ, environment):
+        loader = DataLoader()
+        variable_manager = VariableManager(loader=loader)
+        playbook = Playbook.load(str(CONFIGURE), variable_manager=variable_manager, loader=loader)
+        loader.set_basedir(str(CONFIGURE.parent))  # lookups find files beside the playbook, as in a run
+        found = []
+        for play in playbook.get_plays():
+            for block in play.compile():
+                for task in block.block:
+                    if not task.action.startswith("awx.awx."):
+                        continue
+                    # The task's vars (its search path for lookups among them); -e wins, as on the command line.
+                    variables = {**variable_manager.get_vars(play=play, task=task), **extra_vars}
+                    items = [None]
+                    if task.loop is not None:
+                        items = Templar(loader=loader, variables=variables).template(task.loop)
+                    for item in items:
+                        templar = Templar(loader=loader, variables=dict(variables, item=item))
+                        args = templar.template(task.args)
+                        found.append((task.action, args, task.no_log))  # an omitted option is left out
+    return found
+
+
+def test_configure_passes_the_syntax_check():
+    result = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", str(CONFIGURE)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_configure_and_the_credential_type_pass_ansible_lint(tmp_path):
+    result = subprocess.run([str(BIN / "ansible-lint"), "--offline", "--nocolor", "awx/"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=600, env=dict(os.environ, HOME=str(tmp_path)))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr
+
+
+def test_every_awx_task_passes_its_module_argument_spec(configured_tasks):
+    assert [action for action, _, _ in configured_tasks] == [
+        "awx.awx.credential_type", "awx.awx.credential", "awx.awx.credential", "awx.awx.project",
+        "awx.awx.inventory", "awx.awx.job_template", "awx.awx.job_template", "awx.awx.job_template"]
+    for action, args, _ in configured_tasks:
+        spec, rules = module_spec(action)
+        result = ArgumentSpecValidator(spec, **rules).validate(args)
+        assert result.error_messages == [], f"{action} {args.get('name')}: {result.error_messages}"
+
+
+def test_the_captured_specs_are_the_modules_own():
+    spec, rules = module_spec("awx.awx.job_template")
+    assert spec["survey_spec"] == {"type": "dict"} and "controller_host" in spec, "module options and AWX's auth options"
+    misspelled = ArgumentSpecValidator(spec, **rules).validate({"name": "t", "survey_enabeld": True})
+    assert any("survey_enabeld" in message for message in misspelled.error_messages)
+    wrong_type = ArgumentSpecValidator(spec, **rules).validate({"name": "t", "survey_spec": "[1]"})
+    assert any("survey_spec" in message for message in wrong_type.error_messages)
+
+
+def test_the_configuration_is_what_the_job_templates_need(configured_tasks, key_file):
+    by_name = {args["name"]: (action, args, no_log) for action, args, no_log in configured_tasks}
+    definition = yaml.safe_load((PROJECT_ROOT / "awx" / "credential_types" / "ray_cluster_key.yml").read_text())
+    _, key_type, _ = by_name["Ray cluster SSH key"]
+    assert key_type["injectors"] == definition["injectors"], "AWX renders the injectors, not this play"
+    assert key_type["injectors"]["extra_vars"] == {"ray_ssh_private_key": "{{ tower.filename }}"}
+    _, key, key_no_log = by_name["Ray cluster key: analytics"]
+    assert key["credential_type"] == "Ray cluster SSH key"
+    assert key["inputs"]["ssh_private_key"] == key_file.read_text().rstrip("\n")
+    _, vcenter, vcenter_no_log = by_name["Ray vCenter"]
+    assert vcenter["inputs"] == {"host": "vcenter.example.com", "username": "ray@vsphere.local", "password": "pw"}
+    assert key_no_log and vcenter_no_log, "secrets stay out of the play's output"
+    templates = {args["playbook"]: args for action, args, _ in configured_tasks if action == "awx.awx.job_template"}
+    assert sorted(templates) == ["playbooks/ray_down.yml", "playbooks/ray_up.yml", "playbooks/ray_workers.yml"]
+    for playbook, args in templates.items():
+        survey = json.loads((PROJECT_ROOT / "awx" / "surveys" / f"{Path(playbook).stem}.json").read_text())
+        assert args["survey_enabled"] is True and args["survey_spec"] == survey
+        assert args["credentials"] == ["Ray vCenter", "Ray cluster key: analytics"]
+        assert args["inventory"] == "Ray clusters" and args["project"] == "ray-vsphere"
+        assert "execution_environment" not in args, "AWX's default execution environment unless one is named"
+        assert (PROJECT_ROOT / playbook).is_file()

@@ -1,0 +1,90 @@
+"""How the playbooks resolve their settings (playbooks/vars/ray_defaults.yml), without a vCenter.
+
+A play loads the playbooks' vars file as ray_up.yml does and prints the
+resolved ray_cfg_* values, with inputs as AWX passes them (extra vars, the
+inventory, blank survey answers) and with a head's record.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed import PROJECT_ROOT
+
+SHOWN = ["ray_cfg_ovf", "ray_cfg_resource_pool", "ray_cfg_vm_folder", "ray_cfg_ssh_user", "ray_cfg_worker_count",
+         "ray_cfg_worker_cpus", "ray_cfg_setup_commands_list", "ray_cfg_start_options_list", "ray_cfg_deploy_settings"]
+
+
+def resolved(tmp_path, extra_vars, inventory_vars=None, record=None):
+    play = [{"name": "Show", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "vars_files": [str(PROJECT_ROOT / "playbooks" / "vars" / "ray_defaults.yml")],
+             "tasks": [{"name": "Record", "ansible.builtin.set_fact": {"nodes_recorded_settings": record},
+                        "when": record is not None},
+                       {"name": "Show", "ansible.builtin.debug": {"msg": {name: f"{{{{ {name} }}}}" for name in SHOWN}}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"vars": inventory_vars or {}}}))
+    (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra_vars))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "play.yml", "-i", "inventory.yml", "-e", "@extra.yml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+             "ANSIBLE_COLLECTIONS_PATH": str(PROJECT_ROOT / "collections"), "ANSIBLE_STDOUT_CALLBACK": "json"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tasks = json.loads(result.stdout)["plays"][0]["tasks"]
+    return tasks[-1]["hosts"]["localhost"]["msg"]
+
+
+def test_questions_left_blank_leave_the_inventory_values_and_blank_answers_the_defaults(tmp_path):
+    # AWX's UI posts no blank field, and the surveys' optional questions have no
+    # default to inject: the inventory's pool and folder are not overridden. An
+    # answer that does reach the play blank counts as not set.
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ssh_user": "", "ray_setup_commands": "",
+                                 "ray_start_options": "", "ray_worker_cpus": ""},
+                      inventory_vars={"ray_resource_pool": "ray", "ray_vm_folder": "ray/c"})
+    assert values["ray_cfg_resource_pool"] == "ray" and values["ray_cfg_vm_folder"] == "ray/c"
+    assert values["ray_cfg_ssh_user"] == "ubuntu" and values["ray_cfg_worker_cpus"] == 0
+    assert values["ray_cfg_setup_commands_list"] == [] and values["ray_cfg_start_options_list"] == []
+
+
+def test_survey_text_becomes_commands_without_blank_lines_and_options_split_by_shell_quoting(tmp_path):
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_setup_commands": "echo a\n\n   \necho 'b  c'\n",
+                                 "ray_start_options": "--num-cpus=4 --resources='{\"GPU\": 1}' --labels=\"a b\""})
+    assert values["ray_cfg_setup_commands_list"] == ["echo a", "echo 'b  c'"]
+    assert values["ray_cfg_start_options_list"] == ["--num-cpus=4", '--resources={"GPU": 1}', "--labels=a b"]
+
+
+def test_lists_from_a_vars_file_are_kept_and_an_explicit_zero_counts(tmp_path):
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_setup_commands": ["echo a"],
+                                 "ray_start_options": ["--num-cpus=4"], "ray_worker_count": 0, "ray_worker_cpus": 0},
+                      record={"worker_cpus": 8})
+    assert values["ray_cfg_setup_commands_list"] == ["echo a"]
+    assert values["ray_cfg_start_options_list"] == ["--num-cpus=4"]
+    assert values["ray_cfg_worker_count"] == 0 and values["ray_cfg_worker_cpus"] == 0
+
+
+def test_the_heads_record_fills_in_what_is_not_set_and_given_values_win(tmp_path):
+    record = {"ovf": "https://images/r.ova", "resource_pool": "recorded", "vm_folder": "ray", "ssh_user": "rocky",
+              "setup_commands": ["echo recorded"], "start_options": ["--num-cpus=1"], "worker_cpus": 2}
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_vm_folder": "elsewhere", "ray_setup_commands": ""},
+                      record=record)
+    assert values["ray_cfg_ovf"] == "https://images/r.ova" and values["ray_cfg_resource_pool"] == "recorded"
+    assert values["ray_cfg_vm_folder"] == "elsewhere" and values["ray_cfg_ssh_user"] == "rocky"
+    assert values["ray_cfg_setup_commands_list"] == ["echo recorded"], "a blank answer is not an answer"
+    assert values["ray_cfg_start_options_list"] == ["--num-cpus=1"] and values["ray_cfg_worker_cpus"] == 2
+
+
+@pytest.mark.parametrize("ovf, recorded", [
+    ("https://images.example.com/ray.ova", True),
+    ("/srv/images/ray.ova", True),
+    ("https://user:secret@images.example.com/ray.ova", False),
+    ("https://bucket.example.com/ray.ova?X-Amz-Signature=abc", False),
+])
+def test_the_record_holds_no_secret(tmp_path, ovf, recorded):
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ovf": ovf, "ray_ssh_private_key": "/keys/c"})
+    settings = values["ray_cfg_deploy_settings"]
+    assert ("ovf" in settings) is recorded and settings.get("ovf", ovf) == ovf
+    assert "/keys/c" not in json.dumps(settings)
