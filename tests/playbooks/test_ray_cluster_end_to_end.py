@@ -8,6 +8,8 @@ from ray_provider.runner import published_stats
 from testbed import ray_cluster
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
+from testbed.guests import ssh
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +35,8 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     stats = published_stats(up)
     head_ip = stats["ray_head_ip"]
-    assert stats["ray_dashboard_url"] == f"http://{head_ip}:8265"
+    assert stats["ray_dashboard_url"] == "http://localhost:8265"
+    assert stats["ray_dashboard_tunnel"] == f"ssh -N -L 8265:127.0.0.1:8265 -i {key} ubuntu@{head_ip}"
     assert len(stats["ray_worker_ips"]) == 2
     guests = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
     assert sorted(guests) == ["e2e-head", "e2e-worker-0", "e2e-worker-1"]
@@ -42,6 +45,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     job = ray_cluster.run_spread_job(head_ip, key)
     assert job == {"sum_of_squares": 55, "hosts": ["e2e-head", "e2e-worker-0", "e2e-worker-1"]}
+    assert_ray_takes_only_the_clusters_token(head_ip, stats["ray_worker_ips"], key, "e2e")
 
     again = ray_cluster.run("ray_up", tmp_path / "up-again", vcsim.endpoint.environment(), cluster)
     assert again.status == "successful"
@@ -67,3 +71,17 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
         time.sleep(0.2)
     assert guest_simulator.guests() == {}
+
+
+def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_name):
+    token = ray_auth_token(key.read_text(), cluster_name)
+    for node_ip in [head_ip, *worker_ips]:
+        held = ssh(node_ip, key, "stat -c %a .ray/auth_token && cat .ray/auth_token")
+        assert held.stdout.split() == ["600", token], f"{node_ip} does not hold the cluster's token, private"
+    assert ray_cluster.submit_job(head_ip, key, None) == {"http_status": 401, "job_state": None}
+    assert ray_cluster.submit_job(head_ip, key, "0" * 64) == {"http_status": 403, "job_state": None}
+    assert ray_cluster.submit_job(head_ip, key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
+    # The dashboard and its job API listen on the head's loopback only.
+    assert ray_cluster.port_open(head_ip, key, "127.0.0.1", 8265)
+    assert not ray_cluster.port_open(worker_ips[0], key, head_ip, 8265), "the dashboard is reachable from a worker"
+    assert not ray_cluster.port_open(head_ip, key, head_ip, 8265)
