@@ -18,6 +18,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.vault import VaultLib, VaultSecret
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, value_problems)
 
@@ -169,6 +171,11 @@ def check_cluster_config(config):
     """Every problem of the provider section and the node types, by key; ClusterConfigError if any."""
     provider = config.get("provider") or {}
     problems = _section_problems(provider, PROVIDER_KEYS, "provider")
+    # First: the name becomes file names (the key, the runs' folders) before vCenter sees it.
+    try:
+        _ray_tags.check_name(config.get("cluster_name"), "cluster_name")
+    except RayVsphereError as error:
+        problems.append(str(error))
     problems += _start_command_problems(config)
     if provider.get("cache_stopped_nodes"):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "

@@ -77,7 +77,8 @@ class PlaybookRuns:
     """
 
     def __init__(self, cluster_name, credentials):
-        self.root = STATE_DIR / cluster_name / "runs"
+        # The name is part of a folder that runs are pruned from: never a path of its own.
+        self.root = STATE_DIR / _ray_tags.check_name(cluster_name, "cluster_name") / "runs"
         self.credentials = credentials
         self.count = 0
         self._lock = threading.Lock()
