@@ -83,8 +83,12 @@ def choose_ip(addresses, preferred=None, ignored=None):
 
 
 def marker(props):
+    return extra_config_value(props, _ray_tags.CREATION_MARKER)
+
+
+def extra_config_value(props, key):
     for option in props.get("config.extraConfig") or []:
-        if option.key == _ray_tags.CREATION_MARKER:
+        if option.key == key:
             return option.value
     return None
 
@@ -117,6 +121,7 @@ class Inventory(object):
             ip=choose_ip(addresses, preferred, ignored),
             ip_addresses=addresses,
             tags=self.tags(vm),
+            ssh_host_key=extra_config_value(props, _ray_tags.SSH_HOST_KEY),
         )
 
 

@@ -34,6 +34,9 @@ TEMPLATE_HASH = "ray-vsphere-template"
 # Written into extraConfig by the create call itself, before any custom
 # attribute can be set: a retry finds a VM whose tagging was cut short.
 CREATION_MARKER = "ray-vsphere.cluster-name"
+# Also in extraConfig at create: the public SSH host key the deploy gave the
+# node through cloud-init, which playbooks check the node's answer against.
+SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 NODE_KINDS = ("head", "worker")
