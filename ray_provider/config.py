@@ -18,6 +18,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.vault import VaultLib, VaultSecret
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, value_problems)
 
@@ -149,10 +151,34 @@ def node_settings(provider, node_config):
     return settings
 
 
+# Ray's `ray start` on a worker turns token authentication on only from the
+# environment (ray/scripts/scripts.py: only the head's branch looks for a
+# token file), and Ray's launcher has no hook to add to a command's environment.
+AUTH_MODE_SETTING = "RAY_AUTH_MODE=token"
+
+
+def _start_command_problems(config):
+    """The start commands that would run Ray without token authentication."""
+    problems = []
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for index, command in enumerate(config.get(key) or []):
+            if isinstance(command, str) and "ray start" in command and AUTH_MODE_SETTING not in command:
+                problems.append(f"{key}[{index}]: runs `ray start` without token authentication: "
+                                f"prefix it with {AUTH_MODE_SETTING} (every node gets the cluster's token "
+                                f"at ~/.ray/auth_token)")
+    return problems
+
+
 def check_cluster_config(config):
     """Every problem of the provider section and the node types, by key; ClusterConfigError if any."""
     provider = config.get("provider") or {}
     problems = _section_problems(provider, PROVIDER_KEYS, "provider")
+    # First: the name becomes file names (the key, the runs' folders) before vCenter sees it.
+    try:
+        _ray_tags.check_name(config.get("cluster_name"), "cluster_name")
+    except RayVsphereError as error:
+        problems.append(str(error))
+    problems += _start_command_problems(config)
     if provider.get("cache_stopped_nodes"):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
                         "(new ones are cloned from a template, which is as fast)")

@@ -43,7 +43,7 @@ from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_c
                                  local_path, node_settings)
 from ray_provider.runner import published_stats, run_playbook, task_results
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _placement, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _placement, _ray_auth, _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class PlaybookRuns:
     """
 
     def __init__(self, cluster_name, credentials):
-        self.root = STATE_DIR / cluster_name / "runs"
+        # The name is part of a folder that runs are pruned from: never a path of its own.
+        self.root = STATE_DIR / _ray_tags.check_name(cluster_name, "cluster_name") / "runs"
         self.credentials = credentials
         self.count = 0
         self._lock = threading.Lock()
@@ -383,6 +384,8 @@ class VsphereNodeProvider(NodeProvider):
         provider["ssh_public_key_file"] = f"{private_key}.pub"
         file_mounts = config.setdefault("file_mounts", {})
         file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
+        # Every node, the workers included (the head's autoscaler mounts the same files on them).
+        file_mounts[_ray_auth.TOKEN_PATH_ON_NODES] = str(_write_ray_auth_token(config["cluster_name"], private_key))
         # The head's autoscaler deploys workers from the same image: an .ova, or an .ovf with its folder.
         for section in _sections_with_local_image(config):
             image = Path(local_path(section["ovf"]))
@@ -422,6 +425,14 @@ class VsphereNodeProvider(NodeProvider):
 def _node_folder(settings):
     """(datacenter, VM folder path) of one node type's settings; "" is the datacenter's VM folder."""
     return (settings.get("datacenter") or "", (settings.get("vm_folder") or "").strip("/"))
+def _write_ray_auth_token(cluster_name, private_key):
+    """The cluster's Ray token in a file of the provider's state (0600), for `ray up` to mount on every node."""
+    token_file = STATE_DIR / cluster_name / "ray-auth-token"
+    token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(_ray_auth.ray_auth_token(private_key.read_text(), cluster_name))
+    return token_file
 
 
 def _sections_with_local_image(config):

@@ -9,19 +9,37 @@ prompt (the way AWX hands over vault credentials), and the caller's own
 VMWARE_PASSWORD is blanked. Runs that do take VMWARE_* from the environment
 (AWX-style, the testbed) get those values masked in the artifacts afterwards.
 Module arguments are safe already: the password option is no_log.
+
+ansible-runner seeds a run's environment with the caller's whole one and
+writes it to artifacts/<ident>/command, so a run gets only the variables a
+playbook can need (RUN_ENVIRONMENT): no other secret of any name lands there.
+
+Extra vars arrive as data, never as templates: a `{{ lookup('pipe', ...) }}`
+in a cluster YAML value stays that text, as AWX treats survey answers.
 """
 
 import json
 import os
+import re
 import secrets as random_secrets
 import sys
 from pathlib import Path
 
-import ansible_runner
+import yaml
+from ansible_runner.interface import init_runner
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 SECRET_VARIABLES = ("VMWARE_PASSWORD",)
 MASK = "********"
+# What a run keeps of the caller's environment, beside what ansible-runner and
+# the caller set for it: where things are, the locale,
+# the SSH agent, proxies and CA bundles, and the settings of Ansible, of
+# vCenter (VMWARE_*) and of this project. Nothing else, since ansible-runner
+# writes a run's environment to its artifacts.
+RUN_ENVIRONMENT = re.compile(
+    r"(PATH|HOME|USER|LOGNAME|SHELL|TERM|TZ|TMPDIR|LANG|LANGUAGE|LC_\w+|SSH_AUTH_SOCK|VIRTUAL_ENV|PYTHONPATH"
+    r"|(?i:https?_proxy|no_proxy)|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE"
+    r"|ANSIBLE_\w+|VMWARE_\w+|RAY_VSPHERE_\w+)")
 
 
 def playbook_environment(envvars=None):
@@ -64,11 +82,16 @@ def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cm
         environment.update({name: "" for name in SECRET_VARIABLES})
     secrets = [value for name, value in {**os.environ, **environment}.items() if name in SECRET_VARIABLES and value]
     secrets += [value for value in (secret_vars or {}).values() if value]  # should a module ever echo one
-    runner = ansible_runner.run(
+    if extravars:
+        extravars_file = private_data_dir / "extravars.yml"
+        extravars_file.touch(mode=0o600)
+        extravars_file.write_text(unsafe_yaml(extravars))
+        cmdline = " ".join(filter(None, [cmdline, f"-e @{extravars_file}"]))
+    # ansible_runner.run() is init_runner() then run(); in between, the environment it seeded is cut down.
+    runner = init_runner(
         private_data_dir=str(private_data_dir),
         project_dir=str(project_dir) if project_dir else None,
         playbook=str(playbook),
-        extravars=extravars or {},
         envvars=environment,
         cmdline=cmdline,
         passwords=passwords,
@@ -76,8 +99,35 @@ def run_playbook(playbook, private_data_dir, *, extravars=None, envvars=None, cm
         suppress_env_files=True,
         quiet=True,
     )
+    runner.config.env = {name: value for name, value in runner.config.env.items()
+                         if name not in os.environ or name in environment or RUN_ENVIRONMENT.fullmatch(name)}
+    runner.run()
     mask_secrets(Path(runner.config.artifact_dir), secrets)
     return runner
+
+
+class _Unsafe(str):
+    """A string Ansible must read as data: dumped with YAML's !unsafe tag, which Ansible never templates."""
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(_Unsafe, lambda dumper, text: dumper.represent_scalar("!unsafe", str(text)))
+
+
+def unsafe_yaml(values):
+    """YAML of `values` (dicts, lists, scalars) with every string value tagged !unsafe; keys stay names."""
+    def tagged(value):
+        if isinstance(value, str):
+            return _Unsafe(value)
+        if isinstance(value, dict):
+            return {key: tagged(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [tagged(item) for item in value]
+        return value
+    return yaml.dump(tagged(values), Dumper=_UnsafeDumper, sort_keys=False)
 
 
 def _vaulted_yaml(values, vault_password):

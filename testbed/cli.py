@@ -18,6 +18,8 @@ import yaml
 from pyVmomi import vim
 
 from ray_provider.runner import published_stats
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from testbed import image, ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
@@ -178,7 +180,7 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
     stats = run_playbook_or_exit("ray_up", work_dir, environment, cluster)
     head_ip, key = stats["ray_head_ip"], cluster["ray_ssh_private_key"]
     print(f"Ray cluster {stats['ray_cluster_name']}:")
-    print(f"  head     {head_ip}   dashboard {stats['ray_dashboard_url']}")
+    print(f"  head     {head_ip}   dashboard {stats['ray_dashboard_url']} through: {stats['ray_dashboard_tunnel']}")
     for worker_ip in stats["ray_worker_ips"]:
         print(f"  worker   {worker_ip}")
     tasks = 2 * (1 + len(stats["ray_worker_ips"]))
@@ -186,6 +188,10 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
     print(f"Ray job: squares of 0..{tasks - 1} spread over the cluster")
     print(f"  sum of squares = {job['sum_of_squares']} (expected {sum(i * i for i in range(tasks))}), "
           f"ran on {', '.join(job['hosts'])}")
+    token = ray_auth_token(Path(key).read_text(), stats["ray_cluster_name"])
+    refused, accepted = ray_cluster.submit_job(head_ip, key, None), ray_cluster.submit_job(head_ip, key, token)
+    print(f"Ray's job API: without the cluster's token HTTP {refused['http_status']}; "
+          f"with it HTTP {accepted['http_status']}, job {accepted['job_state']}")
     print("$ ray status")
     for line in ray_cluster.ray_status(head_ip, key).splitlines():
         print(f"  {line}")

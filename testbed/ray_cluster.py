@@ -49,6 +49,48 @@ print("RESULT " + json.dumps(sorted(n["NodeManagerAddress"] for n in ray.nodes()
 """
 
 
+# A job submitted to the head's job API (the dashboard's REST endpoint, as
+# `ray job submit` calls it) from the head itself, where the API listens.
+SUBMIT_JOB = """
+import json, sys, time, urllib.error, urllib.request
+token = sys.argv[1]
+def call(path, body=None):
+    request = urllib.request.Request("http://127.0.0.1:8265" + path, method="POST" if body else "GET",
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": "Bearer " + token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, None
+status, body = call("/api/jobs/", {"entrypoint": "echo accepted"})
+state = None
+while status == 200 and state not in ("SUCCEEDED", "FAILED", "STOPPED"):
+    time.sleep(0.5)
+    state = call("/api/jobs/" + body["submission_id"])[1]["status"]
+print("RESULT " + json.dumps({"http_status": status, "job_state": state}))
+"""
+
+PORT_OPEN = """
+import json, socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+    print("RESULT true")
+except OSError:
+    print("RESULT false")
+"""
+
+
+def submit_job(head_ip, key_path, token, timeout=120):
+    """{'http_status': ..., 'job_state': ...} of a job posted to the head's job API with `token` (None: without)."""
+    return _python_on_head(head_ip, key_path, SUBMIT_JOB, timeout, arguments=[token or ""])
+
+
+def port_open(from_ip, key_path, host, port):
+    """Whether the guest at from_ip can open a TCP connection to host:port."""
+    return _python_on_head(from_ip, key_path, PORT_OPEN, 60, arguments=[host, str(port)])
+
+
 def cluster_vars(cluster_name, key_path, worker_count):
     """The vars file a user would write for the embedded testbed."""
     return dict(
@@ -86,8 +128,9 @@ def run_tasks(tasks, run_dir, vmware_environment, cmdline=None, timeout=900):
                         timeout=timeout, project_dir=project)
 
 
-def _python_on_head(head_ip, key_path, script, timeout):
-    result = ssh(head_ip, key_path, f"python -c {shlex.quote(script)}", timeout=timeout)
+def _python_on_head(head_ip, key_path, script, timeout, arguments=()):
+    command = shlex.join(["python", "-c", script, *arguments])
+    result = ssh(head_ip, key_path, command, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"Ray driver on {head_ip} failed: {result.stderr[-2000:]}")
     # Ray writes its own warnings (lagging heartbeats, ...) to the driver's

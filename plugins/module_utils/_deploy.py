@@ -33,6 +33,13 @@ try:
 except ImportError:
     pass  # reported by _client.run_module
 
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    HAS_CRYPTOGRAPHY_ERROR = None
+except ImportError as error:  # only ssh_host_key needs it
+    HAS_CRYPTOGRAPHY_ERROR = str(error)
+
 TEMPLATE_PREFIX = "ray-template-"
 LINKED_CLONE_SNAPSHOT = "ray-linked-clone-base"
 # In a template's extraConfig, written by the import itself: the image's
@@ -65,6 +72,7 @@ DEPLOY_OPTIONS = dict(
     clone_from_template=dict(type="bool", default=True),
     linked_clone=dict(type="bool", default=True),
     ssh_public_keys=dict(type="list", elements="str", default=[], no_log=False),
+    ssh_host_key=dict(type="bool", default=False),
     parallel=dict(type="int", default=4),
     timeout=dict(type="int", default=1800),
 )
@@ -86,6 +94,23 @@ def value_problems(params):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
     return problems
+
+
+def new_host_key():
+    """(private key in OpenSSH format, public key line) of a fresh ed25519 SSH host key."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return private, public
+
+
+def host_key_user_data(private_key, public_key):
+    """cloud-config that makes `public_key` the node's only SSH host key (cloud-init's ssh module)."""
+    return "#cloud-config\n" + json.dumps({
+        # The image's own keys (or keys made at first boot) go: only this one is offered.
+        "ssh_deletekeys": True, "ssh_genkeytypes": [],
+        "ssh_keys": {"ed25519_private": private_key, "ed25519_public": public_key}}, indent=1) + "\n"
 
 
 def vmware_metadata(instance_id, hostname, ssh_public_keys):
@@ -133,12 +158,24 @@ class DeployRequest(object):
         # (user, keys, hostname) only for an id it has not seen, and every
         # clone of one image would otherwise carry the OVF's default.
         self.instance_uuids = dict((name, str(uuid.uuid4())) for name in self.names)
+        self.host_keys = {}
+        if params.get("ssh_host_key"):
+            if HAS_CRYPTOGRAPHY_ERROR:
+                raise RayVsphereError("ssh_host_key needs the Python package cryptography: %s" % HAS_CRYPTOGRAPHY_ERROR)
+            own = [where for where, present in (("ovf_properties.user-data", "user-data" in (params.get("ovf_properties") or {})),
+                                                ("guestinfo.userdata", "guestinfo.userdata" in self.guestinfo)) if present]
+            if own:
+                raise RayVsphereError("ssh_host_key: the node's host key goes in its cloud-init user-data, which %s "
+                                      "sets already; drop ssh_host_key or that user-data" % " and ".join(own))
+            self.host_keys = dict((name, new_host_key()) for name in self.names)
 
     def cloud_init_identity(self, name):
         """What cloud-init's datasources read for a node: instance-id, hostname, keys (OVF property names)."""
         identity = {"instance-id": self.instance_uuids[name], "hostname": name}
         if self.ssh_public_keys:
             identity["public-keys"] = "\n".join(self.ssh_public_keys)
+        if name in self.host_keys:
+            identity["user-data"] = base64.b64encode(host_key_user_data(*self.host_keys[name]).encode()).decode()
         return identity
 
     def ovf_properties(self, declared, name):
@@ -171,6 +208,10 @@ class DeployRequest(object):
             config_spec.memoryMB = self.params["memory_mb"]
         config_spec.instanceUuid = self.instance_uuids[name]
         extra = self.vmware_metadata(name)
+        if name in self.host_keys:
+            extra.update({"guestinfo.userdata": self.cloud_init_identity(name)["user-data"],
+                          "guestinfo.userdata.encoding": "base64",
+                          _ray_tags.SSH_HOST_KEY: self.host_keys[name][1]})
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
         if self.deploy_settings:

@@ -70,17 +70,24 @@ def guest_addresses(props):
 
 
 def choose_ip(addresses, preferred=None, ignored=None):
-    """The address to reach a node on: IPv4 first, the preferred network first, ignored ones never."""
+    """The address to reach a node on, normalized: IPv4 first, the preferred network first, ignored ones never.
+
+    The addresses are what the guest reports, so they are parsed, never passed on
+    as given; loopback and link-local ones (an APIPA address while DHCP fails, an
+    fe80:: one valid only with its zone) cannot reach the node from elsewhere.
+    """
     usable = []
     for text in addresses:
         try:
-            address = ipaddress.ip_address(text.split("%")[0])
+            address = ipaddress.ip_address(str(text).strip())
         except ValueError:
+            continue
+        if address.is_loopback or address.is_link_local or address.is_unspecified:
             continue
         if any(address in network for network in ignored or [] if network.version == address.version):
             continue
         in_preferred = any(address in network for network in preferred or [] if network.version == address.version)
-        usable.append((not in_preferred, address.version != 4, text))
+        usable.append((not in_preferred, address.version != 4, str(address)))
     return sorted(usable)[0][2] if usable else None
 
 
@@ -139,6 +146,7 @@ class Inventory(object):
             ip_addresses=addresses,
             tags=self.tags(vm),
             deploy_settings=deploy_settings(props),
+            ssh_host_key=extra_config_value(props, _ray_tags.SSH_HOST_KEY),
         )
 
 

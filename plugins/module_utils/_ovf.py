@@ -17,6 +17,7 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import re
 import shutil
 import ssl
 import tarfile
@@ -46,6 +47,9 @@ CHUNK = 1024 * 1024
 # most every 15 s; a lease that states no timeout is kept with the 15 s.
 LEASE_KEEPALIVE_SECONDS = 15
 SHA256_KEY = "sha256:"
+# A manifest line, as ovftool writes it: SHA256(disk.vmdk)= 3f5a...
+MANIFEST_LINE = re.compile(r"^(?P<algorithm>SHA1|SHA256|SHA512|\w+)\((?P<file>[^)]+)\)\s*=\s*(?P<digest>[0-9A-Fa-f]+)$")
+MANIFEST_ALGORITHMS = ("sha1", "sha256", "sha512")
 
 
 class OvfPackage(object):
@@ -169,6 +173,7 @@ class OvfPackage(object):
             sizes = None
         self._path = path
         self.files = self._referenced_files(sizes)
+        self._check_manifest()
         if self._expected_sha256 and self.content_hash != self._expected_sha256:
             raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
                                   % (self.location, self.content_hash, self._expected_sha256))
@@ -275,7 +280,15 @@ class OvfPackage(object):
         if envelope.tag != OVF_NS + "Envelope":
             raise RayVsphereError("OVF source %s: the descriptor is not an OVF Envelope (root element %s)"
                                   % (self.location, envelope.tag))
-        return [item.get(OVF_NS + "href") for item in envelope.iter(OVF_NS + "File")]
+        return [self._confined(item.get(OVF_NS + "href") or "") for item in envelope.iter(OVF_NS + "File")]
+
+    def _confined(self, href):
+        """href, if it names a file inside the package: never an absolute path, a URL or a way up (..)."""
+        parts = href.replace("\\", "/").split("/")
+        if not href or href.startswith("/") or urlsplit(href).scheme or ".." in parts or os.path.isabs(href):
+            raise RayVsphereError("OVF source %s: the descriptor references %r, which is outside the package: "
+                                  "a File href must be a relative path inside it" % (self.location, href))
+        return href
 
     def _referenced_files(self, archive_sizes):
         files = {}
@@ -290,6 +303,50 @@ class OvfPackage(object):
                                       % (self.location, href))
             files[href] = size
         return files
+
+    def _manifest(self):
+        """(name, text) of the package's manifest (the .mf beside the .ovf, DSP0243 5.1), or None."""
+        if self._tar is not None:
+            names = [name for name in self._tar.getnames() if name.endswith(".mf")]
+            return (names[0], self._tar.extractfile(names[0]).read().decode("utf-8", "replace")) if names else None
+        path = os.path.splitext(self._path)[0] + ".mf"
+        return (os.path.basename(path), self._read_text(path)) if os.path.isfile(path) else None
+
+    def _check_manifest(self):
+        """Every file the manifest lists has the digest it gives, and every referenced file is listed.
+
+        A package without a manifest is taken as it is: DSP0243 makes the manifest optional.
+        Checked before anything is uploaded, so a damaged or altered image fails with a clear error.
+        """
+        manifest = self._manifest()
+        if manifest is None:
+            return
+        name, text = manifest
+        descriptor_name = os.path.basename(self._path) if self._tar is None else \
+            [member for member in self._tar.getnames() if member.endswith(".ovf")][0]
+        listed = {}
+        for line in text.splitlines():
+            match = MANIFEST_LINE.match(line.strip())
+            if line.strip() and not match:
+                raise RayVsphereError("OVF source %s: manifest %s has a line that is not ALGORITHM(file)= digest: %r"
+                                      % (self.location, name, line.strip()))
+            if match:
+                listed[match.group("file")] = (match.group("algorithm").lower(), match.group("digest").lower())
+        for href in [descriptor_name] + list(self.files):
+            if href not in listed:
+                raise RayVsphereError("OVF source %s: manifest %s does not list %s" % (self.location, name, href))
+        for href, (algorithm, expected) in listed.items():
+            if algorithm not in MANIFEST_ALGORITHMS:
+                raise RayVsphereError("OVF source %s: manifest %s uses %s; SHA1, SHA256 and SHA512 are known"
+                                      % (self.location, name, algorithm.upper()))
+            digest = hashlib.new(algorithm)
+            with self.open_file(href) as stream:
+                for chunk in iter(lambda: stream.read(CHUNK), b""):
+                    digest.update(chunk)
+            if digest.hexdigest() != expected:
+                raise RayVsphereError("OVF source %s: %s's %s is %s, not the %s manifest %s gives: the image is "
+                                      "damaged or was altered" % (self.location, href, algorithm.upper(),
+                                                                  digest.hexdigest(), expected, name))
 
     def open_file(self, href):
         if self._tar is not None:

@@ -39,6 +39,9 @@ CREATION_MARKER = "ray-vsphere.cluster-name"
 # later scale-up needs only the cluster's name. Not a guestinfo.* key, so the
 # guest cannot read it, and never a secret.
 DEPLOY_SETTINGS = "ray-vsphere.deploy-settings"
+# Also in extraConfig at create: the public SSH host key the deploy gave the
+# node through cloud-init, which playbooks check the node's answer against.
+SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 NODE_KINDS = ("head", "worker")

@@ -178,6 +178,19 @@ options:
     description: Make linked clones when the template's datastore is O(datastore).
     type: bool
     default: true
+  ssh_host_key:
+    description:
+      - Give each new node a fresh ed25519 SSH host key, made here, so the node can be checked against it on the
+        first connection (strict host key checking) instead of trusting whoever answers at its address.
+      - The key goes in the node's cloud-init user-data, both ways vCenter can present it (the OVF property
+        C(user-data) where the OVF declares it, and C(guestinfo.userdata)), with C(ssh_deletekeys) so it is the
+        only host key the node offers. Its public half is recorded in the VM's extraConfig
+        (C(ray-vsphere.ssh-host-key)) and returned as RV(nodes[].ssh_host_key).
+      - The private half stays readable, in the VM's vApp properties or guestinfo, to vCenter users who can read
+        the VM's configuration.
+      - Cannot be combined with user-data of your own (C(user-data) in O(ovf_properties), C(userdata) in O(guestinfo)).
+    type: bool
+    default: false
   parallel:
     description: How many nodes are created at once.
     type: int
@@ -277,6 +290,12 @@ nodes:
       description: The O(deploy_settings) the node records; empty when none.
       type: dict
       sample: {datacenter: DC1, vsphere_cluster: Compute, datastore: vsanDatastore}
+    ssh_host_key:
+      description:
+        - The public SSH host key the node was given at deploy (see O(ray_vsphere.cluster.node_deploy#module:ssh_host_key)),
+          as recorded in its C(ray-vsphere.ssh-host-key) extraConfig; null for a node deployed without one.
+      type: str
+      sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI
 created:
   description: Names of the nodes this run created (would create, in check mode).
   returned: always

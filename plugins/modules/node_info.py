@@ -116,6 +116,12 @@ nodes:
         - The C(ray_up) playbook records them on the head, and C(ray_workers) deploys new workers with them.
       type: dict
       sample: {ovf: "https://images.example.com/ray-node.ova", datacenter: DC1, vsphere_cluster: Compute}
+    ssh_host_key:
+      description:
+        - The public SSH host key the node was given at deploy (see O(ray_vsphere.cluster.node_deploy#module:ssh_host_key)),
+          as recorded in its C(ray-vsphere.ssh-host-key) extraConfig; null for a node deployed without one.
+      type: str
+      sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -28,8 +28,32 @@ def broken_packages(tmp_path_factory, test_ova):
     truncated = folder / "truncated.ova"
     data = test_ova.read_bytes()
     truncated.write_bytes(data[: len(data) - 40 * 1024])  # the disk ends half-way
+    altered = rewritten_ova(test_ova, folder / "altered.ova", disk=lambda data: data[:-1] + bytes([data[-1] ^ 1]))
+    unlisted = rewritten_ova(test_ova, folder / "unlisted.ova",
+                             manifest=lambda text: b"".join(line for line in text.splitlines(True) if b".vmdk" not in line))
+    escaping = folder / "package" / "escaping.ovf"
+    escaping.parent.mkdir()
+    (folder / "outside.vmdk").write_bytes(b"not part of the package")
+    escaping.write_bytes(missing_disk.read_bytes().replace(b'ovf:href="ray-test-appliance-disk1.vmdk"',
+                                                           b'ovf:href="../outside.vmdk"'))
+    absolute = folder / "absolute.ovf"
+    absolute.write_bytes(missing_disk.read_bytes().replace(b'ovf:href="ray-test-appliance-disk1.vmdk"',
+                                                           b'ovf:href="/etc/hostname"'))
     return dict(not_xml=not_xml, not_ovf=not_ovf, missing_disk=missing_disk, no_descriptor=no_descriptor,
-                not_tar=not_tar, truncated=truncated)
+                not_tar=not_tar, truncated=truncated, altered=altered, unlisted=unlisted, escaping=escaping,
+                absolute=absolute)
+
+
+def rewritten_ova(source, target, disk=None, manifest=None):
+    """A copy of the OVA at source with its disk's or its manifest's bytes changed."""
+    with tarfile.open(source) as original, tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as copy:
+        for member in original.getmembers():
+            data = original.extractfile(member).read()
+            change = disk if member.name.endswith(".vmdk") else manifest if member.name.endswith(".mf") else None
+            data = change(data) if change else data
+            member.size = len(data)
+            copy.addfile(member, io.BytesIO(data))
+    return target
 
 
 PLACEMENT_ERRORS = [
@@ -67,10 +91,15 @@ PACKAGE_ERRORS = [
     ("no_descriptor", "OVF source {path}: an archive without an .ovf descriptor"),
     ("not_tar", "OVF source {path}: not an OVA"),
     ("truncated", "OVF source {path}: the archive is damaged"),
+    ("altered", "OVF source {path}: ray-test-appliance-disk1.vmdk's SHA256 is "),
+    ("altered", "manifest ray-test-appliance.mf gives: the image is damaged or was altered"),
+    ("unlisted", "OVF source {path}: manifest ray-test-appliance.mf does not list ray-test-appliance-disk1.vmdk"),
+    ("escaping", "OVF source {path}: the descriptor references '../outside.vmdk', which is outside the package"),
+    ("absolute", "OVF source {path}: the descriptor references '/etc/hostname', which is outside the package"),
 ]
 
 
-@pytest.mark.parametrize("package, message", PACKAGE_ERRORS, ids=[p for p, _ in PACKAGE_ERRORS])
+@pytest.mark.parametrize("package, message", PACKAGE_ERRORS, ids=[f"{p}-{i}" for i, (p, _) in enumerate(PACKAGE_ERRORS)])
 def test_missing_or_malformed_ovf_fails_and_a_half_uploaded_vm_is_removed(
         play, broken_packages, tmp_path, vm_names, package, message):
     path = broken_packages.get(package, tmp_path / "missing.ova")

@@ -3,11 +3,14 @@
 import time
 
 import pytest
+import yaml
 
-from ray_provider.runner import published_stats
+from ray_provider.runner import published_stats, run_playbook
 from testbed import ray_cluster
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
+from testbed.guests import ssh
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +36,8 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     stats = published_stats(up)
     head_ip = stats["ray_head_ip"]
-    assert stats["ray_dashboard_url"] == f"http://{head_ip}:8265"
+    assert stats["ray_dashboard_url"] == "http://localhost:8265"
+    assert stats["ray_dashboard_tunnel"] == f"ssh -N -L 8265:127.0.0.1:8265 -i {key} ubuntu@{head_ip}"
     assert len(stats["ray_worker_ips"]) == 2
     guests = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
     assert sorted(guests) == ["e2e-head", "e2e-worker-0", "e2e-worker-1"]
@@ -42,6 +46,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     job = ray_cluster.run_spread_job(head_ip, key)
     assert job == {"sum_of_squares": 55, "hosts": ["e2e-head", "e2e-worker-0", "e2e-worker-1"]}
+    assert_ray_takes_only_the_clusters_token(head_ip, stats["ray_worker_ips"], key, "e2e")
 
     again = ray_cluster.run("ray_up", tmp_path / "up-again", vcsim.endpoint.environment(), cluster)
     assert again.status == "successful"
@@ -59,6 +64,8 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     assert sorted(remaining) == ["e2e-head", "e2e-worker-0"]
     wait_for_alive_nodes(head_ip, key, list(remaining.values()))
 
+    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"])
+
     down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(), {"ray_cluster_name": "e2e"})
     assert down.status == "successful", down.stdout.read()[-5000:]
     assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", "e2e-worker-0"]
@@ -67,3 +74,55 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
         time.sleep(0.2)
     assert guest_simulator.guests() == {}
+
+
+def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_name):
+    token = ray_auth_token(key.read_text(), cluster_name)
+    for node_ip in [head_ip, *worker_ips]:
+        held = ssh(node_ip, key, "stat -c %a .ray/auth_token && cat .ray/auth_token")
+        assert held.stdout.split() == ["600", token], f"{node_ip} does not hold the cluster's token, private"
+    assert ray_cluster.submit_job(head_ip, key, None) == {"http_status": 401, "job_state": None}
+    assert ray_cluster.submit_job(head_ip, key, "0" * 64) == {"http_status": 403, "job_state": None}
+    assert ray_cluster.submit_job(head_ip, key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
+    # The dashboard and its job API listen on the head's loopback only.
+    assert ray_cluster.port_open(head_ip, key, "127.0.0.1", 8265)
+    assert not ray_cluster.port_open(worker_ips[0], key, head_ip, 8265), "the dashboard is reachable from a worker"
+    assert not ray_cluster.port_open(head_ip, key, head_ip, 8265)
+
+
+def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip):
+    """Connections check the host key recorded in vCenter at deploy: an impostor gets no login, no key, no token."""
+    known_hosts = tmp_path / "known_hosts"
+    plays = [{"name": "Trust the cluster's nodes", "hosts": "localhost", "connection": "local", "gather_facts": False,
+              "tasks": [{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "e2e"}, "register": "listed"},
+                        {"name": "Trust", "ansible.builtin.include_role": {"name": "ray_vsphere.cluster.nodes",
+                                                                           "tasks_from": "trust"},
+                         "vars": {"nodes_trusted": "{{ listed.nodes }}", "nodes_private_key": str(key),
+                                  "nodes_known_hosts": str(known_hosts), "nodes_group": "checked"}}]},
+             {"name": "Log in", "hosts": "checked", "gather_facts": False,
+              "tasks": [{"name": "Ping", "ansible.builtin.ping": {}}]}]
+
+    def log_in(attempt):
+        project = tmp_path / attempt / "project"
+        project.mkdir(parents=True)
+        (project / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+        control_dir = tmp_path / attempt / "cp"  # no SSH connection shared with an earlier run
+        control_dir.mkdir()
+        environment = dict(vcsim.endpoint.environment(), ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir))
+        return run_playbook("play.yml", tmp_path / attempt, project_dir=project, envvars=environment)
+
+    trusted = log_in("trusted")
+    assert trusted.status == "successful", trusted.stdout.read()[-3000:]
+    recorded = {line.split()[0]: line.split(None, 1)[1].strip() for line in known_hosts.read_text().splitlines()}
+    assert recorded[node_ip].startswith("ssh-ed25519 ")
+
+    # The node now answers with a host key it was not given at deploy.
+    swapped = ssh(node_ip, key, "sudo rm -f /etc/ssh/ssh_host_*key* && "
+                                "sudo ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && "
+                                "sudo pkill -HUP -f '\\[listener\\]'")  # the listener: not this session's shell, whose command line holds the pattern
+    assert swapped.returncode == 0, swapped.stderr
+    time.sleep(1)
+    refused = log_in("impostor")
+    output = refused.stdout.read()
+    assert refused.status == "failed"
+    assert "Host key verification failed" in output or "REMOTE HOST IDENTIFICATION HAS CHANGED" in output, output[-3000:]

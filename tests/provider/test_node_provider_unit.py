@@ -274,7 +274,9 @@ def test_node_config_cpus_fill_a_missing_cpu_resource_and_nothing_else():
 def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
     with pytest.raises(config.ClusterConfigError) as raised:
         config.check_cluster_config({
+            "cluster_name": "../../etc",
             "provider": {"type": "external", "datacenter": 5, "datastor": "DS0", "vcenter_password": "x"},
+            "head_start_ray_commands": ["ray stop", "ray start --head --port=6379"],
             "auth": {},
             "available_node_types": {"worker": {"node_config": {"memory_mb": -1, "ovf": "/nonexistent.ova"}}}})
     assert raised.value.problems == [
@@ -282,6 +284,9 @@ def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
         "provider.datastor: unknown key; did you mean datastore?",
         "provider.vcenter_password: do not write the password into the cluster YAML (Ray caches it in plaintext "
         "and copies it to the head); export VMWARE_PASSWORD instead",
+        "cluster_name '../../etc' must be 1-80 letters, digits, '.', '_' or '-'",
+        "head_start_ray_commands[1]: runs `ray start` without token authentication: prefix it with RAY_AUTH_MODE=token "
+        "(every node gets the cluster's token at ~/.ray/auth_token)",
         "auth.ssh_user: required: the user the cluster's SSH key logs in as (ubuntu on Ubuntu's cloud images and the test OVA)",
         "available_node_types.worker.node_config.memory_mb: must be at least 1, not -1",
         "available_node_types.worker.node_config.datastore: required (set it here or in provider.datastore)",
@@ -301,7 +306,8 @@ WHERE = {"provider": "provider", "node_config": "available_node_types.worker.nod
 
 def problems_of(provider=None, node_config=None):
     try:
-        config.check_cluster_config({"provider": dict(PROVIDER, **(provider or {})), "auth": {"ssh_user": "ubuntu"},
+        config.check_cluster_config({"cluster_name": "unit", "provider": dict(PROVIDER, **(provider or {})),
+                                     "auth": {"ssh_user": "ubuntu"},
                                      "available_node_types": {"worker": {"node_config": node_config or {}}}})
     except config.ClusterConfigError as error:
         return error.problems

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from testbed import leftovers, ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
@@ -87,6 +88,14 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     monitor = ssh(head_ip, cluster_key, "grep -c 'autoscaler v2' /tmp/ray/session_latest/logs/monitor.log")
     assert (int(monitor.stdout.strip() or 0) > 0) == (autoscaler == "v2"), f"the head runs autoscaler {autoscaler}"
 
+    # Ray takes only the cluster's token, which every node got: the worker from the head's autoscaler.
+    token = ray_auth_token(cluster_key.read_text(), name)
+    for node_ip in (head_ip, first_worker[0]["ip"]):
+        assert ssh(node_ip, cluster_key, "cat .ray/auth_token").stdout == token
+    assert ray_cluster.submit_job(head_ip, cluster_key, None)["http_status"] == 401
+    assert ray_cluster.submit_job(head_ip, cluster_key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
+    assert not ray_cluster.port_open(first_worker[0]["ip"], cluster_key, head_ip, 8265), "the dashboard is exposed"
+
     # No password in clear: not in what the head got, nor in any run's artifacts here or there.
     password = sim.endpoint.password
     # -e and quoting: a password that starts with "-" or holds shell specials is still what grep looks for.
@@ -132,6 +141,8 @@ BROKEN_CONFIGS = [
      "available_node_types.worker.node_config.cpus: must be at least 1, not 0"),
     ("provider.vcenter_password", "hunter2", "provider.vcenter_password: do not write the password"),
     ("auth.ssh_user", None, "auth.ssh_user: required"),
+    ("worker_start_ray_commands", ["ray start --address=$RAY_HEAD_IP:6379"],
+     "worker_start_ray_commands[0]: runs `ray start` without token authentication: prefix it with RAY_AUTH_MODE=token"),
     ("provider.datastore", "LocalDS_9",
      "available_node_types.worker.node_config: datastore 'LocalDS_9' not found in datacenter DC0"),
     ("provider.network", "Prod Network",

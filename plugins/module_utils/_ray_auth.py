@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Ray authentication token of a cluster, derived from the cluster's SSH private key.
+
+Ray's token authentication (RAY_AUTH_MODE=token, since Ray 2.52) needs one
+secret that every node and every client of a cluster shares. Deriving it from
+the cluster's private key, rather than keeping a second secret, means every
+holder of the key (the operator's machine, an AWX credential, the head) gets
+the same token with nothing more to store, copy or lose. The HMAC keeps the key
+out of reach of the workers, which hold only the token.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import hmac
+
+# Where `ray start` and drivers look for the token when RAY_AUTH_MODE is
+# unset or "token" (ray/_private/authentication/authentication_token_setup.py,
+# _get_default_token_path): each node gets its copy there.
+TOKEN_PATH_ON_NODES = "~/.ray/auth_token"
+# Ray reads its mode only from the environment; the system config may not set it.
+AUTH_MODE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
+
+_DOMAIN = b"ray-vsphere ray auth token\0"
+
+
+def ray_auth_token(private_key_text, cluster_name):
+    """64 hex digits, like Ray's own generated tokens (secrets.token_hex(32)).
+
+    Whitespace is dropped first, so the same key pasted with other line
+    endings (an AWX credential field, say) gives the same token.
+    """
+    if "PRIVATE KEY" not in private_key_text:
+        raise ValueError("the text is not a PEM or OpenSSH private key")
+    key_material = "".join(private_key_text.split()).encode()
+    return hmac.new(key_material, _DOMAIN + cluster_name.encode(), hashlib.sha256).hexdigest()

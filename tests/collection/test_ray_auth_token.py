@@ -1,0 +1,41 @@
+"""The cluster's Ray token: derived from its private key, the same in a playbook and in the provider."""
+
+import pytest
+
+from ray_provider.runner import published_stats
+from testbed import ray_cluster
+from testbed.guests import make_key_pair
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
+
+
+@pytest.fixture
+def key_text(tmp_path):
+    return make_key_pair(tmp_path / "key").read_text()
+
+
+def test_the_token_is_per_key_and_per_cluster_and_like_rays_own(key_text, tmp_path):
+    token = ray_auth_token(key_text, "analytics")
+    assert len(token) == 64 and int(token, 16) >= 0
+    assert ray_auth_token(key_text.replace("\n", "\r\n") + "  \n", "analytics") == token, "line endings do not matter"
+    assert ray_auth_token(key_text, "analytics-2") != token
+    assert ray_auth_token(make_key_pair(tmp_path / "other").read_text(), "analytics") != token
+    assert token not in key_text and key_text.split()[4][:16] not in token
+
+
+def test_the_filter_gives_the_providers_token_and_never_echoes_its_input(key_text, tmp_path):
+    key_file = tmp_path / "key"
+    tasks = [{"name": "Derive", "ansible.builtin.set_stats": {"per_host": False, "data": {"token": (
+        f"{{{{ lookup('ansible.builtin.file', '{key_file}') | ray_vsphere.cluster.ray_auth_token('analytics') }}}}")}}}]
+    runner = ray_cluster.run_tasks(tasks, tmp_path / "derive", {})
+    assert runner.status == "successful", runner.stdout.read()[-3000:]
+    assert published_stats(runner)["token"] == ray_auth_token(key_text, "analytics")
+
+    (tmp_path / "not-a-key").write_text("hunter2-not-a-key")
+    not_a_key = [{"name": "Derive", "ansible.builtin.debug": {
+        "msg": f"{{{{ lookup('ansible.builtin.file', '{tmp_path / 'not-a-key'}') | ray_vsphere.cluster.ray_auth_token('x') }}}}"}}]
+    failed = ray_cluster.run_tasks(not_a_key, tmp_path / "refused", {})
+    output = failed.stdout.read()
+    assert failed.status == "failed"
+    assert "ray_auth_token: the text is not a PEM or OpenSSH private key" in output
+    assert "hunter2-not-a-key" not in output
