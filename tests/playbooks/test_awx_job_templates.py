@@ -22,6 +22,8 @@ from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
 from testbed.guests import ssh
 from testbed.image_server import ImageServer
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
+
 pytestmark = pytest.mark.slow
 
 CLUSTER = "awx"
@@ -134,10 +136,13 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
         assert placement(service_instance, vm) == ("DC0_C0_RP1", simulator.VM_FOLDER), "the inventory's placement"
     assert set(on_every_node(guest_simulator, key_file, "cat ~/awx-setup").values()) == {"one\ntwo\n"}
     assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 2, "one awx_slot per node"
-    # The nodes let in the key derived from the credential's, and the head holds that very key.
+    # The nodes let in the key derived from the credential's, and hold the Ray token derived from it; the head
+    # holds no private key (nothing on it uses one on the playbook path).
     authorized = {" ".join(credentials["public_key"]) + " ray-awx\n"}
+    token = ray_auth_token(credentials["private_key"], CLUSTER)
     assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == authorized
-    assert ssh(head_ip, key_file, "cat ~/ray_bootstrap_key.pem").stdout == credentials["private_key"]
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ray/auth_token").values()) == {token}
+    assert ssh(head_ip, key_file, "ls ~/ray_bootstrap_key.pem").returncode != 0
 
     # API-style: only the name and the count; no inventory placement either:
     # the image, placement, setup commands and start options are the head's record.
@@ -158,7 +163,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     assert fewer.status == "successful", failure(fewer)
     assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
     ray_cluster.wait_for_alive_nodes(head_ip, key_file, 2)
-    assert ssh(head_ip, key_file, "cat ~/ray_bootstrap_key.pem").stdout == credentials["private_key"]
+    assert set(on_every_node(guest_simulator, key_file, "cat ~/.ray/auth_token").values()) == {token}
 
     # API-style: the name alone.
     down = awx_launch.launch(template("ray_down"), {"ray_cluster_name": CLUSTER}, credentials=both,
