@@ -23,13 +23,17 @@ except ImportError:
 # What a node record needs, and all a listing reads: not config.extraConfig,
 # which on a real VM holds hundreds of keys and would dominate the read.
 LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "guest.ipAddress", "guest.net",
-              "customValue"]
+              "customValue"] + [
+    # The two extraConfig keys a record carries, each alone: a keyed path
+    # returns that OptionValue only (vCenter; vcsim since govmomi PR #3451),
+    # and nothing for a VM without the key.
+    'config.extraConfig["%s"]' % key for key in (_ray_tags.DEPLOY_SETTINGS, _ray_tags.SSH_HOST_KEY)]
 # What deploys, deletes and tag writes need besides: the folder of each VM and the creation marker.
 # A keyed path, config.extraConfig["ray-vsphere.cluster-name"], would fetch
 # the marker alone (vCenter and vcsim since govmomi PR #3451 both resolve it,
 # returning the OptionValue); these reads stay on whole extraConfig while
 # node_deploy's template bookkeeping reads other keys of it.
-NODE_PATHS = LIST_PATHS + ["parent", "config.extraConfig"]
+NODE_PATHS = [path for path in LIST_PATHS if not path.startswith("config.extraConfig[")] + ["parent", "config.extraConfig"]
 
 # Addresses a Ray node is never reached on: link-local, loopback, and the
 # default bridges of Docker, Podman and libvirt inside the guest.
@@ -92,6 +96,10 @@ def choose_ip(addresses, preferred=None, ignored=None):
 
 
 def extra_config_value(props, key):
+    """The value of extraConfig's `key` in props read with whole config.extraConfig or with its keyed path."""
+    keyed = props.get('config.extraConfig["%s"]' % key)
+    if keyed is not None:
+        return keyed.value
     for option in props.get("config.extraConfig") or []:
         if option.key == key:
             return option.value
