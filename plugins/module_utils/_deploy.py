@@ -195,6 +195,10 @@ def deploy(client, params, check_mode):
         to_power_on = [name for name, (vm, props) in existing.items()
                        if params["power_on"] and props.get("runtime.powerState") != vim.VirtualMachine.PowerState.poweredOn]
         changed = bool(missing or adoptable or to_power_on)
+        if missing or adoptable:
+            # The custom attributes the nodes (and a new template) get: defined beforehand, or nothing is made.
+            inventory.attributes.require(set(request.tags) | (
+                {_ray_tags.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
         if check_mode:
             return dict(_predicted(inventory, request, existing, changed), image=image.result())
         builder = _NodeBuilder(client, image, placement, request, inventory, declared)
@@ -357,7 +361,6 @@ class _NodeBuilder(object):
 
     def create(self, missing, adoptable, to_power_on):
         params = self.request.params
-        self.attributes.define(set(self.request.tags) | {_ray_tags.TEMPLATE_HASH})
         try:
             if missing and params["clone_from_template"]:
                 self._template = _Template(self, self.image.template_name)

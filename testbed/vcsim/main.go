@@ -8,7 +8,10 @@
 // upstream binary unchanged:
 //   - the first stdout line is "export GOVC_URL=... GOVC_SIM_PID=...";
 //   - -stdinexit stops the simulator when stdin reaches EOF (dies with parent);
-//   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting.
+//   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting;
+//   - -tlscert/-tlskey serve a given certificate instead of a self-signed one.
+//
+// Beyond upstream: -trace-methods (trace.go) records the methods served.
 package main
 
 import (
@@ -50,6 +53,8 @@ func main() {
 	username := flag.String("username", "", "the only username accepted (any when empty)")
 	password := flag.String("password", "", "the only password accepted (any when empty)")
 	stdinExit := flag.Bool("stdinexit", false, "exit when stdin reaches EOF")
+	tlsCert := flag.String("tlscert", "", "TLS certificate (PEM, chain allowed) to serve; default self-signed")
+	tlsKey := flag.String("tlskey", "", "private key (PEM) of -tlscert")
 	flag.Parse()
 
 	if *methodDelay != "" {
@@ -73,9 +78,25 @@ func main() {
 	if *username != "" {
 		serviceURL.User = url.UserPassword(*username, *password)
 	}
+	if *traceMethodsFile != "" {
+		closeTrace, err := startMethodTrace(model.Map(), *traceMethodsFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer closeTrace()
+	}
+
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = serviceURL
 	model.Service.TLS = new(tls.Config) // self-signed, as a fresh vCenter
+	if *tlsCert != "" {
+		// As upstream's vcsim: a certificate of the testbed's own CA, as a vCenter's is of an internal CA.
+		certificate, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			log.Fatal(err)
+		}
+		model.Service.TLS.Certificates = []tls.Certificate{certificate}
+	}
 	server := model.Service.NewServer()
 
 	fmt.Printf("export GOVC_URL=%s GOVC_SIM_PID=%d\n", server.URL, os.Getpid())
