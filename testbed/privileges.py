@@ -32,6 +32,12 @@ def load():
     return yaml.safe_load(REQUIREMENTS.read_text())
 
 
+def reference_url(method, requirements=None):
+    """The method's page in the vSphere API reference (or the page the entry's `reference` names)."""
+    page = method.get("reference") or {"type": method["type"], "method": method["method"]}
+    return (requirements or load())["api_reference"].format(**page)
+
+
 def custom_attributes(requirements=None):
     return list((requirements or load())["custom_attributes"])
 
@@ -69,7 +75,7 @@ def markdown(requirements=None):
     for method in sorted(requirements["methods"], key=lambda item: (item["type"], item["method"])):
         grants = "<br>".join(f"`{grant['privilege']}`: {grant['checked_on']}" for grant in method["privileges"])
         lines.append(f"| `{method['type']}.{method['method']}` | {grants} | {method['called_by']} | "
-                     f"[API reference]({method['reference']}) |")
+                     f"[API reference]({reference_url(method, requirements)}) |")
     privileges = role_privileges(requirements)
     lines += ["", f"The role, {len(privileges)} privileges (vCenter adds {', '.join(SYSTEM_PRIVILEGES)} to every "
               "role):", "", "```", *privileges, "```", "",

@@ -95,7 +95,8 @@ def certificate_names(hostname, port, timeout=10):
         pem = ssl.get_server_certificate((hostname, port), timeout=timeout)
         certificate = x509.load_pem_x509_certificate(pem.encode())
         names = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-    except Exception:  # pylint: disable=broad-except - only an error message loses detail
+    except Exception:  # pylint: disable=broad-except
+        # Only the error message loses the names; the TLS failure itself is reported.
         return None
     return [str(name) for name in names.get_values_for_type(x509.DNSName) + names.get_values_for_type(x509.IPAddress)]
 

@@ -51,8 +51,10 @@ def test_the_custom_attribute_list_holds_every_ray_tag_and_every_name_the_collec
 
 
 def test_every_method_cites_the_api_reference_and_names_where_each_privilege_is_checked():
-    for method in privileges.load()["methods"]:
-        assert method["reference"].startswith("https://developer.broadcom.com/xapis/"), method
+    requirements = privileges.load()
+    for method in requirements["methods"]:
+        url = privileges.reference_url(method, requirements)
+        assert url.startswith("https://developer.broadcom.com/xapis/") and url.endswith("/post"), url
         assert method["privileges"] and all(grant["privilege"] and grant["checked_on"] for grant in method["privileges"])
     assert "Global.ManageCustomFields" not in privileges.role_privileges()
 
