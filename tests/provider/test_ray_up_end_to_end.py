@@ -8,6 +8,7 @@ import shlex
 import time
 
 import pytest
+import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
 from testbed import leftovers, ray_cluster
@@ -86,6 +87,13 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert len(first_worker) == 1
     monitor = ssh(head_ip, cluster_key, "grep -c 'autoscaler v2' /tmp/ray/session_latest/logs/monitor.log")
     assert (int(monitor.stdout.strip() or 0) > 0) == (autoscaler == "v2"), f"the head runs autoscaler {autoscaler}"
+
+    # The head's autoscaler verifies vCenter's certificate too, against its mounted copy of the testbed's CA.
+    head_provider = yaml.safe_load(ssh(head_ip, cluster_key, "cat ~/ray_bootstrap_config.yaml").stdout)["provider"]
+    assert (head_provider["vcenter_validate_certs"], head_provider["vcenter_ca_path"]) == (
+        True, "~/ray_vsphere_vcenter_ca.pem")
+    head_ca = ssh(head_ip, cluster_key, "cat ~/ray_vsphere_vcenter_ca.pem").stdout
+    assert head_ca == sim.endpoint.ca_path.read_text()
 
     # No password in clear: not in what the head got, nor in any run's artifacts here or there.
     password = sim.endpoint.password
