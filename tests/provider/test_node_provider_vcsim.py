@@ -75,3 +75,27 @@ def test_every_node_setting_reaches_node_deploy_in_the_check_and_the_launch(prov
         provider.create_node(not_a_network, {"ray-node-type": "worker"}, 1)
     assert "ignored_cidrs: '10.0.0.0/99'" in raised.value.description
     assert vm_names(vcsim) == before
+
+
+def test_ray_up_on_a_vcenter_nobody_prepared_is_refused_naming_the_prepare_playbook(
+        testbed_prerequisites, test_ova, tmp_path, monkeypatch):
+    """bootstrap_config's check-mode deploy asks for the custom attribute definitions before anything exists."""
+    with simulator.Vcsim(prepared=False) as unprepared:
+        key = make_key_pair(tmp_path / "ray-key")
+        for name, value in unprepared.endpoint.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
+        provider_config = {
+            "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
+            "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
+            "vm_folder": simulator.VM_FOLDER, "datastore": simulator.DATASTORES[0]}
+        before = vm_names(unprepared)
+        with pytest.raises(ClusterConfigError) as raised:
+            VsphereNodeProvider.bootstrap_config({
+                "cluster_name": "unprepared", "provider": provider_config,
+                "auth": {"ssh_user": "ubuntu", "ssh_private_key": str(key)},
+                "available_node_types": {"head": {"node_config": {}}}})
+        problems = " ".join(raised.value.problems)
+        assert "vCenter has no custom attribute definition ray-cluster-name" in problems, problems
+        assert "ray_vsphere.cluster.vcenter_prepare (playbooks/vcenter_prepare.yml" in problems, problems
+        assert vm_names(unprepared) == before
