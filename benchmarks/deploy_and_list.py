@@ -94,7 +94,7 @@ def list_benchmark(work_dir, vms, repeat):
         print(f"  vcsim with {vms // pools * pools} VMs up in {time.monotonic() - started:.1f} s")
         service_instance = sim.endpoint.connect()
         inventory = _nodes.Inventory(service_instance)
-        inventory.attributes.define(["ray-cluster-name"])
+        inventory.attributes.require(["ray-cluster-name"])
         for vm in sorted(inventory.vms, key=lambda vm: vm._moId)[:20]:
             inventory.attributes.set(vm, vm._moId, {"ray-cluster-name": "bench"})
 

@@ -71,7 +71,7 @@ def make_cluster(service_instance, nodes):
     inventory = _nodes.Inventory(service_instance, paths=["name"])
     chosen = sorted(inventory.vms, key=lambda vm: vm._moId)[:nodes]
     vsphere.wait_for_task(service_instance, folder.MoveIntoFolder_Task(chosen))
-    inventory.attributes.define([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, _ray_tags.USER_NODE_TYPE])
+    inventory.attributes.require([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, _ray_tags.USER_NODE_TYPE])
     for index, vm in enumerate(chosen):
         inventory.attributes.set(vm, vm._moId, {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "worker",
                                                 _ray_tags.USER_NODE_TYPE: "cpu_worker"})

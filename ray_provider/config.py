@@ -37,7 +37,8 @@ NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if opti
 # Only in `provider`. The password is not among them: it comes from
 # VMWARE_PASSWORD, since Ray caches the config in plaintext and copies it to the head.
 CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(type="int"),
-                   "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool")}
+                   "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool"),
+                   "vcenter_ca_path": dict(type="path")}
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
                 "vcenter_password_vault": dict(type="str"), "node_folders": dict(type="list")}
@@ -215,6 +216,9 @@ class VcenterCredentials:
         validate = provider.get("vcenter_validate_certs")
         # Read as the modules' validate_certs option reads its VMWARE_VALIDATE_CERTS fallback.
         self.validate_certs = boolean(environ.get("VMWARE_VALIDATE_CERTS", True)) if validate is None else validate
+        # As the modules' ca_path and its VMWARE_CA_PATH fallback; ~ expanded, as for a `path` option.
+        ca_path = provider.get("vcenter_ca_path") or environ.get("VMWARE_CA_PATH")
+        self.ca_path = str(Path(ca_path).expanduser()) if ca_path else None
         self.password = environ.get("VMWARE_PASSWORD")
         if not self.password and provider.get("vcenter_password_vault"):
             self.password = decrypt_secret(provider["vcenter_password_vault"], provider["ssh_private_key_file"])
@@ -227,12 +231,17 @@ class VcenterCredentials:
             problems.append("VMWARE_USER: not set (nor provider.vcenter_username)")
         if not self.password:
             problems.append("VMWARE_PASSWORD: not set: the vCenter password comes only from the environment")
+        if self.validate_certs and self.ca_path and not Path(self.ca_path).is_file():
+            problems.append(f"provider.vcenter_ca_path (or VMWARE_CA_PATH): no such file: {self.ca_path}")
         return problems
 
     def environment(self):
         """VMWARE_* but the password, for ansible-runner; the password goes as a vaulted variable."""
-        return {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username,
-                "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower()}
+        environment = {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username,
+                       "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower()}
+        if self.ca_path:
+            environment["VMWARE_CA_PATH"] = self.ca_path
+        return environment
 
     def secret_vars(self):
         """What playbooks/provider/*.yml pass to every module as `password` (module_defaults)."""

@@ -61,6 +61,8 @@ STATE_DIR = Path(os.environ.get("RAY_VSPHERE_STATE_DIR", "~/.ray-vsphere")).expa
 HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
 HEAD_PUBLIC_KEY = "~/ray_bootstrap_key.pub"
 HEAD_IMAGES = "~/ray_vsphere_images"
+# The CA that signed vCenter's certificate, for the head's autoscaler to verify it too.
+HEAD_CA = "~/ray_vsphere_vcenter_ca.pem"
 # Ray's own tags that node_deploy takes as options of their own.
 DEDICATED_TAGS = (_ray_tags.CLUSTER_NAME, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE)
 
@@ -205,7 +207,8 @@ class VsphereNodeProvider(NodeProvider):
                 if self._client is None:
                     self._client = VcenterClient(self.credentials.hostname, self.credentials.username,
                                                  self.credentials.password, port=self.credentials.port,
-                                                 validate_certs=self.credentials.validate_certs).connect()
+                                                 validate_certs=self.credentials.validate_certs,
+                                                 ca_path=self.credentials.ca_path).connect()
                 with self._lock:
                     folders = frozenset(self._folders)
                 if self._watch is not None and self._watched == folders:
@@ -386,6 +389,8 @@ class VsphereNodeProvider(NodeProvider):
         file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
         # Every node, the workers included (the head's autoscaler mounts the same files on them).
         file_mounts[_ray_auth.TOKEN_PATH_ON_NODES] = str(_write_ray_auth_token(config["cluster_name"], private_key))
+        if credentials.ca_path:
+            file_mounts[HEAD_CA] = credentials.ca_path
         # The head's autoscaler deploys workers from the same image: an .ova, or an .ovf with its folder.
         for section in _sections_with_local_image(config):
             image = Path(local_path(section["ovf"]))
@@ -400,6 +405,8 @@ class VsphereNodeProvider(NodeProvider):
                         vcenter_port=self.credentials.port, vcenter_validate_certs=self.credentials.validate_certs)
         provider["vcenter_password_vault"] = encrypt_secret(
             self.credentials.password, self.provider_config["ssh_private_key_file"])
+        if self.credentials.ca_path:
+            provider["vcenter_ca_path"] = HEAD_CA
         provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
         provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
         config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config

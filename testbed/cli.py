@@ -8,6 +8,7 @@ SSH key, powers it on and logs in to its guest.
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -58,7 +59,11 @@ def inventory_summary(service_instance):
 def print_testbed(sim, guests):
     endpoint = sim.endpoint
     print(f"vCenter simulator (vcsim, govmomi v0.56.0) up in {sim.startup_seconds:.2f} s")
-    print(f"  URL:       {endpoint.url}   (self-signed certificate: validate_certs false)")
+    print(f"  URL:       {endpoint.url}")
+    print(f"  TLS:       a certificate for {endpoint.host} from the testbed's own CA {endpoint.ca_path}")
+    print("             trust it as an internal CA: VMWARE_CA_PATH (this collection, the Ray provider; below),")
+    print(f"             SSL_CERT_FILE={endpoint.ca_path} (Python, community.vmware), "
+          f"GOVC_TLS_CA_CERTS={endpoint.ca_path} (govc)")
     print(f"  user:      {endpoint.username}")
     print(f"  password:  {endpoint.password}")
     service_instance = endpoint.connect()
@@ -123,6 +128,8 @@ def up(args):
         with vcsim_with_guests(loopback=args.loopback, method_delay=args.method_delay, port=args.port,
                                password=args.password) as (sim, guests):
             print_testbed(sim, guests)
+            if args.ca_file:
+                shutil.copyfile(sim.endpoint.ca_path, args.ca_file)
             if args.pid_file:
                 Path(args.pid_file).write_text(f"{os.getpid()}\n")
             if args.demo:
@@ -251,7 +258,8 @@ def main(argv=None):
                            help="vcsim on 127.0.0.1, not on the guests' gateway (then a Ray head in a guest "
                                 "cannot reach it: for playbooks only, at a fixed address)")
     up_parser.add_argument("--password", help="vcsim's password (default: a new random one)")
-    up_parser.add_argument("--pid-file", help="write this process's id here once the testbed is up")
+    up_parser.add_argument("--ca-file", help="copy the testbed CA's certificate here (for a fixed VMWARE_CA_PATH)")
+    up_parser.add_argument("--pid-file", help="write this process's id here once the testbed is up (after --ca-file)")
     demo_parser = commands.add_parser(
         "demo", help="bring up a Ray cluster through the playbooks, run a job on it, then remove it")
     demo_parser.add_argument("--keep", action="store_true", help="keep the cluster (until Ctrl-C on the testbed)")

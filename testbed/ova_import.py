@@ -5,7 +5,6 @@ any playbook: the NFC upload, lease handling and cleanup are the
 collection's (module_utils/_ovf.py), so what the tests prove is what ships.
 """
 
-import ssl
 from types import SimpleNamespace
 
 from pyVmomi import vim
@@ -15,17 +14,21 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _
 
 def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore, folder, network,
                properties=None, extra_config=None, timeout=120):
-    """Import `ova_path` as `vm_name`; OVF properties and extraConfig as given."""
+    """Import `ova_path` as `vm_name`; OVF properties and extraConfig as given.
+
+    The disk upload (NFC) verifies vcsim's certificate with the session's own TLS settings.
+    """
     stub = service_instance._stub
-    host, _, port = getattr(stub, "soapStub", stub).host.rpartition(":")  # soapStub: under a re-login stub
+    stub = getattr(stub, "soapStub", stub)  # the SOAP stub under a re-login stub
+    host, _, port = stub.host.rpartition(":")
     session = SimpleNamespace(service_instance=service_instance, hostname=host,
-                              ssl_context=ssl._create_unverified_context)  # vcsim's certificate is self-signed
+                              ssl_context=lambda: stub.schemeArgs["context"])
     placement = _placement.Placement(None, resource_pool, None, folder, datastore, network)
 
     def configure(config_spec):
         config_spec.extraConfig = [vim.option.OptionValue(key=key, value=value)
                                    for key, value in sorted((extra_config or {}).items())]
 
-    with _ovf.OvfPackage(str(ova_path), validate_certs=False) as package:
+    with _ovf.OvfPackage(str(ova_path)) as package:  # a local file: no download, no TLS
         spec = _ovf.import_spec(service_instance, package, vm_name, placement, properties or {}, configure)
         return _ovf.import_vm(session, package, spec, vm_name, placement, timeout)

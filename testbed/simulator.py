@@ -4,6 +4,12 @@ The site: one datacenter DC0 with two clusters of three hosts (DC0_C0,
 DC0_C1), a child resource pool in each, two datastores (LocalDS_0/1), the
 standard "VM Network" plus a distributed port group (DC0_DVPG0), a VM folder
 for Ray nodes and a few powered-off VMs that belong to nobody's Ray cluster.
+
+vcsim serves a certificate of a CA of its own (testbed/pki.py), made for the
+address it listens on, and every client verifies it against that CA, as
+clients of a real vCenter trust its internal CA. With
+RAY_VSPHERE_VCSIM_TRACE_DIR set (the test session sets it), every vcsim
+records the vSphere methods it serves into that folder (method_trace.py).
 """
 
 import os
@@ -20,7 +26,7 @@ from urllib.parse import urlsplit
 from pyVmomi import vim
 
 from testbed import VCSIM_BIN
-from testbed import vsphere
+from testbed import method_trace, pki, privileges, vsphere
 
 SITE_FLAGS = {
     "-dc": 1,
@@ -65,6 +71,8 @@ class Endpoint:
     port: int
     username: str
     password: str
+    # The CA that signed vcsim's certificate: trusted as a user trusts an internal CA.
+    ca_path: Path
 
     @property
     def url(self):
@@ -76,11 +84,15 @@ class Endpoint:
             "VMWARE_PORT": str(self.port),
             "VMWARE_USER": self.username,
             "VMWARE_PASSWORD": self.password,
-            "VMWARE_VALIDATE_CERTS": "false",
+            "VMWARE_VALIDATE_CERTS": "true",
+            "VMWARE_CA_PATH": str(self.ca_path),
         }
 
+    def ssl_context(self):
+        return vsphere.ssl_context(self.ca_path)
+
     def connect(self):
-        return vsphere.connect(self.host, self.port, self.username, self.password)
+        return vsphere.connect(self.host, self.port, self.username, self.password, self.ca_path)
 
 
 class Vcsim:
@@ -93,12 +105,17 @@ class Vcsim:
 
     def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
-                 lease_timeout=None, session_idle_timeout=None, host_cost_limit=None):
+                 lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
+                 prepared=True):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
         (provisioning cost units per host): vcsim's vCenter-like defaults
         (300 s, 30 min, 16; testbed/vcsim) unless given, e.g. short for a test.
+        trace_methods: a file to record the served methods in; default
+        RAY_VSPHERE_VCSIM_TRACE_DIR's session trace, if that is set.
+        prepared: as after playbooks/vcenter_prepare.yml (custom attribute
+        definitions, the role); false for a vCenter nobody prepared.
         """
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
@@ -109,10 +126,14 @@ class Vcsim:
         self.host = host
         self.strict_flags = {"-lease-timeout": lease_timeout, "-session-idle-timeout": session_idle_timeout,
                              "-host-cost-limit": host_cost_limit}
+        self.trace_methods = trace_methods or method_trace.session_trace_file()
+        self.prepared = prepared
+        self.ca = None
         self.endpoint = None
         self.startup_seconds = None
         self._process = None
         self._temp_dir = None
+        self._certificate = None
 
     def __enter__(self):
         self.start()
@@ -129,6 +150,10 @@ class Vcsim:
         for flag, value in self.strict_flags.items():
             if value is not None:
                 command.append(f"{flag}={value}s" if flag.endswith("timeout") else f"{flag}={value}")
+        if self._certificate is not None:
+            command += ["-tlscert", str(self._certificate.certificate), "-tlskey", str(self._certificate.key)]
+        if self.trace_methods:
+            command += ["-trace-methods", str(self.trace_methods)]
         if self.method_delay:
             command += ["-method-delay", ",".join(f"{name}:{ms}" for name, ms in self.method_delay.items())]
         return command
@@ -138,6 +163,9 @@ class Vcsim:
             raise VcsimError(f"{VCSIM_BIN} is missing: run scripts/setup (it builds vcsim from govmomi v0.56.0)")
         started = time.monotonic()
         self._temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+        # The names vcsim serves on, and no other: a client using another name must fail as with vCenter.
+        self.ca = pki.make_ca(self._temp_dir)
+        self._certificate = pki.issue_server_certificate(self.ca, self._temp_dir, [self.host])
         self._process = subprocess.Popen(
             self.command(),
             stdin=subprocess.PIPE,
@@ -160,13 +188,16 @@ class Vcsim:
         if not first_line.startswith("export GOVC_URL="):
             raise VcsimError(f"vcsim did not start within {self.start_timeout} s: {self.log_tail()}")
         govc_url = urlsplit(first_line.split()[1].removeprefix("GOVC_URL="))
-        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password)
+        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password, self.ca.certificate)
 
     def _shape_site(self):
+        """The site as an administrator leaves it for Ray: a VM folder, and what vcenter_prepare.yml makes."""
         service_instance = self.endpoint.connect()
         try:
             datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, DATACENTER)
             datacenter.vmFolder.CreateFolder(VM_FOLDER)
+            if self.prepared:
+                privileges.prepare_vcenter(service_instance)
         finally:
             vsphere.disconnect(service_instance)
 

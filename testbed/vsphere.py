@@ -1,9 +1,11 @@
-"""pyVmomi for the testbed: a login without certificate checks and name lookups.
+"""pyVmomi for the testbed: a login that verifies vcsim's certificate, and name lookups.
 
 Reading properties and waiting for tasks is the collection's module_utils
 (_vsphere): the PropertyCollector only, since vcsim answers attribute reads of
 unset properties with replies pyVmomi cannot decode.
 """
+
+import ssl
 
 from pyVim.connect import Disconnect, SmartConnect
 
@@ -12,11 +14,13 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vspher
 read_properties = _vsphere.read
 
 
-def connect(host, port, username, password):
-    """Log in without certificate checks: vcsim's certificate is self-signed."""
-    return SmartConnect(
-        host=host, port=port, user=username, pwd=password, disableSslCertValidation=True
-    )
+def ssl_context(ca_path):
+    """Verification against the testbed's CA only, host name included."""
+    return ssl.create_default_context(cafile=str(ca_path))
+
+
+def connect(host, port, username, password, ca_path):
+    return SmartConnect(host=host, port=port, user=username, pwd=password, sslContext=ssl_context(ca_path))
 
 
 def disconnect(service_instance):

@@ -2,10 +2,14 @@
 
 A missing prerequisite (root, namespaces, sshd, vcsim...) fails every test
 that needs the testbed with a message saying what to install: never a skip.
-After the whole session, anything the testbed left behind fails the run.
+After the whole session, anything the testbed left behind fails the run, and
+so does a vSphere method the project called (every vcsim of the session
+records them) that meta/vcenter_requirements.yml does not list with its
+privileges.
 """
 
 
+import os
 import shutil
 import tempfile
 
@@ -18,10 +22,14 @@ from testbed.ansible_state import keep_ansible_state_in
 # temp folder on import.
 SESSION_ANSIBLE_HOME = keep_ansible_state_in(tempfile.mkdtemp(prefix="ray-vsphere-ansible-home-"))
 
-from testbed import leftovers, simulator  # noqa: E402 - after the Ansible state is placed
+from testbed import leftovers, method_trace, privileges, simulator  # noqa: E402 - after the Ansible state is placed
 from testbed.appliance import build_test_ova
 from testbed.guests import GuestSimulator, make_key_pair
 from testbed.prereqs import PrerequisiteError, check_prerequisites
+
+# Every vcsim the session starts, in this process or in a child (ray up, molecule's testbed), traces here.
+SESSION_TRACE_DIR = tempfile.mkdtemp(prefix="ray-vsphere-vcsim-trace-")
+os.environ[method_trace.TRACE_DIR_ENV] = SESSION_TRACE_DIR
 
 _snapshot_before_session = {}
 
@@ -32,9 +40,17 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_ANSIBLE_HOME, ignore_errors=True)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    calls = method_trace.read(method_trace.session_trace_file())
+    shutil.rmtree(SESSION_TRACE_DIR, ignore_errors=True)
+    unlisted = privileges.unlisted(method_trace.project_calls(calls))
+    if unlisted:
+        reporter.write_line(f"FAILED: the project called vSphere methods that {privileges.REQUIREMENTS_FILE} does "
+                            f"not list with their privileges: {', '.join(f'{t}.{m}' for m, t in unlisted)}",
+                            red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     left = leftovers.left_behind(_snapshot_before_session, leftovers.snapshot())
     if left:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         reporter.write_line(f"FAILED: the test session left behind: {left}", red=True, bold=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

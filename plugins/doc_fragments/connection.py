@@ -38,11 +38,21 @@ options:
     default: 443
   validate_certs:
     description:
-      - Whether to check vCenter's TLS certificate.
-      - Set to V(false) only for a test vCenter with a self-signed certificate.
+      - Whether to check vCenter's TLS certificate, host name included, against O(ca_path) or the system's trust store.
+      - Set to V(false) only for a test vCenter; for a certificate of VMCA or an internal CA, give that CA in O(ca_path).
       - If not set, the value of the E(VMWARE_VALIDATE_CERTS) environment variable is used.
     type: bool
     default: true
+  ca_path:
+    description:
+      - A PEM file with the CA certificate(s) that signed vCenter's certificate, for example VMCA's root
+        (C(https://<vcenter>/certs/download.zip)) or an internal CA.
+      - Replaces the system's trust store for the connection to vCenter, as O(ansible.builtin.uri#module:ca_path) does.
+      - Not set means the system's trust store, which E(SSL_CERT_FILE) replaces as well (that is how the
+        community.vmware and vmware.vmware modules, which have no such option, can be made to trust an internal CA).
+      - If not set, the value of the E(VMWARE_CA_PATH) environment variable is used.
+    type: path
+    version_added: 0.2.0
 requirements:
   - pyVmomi >= 8.0.3
 notes:

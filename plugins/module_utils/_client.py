@@ -6,8 +6,15 @@
 
 Arguments and environment fallbacks are those of AWX's VMware vCenter
 credential (VMWARE_HOST, VMWARE_USER, VMWARE_PASSWORD, VMWARE_VALIDATE_CERTS,
-plus VMWARE_PORT). A session is always logged out, also when the module fails,
-and a failed login says which of host, TLS or credentials is wrong. A session
+plus VMWARE_PORT), and ca_path (VMWARE_CA_PATH) for a vCenter whose
+certificate comes from an internal CA: neither vmware.vmware nor
+community.vmware has such an option (they read the system's trust store, which
+SSL_CERT_FILE replaces). A session is always logged out, also when the module
+fails, and a failed login says which of host, TLS or credentials is wrong, and
+for TLS, how to fix it.
+
+Every HTTP call to vCenter is bounded by `request_timeout`: a vCenter that
+stops answering fails the call instead of hanging it forever. A session
 vCenter ended (idle for its timeout, about 30 minutes, or a vCenter restart:
 NotAuthenticated; pyvmomi issues #349, #953) is logged in again on the next
 call, which is then retried: long-lived clients such as the Ray provider
@@ -19,27 +26,59 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import os
+import platform
 import socket
 import ssl
 import traceback
+from xml.etree import ElementTree
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.six.moves import http_client
 
 PYVMOMI_IMPORT_ERROR = None
 try:
-    from pyVim.connect import Disconnect, SmartStubAdapter, VimSessionOrientedStub
-    from pyVmomi import vim, vmodl
+    from pyVim.connect import Disconnect, VimSessionOrientedStub, parse_hostport
+    import pyVmomi
+    from pyVmomi import SoapStubAdapter, vim, vmodl
+    from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 except ImportError:
     PYVMOMI_IMPORT_ERROR = traceback.format_exc()
 
+try:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+except ImportError:
+    x509 = None  # only the names a mismatched certificate lists are lost from the error
+
+# Sent with every vSphere call: vCenter shows it with each session (and vcsim's
+# method trace keys on it), so an administrator can tell this collection's
+# sessions from others'.
+USER_AGENT_PRODUCT = "ray-vsphere"
+# OpenSSL's verify codes (include/openssl/x509_vfy.h) of the two mistakes users make.
+UNTRUSTED_ISSUER_CODES = (18, 19, 20, 21)  # self-signed leaf or chain, issuer not found, unverifiable leaf
+NAME_MISMATCH_CODES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+# Seconds any one HTTP exchange with vCenter may take: connecting, and each
+# wait for response bytes. Above the longest wait the collection asks vCenter
+# for itself (WaitForUpdatesEx's maxWaitSeconds of 30 in _deploy.wait_for_ips).
+DEFAULT_REQUEST_TIMEOUT = 60
+
 CONNECTION_ARGUMENT_SPEC = dict(
-    hostname=dict(type="str", required=True, fallback=(env_fallback, ["VMWARE_HOST"])),
-    username=dict(type="str", required=True, aliases=["user"], fallback=(env_fallback, ["VMWARE_USER"])),
-    password=dict(type="str", required=True, aliases=["pass", "pwd"], no_log=True,
+    # Not required=True: run_module names the VMWARE_* variable of a missing one, which
+    # Ansible's generic "missing required arguments" would not.
+    hostname=dict(type="str", fallback=(env_fallback, ["VMWARE_HOST"])),
+    username=dict(type="str", aliases=["user"], fallback=(env_fallback, ["VMWARE_USER"])),
+    password=dict(type="str", aliases=["pass", "pwd"], no_log=True,
                   fallback=(env_fallback, ["VMWARE_PASSWORD"])),
     port=dict(type="int", default=443, fallback=(env_fallback, ["VMWARE_PORT"])),
     validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["VMWARE_VALIDATE_CERTS"])),
+    ca_path=dict(type="path", fallback=(env_fallback, ["VMWARE_CA_PATH"])),
+    request_timeout=dict(type="int", default=DEFAULT_REQUEST_TIMEOUT,
+                         fallback=(env_fallback, ["VMWARE_REQUEST_TIMEOUT"])),
 )
+# Each required connection option and the variable AWX's credential sets it through.
+REQUIRED_CONNECTION = (("hostname", "VMWARE_HOST"), ("username", "VMWARE_USER"), ("password", "VMWARE_PASSWORD"))
 
 
 class RayVsphereError(Exception):
@@ -57,23 +96,101 @@ def argument_spec(**module_options):
     return spec
 
 
+def missing_connection(params):
+    """What to set for each missing connection option, naming its VMWARE_* variable; [] when none is missing."""
+    return ["%s (or %s)" % (option, variable) for option, variable in REQUIRED_CONNECTION if not params.get(option)]
+
+
+def supported_version(hostname, port, ssl_context, timeout):
+    """The newest vSphere API version both pyVmomi and the server speak, asked with a timeout.
+
+    What pyVim.connect.SmartConnect does in __FindSupportedVersion: read
+    /sdk/vimServiceVersions.xml and take the first of pyVmomi's versions
+    (newest first) the server lists as its version or a prior one. Done here
+    because SmartConnect's request has no timeout (pyVim/connect.py
+    __GetElementTree opens HTTPSConnection(server, port, context=...)), so a
+    silent vCenter would hang the login before any timeout applies.
+    """
+    connection = http_client.HTTPSConnection(hostname, port, context=ssl_context, timeout=timeout)
+    try:
+        connection.request("GET", "/sdk/vimServiceVersions.xml")
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RayVsphereError("vCenter %s:%s is not a vSphere API endpoint: GET /sdk/vimServiceVersions.xml "
+                              "answered HTTP %s" % (hostname, port, response.status))
+    spoken = set()
+    for namespace in ElementTree.fromstring(body).findall("namespace"):
+        spoken.update(version.text for version in namespace.findall("version"))
+        spoken.update(version.text for version in namespace.findall("priorVersions/version"))
+    for version in GetServiceVersions("vim25"):
+        if versionIdMap[version] in spoken:
+            return version
+    raise RayVsphereError("vCenter %s:%s speaks none of pyVmomi's API versions (it lists %s)"
+                          % (hostname, port, ", ".join(sorted(spoken))))
+
+
 def fault_text(error):
     """A vSphere fault as 'FaultType: message', for error messages."""
     name = type(error).__name__.split(".")[-1]
-    message = getattr(error, "msg", None) or str(error)
+    # A fault without a message of its own (SystemError, RuntimeFault) says why in `reason`, if at all.
+    message = getattr(error, "msg", None) or getattr(error, "reason", None) or str(error)
     return "%s: %s" % (name, message.strip())
+
+
+def user_agent():
+    return "%s pyvmomi/%s Python/%s" % (USER_AGENT_PRODUCT, getattr(pyVmomi, "version_info_str", "unknown"),
+                                        platform.python_version())
+
+
+def certificate_names(hostname, port, timeout=10):
+    """The DNS names and IP addresses a server's certificate is valid for, read without verifying it; None if unknown."""
+    if x509 is None:
+        return None
+    try:
+        pem = ssl.get_server_certificate((hostname, port), timeout=timeout)
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        names = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except Exception:  # pylint: disable=broad-except
+        # Only the error message loses the names; the TLS failure itself is reported.
+        return None
+    return [str(name) for name in names.get_values_for_type(x509.DNSName) + names.get_values_for_type(x509.IPAddress)]
+
+
+def tls_error_message(where, hostname, port, ca_path, error):
+    """What failed in vCenter's certificate, and the fix for it."""
+    trusted = "ca_path %s" % ca_path if ca_path else "the system's trust store"
+    insecure = ("validate_certs: false (VMWARE_VALIDATE_CERTS=false) turns the check off; "
+                "only for a test vCenter, never for production")
+    code = getattr(error, "verify_code", None)
+    if code in UNTRUSTED_ISSUER_CODES:
+        return ("TLS with vCenter %s failed: its certificate is not signed by a CA in %s (%s). Give the CA "
+                "certificate that signed it (VMCA's root or your internal CA, PEM) in ca_path (VMWARE_CA_PATH), "
+                "or add it to the system's trust store. %s" % (where, trusted, error.verify_message, insecure))
+    if code in NAME_MISMATCH_CODES:
+        names = certificate_names(hostname, port)
+        listed = " (it is for %s)" % ", ".join(names) if names else ""
+        return ("TLS with vCenter %s failed: its certificate is not valid for the name %r%s. Set hostname "
+                "(VMWARE_HOST) to a name the certificate lists, or have vCenter's certificate re-issued with %r "
+                "among its subject alternative names. %s" % (where, hostname, listed, hostname, insecure))
+    return "TLS with vCenter %s failed: %s. Check vCenter's certificate against %s. %s" % (
+        where, error, trusted, insecure)
 
 
 class VcenterClient(object):
     """A logged-in pyVmomi session, used as a context manager."""
 
-    def __init__(self, hostname, username, password, port=443, validate_certs=True, timeout=60):
+    def __init__(self, hostname, username, password, port=443, validate_certs=True,
+                 request_timeout=DEFAULT_REQUEST_TIMEOUT, ca_path=None):
         self.hostname = hostname
         self.port = port
         self.validate_certs = validate_certs
+        self.ca_path = ca_path
         self._username = username
         self._password = password
-        self._timeout = timeout
+        self.request_timeout = request_timeout
         self.service_instance = None
 
     @property
@@ -81,15 +198,32 @@ class VcenterClient(object):
         return self.service_instance.content
 
     def ssl_context(self):
-        if self.validate_certs:
-            return ssl.create_default_context()
-        return ssl._create_unverified_context()  # validate_certs: false, said by the user
+        if not self.validate_certs:
+            return ssl._create_unverified_context()  # validate_certs: false, said by the user
+        # ca_path replaces the system's trust store, as ca_path of ansible.builtin.uri does.
+        return ssl.create_default_context(cafile=self.ca_path)
 
     def connect(self):
         where = "%s:%s" % (self.hostname, self.port)
+        if self.validate_certs and self.ca_path and not os.path.isfile(self.ca_path):
+            raise RayVsphereError("ca_path %s: no such file (VMWARE_CA_PATH): give the PEM file of the CA that "
+                                  "signed vCenter's certificate" % self.ca_path)
         try:
-            stub = SmartStubAdapter(host=self.hostname, port=self.port, sslContext=self.ssl_context(),
-                                    connectionPoolTimeout=self._timeout)
+            context = self.ssl_context()
+        except ssl.SSLError as error:
+            raise RayVsphereError("ca_path %s is not a PEM CA certificate: %s" % (self.ca_path, error))
+        # AWX's credential takes a port as part of the host ("vcenter:8443"): SmartConnect split it so.
+        hostname, port = parse_hostport(self.hostname, self.port)
+        try:
+            # httpConnectionTimeout becomes the timeout of every HTTPSConnection
+            # the SOAP stub opens (pyVmomi/SoapAdapter.py, SoapStubAdapter.__init__:
+            # schemeArgs['timeout'], passed to self.scheme(...) in GetConnection),
+            # so it bounds connecting and each read of every call. (Its
+            # connectionPoolTimeout is only how long an idle pooled connection is kept.)
+            stub = SoapStubAdapter(host=hostname, port=port, sslContext=context,
+                                   version=supported_version(hostname, port, context, self.request_timeout),
+                                   httpConnectionTimeout=self.request_timeout,
+                                   customHeaders={"User-Agent": user_agent()})
             # Logs in on the first call and again on NotAuthenticated. retryCount=2:
             # one new login per expired session, and one resend of a call whose
             # connection broke (a pooled connection the server had closed).
@@ -99,12 +233,13 @@ class VcenterClient(object):
         except vim.fault.InvalidLogin:
             raise RayVsphereError(
                 "vCenter %s rejected the login of %r: wrong username or password "
-                "(VMWARE_USER / VMWARE_PASSWORD)" % (where, self._username))
+                "(VMWARE_USER / VMWARE_PASSWORD)" % (where, self._username), fault="InvalidLogin")
         except ssl.SSLError as error:
-            raise RayVsphereError(
-                "TLS with vCenter %s failed: %s. Trust its CA certificate, or set validate_certs: false "
-                "(VMWARE_VALIDATE_CERTS=false) for a test vCenter with a self-signed certificate" % (where, error))
-        except (socket.error, OSError) as error:
+            raise RayVsphereError(tls_error_message(where, hostname, port, self.ca_path, error))
+        except socket.timeout:
+            raise RayVsphereError("vCenter %s did not answer within %s s (request_timeout)"
+                                  % (where, self.request_timeout), timed_out=True)
+        except (socket.error, OSError, http_client.HTTPException) as error:
             raise RayVsphereError("cannot reach vCenter %s: %s" % (where, error))
         except vmodl.MethodFault as error:
             raise RayVsphereError("login to vCenter %s failed: %s" % (where, fault_text(error)))
@@ -133,13 +268,17 @@ class VcenterClient(object):
 
 def client_from_params(params):
     return VcenterClient(params["hostname"], params["username"], params["password"],
-                         port=params["port"], validate_certs=params["validate_certs"])
+                         port=params["port"], validate_certs=params["validate_certs"],
+                         request_timeout=params["request_timeout"], ca_path=params["ca_path"])
 
 
 def run_module(module, action):
     """Connect, run action(client) -> result dict, log out, exit or fail."""
     if PYVMOMI_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("pyVmomi"), exception=PYVMOMI_IMPORT_ERROR)
+    missing = missing_connection(module.params)
+    if missing:
+        module.fail_json(msg="missing vCenter connection: set %s" % ", ".join(missing))
     try:
         with client_from_params(module.params) as client:
             result = action(client)
@@ -147,4 +286,8 @@ def run_module(module, action):
         module.fail_json(msg=str(error), **error.details)
     except vmodl.MethodFault as error:
         module.fail_json(msg="vCenter call failed: %s" % fault_text(error), exception=traceback.format_exc())
+    except socket.timeout:
+        module.fail_json(msg="vCenter %s:%s did not answer within %s s (request_timeout)"
+                         % (module.params["hostname"], module.params["port"], module.params["request_timeout"]),
+                         exception=traceback.format_exc())
     module.exit_json(**result)

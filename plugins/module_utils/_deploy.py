@@ -243,6 +243,10 @@ def deploy(client, params, check_mode):
         to_record = [name for name, (vm, props) in existing.items()
                      if request.deploy_settings and _nodes.deploy_settings(props) != request.deploy_settings]
         changed = bool(missing or adoptable or to_power_on or to_record)
+        if missing or adoptable:
+            # The custom attributes the nodes (and a new template) get: defined beforehand, or nothing is made.
+            inventory.attributes.require(set(request.tags) | (
+                {_ray_tags.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
         if check_mode:
             return dict(_predicted(inventory, request, existing, changed), image=image.result())
         _record_deploy_settings(service_instance, request, dict((name, existing[name][0]) for name in to_record))
@@ -422,7 +426,6 @@ class _NodeBuilder(object):
 
     def create(self, missing, adoptable, to_power_on):
         params = self.request.params
-        self.attributes.define(set(self.request.tags) | {_ray_tags.TEMPLATE_HASH})
         try:
             if missing and params["clone_from_template"]:
                 self._template = _Template(self, self.image.template_name)

@@ -281,8 +281,8 @@ def set_node_tags(service_instance, cluster_name, updates, parallel, check_mode)
         merged = dict(current)
         merged.update(changes)
         after[name] = dict((key, value) for key, value in merged.items() if value)
+    inventory.attributes.require(set(key for target in targets for key in target[3]))
     if not check_mode and targets:
-        inventory.attributes.define(set(key for target in targets for key in target[3]))
         errors = in_parallel(lambda target: inventory.attributes.set(target[0], target[1], target[3]), targets, parallel)
         if errors:
             raise RayVsphereError("setting tags in Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))

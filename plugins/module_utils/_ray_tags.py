@@ -85,22 +85,30 @@ class CustomAttributes(object):
         return dict((name_by_key[value.key], value.value) for value in custom_values or []
                     if value.key in name_by_key and value.value)
 
-    def define(self, names):
-        """Create the custom attributes that do not exist yet (nothing else is touched)."""
-        manager = self._service_instance.content.customFieldsManager
-        for name in names:
-            if name in self._key_by_name:
-                continue
-            try:
-                field = manager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine)
-                self._key_by_name[name] = field.key
-            except vim.fault.DuplicateName:  # another run defined it meanwhile
-                self._learn(_vsphere.read(self._service_instance, manager, ["field"]).get("field", []))
-            except vmodl.MethodFault as error:
-                raise RayVsphereError("CustomFieldsManager.AddCustomFieldDef(%s) failed: %s" % (name, fault_text(error)))
+    def require(self, names):
+        """Fail, naming them, if any of these custom attributes has no definition in vCenter.
+
+        Definitions are made once by an administrator (playbooks/vcenter_prepare.yml):
+        AddCustomFieldDef needs Global.ManageCustomFields, a global privilege
+        the account that runs Ray clusters should not have. Called before
+        anything is created, in check mode too.
+        """
+        missing = sorted(name for name in names if name not in self._key_by_name)
+        if missing:  # another session may have defined them since this one read the list
+            manager = self._service_instance.content.customFieldsManager
+            self._learn(_vsphere.read(self._service_instance, manager, ["field"]).get("field", []))
+            missing = [name for name in missing if name not in self._key_by_name]
+        if missing:
+            raise RayVsphereError(
+                "vCenter has no custom attribute definition %s (VirtualMachine), where Ray tags are kept. An "
+                "administrator creates them once with the playbook ray_vsphere.cluster.vcenter_prepare "
+                "(playbooks/vcenter_prepare.yml: every Ray tag, plus tag keys of your own in "
+                "vcenter_prepare_extra_tag_keys); this collection does not create them itself, as that needs the "
+                "global privilege Global.ManageCustomFields" % ", ".join(missing),
+                missing_definitions=missing)
 
     def set(self, vm, vm_name, tags):
-        self.define(tags)
+        self.require(tags)
         manager = self._service_instance.content.customFieldsManager
         for name, value in tags.items():
             try:

@@ -8,10 +8,13 @@
 // upstream binary unchanged:
 //   - the first stdout line is "export GOVC_URL=... GOVC_SIM_PID=...";
 //   - -stdinexit stops the simulator when stdin reaches EOF (dies with parent);
-//   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting.
+//   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting;
+//   - -tlscert/-tlskey serve a given certificate instead of a self-signed one.
 //
-// One change to the simulator's behaviour, toward vCenter's: custom attribute
-// changes are reported to PropertyCollector filters (custom_fields.go).
+// Beyond upstream: -trace-methods (trace.go) records the methods served, and
+// the simulator behaves as vCenter does where upstream is lenient (strict.go
+// and its neighbours) and reports custom attribute changes to
+// PropertyCollector filters (custom_fields.go).
 package main
 
 import (
@@ -58,6 +61,8 @@ func main() {
 	leaseTimeout := flag.Duration("lease-timeout", 300*time.Second, "an NFC lease without HttpNfcLeaseProgress for this long fails")
 	sessionIdleTimeout := flag.Duration("session-idle-timeout", 30*time.Minute, "a session idle for this long ends (0: never)")
 	hostCostLimit := flag.Int("host-cost-limit", 16, "provisioning cost units per host; more queue (0: no limit)")
+	tlsCert := flag.String("tlscert", "", "TLS certificate (PEM, chain allowed) to serve; default self-signed")
+	tlsKey := flag.String("tlskey", "", "private key (PEM) of -tlscert")
 	flag.Parse()
 
 	if *methodDelay != "" {
@@ -84,9 +89,25 @@ func main() {
 	if *username != "" {
 		serviceURL.User = url.UserPassword(*username, *password)
 	}
+	if *traceMethodsFile != "" {
+		closeTrace, err := startMethodTrace(model.Map(), *traceMethodsFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer closeTrace()
+	}
+
 	model.Service.RegisterEndpoints = true
 	model.Service.Listen = serviceURL
 	model.Service.TLS = new(tls.Config) // self-signed, as a fresh vCenter
+	if *tlsCert != "" {
+		// As upstream's vcsim: a certificate of the testbed's own CA, as a vCenter's is of an internal CA.
+		certificate, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			log.Fatal(err)
+		}
+		model.Service.TLS.Certificates = []tls.Certificate{certificate}
+	}
 	server := model.Service.NewServer()
 
 	fmt.Printf("export GOVC_URL=%s GOVC_SIM_PID=%d\n", server.URL, os.Getpid())

@@ -122,14 +122,32 @@ CONNECTION_ERRORS = [
     (dict(VMWARE_PASSWORD="not-the-password"), "rejected the login of 'administrator@vsphere.local': wrong username or password"),
     (dict(VMWARE_USER="nobody@vsphere.local"), "rejected the login of 'nobody@vsphere.local'"),
     (dict(VMWARE_HOST="127.0.0.1", VMWARE_PORT="{free_port}"), "cannot reach vCenter 127.0.0.1:{free_port}"),
-    (dict(VMWARE_VALIDATE_CERTS="true"), "TLS with vCenter 127.0.0.1:{port} failed"),
+    # vcsim's certificate is good, but the CA given is another one: the fix is the right CA in ca_path.
+    (dict(VMWARE_CA_PATH="{other_ca}"),
+     "TLS with vCenter 127.0.0.1:{port} failed: its certificate is not signed by a CA in ca_path {other_ca} "
+     "(unable to get local issuer certificate). Give the CA certificate that signed it (VMCA's root or your "
+     "internal CA, PEM) in ca_path (VMWARE_CA_PATH), or add it to the system's trust store."),
+    # The certificate is for 127.0.0.1 only, as vcsim listens there; localhost reaches it under another name.
+    (dict(VMWARE_HOST="localhost"),
+     "TLS with vCenter localhost:{port} failed: its certificate is not valid for the name 'localhost' (it is for "
+     "127.0.0.1). Set hostname (VMWARE_HOST) to a name the certificate lists, or have vCenter's certificate "
+     "re-issued with 'localhost' among its subject alternative names."),
+    (dict(VMWARE_CA_PATH="{other_ca}.missing"), "ca_path {other_ca}.missing: no such file (VMWARE_CA_PATH)"),
 ]
 
 
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory):
+    """A CA that did not sign vcsim's certificate."""
+    from testbed import pki
+    return pki.make_ca(tmp_path_factory.mktemp("other-ca"), common_name="some other CA").certificate
+
+
 @pytest.mark.parametrize("overrides, message", CONNECTION_ERRORS,
-                         ids=["wrong-password", "wrong-user", "unreachable", "self-signed-certificate"])
-def test_connection_failures_say_what_is_wrong(play, vcsim, test_ova, vm_names, overrides, message):
-    values = dict(free_port=free_loopback_port(), port=vcsim.endpoint.port)
+                         ids=["wrong-password", "wrong-user", "unreachable", "certificate-of-another-ca",
+                              "host-name-mismatch", "missing-ca-file"])
+def test_connection_failures_say_what_is_wrong(play, vcsim, test_ova, vm_names, other_ca, overrides, message):
+    values = dict(free_port=free_loopback_port(), port=vcsim.endpoint.port, other_ca=other_ca)
     env = dict(vcsim.endpoint.environment(), **{k: v.format(**values) for k, v in overrides.items()})
     before = vm_names()
     result = play([deploy_task("epsilon", test_ova, names=["epsilon-0"])], env=env).result
@@ -138,6 +156,18 @@ def test_connection_failures_say_what_is_wrong(play, vcsim, test_ova, vm_names, 
     assert vm_names() == before
     if "VMWARE_PASSWORD" in overrides:
         assert "not-the-password" not in str(result)
+
+
+def test_validate_certs_false_skips_the_certificate_check(play, vcsim, other_ca):
+    """For a test vCenter only: with the check off, neither the wrong CA nor a name mismatch stops the login."""
+    env = dict(vcsim.endpoint.environment(), VMWARE_HOST="localhost", VMWARE_CA_PATH=str(other_ca),
+               VMWARE_VALIDATE_CERTS="false")
+    result = play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "nobody"}}], env=env).result
+    assert not result.get("failed"), result
+    assert result["nodes"] == []
+    strict = play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "nobody"}}],
+                  env=dict(env, VMWARE_VALIDATE_CERTS="true")).result
+    assert strict["failed"] and "TLS with vCenter localhost" in strict["msg"]
 
 
 def test_missing_credentials_name_the_environment_variables(play, test_ova):

@@ -175,8 +175,8 @@ def test_an_https_image_is_verified_against_ovf_ca_path_whatever_vcenters_valida
     before = vm_names()
     with ImageServer(served, context) as server:
         url = server.url("tls.ova")
-        # The environment says VMWARE_VALIDATE_CERTS=false (vcsim's certificate is self-signed): not for the image.
-        assert vcsim.endpoint.environment()["VMWARE_VALIDATE_CERTS"] == "false"
+        # vCenter's CA (VMWARE_CA_PATH) is not the image server's: ca_path is for vCenter only.
+        assert vcsim.endpoint.environment()["VMWARE_CA_PATH"] != str(ca_file)
         untrusted = play([deploy_task("tls", url, names=["tls-0"])]).result
         assert untrusted["failed"]
         assert f"OVF source {url}: TLS with {url} failed (HEAD): " in untrusted["msg"]
@@ -194,9 +194,10 @@ def test_an_https_image_is_verified_against_ovf_ca_path_whatever_vcenters_valida
         assert not unchecked["failed"], unchecked
         assert unchecked["image"]["downloaded"] is False  # the template is found by the https URL's key
 
-        # ...and ovf_validate_certs: false does not reach vCenter's check.
-        strict_vcenter = dict(vcsim.endpoint.environment(), VMWARE_VALIDATE_CERTS="true")
-        refused = play([deploy_task("tls", url, names=["tls-2"], ovf_validate_certs=False)], env=strict_vcenter).result
+        # ...and ovf_validate_certs: false does not reach vCenter's check, nor is the image's CA vCenter's.
+        image_ca_for_vcenter = dict(vcsim.endpoint.environment(), VMWARE_CA_PATH=str(ca_file))
+        refused = play([deploy_task("tls", url, names=["tls-2"], ovf_validate_certs=False)],
+                       env=image_ca_for_vcenter).result
         assert refused["failed"]
         assert f"TLS with vCenter 127.0.0.1:{vcsim.endpoint.port} failed" in refused["msg"]
         assert server.count("GET", "tls.ova") == 1

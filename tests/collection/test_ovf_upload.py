@@ -39,7 +39,7 @@ class BreaksHalfWay(io.RawIOBase):
 def test_a_disk_upload_failing_half_way_aborts_the_lease_and_removes_the_vm(vcsim, test_ova, service_instance):
     endpoint = vcsim.endpoint
     with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
-                       validate_certs=False) as client, _ovf.OvfPackage(str(test_ova)) as package:
+                       ca_path=str(endpoint.ca_path)) as client, _ovf.OvfPackage(str(test_ova)) as package:
         placement = _placement.resolve(client.service_instance, dict(
             datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder=simulator.VM_FOLDER,
             datastore="LocalDS_0", network="VM Network"))

@@ -67,10 +67,12 @@ def test_the_wheel_installs_without_the_checkout_and_its_collection_and_provider
         vsphere.wait_for_task(service_instance, machine.PowerOnVM_Task())
         address = guests.wait_for_guest(machine._moId).address
         copied = subprocess.run(["scp", "-q", "-r", "-i", str(key), *SSH_OPTIONS, str(wheels), str(ova),
-                                 str(tmp_path / "round_trip.yml"), f"ubuntu@{address}:"],
+                                 str(tmp_path / "round_trip.yml"), str(sim.endpoint.ca_path), f"ubuntu@{address}:"],
                                 capture_output=True, text=True, timeout=120)
         assert copied.returncode == 0, copied.stderr
-        credentials = " ".join(f"{name}={shlex.quote(value)}" for name, value in sim.endpoint.environment().items())
+        # The user's machine trusts vCenter's CA from its own copy.
+        environment = dict(sim.endpoint.environment(), VMWARE_CA_PATH=f"/home/ubuntu/{sim.endpoint.ca_path.name}")
+        credentials = " ".join(f"{name}={shlex.quote(value)}" for name, value in environment.items())
         script = f"""
             set -e
             cd / && export HOME="$(mktemp -d)" ANSIBLE_NOCOLOR=1

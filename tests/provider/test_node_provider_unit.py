@@ -6,6 +6,7 @@ provider against vcsim with real Ray.
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -258,6 +259,27 @@ def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_
     other_key = make_key_pair(tmp_path / "other-key")
     with pytest.raises(Exception, match="Decryption failed"):
         config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(other_key)))
+
+
+def test_the_head_verifies_vcenter_against_the_same_ca_from_its_own_copy(monkeypatch, tmp_path):
+    key = make_key_pair(tmp_path / "ray-key")
+    ca = tmp_path / "internal-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("VMWARE_PASSWORD", "s3cret-Passw0rd")
+    monkeypatch.setenv("VMWARE_CA_PATH", str(ca))
+    provider_section = dict(PROVIDER, ssh_private_key_file=str(key), ssh_public_key_file=f"{key}.pub")
+    local = VsphereNodeProvider(provider_section, "unit")
+    assert local.credentials.environment()["VMWARE_CA_PATH"] == str(ca)
+    head_provider = local.prepare_for_head_node({"provider": dict(provider_section), "auth": {"ssh_user": "ubuntu"},
+                                                 "available_node_types": {}})["provider"]
+    assert head_provider["vcenter_ca_path"] == node_provider.HEAD_CA == "~/ray_vsphere_vcenter_ca.pem"
+    # On the head, the mounted copy is the CA; the ~ is the head user's home.
+    monkeypatch.delenv("VMWARE_CA_PATH")
+    assert config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(key))).ca_path == \
+        str(Path("~/ray_vsphere_vcenter_ca.pem").expanduser())
+    # A CA path that is not a file is named before anything runs.
+    missing = config.VcenterCredentials(dict(provider_section, vcenter_ca_path=str(tmp_path / "nope.pem")))
+    assert missing.problems() == [f"provider.vcenter_ca_path (or VMWARE_CA_PATH): no such file: {tmp_path / 'nope.pem'}"]
 
 
 def test_node_config_cpus_fill_a_missing_cpu_resource_and_nothing_else():

@@ -91,7 +91,7 @@ def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_
         vm = import_ova(service_instance, test_ova, "unit-vcsim-worker-idle", **simulator.default_placement(service_instance))
         tags = {_ray_tags.CLUSTER_NAME: "unit-vcsim", _ray_tags.NODE_KIND: "worker"}
         attributes = _nodes.Inventory(service_instance).attributes
-        attributes.define(set(tags))
+        attributes.require(set(tags))
         attributes.set(vm, "unit-vcsim-worker-idle", tags)
         service_instance.content.sessionManager.Logout()
 
@@ -102,3 +102,25 @@ def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_
         time.sleep(max(2.5, node_provider.REFRESH_INTERVAL_S + 0.5))  # the session ends; the cache goes stale
         assert provider.non_terminated_nodes({}) == nodes
         assert provider._client is client, "the same client, logged in again on NotAuthenticated"
+def test_ray_up_on_a_vcenter_nobody_prepared_is_refused_naming_the_prepare_playbook(
+        testbed_prerequisites, test_ova, tmp_path, monkeypatch):
+    """bootstrap_config's check-mode deploy asks for the custom attribute definitions before anything exists."""
+    with simulator.Vcsim(prepared=False) as unprepared:
+        key = make_key_pair(tmp_path / "ray-key")
+        for name, value in unprepared.endpoint.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
+        provider_config = {
+            "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
+            "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
+            "vm_folder": simulator.VM_FOLDER, "datastore": simulator.DATASTORES[0]}
+        before = vm_names(unprepared)
+        with pytest.raises(ClusterConfigError) as raised:
+            VsphereNodeProvider.bootstrap_config({
+                "cluster_name": "unprepared", "provider": provider_config,
+                "auth": {"ssh_user": "ubuntu", "ssh_private_key": str(key)},
+                "available_node_types": {"head": {"node_config": {}}}})
+        problems = " ".join(raised.value.problems)
+        assert "vCenter has no custom attribute definition ray-cluster-name" in problems, problems
+        assert "ray_vsphere.cluster.vcenter_prepare (playbooks/vcenter_prepare.yml" in problems, problems
+        assert vm_names(unprepared) == before

@@ -8,6 +8,7 @@ import shlex
 import time
 
 import pytest
+import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
@@ -95,6 +96,12 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert ray_cluster.submit_job(head_ip, cluster_key, None)["http_status"] == 401
     assert ray_cluster.submit_job(head_ip, cluster_key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
     assert not ray_cluster.port_open(first_worker[0]["ip"], cluster_key, head_ip, 8265), "the dashboard is exposed"
+    # The head's autoscaler verifies vCenter's certificate too, against its mounted copy of the testbed's CA.
+    head_provider = yaml.safe_load(ssh(head_ip, cluster_key, "cat ~/ray_bootstrap_config.yaml").stdout)["provider"]
+    assert (head_provider["vcenter_validate_certs"], head_provider["vcenter_ca_path"]) == (
+        True, "~/ray_vsphere_vcenter_ca.pem")
+    head_ca = ssh(head_ip, cluster_key, "cat ~/ray_vsphere_vcenter_ca.pem").stdout
+    assert head_ca == sim.endpoint.ca_path.read_text()
 
     # No password in clear: not in what the head got, nor in any run's artifacts here or there.
     password = sim.endpoint.password

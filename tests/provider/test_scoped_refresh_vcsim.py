@@ -38,7 +38,7 @@ class Site:
         self.model = vsphere.find_by_name(admin, vim.VirtualMachine, "DC0_C0_RP1_VM0")
         inventory = _nodes.Inventory(admin)
         self.attributes = inventory.attributes
-        self.attributes.define([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, "ray-node-status"])
+        self.attributes.require([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, "ray-node-status"])
 
     def node(self, name, folder=None, **tags):
         task = self.model.CloneVM_Task(folder=folder or self.folder, name=name,

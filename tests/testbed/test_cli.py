@@ -3,6 +3,8 @@
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 
@@ -30,9 +32,10 @@ def test_testbed_up_demo_prints_how_to_reach_vcsim_and_logs_in_to_a_guest(testbe
     assert leftovers.left_behind(before, leftovers.snapshot()) == {}
 
 
-def test_testbed_up_stays_up_until_interrupted_then_cleans_up(testbed_prerequisites):
+def test_testbed_up_stays_up_until_interrupted_then_cleans_up(testbed_prerequisites, tmp_path):
     before = leftovers.snapshot()
-    process = subprocess.Popen([*TESTBED, "up"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*TESTBED, "up", "--ca-file", str(tmp_path / "ca.pem")], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, text=True)
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -40,6 +43,17 @@ def test_testbed_up_stays_up_until_interrupted_then_cleans_up(testbed_prerequisi
             break
     assert process.poll() is None, "".join(lines)
     assert leftovers.left_behind(before, leftovers.snapshot()), "vcsim and the bridge are up"
+    # It says how to trust its CA, and that CA (also copied to --ca-file) verifies vcsim, host name included.
+    out = "".join(lines)
+    host, port, ca_path = re.search(r"export VMWARE_HOST=(\S+) VMWARE_PORT=(\d+) .*VMWARE_VALIDATE_CERTS=true "
+                                    r"VMWARE_CA_PATH=(\S+)", out).groups()
+    assert f"TLS:       a certificate for {host} from the testbed's own CA {ca_path}" in out
+    assert f"SSL_CERT_FILE={ca_path}" in out and f"GOVC_TLS_CA_CERTS={ca_path}" in out
+    assert (tmp_path / "ca.pem").read_bytes() == open(ca_path, "rb").read()
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with socket.create_connection((host, int(port)), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        assert tls.getpeercert()["subjectAltName"] == (("IP Address", host),)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0

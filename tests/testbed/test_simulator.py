@@ -42,7 +42,7 @@ def test_inventory_holds_vms_that_are_nobodys_ray_nodes_all_powered_off(service_
 def test_only_the_configured_password_logs_in(vcsim):
     endpoint = vcsim.endpoint
     with pytest.raises(vim.fault.InvalidLogin):
-        vsphere.connect(endpoint.host, endpoint.port, endpoint.username, endpoint.password + "-wrong")
+        vsphere.connect(endpoint.host, endpoint.port, endpoint.username, endpoint.password + "-wrong", endpoint.ca_path)
 
 
 def test_each_vcsim_listens_on_its_own_free_port_and_stop_removes_its_process_and_folders(testbed_prerequisites):

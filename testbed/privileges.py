@@ -1,0 +1,110 @@
+"""meta/vcenter_requirements.yml: the vSphere methods the project calls, their privileges, and what follows from it.
+
+- `unlisted(calls)`: traced (method, type) pairs the file does not list (the
+  test session fails on any, so the privilege list cannot go stale);
+- `prepare_vcenter(service_instance)`: what an administrator's run of
+  playbooks/vcenter_prepare.yml makes (custom attribute definitions and the
+  role), with the same vSphere calls, for the testbed's every vcsim;
+- `python -m testbed.privileges --write|--check`: the README's privilege
+  section, generated from the file.
+"""
+
+import argparse
+import sys
+
+import yaml
+from pyVmomi import vim
+
+from testbed import PROJECT_ROOT
+
+REQUIREMENTS_FILE = "meta/vcenter_requirements.yml"
+REQUIREMENTS = PROJECT_ROOT / REQUIREMENTS_FILE
+README = PROJECT_ROOT / "README.md"
+# playbooks/vcenter_prepare.yml's default role name.
+ROLE_NAME = "ray-vsphere-operator"
+# vCenter adds these to every role (and vcsim does too): listed in no table.
+SYSTEM_PRIVILEGES = ("System.Anonymous", "System.Read", "System.View")
+BEGIN = "<!-- BEGIN privileges: generated from meta/vcenter_requirements.yml by python -m testbed.privileges -->"
+END = "<!-- END privileges -->"
+
+
+def load():
+    return yaml.safe_load(REQUIREMENTS.read_text())
+
+
+def reference_url(method, requirements=None):
+    """The method's page in the vSphere API reference (or the page the entry's `reference` names)."""
+    page = method.get("reference") or {"type": method["type"], "method": method["method"]}
+    return (requirements or load())["api_reference"].format(**page)
+
+
+def custom_attributes(requirements=None):
+    return list((requirements or load())["custom_attributes"])
+
+
+def role_privileges(requirements=None):
+    """The role's privileges: every privilege of every method, but those vCenter gives every role."""
+    found = {grant["privilege"] for method in (requirements or load())["methods"] for grant in method["privileges"]}
+    return sorted(found - set(SYSTEM_PRIVILEGES))
+
+
+def unlisted(calls, requirements=None):
+    """The (method, type) pairs among calls that the file lists for no such managed object type."""
+    listed = {(method["method"], method["type"]) for method in (requirements or load())["methods"]}
+    return sorted(call for call in calls if tuple(call) not in listed)
+
+
+def prepare_vcenter(service_instance, role_name=ROLE_NAME):
+    """Define the custom attributes and the role, as playbooks/vcenter_prepare.yml does; nothing twice."""
+    requirements = load()
+    content = service_instance.content
+    defined = {field.name for field in content.customFieldsManager.field or []
+               if field.managedObjectType in (None, vim.VirtualMachine)}
+    for name in custom_attributes(requirements):
+        if name not in defined:
+            content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine)
+    if not any(role.name == role_name for role in content.authorizationManager.roleList):
+        content.authorizationManager.AddAuthorizationRole(name=role_name, privIds=role_privileges(requirements))
+
+
+def markdown(requirements=None):
+    requirements = requirements or load()
+    lines = [BEGIN, "",
+             "| method (on) | privilege: checked on | called by | reference |",
+             "|---|---|---|---|"]
+    for method in sorted(requirements["methods"], key=lambda item: (item["type"], item["method"])):
+        grants = "<br>".join(f"`{grant['privilege']}`: {grant['checked_on']}" for grant in method["privileges"])
+        lines.append(f"| `{method['type']}.{method['method']}` | {grants} | {method['called_by']} | "
+                     f"[API reference]({reference_url(method, requirements)}) |")
+    privileges = role_privileges(requirements)
+    lines += ["", f"The role, {len(privileges)} privileges (vCenter adds {', '.join(SYSTEM_PRIVILEGES)} to every "
+              "role):", "", "```", *privileges, "```", "",
+              f"Custom attributes (VirtualMachine): {', '.join(f'`{name}`' for name in custom_attributes(requirements))}.",
+              "", END]
+    return "\n".join(lines)
+
+
+def readme_with_table(readme_text, requirements=None):
+    start, end = readme_text.find(BEGIN), readme_text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"README.md has no {BEGIN!r} ... {END!r} section")
+    return readme_text[:start] + markdown(requirements) + readme_text[end + len(END):]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m testbed.privileges", description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="rewrite the README's privilege section")
+    action.add_argument("--check", action="store_true", help="fail if the README's privilege section is not current")
+    args = parser.parse_args(argv)
+    current = README.read_text()
+    wanted = readme_with_table(current)
+    if args.write:
+        README.write_text(wanted)
+    elif wanted != current:
+        sys.exit(f"README.md's privilege section is not what {REQUIREMENTS_FILE} says: "
+                 "run .venv/bin/python -m testbed.privileges --write")
+
+
+if __name__ == "__main__":
+    main()

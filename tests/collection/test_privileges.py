@@ -1,0 +1,141 @@
+"""Least privilege: the requirements file, playbooks/vcenter_prepare.yml, and modules that need no global privilege.
+
+meta/vcenter_requirements.yml lists every vSphere method the project calls
+with its privileges; vcsim's method trace (testbed/vcsim/trace.go) shows what
+is actually called. The whole session fails on a traced method the file does
+not list (tests/conftest.py); the test here checks one deploy-tag-list-delete
+cycle on its own, so a run of this file alone checks it too.
+"""
+
+import pytest
+import ray.autoscaler.tags as ray_tags
+from pyVmomi import vim
+
+from conftest import deploy_task, task
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
+from ray_provider.runner import run_playbook, task_results
+from testbed import method_trace, privileges, simulator, vsphere
+
+
+@pytest.fixture
+def unprepared_vcsim(testbed_prerequisites, tmp_path):
+    """A vCenter nobody ran vcenter_prepare.yml on, tracing its methods into a file of its own."""
+    with simulator.Vcsim(prepared=False, trace_methods=tmp_path / "methods.jsonl") as sim:
+        yield sim
+
+
+def run_prepare(endpoint, run_dir, check=False, extravars=None):
+    runner = run_playbook("ray_vsphere.cluster.vcenter_prepare", run_dir, extravars=extravars or {},
+                          envvars=endpoint.environment(), cmdline="--check" if check else None, timeout=300)
+    assert runner.status == "successful", runner.stdout.read()[-3000:]
+    return task_results(runner)
+
+
+def vcenter_state(endpoint):
+    service_instance = endpoint.connect()
+    try:
+        content = service_instance.content
+        fields = sorted(field.name for field in content.customFieldsManager.field or []
+                        if field.managedObjectType == vim.VirtualMachine)
+        roles = {role.name: sorted(role.privilege) for role in content.authorizationManager.roleList}
+        return fields, roles
+    finally:
+        service_instance.content.sessionManager.Logout()
+
+
+def test_the_custom_attribute_list_holds_every_ray_tag_and_every_name_the_collection_writes():
+    listed = set(privileges.custom_attributes())
+    ray_tag_keys = {value for name, value in vars(ray_tags).items() if name.startswith("TAG_RAY_")}
+    assert ray_tag_keys and ray_tag_keys <= listed, ray_tag_keys - listed
+    assert {_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, _ray_tags.USER_NODE_TYPE, _ray_tags.TEMPLATE_HASH} <= listed
+
+
+def test_every_method_cites_the_api_reference_and_names_where_each_privilege_is_checked():
+    requirements = privileges.load()
+    for method in requirements["methods"]:
+        url = privileges.reference_url(method, requirements)
+        assert url.startswith("https://developer.broadcom.com/xapis/") and url.endswith("/post"), url
+        assert method["privileges"] and all(grant["privilege"] and grant["checked_on"] for grant in method["privileges"])
+    assert "Global.ManageCustomFields" not in privileges.role_privileges()
+
+
+def test_the_readme_privilege_section_is_generated_from_the_requirements_file():
+    readme = privileges.README.read_text()
+    assert privileges.readme_with_table(readme) == readme, \
+        "README.md is out of date: run .venv/bin/python -m testbed.privileges --write"
+
+
+def test_modules_fail_naming_the_missing_definitions_and_the_prepare_playbook_before_creating_anything(
+        play, unprepared_vcsim, test_ova):
+    env = unprepared_vcsim.endpoint.environment()
+    for check in (True, False):
+        result = play([deploy_task("lp", test_ova, names=["lp-0"])], env=env, check=check).result
+        assert result["failed"]
+        assert ("vCenter has no custom attribute definition ray-cluster-name, ray-node-type, ray-vsphere-template "
+                "(VirtualMachine), where Ray tags are kept. An administrator creates them once with the playbook "
+                "ray_vsphere.cluster.vcenter_prepare (playbooks/vcenter_prepare.yml") in result["msg"], result["msg"]
+        assert "Global.ManageCustomFields" in result["msg"]
+    unprepared = unprepared_vcsim.endpoint.connect()
+    try:
+        names = [props["name"] for props in vsphere.objects_of_type(unprepared, vim.VirtualMachine, ["name"]).values()]
+    finally:
+        vsphere.disconnect(unprepared)
+    assert not [name for name in names if name.startswith(("lp-", "ray-template-"))], names
+    calls = method_trace.project_calls(method_trace.read(unprepared_vcsim.trace_methods))
+    assert ("AddCustomFieldDef", "CustomFieldsManager") not in calls
+    assert ("ImportVApp", "ResourcePool") not in calls
+
+
+def test_vcenter_prepare_defines_the_attributes_and_the_role_once_and_check_mode_changes_nothing(
+        unprepared_vcsim, tmp_path):
+    endpoint = unprepared_vcsim.endpoint
+    before = vcenter_state(endpoint)
+    assert before[0] == [] and privileges.ROLE_NAME not in before[1]
+    checked = run_prepare(endpoint, tmp_path / "check", check=True)
+    assert any(result.get("changed") for result in checked)
+    assert vcenter_state(endpoint) == before
+
+    made = run_prepare(endpoint, tmp_path / "run", extravars={"vcenter_prepare_extra_tag_keys": ["team"]})
+    assert any(result.get("changed") for result in made)
+    fields, roles = vcenter_state(endpoint)
+    assert fields == sorted(privileges.custom_attributes() + ["team"])
+    # Exactly the table's privileges; vcsim, as vCenter, adds the System ones and refuses unknown privilege ids.
+    assert roles[privileges.ROLE_NAME] == sorted(privileges.role_privileges() + list(privileges.SYSTEM_PRIVILEGES))
+
+    again = run_prepare(endpoint, tmp_path / "again", extravars={"vcenter_prepare_extra_tag_keys": ["team"]})
+    assert not any(result.get("changed") for result in again), again
+    assert vcenter_state(endpoint) == (fields, roles)
+
+
+def test_after_prepare_a_deploy_tag_list_delete_cycle_calls_only_listed_methods_and_no_global_one(
+        play, unprepared_vcsim, test_ova, tmp_path):
+    endpoint = unprepared_vcsim.endpoint
+    run_prepare(endpoint, tmp_path / "prepare")
+    env = endpoint.environment()
+    deployed = play([deploy_task("lp", test_ova, names=["lp-0"], power_on=False)], env=env).result
+    assert not deployed.get("failed"), deployed
+    tagged = play([task("node_tags", cluster_name="lp", nodes=[{"name": "lp-0", "tags": {"ray-node-status": "up-to-date"}}])],
+                  env=env).result
+    assert not tagged.get("failed"), tagged
+    own_key = play([task("node_tags", cluster_name="lp", nodes=[{"name": "lp-0", "tags": {"team": "a"}}])], env=env).result
+    assert own_key["failed"] and "no custom attribute definition team (VirtualMachine)" in own_key["msg"]
+    assert "vcenter_prepare_extra_tag_keys" in own_key["msg"]
+    listed = play([task("node_info", cluster_name="lp")], env=env).result
+    assert [node["tags"]["ray-node-status"] for node in listed["nodes"]] == ["up-to-date"]
+    deleted = play([task("node_delete", cluster_name="lp", all_nodes=True)], env=env).result
+    assert deleted["deleted"] == ["lp-0"]
+
+    calls = method_trace.project_calls(method_trace.read(unprepared_vcsim.trace_methods))
+    for expected in (("ImportVApp", "ResourcePool"), ("CloneVM_Task", "VirtualMachine"), ("SetField", "CustomFieldsManager"),
+                     ("Destroy_Task", "VirtualMachine"), ("CreateSnapshot_Task", "VirtualMachine")):
+        assert expected in calls, sorted(calls)
+    assert privileges.unlisted(calls) == []
+    assert not [call for call in calls if call[0] in ("AddCustomFieldDef", "AddAuthorizationRole")]
+
+
+def test_a_method_missing_from_the_table_is_reported():
+    requirements = privileges.load()
+    assert privileges.unlisted({("SetField", "CustomFieldsManager"), ("AddCustomFieldDef", "CustomFieldsManager"),
+                                ("SetField", "VirtualMachine")}, requirements) == [
+        ("AddCustomFieldDef", "CustomFieldsManager"), ("SetField", "VirtualMachine")]
+
