@@ -33,10 +33,14 @@ NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if opti
 # Only in `provider`. The password is not among them: it comes from
 # VMWARE_PASSWORD, since Ray caches the config in plaintext and copies it to the head.
 CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(type="int"),
-                   "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool")}
+                   "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool"),
+                   "vcenter_request_timeout": dict(type="int")}
+# Seconds one vCenter request may go unanswered, in the provider's refresh and in
+# its playbook runs' modules: also how long a silent vCenter may hold up Ray's loop.
+DEFAULT_REQUEST_TIMEOUT_S = 30
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
-                "vcenter_password_vault": dict(type="str")}
+                "vcenter_password_vault": dict(type="str"), "node_type_ip_policies": dict(type="dict")}
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
     "foreground_node_launch", "worker_liveness_check")}}
@@ -151,6 +155,9 @@ def check_cluster_config(config):
     """Every problem of the provider section and the node types, by key; ClusterConfigError if any."""
     provider = config.get("provider") or {}
     problems = _section_problems(provider, PROVIDER_KEYS, "provider")
+    timeout = provider.get("vcenter_request_timeout")
+    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout < 1:
+        problems.append(f"provider.vcenter_request_timeout: must be at least 1, not {timeout}")
     if provider.get("cache_stopped_nodes"):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
                         "(new ones are cloned from a template, which is as fast)")
@@ -187,6 +194,8 @@ class VcenterCredentials:
         validate = provider.get("vcenter_validate_certs")
         # Read as the modules' validate_certs option reads its VMWARE_VALIDATE_CERTS fallback.
         self.validate_certs = boolean(environ.get("VMWARE_VALIDATE_CERTS", True)) if validate is None else validate
+        self.request_timeout = int(provider.get("vcenter_request_timeout") or environ.get("VMWARE_REQUEST_TIMEOUT")
+                                   or DEFAULT_REQUEST_TIMEOUT_S)
         self.password = environ.get("VMWARE_PASSWORD")
         if not self.password and provider.get("vcenter_password_vault"):
             self.password = decrypt_secret(provider["vcenter_password_vault"], provider["ssh_private_key_file"])
@@ -204,7 +213,8 @@ class VcenterCredentials:
     def environment(self):
         """VMWARE_* but the password, for ansible-runner; the password goes as a vaulted variable."""
         return {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username,
-                "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower()}
+                "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower(),
+                "VMWARE_REQUEST_TIMEOUT": str(self.request_timeout)}
 
     def secret_vars(self):
         """What playbooks/provider/*.yml pass to every module as `password` (module_defaults)."""

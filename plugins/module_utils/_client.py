@@ -153,7 +153,7 @@ class VcenterClient(object):
         except vim.fault.InvalidLogin:
             raise RayVsphereError(
                 "vCenter %s rejected the login of %r: wrong username or password "
-                "(VMWARE_USER / VMWARE_PASSWORD)" % (where, self._username))
+                "(VMWARE_USER / VMWARE_PASSWORD)" % (where, self._username), fault="InvalidLogin")
         except ssl.SSLError as error:
             raise RayVsphereError(
                 "TLS with vCenter %s failed: %s. Trust its CA certificate, or set validate_certs: false "

@@ -101,11 +101,28 @@ def vmware_metadata(instance_id, hostname, ssh_public_keys):
             "guestinfo.metadata.encoding": "base64"}
 
 
+# vCenter allows 80 characters in a VM name; a host name label, 63.
+MAX_NAME_LENGTH = 63
+
+
+def request_names(cluster_name, node_type, request_id, count):
+    """`<cluster>-<node type>-<request id>-<i>`: the node type shows in vCenter, cut to fit a host name.
+
+    The node type is made host-name safe (see _ray_tags.name_part) and
+    shortened so the longest index still fits MAX_NAME_LENGTH; the cluster
+    name and request id are kept whole, they are what makes a name unique.
+    """
+    fixed = "%s--%s-%d" % (cluster_name, request_id, max(count - 1, 0))
+    node_type = _ray_tags.name_part(node_type)[:max(MAX_NAME_LENGTH - len(fixed), 1)].strip("-") or "node"
+    return ["%s-%s-%s-%d" % (cluster_name, node_type, request_id, index) for index in range(count)]
+
+
 class DeployRequest(object):
     """The module parameters, checked: names, tags and per-node settings."""
 
     def __init__(self, params):
         self.params = params
+        self.request_id = None
         self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
         problems = value_problems(params)
         if problems:
@@ -115,9 +132,9 @@ class DeployRequest(object):
             if len(set(self.names)) != len(self.names):
                 raise RayVsphereError("names: %s appear more than once" % sorted(set(n for n in self.names if self.names.count(n) > 1)))
         else:
-            request_id = params.get("request_id") or uuid.uuid4().hex[:8]
-            prefix = "%s-%s-%s" % (self.cluster_name, params["node_kind"], _ray_tags.check_name(request_id, "request_id"))
-            self.names = ["%s-%d" % (prefix, index) for index in range(params["count"])]
+            self.request_id = _ray_tags.check_name(params.get("request_id") or uuid.uuid4().hex[:8], "request_id")
+            self.names = request_names(self.cluster_name, params.get("node_type") or params["node_kind"],
+                                       self.request_id, params["count"])
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
         self.tags.update({_ray_tags.CLUSTER_NAME: self.cluster_name, _ray_tags.NODE_KIND: params["node_kind"]})
         if params.get("node_type"):
@@ -170,6 +187,8 @@ class DeployRequest(object):
         extra = self.vmware_metadata(name)
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
+        if self.request_id:
+            extra[_ray_tags.REQUEST_MARKER] = self.request_id
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
 
