@@ -23,6 +23,7 @@ autoscaler would pay every update (benchmarks/provider.py prints both).
 
 import atexit
 import copy
+import dataclasses
 import logging
 import os
 import shutil
@@ -83,6 +84,15 @@ class PlaybookFailed(RuntimeError):
         return any("rejected the login" in message for message in self.messages)
 
 
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """What the provider reads of an ansible-runner run, in memory: its dir may be pruned once it ended."""
+
+    status: str
+    events: list
+    run_dir: Path
+
+
 class PlaybookRuns:
     """ansible-runner runs of playbooks/provider/*.yml, each in a private data dir of its own.
 
@@ -115,13 +125,16 @@ class PlaybookRuns:
         try:
             runner = run_playbook(f"{PLAYBOOKS}.{playbook}", run_dir, extravars=extravars, timeout=timeout,
                                   envvars=self.credentials.environment(), secret_vars=self.credentials.secret_vars())
+            # ansible-runner reads its events from the artifacts when asked: read them while the dir is kept.
+            finished = FinishedRun(runner.status, list(runner.events), run_dir)
         finally:
             in_flight.unlink(missing_ok=True)
-        logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, runner.status, time.monotonic() - started, run_dir)
+        logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, finished.status, time.monotonic() - started,
+                    run_dir)
         self._prune()
-        if raise_on_failure and runner.status != "successful":
-            raise PlaybookFailed(playbook, runner, timeout)
-        return runner
+        if raise_on_failure and finished.status != "successful":
+            raise PlaybookFailed(playbook, finished, timeout)
+        return finished
 
     def _prune(self):
         runs = sorted(self.root.iterdir()) if self.root.is_dir() else []
