@@ -110,7 +110,8 @@ def supported_version(hostname, port, ssl_context, timeout):
 def fault_text(error):
     """A vSphere fault as 'FaultType: message', for error messages."""
     name = type(error).__name__.split(".")[-1]
-    message = getattr(error, "msg", None) or str(error)
+    # A fault without a message of its own (SystemError, RuntimeFault) says why in `reason`, if at all.
+    message = getattr(error, "msg", None) or getattr(error, "reason", None) or str(error)
     return "%s: %s" % (name, message.strip())
 
 

@@ -68,6 +68,7 @@ func main() {
 	if err := model.Create(); err != nil {
 		log.Fatal(err)
 	}
+	installFaultHooks(model, *username, *password)
 
 	serviceURL := &url.URL{Host: *listen}
 	if *username != "" {

@@ -71,8 +71,10 @@ PACKAGE_ERRORS = [
 
 
 @pytest.mark.parametrize("package, message", PACKAGE_ERRORS, ids=[p for p, _ in PACKAGE_ERRORS])
-def test_missing_or_malformed_ovf_fails_and_a_half_uploaded_vm_is_removed(
+def test_missing_or_malformed_ovf_fails_before_anything_is_created(
         play, broken_packages, tmp_path, vm_names, package, message):
+    # Each of these fails before ImportVApp. Failures after it, where a half-made VM
+    # must be removed, are injected in test_injected_faults.py and test_ovf_upload.py.
     path = broken_packages.get(package, tmp_path / "missing.ova")
     before = vm_names()
     for clone_from_template in (True, False):
