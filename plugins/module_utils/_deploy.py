@@ -357,7 +357,7 @@ def maker_is_dead(markers, bound, now=None):
     """
     now = time.time() if now is None else now
     maker, started = markers.get(TEMPLATE_MAKER), markers.get(TEMPLATE_STARTED)
-    host, _, pid = (maker or "").partition(" pid ")
+    host, pid = (maker or "").partition(" pid ")[::2]
     if host == socket.gethostname() and pid.isdigit():
         return None if _process_alive(int(pid)) else "its maker, %s, is gone" % maker
     try:

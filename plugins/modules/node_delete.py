@@ -43,7 +43,8 @@ options:
   request_ids:
     description:
       - Delete every VM that a M(ray_vsphere.cluster.node_deploy) call with one of these O(ray_vsphere.cluster.node_deploy#module:request_id)s
-        made for O(cluster_name), tagged or not yet: what a call cut short (killed, or vCenter stopped answering) left.
+        made for O(cluster_name), tagged or not yet, which is what a call cut short (killed, or vCenter stopped
+        answering) left.
       - Found by the request id and cluster name the call records in each VM's C(extraConfig).
     type: list
     elements: str

@@ -16,8 +16,8 @@ description:
   - M(ray_vsphere.cluster.node_deploy) imports each image once into a template C(ray-template-<content hash>) and
     clones every node from it. Templates are never removed by a deploy or by C(ray_down); this module removes those
     no VM uses.
-  - A template is in use while any VM, of any cluster, was cloned from it (recorded in the clone's C(extraConfig)):
-    a linked clone reads the template's disks.
+  - A template is in use while any VM, of any cluster, was cloned from it (recorded in the clone's C(extraConfig)),
+    since a linked clone reads the template's disks.
   - A half-made template (an import that did not finish) is removed too, unless its maker is still at work.
   - Run it in check mode first to see what would go.
 author:
