@@ -2,8 +2,9 @@
 
 Real playbook runs, real vcsim, test guests for the IPs. vcsim delays every
 clone by CLONE_DELAY_MS so a create is in flight long enough to be hit; it
-runs clones of one template one after another inside the CloneVM_Task call,
-so REQUEST_TIMEOUT_S is above two clones' delay.
+runs clones of one template one after another inside the CloneVM_Task call.
+What a test only sets up runs with SETUP_REQUEST_TIMEOUT_S: on a loaded
+2-core machine vcsim can stall for seconds, which is not the fault under test.
 """
 
 import threading
@@ -22,7 +23,9 @@ from testbed.guests import make_key_pair
 pytestmark = pytest.mark.slow
 
 CLONE_DELAY_MS = 1500
-REQUEST_TIMEOUT_S = 8
+REQUEST_TIMEOUT_S = 5          # the refresh's, under test
+CREATE_REQUEST_TIMEOUT_S = 15  # the create's modules', under test: above a few serialized clones
+SETUP_REQUEST_TIMEOUT_S = 60
 WORKER = {"ray-node-type": "worker", "ray-user-node-type": "worker"}
 
 
@@ -45,7 +48,7 @@ def make_provider(vcsim, guest_simulator, test_ova, tmp_path, monkeypatch):
             "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
             "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
             "resource_pool": "DC0_C0_RP1", "vm_folder": simulator.VM_FOLDER, "datastore": simulator.DATASTORES[0],
-            "ip_timeout": 60, "vcenter_request_timeout": REQUEST_TIMEOUT_S,
+            "ip_timeout": 60, "vcenter_request_timeout": SETUP_REQUEST_TIMEOUT_S,
             "ssh_private_key_file": str(key), "ssh_public_key_file": f"{key}.pub", **provider_keys,
         }, cluster_name)
         made.append(provider)
@@ -78,9 +81,9 @@ def wait_until(condition, timeout, what):
 
 
 def test_a_silent_vcenter_during_a_refresh_costs_one_timeout_and_the_last_view_is_kept(make_provider, vcsim):
-    provider = make_provider("silent-read")
-    created = provider.create_node({}, WORKER, 1)
+    created = make_provider("silent-read").create_node({}, WORKER, 1)
     [node_id] = created
+    provider = make_provider("silent-read", vcenter_request_timeout=REQUEST_TIMEOUT_S)  # a head's, say
     assert provider.non_terminated_nodes({}) == [node_id]
     vcsim.pause()
     try:
@@ -99,7 +102,7 @@ def test_a_silent_vcenter_during_a_refresh_costs_one_timeout_and_the_last_view_i
 
 
 def test_a_create_cut_short_by_a_silent_vcenter_leaves_no_orphan_and_its_retry_no_duplicate(make_provider, vcsim):
-    provider = make_provider("silent-create")
+    provider = make_provider("silent-create", vcenter_request_timeout=CREATE_REQUEST_TIMEOUT_S)
     outcome = []
 
     def create():
@@ -119,7 +122,7 @@ def test_a_create_cut_short_by_a_silent_vcenter_leaves_no_orphan_and_its_retry_n
         vcsim.resume()
     [failure] = outcome
     assert isinstance(failure, NodeLaunchException), failure
-    assert f"did not answer within {REQUEST_TIMEOUT_S} s" in failure.description
+    assert f"did not answer within {CREATE_REQUEST_TIMEOUT_S} s" in failure.description
     [request_id] = provider._cleanup.pending()
     # vCenter answers again: the refresh leaves the request's VMs out, and removes them in the background.
     provider._last_refresh = float("-inf")
@@ -140,7 +143,7 @@ def test_a_wrong_password_costs_at_most_three_failed_logins_in_five_minutes(make
     speedup = 60
     monkeypatch.setenv("VMWARE_PASSWORD", "a-rotated-password")
     provider = make_provider("wrong-password")
-    provider.vcenter_session = VcenterSession(provider.credentials, REQUEST_TIMEOUT_S, backoff=LoginBackoff(
+    provider.vcenter_session = VcenterSession(provider.credentials, SETUP_REQUEST_TIMEOUT_S, backoff=LoginBackoff(
         first_wait_s=LoginBackoff.FIRST_WAIT_S / speedup, longest_wait_s=LoginBackoff.LONGEST_WAIT_S / speedup))
     monkeypatch.setattr(node_provider, "REFRESH_INTERVAL_S", 2.0 / speedup)
     before = len(vcsim.failed_logins())
@@ -161,20 +164,22 @@ def test_a_wrong_password_costs_at_most_three_failed_logins_in_five_minutes(make
 
 
 def test_a_create_in_flight_returns_its_nodes_while_more_runs_finish_than_are_kept(make_provider, vcsim, monkeypatch):
-    # KEPT_RUNS (30) scaled down to 3, and 40 tag runs to 6: runs cost a CPU-second each on this machine.
-    monkeypatch.setattr(node_provider, "KEPT_RUNS", 3)
-    # Not a test of timeouts: vcsim serializes calls behind its delayed clones, which tag runs in parallel wait for.
-    provider = make_provider("pruning", vcenter_request_timeout=60)
+    # KEPT_RUNS (30) scaled down to 1, and 40 tag runs to as many as end while the create runs (at least 2):
+    # runs cost CPU-seconds each on this machine.
+    monkeypatch.setattr(node_provider, "KEPT_RUNS", 1)
+    provider = make_provider("pruning")
     [head] = provider.create_node({}, {"ray-node-type": "head", "ray-user-node-type": "head"}, 1)
     outcome = []
-    creating = threading.Thread(target=lambda: outcome.append(provider.create_node({}, WORKER, 2)))
+    creating = threading.Thread(target=lambda: outcome.append(provider.create_node({}, WORKER, 4)))
     creating.start()
-    for index in range(6):
-        provider.set_node_tags(head, {"ray-node-status": f"update-{index}"})
+    finished_meanwhile = 0
+    while creating.is_alive():
+        provider.set_node_tags(head, {"ray-node-status": f"update-{finished_meanwhile}"})
         provider.write_tags_now()
-    assert creating.is_alive(), "the create ended before the tag runs: nothing was tested"
-    creating.join(120)
+        finished_meanwhile += creating.is_alive()
+    creating.join()
+    assert finished_meanwhile >= 2, "fewer runs ended during the create than are pruned: nothing was tested"
     [created] = outcome
-    assert len(created) == 2 and all(record["ip"] for record in created.values())
+    assert len(created) == 4 and all(record["ip"] for record in created.values())
     runs = sorted(path.name for path in provider.playbooks.root.iterdir())
-    assert len(runs) == 3 and sum("set_node_tags" in run for run in runs) >= 2
+    assert len(runs) == 1  # the newest finished run: the create's was pruned once it had ended
