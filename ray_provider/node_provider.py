@@ -226,14 +226,11 @@ class VsphereNodeProvider(NodeProvider):
         loop for that long at most.
         """
         with self._refresh_lock:
-            due = time.monotonic() - self._last_refresh >= REFRESH_INTERVAL_S
-            if self._refreshing or not due:
-                first_read_running = self._refreshing and not self._has_view.is_set()
-                due = False
-            else:
-                self._refreshing = True
+            other_read = self._refreshing
+            due = not other_read and time.monotonic() - self._last_refresh >= REFRESH_INTERVAL_S
+            self._refreshing = self._refreshing or due
         if not due:
-            if first_read_running:
+            if other_read and not self._has_view.is_set():  # nothing to answer from yet: wait for that read
                 self._has_view.wait(self.credentials.request_timeout * 2)
             return
         try:
