@@ -60,7 +60,6 @@ def wait_for(what, condition, timeout, interval=3.0):
     return value
 
 
-@pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def head_password_canary(password):
     """Shell commands that plant the password in a file of a fresh folder, and remove it; the file's path."""
     folder = f"/tmp/password-canary-{secrets.token_hex(4)}"
@@ -69,6 +68,7 @@ def head_password_canary(password):
                            remove=f"rm -r {folder}")
 
 
+@pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
         testbed, cluster_key, tmp_path, autoscaler, ray_ssh_of):
     sim, guests = testbed
