@@ -337,3 +337,15 @@ def test_a_long_node_type_is_shortened_so_every_name_fits_a_host_name():
     names = request_names("analytics-prod", "x" * 100, "ab12cd34", 12)
     assert all(len(name) <= MAX_NAME_LENGTH for name in names)
     assert names[11].endswith("-ab12cd34-11") and names[0].startswith("analytics-prod-xxx")
+
+
+def test_the_request_timeout_is_checked_with_the_config_and_reaches_the_runs_modules():
+    from ray_provider.config import ClusterConfigError, check_cluster_config
+    config = {"provider": dict(PROVIDER, vcenter_request_timeout=0), "auth": {"ssh_user": "ubuntu"},
+              "available_node_types": {"worker": {"node_config": {}}}}
+    with pytest.raises(ClusterConfigError, match="provider.vcenter_request_timeout: must be at least 1, not 0"):
+        check_cluster_config(config)
+    credentials = VcenterCredentials(dict(PROVIDER, vcenter_request_timeout=12), environ={"VMWARE_PASSWORD": "x"})
+    assert credentials.request_timeout == 12
+    assert credentials.environment()["VMWARE_REQUEST_TIMEOUT"] == "12"  # the modules' request_timeout fallback
+    assert VcenterCredentials(PROVIDER, environ={}).request_timeout == 30
