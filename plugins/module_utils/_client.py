@@ -29,7 +29,7 @@ PYVMOMI_IMPORT_ERROR = None
 from ansible.module_utils.six.moves import http_client
 
 try:
-    from pyVim.connect import Connect, Disconnect
+    from pyVim.connect import Connect, Disconnect, parse_hostport
     from pyVmomi import vim, vmodl
     from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 except ImportError:
@@ -139,6 +139,8 @@ class VcenterClient(object):
 
     def connect(self):
         where = "%s:%s" % (self.hostname, self.port)
+        # AWX's credential takes a port as part of the host ("vcenter:8443"): SmartConnect split it so.
+        hostname, port = parse_hostport(self.hostname, self.port)
         try:
             context = self.ssl_context()
             # httpConnectionTimeout becomes the timeout of every HTTPSConnection
@@ -147,8 +149,8 @@ class VcenterClient(object):
             # so it bounds connecting and each read of every call. (Its
             # connectionPoolTimeout is only how long an idle pooled connection is kept.)
             self.service_instance = Connect(
-                host=self.hostname, port=self.port, user=self._username, pwd=self._password,
-                version=supported_version(self.hostname, self.port, context, self.request_timeout),
+                host=hostname, port=port, user=self._username, pwd=self._password,
+                version=supported_version(hostname, port, context, self.request_timeout),
                 sslContext=context, httpConnectionTimeout=self.request_timeout,
             )
         except vim.fault.InvalidLogin:
