@@ -38,10 +38,14 @@ NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if opti
 # VMWARE_PASSWORD, since Ray caches the config in plaintext and copies it to the head.
 CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(type="int"),
                    "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool"),
-                   "vcenter_ca_path": dict(type="path")}
+                   "vcenter_ca_path": dict(type="path"), "vcenter_request_timeout": dict(type="int")}
+# Seconds one vCenter request may go unanswered, in the provider's refresh and in
+# its playbook runs' modules: also how long a silent vCenter may hold up Ray's loop.
+DEFAULT_REQUEST_TIMEOUT_S = 30
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
-                "vcenter_password_vault": dict(type="str"), "node_folders": dict(type="list")}
+                "vcenter_password_vault": dict(type="str"), "node_folders": dict(type="list"),
+                "node_type_ip_policies": dict(type="dict")}
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
     "foreground_node_launch", "worker_liveness_check")}}
@@ -180,6 +184,9 @@ def check_cluster_config(config):
     except RayVsphereError as error:
         problems.append(str(error))
     problems += _start_command_problems(config)
+    timeout = provider.get("vcenter_request_timeout")
+    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout < 1:
+        problems.append(f"provider.vcenter_request_timeout: must be at least 1, not {timeout}")
     if provider.get("cache_stopped_nodes"):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
                         "(new ones are cloned from a template, which is as fast)")
@@ -219,6 +226,8 @@ class VcenterCredentials:
         # As the modules' ca_path and its VMWARE_CA_PATH fallback; ~ expanded, as for a `path` option.
         ca_path = provider.get("vcenter_ca_path") or environ.get("VMWARE_CA_PATH")
         self.ca_path = str(Path(ca_path).expanduser()) if ca_path else None
+        self.request_timeout = int(provider.get("vcenter_request_timeout") or environ.get("VMWARE_REQUEST_TIMEOUT")
+                                   or DEFAULT_REQUEST_TIMEOUT_S)
         self.password = environ.get("VMWARE_PASSWORD")
         if not self.password and provider.get("vcenter_password_vault"):
             self.password = decrypt_secret(provider["vcenter_password_vault"], provider["ssh_private_key_file"])
@@ -238,7 +247,8 @@ class VcenterCredentials:
     def environment(self):
         """VMWARE_* but the password, for ansible-runner; the password goes as a vaulted variable."""
         environment = {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username,
-                       "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower()}
+                       "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower(),
+                       "VMWARE_REQUEST_TIMEOUT": str(self.request_timeout)}
         if self.ca_path:
             environment["VMWARE_CA_PATH"] = self.ca_path
         return environment

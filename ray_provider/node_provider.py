@@ -26,6 +26,7 @@ one small round trip.
 
 import atexit
 import copy
+import dataclasses
 import logging
 import os
 import shutil
@@ -35,16 +36,19 @@ import time
 import uuid
 from pathlib import Path
 
+from pyVmomi import vim, vmodl
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
 from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_cluster_config, encrypt_secret, is_url,
                                  local_path, node_settings)
+from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, IpPolicies, node_type_ip_policies
 from ray_provider.runner import published_stats, run_playbook, task_results
+from ray_provider.vcenter_session import LoginDeferred, VcenterSession
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _placement, _ray_auth, _ray_tags
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _placement, _ray_auth, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,10 @@ REFRESH_INTERVAL_S = 2.0
 # set_node_tags calls of one updater transition arrive together; one run writes them.
 TAG_BATCH_DELAY_S = 1.0
 KEPT_RUNS = 30
+# A run of terminate_nodes, set_node_tags or check_config that takes longer is stuck.
+DEFAULT_RUN_TIMEOUT_S = 900
+# Beyond node_deploy's own deploy and IP timeouts: Ansible's start and the play's other tasks.
+CREATE_RUN_MARGIN_S = 300
 # ansible-runner's private data dirs; RAY_VSPHERE_STATE_DIR moves them (tests do).
 STATE_DIR = Path(os.environ.get("RAY_VSPHERE_STATE_DIR", "~/.ray-vsphere")).expanduser()
 HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
@@ -68,18 +76,40 @@ DEDICATED_TAGS = (_ray_tags.CLUSTER_NAME, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_T
 
 
 class PlaybookFailed(RuntimeError):
-    def __init__(self, playbook, runner):
+    def __init__(self, playbook, runner, timeout=None):
+        self.timed_out = runner.status == "timeout"
         failures = [failure.get("msg", "") for failure in _failures(runner)]
-        self.messages = [message for message in failures if message] or [f"ansible-runner status {runner.status}"]
+        self.messages = [message for message in failures if message] or [
+            f"ansible-runner stopped it after {timeout} s (its run timeout)" if self.timed_out
+            else f"ansible-runner status {runner.status}"]
         super().__init__(f"{playbook} failed: {'; '.join(self.messages)}")
+
+    @property
+    def login_rejected(self):
+        return any("rejected the login" in message for message in self.messages)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """What the provider reads of an ansible-runner run, in memory: its dir may be pruned once it ended."""
+
+    status: str
+    events: list
+    run_dir: Path
 
 
 class PlaybookRuns:
     """ansible-runner runs of playbooks/provider/*.yml, each in a private data dir of its own.
 
     Runs happen on several Ray threads at once; separate dirs keep their
-    artifacts apart. The newest KEPT_RUNS stay for debugging.
+    artifacts apart. The newest KEPT_RUNS finished ones stay for debugging;
+    a run still in flight is never pruned (its dir holds an IN_FLIGHT file
+    with the pid of the process waiting for it, removed when it ends), since
+    the caller reads its results from that dir when it ends. Every run has a
+    timeout: a run past it is stopped by ansible-runner and fails.
     """
+
+    IN_FLIGHT = "in-flight.pid"
 
     def __init__(self, cluster_name, credentials):
         # The name is part of a folder that runs are pruned from: never a path of its own.
@@ -88,25 +118,50 @@ class PlaybookRuns:
         self.count = 0
         self._lock = threading.Lock()
 
-    def run(self, playbook, extravars, raise_on_failure=True):
+    def run(self, playbook, extravars, raise_on_failure=True, timeout=DEFAULT_RUN_TIMEOUT_S):
         with self._lock:
             self.count += 1
             ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{self.count:05d}-{playbook}-{uuid.uuid4().hex[:6]}"
         STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+        run_dir = self.root / ident
+        run_dir.mkdir(mode=0o700, parents=True)
+        in_flight = run_dir / self.IN_FLIGHT
+        in_flight.write_text(str(os.getpid()))
         started = time.monotonic()
-        runner = run_playbook(f"{PLAYBOOKS}.{playbook}", self.root / ident, extravars=extravars,
-                              envvars=self.credentials.environment(), secret_vars=self.credentials.secret_vars())
-        logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, runner.status, time.monotonic() - started,
-                    self.root / ident)
+        try:
+            runner = run_playbook(f"{PLAYBOOKS}.{playbook}", run_dir, extravars=extravars, timeout=timeout,
+                                  envvars=self.credentials.environment(), secret_vars=self.credentials.secret_vars())
+            # ansible-runner reads its events from the artifacts when asked: read them while the dir is kept.
+            finished = FinishedRun(runner.status, list(runner.events), run_dir)
+        finally:
+            in_flight.unlink(missing_ok=True)
+        logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, finished.status, time.monotonic() - started,
+                    run_dir)
         self._prune()
-        if raise_on_failure and runner.status != "successful":
-            raise PlaybookFailed(playbook, runner)
-        return runner
+        if raise_on_failure and finished.status != "successful":
+            raise PlaybookFailed(playbook, finished, timeout)
+        return finished
 
     def _prune(self):
         runs = sorted(self.root.iterdir()) if self.root.is_dir() else []
-        for old in runs[:-KEPT_RUNS]:
+        finished = [run for run in runs if not _in_flight(run / self.IN_FLIGHT)]
+        for old in finished[:-KEPT_RUNS]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _in_flight(marker):
+    """Whether the run whose IN_FLIGHT file this is still goes on: its waiting process is alive."""
+    try:
+        pid = int(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False  # its process died: the run is over, whatever it left
+    except PermissionError:
+        return True
+    return True
 
 
 class VsphereNodeProvider(NodeProvider):
@@ -121,18 +176,20 @@ class VsphereNodeProvider(NodeProvider):
         self._unwritten_tags = {}   # uuid -> tags set in memory, not yet in vCenter
         self._deleted_at = {}       # uuid -> when its delete finished, so an older read cannot revive it
         self._lock = threading.Lock()          # guards the four above; never held over I/O
-        self._refresh_lock = threading.Lock()  # one vCenter read at a time
-        self._last_refresh = float("-inf")
-        self._client = None
-        self._watch = None          # the NodeWatch over the folders of self._watched; only under _refresh_lock
+        self._refresh_lock = threading.Lock()  # guards the refresh's state below, never held over I/O
+        self._refreshing = False               # one vCenter read at a time; others answer from the cache
+        self._last_refresh = float("-inf")     # when the last read, successful or not, ended
+        self._has_view = threading.Event()     # set once a read succeeded: the cache is vCenter's view
+        self.vcenter_session = VcenterSession(self.credentials, self.credentials.request_timeout)
+        self._watch = None          # the NodeWatch over self._watched's folders; only used by the one read under way
         self._watched = None
         # (datacenter, VM folder) of every node type: what bootstrap_config found, else the provider's own.
         self._folders = set(tuple(pair) for pair in provider_config.get("node_folders") or [])
         self._folders.add(_node_folder(node_settings(provider_config, {})))
         self.full_reads = 0
-        # The node cache picks addresses by the provider-wide preferred_cidr and ignored_cidrs, as node_deploy would.
-        self._ip_choice = _nodes.ip_choice({"ignored_cidrs": _nodes.DEFAULT_IGNORED_CIDRS,
-                                            **node_settings(provider_config, {})})
+        # Each node's address is picked by its node type's preferred_cidr and ignored_cidrs, as node_deploy did.
+        self.ip_policies = IpPolicies(provider_config)
+        self._cleanup = FailedCreateCleanup(self)
         self._tags_due = threading.Condition(self._lock)
         self._tag_write_lock = threading.Lock()
         self._tag_writer = threading.Thread(target=self._write_tags_forever, name="ray-vsphere-tags", daemon=True)
@@ -172,66 +229,90 @@ class VsphereNodeProvider(NodeProvider):
         return self.internal_ip(node_id)
 
     def _refresh_if_stale(self):
+        """Read vCenter if the cache is older than REFRESH_INTERVAL_S, holding no lock over the read.
+
+        A read already under way is not waited for (its result lands in the
+        cache), except before the first view exists. A failed read keeps the
+        last view and logs one line; the next tick tries again. The read is
+        bounded by the request timeout, so a silent vCenter holds up Ray's
+        loop for that long at most.
+        """
         with self._refresh_lock:
-            if time.monotonic() - self._last_refresh < REFRESH_INTERVAL_S:
-                return
-            started = time.monotonic()
-            records = self._list_cluster_nodes()
-            with self._lock:
-                listed = {record["uuid"]: record for record in records}
-                for node_id in list(self._nodes):
-                    # Created by a run that finished after this read began: keep it.
-                    if node_id not in listed and self._nodes[node_id]["added"] < started:
-                        del self._nodes[node_id]
-                        self._unwritten_tags.pop(node_id, None)
-                for node_id, record in listed.items():
-                    if self._deleted_at.get(node_id, float("-inf")) >= started:
-                        continue
-                    self._nodes[node_id] = self._cache_entry(record, self._nodes.get(node_id, {}).get("added", 0.0))
-                self._terminating &= set(self._nodes)
-                self._deleted_at = {node_id: at for node_id, at in self._deleted_at.items() if at >= started}
-            self._last_refresh = time.monotonic()
+            other_read = self._refreshing
+            due = not other_read and time.monotonic() - self._last_refresh >= REFRESH_INTERVAL_S
+            self._refreshing = self._refreshing or due
+        if not due:
+            if other_read and not self._has_view.is_set():  # nothing to answer from yet: wait for that read
+                self._has_view.wait(self.credentials.request_timeout * 2)
+            return
+        try:
+            self._refresh()
+        except Exception as error:  # noqa: BLE001 - the last view is kept, the failure logged, next tick retries
+            if not self._has_view.is_set():
+                raise
+            if not isinstance(error, LoginDeferred):  # a deferred login was logged when it was rejected
+                logger.warning("ray_vsphere: reading vCenter failed, keeping the nodes read before: %s", error)
+        finally:
+            with self._refresh_lock:
+                self._refreshing = False
+                self._last_refresh = time.monotonic()
+
+    def _refresh(self):
+        started = time.monotonic()
+        records = [record for record in self._list_cluster_nodes() if not self._cleanup.owns(record["name"])]
+        with self._lock:
+            listed = {record["uuid"]: record for record in records}
+            for node_id in list(self._nodes):
+                # Created by a run that finished after this read began: keep it.
+                if node_id not in listed and self._nodes[node_id]["added"] < started:
+                    del self._nodes[node_id]
+                    self._unwritten_tags.pop(node_id, None)
+            for node_id, record in listed.items():
+                if self._deleted_at.get(node_id, float("-inf")) >= started:
+                    continue
+                self._nodes[node_id] = self._cache_entry(record, self._nodes.get(node_id, {}).get("added", 0.0))
+            self._terminating &= set(self._nodes)
+            self._deleted_at = {node_id: at for node_id, at in self._deleted_at.items() if at >= started}
+        self._has_view.set()
+        self._cleanup.start_if_due()
 
     def _cache_entry(self, record, added):
         """A cache entry from a node_info-style record; tags not yet written win over vCenter's."""
         tags = dict(record["tags"])
         tags.update(self._unwritten_tags.get(record["uuid"], {}))
-        return {"name": record["name"], "ip": record["ip"], "power_state": record["power_state"], "tags": tags,
-                "added": added}
+        return {"name": record["name"], "ip": self.ip_policies.address(record), "power_state": record["power_state"],
+                "tags": tags, "added": added}
 
     def _list_cluster_nodes(self):
         """The cluster's node records, from the NodeWatch: changes only, or everything on start and after a loss."""
-        preferred, ignored = self._ip_choice
-        for attempt in (1, 2):
-            try:
-                if self._client is None:
-                    self._client = VcenterClient(self.credentials.hostname, self.credentials.username,
-                                                 self.credentials.password, port=self.credentials.port,
-                                                 validate_certs=self.credentials.validate_certs,
-                                                 ca_path=self.credentials.ca_path).connect()
-                with self._lock:
-                    folders = frozenset(self._folders)
-                if self._watch is not None and self._watched == folders:
-                    self._watch.poll()
-                else:
-                    self._watch_folders(folders, "start" if self.full_reads == 0 and attempt == 1 else
-                                        "new VM folder" if self._watch is not None else "reconnect")
-                return self._watch.records(self.cluster_name, preferred, ignored)
-            except Exception:  # noqa: BLE001 - an ended session, a lost filter or a dropped connection: log in again once
-                # The session's end takes its PropertyCollector and filter along: no call to a vCenter that failed.
-                self._watch = None
-                if self._client is not None:
-                    self._client.disconnect()
-                    self._client = None
-                if attempt == 2:
-                    raise
+        return self.vcenter_session.call(self._watched_records)
 
-    def _watch_folders(self, folders, reason):
+    def _watched_records(self, service_instance):
+        with self._lock:
+            folders = frozenset(self._folders)
+        reason = None
+        if self._watch is None:
+            reason = "start" if self.full_reads == 0 else "reconnect"
+        elif self._watch.service_instance is not service_instance:
+            reason = "reconnect"  # a new session: the old one's PropertyCollector went with it
+        elif self._watched != folders:
+            reason = "new VM folder"
+        else:
+            try:
+                self._watch.poll()
+            except (vmodl.fault.ManagedObjectNotFound, vim.fault.InvalidCollectorVersion,
+                    vim.fault.NotAuthenticated) as error:
+                # The filter is gone (vCenter ended the session, and the client logged in again): read it all.
+                reason = f"lost filter: {type(error).__name__.split('.')[-1]}"
+        if reason:
+            self._watch_folders(service_instance, folders, reason)
+        return self._watch.records(self.cluster_name)
+
+    def _watch_folders(self, service_instance, folders, reason):
         """A NodeWatch over the VM folders: the one full read of the cluster until the filter is lost."""
-        if self._watch is not None:
+        if self._watch is not None and self._watch.service_instance is service_instance:
             self._watch.close()
-            self._watch = None
-        service_instance = self._client.service_instance
+        self._watch = None
         roots = []
         for datacenter in sorted(set(datacenter for datacenter, _ in folders)):
             roots += _placement.vm_folders(service_instance, datacenter,
@@ -241,6 +322,16 @@ class VsphereNodeProvider(NodeProvider):
         self.full_reads += 1
         logger.info("ray_vsphere: read the %d VMs under %s (%s); from now on only their changes", len(self._watch.vms),
                     ", ".join(f"{dc}/vm/{folder}".rstrip("/") for dc, folder in sorted(folders)), reason)
+
+    def _run(self, playbook, extravars, **options):
+        """A playbook run, unless vCenter is refusing the password: its modules would log in with it too."""
+        self.vcenter_session.backoff.check(self.vcenter_session.who)
+        try:
+            return self.playbooks.run(playbook, extravars, **options)
+        except PlaybookFailed as error:
+            if error.login_rejected:
+                self.vcenter_session.note_rejected_login(f"{playbook}: {'; '.join(error.messages)}")
+            raise
 
     # ----- write path: playbooks through ansible-runner -----
 
@@ -253,19 +344,28 @@ class VsphereNodeProvider(NodeProvider):
         settings = node_settings(self.provider_config, node_config)
         with self._lock:  # a node type's folder that bootstrap_config did not name: watched from the next refresh
             self._folders.add(_node_folder(settings))
+        node_type = tags.get(TAG_RAY_USER_NODE_TYPE, "")
+        self.ip_policies.learn(node_type, node_config)
+        request_id = uuid.uuid4().hex[:8]
         extravars = {
             "ray_provider_cluster_name": self.cluster_name,
             "ray_provider_node_kind": tags.get(TAG_RAY_NODE_KIND, "worker"),
-            "ray_provider_node_type": tags.get(TAG_RAY_USER_NODE_TYPE, ""),
+            "ray_provider_node_type": node_type,
             "ray_provider_count": count,
-            "ray_provider_request_id": uuid.uuid4().hex[:8],
+            "ray_provider_request_id": request_id,
             "ray_provider_tags": {key: value for key, value in tags.items() if key not in DEDICATED_TAGS},
             "ray_provider_node": settings,
             "ray_provider_public_key": self._public_key(),
         }
         try:
-            runner = self.playbooks.run("create_nodes", extravars)
+            runner = self._run("create_nodes", extravars, timeout=_create_run_timeout(settings))
+        except LoginDeferred as error:
+            raise NodeLaunchException("LoginRejected", str(error), sys.exc_info()) from error
         except PlaybookFailed as error:
+            # node_deploy removes what a failed call made, unless it was stopped or lost vCenter on the way:
+            # then what it left goes once vCenter answers again, and is not counted as nodes meanwhile.
+            if not error.login_rejected:
+                self._cleanup.add(request_id)
             raise NodeLaunchException(_launch_failure_category(error.messages), str(error), sys.exc_info()) from error
         created = published_stats(runner).get("ray_provider_nodes", [])
         now = time.monotonic()
@@ -285,9 +385,9 @@ class VsphereNodeProvider(NodeProvider):
         if not wanted:
             return None
         try:
-            self.playbooks.run("terminate_nodes", {"ray_provider_cluster_name": self.cluster_name,
-                                                       "ray_provider_uuids": wanted})
-        except PlaybookFailed:
+            self._run("terminate_nodes", {"ray_provider_cluster_name": self.cluster_name,
+                                          "ray_provider_uuids": wanted})
+        except (PlaybookFailed, LoginDeferred):
             with self._lock:
                 self._terminating.difference_update(wanted)
             raise
@@ -322,11 +422,11 @@ class VsphereNodeProvider(NodeProvider):
             if not batch:
                 return
             try:
-                self.playbooks.run("set_node_tags", {
+                self._run("set_node_tags", {
                     "ray_provider_cluster_name": self.cluster_name,
                     "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
                 })
-            except PlaybookFailed:
+            except (PlaybookFailed, LoginDeferred):
                 with self._lock:  # again next time, under anything newer
                     for node_id, tags in batch.items():
                         self._unwritten_tags[node_id] = {**tags, **self._unwritten_tags.get(node_id, {})}
@@ -335,7 +435,7 @@ class VsphereNodeProvider(NodeProvider):
     def _write_tags_at_exit(self):
         try:
             self.write_tags_now()
-        except PlaybookFailed:
+        except (PlaybookFailed, LoginDeferred):
             logger.exception("ray_vsphere: the last node tags did not reach vCenter")
 
     def _write_tags_forever(self):
@@ -377,10 +477,12 @@ class VsphereNodeProvider(NodeProvider):
         runner = PlaybookRuns(config["cluster_name"], credentials).run(
             "check_config", {"ray_provider_cluster_name": config["cluster_name"],
                                  "ray_provider_private_key": str(private_key),
-                                 "ray_provider_node_types": node_types}, raise_on_failure=False)
+                                 "ray_provider_node_types": node_types}, raise_on_failure=False,
+            timeout=max(_create_run_timeout(node_type) for node_type in node_types))
         problems = _check_failures(runner)
         if problems:
             raise ClusterConfigError(problems)
+        provider[NODE_TYPE_IP_POLICIES] = node_type_ip_policies(config)
         auth["ssh_private_key"] = str(private_key)
         auth["ssh_public_key"] = f"{private_key}.pub"
         provider["ssh_private_key_file"] = str(private_key)
@@ -402,7 +504,8 @@ class VsphereNodeProvider(NodeProvider):
         config = copy.deepcopy(cluster_config)
         provider = config["provider"]
         provider.update(vcenter_hostname=self.credentials.hostname, vcenter_username=self.credentials.username,
-                        vcenter_port=self.credentials.port, vcenter_validate_certs=self.credentials.validate_certs)
+                        vcenter_port=self.credentials.port, vcenter_validate_certs=self.credentials.validate_certs,
+                        vcenter_request_timeout=self.credentials.request_timeout)
         provider["vcenter_password_vault"] = encrypt_secret(
             self.credentials.password, self.provider_config["ssh_private_key_file"])
         if self.credentials.ca_path:
@@ -429,9 +532,73 @@ class VsphereNodeProvider(NodeProvider):
         return config
 
 
+class FailedCreateCleanup:
+    """Removes what failed create runs left, once vCenter answers again.
+
+    A create run that timed out, or whose vCenter stopped answering, may
+    leave VMs that node_deploy could not remove. Their request ids are kept
+    here; the refresh leaves their VMs out of the nodes it reports (Ray
+    retries the launch under a new request id, so they would be duplicates),
+    and after a refresh that reached vCenter one background run of
+    terminate_nodes.yml removes every VM of those requests (node_delete's
+    request_ids). A request is forgotten once that run succeeds.
+    """
+
+    def __init__(self, provider):
+        self._provider = provider
+        self._requests = set()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def add(self, request_id):
+        with self._lock:
+            self._requests.add(request_id)
+
+    def owns(self, name):
+        with self._lock:
+            return any(f"-{request_id}-" in name for request_id in self._requests)
+
+    def pending(self):
+        with self._lock:
+            return sorted(self._requests)
+
+    def start_if_due(self):
+        with self._lock:
+            if self._running or not self._requests:
+                return
+            self._running = True
+            requests = sorted(self._requests)
+        threading.Thread(target=self._remove, args=(requests,), name="ray-vsphere-cleanup", daemon=True).start()
+
+    def _remove(self, requests):
+        try:
+            runner = self._provider._run("terminate_nodes", {"ray_provider_cluster_name": self._provider.cluster_name,
+                                                             "ray_provider_request_ids": requests})
+            removed = published_stats(runner).get("ray_provider_deleted", [])
+            logger.info("ray_vsphere: removed what failed launches %s left: %s", ", ".join(requests),
+                        ", ".join(removed) or "nothing")
+            with self._lock:
+                self._requests.difference_update(requests)
+        except Exception as error:  # noqa: BLE001 - tried again after the next refresh
+            logger.warning("ray_vsphere: removing what failed launches %s left failed, trying again: %s",
+                           ", ".join(requests), error)
+        finally:
+            with self._lock:
+                self._running = False
+
+
+def _create_run_timeout(settings):
+    """node_deploy's own deploy and IP timeouts, plus the rest of the play."""
+    def setting(option):
+        return settings.get(option) or DEPLOY_OPTIONS[option]["default"]
+    return setting("timeout") + setting("ip_timeout") + CREATE_RUN_MARGIN_S
+
+
 def _node_folder(settings):
     """(datacenter, VM folder path) of one node type's settings; "" is the datacenter's VM folder."""
     return (settings.get("datacenter") or "", (settings.get("vm_folder") or "").strip("/"))
+
+
 def _write_ray_auth_token(cluster_name, private_key):
     """The cluster's Ray token in a file of the provider's state (0600), for `ray up` to mount on every node."""
     token_file = STATE_DIR / cluster_name / "ray-auth-token"

@@ -478,6 +478,10 @@ class GuestSimulator:
                 self._add_guest(service_instance, vm, props)
             elif not powered_on and moid in self._guests:
                 self._remove_guest(service_instance, vm, report=True)
+        except vmodl.fault.ManagedObjectNotFound:
+            # Destroyed while its guest came up (a deploy undone, a cleanup): as a VM's
+            # tools would, the guest goes with it; its "leave" update follows.
+            log.info("VM %s was destroyed while its guest came up", moid)
         except Exception as error:  # noqa: BLE001 - one VM's failure must not stop the others
             log.exception("guest of %s", moid)
             with self._changed:

@@ -16,6 +16,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -106,7 +107,7 @@ class Vcsim:
     def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
-                 prepared=True):
+                 prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -116,7 +117,13 @@ class Vcsim:
         RAY_VSPHERE_VCSIM_TRACE_DIR's session trace, if that is set.
         prepared: as after playbooks/vcenter_prepare.yml (custom attribute
         definitions, the role); false for a vCenter nobody prepared.
+        log_failed_logins: vcsim logs each rejected login (see failed_logins()).
+        fail_clone: a regular expression; CloneVM_Task to a matching name fails (testbed/vcsim/faults.go).
+        fail_import: a regular expression; HttpNfcLeaseComplete of an import of a matching VM name fails.
         """
+        self.log_failed_logins = log_failed_logins
+        self.fail_clone = fail_clone
+        self.fail_import = fail_import
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.method_delay = method_delay or {}
@@ -156,6 +163,12 @@ class Vcsim:
             command += ["-trace-methods", str(self.trace_methods)]
         if self.method_delay:
             command += ["-method-delay", ",".join(f"{name}:{ms}" for name, ms in self.method_delay.items())]
+        if self.log_failed_logins:
+            command.append("-log-failed-logins")
+        if self.fail_clone:
+            command += ["-fail-clone", self.fail_clone]
+        if self.fail_import:
+            command += ["-fail-import", self.fail_import]
         return command
 
     def start(self):
@@ -201,6 +214,19 @@ class Vcsim:
         finally:
             vsphere.disconnect(service_instance)
 
+    def pause(self):
+        """SIGSTOP: vcsim stops answering, with its connections open, as a hung vCenter does."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self._process.send_signal(signal.SIGCONT)
+
+    def failed_logins(self):
+        """The logins vcsim rejected so far, by user name (needs log_failed_logins)."""
+        text = Path(self._temp_dir, "vcsim.log").read_text(errors="replace")
+        return [line.rsplit("vcsim: rejected login of ", 1)[1] for line in text.splitlines()
+                if "vcsim: rejected login of " in line]
+
     def log_tail(self, lines=20):
         try:
             text = Path(self._temp_dir, "vcsim.log").read_text(errors="replace")
@@ -210,6 +236,7 @@ class Vcsim:
 
     def stop(self):
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # a paused vcsim could not see its stdin close
             self._process.stdin.close()  # -stdinexit: removes its datastores and exits
             try:
                 self._process.wait(timeout=15)

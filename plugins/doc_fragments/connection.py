@@ -14,21 +14,21 @@ options:
     description:
       - The vCenter server's host name or IP address.
       - If not set, the value of the E(VMWARE_HOST) environment variable is used, as AWX's VMware vCenter credential injects it.
+      - Required through one of the two; the module names the variable to set when neither is.
     type: str
-    required: true
   username:
     description:
       - The user to log in to vCenter as.
       - If not set, the value of the E(VMWARE_USER) environment variable is used.
+      - Required through one of the two.
     type: str
-    required: true
     aliases: [user]
   password:
     description:
       - The password of O(username).
       - If not set, the value of the E(VMWARE_PASSWORD) environment variable is used.
+      - Required through one of the two.
     type: str
-    required: true
     aliases: [pass, pwd]
   port:
     description:
@@ -53,6 +53,13 @@ options:
       - If not set, the value of the E(VMWARE_CA_PATH) environment variable is used.
     type: path
     version_added: 0.2.0
+  request_timeout:
+    description:
+      - Seconds one HTTP exchange with vCenter may take, to connect and for each wait on its answer.
+      - A vCenter that stops answering fails the module after this long instead of hanging it.
+      - If not set, the value of the E(VMWARE_REQUEST_TIMEOUT) environment variable is used.
+    type: int
+    default: 60
 requirements:
   - pyVmomi >= 8.0.3
 notes:

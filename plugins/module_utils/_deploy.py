@@ -19,7 +19,9 @@ __metaclass__ = type
 import base64
 import functools
 import json
+import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -48,6 +50,14 @@ LINKED_CLONE_SNAPSHOT = "ray-linked-clone-base"
 IMAGE_SHA256 = "ray-vsphere.image-sha256"
 IMAGE_KEY = "ray-vsphere.image-key"
 SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
+# On a template under construction, written by ImportVApp itself and removed
+# before MarkAsTemplate: who makes it ("<host> pid <pid>") and since when
+# (seconds since the epoch). Others wait for a live maker; a dead maker's
+# half-made template is removed and made again.
+TEMPLATE_MAKER = "ray-vsphere.template-maker"
+TEMPLATE_STARTED = "ray-vsphere.template-started"
+# On every clone: the template it was cloned from, which image_prune then keeps.
+CLONED_FROM = "ray-vsphere.cloned-from"
 
 DEPLOY_OPTIONS = dict(
     cluster_name=dict(type="str", required=True),
@@ -127,11 +137,28 @@ def vmware_metadata(instance_id, hostname, ssh_public_keys):
             "guestinfo.metadata.encoding": "base64"}
 
 
+# vCenter allows 80 characters in a VM name; a host name label, 63.
+MAX_NAME_LENGTH = 63
+
+
+def request_names(cluster_name, node_type, request_id, count):
+    """`<cluster>-<node type>-<request id>-<i>`: the node type shows in vCenter, cut to fit a host name.
+
+    The node type is made host-name safe (see _ray_tags.name_part) and
+    shortened so the longest index still fits MAX_NAME_LENGTH; the cluster
+    name and request id are kept whole, they are what makes a name unique.
+    """
+    fixed = "%s--%s-%d" % (cluster_name, request_id, max(count - 1, 0))
+    node_type = _ray_tags.name_part(node_type)[:max(MAX_NAME_LENGTH - len(fixed), 1)].strip("-") or "node"
+    return ["%s-%s-%s-%d" % (cluster_name, node_type, request_id, index) for index in range(count)]
+
+
 class DeployRequest(object):
     """The module parameters, checked: names, tags and per-node settings."""
 
     def __init__(self, params):
         self.params = params
+        self.request_id = None
         self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
         problems = value_problems(params)
         if problems:
@@ -141,9 +168,9 @@ class DeployRequest(object):
             if len(set(self.names)) != len(self.names):
                 raise RayVsphereError("names: %s appear more than once" % sorted(set(n for n in self.names if self.names.count(n) > 1)))
         else:
-            request_id = params.get("request_id") or uuid.uuid4().hex[:8]
-            prefix = "%s-%s-%s" % (self.cluster_name, params["node_kind"], _ray_tags.check_name(request_id, "request_id"))
-            self.names = ["%s-%d" % (prefix, index) for index in range(params["count"])]
+            self.request_id = _ray_tags.check_name(params.get("request_id") or uuid.uuid4().hex[:8], "request_id")
+            self.names = request_names(self.cluster_name, params.get("node_type") or params["node_kind"],
+                                       self.request_id, params["count"])
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
         self.tags.update({_ray_tags.CLUSTER_NAME: self.cluster_name, _ray_tags.NODE_KIND: params["node_kind"]})
         if params.get("node_type"):
@@ -216,6 +243,8 @@ class DeployRequest(object):
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
         if self.deploy_settings:
             extra[_ray_tags.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
+        if self.request_id:
+            extra[_ray_tags.REQUEST_MARKER] = self.request_id
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
 
@@ -353,11 +382,56 @@ def _find_template(inventory, folder, key):
     return None
 
 
-def _record_image(package, config_spec):
-    """The image's content hash and key in the new template's extraConfig, written by the import itself."""
+def this_maker():
+    return "%s pid %d" % (socket.gethostname(), os.getpid())
+
+
+def _record_image(package, config_spec, maker=None, started=None):
+    """The image's content hash and key, and who makes it since when, in the new template's extraConfig.
+
+    Written by the import itself, so no moment exists in which the template
+    has no maker.
+    """
     config_spec.extraConfig = list(config_spec.extraConfig or []) + [
         vim.option.OptionValue(key=IMAGE_SHA256, value=package.content_hash),
-        vim.option.OptionValue(key=IMAGE_KEY, value=package.template_key())]
+        vim.option.OptionValue(key=IMAGE_KEY, value=package.template_key()),
+        vim.option.OptionValue(key=TEMPLATE_MAKER, value=maker or this_maker()),
+        vim.option.OptionValue(key=TEMPLATE_STARTED, value=str(int(started if started is not None else time.time())))]
+
+
+def maker_is_dead(markers, bound, now=None):
+    """Why a half-made template's maker is dead, or None while it may still be at work.
+
+    A maker on this host is alive while its process is. Of a maker elsewhere
+    only its start is known: it is dead once that is older than `bound`
+    seconds (the maker's own deploy timeout would have ended it by then). A
+    half-made template without a maker (one made before makers were recorded)
+    has only the bound, counted from its creation.
+    """
+    now = time.time() if now is None else now
+    maker, started = markers.get(TEMPLATE_MAKER), markers.get(TEMPLATE_STARTED)
+    host, pid = (maker or "").partition(" pid ")[::2]
+    if host == socket.gethostname() and pid.isdigit():
+        return None if _process_alive(int(pid)) else "its maker, %s, is gone" % maker
+    try:
+        age = now - float(started)
+    except (TypeError, ValueError):
+        return None
+    if age > bound:
+        return "its maker, %s, started %d s ago, longer than the %d s a deploy may take" % (maker, age, bound)
+    return None
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno != 3  # ESRCH: no such process; EPERM: alive, not ours
+    return True
+
+
+def _extra_config(props):
+    return dict((option.key, option.value) for option in props.get("config.extraConfig") or [])
 
 
 def _record_deploy_settings(service_instance, request, vms):
@@ -501,11 +575,21 @@ class _Template(object):
                     if error.details.get("fault") != "DuplicateName":
                         raise
                     continue  # another run is importing it: wait for that one
-            if _vsphere.read(self.service_instance, vm, ["config.template"]).get("config.template"):
+            props = _vsphere.read(self.service_instance, vm, ["config.template", "config.extraConfig", "config.createDate"])
+            if props.get("config.template"):
                 return vm
+            markers = _extra_config(props)
+            if TEMPLATE_STARTED not in markers and props.get("config.createDate"):
+                markers[TEMPLATE_STARTED] = _epoch(props["config.createDate"])
+            dead = maker_is_dead(markers, builder.request.params["timeout"])
+            if dead:
+                # A half-made template blocks every deploy of its image until it is gone.
+                _nodes.destroy_vm(self.service_instance, vm, self.name)
+                continue
             if time.time() > deadline:
-                raise RayVsphereError("template %s is still being made by another run after %s s; delete it if that "
-                                      "run died" % (self.name, builder.request.params["timeout"]))
+                raise RayVsphereError("template %s is still being made by %s after %s s"
+                                      % (self.name, markers.get(TEMPLATE_MAKER, "another run"),
+                                         builder.request.params["timeout"]))
             time.sleep(1)
 
     def _import(self, package):
@@ -521,6 +605,10 @@ class _Template(object):
             _vsphere.wait_for_task(self.service_instance,
                                    vm.CreateSnapshot_Task(name=LINKED_CLONE_SNAPSHOT, memory=False, quiesce=False),
                                    "CreateSnapshot_Task on template %s" % self.name)
+            # Made: no maker any more (an empty value removes an extraConfig key), so clones do not inherit one.
+            _vsphere.wait_for_task(self.service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
+                vim.option.OptionValue(key=key, value="") for key in (TEMPLATE_MAKER, TEMPLATE_STARTED)])),
+                "ReconfigVM_Task (maker removed) on template %s" % self.name)
             vm.MarkAsTemplate()
         except BaseException:
             _nodes.destroy_vm(self.service_instance, vm, self.name)
@@ -535,7 +623,8 @@ class _Template(object):
                   and placement.datastore in (self.props.get("datastore") or []))
         if linked:  # a linked clone shares the template's disks, so only on the template's datastore
             location.diskMoveType = "createNewChildDiskBacking"
-        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes())
+        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes(),
+                                   extraConfig=[vim.option.OptionValue(key=CLONED_FROM, value=self.name)])
         request.configure(config, name)
         spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False, config=config,
                                 snapshot=snapshot.currentSnapshot if linked else None)
@@ -583,6 +672,11 @@ class _Template(object):
                 device.backing = backing
                 changes.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=device))
         return changes
+
+
+def _epoch(moment):
+    """A datetime from vCenter as seconds since the epoch."""
+    return str(int(moment.timestamp()))
 
 
 def _nic_backing(service_instance, network):

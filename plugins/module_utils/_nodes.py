@@ -243,12 +243,35 @@ def destroy_vm(service_instance, vm, name, power_state=None, timeout=600):
             raise
 
 
-def delete_nodes(service_instance, cluster_name, uuids, names, parallel, check_mode, all_nodes=False):
-    """Delete the named nodes (every node with all_nodes) from one inventory read."""
+def request_vms(service_instance, inventory, cluster_name, request_ids):
+    """{vm: props} of every VM a node_deploy call with one of request_ids made for cluster_name, tagged or not.
+
+    Candidates by name (the request id is part of every name such a call
+    gives), confirmed by the markers the call wrote into extraConfig.
+    """
+    wanted = set(request_ids or [])
+    found = {}
+    for vm, props in inventory.vms.items():
+        name = props.get("name") or ""
+        if props.get("config.template") or not any("-%s-" % request_id in name for request_id in wanted):
+            continue
+        options = props.get("config.extraConfig")
+        if options is None:
+            options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
+        markers = dict((option.key, option.value) for option in options or [])
+        if markers.get(_ray_tags.CREATION_MARKER) == cluster_name and markers.get(_ray_tags.REQUEST_MARKER) in wanted:
+            found[vm] = props
+    return found
+
+
+def delete_nodes(service_instance, cluster_name, uuids, names, parallel, check_mode, all_nodes=False,
+                 request_ids=()):
+    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read."""
     inventory = Inventory(service_instance)
     found, absent = find_nodes(inventory, cluster_name, uuids, names)
     if all_nodes:
         found.update(inventory.cluster_nodes(cluster_name))
+    found.update(request_vms(service_instance, inventory, cluster_name, request_ids))
     deleted = sorted(props["name"] for props in found.values())
     if not check_mode:
         errors = in_parallel(lambda vm: destroy_vm(service_instance, vm, found[vm]["name"],

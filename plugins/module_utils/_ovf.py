@@ -475,7 +475,11 @@ def import_vm(client, package, spec_result, name, placement, timeout):
     try:
         info = _wait_for_lease(service_instance, lease, name, timeout)
         _upload_disks(client, package, spec_result, lease, info, name)
-        lease.HttpNfcLeaseComplete()
+        try:
+            lease.HttpNfcLeaseComplete()
+        except vmodl.MethodFault as error:
+            raise RayVsphereError("HttpNfcLease.HttpNfcLeaseComplete for VM %s failed: %s" % (name, fault_text(error)),
+                                  fault=type(error).__name__)
         return info.entity
     except BaseException as error:
         _abort(service_instance, lease, error)

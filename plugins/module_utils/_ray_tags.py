@@ -42,6 +42,9 @@ DEPLOY_SETTINGS = "ray-vsphere.deploy-settings"
 # Also in extraConfig at create: the public SSH host key the deploy gave the
 # node through cloud-init, which playbooks check the node's answer against.
 SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
+# Beside it, the request_id of the node_deploy call that made the VM: what a
+# cleanup of a call cut short (node_delete's request_ids) finds its VMs by.
+REQUEST_MARKER = "ray-vsphere.request-id"
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 NODE_KINDS = ("head", "worker")
@@ -58,6 +61,15 @@ def check_tags(tags, owner="tags"):
             raise RayVsphereError("%s: the value of %r must be a string, not %s" % (owner, key, type(value).__name__))
         checked[key] = "" if value is None else str(value)
     return checked
+
+
+def name_part(value):
+    """value as part of a VM name that is also the node's host name: lower-case letters, digits and '-'.
+
+    RFC 1123 host name labels: cloud-init sets the VM name as the host name.
+    'GPU_worker.large' becomes 'gpu-worker-large'.
+    """
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", (value or "").lower())).strip("-")
 
 
 def check_name(value, what):

@@ -40,6 +40,15 @@ options:
     description: Delete every node of O(cluster_name).
     type: bool
     default: false
+  request_ids:
+    description:
+      - Delete every VM that a M(ray_vsphere.cluster.node_deploy) call with one of these O(ray_vsphere.cluster.node_deploy#module:request_id)s
+        made for O(cluster_name), tagged or not yet, which is what a call cut short (killed, or vCenter stopped
+        answering) left.
+      - Found by the request id and cluster name the call records in each VM's C(extraConfig).
+    type: list
+    elements: str
+    default: []
   parallel:
     description: How many VMs are deleted at once.
     type: int
@@ -53,6 +62,11 @@ EXAMPLES = r"""
   ray_vsphere.cluster.node_delete:
     cluster_name: analytics
     uuids: "{{ idle_workers | map(attribute='uuid') | list }}"
+
+- name: Remove what a cut-short deploy with request_id 3f2a made
+  ray_vsphere.cluster.node_delete:
+    cluster_name: analytics
+    request_ids: [3f2a]
 
 - name: Delete the whole cluster
   ray_vsphere.cluster.node_delete:
@@ -93,9 +107,10 @@ def main():
             uuids=dict(type="list", elements="str", default=[]),
             names=dict(type="list", elements="str", default=[]),
             all_nodes=dict(type="bool", default=False),
+            request_ids=dict(type="list", elements="str", default=[]),
             parallel=dict(type="int", default=8),
         ),
-        required_one_of=[("uuids", "names", "all_nodes")],
+        required_one_of=[("uuids", "names", "all_nodes", "request_ids")],
         supports_check_mode=True,
     )
     params = module.params
@@ -103,7 +118,7 @@ def main():
     def action(client):
         deleted, absent = _nodes.delete_nodes(client.service_instance, params["cluster_name"], params["uuids"],
                                               params["names"], params["parallel"], module.check_mode,
-                                              all_nodes=params["all_nodes"])
+                                              all_nodes=params["all_nodes"], request_ids=params["request_ids"])
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))

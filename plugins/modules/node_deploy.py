@@ -52,8 +52,12 @@ options:
     default: 1
   request_id:
     description:
-      - Names the nodes C(<cluster_name>-<node_kind>-<request_id>-<index>), so that a retry with the same
-        request id finds the nodes of the first try instead of creating more.
+      - Names the nodes C(<cluster_name>-<node_type>-<request_id>-<index>) (C(<node_kind>) without O(node_type)),
+        so that a retry with the same request id finds the nodes of the first try instead of creating more.
+        The node type is written in lower case with every character other than a letter, digit or C(-)
+        made a C(-), and shortened so that the name fits a host name (63 characters).
+      - Every VM the call makes records it in its C(extraConfig) (C(ray-vsphere.request-id)), so that
+        M(ray_vsphere.cluster.node_delete) can remove what a call cut short made, with O(ray_vsphere.cluster.node_delete#module:request_ids).
       - Without O(names) or O(request_id), every run creates O(count) new nodes.
     type: str
   tags:

@@ -84,6 +84,7 @@ func main() {
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
 	reportCustomFieldChanges(model.Map())
+	installFaultHooks(model, *username, *password)
 
 	serviceURL := &url.URL{Host: *listen}
 	if *username != "" {

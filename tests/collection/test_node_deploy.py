@@ -50,7 +50,7 @@ def test_five_nodes_are_cloned_from_one_template_and_a_retry_with_the_request_id
                          tags={"ray-launch-config": "hash-1"}, parallel=5)
     first = play([deploy]).result
     assert not first["failed"], first
-    expected = [f"alpha-worker-r5-{index}" for index in range(5)]
+    expected = [f"alpha-cpu-worker-r5-{index}" for index in range(5)]  # node type cpu_worker, host-name safe
     assert first["created"] == expected
     assert all(node["power_state"] == "poweredOn" for node in first["nodes"])
     assert all(node["tags"] == {"ray-cluster-name": "alpha", "ray-node-type": "worker",

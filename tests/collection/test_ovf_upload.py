@@ -10,7 +10,7 @@ upload to vcsim's NFC endpoint, HttpNfcLeaseAbort and the cleanup.
 import io
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _placement
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
@@ -36,8 +36,16 @@ class BreaksHalfWay(io.RawIOBase):
         super().close()
 
 
-def test_a_disk_upload_failing_half_way_aborts_the_lease_and_removes_the_vm(vcsim, test_ova, service_instance):
+def test_a_disk_upload_failing_half_way_aborts_the_lease_and_removes_the_vm(vcsim, test_ova, service_instance,
+                                                                           monkeypatch):
     endpoint = vcsim.endpoint
+    aborted = []
+    real_abort = _ovf._abort
+
+    def abort(service_instance, lease, error):
+        aborted.append((lease, lease.state))
+        real_abort(service_instance, lease, error)
+    monkeypatch.setattr(_ovf, "_abort", abort)
     with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
                        ca_path=str(endpoint.ca_path)) as client, _ovf.OvfPackage(str(test_ova)) as package:
         placement = _placement.resolve(client.service_instance, dict(
@@ -49,5 +57,12 @@ def test_a_disk_upload_failing_half_way_aborts_the_lease_and_removes_the_vm(vcsi
         with pytest.raises(RayVsphereError, match=r"upload of ray-test-appliance-disk1.vmdk for VM half-uploaded "
                                                   r"stopped after 8192 of \d+ bytes: the storage holding the disk went away"):
             _ovf.import_vm(client, package, spec, "half-uploaded", placement, timeout=60)
+        [(lease, state_before)] = aborted
+        assert state_before == vim.HttpNfcLease.State.ready
+        # vcsim ends an aborted lease by removing it (simulator/http_nfc_lease.go, HttpNfcLeaseAbort:
+        # ctx.Session.Remove and nfcLease.Delete), where vCenter would show state 'error': either way
+        # it is no longer a ready lease. Without the abort it would still be one.
+        with pytest.raises(vmodl.fault.ManagedObjectNotFound):
+            lease.state
     names = [p["name"] for p in vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values()]
     assert "half-uploaded" not in names

@@ -32,13 +32,15 @@ class FakeRuns:
 
     def __init__(self):
         self.calls = []
+        self.timeouts = []
         self.fail_with = None
         self.delay = 0.0
         self._lock = threading.Lock()
 
-    def run(self, playbook, extravars):
+    def run(self, playbook, extravars, timeout=None):
         with self._lock:
             self.calls.append((playbook, extravars))
+            self.timeouts.append(timeout)
             index = len(self.calls)
         time.sleep(self.delay)
         if self.fail_with:

@@ -4,8 +4,10 @@ vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
 runs the same provider against the same vCenter as the `ray up` machine.
 """
 
+import secrets
 import shlex
 import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -60,6 +62,14 @@ def wait_for(what, condition, timeout, interval=3.0):
     return value
 
 
+def head_password_canary(password):
+    """Shell commands that plant the password in a file of a fresh folder, and remove it; the file's path."""
+    folder = f"/tmp/password-canary-{secrets.token_hex(4)}"
+    return SimpleNamespace(folder=folder, file=f"{folder}/known",
+                           plant=f"mkdir {folder} && printf '%s' {shlex.quote(password)} > {folder}/known",
+                           remove=f"rm -r {folder}")
+
+
 @pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
         testbed, cluster_key, tmp_path, autoscaler, ray_ssh_of):
@@ -105,10 +115,14 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     # No password in clear: not in what the head got, nor in any run's artifacts here or there.
     password = sim.endpoint.password
-    # -e and quoting: a password that starts with "-" or holds shell specials is still what grep looks for.
-    head_files = ssh(head_ip, cluster_key, f"grep -rl -F -e {shlex.quote(password)} ~ /tmp/ray 2>/dev/null; "
+    # -F -e and quoting: a password that starts with "-" or holds shell or regex specials is still what grep
+    # looks for. And a canary file holding it must be found: a grep that fails (its errors go to /dev/null
+    # for unreadable files) would otherwise find nothing and pass.
+    canary = head_password_canary(password)
+    head_files = ssh(head_ip, cluster_key, f"{canary.plant}; grep -rl -F -e {shlex.quote(password)} ~ /tmp/ray "
+                                           f"{canary.folder} 2>/dev/null; {canary.remove}; "
                                            "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml")
-    assert head_files.stdout.split() == ["1"], head_files.stdout
+    assert head_files.stdout.split() == [canary.file, "1"], head_files.stdout
     config_caches = list((state_dir / "tmp").glob("ray-config-*"))
     assert config_caches, "ray exec cached the bootstrapped config (ray up ran with --no-config-cache)"
     assert leftovers.files_containing(password, state_dir, *config_caches) == []
