@@ -41,6 +41,7 @@ try:
     from pyVim.connect import Disconnect, VimSessionOrientedStub, parse_hostport
     import pyVmomi
     from pyVmomi import SoapStubAdapter, vim, vmodl
+    from pyVmomi.StubAdapterAccessorImpl import StubAdapterAccessorMixin
     from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 except ImportError:
     PYVMOMI_IMPORT_ERROR = traceback.format_exc()
@@ -179,6 +180,39 @@ def tls_error_message(where, hostname, port, ca_path, error):
         where, error, trusted, insecure)
 
 
+if not PYVMOMI_IMPORT_ERROR:
+    class _SessionStub(VimSessionOrientedStub):
+        """pyVmomi's re-login stub, except that a call vCenter did not answer in time is not sent again.
+
+        SessionOrientedStub (pyVmomi/SoapAdapter.py) resends a call after any
+        socket error, a timeout included, so a silent vCenter would cost
+        retryCount timeouts per call instead of one. Here a call is sent again
+        once, and only after NotAuthenticated (logged in again first: an expired
+        or terminated session) or a connection that broke (a pooled connection
+        the server had closed). Property reads go through InvokeMethod too.
+        """
+
+        def InvokeMethod(self, mo, info, args):
+            for attempt in (1, 2):
+                try:
+                    if self.state == self.STATE_UNAUTHENTICATED:
+                        self._CallLoginMethod()
+                    status, result = self.soapStub.InvokeMethod(mo, info, args, self)
+                except (ConnectionError, http_client.HTTPException):  # not socket.timeout: that is no answer
+                    if attempt == 2:
+                        raise
+                    continue
+                if status == 200:
+                    return result
+                if attempt == 1 and isinstance(result, self.SESSION_EXCEPTIONS):
+                    self._SetStateUnauthenticated()
+                    continue
+                raise result
+
+        def InvokeAccessor(self, mo, info):
+            return StubAdapterAccessorMixin.InvokeAccessor(self, mo, info)
+
+
 class VcenterClient(object):
     """A logged-in pyVmomi session, used as a context manager."""
 
@@ -224,10 +258,8 @@ class VcenterClient(object):
                                    version=supported_version(hostname, port, context, self.request_timeout),
                                    httpConnectionTimeout=self.request_timeout,
                                    customHeaders={"User-Agent": user_agent()})
-            # Logs in on the first call and again on NotAuthenticated. retryCount=2:
-            # one new login per expired session, and one resend of a call whose
-            # connection broke (a pooled connection the server had closed).
-            stub = VimSessionOrientedStub(stub, self._login, retryDelay=0.1, retryCount=2)
+            # Logs in on the first call and again on NotAuthenticated.
+            stub = _SessionStub(stub, self._login)
             self.service_instance = vim.ServiceInstance("ServiceInstance", stub)
             self.service_instance.content.sessionManager.currentSession  # logs in now: errors belong to connect()
         except vim.fault.InvalidLogin:

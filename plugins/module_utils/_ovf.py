@@ -340,15 +340,22 @@ class OvfPackage(object):
                 raise RayVsphereError("OVF source %s: manifest %s uses %s; SHA1, SHA256 and SHA512 are known"
                                       % (self.location, name, algorithm.upper()))
             digest = hashlib.new(algorithm)
-            with self.open_file(href) as stream:
+            stream = self._open_member(href)
+            try:
                 for chunk in iter(lambda: stream.read(CHUNK), b""):
                     digest.update(chunk)
+            finally:
+                stream.close()
             if digest.hexdigest() != expected:
                 raise RayVsphereError("OVF source %s: %s's %s is %s, not the %s manifest %s gives: the image is "
                                       "damaged or was altered" % (self.location, href, algorithm.upper(),
                                                                   digest.hexdigest(), expected, name))
 
     def open_file(self, href):
+        """A file of the package to upload."""
+        return self._open_member(href)
+
+    def _open_member(self, href):
         if self._tar is not None:
             return self._tar.extractfile(href)
         return open(os.path.join(self._ovf_dir, href), "rb")

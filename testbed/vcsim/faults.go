@@ -27,7 +27,7 @@ var (
 		"HttpNfcLeaseComplete of an import whose VM name matches this regular expression fails with a SystemError")
 )
 
-// installFaultHooks sets the model's Registry.Handler for the flags given; call it after model.Create().
+// installFaultHooks adds to the model's Registry.Handler for the flags given; call it after model.Create().
 func installFaultHooks(model *simulator.Model, username, password string) {
 	var clonePattern, importPattern *regexp.Regexp
 	if *failClone != "" {
@@ -39,6 +39,8 @@ func installFaultHooks(model *simulator.Model, username, password string) {
 	if !*logFailedLogins && clonePattern == nil && importPattern == nil {
 		return
 	}
+	// Chained: the strict behaviours and the custom field reports hook the same Handler.
+	earlier := model.Map().Handler
 	model.Map().Handler = func(ctx *simulator.Context, method *simulator.Method) (mo.Reference, types.BaseMethodFault) {
 		switch body := method.Body.(type) {
 		case *types.Login:
@@ -58,6 +60,9 @@ func installFaultHooks(model *simulator.Model, username, password string) {
 					}
 				}
 			}
+		}
+		if earlier != nil {
+			return earlier(ctx, method)
 		}
 		return nil, nil
 	}

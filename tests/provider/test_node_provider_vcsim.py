@@ -98,10 +98,10 @@ def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_
         provider = make_provider(forgetful, test_ova, tmp_path, monkeypatch)
         nodes = provider.non_terminated_nodes({})
         assert len(nodes) == 1
-        client = provider._client
+        client = provider.vcenter_session._client
         time.sleep(max(2.5, node_provider.REFRESH_INTERVAL_S + 0.5))  # the session ends; the cache goes stale
         assert provider.non_terminated_nodes({}) == nodes
-        assert provider._client is client, "the same client, logged in again on NotAuthenticated"
+        assert provider.vcenter_session._client is client, "the same client, logged in again on NotAuthenticated"
 def test_ray_up_on_a_vcenter_nobody_prepared_is_refused_naming_the_prepare_playbook(
         testbed_prerequisites, test_ova, tmp_path, monkeypatch):
     """bootstrap_config's check-mode deploy asks for the custom attribute definitions before anything exists."""

@@ -81,7 +81,7 @@ def provider(vcsim, tmp_path, monkeypatch):
 
 
 def session_key(provider):
-    return provider._client.service_instance.content.sessionManager.currentSession.key
+    return provider.vcenter_session._client.service_instance.content.sessionManager.currentSession.key
 
 
 def test_the_refresh_reads_the_folder_once_then_only_what_changed(provider, site, admin):
@@ -137,7 +137,7 @@ def test_a_session_terminated_on_the_server_is_logged_in_again_and_read_in_full(
         assert sorted(provider.non_terminated_nodes({})) == sorted([site.uuid(worker), site.uuid(added)])
     assert session_key(provider) != ended, "logged in again"
     assert provider.full_reads == 2, "read in full once more"
-    assert any("(reconnect)" in record.getMessage() for record in caplog.records)
+    assert any("(reconnect" in record.getMessage() for record in caplog.records)
     # And back to changes only.
     site.tag(added, **{"ray-node-status": "setting-up"})
     assert len(provider.non_terminated_nodes({})) == 2
@@ -168,7 +168,7 @@ def test_every_node_types_folder_is_watched_and_a_launch_into_a_new_one_widens_t
 
     # A launch into a folder not watched yet: the next refresh watches it too, with one full read.
     failed = SimpleNamespace(status="failed", events=[])
-    provider.playbooks = SimpleNamespace(run=lambda playbook, extravars: (_ for _ in ()).throw(
+    provider.playbooks = SimpleNamespace(run=lambda playbook, extravars, **options: (_ for _ in ()).throw(
         node_provider.PlaybookFailed(playbook, failed)))
     with pytest.raises(NodeLaunchException):
         provider.create_node({"vm_folder": "sibling"}, {_ray_tags.NODE_KIND: "worker"}, 1)
