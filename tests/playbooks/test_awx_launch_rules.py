@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from testbed import PROJECT_ROOT
+from testbed.guests import make_key_pair
 
 RULES = {"name": "", "description": "", "spec": [
     {"variable": "name", "question_name": "Name", "type": "text", "required": True, "min": 1, "max": 8},
@@ -140,14 +141,15 @@ def test_a_ui_launch_of_ray_up_injects_what_was_typed_and_the_worker_count_only(
 def test_the_key_credential_type_writes_the_key_to_a_file_and_passes_its_path(tmp_path):
     definition = yaml.safe_load((PROJECT_ROOT / "awx" / "credential_types" / "ray_cluster_key.yml").read_text())
     assert definition["inputs"]["fields"][0]["secret"] and definition["inputs"]["fields"][0]["multiline"]
+    private_key = make_key_pair(tmp_path / "cluster-key").read_text()  # made here: no key is kept in the repository
     credential = awx_launch.custom_credential("key", PROJECT_ROOT / "awx" / "credential_types" / "ray_cluster_key.yml",
-                                              {"ssh_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"})
+                                              {"ssh_private_key": private_key.rstrip("\n")})
     (tmp_path / "env").mkdir()
     env, args = {}, []
     awx_launch.inject(credential, env, args, str(tmp_path))
     assert args[0] == "-e" and args[1].startswith(f"@{tmp_path}/env/")
     injected = yaml.safe_load((tmp_path / args[1][1:]).read_text().replace("!unsafe ", ""))
     key_file = tmp_path / "env" / injected["ray_ssh_private_key"].split("/env/")[1]
-    assert key_file.read_text() == "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n"
+    assert key_file.read_text() == private_key
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert env == {}
