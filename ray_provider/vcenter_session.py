@@ -117,6 +117,13 @@ class VcenterSession:
             except socket.timeout as error:
                 raise VcenterUnresponsive(f"vCenter {self.credentials.hostname}:{self.credentials.port} did not "
                                           f"answer within {self.request_timeout} s") from error
+            except vim.fault.InvalidLogin as error:
+                # The client logs in again by itself when vCenter ends its session
+                # (_client's session stub); with a rotated password that login is
+                # refused here, mid-call, and must start the back-off like any other.
+                self._drop(client)
+                self.note_rejected_login(f"vCenter {self.who} rejected the login again: {error.msg or 'InvalidLogin'}")
+                raise
             except (vim.fault.NotAuthenticated, ConnectionError, OSError) as error:
                 # The session ended on the server, or the connection did: one new login.
                 self._drop(client)

@@ -12,6 +12,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from pyVmomi import vim
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
@@ -74,6 +75,39 @@ def test_a_wrong_password_costs_at_most_three_logins_in_five_minutes_and_the_wai
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == len(attempts_at)
     assert "rejected the login" in lines[0] and "login attempt 1 failed, next attempt in 60 s" in lines[0]
+
+
+class RotatedPasswordClient:
+    """A client whose first login worked; vCenter then ended the session and refuses the re-login."""
+
+    logins = 0
+
+    def __init__(self, hostname, username, password, **options):
+        self.service_instance = object()
+
+    def connect(self):
+        type(self).logins += 1
+        return self
+
+
+def test_a_relogin_refused_mid_call_starts_the_back_off_and_no_login_follows_at_once():
+    clock = FakeClock()
+    RotatedPasswordClient.logins = 0
+    session = VcenterSession(CREDENTIALS, 5, backoff=LoginBackoff(clock=clock), client_factory=RotatedPasswordClient)
+
+    def refused(service_instance):
+        raise vim.fault.InvalidLogin(msg="Cannot complete login due to an incorrect user name or password.")
+    with pytest.raises(vim.fault.InvalidLogin):
+        session.call(refused)
+    assert session.backoff.rejections == 1
+    for tick in (2, 4, 58):  # the provider's next refreshes, within the first wait
+        clock.now = 1000.0 + tick
+        with pytest.raises(LoginDeferred):
+            session.call(lambda service_instance: None)
+    assert RotatedPasswordClient.logins == 1, "no login while the back-off lasts"
+    clock.now = 1060.0
+    session.call(lambda service_instance: None)
+    assert RotatedPasswordClient.logins == 2
 
 
 def test_a_login_that_succeeds_resets_the_back_off():
