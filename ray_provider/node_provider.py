@@ -313,9 +313,10 @@ class VsphereNodeProvider(NodeProvider):
         with self._lock:
             deleted_uuids, deleted_names = self._deleted_uuids, self._deleted_names
             self._deleted_uuids, self._deleted_names = set(), set()
-        for vm, props in list(self._watch.vms.items()):
-            if props.get("config.instanceUuid") in deleted_uuids or props.get("name") in deleted_names:
-                del self._watch.vms[vm]
+        if deleted_uuids or deleted_names:  # a walk over the watched VMs only after a delete, not every tick
+            for vm, props in list(self._watch.vms.items()):
+                if props.get("config.instanceUuid") in deleted_uuids or props.get("name") in deleted_names:
+                    del self._watch.vms[vm]
         return self._watch.records(self.cluster_name)
 
     def _watch_folders(self, service_instance, folders, reason):
