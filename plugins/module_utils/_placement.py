@@ -63,13 +63,6 @@ def _folder(service_instance, datacenter, datacenter_name, path):
     return folder
 
 
-def vm_folder(service_instance, datacenter_name, path):
-    """The VM folder at path (the datacenter's VM folder when empty) of the named datacenter."""
-    datacenter = _one(service_instance, service_instance.content.rootFolder, vim.Datacenter, datacenter_name,
-                      "datacenter", "vCenter")
-    return _folder(service_instance, datacenter, datacenter_name, path)
-
-
 def resolve(service_instance, params):
     """A Placement for the module params, or RayVsphereError naming what is missing."""
     content = service_instance.content

@@ -52,7 +52,7 @@ def prune(service_instance, params, check_mode):
     """Remove every template no VM uses; (removed names, kept [{name, reason}])."""
     folder = None
     if params.get("datacenter"):
-        folder = _placement.vm_folder(service_instance, params["datacenter"], params.get("vm_folder"))
+        [folder] = _placement.vm_folders(service_instance, params["datacenter"], [params.get("vm_folder") or ""])
     templates = survey(service_instance, folder)
     idle = [entry for entry in templates if not entry["reason"]]
     kept = [dict(name=entry["name"], reason=entry["reason"]) for entry in templates if entry["reason"]]
