@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Ray authentication token of a cluster, derived from the cluster's SSH private key.
+"""Secrets of a cluster derived from the cluster's SSH private key: Ray's token and the VMs' identity.
 
 Ray's token authentication (RAY_AUTH_MODE=token, since Ray 2.52) needs one
 secret that every node and every client of a cluster shares. Deriving it from
@@ -24,16 +24,32 @@ TOKEN_PATH_ON_NODES = "~/.ray/auth_token"
 # Ray reads its mode only from the environment; the system config may not set it.
 AUTH_MODE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
 
-_DOMAIN = b"ray-vsphere ray auth token\0"
+# Each derived value has its own purpose string, so no value can stand in for another.
+PURPOSE_RAY_AUTH_TOKEN = "ray auth token"
+PURPOSE_NODE_IDENTITY = "node identity"
+PURPOSE_TEMPLATE_IDENTITY = "template identity"
 
 
-def ray_auth_token(private_key_text, cluster_name):
-    """64 hex digits, like Ray's own generated tokens (secrets.token_hex(32)).
+def derive(private_key_text, purpose, *parts):
+    """HMAC-SHA256 in hex of `parts` for `purpose`, keyed by the private key: only a key holder can make it.
 
     Whitespace is dropped first, so the same key pasted with other line
-    endings (an AWX credential field, say) gives the same token.
+    endings (an AWX credential field, say) gives the same value. Parts are
+    joined with NUL, which no name contains, so ("a-b", "c") and ("a", "b-c")
+    differ.
     """
     if "PRIVATE KEY" not in private_key_text:
         raise ValueError("the text is not a PEM or OpenSSH private key")
     key_material = "".join(private_key_text.split()).encode()
-    return hmac.new(key_material, _DOMAIN + cluster_name.encode(), hashlib.sha256).hexdigest()
+    message = b"\0".join([b"ray-vsphere " + purpose.encode()] + [part.encode() for part in parts])
+    return hmac.new(key_material, message, hashlib.sha256).hexdigest()
+
+
+def ray_auth_token(private_key_text, cluster_name):
+    """64 hex digits, like Ray's own generated tokens (secrets.token_hex(32))."""
+    return derive(private_key_text, PURPOSE_RAY_AUTH_TOKEN, cluster_name)
+
+
+def matches(expected, recorded):
+    """Whether a recorded identity is the expected one, in constant time."""
+    return bool(recorded) and hmac.compare_digest(expected, str(recorded))
