@@ -81,6 +81,9 @@ def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_n
     for node_ip in [head_ip, *worker_ips]:
         held = ssh(node_ip, key, "stat -c %a .ray/auth_token && cat .ray/auth_token")
         assert held.stdout.split() == ["600", token], f"{node_ip} does not hold the cluster's token, private"
+        # Each guest has its own PID namespace: these are this node's Ray processes only.
+        owners = ssh(node_ip, key, "ps -o user= -C raylet,gcs_server").stdout.split()
+        assert owners and set(owners) == {"ubuntu"}, f"Ray on {node_ip} runs as {owners}, not the default user"
     assert ray_cluster.submit_job(head_ip, key, None) == {"http_status": 401, "job_state": None}
     assert ray_cluster.submit_job(head_ip, key, "0" * 64) == {"http_status": 403, "job_state": None}
     assert ray_cluster.submit_job(head_ip, key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
