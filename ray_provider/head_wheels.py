@@ -22,11 +22,10 @@ one distribution (which one the head gets would depend on pip).
 import argparse
 import hashlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
-
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 REQUIREMENTS_FILE = "requirements.txt"
 PRODUCT = "ray-vsphere"
@@ -35,6 +34,14 @@ SOURCE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
 class HeadWheelsError(ValueError):
     pass
+
+
+def _name_and_version(path):
+    """(normalized name, version) from a wheel's file name: name-version[-build]-python-abi-platform.whl (PEP 427)."""
+    parts = path.name[:-len(".whl")].split("-")
+    if len(parts) not in (5, 6) or not all(parts):
+        raise HeadWheelsError(f"{path} is not named like a wheel (name-version[-build]-python-abi-platform.whl)")
+    return re.sub(r"[-_.]+", "-", parts[0]).lower(), parts[1]
 
 
 def _sha256(path):
@@ -59,11 +66,8 @@ def pinned_wheels(folder):
                                   "one runs its code there (pip download --only-binary :all:)")
         if path.suffix != ".whl" or not path.is_file():
             raise HeadWheelsError(f"{path} is not a wheel: the folder holds only the wheels the head installs")
-        try:
-            name, version, _build, _tags = parse_wheel_filename(path.name)
-        except InvalidWheelFilename as error:
-            raise HeadWheelsError(f"{path}: {error}") from error
-        known_version, hashes = found.setdefault(canonicalize_name(name), (version, []))
+        name, version = _name_and_version(path)
+        known_version, hashes = found.setdefault(name, (version, []))
         if known_version != version:
             raise HeadWheelsError(f"{folder} holds {name} {known_version} and {version}: keep the one the head "
                                   "should install")
@@ -79,7 +83,8 @@ def requirements_text(wheels):
     lines = ["# Written by `python -m ray_provider.head_wheels` from the wheels of this folder. The head installs",
              "# exactly these files (pip install --require-hashes): rerun it whenever a wheel changes."]
     for name, (version, hashes) in sorted(wheels.items()):
-        lines.append(" \\\n    ".join([f"{name}=={version}", *(f"--hash=sha256:{digest}" for digest in sorted(hashes))]))
+        pins = [f"{name}=={version}", *(f"--hash=sha256:{digest}" for digest in sorted(hashes))]
+        lines.append(" \\\n    ".join(pins))
     return "\n".join(lines) + "\n"
 
 
@@ -109,7 +114,8 @@ def main(argv=None):
         wheels = write_requirements(options.folder)
     except HeadWheelsError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    print(f"{options.folder.expanduser() / REQUIREMENTS_FILE}: {len(wheels)} distributions pinned by sha256, {PRODUCT} {wheels[PRODUCT][0]}")
+    print(f"{options.folder.expanduser() / REQUIREMENTS_FILE}: {len(wheels)} distributions pinned by sha256, "
+          f"{PRODUCT} {wheels[PRODUCT][0]}")
     return 0
 
 
