@@ -28,7 +28,7 @@ EXAMPLES = PROJECT_ROOT / "examples"
 MOUNT = "~/ray-vsphere-wheels"
 # The testbed image's Python environment is root's (examples/ray-cluster.testbed.yaml says why).
 SUDO = 'sudo env "PATH=$PATH" '
-THIS_PROJECT = ("ray_vsphere", "ray_provider", "_ray_vsphere.pth", "__editable__", "ansible_collections")
+THIS_PROJECT = ("ray_vsphere", "ray_provider", "_ray_vsphere.pth", "__editable__")
 PIP_ITSELF = ("pip", "setuptools", "_distutils_hack", "distutils-precedence.pth", "pkg_resources")
 
 
