@@ -10,9 +10,10 @@ at, /opt/ray, inside a mount namespace of its own, so its scripts' #! lines
 are right in the guests and nothing is written outside the cache.
 
 The head gets ray-vsphere as the README tells users to: the wheel built from
-this checkout and the wheels of its dependencies that the image lacks, file
-mounted by `ray up` and installed with `pip install --no-index` (guests reach
-no package index, like an air-gapped site).
+this checkout and the wheels of its dependencies that the image lacks, hashed
+by `python -m ray_provider.head_wheels` into the folder's requirements.txt,
+file mounted by `ray up` and installed with `pip install --no-index
+--require-hashes` (guests reach no package index, like an air-gapped site).
 """
 
 import hashlib
@@ -25,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ray_provider.head_wheels import write_requirements
 from testbed import PROJECT_ROOT
 from testbed.appliance import DEFAULT_CACHE_DIR
 
@@ -118,9 +120,11 @@ def build_product_wheel(output_dir):
 
 
 def head_wheels(cache_dir=DEFAULT_CACHE_DIR):
-    """<cache>/head-wheels: this checkout's wheel, and its dependencies' wheels that the image lacks.
+    """<cache>/head-wheels: this checkout's wheel, its dependencies' wheels that the image lacks, their hashes.
 
-    The dependency wheels are downloaded once per constraints.txt and
+    The hashes (requirements.txt) are written as users write theirs, after
+    the folder is complete, so the head installs exactly these files. The
+    dependency wheels are downloaded once per constraints.txt and
     pyproject.toml (pip's own cache serves repeats); the product wheel is
     built fresh every time, since the checkout changes.
     """
@@ -142,4 +146,5 @@ def head_wheels(cache_dir=DEFAULT_CACHE_DIR):
                 if name not in image and wheel.name != product.name:
                     shutil.move(str(wheel), wheels / wheel.name)
         stamp.write_text(recipe)
+    write_requirements(wheels)
     return wheels

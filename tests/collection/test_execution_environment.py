@@ -11,15 +11,43 @@ dependencies met by the `ansible` package where the image gets them from
 Galaxy), and its copy of ansible-builder's introspect.py run over the result.
 """
 
+import importlib.metadata
+import re
 import shutil
+from datetime import date
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from collection_tools import (EXEMPT, PROJECT_ROOT, ansible_env, ansible_package_collections, build_tarball, canonical,
                               galaxy_yml, in_ansible_package, install_offline, manifest, plugin_import_distributions,
                               run, scan_checkout, self_name, tarball_manifest, tarball_name, used_collections)
+
+
+EE_DEFINITION = PROJECT_ROOT / "execution-environment" / "execution-environment.yml"
+# Base images the EE may use, with the day their vendor's maintenance ends:
+# UBI N follows RHEL N (Maintenance Support, access.redhat.com/support/policy/updates/errata).
+# Fedora releases live about 13 months, too short for a pinned base: none is listed.
+SUPPORTED_BASES = {
+    "registry.access.redhat.com/ubi9/ubi": date(2032, 5, 31),
+    "registry.access.redhat.com/ubi9/ubi-minimal": date(2032, 5, 31),
+    "registry.access.redhat.com/ubi10/ubi": date(2035, 5, 31),
+    "registry.access.redhat.com/ubi10/ubi-minimal": date(2035, 5, 31),
+}
+PINNED_IMAGE = re.compile(r"(?P<repository>[^@]+?):(?P<tag>[\w][\w.-]{0,127})@sha256:(?P<digest>[0-9a-f]{64})")
+
+
+def base_image_problems(reference, today):
+    """Why reference is not a supported base pinned by digest (empty if it is)."""
+    pinned = PINNED_IMAGE.fullmatch(reference)
+    if not pinned:
+        return [f"{reference} is not pinned as <repository>:<tag>@sha256:<64 hex digits>"]
+    end = SUPPORTED_BASES.get(pinned["repository"])
+    if end is None:
+        return [f"{pinned['repository']} is not a supported base ({', '.join(SUPPORTED_BASES)})"]
+    return [f"{pinned['repository']} is past its end of maintenance ({end})"] if today > end else []
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +63,41 @@ def context(tmp_path_factory):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No matches" not in result.stdout + result.stderr, result.stdout + result.stderr
     return context
+
+
+def test_the_base_image_is_a_supported_release_pinned_by_digest(context):
+    base = yaml.safe_load(EE_DEFINITION.read_text())["images"]["base_image"]["name"]
+    assert base_image_problems(base, date.today()) == []
+    # The build uses that exact reference.
+    assert f'ARG EE_BASE_IMAGE="{base}"' in (context / "Containerfile").read_text()
+
+
+@pytest.mark.parametrize("reference, problem", [
+    ("quay.io/fedora/fedora:41", "is not pinned"),
+    ("quay.io/fedora/fedora:41@sha256:" + "ab" * 32, "quay.io/fedora/fedora is not a supported base"),
+    ("registry.access.redhat.com/ubi9/ubi:latest", "is not pinned"),
+    ("registry.access.redhat.com/ubi9/ubi@sha256:" + "ab" * 32, "is not pinned"),
+    ("registry.access.redhat.com/ubi9/ubi:9.7-1764794285@sha256:" + "ab" * 31, "is not pinned"),
+    ("registry.access.redhat.com/ubi9/ubi:9.7-1764794285@sha256:" + "AB" * 32, "is not pinned"),
+])
+def test_an_unpinned_or_unsupported_base_is_refused(reference, problem):
+    (found,) = base_image_problems(reference, date(2026, 1, 1))
+    assert problem in found
+
+
+def test_a_base_past_its_end_of_maintenance_is_refused():
+    reference = "registry.access.redhat.com/ubi9/ubi:9.7-1764794285@sha256:" + "ab" * 32
+    assert base_image_problems(reference, date(2032, 5, 31)) == []
+    assert "past its end of maintenance" in base_image_problems(reference, date(2032, 6, 1))[0]
+
+
+def test_the_python_interpreter_is_one_ansible_core_supports():
+    interpreter = yaml.safe_load(EE_DEFINITION.read_text())["dependencies"]["python_interpreter"]
+    version = re.fullmatch(r"/usr/bin/python(3\.\d+)", interpreter["python_path"])[1]
+    assert interpreter["package_system"] == f"python{version}", "the package must install python_path"
+    # The controller's range: ansible-core's own Requires-Python, and at most 3.13 for 2.19 (its support matrix).
+    assert version in SpecifierSet(importlib.metadata.metadata("ansible-core")["Requires-Python"])
+    assert importlib.metadata.version("ansible-core").startswith("2.19.") and version in SpecifierSet("<3.14")
 
 
 def galaxy_requirements(context):

@@ -6,6 +6,7 @@ runs the same provider against the same vCenter as the `ray up` machine.
 
 import secrets
 import shlex
+import shutil
 import time
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
-from testbed import leftovers, ray_cluster
+from testbed import image, leftovers, ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
@@ -189,3 +190,30 @@ def test_broken_cluster_yaml_is_refused_with_the_key_named_and_nothing_created(t
     assert "Wr0ng-passw0rd" not in output
     assert cluster_nodes(sim, "broken") == []
     assert guests.guests() == {}
+
+
+def test_ray_up_stops_at_a_head_wheel_altered_after_hashing(testbed, cluster_key, tmp_path, ray_ssh_of):
+    sim, guests = testbed
+    name = "e2e-altered-wheel"
+    ray_ssh_of(name)
+    wheels = shutil.copytree(image.head_wheels(), tmp_path / "head-wheels")
+    (product,) = wheels.glob(image.PRODUCT_WHEEL_GLOB)
+    with product.open("ab") as stream:
+        stream.write(b"changed after `python -m ray_provider.head_wheels` hashed the folder")
+    config = ray_cluster.provider_cluster_yaml(tmp_path / "cluster.yaml", name, cluster_key,
+                                               **{f"file_mounts.{ray_cluster.HEAD_WHEELS_MOUNT}": str(wheels)})
+    state_dir = tmp_path / "state"
+
+    up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config))
+    output = up.stdout + up.stderr
+    assert up.returncode != 0, output[-4000:]
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE" in output, output[-4000:]
+    (head,) = of_kind(cluster_nodes(sim, name), "head")
+    on_head = ssh(head["ip"], cluster_key, "/opt/ray/bin/python -c 'import ray_provider' 2>&1; ray status 2>&1")
+    assert "No module named 'ray_provider'" in on_head.stdout, "the altered wheel was installed"
+    assert "Could not find any running Ray instance" in on_head.stdout, "Ray started on a head that failed its setup"
+
+    down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config))
+    assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
+    assert cluster_nodes(sim, name) == []
+    wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
