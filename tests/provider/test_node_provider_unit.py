@@ -158,6 +158,7 @@ def test_terminate_deletes_a_list_in_one_run_and_hides_the_nodes_while_it_runs(p
     assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == []
     thread.join()
     assert provider.playbooks.calls == [("terminate_nodes", {"ray_provider_cluster_name": "unit",
+                                                                 "ray_provider_private_key": provider.private_key_path(),
                                                                  "ray_provider_uuids": ["a", "b"]})]
 
 
