@@ -16,7 +16,8 @@ description:
   - Powers off and destroys the VMs named by O(uuids) or O(names), in parallel.
   - A VM that is already gone is success.
   - Refuses, before deleting anything, any VM named in O(uuids) or O(names) that is not a verified node of
-    O(cluster_name): the custom attribute C(ray-cluster-name) and the identity O(cluster_key_file) verifies.
+    O(cluster_name), that is, without the custom attribute C(ray-cluster-name) and the identity O(cluster_key_file)
+    verifies.
   - With O(all_nodes), VMs tagged with O(cluster_name) but not verified (another cluster of the same name, a VM
     tagged by hand) are left alone and returned as RV(unverified).
 author:
@@ -131,9 +132,9 @@ def main():
     cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
-        deleted, absent, unverified = _nodes.delete_nodes(client.service_instance, cluster_key, params["uuids"],
-                                              params["names"], params["parallel"], module.check_mode,
-                                              all_nodes=params["all_nodes"], request_ids=params["request_ids"])
+        deleted, absent, unverified = _nodes.delete_nodes(
+            client.service_instance, cluster_key, params["uuids"], params["names"], params["parallel"],
+            module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"])
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent, unverified=unverified)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))

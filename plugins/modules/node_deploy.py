@@ -19,7 +19,7 @@ description:
     attributes, so any process that reads vCenter sees the same cluster, and its identity made with
     O(cluster_key_file), which the create call itself writes into the VM's C(extraConfig).
   - Fails before anything is created when the VM folder holds VMs of a cluster named O(cluster_name) whose
-    identity O(cluster_key_file) does not verify: a cluster of that name made with another key.
+    identity O(cluster_key_file) does not verify, that is, a cluster of that name made with another key.
   - With O(clone_from_template=true) the OVF is imported once into a template kept per content hash and every
     node is cloned from it; linked clones where the template's datastore is the target datastore.
   - Placement, OVF and property names are all checked before anything is created. If any node fails
