@@ -295,7 +295,7 @@ def request_vms(service_instance, inventory, cluster_key, request_ids):
             options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
         markers = dict((option.key, option.value) for option in options or [])
         if (markers.get(_ray_tags.CREATION_MARKER) == cluster_name and markers.get(_ray_tags.REQUEST_MARKER) in wanted
-                and cluster_key.verifies(name, markers.get(_ray_tags.CLUSTER_IDENTITY))):
+                and verified(dict(props, **{"config.extraConfig": options}), cluster_key)):
             found[vm] = props
     return found
 
