@@ -20,15 +20,17 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from pyVmomi import vim, vmodl
 
 from ray_provider.runner import task_results
 from testbed import simulator, vsphere  # puts the checkout's collections on sys.path
 from testbed.appliance import build_test_ova
+from testbed.guests import make_key_pair
 from testbed.ray_cluster import run_tasks
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _ray_tags  # noqa: E402
 
 # Milliseconds, by method name (ImportVApp, HttpNfcLeaseComplete) or task name
 # (CloneVm, PowerOn...). The import pays for the disk at lease completion, once
@@ -52,7 +54,8 @@ def deploy_seconds(work_dir, ova, nodes, clone, parallel, warm_template=False):
     def deploy(endpoint, request_id):
         started = time.monotonic()
         result = play(endpoint, work_dir, [{"ray_vsphere.cluster.node_deploy": dict(
-            PLACEMENT, cluster_name="bench", ovf=str(ova), count=nodes, request_id=request_id,
+            PLACEMENT, cluster_name="bench", cluster_key_file=str(bench_key(work_dir)), ovf=str(ova), count=nodes,
+            request_id=request_id,
             clone_from_template=clone, parallel=parallel)}])
         assert len(result["created"]) == nodes
         return time.monotonic() - started
@@ -61,6 +64,12 @@ def deploy_seconds(work_dir, ova, nodes, clone, parallel, warm_template=False):
         if warm_template:
             deploy(sim.endpoint, "warmup")
         return deploy(sim.endpoint, "b")
+
+
+def bench_key(work_dir):
+    """The benchmark cluster's private key, made once per work dir."""
+    path = Path(work_dir) / "ray-bench-key"
+    return path if path.exists() else make_key_pair(path)
 
 
 def median_seconds(function, repeat):
@@ -95,15 +104,21 @@ def list_benchmark(work_dir, vms, repeat):
         service_instance = sim.endpoint.connect()
         inventory = _nodes.Inventory(service_instance)
         inventory.attributes.require(["ray-cluster-name"])
+        key_path = bench_key(work_dir)
+        cluster_key = _ray_auth.ClusterKey(key_path.read_text(), "bench")
         for vm in sorted(inventory.vms, key=lambda vm: vm._moId)[:20]:
             inventory.attributes.set(vm, vm._moId, {"ray-cluster-name": "bench"})
+            vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
+                vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY,
+                                       value=cluster_key.node_identity(inventory.vms[vm]["name"]))])))
 
         assert len(bare_property_collector(service_instance)) >= vms
-        assert len(_nodes.list_nodes(service_instance, "bench")) == 20
+        assert len(_nodes.list_nodes(service_instance, cluster_key)[0]) == 20
         floor = median_seconds(lambda: bare_property_collector(service_instance), repeat)
-        in_process = median_seconds(lambda: _nodes.list_nodes(service_instance, "bench"), repeat)
+        in_process = median_seconds(lambda: _nodes.list_nodes(service_instance, cluster_key), repeat)
         playbook = median_seconds(lambda: play(sim.endpoint, work_dir, [
-            {"ray_vsphere.cluster.node_info": {"cluster_name": "bench"}}]), max(2, repeat // 2))
+            {"ray_vsphere.cluster.node_info": {"cluster_name": "bench", "cluster_key_file": str(key_path)}}]),
+            max(2, repeat // 2))
         vsphere.disconnect(service_instance)
     return floor, in_process, playbook
 

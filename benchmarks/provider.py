@@ -91,7 +91,8 @@ def cache_and_update_costs(sim, work_dir, nodes, updates):
     playbook_cpu = []
     for index in range(3):
         before = cpu_seconds()
-        runner = ray_cluster.run_tasks([{"name": "List the nodes", "ray_vsphere.cluster.node_info": {"cluster_name": "bench"}}],
+        runner = ray_cluster.run_tasks([{"name": "List the nodes", "ray_vsphere.cluster.node_info": {
+            "cluster_name": "bench", "cluster_key_file": str(key)}}],
                                        work_dir / f"list-{index}", sim.endpoint.environment())
         assert runner.status == "successful"
         playbook_cpu.append(cpu_seconds() - before)

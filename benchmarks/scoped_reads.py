@@ -36,7 +36,8 @@ from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere  # puts the checkout's collections on sys.path
 from testbed.guests import make_key_pair
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _placement, _ray_tags  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (  # noqa: E402
+    _nodes, _placement, _ray_auth, _ray_tags)
 
 CLUSTER = "bench"
 POOLS = 2  # vcsim's -vm makes that many VMs in each cluster's child resource pool
@@ -65,8 +66,10 @@ class ReceivedBytes:
 RECEIVED = ReceivedBytes()
 
 
-def make_cluster(service_instance, nodes):
-    """Move `nodes` of vcsim's model VMs into the Ray folder and tag them as CLUSTER's workers with guest IPs."""
+def make_cluster(service_instance, nodes, key_path):
+    """Move `nodes` of vcsim's model VMs into the Ray folder and tag them as CLUSTER's workers with guest IPs,
+    each with the identity the key at key_path makes for it (as node_deploy writes it)."""
+    cluster_key = _ray_auth.ClusterKey(Path(key_path).read_text(), CLUSTER)
     folder = vsphere.find_by_name(service_instance, vim.Folder, simulator.VM_FOLDER)
     inventory = _nodes.Inventory(service_instance, paths=["name"])
     chosen = sorted(inventory.vms, key=lambda vm: vm._moId)[:nodes]
@@ -76,7 +79,8 @@ def make_cluster(service_instance, nodes):
         inventory.attributes.set(vm, vm._moId, {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "worker",
                                                 _ray_tags.USER_NODE_TYPE: "cpu_worker"})
         vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-            vim.option.OptionValue(key="SET.guest.ipAddress", value=f"198.18.{index // 250}.{index % 250 + 1}")])))
+            vim.option.OptionValue(key="SET.guest.ipAddress", value=f"198.18.{index // 250}.{index % 250 + 1}"),
+            vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=cluster_key.node_identity(vm.name))])))
     return folder, len(inventory.vms)
 
 
@@ -85,27 +89,29 @@ def listing_scale(sizes, repeat):
     machine falls on every size alike."""
     print(f"Listing one cluster of 20 nodes, node_info's code in process (median of {repeat} rounds)")
     sims, scoped, whole = {}, {}, {}
+    key_path = make_key_pair(Path(tempfile.mkdtemp()) / "ray-key")
+    cluster_key = _ray_auth.ClusterKey(key_path.read_text(), CLUSTER)
     try:
         for size in sizes:
             started = time.monotonic()
             sim = simulator.Vcsim(vms_per_pool=size // POOLS, start_timeout=1800)
             sim.start()
             service_instance = sim.endpoint.connect()
-            folder, total = make_cluster(service_instance, 20)
+            folder, total = make_cluster(service_instance, 20, key_path)
             roots = _placement.vm_folders(service_instance, simulator.DATACENTER, [simulator.VM_FOLDER])
             assert roots == [folder]
-            assert len(_nodes.list_nodes(service_instance, CLUSTER, roots=roots)) == 20
-            assert len(_nodes.list_nodes(service_instance, CLUSTER)) == 20
+            assert len(_nodes.list_nodes(service_instance, cluster_key, roots=roots)[0]) == 20
+            assert len(_nodes.list_nodes(service_instance, cluster_key)[0]) == 20
             sims[size] = (sim, service_instance, roots, total, time.monotonic() - started)
             scoped[size], whole[size] = [], []
         for round_number in range(repeat):
             for size, (_, service_instance, roots, _, _) in sims.items():
                 started = time.perf_counter()
-                _nodes.list_nodes(service_instance, CLUSTER, roots=roots)
+                _nodes.list_nodes(service_instance, cluster_key, roots=roots)
                 scoped[size].append(time.perf_counter() - started)
                 if round_number < 3:  # seconds each at 5,000 VMs
                     started = time.perf_counter()
-                    _nodes.list_nodes(service_instance, CLUSTER)
+                    _nodes.list_nodes(service_instance, cluster_key)
                     whole[size].append(time.perf_counter() - started)
     finally:
         for sim, service_instance, _, _, _ in sims.values():
@@ -135,10 +141,10 @@ def measured(function):
 def steady_state(nodes, repeat, work_dir):
     print(f"Steady state at {nodes} nodes, no change (median of {repeat})")
     with simulator.Vcsim(vms_per_pool=(nodes + 1) // POOLS + 1) as sim:
-        service_instance = sim.endpoint.connect()
-        make_cluster(service_instance, nodes)
-        vsphere.disconnect(service_instance)
         key = make_key_pair(work_dir / "ray-key")
+        service_instance = sim.endpoint.connect()
+        make_cluster(service_instance, nodes, key)
+        vsphere.disconnect(service_instance)
         os.environ.update(sim.endpoint.environment())
         node_provider.STATE_DIR = work_dir / "state"
         node_provider.REFRESH_INTERVAL_S = 0.0

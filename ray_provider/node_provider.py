@@ -187,6 +187,7 @@ class VsphereNodeProvider(NodeProvider):
         self._folders = set(tuple(pair) for pair in provider_config.get("node_folders") or [])
         self._folders.add(_node_folder(node_settings(provider_config, {})))
         self.full_reads = 0
+        self._cluster_key = None    # the _ray_auth.ClusterKey the refresh verifies nodes with, read on first use
         # VMs this provider deleted (uuids, names), for the reader to drop from the NodeWatch: vcsim v0.56.0
         # does not report a VM's `leave` when the same update set changes the folder that held it
         # (simulator/property_collector.go: PropertyFilter.update re-collects refs first). Under _lock.
@@ -317,7 +318,23 @@ class VsphereNodeProvider(NodeProvider):
             for vm, props in list(self._watch.vms.items()):
                 if props.get("config.instanceUuid") in deleted_uuids or props.get("name") in deleted_names:
                     del self._watch.vms[vm]
-        return self._watch.records(self.cluster_name)
+        return self._watch.records(self.cluster_key())
+
+    def private_key_path(self):
+        """The cluster's private SSH key here: the operator's file, or on the head ~/ray_bootstrap_key.pem."""
+        return str(Path(self.provider_config["ssh_private_key_file"]).expanduser())
+
+    def cluster_key(self):
+        """The ClusterKey that decides which VMs are this cluster's nodes, for the refresh as for the playbooks.
+
+        Only VMs carrying the identity this key makes are nodes: `ray up` never
+        takes a VM someone else tagged for the head, nor counts, tags or
+        deletes the nodes of another cluster of the same name.
+        """
+        if self._cluster_key is None:
+            self._cluster_key = _ray_auth.ClusterKey.from_file(self.private_key_path(), self.cluster_name,
+                                                                "provider.ssh_private_key_file")
+        return self._cluster_key
 
     def _watch_folders(self, service_instance, folders, reason):
         """A NodeWatch over the VM folders: the one full read of the cluster until the filter is lost."""
@@ -367,6 +384,7 @@ class VsphereNodeProvider(NodeProvider):
             "ray_provider_tags": {key: value for key, value in tags.items() if key not in DEDICATED_TAGS},
             "ray_provider_node": settings,
             "ray_provider_public_key": self._public_key(),
+            "ray_provider_private_key": self.private_key_path(),
         }
         try:
             runner = self._run("create_nodes", extravars, timeout=_create_run_timeout(settings))
@@ -397,6 +415,7 @@ class VsphereNodeProvider(NodeProvider):
             return None
         try:
             self._run("terminate_nodes", {"ray_provider_cluster_name": self.cluster_name,
+                                          "ray_provider_private_key": self.private_key_path(),
                                           "ray_provider_uuids": wanted})
         except (PlaybookFailed, LoginDeferred):
             with self._lock:
@@ -436,6 +455,7 @@ class VsphereNodeProvider(NodeProvider):
             try:
                 self._run("set_node_tags", {
                     "ray_provider_cluster_name": self.cluster_name,
+                    "ray_provider_private_key": self.private_key_path(),
                     "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
                 })
             except (PlaybookFailed, LoginDeferred):
@@ -584,8 +604,9 @@ class FailedCreateCleanup:
 
     def _remove(self, requests):
         try:
-            runner = self._provider._run("terminate_nodes", {"ray_provider_cluster_name": self._provider.cluster_name,
-                                                             "ray_provider_request_ids": requests})
+            runner = self._provider._run("terminate_nodes", {
+                "ray_provider_cluster_name": self._provider.cluster_name,
+                "ray_provider_private_key": self._provider.private_key_path(), "ray_provider_request_ids": requests})
             removed = published_stats(runner).get("ray_provider_deleted", [])
             with self._provider._lock:
                 self._provider._deleted_names.update(removed)

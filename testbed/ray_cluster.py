@@ -117,13 +117,14 @@ def run(playbook, run_dir, vmware_environment, extravars, timeout=900):
                         timeout=timeout)
 
 
-def run_tasks(tasks, run_dir, vmware_environment, cmdline=None, timeout=900):
+def run_tasks(tasks, run_dir, vmware_environment, cmdline=None, timeout=900, module_defaults=None):
     """Run `tasks` as a localhost play in a project of its own under run_dir; the runner object."""
     project = Path(run_dir) / "project"
     project.mkdir(parents=True)
-    (project / "play.yml").write_text(yaml.safe_dump(
-        [{"name": "Tasks", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}],
-        sort_keys=False))
+    play = {"name": "Tasks", "hosts": "localhost", "connection": "local", "gather_facts": False}
+    if module_defaults:
+        play["module_defaults"] = module_defaults
+    (project / "play.yml").write_text(yaml.safe_dump([dict(play, tasks=tasks)], sort_keys=False))
     return run_playbook("play.yml", run_dir, extravars={}, envvars=vmware_environment, cmdline=cmdline,
                         timeout=timeout, project_dir=project)
 

@@ -28,7 +28,7 @@ import uuid
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _nodes, _ovf, _placement, _ray_tags, _vsphere)
+    _nodes, _ovf, _placement, _ray_auth, _ray_tags, _vsphere)
 
 try:
     from pyVmomi import vim, vmodl
@@ -88,6 +88,7 @@ DEPLOY_OPTIONS = dict(
 )
 DEPLOY_OPTIONS.update(_placement.PLACEMENT_OPTIONS)
 DEPLOY_OPTIONS.update(_nodes.IP_OPTIONS)
+DEPLOY_OPTIONS.update(_ray_auth.CLUSTER_KEY_OPTIONS)
 # The rules AnsibleModule applies across options; the Ray provider checks a
 # cluster YAML's node settings with the same lists.
 REQUIRED_ONE_OF = [("cluster", "esxi_host")]
@@ -154,12 +155,13 @@ def request_names(cluster_name, node_type, request_id, count):
 
 
 class DeployRequest(object):
-    """The module parameters, checked: names, tags and per-node settings."""
+    """The module parameters, checked: names, tags and per-node settings; cluster_key: the _ray_auth.ClusterKey."""
 
-    def __init__(self, params):
+    def __init__(self, params, cluster_key):
         self.params = params
         self.request_id = None
         self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
+        self.cluster_key = cluster_key
         problems = value_problems(params)
         if problems:
             raise RayVsphereError("; ".join("%s %s" % problem for problem in problems))
@@ -241,6 +243,8 @@ class DeployRequest(object):
                           _ray_tags.SSH_HOST_KEY: self.host_keys[name][1]})
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
+        # By the create call itself, as the marker: no VM of the cluster ever exists without its identity.
+        extra[_ray_tags.CLUSTER_IDENTITY] = self.cluster_key.node_identity(name)
         if self.deploy_settings:
             extra[_ray_tags.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
         if self.request_id:
@@ -249,11 +253,12 @@ class DeployRequest(object):
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
 
 
-def deploy(client, params, check_mode):
+def deploy(client, params, check_mode, cluster_key):
     service_instance = client.service_instance
-    request = DeployRequest(params)
+    request = DeployRequest(params, cluster_key)
     placement = _placement.resolve(service_instance, params)
     inventory = _nodes.Inventory(service_instance)
+    refuse_name_clash(inventory, placement.folder, request)
     existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
     with _Image(service_instance, params, inventory, placement.folder) as image:
         declared = image.declared_properties()
@@ -449,6 +454,31 @@ def _record_deploy_settings(service_instance, request, vms):
                               % (request.cluster_name, "; ".join(errors)))
 
 
+def refuse_name_clash(inventory, folder, request):
+    """Fail, before anything is made, if the VM folder holds VMs of a cluster of this name made with another key.
+
+    Such VMs carry the cluster's name (tag or creation marker) without an
+    identity this key verifies. Joining them would make one "cluster" of two
+    teams' VMs, each able to delete the other's. The same name in another
+    folder, under another key, is another cluster, and never touched.
+    """
+    key = request.cluster_key
+    clashing = sorted(props.get("name") or vm._moId for vm, props in inventory.vms.items()
+                      if props.get("parent") == folder and not props.get("config.template")
+                      and (inventory.tags(vm).get(_ray_tags.CLUSTER_NAME) == key.cluster_name
+                           or _nodes.marker(props) == key.cluster_name)
+                      and not _nodes.verified(props, key))
+    if clashing:
+        datacenter = request.params["datacenter"]
+        path = (request.params.get("vm_folder") or "").strip("/")
+        if path == datacenter + "/vm" or path.startswith(datacenter + "/vm/"):  # given as /DC/vm/ray
+            path = path[len(datacenter) + 3:].strip("/")
+        raise RayVsphereError("cluster %r already exists in %s under another key (VMs: %s): pick another cluster "
+                              "name, or use that cluster's key (cluster_key_file)"
+                              % (key.cluster_name, "/".join(part for part in (datacenter, "vm", path) if part),
+                                 ", ".join(clashing)), unverified=clashing)
+
+
 def _sort_names(inventory, folder, request):
     """Split the requested names into existing nodes, adoptable leftovers and names to create."""
     existing, adoptable, missing = {}, {}, []
@@ -459,9 +489,10 @@ def _sort_names(inventory, folder, request):
             continue
         vm, props = in_folder[name]
         tags = inventory.tags(vm)
-        if tags.get(_ray_tags.CLUSTER_NAME) == request.cluster_name:
+        ours = _nodes.verified(props, request.cluster_key)
+        if ours and tags.get(_ray_tags.CLUSTER_NAME) == request.cluster_name:
             existing[name] = (vm, props)
-        elif not tags.get(_ray_tags.CLUSTER_NAME) and _nodes.marker(props) == request.cluster_name:
+        elif ours and not tags.get(_ray_tags.CLUSTER_NAME) and _nodes.marker(props) == request.cluster_name:
             adoptable[name] = vm  # created by a run that stopped before tagging it
         else:
             raise RayVsphereError("a VM named %s already exists in the VM folder and is not a node of Ray cluster %s"

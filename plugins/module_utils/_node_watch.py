@@ -122,11 +122,11 @@ class NodeWatch(object):
     def inventory(self):
         return _nodes.Inventory(self.service_instance, vms_and_fields=(self.vms, self.fields))
 
-    def records(self, cluster_name, preferred=None, ignored=None):
-        """node_info's records of the cluster's nodes; computed again only after a change."""
-        args = (cluster_name, tuple(preferred or ()), tuple(ignored or ()))
+    def records(self, cluster_key, preferred=None, ignored=None):
+        """node_info's records of the cluster's verified nodes (_ray_auth.ClusterKey); computed again only after a change."""
+        args = (cluster_key, tuple(preferred or ()), tuple(ignored or ()))
         if self._records is None or self._records[:2] != (self.generation, args):
-            records = _nodes.node_records(self.inventory(), cluster_name, preferred=preferred, ignored=ignored)
+            records = _nodes.node_records(self.inventory(), cluster_key, preferred=preferred, ignored=ignored)
             self._records = (self.generation, args, records)
         return [dict(record, tags=dict(record["tags"])) for record in self._records[2]]
 

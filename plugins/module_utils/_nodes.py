@@ -24,10 +24,11 @@ except ImportError:
 # which on a real VM holds hundreds of keys and would dominate the read.
 LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "guest.ipAddress", "guest.net",
               "customValue"] + [
-    # The two extraConfig keys a record carries, each alone: a keyed path
+    # The extraConfig keys a record carries, each alone: a keyed path
     # returns that OptionValue only (vCenter; vcsim since govmomi PR #3451),
     # and nothing for a VM without the key.
-    'config.extraConfig["%s"]' % key for key in (_ray_tags.DEPLOY_SETTINGS, _ray_tags.SSH_HOST_KEY)]
+    'config.extraConfig["%s"]' % key for key in (_ray_tags.DEPLOY_SETTINGS, _ray_tags.SSH_HOST_KEY,
+                                                 _ray_tags.CLUSTER_IDENTITY)]
 # What deploys, deletes and tag writes need besides: the folder of each VM and the creation marker.
 # A keyed path, config.extraConfig["ray-vsphere.cluster-name"], would fetch
 # the marker alone (vCenter and vcsim since govmomi PR #3451 both resolve it,
@@ -110,6 +111,16 @@ def marker(props):
     return extra_config_value(props, _ray_tags.CREATION_MARKER)
 
 
+def verified(props, cluster_key):
+    """Whether the VM of props carries the identity cluster_key makes for its name: the one test of "ours".
+
+    Modules (list, tag, delete, deploy) and the provider's refresh all decide
+    with it. Templates are never nodes.
+    """
+    return not props.get("config.template") and cluster_key.verifies(
+        props.get("name"), extra_config_value(props, _ray_tags.CLUSTER_IDENTITY))
+
+
 def deploy_settings(props):
     """The settings a node was deployed with (node_deploy's deploy_settings), {} when none were recorded."""
     recorded = extra_config_value(props, _ray_tags.DEPLOY_SETTINGS)
@@ -137,10 +148,24 @@ class Inventory(object):
     def tags(self, vm):
         return self.attributes.tags(self.vms[vm].get("customValue"))
 
-    def cluster_nodes(self, cluster_name):
-        """{vm: props} of the cluster's nodes (templates are not nodes)."""
+    def tagged(self, cluster_name):
+        """{vm: props} of the VMs tagged with cluster_name (templates are not nodes), verified or not."""
         return dict((vm, props) for vm, props in self.vms.items()
                     if not props.get("config.template") and self.tags(vm).get(_ray_tags.CLUSTER_NAME) == cluster_name)
+
+    def cluster_nodes(self, cluster_key):
+        """{vm: props} of the cluster's nodes: tagged with its name and carrying the identity its key verifies."""
+        return dict((vm, props) for vm, props in self.tagged(cluster_key.cluster_name).items()
+                    if verified(props, cluster_key))
+
+    def unverified(self, cluster_key):
+        """Sorted names of the VMs tagged with the cluster's name whose identity the key does not verify.
+
+        Another cluster of the same name (made with another key), or a VM someone tagged by hand: never
+        acted on, only reported, so a clash or a forgery shows.
+        """
+        return sorted(props.get("name") or vm._moId for vm, props in self.tagged(cluster_key.cluster_name).items()
+                      if not verified(props, cluster_key))
 
     def record(self, vm, preferred=None, ignored=None):
         props = self.vms[vm]
@@ -158,14 +183,16 @@ class Inventory(object):
         )
 
 
-def list_nodes(service_instance, cluster_name, node_kind=None, node_type=None, tag_filters=None,
+def list_nodes(service_instance, cluster_key, node_kind=None, node_type=None, tag_filters=None,
                preferred=None, ignored=None, roots=None):
-    """Node records of the cluster's VMs below roots (VM folders; default: all of vCenter), sorted by name."""
+    """(node records of the cluster's verified VMs, names of the unverified ones) below roots (VM folders; default:
+    all of vCenter), sorted by name."""
     inventory = Inventory(service_instance, roots, LIST_PATHS)
-    return node_records(inventory, cluster_name, node_kind, node_type, tag_filters, preferred, ignored)
+    return (node_records(inventory, cluster_key, node_kind, node_type, tag_filters, preferred, ignored),
+            inventory.unverified(cluster_key))
 
 
-def node_records(inventory, cluster_name, node_kind=None, node_type=None, tag_filters=None, preferred=None,
+def node_records(inventory, cluster_key, node_kind=None, node_type=None, tag_filters=None, preferred=None,
                  ignored=None):
     wanted = dict(tag_filters or {})
     if node_kind:
@@ -173,20 +200,22 @@ def node_records(inventory, cluster_name, node_kind=None, node_type=None, tag_fi
     if node_type:
         wanted[_ray_tags.USER_NODE_TYPE] = node_type
     records = []
-    for vm in inventory.cluster_nodes(cluster_name):
+    for vm in inventory.cluster_nodes(cluster_key):
         tags = inventory.tags(vm)
         if all(tags.get(key) == value for key, value in wanted.items()):
             records.append(inventory.record(vm, preferred, ignored))
     return sorted(records, key=lambda record: record["name"])
 
 
-def find_nodes(inventory, cluster_name, uuids=(), names=()):
-    """(found {vm: props}, absent [ids]); RayVsphereError if any match is not the cluster's node.
+def find_nodes(inventory, cluster_key, uuids=(), names=()):
+    """(found {vm: props}, absent [ids]); RayVsphereError if any match is not the cluster's verified node.
 
     Checked for every id before anything is changed: a refused VM leaves all others untouched.
     """
     found, absent, foreign = {}, [], []
-    nodes = inventory.cluster_nodes(cluster_name)
+    cluster_name = cluster_key.cluster_name
+    nodes = inventory.cluster_nodes(cluster_key)
+    tagged = inventory.tagged(cluster_name)
     for attribute, wanted_values in (("config.instanceUuid", uuids), ("name", names)):
         for wanted in wanted_values or []:
             matches = [vm for vm, props in inventory.vms.items()
@@ -195,12 +224,16 @@ def find_nodes(inventory, cluster_name, uuids=(), names=()):
             if ours:
                 found.update((vm, nodes[vm]) for vm in ours)
             elif matches:
-                foreign.append(wanted)
+                foreign.append("%s (tagged %s=%s, but without the identity of this cluster's key)"
+                               % (wanted, _ray_tags.CLUSTER_NAME, cluster_name)
+                               if any(vm in tagged for vm in matches) else wanted)
             else:
                 absent.append(wanted)
     if foreign:
-        raise RayVsphereError("refusing VMs that are not nodes of Ray cluster %s (no %s=%s custom attribute): %s"
-                              % (cluster_name, _ray_tags.CLUSTER_NAME, cluster_name, ", ".join(foreign)))
+        raise RayVsphereError("refusing VMs that are not nodes of Ray cluster %s (a node carries the custom attribute "
+                              "%s=%s and, in its extraConfig, the %s its creator wrote with the cluster's key): %s"
+                              % (cluster_name, _ray_tags.CLUSTER_NAME, cluster_name, _ray_tags.CLUSTER_IDENTITY,
+                                 ", ".join(foreign)))
     return found, absent
 
 
@@ -243,12 +276,14 @@ def destroy_vm(service_instance, vm, name, power_state=None, timeout=600):
             raise
 
 
-def request_vms(service_instance, inventory, cluster_name, request_ids):
-    """{vm: props} of every VM a node_deploy call with one of request_ids made for cluster_name, tagged or not.
+def request_vms(service_instance, inventory, cluster_key, request_ids):
+    """{vm: props} of every VM a node_deploy call with one of request_ids made for the cluster, tagged or not.
 
     Candidates by name (the request id is part of every name such a call
-    gives), confirmed by the markers the call wrote into extraConfig.
+    gives), confirmed by the markers and the identity the call wrote into
+    extraConfig with the VM: a same-named cluster's leftovers are not ours.
     """
+    cluster_name = cluster_key.cluster_name
     wanted = set(request_ids or [])
     found = {}
     for vm, props in inventory.vms.items():
@@ -259,37 +294,44 @@ def request_vms(service_instance, inventory, cluster_name, request_ids):
         if options is None:
             options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
         markers = dict((option.key, option.value) for option in options or [])
-        if markers.get(_ray_tags.CREATION_MARKER) == cluster_name and markers.get(_ray_tags.REQUEST_MARKER) in wanted:
+        if (markers.get(_ray_tags.CREATION_MARKER) == cluster_name and markers.get(_ray_tags.REQUEST_MARKER) in wanted
+                and verified(dict(props, **{"config.extraConfig": options}), cluster_key)):
             found[vm] = props
     return found
 
 
-def delete_nodes(service_instance, cluster_name, uuids, names, parallel, check_mode, all_nodes=False,
+def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mode, all_nodes=False,
                  request_ids=()):
-    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read."""
+    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read.
+
+    (deleted names, absent ids, unverified names): the VMs tagged with the
+    cluster's name that its key does not verify are left alone, and named.
+    """
+    cluster_name = cluster_key.cluster_name
     inventory = Inventory(service_instance)
-    found, absent = find_nodes(inventory, cluster_name, uuids, names)
+    found, absent = find_nodes(inventory, cluster_key, uuids, names)
     if all_nodes:
-        found.update(inventory.cluster_nodes(cluster_name))
-    found.update(request_vms(service_instance, inventory, cluster_name, request_ids))
+        found.update(inventory.cluster_nodes(cluster_key))
+    found.update(request_vms(service_instance, inventory, cluster_key, request_ids))
     deleted = sorted(props["name"] for props in found.values())
     if not check_mode:
         errors = in_parallel(lambda vm: destroy_vm(service_instance, vm, found[vm]["name"],
                                                    found[vm].get("runtime.powerState")), list(found), parallel)
         if errors:
             raise RayVsphereError("deleting nodes of Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
-    return deleted, absent
+    return deleted, absent, inventory.unverified(cluster_key)
 
 
-def set_node_tags(service_instance, cluster_name, updates, parallel, check_mode):
-    """Apply {vm id: tags} updates; returns (changed records before, after) by node name."""
+def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode):
+    """Apply {vm id: tags} updates to verified nodes; returns (changed records before, after) by node name."""
+    cluster_name = cluster_key.cluster_name
     inventory = Inventory(service_instance)
     targets = []
     for update in updates:
         tags = _ray_tags.check_tags(update.get("tags"), "tags of %s" % (update.get("uuid") or update.get("name")))
         if _ray_tags.CLUSTER_NAME in tags:
             raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _ray_tags.CLUSTER_NAME)
-        found, absent = find_nodes(inventory, cluster_name, [update["uuid"]] if update.get("uuid") else [],
+        found, absent = find_nodes(inventory, cluster_key, [update["uuid"]] if update.get("uuid") else [],
                                    [update["name"]] if update.get("name") else [])
         if absent or not found:
             raise RayVsphereError("no node %s in Ray cluster %s" % (update.get("uuid") or update.get("name"), cluster_name))

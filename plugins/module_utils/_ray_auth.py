@@ -53,3 +53,57 @@ def ray_auth_token(private_key_text, cluster_name):
 def matches(expected, recorded):
     """Whether a recorded identity is the expected one, in constant time."""
     return bool(recorded) and hmac.compare_digest(expected, str(recorded))
+
+
+# The module option that names the key, defined once for every module that
+# lists, tags, deletes or deploys a cluster's nodes (doc fragment cluster_key).
+CLUSTER_KEY_OPTIONS = dict(cluster_key_file=dict(type="path", required=True))
+
+
+class ClusterKeyError(ValueError):
+    """The cluster's key cannot be used; the message names the option and the file, never the key."""
+
+
+class ClusterKey(object):
+    """A cluster's private SSH key, as the identities of the cluster's nodes are made and checked with it.
+
+    A node's identity is derive(key, PURPOSE_NODE_IDENTITY, cluster name, VM
+    name), written into the VM's extraConfig by the call that creates it. Bound
+    to the VM name, which is unique in a VM folder: the value copied onto
+    another VM of that folder does not verify.
+    """
+
+    def __init__(self, private_key_text, cluster_name, source="cluster_key_file"):
+        if "PRIVATE KEY" not in private_key_text:
+            hint = " (that is a public key: give the private one beside it)" if private_key_text.lstrip().startswith(
+                ("ssh-", "ecdsa-", "sk-")) else ""
+            raise ClusterKeyError("%s is not a PEM or OpenSSH private key%s" % (source, hint))
+        self._text = private_key_text
+        self.cluster_name = cluster_name
+
+    @classmethod
+    def from_file(cls, path, cluster_name, option="cluster_key_file"):
+        try:
+            with open(path) as stream:
+                text = stream.read(65536)
+        except (IOError, OSError) as error:
+            raise ClusterKeyError("%s: cannot read the cluster's private SSH key %s: %s"
+                                  % (option, path, error.strerror or error))
+        except UnicodeDecodeError:
+            text = ""
+        return cls(text, cluster_name, "%s: %s" % (option, path))
+
+    def node_identity(self, vm_name):
+        return derive(self._text, PURPOSE_NODE_IDENTITY, self.cluster_name, vm_name)
+
+    def verifies(self, vm_name, recorded):
+        """Whether `recorded` (a VM's CLUSTER_IDENTITY extraConfig value) is the identity of VM vm_name."""
+        return bool(vm_name) and matches(self.node_identity(vm_name), recorded)
+
+
+def cluster_key_or_fail(module):
+    """The ClusterKey of a module's cluster_key_file and cluster_name; fail_json, before any vCenter call, if unusable."""
+    try:
+        return ClusterKey.from_file(module.params["cluster_key_file"], module.params["cluster_name"])
+    except ClusterKeyError as error:
+        module.fail_json(msg=str(error))

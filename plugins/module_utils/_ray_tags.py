@@ -45,6 +45,12 @@ SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
 # Beside it, the request_id of the node_deploy call that made the VM: what a
 # cleanup of a call cut short (node_delete's request_ids) finds its VMs by.
 REQUEST_MARKER = "ray-vsphere.request-id"
+# Also written by the create call: the node's identity, an HMAC of the cluster
+# and VM names keyed by the cluster's private SSH key (_ray_auth.node_identity).
+# A VM is a node of a cluster only if this verifies against the key in hand, so
+# a VM tagged by someone else, or a same-named cluster under another key, is
+# never taken for one of ours.
+CLUSTER_IDENTITY = "ray-vsphere.cluster-identity"
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 NODE_KINDS = ("head", "worker")

@@ -15,12 +15,16 @@ version_added: 0.1.0
 description:
   - Powers off and destroys the VMs named by O(uuids) or O(names), in parallel.
   - A VM that is already gone is success.
-  - Refuses, before deleting anything, any VM that is not a node of O(cluster_name) (custom attribute
-    C(ray-cluster-name)).
+  - Refuses, before deleting anything, any VM named in O(uuids) or O(names) that is not a verified node of
+    O(cluster_name), that is, without the custom attribute C(ray-cluster-name) and the identity O(cluster_key_file)
+    verifies.
+  - With O(all_nodes), VMs tagged with O(cluster_name) but not verified (another cluster of the same name, a VM
+    tagged by hand) are left alone and returned as RV(unverified).
 author:
   - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
+  - ray_vsphere.cluster.cluster_key
 options:
   cluster_name:
     description: The Ray cluster the VMs must belong to.
@@ -45,7 +49,7 @@ options:
       - Delete every VM that a M(ray_vsphere.cluster.node_deploy) call with one of these O(ray_vsphere.cluster.node_deploy#module:request_id)s
         made for O(cluster_name), tagged or not yet, which is what a call cut short (killed, or vCenter stopped
         answering) left.
-      - Found by the request id and cluster name the call records in each VM's C(extraConfig).
+      - Found by the request id, cluster name and identity the call records in each VM's C(extraConfig).
     type: list
     elements: str
     default: []
@@ -61,16 +65,19 @@ EXAMPLES = r"""
 - name: Delete two workers
   ray_vsphere.cluster.node_delete:
     cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
     uuids: "{{ idle_workers | map(attribute='uuid') | list }}"
 
 - name: Remove what a cut-short deploy with request_id 3f2a made
   ray_vsphere.cluster.node_delete:
     cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
     request_ids: [3f2a]
 
 - name: Delete the whole cluster
   ray_vsphere.cluster.node_delete:
     cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
     all_nodes: true
 """
 
@@ -87,6 +94,13 @@ absent:
   type: list
   elements: str
   sample: []
+unverified:
+  description:
+    - Names of the VMs tagged with O(cluster_name) that O(cluster_key_file) does not verify, sorted. Never deleted.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 diff:
   description: The deleted VM names before and after.
   returned: when diff mode is on
@@ -97,7 +111,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 
 
 def main():
@@ -109,17 +123,19 @@ def main():
             all_nodes=dict(type="bool", default=False),
             request_ids=dict(type="list", elements="str", default=[]),
             parallel=dict(type="int", default=8),
+            **_ray_auth.CLUSTER_KEY_OPTIONS
         ),
         required_one_of=[("uuids", "names", "all_nodes", "request_ids")],
         supports_check_mode=True,
     )
     params = module.params
+    cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
-        deleted, absent = _nodes.delete_nodes(client.service_instance, params["cluster_name"], params["uuids"],
-                                              params["names"], params["parallel"], module.check_mode,
-                                              all_nodes=params["all_nodes"], request_ids=params["request_ids"])
-        result = dict(changed=bool(deleted), deleted=deleted, absent=absent)
+        deleted, absent, unverified = _nodes.delete_nodes(
+            client.service_instance, cluster_key, params["uuids"], params["names"], params["parallel"],
+            module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"])
+        result = dict(changed=bool(deleted), deleted=deleted, absent=absent, unverified=unverified)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))
         return result

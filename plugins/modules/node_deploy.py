@@ -16,7 +16,10 @@ description:
   - Deploys O(count) Ray nodes (or the VMs named in O(names)) from a local OVF or OVA file or an http(s) URL,
     in one call and in parallel with at most O(parallel) at once.
   - Each VM carries its Ray tags (cluster name, node kind, user node type and O(tags)) as vCenter custom
-    attributes, so any process that reads vCenter sees the same cluster.
+    attributes, so any process that reads vCenter sees the same cluster, and its identity made with
+    O(cluster_key_file), which the create call itself writes into the VM's C(extraConfig).
+  - Fails before anything is created when the VM folder holds VMs of a cluster named O(cluster_name) whose
+    identity O(cluster_key_file) does not verify, that is, a cluster of that name made with another key.
   - With O(clone_from_template=true) the OVF is imported once into a template kept per content hash and every
     node is cloned from it; linked clones where the template's datastore is the target datastore.
   - Placement, OVF and property names are all checked before anything is created. If any node fails
@@ -27,6 +30,7 @@ author:
   - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
+  - ray_vsphere.cluster.cluster_key
   - ray_vsphere.cluster.ip_selection
 options:
   cluster_name:
@@ -224,6 +228,7 @@ EXAMPLES = r"""
     cluster_name: analytics
     node_kind: worker
     node_type: cpu_worker
+    cluster_key_file: ~/.ssh/ray-analytics
     count: 3
     request_id: "{{ launch_id }}"
     ovf: https://images.example.com/ray-node.ova
@@ -245,6 +250,7 @@ EXAMPLES = r"""
   ray_vsphere.cluster.node_deploy:
     cluster_name: analytics
     node_kind: head
+    cluster_key_file: ~/.ssh/ray-analytics
     names: [analytics-head]
     ovf: /srv/images/ray-node.ova
     datacenter: DC1
@@ -350,6 +356,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import cluster_key_or_fail
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, deploy)
 
@@ -361,9 +368,10 @@ def main():
         mutually_exclusive=MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
+    cluster_key = cluster_key_or_fail(module)
 
     def action(client):
-        result = deploy(client, module.params, module.check_mode)
+        result = deploy(client, module.params, module.check_mode, cluster_key)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=result["existing"]),
                                   after=dict(nodes=sorted(node["name"] for node in result["nodes"])))

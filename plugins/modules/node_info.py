@@ -13,8 +13,10 @@ module: node_info
 short_description: List the VMs of one Ray cluster on vSphere
 version_added: 0.1.0
 description:
-  - Lists the VMs whose custom attribute C(ray-cluster-name) is O(cluster_name), with their name, instance UUID,
-    power state, IP addresses and Ray tags.
+  - Lists the VMs whose custom attribute C(ray-cluster-name) is O(cluster_name) and whose identity
+    O(cluster_key_file) verifies, with their name, instance UUID, power state, IP addresses and Ray tags.
+  - VMs tagged with O(cluster_name) whose identity the key does not verify (a cluster of the same name made with
+    another key, a VM someone tagged by hand) are not nodes; their names are returned as RV(unverified).
   - Reads the VMs under O(vm_folders) of O(datacenter) (subfolders and vApps included) and the custom attribute
     definitions in one PropertyCollector call, traversing from those folders only, so its cost is that of the
     cluster's folders, not of the vCenter. Without O(datacenter) it reads every VM of the vCenter.
@@ -24,6 +26,7 @@ author:
   - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
+  - ray_vsphere.cluster.cluster_key
   - ray_vsphere.cluster.ip_selection
 options:
   cluster_name:
@@ -62,6 +65,7 @@ EXAMPLES = r"""
 - name: List the workers of a Ray cluster, reading only its VM folder
   ray_vsphere.cluster.node_info:
     cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
     node_kind: worker
     datacenter: DC1
     vm_folders: [ray/analytics]
@@ -122,12 +126,21 @@ nodes:
           as recorded in its C(ray-vsphere.ssh-host-key) extraConfig; null for a node deployed without one.
       type: str
       sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI
+unverified:
+  description:
+    - Names of the VMs (in the folders read) tagged with O(cluster_name) that do not carry the identity
+      O(cluster_key_file) makes for them, sorted. Not nodes of the cluster; listed so a name clash or a forged
+      node shows.
+  returned: always
+  type: list
+  elements: str
+  sample: [analytics-head]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _placement, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _placement, _ray_auth, _ray_tags
 
 
 def main():
@@ -139,12 +152,13 @@ def main():
             tag_filters=dict(type="dict", default={}),
             datacenter=dict(type="str"),
             vm_folders=dict(type="list", elements="str", aliases=["vm_folder"]),
-            **_nodes.IP_OPTIONS
+            **dict(_nodes.IP_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS)
         ),
         required_by=dict(vm_folders="datacenter"),
         supports_check_mode=True,
     )
     params = module.params
+    cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
         tag_filters = _ray_tags.check_tags(params["tag_filters"], "tag_filters")
@@ -152,9 +166,9 @@ def main():
         roots = None
         if params["datacenter"]:
             roots = _placement.vm_folders(client.service_instance, params["datacenter"], params["vm_folders"])
-        nodes = _nodes.list_nodes(client.service_instance, params["cluster_name"], params["node_kind"],
-                                  params["node_type"], tag_filters, preferred, ignored, roots=roots)
-        return dict(changed=False, nodes=nodes)
+        nodes, unverified = _nodes.list_nodes(client.service_instance, cluster_key, params["node_kind"],
+                                              params["node_type"], tag_filters, preferred, ignored, roots=roots)
+        return dict(changed=False, nodes=nodes, unverified=unverified)
 
     run_module(module, action)
 

@@ -15,11 +15,13 @@ version_added: 0.1.0
 description:
   - Sets Ray tags (vCenter custom attributes) on nodes of O(cluster_name), many nodes in one call, in parallel.
   - Only tags whose value changes are written. An empty value removes a tag.
-  - C(ray-cluster-name) cannot be changed; nodes of other clusters are refused before anything is written.
+  - C(ray-cluster-name) cannot be changed. A VM that is not a verified node of O(cluster_name) (see
+    O(cluster_key_file)) is refused, by name, before anything is written.
 author:
   - ray-vsphere maintainers (@ray-vsphere)
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
+  - ray_vsphere.cluster.cluster_key
 options:
   cluster_name:
     description: The Ray cluster the nodes belong to.
@@ -53,6 +55,7 @@ EXAMPLES = r"""
 - name: Mark two nodes up to date
   ray_vsphere.cluster.node_tags:
     cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
     nodes:
       - uuid: 5029d4cb-5ad3-4d1c-b4b4-d3a6e6a8d5a1
         tags: {ray-node-status: up-to-date}
@@ -77,7 +80,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 
 
 def main():
@@ -90,13 +93,15 @@ def main():
                 tags=dict(type="dict", required=True),
             ), required_one_of=[("uuid", "name")], mutually_exclusive=[("uuid", "name")]),
             parallel=dict(type="int", default=8),
+            **_ray_auth.CLUSTER_KEY_OPTIONS
         ),
         supports_check_mode=True,
     )
     params = module.params
+    cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
-        before, after = _nodes.set_node_tags(client.service_instance, params["cluster_name"], params["nodes"],
+        before, after = _nodes.set_node_tags(client.service_instance, cluster_key, params["nodes"],
                                              params["parallel"], module.check_mode)
         result = dict(changed=bool(after), changed_nodes=sorted(after))
         if module._diff:

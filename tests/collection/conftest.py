@@ -13,10 +13,13 @@ from pyVmomi import vim
 
 from ray_provider.runner import task_results
 from testbed import leftovers, vsphere
+from testbed.guests import make_key_pair
 from testbed.ray_cluster import run_tasks
 
 PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder="ray",
                  datastore="LocalDS_0", network="VM Network")
+# The modules that take the cluster's key; a play gives them the test module's key unless a task names another.
+KEYED_MODULES = ("node_deploy", "node_info", "node_tags", "node_delete")
 
 
 class PlayResult:
@@ -36,20 +39,29 @@ class PlayResult:
 
 
 @pytest.fixture(scope="module")
-def play(vcsim, tmp_path_factory):
+def cluster_key_file(tmp_path_factory):
+    """The private key of the clusters a test module makes (module_defaults of every play)."""
+    return make_key_pair(tmp_path_factory.mktemp("cluster-key") / "ray-test", "ray-test")
+
+
+@pytest.fixture(scope="module")
+def play(vcsim, tmp_path_factory, cluster_key_file):
     """play(tasks, env=None, check=False, diff=False) -> PlayResult, credentials from the environment.
 
-    node_deploy's hash cache of local images goes to the test module's tmp, not ~/.cache.
+    node_deploy's hash cache of local images goes to the test module's tmp, not ~/.cache. The modules
+    that take cluster_key_file get the module's cluster_key_file by module_defaults.
     """
     counter = itertools.count()
     run_root = tmp_path_factory.mktemp("plays")
     leaks = []
+    key_defaults = {f"ray_vsphere.cluster.{module}": {"cluster_key_file": str(cluster_key_file)}
+                    for module in KEYED_MODULES}
 
     def run(tasks, env=None, check=False, diff=False):
         run_dir = run_root / f"run-{next(counter)}"
         cmdline = " ".join(flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted) or None
         env = dict(env or vcsim.endpoint.environment(), XDG_CACHE_HOME=str(run_root / "cache"))
-        result = PlayResult(run_tasks(tasks, run_dir, env, cmdline=cmdline))
+        result = PlayResult(run_tasks(tasks, run_dir, env, cmdline=cmdline, module_defaults=key_defaults))
         leaks.extend(leftovers.files_containing(vcsim.endpoint.password, run_dir))
         return result
 

@@ -8,6 +8,8 @@ from testbed.appliance import build_test_ova
 from testbed.guests import ssh
 from testbed.ova_import import import_ova
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
+
 
 def nodes_of(result):
     return {node["name"]: node for node in result["nodes"]}
@@ -95,16 +97,29 @@ def test_check_mode_predicts_the_nodes_and_creates_nothing(play, test_ova, vm_na
     assert vm_names() == before
 
 
-def test_a_vm_whose_tagging_was_cut_short_is_adopted_not_duplicated(play, test_ova, service_instance, vm_names):
-    # What a run killed between creating a VM and tagging it leaves: the creation marker only.
+def test_a_vm_whose_tagging_was_cut_short_is_adopted_not_duplicated(play, test_ova, service_instance, vm_names,
+                                                                  cluster_key_file):
+    # What a run killed between creating a VM and tagging it leaves: the creation marker and the identity only.
+    identity = ClusterKey(cluster_key_file.read_text(), "alpha").node_identity("alpha-cut-short")
     import_ova(service_instance, test_ova, "alpha-cut-short", **simulator.default_placement(service_instance),
-               extra_config={"ray-vsphere.cluster-name": "alpha"})
+               extra_config={"ray-vsphere.cluster-name": "alpha", "ray-vsphere.cluster-identity": identity})
     before = vm_names()
     result = play([deploy_task("alpha", test_ova, names=["alpha-cut-short"])]).result
     assert not result["failed"], result
     assert (result["changed"], result["adopted"], result["created"]) == (True, ["alpha-cut-short"], [])
     assert result["nodes"][0]["tags"]["ray-cluster-name"] == "alpha"
     assert result["nodes"][0]["power_state"] == "poweredOn"
+    assert vm_names() == before
+
+
+def test_a_cut_short_vm_without_the_keys_identity_is_a_clash_not_adopted(play, test_ova, service_instance, vm_names):
+    # The creation marker alone (a leftover of a same-named cluster under another key, or someone's copy).
+    import_ova(service_instance, test_ova, "stray-cut-short", **simulator.default_placement(service_instance),
+               extra_config={"ray-vsphere.cluster-name": "stray"})
+    before = vm_names()
+    result = play([deploy_task("stray", test_ova, names=["stray-cut-short", "stray-1"])]).result
+    assert result["failed"] and result["unverified"] == ["stray-cut-short"]
+    assert "cluster 'stray' already exists in DC0/vm/ray under another key (VMs: stray-cut-short)" in result["msg"]
     assert vm_names() == before
 
 

@@ -108,7 +108,7 @@ def test_a_live_makers_template_is_waited_for_and_left_alone(play, test_ova, ser
 
 
 def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_says_what_it_left(
-        play, vcsim, test_ova, service_instance, tmp_path):
+        play, vcsim, test_ova, service_instance, tmp_path, cluster_key_file):
     result = play([deploy_task("mu", test_ova, names=["mu-0"], power_on=False)]).result
     name = result["image"]["template"]
     environment = vcsim.endpoint.environment()
@@ -117,7 +117,8 @@ def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_
     checked = run("image_prune", tmp_path / "check-1", environment, extra, cmdline="--check")
     assert published_stats(checked)["image_prune_removed"] == []
     assert published_stats(checked)["image_prune_kept"] == [{"name": name, "reason": "in use by 1 VM(s): mu-0"}]
-    down = run("ray_down", tmp_path / "down", environment, {"ray_cluster_name": "mu"})
+    down = run("ray_down", tmp_path / "down", environment,
+               {"ray_cluster_name": "mu", "ray_ssh_private_key": str(cluster_key_file)})
     assert published_stats(down)["ray_deleted_nodes"] == ["mu-0"]
     assert published_stats(down)["ray_left_templates"] == [name]
     assert f"Left: {name} (no VM uses {name}: playbooks/image_prune.yml removes them)" in down.stdout.read()

@@ -9,7 +9,7 @@ from ray_provider.runner import published_stats, run_playbook
 from testbed import ray_cluster
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
 from testbed.guests import ssh
 
 pytestmark = pytest.mark.slow
@@ -66,10 +66,11 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"])
 
-    down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(), {"ray_cluster_name": "e2e"})
+    down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(),
+                           {"ray_cluster_name": "e2e", "ray_ssh_private_key": str(key)})
     assert down.status == "successful", down.stdout.read()[-5000:]
     assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", "e2e-worker-0"]
-    assert _nodes.list_nodes(vcsim.endpoint.connect(), "e2e") == []
+    assert _nodes.list_nodes(vcsim.endpoint.connect(), ClusterKey(key.read_text(), "e2e")) == ([], [])
     guest_simulator_settled = time.monotonic() + 30
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
         time.sleep(0.2)
@@ -97,7 +98,8 @@ def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip
     """Connections check the host key recorded in vCenter at deploy: an impostor gets no login, no key, no token."""
     known_hosts = tmp_path / "known_hosts"
     plays = [{"name": "Trust the cluster's nodes", "hosts": "localhost", "connection": "local", "gather_facts": False,
-              "tasks": [{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "e2e"}, "register": "listed"},
+              "tasks": [{"name": "List", "register": "listed",
+                         "ray_vsphere.cluster.node_info": {"cluster_name": "e2e", "cluster_key_file": str(key)}},
                         {"name": "Trust", "ansible.builtin.include_role": {"name": "ray_vsphere.cluster.nodes",
                                                                            "tasks_from": "trust"},
                          "vars": {"nodes_trusted": "{{ listed.nodes }}", "nodes_private_key": str(key),

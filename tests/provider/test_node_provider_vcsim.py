@@ -87,15 +87,18 @@ def test_every_node_setting_reaches_node_deploy_in_the_check_and_the_launch(prov
 def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_ova, tmp_path, monkeypatch):
     """vCenter ends a session idle for about 30 minutes; a head's autoscaler can idle longer than that."""
     with simulator.Vcsim(session_idle_timeout=1) as forgetful:
+        provider = make_provider(forgetful, test_ova, tmp_path, monkeypatch)
         service_instance = forgetful.endpoint.connect()
-        vm = import_ova(service_instance, test_ova, "unit-vcsim-worker-idle", **simulator.default_placement(service_instance))
+        # A node as node_deploy makes it: with the identity the cluster's key makes for it.
+        identity = {_ray_tags.CLUSTER_IDENTITY: provider.cluster_key().node_identity("unit-vcsim-worker-idle")}
+        vm = import_ova(service_instance, test_ova, "unit-vcsim-worker-idle", **simulator.default_placement(service_instance),
+                        extra_config=identity)
         tags = {_ray_tags.CLUSTER_NAME: "unit-vcsim", _ray_tags.NODE_KIND: "worker"}
         attributes = _nodes.Inventory(service_instance).attributes
         attributes.require(set(tags))
         attributes.set(vm, "unit-vcsim-worker-idle", tags)
         service_instance.content.sessionManager.Logout()
 
-        provider = make_provider(forgetful, test_ova, tmp_path, monkeypatch)
         nodes = provider.non_terminated_nodes({})
         assert len(nodes) == 1
         client = provider.vcenter_session._client

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from testbed import image, leftovers, ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
@@ -42,10 +42,11 @@ def ray_ssh_of():
         ray_cluster.close_ray_ssh_connections(name)
 
 
-def cluster_nodes(sim, cluster_name):
+def cluster_nodes(sim, cluster_name, key):
+    """The cluster's nodes: the VMs carrying the identity its key makes."""
     service_instance = sim.endpoint.connect()
     try:
-        return _nodes.list_nodes(service_instance, cluster_name)
+        return _nodes.list_nodes(service_instance, _ray_auth.ClusterKey(key.read_text(), cluster_name))[0]
     finally:
         service_instance.content.sessionManager.Logout()
 
@@ -85,7 +86,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
     assert sim.endpoint.password not in up.stdout + up.stderr
-    nodes = cluster_nodes(sim, name)
+    nodes = cluster_nodes(sim, name, cluster_key)
     heads = of_kind(nodes, "head")
     assert len(heads) == 1 and heads[0]["tags"]["ray-node-status"] == "up-to-date", \
         "the head's last tags reach vCenter before `ray up` exits"
@@ -95,7 +96,7 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     # The head's autoscaler launches min_workers (1) through the same provider.
     ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, 2, timeout=240)  # the min worker joined Ray
-    first_worker = of_kind(cluster_nodes(sim, name), "worker")
+    first_worker = of_kind(cluster_nodes(sim, name, cluster_key), "worker")
     assert len(first_worker) == 1
     monitor = ssh(head_ip, cluster_key, "grep -c 'autoscaler v2' /tmp/ray/session_latest/logs/monitor.log")
     assert (int(monitor.stdout.strip() or 0) > 0) == (autoscaler == "v2"), f"the head runs autoscaler {autoscaler}"
@@ -130,27 +131,27 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     # A job that needs two workers at once makes the autoscaler add one; it completes.
     hosts = ray_cluster.run_scale_up_job(head_ip, cluster_key, workers=2, timeout=300)
-    workers = of_kind(cluster_nodes(sim, name), "worker")
+    workers = of_kind(cluster_nodes(sim, name, cluster_key), "worker")
     assert len(workers) == 2
     assert sorted(hosts) == sorted(guest.hostname for guest in guests.guests().values()
                                    if guest.address in {worker["ip"] for worker in workers})
 
     # Idle workers beyond min_workers go after the idle timeout (15 s).
-    wait_for("the idle worker's VM to be deleted", lambda: len(of_kind(cluster_nodes(sim, name), "worker")) == 1,
+    wait_for("the idle worker's VM to be deleted", lambda: len(of_kind(cluster_nodes(sim, name, cluster_key), "worker")) == 1,
              timeout=240)
 
     # A restarted head (Ray stopped and started by a second `ray up`) finds its cluster in vCenter.
-    kept = {node["uuid"] for node in cluster_nodes(sim, name)}
+    kept = {node["uuid"] for node in cluster_nodes(sim, name, cluster_key)}
     again = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, 2, timeout=240)  # the kept worker rejoined
-    after_restart = cluster_nodes(sim, name)
+    after_restart = cluster_nodes(sim, name, cluster_key)
     assert {node["uuid"] for node in after_restart} == kept, "no duplicate head, no replacement worker"
     assert of_kind(after_restart, "head")[0]["uuid"] == head_uuid
 
     down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config), extra_env=version)
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
-    assert cluster_nodes(sim, name) == []
+    assert cluster_nodes(sim, name, cluster_key) == []
     wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
 
 
@@ -188,7 +189,7 @@ def test_broken_cluster_yaml_is_refused_with_the_key_named_and_nothing_created(t
     assert result.returncode != 0
     assert "rejected the login of 'administrator@vsphere.local': wrong username or password" in output
     assert "Wr0ng-passw0rd" not in output
-    assert cluster_nodes(sim, "broken") == []
+    assert cluster_nodes(sim, "broken", cluster_key) == []
     assert guests.guests() == {}
 
 

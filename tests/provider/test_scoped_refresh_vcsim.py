@@ -12,7 +12,7 @@ import pytest
 from pyVmomi import vim
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _ray_auth, _ray_tags
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
@@ -29,10 +29,14 @@ def admin(vcsim):
 
 
 class Site:
-    """Clones of a model VM as nodes of CLUSTER, made and changed from the admin session."""
+    """Clones of a model VM as nodes of CLUSTER, made and changed from the admin session.
 
-    def __init__(self, admin):
+    Each clone carries the identity the cluster's key makes for it, written by the clone call as node_deploy does.
+    """
+
+    def __init__(self, admin, cluster_key):
         self.admin = admin
+        self.cluster_key = cluster_key
         self.datacenter = vsphere.find_by_name(admin, vim.Datacenter, simulator.DATACENTER)
         self.folder = vsphere.find_by_name(admin, vim.Folder, simulator.VM_FOLDER)
         self.model = vsphere.find_by_name(admin, vim.VirtualMachine, "DC0_C0_RP1_VM0")
@@ -41,8 +45,9 @@ class Site:
         self.attributes.require([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, "ray-node-status"])
 
     def node(self, name, folder=None, **tags):
-        task = self.model.CloneVM_Task(folder=folder or self.folder, name=name,
-                                       spec=vim.vm.CloneSpec(location=vim.vm.RelocateSpec()))
+        identity = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=self.cluster_key.node_identity(name))
+        task = self.model.CloneVM_Task(folder=folder or self.folder, name=name, spec=vim.vm.CloneSpec(
+            location=vim.vm.RelocateSpec(), config=vim.vm.ConfigSpec(extraConfig=[identity])))
         vm = vsphere.wait_for_task(self.admin, task)
         self.tag(vm, **{_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "worker", **tags})
         return vm
@@ -55,8 +60,13 @@ class Site:
 
 
 @pytest.fixture
-def site(admin):
-    site = Site(admin)
+def cluster_key_file(tmp_path):
+    return make_key_pair(tmp_path / "ray-key")
+
+
+@pytest.fixture
+def site(admin, cluster_key_file):
+    site = Site(admin, _ray_auth.ClusterKey(cluster_key_file.read_text(), CLUSTER))
     yield site
     for vm, props in vsphere.objects_of_type(admin, vim.VirtualMachine, ["name", "runtime.powerState"]).items():
         if props["name"].startswith(CLUSTER):
@@ -66,8 +76,8 @@ def site(admin):
 
 
 @pytest.fixture
-def provider(vcsim, tmp_path, monkeypatch):
-    key = make_key_pair(tmp_path / "ray-key")
+def provider(vcsim, tmp_path, monkeypatch, cluster_key_file):
+    key = cluster_key_file
     for name, value in vcsim.endpoint.environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")

@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DeployRequest
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES
 from testbed.guest_boot import presented_guestinfo
@@ -40,10 +41,15 @@ KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFirstKeyOfTheCluster ray-vsphere a
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISecondKeyOfAnOperator operator@example.com"]
 
 
+# The identity it makes goes to vCenter, not to cloud-init: any private key text will do here.
+CLUSTER_KEY = ClusterKey("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-used\n-----END OPENSSH PRIVATE KEY-----\n",
+                         "analytics")
+
+
 def deploy_request(**params):
     return DeployRequest(dict(dict(cluster_name="analytics", node_kind="worker", node_type=None, names=None, count=2,
                                    request_id="r1", tags={}, ovf_properties={}, guestinfo={}, ssh_public_keys=KEYS),
-                              **params))
+                              **params), CLUSTER_KEY)
 
 
 @pytest.fixture

@@ -1,0 +1,267 @@
+"""Clusters with an identity: a VM is a node of a cluster only if it carries the identity made with the cluster's key.
+
+Two clusters of one name, with different keys in different VM folders, never
+touch each other; a third one in the same folder is refused before anything
+is made; a VM made outside the project and tagged as the head, carrying the
+real head's identity value, is neither listed nor taken for the head, by the
+playbooks' head lookup nor by the provider's refresh.
+"""
+
+import pytest
+from conftest import PLACEMENT, deploy_task, task
+from pyVmomi import vim
+from ray.autoscaler.tags import TAG_RAY_NODE_KIND
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _ray_tags
+from ray_provider import node_provider
+from ray_provider.node_provider import VsphereNodeProvider
+from testbed import simulator, vsphere
+from testbed.guests import make_key_pair
+from testbed.ova_import import import_ova
+
+CLUSTER = "twin"
+OTHER_FOLDER = "ray-other"
+# vcsim names a VM's datastore folder after the VM alone (vCenter adds a suffix): the same names in another
+# VM folder need another datastore there.
+OTHER_PLACEMENT = dict(vm_folder=OTHER_FOLDER, datastore="LocalDS_1")
+
+
+# ----- the key and the one verification function, without vCenter -----
+
+@pytest.fixture
+def key_text(tmp_path):
+    return make_key_pair(tmp_path / "key").read_text()
+
+
+def test_an_identity_verifies_only_for_its_key_cluster_and_vm_name(key_text, tmp_path):
+    key = _ray_auth.ClusterKey(key_text, "analytics")
+    identity = key.node_identity("analytics-head")
+    assert len(identity) == 64 and identity not in key_text
+    assert key.verifies("analytics-head", identity)
+    assert not key.verifies("analytics-worker-0", identity), "copied onto another VM, it does not verify"
+    assert not _ray_auth.ClusterKey(key_text, "analytics-2").verifies("analytics-head", identity)
+    other = _ray_auth.ClusterKey(make_key_pair(tmp_path / "other").read_text(), "analytics")
+    assert not other.verifies("analytics-head", identity), "another key, another cluster"
+    assert not key.verifies("analytics-head", None) and not key.verifies("analytics-head", "")
+    assert identity != _ray_auth.ray_auth_token(key_text, "analytics"), "the token is not an identity"
+
+
+def test_the_verification_reads_the_identity_from_either_read_and_never_takes_a_template(key_text):
+    key = _ray_auth.ClusterKey(key_text, "analytics")
+    option = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=key.node_identity("analytics-head"))
+    keyed = {"name": "analytics-head", f'config.extraConfig["{_ray_tags.CLUSTER_IDENTITY}"]': option}
+    whole = {"name": "analytics-head", "config.extraConfig": [option]}
+    assert _nodes.verified(keyed, key) and _nodes.verified(whole, key)
+    assert not _nodes.verified(dict(whole, **{"config.template": True}), key)
+    assert not _nodes.verified(dict(whole, name="analytics-head-copy"), key)
+    assert not _nodes.verified({"name": "analytics-head"}, key), "no identity, not a node"
+
+
+def test_an_unusable_key_file_is_named_and_its_content_never_echoed(tmp_path):
+    with pytest.raises(_ray_auth.ClusterKeyError, match=r"cluster_key_file: cannot read the cluster's private SSH "
+                                                         r"key .*/missing: No such file or directory"):
+        _ray_auth.ClusterKey.from_file(str(tmp_path / "missing"), "analytics")
+    with pytest.raises(_ray_auth.ClusterKeyError, match="cannot read.*Is a directory"):
+        _ray_auth.ClusterKey.from_file(str(tmp_path), "analytics")
+    public = make_key_pair(tmp_path / "pair").with_suffix(".pub")
+    with pytest.raises(_ray_auth.ClusterKeyError, match=r"pair.pub is not a PEM or OpenSSH private key \(that is a "
+                                                        r"public key: give the private one beside it\)"):
+        _ray_auth.ClusterKey.from_file(str(public), "analytics")
+    (tmp_path / "secret").write_text("hunter2-not-a-key")
+    with pytest.raises(_ray_auth.ClusterKeyError) as refused:
+        _ray_auth.ClusterKey.from_file(str(tmp_path / "secret"), "analytics")
+    assert "is not a PEM or OpenSSH private key" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("module", ["node_info", "node_tags", "node_delete", "node_deploy"])
+def test_every_module_refuses_a_missing_key_before_any_vcenter_call(play, module, tmp_path, test_ova):
+    arguments = dict(cluster_name=CLUSTER, cluster_key_file=str(tmp_path / "nope"))
+    arguments.update({"node_tags": dict(nodes=[{"name": "x", "tags": {"a": "b"}}]), "node_delete": dict(all_nodes=True),
+                      "node_deploy": dict(PLACEMENT, ovf=str(test_ova))}.get(module, {}))
+    # A vCenter nobody answers at: the key is checked first, so the error is the key's.
+    result = play([task(module, **arguments)], env={"VMWARE_HOST": "127.0.0.1", "VMWARE_PORT": "9",
+                                                   "VMWARE_USER": "nobody", "VMWARE_PASSWORD": "unused-password-4711"}).result
+    assert result["failed"]
+    assert f"cluster_key_file: cannot read the cluster's private SSH key {tmp_path / 'nope'}" in result["msg"]
+
+
+# ----- two clusters of one name, and a forged head, in vcsim -----
+
+@pytest.fixture(scope="module")
+def other_key(tmp_path_factory):
+    return make_key_pair(tmp_path_factory.mktemp("other-key") / "ray-other", "ray-other")
+
+
+@pytest.fixture(scope="module")
+def twins(play, test_ova, vcsim, other_key):
+    """CLUSTER with the module's key in folder ray, and CLUSTER with other_key in OTHER_FOLDER, same VM names."""
+    admin = vcsim.endpoint.connect()
+    datacenter = vsphere.find_by_name(admin, vim.Datacenter, simulator.DATACENTER)
+    datacenter.vmFolder.CreateFolder(OTHER_FOLDER)
+    vsphere.disconnect(admin)
+    for keyed in ({}, dict(OTHER_PLACEMENT, cluster_key_file=str(other_key))):
+        for kind, names in (("head", [f"{CLUSTER}-head"]), ("worker", [f"{CLUSTER}-w0", f"{CLUSTER}-w1"])):
+            result = play([deploy_task(CLUSTER, test_ova, node_kind=kind, names=names, **keyed)]).result
+            assert not result["failed"], result
+    return str(other_key)
+
+
+def listed(play, key=None, **arguments):
+    keyed = {"cluster_key_file": key} if key else {}
+    result = play([task("node_info", cluster_name=CLUSTER, **keyed, **arguments)]).result
+    assert not result["failed"], result
+    return result
+
+
+def names(records):
+    return [record["name"] for record in records]
+
+
+def uuids_by_folder(service_instance):
+    found = {}
+    for vm, props in vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name", "parent",
+                                                                                   "config.instanceUuid"]).items():
+        if props["name"].startswith(CLUSTER):
+            found.setdefault(props["parent"].name, {})[props["name"]] = props["config.instanceUuid"]
+    return found
+
+
+def test_each_key_lists_its_own_cluster_and_names_the_other_as_unverified(play, twins, other_key, service_instance):
+    by_folder = uuids_by_folder(service_instance)
+    mine, theirs = listed(play), listed(play, str(other_key))
+    assert names(mine["nodes"]) == names(theirs["nodes"]) == [f"{CLUSTER}-head", f"{CLUSTER}-w0", f"{CLUSTER}-w1"]
+    assert {n["uuid"] for n in mine["nodes"]} == set(by_folder["ray"].values())
+    assert {n["uuid"] for n in theirs["nodes"]} == set(by_folder[OTHER_FOLDER].values())
+    assert mine["unverified"] == theirs["unverified"] == [f"{CLUSTER}-head", f"{CLUSTER}-w0", f"{CLUSTER}-w1"]
+    scoped = listed(play, datacenter="DC0", vm_folders=["ray"])
+    assert (len(scoped["nodes"]), scoped["unverified"]) == (3, []), "the other cluster is not in this folder"
+
+
+def test_tags_reach_only_the_keys_cluster_and_a_foreign_uuid_is_refused_by_name(play, twins, other_key,
+                                                                               service_instance):
+    by_folder = uuids_by_folder(service_instance)
+    applied = play([task("node_tags", cluster_name=CLUSTER,
+                         nodes=[{"name": f"{CLUSTER}-w0", "tags": {"ray-node-status": "mine"}}])]).result
+    assert (applied["failed"], applied["changed_nodes"]) == (False, [f"{CLUSTER}-w0"]), applied
+    statuses = {n["uuid"]: n["tags"].get("ray-node-status") for n in listed(play, str(other_key))["nodes"]}
+    assert by_folder[OTHER_FOLDER][f"{CLUSTER}-w0"] in statuses and set(statuses.values()) == {None}, \
+        "the other cluster's same-named node was not tagged"
+
+    foreign = by_folder[OTHER_FOLDER][f"{CLUSTER}-w1"]
+    refused = play([task("node_tags", cluster_name=CLUSTER, nodes=[
+        {"name": f"{CLUSTER}-w1", "tags": {"ray-node-status": "x"}},
+        {"uuid": foreign, "tags": {"ray-node-status": "x"}}])]).result
+    assert refused["failed"]
+    assert f"{foreign} (tagged ray-cluster-name={CLUSTER}, but without the identity of this cluster's key)" in \
+        refused["msg"]
+    assert all("ray-node-status" not in n["tags"] for n in listed(play)["nodes"] if n["name"] == f"{CLUSTER}-w1"), \
+        "nothing written when one target is refused"
+
+
+def test_a_deploy_into_the_folder_of_a_same_named_cluster_under_another_key_fails_and_makes_nothing(
+        play, twins, other_key, test_ova, vm_names):
+    before = vm_names()
+    for check in (True, False):
+        refused = play([deploy_task(CLUSTER, test_ova, count=2, request_id="clash", **OTHER_PLACEMENT)],
+                       check=check).result
+        assert refused["failed"]
+        assert refused["msg"].startswith(
+            f"cluster '{CLUSTER}' already exists in DC0/vm/{OTHER_FOLDER} under another key (VMs: {CLUSTER}-head, "
+            f"{CLUSTER}-w0, {CLUSTER}-w1): pick another cluster name, or use that cluster's key"), refused["msg"]
+    assert vm_names() == before, "nothing created, no template either"
+
+    # Scaling each cluster in its own folder is fine, and alike names do not mix.
+    for keyed in ({}, dict(OTHER_PLACEMENT, cluster_key_file=str(other_key))):
+        scaled = play([deploy_task(CLUSTER, test_ova, count=1, request_id="more", **keyed)]).result
+        assert (scaled["failed"], scaled["created"]) == (False, [f"{CLUSTER}-worker-more-0"]), scaled
+    assert len(listed(play)["nodes"]) == len(listed(play, str(other_key))["nodes"]) == 4
+
+
+def test_delete_by_request_id_and_by_cluster_removes_only_the_keys_vms(play, twins, other_key, service_instance):
+    by_request = play([task("node_delete", cluster_name=CLUSTER, request_ids=["more"])]).result
+    assert by_request["deleted"] == [f"{CLUSTER}-worker-more-0"], by_request
+    assert f"{CLUSTER}-worker-more-0" in names(listed(play, str(other_key))["nodes"])
+
+    everything = play([task("node_delete", cluster_name=CLUSTER, all_nodes=True)]).result
+    assert not everything["failed"], everything
+    assert everything["deleted"] == [f"{CLUSTER}-head", f"{CLUSTER}-w0", f"{CLUSTER}-w1"]
+    assert everything["unverified"] == [f"{CLUSTER}-head", f"{CLUSTER}-w0", f"{CLUSTER}-w1", f"{CLUSTER}-worker-more-0"]
+    assert listed(play)["nodes"] == []
+    survivors = listed(play, str(other_key))["nodes"]
+    assert names(survivors) == [f"{CLUSTER}-head", f"{CLUSTER}-w0", f"{CLUSTER}-w1", f"{CLUSTER}-worker-more-0"]
+    assert {n["uuid"] for n in survivors} == set(uuids_by_folder(service_instance)[OTHER_FOLDER].values())
+
+    theirs = play([task("node_delete", cluster_name=CLUSTER, cluster_key_file=str(other_key), all_nodes=True)]).result
+    assert len(theirs["deleted"]) == 4 and uuids_by_folder(service_instance) == {}
+
+
+# ----- a forged head -----
+
+FORGED = f"{CLUSTER}-head-forged"
+
+
+@pytest.fixture(scope="module")
+def forged_head(play, test_ova, vcsim):
+    """The module key's cluster again (head only), plus a VM made outside the project in its folder, tagged as an
+    up-to-date head and carrying the real head's identity value, creation marker and deploy settings."""
+    settings = {"datacenter": "DC0", "vm_folder": "ray", "ovf": "real"}
+    made = play([deploy_task(CLUSTER, test_ova, node_kind="head", names=[f"{CLUSTER}-head"],
+                             deploy_settings=settings)]).result
+    assert not made["failed"], made
+    admin = vcsim.endpoint.connect()
+    real = vsphere.find_by_name(admin, vim.VirtualMachine, f"{CLUSTER}-head")
+    copied = {option.key: option.value for option in vsphere.read_properties(admin, real, ["config.extraConfig"])[
+        "config.extraConfig"] if option.key.startswith("ray-vsphere.")}
+    assert _ray_tags.CLUSTER_IDENTITY in copied
+    copied[_ray_tags.DEPLOY_SETTINGS] = '{"ovf": "https://attacker.example.com/evil.ova"}'
+    vm = import_ova(admin, test_ova, FORGED, **simulator.default_placement(admin), extra_config=copied)
+    vsphere.wait_for_task(admin, vm.PowerOnVM_Task())
+    inventory = _nodes.Inventory(admin)
+    inventory.attributes.set(vm, FORGED, {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "head",
+                                          _ray_tags.USER_NODE_TYPE: "head", "ray-node-status": "up-to-date"})
+    yield settings
+    vsphere.disconnect(admin)
+
+
+def test_a_forged_head_is_not_listed_tagged_or_deleted(play, forged_head):
+    heads = listed(play, node_kind="head")
+    assert (names(heads["nodes"]), heads["unverified"]) == ([f"{CLUSTER}-head"], [FORGED])
+    for module, arguments in (("node_tags", dict(nodes=[{"name": FORGED, "tags": {"ray-node-status": "x"}}])),
+                              ("node_delete", dict(names=[FORGED]))):
+        refused = play([task(module, cluster_name=CLUSTER, **arguments)]).result
+        assert refused["failed"] and f"{FORGED} (tagged ray-cluster-name={CLUSTER}, but without" in refused["msg"]
+
+
+def test_the_providers_refresh_never_counts_the_forged_head(forged_head, cluster_key_file, test_ova, vcsim, tmp_path,
+                                                           monkeypatch):
+    for name, value in vcsim.endpoint.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
+    provider = VsphereNodeProvider({
+        "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider", "ovf": str(test_ova),
+        "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0], "vm_folder": simulator.VM_FOLDER,
+        "datastore": simulator.DATASTORES[0], "ssh_private_key_file": str(cluster_key_file),
+        "ssh_public_key_file": f"{cluster_key_file}.pub"}, CLUSTER)
+    heads = provider.non_terminated_nodes({TAG_RAY_NODE_KIND: "head"})
+    assert [provider._nodes[node_id]["name"] for node_id in heads] == [f"{CLUSTER}-head"]
+    assert FORGED in {props.get("name") for props in provider._watch.vms.values()}, \
+        "the refresh saw the forged head, and left it out"
+
+
+def test_the_playbooks_head_lookup_never_takes_the_forged_head(play, forged_head, cluster_key_file, test_ova):
+    lookup = [{"name": "Find the head", "ansible.builtin.include_role": {
+                   "name": "ray_vsphere.cluster.nodes", "tasks_from": "recorded"},
+               "vars": {"nodes_cluster_name": CLUSTER, "nodes_private_key": str(cluster_key_file)}},
+              {"name": "Show", "ansible.builtin.debug": {"var": "nodes_recorded_settings"}}]
+    found = play(lookup).result
+    assert found["nodes_recorded_settings"] == forged_head, "the real head's record, never the forged one's"
+
+    deleted = play([task("node_delete", cluster_name=CLUSTER, names=[f"{CLUSTER}-head"])]).result
+    assert deleted["deleted"] == [f"{CLUSTER}-head"]
+    alone = play(lookup).result
+    assert alone["nodes_recorded_settings"] == {}, "with the real head gone, the forged one is still no head"
+
+    # Nor can the head be deployed again beside it: a VM carrying the cluster's name without its identity is a
+    # clash, which shows, rather than a node.
+    blocked = play([deploy_task(CLUSTER, test_ova, node_kind="head", names=[f"{CLUSTER}-head"])]).result
+    assert blocked["failed"] and blocked["unverified"] == [FORGED], blocked
