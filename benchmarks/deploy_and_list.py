@@ -110,7 +110,7 @@ def list_benchmark(work_dir, vms, repeat):
             inventory.attributes.set(vm, vm._moId, {"ray-cluster-name": "bench"})
             vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
                 vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY,
-                                       value=cluster_key.node_identity(inventory.vms[vm]["name"]))])))
+                                       value=cluster_key.node_identity(inventory.vms[vm]["name"], vm.config.instanceUuid))])))
 
         assert len(bare_property_collector(service_instance)) >= vms
         assert len(_nodes.list_nodes(service_instance, cluster_key)[0]) == 20

@@ -80,7 +80,7 @@ def make_cluster(service_instance, nodes, key_path):
                                                 _ray_tags.USER_NODE_TYPE: "cpu_worker"})
         vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
             vim.option.OptionValue(key="SET.guest.ipAddress", value=f"198.18.{index // 250}.{index % 250 + 1}"),
-            vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=cluster_key.node_identity(vm.name))])))
+            vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=cluster_key.node_identity(vm.name, vm.config.instanceUuid))])))
     return folder, len(inventory.vms)
 
 

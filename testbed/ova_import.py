@@ -13,8 +13,8 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _
 
 
 def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore, folder, network,
-               properties=None, extra_config=None, timeout=120):
-    """Import `ova_path` as `vm_name`; OVF properties and extraConfig as given.
+               properties=None, extra_config=None, instance_uuid=None, timeout=120):
+    """Import `ova_path` as `vm_name`; OVF properties, extraConfig and instance UUID as given.
 
     The disk upload (NFC) verifies vcsim's certificate with the session's own TLS settings.
     """
@@ -28,6 +28,8 @@ def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore,
     def configure(config_spec):
         config_spec.extraConfig = [vim.option.OptionValue(key=key, value=value)
                                    for key, value in sorted((extra_config or {}).items())]
+        if instance_uuid:
+            config_spec.instanceUuid = instance_uuid
 
     with _ovf.OvfPackage(str(ova_path)) as package:  # a local file: no download, no TLS
         spec = _ovf.import_spec(service_instance, package, vm_name, placement, properties or {}, configure)

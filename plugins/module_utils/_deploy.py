@@ -244,7 +244,7 @@ class DeployRequest(object):
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_ray_tags.CREATION_MARKER] = self.cluster_name
         # By the create call itself, as the marker: no VM of the cluster ever exists without its identity.
-        extra[_ray_tags.CLUSTER_IDENTITY] = self.cluster_key.node_identity(name)
+        extra[_ray_tags.CLUSTER_IDENTITY] = self.cluster_key.node_identity(name, self.instance_uuids[name])
         if self.deploy_settings:
             extra[_ray_tags.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
         if self.request_id:

@@ -118,7 +118,7 @@ def verified(props, cluster_key):
     with it. Templates are never nodes.
     """
     return not props.get("config.template") and cluster_key.verifies(
-        props.get("name"), extra_config_value(props, _ray_tags.CLUSTER_IDENTITY))
+        props.get("name"), props.get("config.instanceUuid"), extra_config_value(props, _ray_tags.CLUSTER_IDENTITY))
 
 
 def deploy_settings(props):

@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import hashlib
 import hmac
+import uuid
 
 # Where `ray start` and drivers look for the token when RAY_AUTH_MODE is
 # unset or "token" (ray/_private/authentication/authentication_token_setup.py,
@@ -68,9 +69,10 @@ class ClusterKey(object):
     """A cluster's private SSH key, as the identities of the cluster's nodes are made and checked with it.
 
     A node's identity is derive(key, PURPOSE_NODE_IDENTITY, cluster name, VM
-    name), written into the VM's extraConfig by the call that creates it. Bound
-    to the VM name, which is unique in a VM folder: the value copied onto
-    another VM of that folder does not verify.
+    name, instance UUID), written into the VM's extraConfig by the call that
+    creates it, which also sets the instance UUID. vCenter keeps instance UUIDs
+    unique (it assigns a new one on a conflict: VmInstanceUuidConflictEvent),
+    so the value copied onto any other VM, in any folder, does not verify.
     """
 
     def __init__(self, private_key_text, cluster_name, source="cluster_key_file"):
@@ -93,12 +95,22 @@ class ClusterKey(object):
             text = ""
         return cls(text, cluster_name, "%s: %s" % (option, path))
 
-    def node_identity(self, vm_name):
-        return derive(self._text, PURPOSE_NODE_IDENTITY, self.cluster_name, vm_name)
+    def node_identity(self, vm_name, instance_uuid):
+        return derive(self._text, PURPOSE_NODE_IDENTITY, self.cluster_name, vm_name, _canonical_uuid(instance_uuid))
 
-    def verifies(self, vm_name, recorded):
-        """Whether `recorded` (a VM's CLUSTER_IDENTITY extraConfig value) is the identity of VM vm_name."""
-        return bool(vm_name) and matches(self.node_identity(vm_name), recorded)
+    def verifies(self, vm_name, instance_uuid, recorded):
+        """Whether `recorded` (a VM's CLUSTER_IDENTITY extraConfig value) is the identity of this VM."""
+        if not vm_name or not _canonical_uuid(instance_uuid):
+            return False
+        return matches(self.node_identity(vm_name, instance_uuid), recorded)
+
+
+def _canonical_uuid(text):
+    """The UUID as lower-case 8-4-4-4-12 hex, however vCenter spells it; "" when it is none."""
+    try:
+        return str(uuid.UUID(str(text)))
+    except ValueError:
+        return ""
 
 
 def cluster_key_or_fail(module):

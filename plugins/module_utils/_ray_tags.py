@@ -46,7 +46,8 @@ SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
 # cleanup of a call cut short (node_delete's request_ids) finds its VMs by.
 REQUEST_MARKER = "ray-vsphere.request-id"
 # Also written by the create call: the node's identity, an HMAC of the cluster
-# and VM names keyed by the cluster's private SSH key (_ray_auth.node_identity).
+# and VM names and the instance UUID, keyed by the cluster's private SSH key
+# (_ray_auth.ClusterKey.node_identity).
 # A VM is a node of a cluster only if this verifies against the key in hand, so
 # a VM tagged by someone else, or a same-named cluster under another key, is
 # never taken for one of ours.

@@ -7,6 +7,8 @@ real head's identity value, is neither listed nor taken for the head, by the
 playbooks' head lookup nor by the provider's refresh.
 """
 
+import uuid
+
 import pytest
 from conftest import PLACEMENT, deploy_task, task
 from pyVmomi import vim
@@ -33,28 +35,37 @@ def key_text(tmp_path):
     return make_key_pair(tmp_path / "key").read_text()
 
 
-def test_an_identity_verifies_only_for_its_key_cluster_and_vm_name(key_text, tmp_path):
+HEAD_UUID = "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a11"
+
+
+def test_an_identity_verifies_only_for_its_key_cluster_vm_name_and_instance_uuid(key_text, tmp_path):
     key = _ray_auth.ClusterKey(key_text, "analytics")
-    identity = key.node_identity("analytics-head")
+    identity = key.node_identity("analytics-head", HEAD_UUID)
     assert len(identity) == 64 and identity not in key_text
-    assert key.verifies("analytics-head", identity)
-    assert not key.verifies("analytics-worker-0", identity), "copied onto another VM, it does not verify"
-    assert not _ray_auth.ClusterKey(key_text, "analytics-2").verifies("analytics-head", identity)
+    assert key.verifies("analytics-head", HEAD_UUID, identity)
+    assert key.verifies("analytics-head", HEAD_UUID.upper(), identity), "however vCenter spells the UUID"
+    assert not key.verifies("analytics-worker-0", HEAD_UUID, identity), "copied onto another VM, it does not verify"
+    assert not key.verifies("analytics-head", "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a12", identity), (
+        "copied onto a same-named VM elsewhere (which vCenter gives another instance UUID), it does not verify")
+    assert not key.verifies("analytics-head", None, identity) and not key.verifies("analytics-head", "x", identity)
+    assert not _ray_auth.ClusterKey(key_text, "analytics-2").verifies("analytics-head", HEAD_UUID, identity)
     other = _ray_auth.ClusterKey(make_key_pair(tmp_path / "other").read_text(), "analytics")
-    assert not other.verifies("analytics-head", identity), "another key, another cluster"
-    assert not key.verifies("analytics-head", None) and not key.verifies("analytics-head", "")
+    assert not other.verifies("analytics-head", HEAD_UUID, identity), "another key, another cluster"
+    assert not key.verifies("analytics-head", HEAD_UUID, None) and not key.verifies("analytics-head", HEAD_UUID, "")
     assert identity != _ray_auth.ray_auth_token(key_text, "analytics"), "the token is not an identity"
 
 
 def test_the_verification_reads_the_identity_from_either_read_and_never_takes_a_template(key_text):
     key = _ray_auth.ClusterKey(key_text, "analytics")
-    option = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=key.node_identity("analytics-head"))
-    keyed = {"name": "analytics-head", f'config.extraConfig["{_ray_tags.CLUSTER_IDENTITY}"]': option}
-    whole = {"name": "analytics-head", "config.extraConfig": [option]}
+    option = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=key.node_identity("analytics-head", HEAD_UUID))
+    keyed = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID,
+             f'config.extraConfig["{_ray_tags.CLUSTER_IDENTITY}"]': option}
+    whole = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID, "config.extraConfig": [option]}
     assert _nodes.verified(keyed, key) and _nodes.verified(whole, key)
     assert not _nodes.verified(dict(whole, **{"config.template": True}), key)
     assert not _nodes.verified(dict(whole, name="analytics-head-copy"), key)
-    assert not _nodes.verified({"name": "analytics-head"}, key), "no identity, not a node"
+    assert not _nodes.verified(dict(whole, **{"config.instanceUuid": str(uuid.uuid4())}), key)
+    assert not _nodes.verified({"name": "analytics-head", "config.instanceUuid": HEAD_UUID}, key), "no identity"
 
 
 def test_an_unusable_key_file_is_named_and_its_content_never_echoed(tmp_path):
@@ -198,6 +209,7 @@ def test_delete_by_request_id_and_by_cluster_removes_only_the_keys_vms(play, twi
 # ----- a forged head -----
 
 FORGED = f"{CLUSTER}-head-forged"
+FORGERS_FOLDER = "forgers-own"
 
 
 @pytest.fixture(scope="module")
@@ -217,15 +229,26 @@ def forged_head(play, test_ova, vcsim):
     vm = import_ova(admin, test_ova, FORGED, **simulator.default_placement(admin), extra_config=copied)
     vsphere.wait_for_task(admin, vm.PowerOnVM_Task())
     inventory = _nodes.Inventory(admin)
-    inventory.attributes.set(vm, FORGED, {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "head",
-                                          _ray_tags.USER_NODE_TYPE: "head", "ray-node-status": "up-to-date"})
+    head_tags = {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "head", _ray_tags.USER_NODE_TYPE: "head",
+                 "ray-node-status": "up-to-date"}
+    inventory.attributes.set(vm, FORGED, head_tags)
+    # And a copy under the real head's very name in a folder of the forger's own, which a lookup without a
+    # folder reads too: vCenter gives it its own instance UUID, so the copied identity does not verify.
+    # (Imported under another name and renamed: vcsim names the datastore folder after the VM alone.)
+    datacenter = vsphere.find_by_name(admin, vim.Datacenter, simulator.DATACENTER)
+    own_folder = datacenter.vmFolder.CreateFolder(FORGERS_FOLDER)
+    copy = import_ova(admin, test_ova, f"{FORGED}-copy", **dict(simulator.default_placement(admin), folder=own_folder),
+                      extra_config=copied)
+    vsphere.wait_for_task(admin, copy.Rename_Task(f"{CLUSTER}-head"))
+    inventory.attributes.set(copy, f"{CLUSTER}-head", head_tags)
     yield settings
     vsphere.disconnect(admin)
 
 
 def test_a_forged_head_is_not_listed_tagged_or_deleted(play, forged_head):
     heads = listed(play, node_kind="head")
-    assert (names(heads["nodes"]), heads["unverified"]) == ([f"{CLUSTER}-head"], [FORGED])
+    # Listed in all of vCenter: the same-named copy in the forger's folder shows too, as unverified.
+    assert (names(heads["nodes"]), sorted(heads["unverified"])) == ([f"{CLUSTER}-head"], [f"{CLUSTER}-head", FORGED])
     for module, arguments in (("node_tags", dict(nodes=[{"name": FORGED, "tags": {"ray-node-status": "x"}}])),
                               ("node_delete", dict(names=[FORGED]))):
         refused = play([task(module, cluster_name=CLUSTER, **arguments)]).result

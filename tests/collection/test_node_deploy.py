@@ -1,5 +1,7 @@
 """node_deploy through real playbook runs against vcsim."""
 
+import uuid
+
 from conftest import deploy_task
 from pyVmomi import vim
 
@@ -100,9 +102,11 @@ def test_check_mode_predicts_the_nodes_and_creates_nothing(play, test_ova, vm_na
 def test_a_vm_whose_tagging_was_cut_short_is_adopted_not_duplicated(play, test_ova, service_instance, vm_names,
                                                                   cluster_key_file):
     # What a run killed between creating a VM and tagging it leaves: the creation marker and the identity only.
-    identity = ClusterKey(cluster_key_file.read_text(), "alpha").node_identity("alpha-cut-short")
+    instance_uuid = str(uuid.uuid4())
+    identity = ClusterKey(cluster_key_file.read_text(), "alpha").node_identity("alpha-cut-short", instance_uuid)
     import_ova(service_instance, test_ova, "alpha-cut-short", **simulator.default_placement(service_instance),
-               extra_config={"ray-vsphere.cluster-name": "alpha", "ray-vsphere.cluster-identity": identity})
+               extra_config={"ray-vsphere.cluster-name": "alpha", "ray-vsphere.cluster-identity": identity},
+               instance_uuid=instance_uuid)
     before = vm_names()
     result = play([deploy_task("alpha", test_ova, names=["alpha-cut-short"])]).result
     assert not result["failed"], result

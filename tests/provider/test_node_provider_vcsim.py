@@ -6,6 +6,7 @@ under test in the first case.
 
 
 import time
+import uuid
 
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
@@ -90,9 +91,11 @@ def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_
         provider = make_provider(forgetful, test_ova, tmp_path, monkeypatch)
         service_instance = forgetful.endpoint.connect()
         # A node as node_deploy makes it: with the identity the cluster's key makes for it.
-        identity = {_ray_tags.CLUSTER_IDENTITY: provider.cluster_key().node_identity("unit-vcsim-worker-idle")}
+        instance_uuid = str(uuid.uuid4())
+        identity = {_ray_tags.CLUSTER_IDENTITY: provider.cluster_key().node_identity("unit-vcsim-worker-idle",
+                                                                                      instance_uuid)}
         vm = import_ova(service_instance, test_ova, "unit-vcsim-worker-idle", **simulator.default_placement(service_instance),
-                        extra_config=identity)
+                        extra_config=identity, instance_uuid=instance_uuid)
         tags = {_ray_tags.CLUSTER_NAME: "unit-vcsim", _ray_tags.NODE_KIND: "worker"}
         attributes = _nodes.Inventory(service_instance).attributes
         attributes.require(set(tags))

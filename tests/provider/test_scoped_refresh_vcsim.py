@@ -6,6 +6,7 @@ changes reach vCenter behind the provider's back.
 """
 
 import logging
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -45,9 +46,12 @@ class Site:
         self.attributes.require([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, "ray-node-status"])
 
     def node(self, name, folder=None, **tags):
-        identity = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=self.cluster_key.node_identity(name))
+        instance_uuid = str(uuid.uuid4())
+        identity = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY,
+                                          value=self.cluster_key.node_identity(name, instance_uuid))
         task = self.model.CloneVM_Task(folder=folder or self.folder, name=name, spec=vim.vm.CloneSpec(
-            location=vim.vm.RelocateSpec(), config=vim.vm.ConfigSpec(extraConfig=[identity])))
+            location=vim.vm.RelocateSpec(),
+            config=vim.vm.ConfigSpec(instanceUuid=instance_uuid, extraConfig=[identity])))
         vm = vsphere.wait_for_task(self.admin, task)
         self.tag(vm, **{_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "worker", **tags})
         return vm
