@@ -28,9 +28,9 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import
 # under which names from Ray's request (a fresh request id each), the tags are
 # Ray's, and nodes are powered on and waited for because Ray needs their IPs.
 # deploy_settings is the playbooks' record on a head for ray_workers; Ray keeps
-# its launch config in its own tags.
+# its launch config in its own tags. cluster_key_file is the cluster's own key (auth.ssh_private_key).
 DECIDED_BY_PROVIDER = ("cluster_name", "node_kind", "node_type", "names", "count", "request_id", "tags", "power_on",
-                       "wait_for_ip", "deploy_settings")
+                       "wait_for_ip", "deploy_settings", "cluster_key_file")
 # Any of them may be set in `provider` for every node type and overridden in a node type's `node_config`.
 NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if option not in DECIDED_BY_PROVIDER}
 

@@ -367,6 +367,7 @@ class VsphereNodeProvider(NodeProvider):
             "ray_provider_tags": {key: value for key, value in tags.items() if key not in DEDICATED_TAGS},
             "ray_provider_node": settings,
             "ray_provider_public_key": self._public_key(),
+            "ray_provider_private_key": self.provider_config["ssh_private_key_file"],
         }
         try:
             runner = self._run("create_nodes", extravars, timeout=_create_run_timeout(settings))
