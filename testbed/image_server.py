@@ -10,7 +10,7 @@ import time
 from testbed import pki
 
 
-def testbed_tls(directory):
+def loopback_tls(directory):
     """(server SSLContext, CA certificate file) for serving on 127.0.0.1, from a fresh testbed CA (pki).
 
     Images are served over https, with the CA given to node_deploy as

@@ -14,7 +14,7 @@ from pyVmomi import vim
 from ray_provider.runner import task_results
 from testbed import leftovers, vsphere
 from testbed.guests import make_key_pair
-from testbed.image_server import ImageServer, testbed_tls
+from testbed.image_server import ImageServer, loopback_tls
 from testbed.ray_cluster import run_tasks
 
 PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder="ray",
@@ -92,6 +92,6 @@ def task(module, **arguments):
 @pytest.fixture(scope="module")
 def ova_server(test_ova, tmp_path_factory):
     """(URL of the test OVA, CA file to trust): an https server on loopback with a certificate of a testbed CA."""
-    context, ca_file = testbed_tls(tmp_path_factory.mktemp("image-tls"))
+    context, ca_file = loopback_tls(tmp_path_factory.mktemp("image-tls"))
     with ImageServer(Path(test_ova).parent, context) as server:
         yield server.url(Path(test_ova).name), str(ca_file)

@@ -23,7 +23,7 @@ from pyVmomi import vim
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TemplateIdentity
 from testbed import vsphere
-from testbed.image_server import ImageServer, testbed_tls
+from testbed.image_server import ImageServer, loopback_tls
 
 
 def ova_variant(test_ova, target, note):
@@ -53,7 +53,7 @@ def https(tmp_path):
     """(server SSLContext, CA file) of a fresh testbed CA, for 127.0.0.1."""
     folder = tmp_path / "tls"
     folder.mkdir()
-    return testbed_tls(folder)
+    return loopback_tls(folder)
 
 
 def test_a_second_deploy_from_the_same_url_and_a_check_run_make_no_get(

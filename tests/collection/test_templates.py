@@ -16,6 +16,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_iden
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
 from ray_provider.runner import published_stats, run_playbook
 from testbed import vsphere
+from testbed.guests import make_key_pair
 
 
 def run(playbook, run_dir, environment, extravars, cmdline=None):
@@ -135,3 +136,154 @@ def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_
     pruned = run("image_prune", tmp_path / "prune", environment, extra)
     assert published_stats(pruned)["image_prune_removed"] == [name]
     assert name not in templates(service_instance)
+
+
+# --- only templates made with the cluster's key ------------------------------
+
+@pytest.fixture
+def plant(vcsim, test_ova):
+    """plant(name, extra_config, template=True): the test OVA imported as a VM of that name in the folder, as
+    someone who may create VMs there could make it; its moid."""
+    def make(name, extra_config, template=True):
+        endpoint = vcsim.endpoint
+
+        def record(config_spec):
+            config_spec.extraConfig = list(config_spec.extraConfig or []) + [
+                vim.option.OptionValue(key=key, value=value) for key, value in extra_config.items()]
+
+        with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                           validate_certs=False) as client, _ovf.OvfPackage(str(test_ova)) as package:
+            placement = _placement.resolve(client.service_instance, PLACEMENT)
+            spec = _ovf.import_spec(client.service_instance, package, name, placement, {}, record)
+            vm = _ovf.import_vm(client, package, spec, name, placement, timeout=60)
+            if template:
+                vm.MarkAsTemplate()
+            return vm._moId
+    return make
+
+
+def cloned_from(service_instance, node):
+    vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, node)
+    return markers(vsphere.read_properties(service_instance, vm, ["config.extraConfig"]))
+
+
+def image_records(test_ova):
+    digest = _ovf.OvfPackage(str(test_ova)).key()[len(_ovf.SHA256_KEY):]
+    return digest, {_deploy.IMAGE_SHA256: digest, _deploy.IMAGE_KEY: _ovf.SHA256_KEY + digest}
+
+
+def test_a_planted_template_recording_our_image_is_ignored_and_ours_is_imported_and_used(
+        play, test_ova, service_instance, plant, cluster_key_file):
+    digest, records = image_records(test_ova)
+    ours = TemplateIdentity(cluster_key_file.read_text())
+    # What the fast path found before: the old name, and a name like ours; both record our image's hash and key.
+    planted = {f"{TEMPLATE_PREFIX}{digest[:12]}": plant(f"{TEMPLATE_PREFIX}{digest[:12]}", records),
+               f"{TEMPLATE_PREFIX}{digest[:12]}-whatever": plant(
+                   f"{TEMPLATE_PREFIX}{digest[:12]}-whatever", dict(records, **{TEMPLATE_IDENTITY: "f" * 64}))}
+    result = play([deploy_task("xi", test_ova, names=["xi-0"], power_on=False)]).result
+    assert not result["failed"], result
+    assert result["image"]["template"] == ours.name(digest) == f"{TEMPLATE_PREFIX}{digest[:12]}-{ours.key_id}"
+    assert cloned_from(service_instance, "xi-0")[_deploy.CLONED_FROM] == ours.name(digest)
+    vm, props = templates(service_instance)[ours.name(digest)]
+    assert props["config.template"]
+    assert markers(props)[TEMPLATE_IDENTITY] == ours.made(ours.name(digest), vm._moId)
+    # The clone does not carry the template's identity: it is no template of ours.
+    assert TEMPLATE_IDENTITY not in cloned_from(service_instance, "xi-0")
+    # template_prune, with our key, lists the planted ones as not ours and leaves them.
+    pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))],
+                  check=True).result
+    not_ours = "not made with this cluster key: it records no template identity that cluster_key_file gives"
+    assert sorted(pruned["kept"], key=lambda entry: entry["name"]) == sorted(
+        [{"name": name, "reason": not_ours} for name in planted] + [
+         {"name": ours.name(digest), "reason": "in use by 1 VM(s): xi-0"}], key=lambda entry: entry["name"])
+    assert pruned["removed"] == []
+    play([task("node_delete", cluster_name="xi", all_nodes=True)])
+    for name in list(planted) + [ours.name(digest)]:
+        remove_template(service_instance, name)
+
+
+def test_a_vm_with_our_templates_name_but_not_its_identity_fails_the_deploy_naming_it(
+        play, test_ova, service_instance, plant, cluster_key_file, vm_names):
+    digest, records = image_records(test_ova)
+    ours = TemplateIdentity(cluster_key_file.read_text())
+    name = ours.name(digest)
+    # Our template of an earlier day, its identity read off it: bound to that template's moid, it proves nothing here.
+    earlier = play([deploy_task("omicron", test_ova, names=["omicron-0"], power_on=False)]).result
+    assert earlier["image"]["template"] == name
+    copied = markers(templates(service_instance)[name][1])[TEMPLATE_IDENTITY]
+    play([task("node_delete", cluster_name="omicron", all_nodes=True)])
+    remove_template(service_instance, name)
+    for impostor in ({}, {TEMPLATE_IDENTITY: copied}, {TEMPLATE_IDENTITY: ours.being_made(name)}):
+        plant(name, dict(records, **impostor))
+        before = vm_names()
+        for check in (True, False):
+            result = play([deploy_task("omicron", test_ova, names=["omicron-1"])], check=check).result
+            assert result["failed"], impostor
+            assert (f"a VM named {name} is in the VM folder, the name of this image's template, but it does not "
+                    "record the identity of a template made with this cluster's key (cluster_key_file): it may have "
+                    "been planted, so it is not cloned; remove it (or move it out of the folder) and deploy again"
+                    ) in result["msg"]
+            assert vm_names() == before
+        remove_template(service_instance, name)
+
+
+def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own(
+        play, test_ova, service_instance, cluster_key_file, tmp_path):
+    other_key = make_key_pair(tmp_path / "other-key")
+    digest, _ = image_records(test_ova)
+    mine, theirs = TemplateIdentity(cluster_key_file.read_text()), TemplateIdentity(other_key.read_text())
+    first = play([deploy_task("pi", test_ova, names=["pi-0"], power_on=False)]).result
+    second = play([deploy_task("rho", test_ova, names=["rho-0"], power_on=False, cluster_key_file=str(other_key))]).result
+    assert not first["failed"] and not second["failed"], (first, second)
+    assert (first["image"]["template"], second["image"]["template"]) == (mine.name(digest), theirs.name(digest))
+    assert mine.name(digest) != theirs.name(digest)
+    assert cloned_from(service_instance, "pi-0")[_deploy.CLONED_FROM] == mine.name(digest)
+    assert cloned_from(service_instance, "rho-0")[_deploy.CLONED_FROM] == theirs.name(digest)
+    play([task("node_delete", cluster_name="pi", all_nodes=True)])
+    play([task("node_delete", cluster_name="rho", all_nodes=True)])
+    pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))]).result
+    assert not pruned["failed"], pruned
+    assert pruned["removed"] == [mine.name(digest)]
+    assert {"name": theirs.name(digest),
+            "reason": "not made with this cluster key: it records no template identity that cluster_key_file gives"
+            } in pruned["kept"]
+    assert set(templates(service_instance)) == {theirs.name(digest)}
+    again = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(other_key))]).result
+    assert again["removed"] == [theirs.name(digest)]
+    assert templates(service_instance) == {}
+
+
+def test_without_a_cluster_key_no_template_is_used_and_nothing_is_made(play, test_ova, vm_names, tmp_path):
+    before = vm_names()
+    result = play([deploy_task("sigma", test_ova, names=["sigma-0"], cluster_key_file=None)]).result
+    assert result["failed"]
+    assert ("cluster_key_file is required with clone_from_template: a node template is used only if it records "
+            "an identity made with the cluster's private key") in result["msg"]
+    public_key = tmp_path / "key.pub"
+    public_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI test\n")
+    result = play([deploy_task("sigma", test_ova, names=["sigma-0"], cluster_key_file=str(public_key))]).result
+    assert result["failed"]
+    assert f"cluster_key_file {public_key}: not a PEM or OpenSSH private key" in result["msg"]
+    assert vm_names() == before
+
+
+def test_without_templates_no_key_is_needed(play, test_ova, service_instance):
+    result = play([deploy_task("tau", test_ova, names=["tau-0"], power_on=False, clone_from_template=False,
+                               cluster_key_file=None)]).result
+    assert not result["failed"], result
+    assert (result["created"], result["image"]["template"]) == (["tau-0"], None)
+    play([task("node_delete", cluster_name="tau", all_nodes=True)])
+
+
+def test_a_made_template_takes_only_its_moid_bound_identity():
+    identity = TemplateIdentity("-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n-----END OPENSSH PRIVATE KEY-----\n")
+    name = identity.name("ab" * 32)
+    made, being_made = identity.made(name, "vm-42"), identity.being_made(name)
+    assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: made}, is_template=True)
+    assert not identity.is_ours(name, "vm-43", {TEMPLATE_IDENTITY: made}, is_template=True)
+    assert not identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=True)
+    assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
+    assert not identity.is_ours(name + "x", "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
+    assert not identity.is_ours(name, "vm-42", {}, is_template=False)
+    other = TemplateIdentity("-----BEGIN OPENSSH PRIVATE KEY-----\nother\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert other.key_id != identity.key_id and len(name) == len(other.name("ab" * 32)) == 34
