@@ -64,7 +64,8 @@ def provider(monkeypatch, tmp_path):
     monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 0.05)
     public_key = tmp_path / "key.pub"
     public_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUnitTestKey unit\n")
-    provider = VsphereNodeProvider(dict(PROVIDER, ssh_public_key_file=str(public_key)), "unit")
+    provider = VsphereNodeProvider(dict(PROVIDER, ssh_public_key_file=str(public_key),
+                                        ssh_private_key_file=str(tmp_path / "key")), "unit")
     provider.playbooks = FakeRuns()
     provider.vcenter = [record("a", "unit-worker-a"), record("b", "unit-worker-b", ip=None)]
     provider.reads = 0
