@@ -21,7 +21,7 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
-    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, value_problems)
+    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may
 # not: the cluster, node kind and node type come from Ray's tags, how many and
@@ -208,6 +208,9 @@ def check_cluster_config(config):
         if isinstance(ovf, str) and not is_url(ovf) and not Path(ovf).is_file():
             origin = where if "ovf" in node_config else "provider"
             problems.append(f"{origin}.ovf: no such file: {ovf}")
+        if isinstance(ovf, str):  # an http image and its hash may come from either section
+            problems += [f"{where if option in node_config else 'provider'}.{option}: {problem}"
+                         for option, problem in across_problems(settings)]
     if problems:
         raise ClusterConfigError(problems)
 

@@ -103,10 +103,13 @@ def value_problems(params):
     if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
-    unverified = _ovf.plain_http_problem(params.get("ovf") or "", params.get("ovf_sha256"))
-    if unverified:
-        problems.append(("ovf", unverified))
     return problems
+
+
+def across_problems(params):
+    """(option, problem) for options that are fine one by one but not together."""
+    unverified = _ovf.plain_http_problem(params.get("ovf") or "", params.get("ovf_sha256"))
+    return [("ovf", unverified)] if unverified else []
 
 
 def new_host_key():
@@ -163,7 +166,7 @@ class DeployRequest(object):
         self.params = params
         self.request_id = None
         self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
-        problems = value_problems(params)
+        problems = value_problems(params) + across_problems(params)
         if problems:
             raise RayVsphereError("; ".join("%s %s" % problem for problem in problems))
         if params.get("names"):
