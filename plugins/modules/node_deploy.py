@@ -68,9 +68,9 @@ options:
   ovf:
     description:
       - Path of a local C(.ovf) (with its files beside it) or C(.ova), or an http(s) URL to either.
-      - An C(http://) URL needs O(ovf_sha256): over plain http the image could be swapped on its way, and it becomes
-        every node's system. Without it the deploy fails before anything is made; so does an https download that is
-        redirected to http.
+      - An C(http://) URL needs O(ovf_sha256), as over plain http the image could be swapped on its way, and it
+        becomes every node's system. Without it the deploy fails before anything is made; so does an https download
+        that is redirected to http.
       - With O(clone_from_template=true), a deploy whose template exists neither downloads nor hashes the image,
         in check mode too. The template is found by a key that costs no read of the image; see O(ovf_sha256)
         and the notes.
@@ -86,8 +86,8 @@ options:
     type: str
   cluster_key_file:
     description:
-      - The cluster's private SSH key. With O(clone_from_template=true) it is required: the template this call
-        imports records an identity derived from this key (HMAC-SHA256, C(ray-vsphere.template-identity) in its
+      - The cluster's private SSH key, required with O(clone_from_template=true). The template this call imports
+        records an identity derived from this key (HMAC-SHA256, C(ray-vsphere.template-identity) in its
         C(extraConfig)), and only a template that records the identity this key gives is cloned.
       - Read on the machine that runs the module; the key itself is never sent to vCenter.
     type: path
