@@ -662,9 +662,9 @@ class _Template(object):
         if linked:  # a linked clone shares the template's disks, so only on the template's datastore
             location.diskMoveType = "createNewChildDiskBacking"
         # A clone keeps its template's extraConfig: not the template's identity, which is no clone's.
-        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes(),
-                                   extraConfig=[vim.option.OptionValue(key=CLONED_FROM, value=self.name),
-                                                vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY, value="")])
+        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes(), extraConfig=[
+            vim.option.OptionValue(key=CLONED_FROM, value=self.name),
+            vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY, value="")])
         request.configure(config, name)
         spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False, config=config,
                                 snapshot=snapshot.currentSnapshot if linked else None)
