@@ -213,8 +213,13 @@ def test_a_vm_with_our_templates_name_but_not_its_identity_fails_the_deploy_nami
     copied = markers(templates(service_instance)[name][1])[TEMPLATE_IDENTITY]
     play([task("node_delete", cluster_name="omicron", all_nodes=True)])
     remove_template(service_instance, name)
-    for impostor in ({}, {TEMPLATE_IDENTITY: copied}, {TEMPLATE_IDENTITY: ours.being_made(name)}):
-        plant(name, dict(records, **impostor))
+    dead_maker = {_deploy.TEMPLATE_MAKER: "another-host pid 42", _deploy.TEMPLATE_STARTED: "0"}
+    for impostor, template in (({}, True), ({TEMPLATE_IDENTITY: copied}, True),
+                               # What an import of ours writes first: never enough for a template.
+                               ({TEMPLATE_IDENTITY: ours.being_made(name)}, True),
+                               # "Half-made" by a dead maker: ours would be removed and made again; not this one.
+                               (dead_maker, False)):
+        planted = plant(name, dict(records, **impostor), template=template)
         before = vm_names()
         for check in (True, False):
             result = play([deploy_task("omicron", test_ova, names=["omicron-1"])], check=check).result
@@ -224,6 +229,7 @@ def test_a_vm_with_our_templates_name_but_not_its_identity_fails_the_deploy_nami
                     "been planted, so it is not cloned; remove it (or move it out of the folder) and deploy again"
                     ) in result["msg"]
             assert vm_names() == before
+        assert templates(service_instance)[name][0]._moId == planted
         remove_template(service_instance, name)
 
 
