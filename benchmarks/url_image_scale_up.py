@@ -1,11 +1,11 @@
-"""What a scale-up costs when the node image is a big file at an http URL, once its template exists.
+"""What a scale-up costs when the node image is a big file at an https URL, once its template exists.
 
     .venv/bin/python benchmarks/url_image_scale_up.py [--big-mib 1024] [--small-mib 16] [--mib-per-second 100] [--repeat 3]
 
 Two OVAs whose disks carry incompressible payloads (--big-mib and
 --small-mib, testbed.appliance.build_test_ova), served from 127.0.0.1 by an
-HTTP server that paces every response body to --mib-per-second and counts
-requests. For each image: a VsphereNodeProvider whose `ovf` is its URL,
+HTTPS server (a testbed CA's certificate, given as ovf_ca_path) that paces
+every response body to --mib-per-second and counts requests. For each image: a VsphereNodeProvider whose `ovf` is its URL,
 bootstrap_config (the read-only check run), one create_node that imports the
 template (the first deploy), then --repeat scale-ups of one worker, each
 timed around create_node (a node_deploy run through ansible-runner, clone,
@@ -29,7 +29,7 @@ from ray_provider.node_provider import VsphereNodeProvider
 from testbed import ray_cluster
 from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, vcsim_with_guests
-from testbed.image_server import ImageServer
+from testbed.image_server import ImageServer, loopback_tls
 
 WORKER_TAGS = {"ray-node-type": "worker", "ray-user-node-type": "worker"}
 
@@ -40,13 +40,14 @@ def timed(function, *args):
     return time.monotonic() - started, result
 
 
-def measure(server, served_path, work_dir, repeat):
+def measure(server, ca_file, served_path, work_dir, repeat):
     """{phase: seconds or counts} for one image, its URL as the provider's `ovf`."""
     work_dir.mkdir()
     key = make_key_pair(work_dir / "ray-key")
     cluster = f"bench-{work_dir.name}"
     config = ray_cluster.provider_cluster_yaml(work_dir / "cluster.yaml", cluster, key,
-                                               **{"provider.ovf": server.url(served_path)})
+                                               **{"provider.ovf": server.url(served_path),
+                                                  "provider.ovf_ca_path": str(ca_file)})
     node_provider.STATE_DIR = work_dir / "state"
     figures = {}
     figures["bootstrap"], bootstrapped = timed(VsphereNodeProvider.bootstrap_config, yaml.safe_load(config.read_text()))
@@ -88,10 +89,13 @@ def main():
               + ", ".join(f"{label} {size:.0f} MiB" for label, (_, size) in images.items())
               + f"; served from 127.0.0.1 at {args.mib_per_second:.0f} MiB/s")
         figures = {}
-        with ImageServer(served, rate=args.mib_per_second * 2**20) as server, vcsim_with_guests() as (sim, _guests):
+        (work_dir / "tls").mkdir()
+        context, ca_file = loopback_tls(work_dir / "tls")  # https: a plain-http image would need its ovf_sha256
+        with ImageServer(served, context, rate=args.mib_per_second * 2**20) as server, \
+                vcsim_with_guests() as (sim, _guests):
             os.environ.update(sim.endpoint.environment())
             for label, (served_path, size) in images.items():
-                figures[label] = result = measure(server, served_path, work_dir / label, args.repeat)
+                figures[label] = result = measure(server, ca_file, served_path, work_dir / label, args.repeat)
                 print(f"  {label:5} ({size:5.0f} MiB): bootstrap_config {result['bootstrap']:5.1f} s "
                       f"({result['bootstrap GETs']} GET), first deploy {result['first deploy']:5.1f} s "
                       f"({result['first deploy GETs']} GET), scale-up of one worker: median "

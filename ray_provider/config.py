@@ -21,14 +21,14 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
-    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, value_problems)
+    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may
 # not: the cluster, node kind and node type come from Ray's tags, how many and
 # under which names from Ray's request (a fresh request id each), the tags are
 # Ray's, and nodes are powered on and waited for because Ray needs their IPs.
 # deploy_settings is the playbooks' record on a head for ray_workers; Ray keeps
-# its launch config in its own tags. The cluster's key is auth.ssh_private_key.
+# its launch config in its own tags. cluster_key_file is the cluster's own key (auth.ssh_private_key).
 DECIDED_BY_PROVIDER = ("cluster_name", "node_kind", "node_type", "names", "count", "request_id", "tags", "power_on",
                        "wait_for_ip", "deploy_settings", "cluster_key_file")
 # Any of them may be set in `provider` for every node type and overridden in a node type's `node_config`.
@@ -208,6 +208,9 @@ def check_cluster_config(config):
         if isinstance(ovf, str) and not is_url(ovf) and not Path(ovf).is_file():
             origin = where if "ovf" in node_config else "provider"
             problems.append(f"{origin}.ovf: no such file: {ovf}")
+        if isinstance(ovf, str):  # an http image and its hash may come from either section
+            problems += [f"{where if option in node_config else 'provider'}.{option}: {problem}"
+                         for option, problem in across_problems(settings)]
     if problems:
         raise ClusterConfigError(problems)
 

@@ -3,8 +3,24 @@
 import collections
 import functools
 import http.server
+import ssl
 import threading
 import time
+
+from testbed import pki
+
+
+def loopback_tls(directory):
+    """(server SSLContext, CA certificate file) for serving on 127.0.0.1, from a fresh testbed CA (pki).
+
+    Images are served over https, with the CA given to node_deploy as
+    ovf_ca_path, as over plain http an image needs its ovf_sha256.
+    """
+    ca = pki.make_ca(directory)
+    pair = pki.issue_server_certificate(ca, directory, ["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pair.certificate, pair.key)
+    return context, ca.certificate
 
 
 class ImageServer:

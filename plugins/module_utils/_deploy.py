@@ -28,7 +28,7 @@ import uuid
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _nodes, _ovf, _placement, _ray_auth, _ray_tags, _vsphere)
+    _nodes, _ovf, _placement, _ray_auth, _ray_tags, _template_identity, _vsphere)
 
 try:
     from pyVmomi import vim, vmodl
@@ -42,7 +42,6 @@ try:
 except ImportError as error:  # only ssh_host_key needs it
     HAS_CRYPTOGRAPHY_ERROR = str(error)
 
-TEMPLATE_PREFIX = "ray-template-"
 LINKED_CLONE_SNAPSHOT = "ray-linked-clone-base"
 # In a template's extraConfig, written by the import itself: the image's
 # content hash, and the key later deploys find the template by without
@@ -107,6 +106,12 @@ def value_problems(params):
     return problems
 
 
+def across_problems(params):
+    """(option, problem) for options that are fine one by one but not together."""
+    unverified = _ovf.plain_http_problem(params.get("ovf") or "", params.get("ovf_sha256"))
+    return [("ovf", unverified)] if unverified else []
+
+
 def new_host_key():
     """(private key in OpenSSH format, public key line) of a fresh ed25519 SSH host key."""
     key = Ed25519PrivateKey.generate()
@@ -162,7 +167,7 @@ class DeployRequest(object):
         self.request_id = None
         self.cluster_name = _ray_tags.check_name(params["cluster_name"], "cluster_name")
         self.cluster_key = cluster_key
-        problems = value_problems(params)
+        problems = value_problems(params) + across_problems(params)
         if problems:
             raise RayVsphereError("; ".join("%s %s" % problem for problem in problems))
         if params.get("names"):
@@ -173,6 +178,8 @@ class DeployRequest(object):
             self.request_id = _ray_tags.check_name(params.get("request_id") or uuid.uuid4().hex[:8], "request_id")
             self.names = request_names(self.cluster_name, params.get("node_type") or params["node_kind"],
                                        self.request_id, params["count"])
+        self.template_identity = (_template_identity.TemplateIdentity(cluster_key.private_key_text)
+                                  if params["clone_from_template"] else None)
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
         self.tags.update({_ray_tags.CLUSTER_NAME: self.cluster_name, _ray_tags.NODE_KIND: params["node_kind"]})
         if params.get("node_type"):
@@ -260,7 +267,7 @@ def deploy(client, params, check_mode, cluster_key):
     inventory = _nodes.Inventory(service_instance)
     refuse_name_clash(inventory, placement.folder, request)
     existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
-    with _Image(service_instance, params, inventory, placement.folder) as image:
+    with _Image(service_instance, params, inventory, placement.folder, request.template_identity) as image:
         declared = image.declared_properties()
         if image.package.opened:
             # Validates the OVF against the placement (networks, disks) and the
@@ -315,15 +322,19 @@ class _Image(object):
     hash, imported when there is none. A template imported through another
     key (another URL, a local copy) is reused by content hash, but only its
     own key spares the download.
+
+    Only templates made with the cluster's key count (see _template_identity):
+    another VM is never found, whatever it records.
     """
 
-    def __init__(self, service_instance, params, inventory, folder):
+    def __init__(self, service_instance, params, inventory, folder, identity):
         self.service_instance = service_instance
         self.package = _ovf.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
                                        sha256=params["ovf_sha256"], hash_cache=_ovf.HashCache())
         self._use_template = params["clone_from_template"]
         self._inventory = inventory
         self._folder = folder
+        self._identity = identity
         self.key = None
         self.template_vm = self.template_name = self.sha256 = None
 
@@ -340,12 +351,15 @@ class _Image(object):
             self.package.open()
             return
         self.key = self.package.key()
-        found = self.key and _find_template(self._inventory, self._folder, self.key)
+        found = self.key and _find_template(self._inventory, self._folder, self.key, self._identity)
         if not found:
             self.package.open()
             content_hash = self.package.content_hash
-            found = _find_template(self._inventory, self._folder, _ovf.SHA256_KEY + content_hash) or (
-                None, TEMPLATE_PREFIX + content_hash[:12], content_hash)
+            found = _find_template(self._inventory, self._folder, _ovf.SHA256_KEY + content_hash, self._identity)
+            if not found:
+                name = self._identity.name(content_hash)
+                _refuse_impostor(self._inventory, self._folder, name)
+                found = (None, name, content_hash)
         self.template_vm, self.template_name, self.sha256 = found
 
     def __exit__(self, *exc_info):
@@ -367,37 +381,50 @@ class _Image(object):
         return dict(template=self.template_name, sha256=self.sha256, key=self.key, downloaded=self.package.downloaded)
 
 
-def _find_template(inventory, folder, key):
-    """(vm, name, content hash) of the template in folder recorded with key, or None.
+def _find_template(inventory, folder, key, identity):
+    """(vm, name, content hash) of the template of ours in folder recorded with key, or None.
 
-    A 'sha256:' key also finds a template by its content-hash name, as the
-    templates made before keys were recorded are found. A template still
-    being imported by another run counts: _Template waits for it.
+    A 'sha256:' key also finds a template by the content hash it records. A
+    template still being imported by another run counts: _Template waits for it.
     """
     digest = key[len(_ovf.SHA256_KEY):] if key.startswith(_ovf.SHA256_KEY) else None
     for vm, props in inventory.vms.items():
         name = props.get("name") or ""
-        if props.get("parent") != folder or not name.startswith(TEMPLATE_PREFIX):
+        if props.get("parent") != folder or not name.startswith(_template_identity.TEMPLATE_PREFIX):
             continue
-        record = dict((option.key, option.value) for option in props.get("config.extraConfig") or []
-                      if option.key in (IMAGE_SHA256, IMAGE_KEY))
-        if record.get(IMAGE_KEY) == key or (
-                digest and name == TEMPLATE_PREFIX + digest[:12] and record.get(IMAGE_SHA256, digest) == digest):
-            return vm, name, record.get(IMAGE_SHA256, digest)
+        record = _extra_config(props)
+        if not identity.is_ours(name, vm._moId, record, props.get("config.template")):
+            continue  # made with another key, or by someone else: never cloned from
+        if record.get(IMAGE_KEY) == key or (digest and record.get(IMAGE_SHA256) == digest):
+            return vm, name, record.get(IMAGE_SHA256)
     return None
+
+
+def _refuse_impostor(inventory, folder, name):
+    """Fail if a VM holds the name of the template to make without being one of ours: nothing is made then."""
+    for vm, props in inventory.vms.items():
+        if props.get("parent") == folder and props.get("name") == name:
+            raise RayVsphereError(_impostor_text(name))
+
+
+def _impostor_text(name):
+    return ("a VM named %s is in the VM folder, the name of this image's template, but it does not record the "
+            "identity of a template made with this cluster's key (cluster_key_file): it may have been planted, so it "
+            "is not cloned; remove it (or move it out of the folder) and deploy again" % name)
 
 
 def this_maker():
     return "%s pid %d" % (socket.gethostname(), os.getpid())
 
 
-def _record_image(package, config_spec, maker=None, started=None):
-    """The image's content hash and key, and who makes it since when, in the new template's extraConfig.
+def _record_image(package, identity, config_spec, maker=None, started=None):
+    """The image's content hash and key, its identity, and who makes it since when, in the new template's extraConfig.
 
     Written by the import itself, so no moment exists in which the template
-    has no maker.
+    has no maker, or is not recognizably ours.
     """
     config_spec.extraConfig = list(config_spec.extraConfig or []) + [
+        vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY, value=identity),
         vim.option.OptionValue(key=IMAGE_SHA256, value=package.content_hash),
         vim.option.OptionValue(key=IMAGE_KEY, value=package.template_key()),
         vim.option.OptionValue(key=TEMPLATE_MAKER, value=maker or this_maker()),
@@ -580,11 +607,12 @@ class _NodeBuilder(object):
 
 
 class _Template(object):
-    """The template of the image: found, or imported once, snapshotted and marked."""
+    """The template of the image: found, or imported once, snapshotted and marked; one of ours in either case."""
 
     def __init__(self, builder, name):
         self.builder = builder
         self.service_instance = builder.service_instance
+        self.identity = builder.request.template_identity
         self.name = name
         self.vm = self._find_or_import()
         self.props = _vsphere.read(self.service_instance, self.vm, ["snapshot", "datastore", "config.hardware.device"])
@@ -596,7 +624,7 @@ class _Template(object):
             vm = self.service_instance.content.searchIndex.FindChild(builder.placement.folder, self.name)
             if vm is None:
                 package = builder.image.opened_package()
-                content_name = TEMPLATE_PREFIX + package.content_hash[:12]
+                content_name = self.identity.name(package.content_hash)
                 if content_name != self.name:  # the template found by key is gone, and the image changed since
                     self.name = content_name
                     continue
@@ -607,9 +635,11 @@ class _Template(object):
                         raise
                     continue  # another run is importing it: wait for that one
             props = _vsphere.read(self.service_instance, vm, ["config.template", "config.extraConfig", "config.createDate"])
+            markers = _extra_config(props)
+            if not self.identity.is_ours(self.name, vm._moId, markers, props.get("config.template")):
+                raise RayVsphereError(_impostor_text(self.name))  # planted since the image was looked up
             if props.get("config.template"):
                 return vm
-            markers = _extra_config(props)
             if TEMPLATE_STARTED not in markers and props.get("config.createDate"):
                 markers[TEMPLATE_STARTED] = _epoch(props["config.createDate"])
             dead = maker_is_dead(markers, builder.request.params["timeout"])
@@ -628,7 +658,7 @@ class _Template(object):
         # Bare but for the image record: sizing, guestinfo and the marker are per node, set on
         # each clone; on the template they would leak one cluster's keys into another's clones.
         spec = _ovf.import_spec(self.service_instance, package, self.name, builder.placement, {},
-                                functools.partial(_record_image, package))
+                                functools.partial(_record_image, package, self.identity.being_made(self.name)))
         vm = _ovf.import_vm(builder.client, package, spec, self.name, builder.placement,
                             builder.request.params["timeout"])
         try:
@@ -636,10 +666,13 @@ class _Template(object):
             _vsphere.wait_for_task(self.service_instance,
                                    vm.CreateSnapshot_Task(name=LINKED_CLONE_SNAPSHOT, memory=False, quiesce=False),
                                    "CreateSnapshot_Task on template %s" % self.name)
-            # Made: no maker any more (an empty value removes an extraConfig key), so clones do not inherit one.
+            # Made: no maker any more (an empty value removes an extraConfig key), so clones do not inherit one,
+            # and the identity bound to the moid vCenter gave it, which no other VM can carry.
             _vsphere.wait_for_task(self.service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-                vim.option.OptionValue(key=key, value="") for key in (TEMPLATE_MAKER, TEMPLATE_STARTED)])),
-                "ReconfigVM_Task (maker removed) on template %s" % self.name)
+                vim.option.OptionValue(key=key, value="") for key in (TEMPLATE_MAKER, TEMPLATE_STARTED)] + [
+                vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY,
+                                       value=self.identity.made(self.name, vm._moId))])),
+                "ReconfigVM_Task (maker removed, identity recorded) on template %s" % self.name)
             vm.MarkAsTemplate()
         except BaseException:
             _nodes.destroy_vm(self.service_instance, vm, self.name)
@@ -654,8 +687,10 @@ class _Template(object):
                   and placement.datastore in (self.props.get("datastore") or []))
         if linked:  # a linked clone shares the template's disks, so only on the template's datastore
             location.diskMoveType = "createNewChildDiskBacking"
-        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes(),
-                                   extraConfig=[vim.option.OptionValue(key=CLONED_FROM, value=self.name)])
+        # A clone keeps its template's extraConfig: not the template's identity, which is no clone's.
+        config = vim.vm.ConfigSpec(deviceChange=self._nic_changes(), extraConfig=[
+            vim.option.OptionValue(key=CLONED_FROM, value=self.name),
+            vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY, value="")])
         request.configure(config, name)
         spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False, config=config,
                                 snapshot=snapshot.currentSnapshot if linked else None)

@@ -52,6 +52,20 @@ MANIFEST_LINE = re.compile(r"^(?P<algorithm>SHA1|SHA256|SHA512|\w+)\((?P<file>[^
 MANIFEST_ALGORITHMS = ("sha1", "sha256", "sha512")
 
 
+def plain_http_problem(location, sha256):
+    """Why an image at location cannot be taken as it is, or None.
+
+    Over plain http anyone on the way can swap the image, and it becomes the
+    system of every node: only the hash the caller gives makes that
+    detectable. https (with its certificate checked) and local files are
+    taken as they are.
+    """
+    if urlsplit(location).scheme.lower() == "http" and not sha256:
+        return ("%s is plain http, so the image could be swapped on its way: give its ovf_sha256 "
+                "(the download is then checked against it), or serve it over https" % location)
+    return None
+
+
 class OvfPackage(object):
     """A local .ovf with its files, a local .ova, or an http(s) URL to either.
 
@@ -72,7 +86,10 @@ class OvfPackage(object):
         self._timeout = timeout
         self._expected_sha256 = sha256.lower() if sha256 else None
         self._hash_cache = hash_cache
-        self._is_url = urlsplit(location).scheme in ("http", "https")
+        self._is_url = urlsplit(location).scheme.lower() in ("http", "https")
+        unverified = plain_http_problem(location, sha256)
+        if unverified:
+            raise RayVsphereError("OVF source %s" % unverified)
         if self._is_url and ca_path and not os.path.isfile(ca_path):
             raise RayVsphereError("ovf_ca_path %s: no such file" % ca_path)
         self._url_key = None
@@ -223,6 +240,9 @@ class OvfPackage(object):
         except Exception as error:  # pylint: disable=broad-except
             raise self._failure(self.location, "HEAD", error)
         response.close()
+        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
+        if downgraded:
+            raise RayVsphereError("OVF source %s: HEAD %s was redirected: %s" % (self.location, self.location, downgraded))
         return self._validators_key(response.headers)
 
     def _validators_key(self, headers):
@@ -256,6 +276,12 @@ class OvfPackage(object):
             response = self._request(url, "GET")
         except Exception as error:  # pylint: disable=broad-except
             raise self._failure(url, "GET", error)
+        # urllib follows a redirect from https to http: the image would come unprotected after all.
+        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
+        if downgraded:
+            response.close()
+            raise RayVsphereError("OVF source %s: GET %s was redirected: %s"
+                                  % (self.location, url, downgraded))
         try:
             with open(target, "wb") as out:
                 for chunk in iter(lambda: response.read(CHUNK), b""):

@@ -95,6 +95,11 @@ class ClusterKey(object):
             text = ""
         return cls(text, cluster_name, "%s: %s" % (option, path))
 
+    @property
+    def private_key_text(self):
+        """For the other identities made with the same key (_template_identity)."""
+        return self._text
+
     def node_identity(self, vm_name, instance_uuid):
         return derive(self._text, PURPOSE_NODE_IDENTITY, self.cluster_name, vm_name, _canonical_uuid(instance_uuid))
 

@@ -2,43 +2,48 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The templates of the clone fast path: which are in use, and removing those that are not."""
+"""The templates of the clone fast path: which are in use, and removing those of ours that are not."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy, _nodes, _placement
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy, _nodes, _placement, _template_identity
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TEMPLATE_PREFIX
 
 
 def _markers(props):
     return dict((option.key, option.value) for option in props.get("config.extraConfig") or [])
 
 
-def survey(service_instance, folder=None):
+def survey(service_instance, identity, folder=None):
     """[{name, vm, in_use_by, being_made, reason}] of every ray-template-* (in folder, if given).
 
     A template is in use while any VM was cloned from it (CLONED_FROM, or the
     image hash a clone inherits with the template's extraConfig): a linked
     clone reads its disks. One being made by a live maker is not idle either.
+    One the cluster key (identity) did not make is never idle: not ours to remove.
     """
     inventory = _nodes.Inventory(service_instance)
-    templates, clones = {}, {}
+    templates, clones = [], {}
     for vm, props in inventory.vms.items():
         name = props.get("name") or ""
         markers = _markers(props)
-        if name.startswith(_deploy.TEMPLATE_PREFIX) and (folder is None or props.get("parent") == folder):
-            templates[name] = (vm, props, markers)
+        if name.startswith(TEMPLATE_PREFIX) and (folder is None or props.get("parent") == folder):
+            templates.append((name, vm, props, markers))  # a list: one name may be in several folders
         elif not props.get("config.template"):
             for key in (markers.get(_deploy.CLONED_FROM), markers.get(_deploy.IMAGE_SHA256)):
                 if key:
                     clones.setdefault(key, []).append(name)
     found = []
-    for name, (vm, props, markers) in sorted(templates.items()):
+    for name, vm, props, markers in sorted(templates, key=lambda template: (template[0], template[1]._moId)):
         users = sorted(set(clones.get(name, []) + clones.get(markers.get(_deploy.IMAGE_SHA256) or name, [])))
         entry = dict(name=name, vm=vm, in_use_by=users, being_made=False, reason=None)
-        if users:
+        if not identity.is_ours(name, vm._moId, markers, props.get("config.template")):
+            entry["reason"] = ("not made with this cluster key: it records no template identity that "
+                               "cluster_key_file gives")
+        elif users:
             entry["reason"] = "in use by %d VM(s): %s" % (len(users), ", ".join(users[:5]))
         elif not props.get("config.template"):
             # Half-made: removable once its maker is dead (a day's bound here: no deploy option to go by).
@@ -49,11 +54,12 @@ def survey(service_instance, folder=None):
 
 
 def prune(service_instance, params, check_mode):
-    """Remove every template no VM uses; (removed names, kept [{name, reason}])."""
+    """Remove every template of ours no VM uses; (removed names, kept [{name, reason}])."""
+    identity = _template_identity.TemplateIdentity.from_file(params["cluster_key_file"])
     folder = None
     if params.get("datacenter"):
         [folder] = _placement.vm_folders(service_instance, params["datacenter"], [params.get("vm_folder") or ""])
-    templates = survey(service_instance, folder)
+    templates = survey(service_instance, identity, folder)
     idle = [entry for entry in templates if not entry["reason"]]
     kept = [dict(name=entry["name"], reason=entry["reason"]) for entry in templates if entry["reason"]]
     if not check_mode:

@@ -20,8 +20,9 @@ description:
     O(cluster_key_file), which the create call itself writes into the VM's C(extraConfig).
   - Fails before anything is created when the VM folder holds VMs of a cluster named O(cluster_name) whose
     identity O(cluster_key_file) does not verify, that is, a cluster of that name made with another key.
-  - With O(clone_from_template=true) the OVF is imported once into a template kept per content hash and every
-    node is cloned from it; linked clones where the template's datastore is the target datastore.
+  - With O(clone_from_template=true) the OVF is imported once into a template kept per content hash and cluster key,
+    and every node is cloned from it; linked clones where the template's datastore is the target datastore. Only a
+    template made with O(cluster_key_file) is cloned (see the notes).
   - Placement, OVF and property names are all checked before anything is created. If any node fails
     (getting no IP in time included), every VM made by the call is removed.
   - Idempotent. Rerunning with the same O(names) or the same O(request_id) creates nothing new and
@@ -71,6 +72,9 @@ options:
   ovf:
     description:
       - Path of a local C(.ovf) (with its files beside it) or C(.ova), or an http(s) URL to either.
+      - An C(http://) URL needs O(ovf_sha256), as over plain http the image could be swapped on its way, and it
+        becomes every node's system. Without it the deploy fails before anything is made; so does an https download
+        that is redirected to http.
       - With O(clone_from_template=true), a deploy whose template exists neither downloads nor hashes the image,
         in check mode too. The template is found by a key that costs no read of the image; see O(ovf_sha256)
         and the notes.
@@ -178,7 +182,7 @@ options:
     default: 600
   clone_from_template:
     description:
-      - Import the OVF once into a template per content hash and clone the nodes from it.
+      - Import the OVF once into a template per content hash and cluster key, and clone the nodes from it.
       - With V(false) the image is read (a URL downloaded) on every run and imported for every node.
     type: bool
     default: true
@@ -209,8 +213,14 @@ options:
     default: 1800
 notes:
   - Supports check mode and diff mode.
-  - The templates of the fast path are named C(ray-template-<hash>) and stay in the VM folder for later
-    deploys of the same OVF.
+  - The templates of the fast path are named C(ray-template-<hash>-<key id>) (the first 12 hex digits of the image's
+    SHA-256, then 8 of a value derived from O(cluster_key_file)), and stay in the VM folder for later deploys of the
+    same OVF with the same key. Clusters with other keys in one folder get templates of their own.
+  - "A template is cloned only if its C(extraConfig) records the template identity that O(cluster_key_file) gives for
+    its name and managed object id: a VM someone else put in the folder is ignored whatever else it records. A VM
+    that has the name of the template to make but not its identity fails the deploy, naming it, before anything is
+    made: remove it. Templates made before identities were recorded (C(ray-template-<hash>)) are no longer used;
+    remove them by hand once no VM uses them."
   - "A template records in its extraConfig the image's SHA-256 (C(ray-vsphere.image-sha256)) and the key it is
     found by (C(ray-vsphere.image-key)), so a changed image gets a new template. The key is O(ovf_sha256) when
     given. Else, for a local file, its SHA-256, which a cache keyed by path, size, inode, modification and change
@@ -333,7 +343,7 @@ image:
       description: The name of the template the nodes are (would be, in check mode) cloned from; null with
         O(clone_from_template=false).
       type: str
-      sample: ray-template-3b9f0c1d2e4a
+      sample: ray-template-3b9f0c1d2e4a-5d41402a
     sha256:
       description: The image's SHA-256, as read or as the template records it; null with O(clone_from_template=false).
       type: str

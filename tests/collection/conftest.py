@@ -14,6 +14,7 @@ from pyVmomi import vim
 from ray_provider.runner import task_results
 from testbed import leftovers, vsphere
 from testbed.guests import make_key_pair
+from testbed.image_server import ImageServer, loopback_tls
 from testbed.ray_cluster import run_tasks
 
 PLACEMENT = dict(datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder="ray",
@@ -89,16 +90,8 @@ def task(module, **arguments):
 
 
 @pytest.fixture(scope="module")
-def ova_server(test_ova):
-    """An http server on loopback serving the test OVA's folder."""
-    import functools
-    import http.server
-    import threading
-
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(Path(test_ova).parent))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+def ova_server(test_ova, tmp_path_factory):
+    """(URL of the test OVA, CA file to trust): an https server on loopback with a certificate of a testbed CA."""
+    context, ca_file = loopback_tls(tmp_path_factory.mktemp("image-tls"))
+    with ImageServer(Path(test_ova).parent, context) as server:
+        yield server.url(Path(test_ova).name), str(ca_file)

@@ -2,32 +2,28 @@
 
 The images are served from loopback by http.server in a thread, which counts
 every request by method and path: a template found again costs one HEAD (or,
-with ovf_sha256, no request at all), never a GET. Each test serves its own
-variant of the test OVA (an extra tar member), so each starts without a
-template and the counts are its own.
+with ovf_sha256, no request at all), never a GET. They are served over https
+with a certificate of a testbed CA (given as ovf_ca_path), except where plain
+http with ovf_sha256 is the point. Each test serves its own variant of the
+test OVA (an extra tar member), so each starts without a template and the
+counts are its own.
 """
 
-import datetime
 import hashlib
 import io
-import ipaddress
 import json
 import os
 import shutil
-import ssl
 import tarfile
 
 import pytest
 from conftest import deploy_task
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TemplateIdentity
 from testbed import vsphere
-from testbed.image_server import ImageServer
+from testbed.image_server import ImageServer, loopback_tls
 
 
 def ova_variant(test_ova, target, note):
@@ -52,29 +48,41 @@ def image_record(service_instance, template_name):
     return {option.key: option.value for option in extra if option.key.startswith("ray-vsphere.image-")}
 
 
+@pytest.fixture
+def https(tmp_path):
+    """(server SSLContext, CA file) of a fresh testbed CA, for 127.0.0.1."""
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    return loopback_tls(folder)
+
+
 def test_a_second_deploy_from_the_same_url_and_a_check_run_make_no_get(
-        play, test_ova, tmp_path, service_instance, vm_names):
+        play, test_ova, tmp_path, service_instance, vm_names, https, cluster_key_file):
+    context, ca_file = https
     ova = ova_variant(test_ova, tmp_path / "node.ova", "same url")
-    with ImageServer(tmp_path) as server:
+    with ImageServer(tmp_path, context) as server:
         url = server.url("node.ova")
-        first = play([deploy_task("fast", url, names=["fast-0"])]).result
+        trusted = dict(ovf_ca_path=str(ca_file))
+        first = play([deploy_task("fast", url, names=["fast-0"], **trusted)]).result
         assert not first["failed"], first
         assert (server.count("HEAD", "node.ova"), server.count("GET", "node.ova")) == (1, 1)
         image = first["image"]
         assert image["downloaded"] is True
         assert image["sha256"] == sha256_of(ova)
-        assert image["template"] == f"ray-template-{sha256_of(ova)[:12]}"
+        key_id = TemplateIdentity(cluster_key_file.read_text()).key_id
+        assert image["template"] == f"ray-template-{sha256_of(ova)[:12]}-{key_id}"
         assert image["key"].startswith(f"{url} last-modified=") and image["key"].endswith(f"length={ova.stat().st_size}")
         assert image_record(service_instance, image["template"]) == {
             "ray-vsphere.image-sha256": sha256_of(ova), "ray-vsphere.image-key": image["key"]}
 
         # The OVF's property names come from the template: user-data is one, so no error.
-        second = play([deploy_task("fast", url, names=["fast-1"], ovf_properties={"user-data": "#cloud-config"})]).result
+        second = play([deploy_task("fast", url, names=["fast-1"], ovf_properties={"user-data": "#cloud-config"},
+                                   **trusted)]).result
         assert not second["failed"], second
         assert second["created"] == ["fast-1"]
         assert second["image"] == dict(image, downloaded=False)
         before_check = vm_names()
-        check = play([deploy_task("fast", url, names=["fast-2"])], check=True).result
+        check = play([deploy_task("fast", url, names=["fast-2"], **trusted)], check=True).result
         assert not check["failed"], check
         assert (check["changed"], check["created"], check["image"]) == (True, ["fast-2"], dict(image, downloaded=False))
         assert vm_names() == before_check
@@ -82,24 +90,28 @@ def test_a_second_deploy_from_the_same_url_and_a_check_run_make_no_get(
     assert [name for name in vm_names() if name.startswith("ray-template-")].count(image["template"]) == 1
 
 
-def test_a_changed_image_at_the_same_url_makes_a_new_template(play, test_ova, tmp_path, service_instance):
+def test_a_changed_image_at_the_same_url_makes_a_new_template(play, test_ova, tmp_path, service_instance, https,
+                                                              cluster_key_file):
+    context, ca_file = https
     served = tmp_path / "served"
     served.mkdir()
     first_ova = ova_variant(test_ova, tmp_path / "v1.ova", "version 1")
     second_ova = ova_variant(test_ova, tmp_path / "v2.ova", "version 2, longer")
     shutil.copy(first_ova, served / "node.ova")
-    with ImageServer(served) as server:
+    with ImageServer(served, context) as server:
         url = server.url("node.ova")
-        first = play([deploy_task("changing", url, names=["changing-0"])]).result
+        first = play([deploy_task("changing", url, names=["changing-0"], ovf_ca_path=str(ca_file))]).result
         assert not first["failed"], first
         shutil.copy(second_ova, served / "node.ova")  # another size, another Last-Modified
-        second = play([deploy_task("changing", url, names=["changing-1"])]).result
+        second = play([deploy_task("changing", url, names=["changing-1"], ovf_ca_path=str(ca_file))]).result
         assert not second["failed"], second
         assert server.count("GET", "node.ova") == 2
     assert second["image"]["downloaded"] is True
     assert second["image"]["key"] != first["image"]["key"]
     assert (first["image"]["sha256"], second["image"]["sha256"]) == (sha256_of(first_ova), sha256_of(second_ova))
-    assert second["image"]["template"] == f"ray-template-{sha256_of(second_ova)[:12]}" != first["image"]["template"]
+    key_id = TemplateIdentity(cluster_key_file.read_text()).key_id
+    assert second["image"]["template"] == f"ray-template-{sha256_of(second_ova)[:12]}-{key_id}" \
+        != first["image"]["template"]
     assert image_record(service_instance, second["image"]["template"])["ray-vsphere.image-sha256"] == sha256_of(second_ova)
 
 
@@ -127,6 +139,62 @@ def test_with_ovf_sha256_a_mismatch_fails_before_anything_is_created_and_a_match
     assert requests_after_first == {("GET", "/pinned.ova"): 2}  # the mismatch's and the import's
 
 
+def test_plain_http_without_ovf_sha256_is_refused_before_anything_is_made(play, test_ova, tmp_path, vm_names):
+    ova_variant(test_ova, tmp_path / "plain.ova", "plain http")
+    before = vm_names()
+    with ImageServer(tmp_path) as server:
+        url = server.url("plain.ova")
+        for clone_from_template in (True, False):
+            result = play([deploy_task("plain", url, count=2, request_id="plain",
+                                       clone_from_template=clone_from_template)]).result
+            assert result["failed"]
+            assert (f"ovf {url} is plain http, so the image could be swapped on its way: give its ovf_sha256 "
+                    "(the download is then checked against it), or serve it over https") in result["msg"]
+        assert dict(server.requests) == {}  # refused before any request
+    assert vm_names() == before
+
+
+def test_an_https_image_redirected_to_plain_http_is_refused(play, test_ova, tmp_path, https, vm_names):
+    """urllib follows https -> http redirects: the download would come unprotected after all."""
+    import http.server
+    import threading
+
+    context, ca_file = https
+    ova_variant(test_ova, tmp_path / "moved.ova", "moved to http")
+    with ImageServer(tmp_path) as plain:
+        target = plain.url("moved.ova")
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.end_headers()
+
+            do_GET = do_HEAD
+
+            def log_message(self, *args):
+                pass
+
+        redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        redirector.socket = context.wrap_socket(redirector.socket, server_side=True)
+        thread = threading.Thread(target=redirector.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"https://127.0.0.1:{redirector.server_port}/moved.ova"
+            before = vm_names()
+            for clone_from_template in (True, False):  # the HEAD of the fast path, the GET of an import
+                result = play([deploy_task("moved", url, names=["moved-0"], ovf_ca_path=str(ca_file),
+                                           clone_from_template=clone_from_template)]).result
+                assert result["failed"]
+                method = "HEAD" if clone_from_template else "GET"
+                assert f"OVF source {url}: {method} {url} was redirected: {target} is plain http" in result["msg"]
+            assert vm_names() == before
+        finally:
+            redirector.shutdown()
+            redirector.server_close()
+            thread.join()
+
+
 def test_an_ovf_sha256_that_is_not_a_digest_is_refused(play, test_ova, vm_names):
     before = vm_names()
     result = play([deploy_task("pinned", test_ova, names=["pinned-x"], ovf_sha256="abc")]).result
@@ -137,41 +205,12 @@ def test_an_ovf_sha256_that_is_not_a_digest_is_refused(play, test_ova, vm_names)
 
 # --- the image's TLS settings ------------------------------------------------
 
-def _name(common_name):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-@pytest.fixture
-def tls_server_files(tmp_path):
-    """(CA file, server cert+key file) for 127.0.0.1, made by a CA of the test's own."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    validity = dict(not_valid_before=now - datetime.timedelta(minutes=5), not_valid_after=now + datetime.timedelta(hours=1))
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder(subject_name=_name("ray-vsphere test CA"), issuer_name=_name("ray-vsphere test CA"),
-                                  public_key=ca_key.public_key(), serial_number=x509.random_serial_number(), **validity)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder(subject_name=_name("127.0.0.1"), issuer_name=ca.subject,
-                                      public_key=server_key.public_key(), serial_number=x509.random_serial_number(),
-                                      **validity)
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                             critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    ca_file, server_file = tmp_path / "ca.pem", tmp_path / "server.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    server_file.write_bytes(server.public_bytes(serialization.Encoding.PEM) + server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return ca_file, server_file
-
-
 def test_an_https_image_is_verified_against_ovf_ca_path_whatever_vcenters_validate_certs_says(
-        play, vcsim, test_ova, tmp_path, tls_server_files, vm_names):
-    ca_file, server_file = tls_server_files
+        play, vcsim, test_ova, tmp_path, https, vm_names):
+    context, ca_file = https
     served = tmp_path / "served"
     served.mkdir()
     ova_variant(test_ova, served / "tls.ova", "over https")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(server_file)
     before = vm_names()
     with ImageServer(served, context) as server:
         url = server.url("tls.ova")

@@ -13,6 +13,7 @@ import pytest
 from conftest import deploy_task
 from pyVmomi import vim
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TemplateIdentity
 from testbed import simulator, vsphere
 
 
@@ -27,8 +28,8 @@ def variant_ova(test_ova, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vcsim(testbed_prerequisites, variant_ova):
-    variant_template = "ray-template-" + hashlib.sha256(variant_ova.read_bytes()).hexdigest()[:12]
+def vcsim(testbed_prerequisites, variant_ova, cluster_key_file):
+    variant_template = TemplateIdentity(cluster_key_file.read_text()).name(hashlib.sha256(variant_ova.read_bytes()).hexdigest())
     with simulator.Vcsim(fail_clone=r"-2$", fail_import=rf"^(eta-.*|{variant_template})$") as sim:
         sim.variant_template = variant_template
         yield sim

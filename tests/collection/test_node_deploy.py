@@ -83,7 +83,8 @@ def test_without_the_template_every_node_is_imported_with_its_disk(play, test_ov
 
 
 def test_deploy_from_a_url_served_on_loopback(play, test_ova, ova_server):
-    result = play([deploy_task("alpha", f"{ova_server}/{test_ova.name}", names=["alpha-from-url"],
+    url, ca_file = ova_server
+    result = play([deploy_task("alpha", url, names=["alpha-from-url"], ovf_ca_path=ca_file,
                                clone_from_template=False)]).result
     assert not result["failed"], result
     assert result["created"] == ["alpha-from-url"]

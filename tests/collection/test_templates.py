@@ -11,9 +11,12 @@ from conftest import PLACEMENT, deploy_task, task
 from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy, _ovf, _placement
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import (
+    TEMPLATE_IDENTITY, TEMPLATE_PREFIX, TemplateIdentity)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
 from ray_provider.runner import published_stats, run_playbook
 from testbed import vsphere
+from testbed.guests import make_key_pair
 
 
 def run(playbook, run_dir, environment, extravars, cmdline=None):
@@ -24,7 +27,7 @@ def run(playbook, run_dir, environment, extravars, cmdline=None):
 def templates(service_instance):
     return {props["name"]: (vm, props) for vm, props in vsphere.objects_of_type(
         service_instance, vim.VirtualMachine, ["name", "config.template", "config.extraConfig"]).items()
-        if props["name"].startswith(_deploy.TEMPLATE_PREFIX)}
+        if props["name"].startswith(TEMPLATE_PREFIX)}
 
 
 def markers(props):
@@ -32,16 +35,18 @@ def markers(props):
 
 
 @pytest.fixture
-def half_made_template(vcsim, test_ova):
+def half_made_template(vcsim, test_ova, cluster_key_file):
     """make(maker, started): the test OVA imported as its template but not marked one, as a maker cut short leaves it."""
     def make(maker, started):
         endpoint = vcsim.endpoint
+        identity = TemplateIdentity(cluster_key_file.read_text())
         with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
                            validate_certs=False) as client, _ovf.OvfPackage(str(test_ova)) as package:
             placement = _placement.resolve(client.service_instance, PLACEMENT)
-            name = _deploy.TEMPLATE_PREFIX + package.content_hash[:12]
+            name = identity.name(package.content_hash)
             spec = _ovf.import_spec(client.service_instance, package, name, placement, {},
-                                    functools.partial(_deploy._record_image, package, maker=maker, started=started))
+                                    functools.partial(_deploy._record_image, package, identity.being_made(name),
+                                                      maker=maker, started=started))
             vm = _ovf.import_vm(client, package, spec, name, placement, timeout=60)
             return name, vm._moId
     return make
@@ -93,7 +98,8 @@ def test_a_dead_makers_half_made_template_is_removed_and_made_again(
     remove_template(service_instance, name)
 
 
-def test_a_live_makers_template_is_waited_for_and_left_alone(play, test_ova, service_instance, half_made_template):
+def test_a_live_makers_template_is_waited_for_and_left_alone(play, test_ova, service_instance, half_made_template,
+                                                             cluster_key_file):
     name, half_made = half_made_template(f"{socket.gethostname()} pid {os.getpid()}", time.time())
     result = play([deploy_task("lambda", test_ova, names=["lambda-0"], power_on=False, timeout=3)]).result
     assert result["failed"], (result["image"], result["existing"], result["created"])
@@ -102,7 +108,8 @@ def test_a_live_makers_template_is_waited_for_and_left_alone(play, test_ova, ser
     vm, props = templates(service_instance)[name]
     assert vm._moId == half_made and not props["config.template"]
     # image_prune leaves it too: its maker is at work.
-    pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray")], check=True).result
+    pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))],
+                  check=True).result
     assert {"name": name, "reason": f"being made by {socket.gethostname()} pid {os.getpid()}"} in pruned["kept"]
     remove_template(service_instance, name)
 
@@ -112,13 +119,13 @@ def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_
     result = play([deploy_task("mu", test_ova, names=["mu-0"], power_on=False)]).result
     name = result["image"]["template"]
     environment = vcsim.endpoint.environment()
-    extra = {"image_prune_datacenter": "DC0", "image_prune_vm_folder": "ray"}
+    key = {"ray_ssh_private_key": str(cluster_key_file)}
+    extra = {"image_prune_datacenter": "DC0", "image_prune_vm_folder": "ray", **key}
     # In use by mu-0: kept.
     checked = run("image_prune", tmp_path / "check-1", environment, extra, cmdline="--check")
     assert published_stats(checked)["image_prune_removed"] == []
     assert published_stats(checked)["image_prune_kept"] == [{"name": name, "reason": "in use by 1 VM(s): mu-0"}]
-    down = run("ray_down", tmp_path / "down", environment,
-               {"ray_cluster_name": "mu", "ray_ssh_private_key": str(cluster_key_file)})
+    down = run("ray_down", tmp_path / "down", environment, {"ray_cluster_name": "mu", **key})
     assert published_stats(down)["ray_deleted_nodes"] == ["mu-0"]
     assert published_stats(down)["ray_left_templates"] == [name]
     assert f"Left: {name} (no VM uses {name}: playbooks/image_prune.yml removes them)" in down.stdout.read()
@@ -129,3 +136,138 @@ def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_
     pruned = run("image_prune", tmp_path / "prune", environment, extra)
     assert published_stats(pruned)["image_prune_removed"] == [name]
     assert name not in templates(service_instance)
+
+
+# --- only templates made with the cluster's key ------------------------------
+
+@pytest.fixture
+def plant(vcsim, test_ova):
+    """plant(name, extra_config, template=True): the test OVA imported as a VM of that name in the folder, as
+    someone who may create VMs there could make it; its moid."""
+    def make(name, extra_config, template=True):
+        endpoint = vcsim.endpoint
+
+        def record(config_spec):
+            config_spec.extraConfig = list(config_spec.extraConfig or []) + [
+                vim.option.OptionValue(key=key, value=value) for key, value in extra_config.items()]
+
+        with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                           validate_certs=False) as client, _ovf.OvfPackage(str(test_ova)) as package:
+            placement = _placement.resolve(client.service_instance, PLACEMENT)
+            spec = _ovf.import_spec(client.service_instance, package, name, placement, {}, record)
+            vm = _ovf.import_vm(client, package, spec, name, placement, timeout=60)
+            if template:
+                vm.MarkAsTemplate()
+            return vm._moId
+    return make
+
+
+def cloned_from(service_instance, node):
+    vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, node)
+    return markers(vsphere.read_properties(service_instance, vm, ["config.extraConfig"]))
+
+
+def image_records(test_ova):
+    digest = _ovf.OvfPackage(str(test_ova)).key()[len(_ovf.SHA256_KEY):]
+    return digest, {_deploy.IMAGE_SHA256: digest, _deploy.IMAGE_KEY: _ovf.SHA256_KEY + digest}
+
+
+def test_a_planted_template_recording_our_image_is_ignored_and_ours_is_imported_and_used(
+        play, test_ova, service_instance, plant, cluster_key_file):
+    digest, records = image_records(test_ova)
+    ours = TemplateIdentity(cluster_key_file.read_text())
+    # What the fast path found before: the old name, and a name like ours; both record our image's hash and key.
+    planted = {f"{TEMPLATE_PREFIX}{digest[:12]}": plant(f"{TEMPLATE_PREFIX}{digest[:12]}", records),
+               f"{TEMPLATE_PREFIX}{digest[:12]}-whatever": plant(
+                   f"{TEMPLATE_PREFIX}{digest[:12]}-whatever", dict(records, **{TEMPLATE_IDENTITY: "f" * 64}))}
+    result = play([deploy_task("xi", test_ova, names=["xi-0"], power_on=False)]).result
+    assert not result["failed"], result
+    assert result["image"]["template"] == ours.name(digest) == f"{TEMPLATE_PREFIX}{digest[:12]}-{ours.key_id}"
+    assert cloned_from(service_instance, "xi-0")[_deploy.CLONED_FROM] == ours.name(digest)
+    vm, props = templates(service_instance)[ours.name(digest)]
+    assert props["config.template"]
+    assert markers(props)[TEMPLATE_IDENTITY] == ours.made(ours.name(digest), vm._moId)
+    # The clone does not carry the template's identity: it is no template of ours.
+    assert TEMPLATE_IDENTITY not in cloned_from(service_instance, "xi-0")
+    # template_prune, with our key, lists the planted ones as not ours and leaves them.
+    pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))],
+                  check=True).result
+    not_ours = "not made with this cluster key: it records no template identity that cluster_key_file gives"
+    assert sorted(pruned["kept"], key=lambda entry: entry["name"]) == sorted(
+        [{"name": name, "reason": not_ours} for name in planted] + [
+         {"name": ours.name(digest), "reason": "in use by 1 VM(s): xi-0"}], key=lambda entry: entry["name"])
+    assert pruned["removed"] == []
+    play([task("node_delete", cluster_name="xi", all_nodes=True)])
+    for name in list(planted) + [ours.name(digest)]:
+        remove_template(service_instance, name)
+
+
+def test_a_vm_with_our_templates_name_but_not_its_identity_fails_the_deploy_naming_it(
+        play, test_ova, service_instance, plant, cluster_key_file, vm_names):
+    digest, records = image_records(test_ova)
+    ours = TemplateIdentity(cluster_key_file.read_text())
+    name = ours.name(digest)
+    # Our template of an earlier day, its identity read off it: bound to that template's moid, it proves nothing here.
+    earlier = play([deploy_task("omicron", test_ova, names=["omicron-0"], power_on=False)]).result
+    assert earlier["image"]["template"] == name
+    copied = markers(templates(service_instance)[name][1])[TEMPLATE_IDENTITY]
+    play([task("node_delete", cluster_name="omicron", all_nodes=True)])
+    remove_template(service_instance, name)
+    dead_maker = {_deploy.TEMPLATE_MAKER: "another-host pid 42", _deploy.TEMPLATE_STARTED: "0"}
+    for impostor, template in (({}, True), ({TEMPLATE_IDENTITY: copied}, True),
+                               # What an import of ours writes first: never enough for a template.
+                               ({TEMPLATE_IDENTITY: ours.being_made(name)}, True),
+                               # "Half-made" by a dead maker: ours would be removed and made again; not this one.
+                               (dead_maker, False)):
+        planted = plant(name, dict(records, **impostor), template=template)
+        before = vm_names()
+        for check in (True, False):
+            result = play([deploy_task("omicron", test_ova, names=["omicron-1"])], check=check).result
+            assert result["failed"], impostor
+            assert (f"a VM named {name} is in the VM folder, the name of this image's template, but it does not "
+                    "record the identity of a template made with this cluster's key (cluster_key_file): it may have "
+                    "been planted, so it is not cloned; remove it (or move it out of the folder) and deploy again"
+                    ) in result["msg"]
+            assert vm_names() == before
+        assert templates(service_instance)[name][0]._moId == planted
+        remove_template(service_instance, name)
+
+
+def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own(
+        play, test_ova, service_instance, cluster_key_file, tmp_path):
+    other_key = make_key_pair(tmp_path / "other-key")
+    digest, _ = image_records(test_ova)
+    mine, theirs = TemplateIdentity(cluster_key_file.read_text()), TemplateIdentity(other_key.read_text())
+    first = play([deploy_task("pi", test_ova, names=["pi-0"], power_on=False)]).result
+    second = play([deploy_task("rho", test_ova, names=["rho-0"], power_on=False, cluster_key_file=str(other_key))]).result
+    assert not first["failed"] and not second["failed"], (first, second)
+    assert (first["image"]["template"], second["image"]["template"]) == (mine.name(digest), theirs.name(digest))
+    assert mine.name(digest) != theirs.name(digest)
+    assert cloned_from(service_instance, "pi-0")[_deploy.CLONED_FROM] == mine.name(digest)
+    assert cloned_from(service_instance, "rho-0")[_deploy.CLONED_FROM] == theirs.name(digest)
+    play([task("node_delete", cluster_name="pi", all_nodes=True)])
+    play([task("node_delete", cluster_name="rho", all_nodes=True)])
+    pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))]).result
+    assert not pruned["failed"], pruned
+    assert pruned["removed"] == [mine.name(digest)]
+    assert {"name": theirs.name(digest),
+            "reason": "not made with this cluster key: it records no template identity that cluster_key_file gives"
+            } in pruned["kept"]
+    assert set(templates(service_instance)) == {theirs.name(digest)}
+    again = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(other_key))]).result
+    assert again["removed"] == [theirs.name(digest)]
+    assert templates(service_instance) == {}
+
+
+def test_a_made_template_takes_only_its_moid_bound_identity():
+    identity = TemplateIdentity("-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n-----END OPENSSH PRIVATE KEY-----\n")
+    name = identity.name("ab" * 32)
+    made, being_made = identity.made(name, "vm-42"), identity.being_made(name)
+    assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: made}, is_template=True)
+    assert not identity.is_ours(name, "vm-43", {TEMPLATE_IDENTITY: made}, is_template=True)
+    assert not identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=True)
+    assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
+    assert not identity.is_ours(name + "x", "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
+    assert not identity.is_ours(name, "vm-42", {}, is_template=False)
+    other = TemplateIdentity("-----BEGIN OPENSSH PRIVATE KEY-----\nother\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert other.key_id != identity.key_id and len(name) == len(other.name("ab" * 32)) == 34

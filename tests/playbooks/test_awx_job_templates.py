@@ -8,6 +8,7 @@ cluster key type of awx/credential_types/. Launches are UI-style (the survey
 form, its defaults pre-filled) or API-style (only what is posted).
 """
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -62,7 +63,10 @@ def python():
 
 @pytest.fixture(scope="module")
 def image_url(test_ova, tmp_path_factory):
-    """The node image at an http URL, as an execution environment reaches images (it has no local copy)."""
+    """The node image at an http URL, as an execution environment reaches images (it has no local copy).
+
+    Plain http, so the launches give its SHA-256 (ray_ovf_sha256): without it the image is refused.
+    """
     served = tmp_path_factory.mktemp("images")
     shutil.copy(test_ova, served / test_ova.name)
     with ImageServer(served) as server:
@@ -86,6 +90,10 @@ def credentials(vcsim, tmp_path_factory):
                 key_file=key_dir / "key")
 
 
+def sha256_of(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def placement(service_instance, vm_name):
     vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, vm_name)
     return vm.resourcePool.name, vm.parent.name
@@ -100,8 +108,9 @@ def failure(job):
 
 
 def test_a_job_without_the_key_credential_is_refused_before_anything_is_made(
-        vcsim, guest_simulator, credentials, image_url, service_instance, python):
-    posted = dict(ray_cluster_name="awx-nokey", ray_ovf=image_url, ray_datacenter=simulator.DATACENTER,
+        vcsim, guest_simulator, credentials, image_url, test_ova, service_instance, python):
+    posted = dict(ray_cluster_name="awx-nokey", ray_ovf=image_url, ray_ovf_sha256=sha256_of(test_ova),
+                  ray_datacenter=simulator.DATACENTER,
                   ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0], ray_worker_count=0)
     job = awx_launch.launch(template("ray_up"), posted, credentials=[credentials["vmware"]], python=python)
     assert job.status == "failed"
@@ -112,7 +121,7 @@ def test_a_job_without_the_key_credential_is_refused_before_anything_is_made(
 
 @pytest.mark.timeout(1200)
 def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
-        vcsim, guest_simulator, credentials, image_url, service_instance, python):
+        vcsim, guest_simulator, credentials, image_url, test_ova, service_instance, python):
     both = [credentials["vmware"], credentials["cluster_key"]]
     key_file = credentials["key_file"]
 
@@ -120,7 +129,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     # and leaves pool, folder, user blank, which the inventory or the defaults fill.
     ray_up = template("ray_up")
     posted = awx_launch.ui_post(ray_up.survey_spec, dict(
-        ray_cluster_name=CLUSTER, ray_ovf=image_url, ray_datacenter=simulator.DATACENTER,
+        ray_cluster_name=CLUSTER, ray_ovf=image_url, ray_ovf_sha256=sha256_of(test_ova), ray_datacenter=simulator.DATACENTER,
         ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0],
         ray_network=simulator.NETWORK, ray_worker_count="1", ray_setup_commands=SETUP_COMMANDS,
         ray_start_options=START_OPTIONS))

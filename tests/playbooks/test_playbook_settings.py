@@ -15,7 +15,7 @@ import yaml
 
 from testbed import PROJECT_ROOT
 
-SHOWN = ["ray_cfg_ovf", "ray_cfg_resource_pool", "ray_cfg_vm_folder", "ray_cfg_ssh_user", "ray_cfg_worker_count",
+SHOWN = ["ray_cfg_ovf", "ray_cfg_ovf_sha256", "ray_cfg_resource_pool", "ray_cfg_vm_folder", "ray_cfg_ssh_user", "ray_cfg_worker_count",
          "ray_cfg_worker_cpus", "ray_cfg_setup_commands_list", "ray_cfg_start_options_list", "ray_cfg_deploy_settings"]
 
 
@@ -88,3 +88,18 @@ def test_the_record_holds_no_secret(tmp_path, ovf, recorded):
     settings = values["ray_cfg_deploy_settings"]
     assert ("ovf" in settings) is recorded and settings.get("ovf", ovf) == ovf
     assert "/keys/c" not in json.dumps(settings)
+
+
+def test_the_images_sha256_is_recorded_with_it_and_used_only_with_the_recorded_image(tmp_path):
+    digest, other = "a" * 64, "b" * 64
+    given = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ovf": "http://images/r.ova", "ray_ovf_sha256": digest})
+    assert given["ray_cfg_ovf_sha256"] == digest
+    assert given["ray_cfg_deploy_settings"]["ovf_sha256"] == digest
+    record = {"ovf": "http://images/r.ova", "ovf_sha256": digest}
+    assert resolved(tmp_path, {"ray_cluster_name": "c"}, record=record)["ray_cfg_ovf_sha256"] == digest
+    # Another image given: the recorded hash is the old image's, so it does not come along.
+    another = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ovf": "https://images/new.ova"}, record=record)
+    assert another["ray_cfg_ovf_sha256"] == "" and "ovf_sha256" not in another["ray_cfg_deploy_settings"]
+    both = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ovf": "http://images/new.ova", "ray_ovf_sha256": other},
+                    record=record)
+    assert both["ray_cfg_ovf_sha256"] == other

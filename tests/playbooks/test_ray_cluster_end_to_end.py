@@ -66,6 +66,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 
     assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"])
 
+    # The cluster's key tells its nodes and templates from others' (only the key's holder takes the cluster down).
     down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(),
                            {"ray_cluster_name": "e2e", "ray_ssh_private_key": str(key)})
     assert down.status == "successful", down.stdout.read()[-5000:]

@@ -377,3 +377,16 @@ def test_node_deploy_rules_across_options_apply_to_the_merged_settings_where_nul
     assert problems_of(node_config={"esxi_host": "esx-1", "cluster": None}) == []
     assert config.node_settings(dict(PROVIDER, network="ray"), {"esxi_host": "esx-1", "cluster": None, "network": ""}) == {
         "ovf": "https://images.example.com/ray.ova", "datacenter": "DC0", "datastore": "DS0", "esxi_host": "esx-1"}
+
+
+def test_a_plain_http_image_without_its_sha256_is_refused_in_the_cluster_yaml():
+    url = "http://images.example.com/ray.ova"
+    assert problems_of(provider={"ovf": url}) == [
+        f"provider.ovf: {url} is plain http, so the image could be swapped on its way: give its ovf_sha256 "
+        "(the download is then checked against it), or serve it over https"]
+    assert problems_of(provider={"ovf": url, "ovf_sha256": "0" * 64}) == []
+    # The image in provider, its hash in the node type (the merged settings count), or neither there.
+    assert problems_of(provider={"ovf": url}, node_config={"ovf_sha256": "0" * 64}) == []
+    assert problems_of(node_config={"ovf": url}) == [
+        f"available_node_types.worker.node_config.ovf: {url} is plain http, so the image could be swapped on its "
+        "way: give its ovf_sha256 (the download is then checked against it), or serve it over https"]
