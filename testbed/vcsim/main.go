@@ -11,7 +11,8 @@
 //   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting;
 //   - -tlscert/-tlskey serve a given certificate instead of a self-signed one.
 //
-// Beyond upstream: -trace-methods (trace.go) records the methods served, and
+// Beyond upstream: -trace-methods (trace.go) records the methods served and by
+// which account, -users (users.go) accepts more than one account, and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
 // PropertyCollector filters (custom_fields.go).
@@ -56,6 +57,7 @@ func main() {
 	listen := flag.String("l", "127.0.0.1:8989", "listen address; port 0 picks a free port")
 	username := flag.String("username", "", "the only username accepted (any when empty)")
 	password := flag.String("password", "", "the only password accepted (any when empty)")
+	flag.StringVar(usersFile, "users", "", "a file of more accounts accepted beside -username, one 'user<TAB>password' a line (users.go)")
 	stdinExit := flag.Bool("stdinexit", false, "exit when stdin reaches EOF")
 	// vCenter's defaults (strict.go and its neighbours say where they come from).
 	leaseTimeout := flag.Duration("lease-timeout", 300*time.Second, "an NFC lease without HttpNfcLeaseProgress for this long fails")
@@ -84,6 +86,9 @@ func main() {
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
 	reportCustomFieldChanges(model.Map())
+	if err := acceptUsers(model, *username, *password, *usersFile); err != nil {
+		log.Fatal(err)
+	}
 	installFaultHooks(model, *username, *password)
 
 	serviceURL := &url.URL{Host: *listen}
