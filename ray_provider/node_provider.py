@@ -48,7 +48,8 @@ from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, IpPolicies, node_type_
 from ray_provider.runner import published_stats, run_playbook, task_results
 from ray_provider.vcenter_session import LoginDeferred, VcenterSession
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _placement, _ray_auth, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (_node_watch, _ovf, _placement, _ray_auth,
+                                                                         _ray_tags)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
 
@@ -543,6 +544,8 @@ class VsphereNodeProvider(NodeProvider):
             head_account.password, self.provider_config["ssh_private_key_file"])
         if self.credentials.ca_path:
             provider["vcenter_ca_path"] = HEAD_CA
+        if head_account.mode == OWN_ACCOUNT:
+            _pin_local_images(config)
         provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
         provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
         config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config
@@ -620,6 +623,28 @@ class FailedCreateCleanup:
         finally:
             with self._lock:
                 self._running = False
+
+
+def _pin_local_images(config):
+    """Give every local image without one its ovf_sha256, so that the head's autoscaler never reads it.
+
+    node_deploy finds the template by ovf_sha256 without opening the image,
+    while a local image it opens (to hash it) it also checks against the
+    placement with CreateImportSpec, which needs VApp.Import on the pool: a
+    privilege the head's own account lacks. Hashed here, on the operator's
+    machine, at every `ray up` (the cache node_deploy keeps spares a second
+    hash of an unchanged file, not the manifest check's read), so a changed
+    file is never taken for the template of the old one.
+    """
+    hashes = {}
+    for section in _sections_with_local_image(config):
+        if section.get("ovf_sha256"):
+            continue
+        image = local_path(section["ovf"])
+        if image not in hashes:
+            with _ovf.OvfPackage(image, hash_cache=_ovf.HashCache()) as package:
+                hashes[image] = package.key()[len(_ovf.SHA256_KEY):]
+        section["ovf_sha256"] = hashes[image]
 
 
 def _head_login_problems(credentials, head_account):

@@ -65,7 +65,7 @@ def test_the_autoscaler_role_is_the_operators_without_what_only_an_import_needs(
     operator = set(privileges.role_privileges(privileges.OPERATOR))
     autoscaler = set(privileges.role_privileges(privileges.AUTOSCALER))
     assert autoscaler < operator
-    assert operator - autoscaler == {"VApp.Import", "VirtualMachine.Inventory.Create", "VirtualMachine.Config.AddNewDisk",
+    assert operator - autoscaler == {"VApp.Import", "VirtualMachine.Inventory.Create",
                                      "VirtualMachine.Provisioning.MarkAsTemplate", "VirtualMachine.State.CreateSnapshot"}
     # What the head's autoscaler does: clone, reconfigure, power, tag, delete and watch its nodes.
     assert {("CloneVM_Task", "VirtualMachine"), ("ReconfigVM_Task", "VirtualMachine"), ("PowerOnVM_Task", "VirtualMachine"),

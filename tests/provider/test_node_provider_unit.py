@@ -4,6 +4,9 @@ Mocks are for these unit tests only: the end-to-end tests run the same
 provider against vcsim with real Ray.
 """
 
+import hashlib
+import io
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -246,15 +249,28 @@ def operator_env(monkeypatch, head_account=HEAD_ACCOUNT):
         monkeypatch.setenv(name, value)
 
 
+DESCRIPTOR = b'<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"><References/></Envelope>'
+
+
+def write_ova(path):
+    """An OVA that holds only a descriptor: enough for node_deploy's package to open and hash it."""
+    with tarfile.open(path, "w") as archive:
+        member = tarfile.TarInfo("node.ovf")
+        member.size = len(DESCRIPTOR)
+        archive.addfile(member, io.BytesIO(DESCRIPTOR))
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def test_the_head_config_holds_the_heads_own_account_its_password_only_as_vault(monkeypatch, tmp_path):
     key = make_key_pair(tmp_path / "ray-key")
     operator_env(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # node_deploy's hash cache
     provider_section = dict(PROVIDER, ovf=str(tmp_path / "node.ova"), ssh_private_key_file=str(key),
                             ssh_public_key_file=f"{key}.pub")
-    (tmp_path / "node.ova").write_bytes(b"ova")
+    node_sha256 = write_ova(tmp_path / "node.ova")
     local = VsphereNodeProvider(provider_section, "unit")
     (tmp_path / "gpu-image").mkdir()
-    (tmp_path / "gpu-image" / "gpu.ovf").write_text("<Envelope/>")
+    (tmp_path / "gpu-image" / "gpu.ovf").write_bytes(DESCRIPTOR)
     head_config = local.prepare_for_head_node({
         "provider": dict(provider_section), "auth": {"ssh_user": "ubuntu", "ssh_private_key": "~/ray_bootstrap_key.pem"},
         "available_node_types": {"worker": {"node_config": {}, "resources": {}},
@@ -268,6 +284,10 @@ def test_the_head_config_holds_the_heads_own_account_its_password_only_as_vault(
     node_configs = {name: node_type["node_config"] for name, node_type in head_config["available_node_types"].items()}
     assert node_configs["gpu"]["ovf"] == "~/ray_vsphere_images/gpu-image/gpu.ovf", "an .ovf's folder is mounted"
     assert node_configs["web"]["ovf"] == "https://images.example.com/web.ova"
+    # The head finds the template by the image's hash, never reading (or checking) the image with its own account.
+    assert head_provider["ovf_sha256"] == node_sha256
+    assert node_configs["gpu"]["ovf_sha256"] == hashlib.sha256(DESCRIPTOR).hexdigest()
+    assert "ovf_sha256" not in node_configs["web"] and "ovf_sha256" not in node_configs["worker"]
     assert head_provider["ssh_private_key_file"] == "~/ray_bootstrap_key.pem"
     assert head_config["auth"]["ssh_public_key"] == "~/ray_bootstrap_key.pub"
 
@@ -482,3 +502,10 @@ def test_node_deploy_rules_across_options_apply_to_the_merged_settings_where_nul
     assert problems_of(node_config={"esxi_host": "esx-1", "cluster": None}) == []
     assert config.node_settings(dict(PROVIDER, network="ray"), {"esxi_host": "esx-1", "cluster": None, "network": ""}) == {
         "ovf": "https://images.example.com/ray.ova", "datacenter": "DC0", "datastore": "DS0", "esxi_host": "esx-1"}
+
+
+def test_the_real_vcenter_example_passes_the_checks_with_the_heads_own_account():
+    import yaml
+    example = yaml.safe_load((Path(__file__).parents[2] / "examples" / "ray-cluster.vsphere.yaml").read_text())
+    assert config.head_account_mode(example["provider"]) == config.OWN_ACCOUNT
+    config.check_cluster_config(example)
