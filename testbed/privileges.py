@@ -84,6 +84,40 @@ def prepare_vcenter(service_instance):
                                                               privIds=role_privileges(role, requirements))
 
 
+def enforced_privileges(requirements=None):
+    """{method: [{privilege, on}]}: what vcsim's -enforce-permissions checks (testbed/vcsim/permissions.go)."""
+    rules = {}
+    for method in (requirements or load())["methods"]:
+        for grant in method["privileges"]:
+            if grant.get("enforced_on"):
+                rules.setdefault(method["method"], []).append({"privilege": grant["privilege"], "on": grant["enforced_on"]})
+    return rules
+
+
+def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, resource_pool, datastore, network):
+    """What vcenter_prepare.yml's grant makes, with the same calls: the role on the placement, ReadOnly on the datacenter."""
+    content = service_instance.content
+    manager = content.authorizationManager
+    role_ids = {role.name: role.roleId for role in manager.roleList}
+    autoscaler = role_ids[role_name(AUTOSCALER)]
+
+    def named(kind, name):
+        view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+        try:
+            return next(item for item in view.view if item.name == name)
+        finally:
+            view.DestroyView()
+
+    for kind, name, role, propagate in ((vim.Datacenter, datacenter, role_ids["ReadOnly"], False),
+                                        (vim.Folder, vm_folder, autoscaler, True),
+                                        (vim.ResourcePool, resource_pool, autoscaler, True),
+                                        (vim.Datastore, datastore, autoscaler, False),
+                                        (vim.Network, network, autoscaler, False)):
+        entity = named(kind, name)
+        manager.SetEntityPermissions(entity, [vim.AuthorizationManager.Permission(
+            entity=entity, principal=principal, group=False, roleId=role, propagate=propagate)])
+
+
 def markdown(requirements=None):
     requirements = requirements or load()
     lines = [BEGIN, "",

@@ -12,6 +12,7 @@ RAY_VSPHERE_VCSIM_TRACE_DIR set (the test session sets it), every vcsim
 records the vSphere methods it serves into that folder (method_trace.py).
 """
 
+import json
 import os
 import secrets
 import select
@@ -50,13 +51,17 @@ DEFAULT_USERNAME = "administrator@vsphere.local"
 # The second account every vcsim accepts (testbed/vcsim/users.go): the one an
 # operator makes for a Ray head's autoscaler (README, "Security").
 AUTOSCALER_USERNAME = "ray-autoscaler@vsphere.local"
+# As an administrator grants it (playbooks/vcenter_prepare.yml's vcenter_prepare_autoscaler_principal).
+AUTOSCALER_PRINCIPAL = "VSPHERE.LOCAL\\ray-autoscaler"
+# Where the testbed's clusters go, and so where the autoscaler account gets its role.
+RESOURCE_POOL = "DC0_C0_RP1"
 TEMP_PREFIX = "ray-vsphere-vcsim-"
 
 
 def default_placement(service_instance):
     """Where the testbed puts VMs: the import_ova keyword arguments."""
     return {
-        "resource_pool": vsphere.find_by_name(service_instance, vim.ResourcePool, "DC0_C0_RP1"),
+        "resource_pool": vsphere.find_by_name(service_instance, vim.ResourcePool, RESOURCE_POOL),
         "datastore": vsphere.find_by_name(service_instance, vim.Datastore, DATASTORES[0]),
         "folder": vsphere.find_by_name(service_instance, vim.Folder, VM_FOLDER),
         "network": vsphere.find_by_name(service_instance, vim.Network, NETWORK),
@@ -116,7 +121,8 @@ class Vcsim:
     def __init__(self, *, username=DEFAULT_USERNAME, password=None, autoscaler_password=None, method_delay=None,
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
-                 prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None):
+                 prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
+                 enforce_permissions=False):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -131,6 +137,10 @@ class Vcsim:
         fail_import: a regular expression; HttpNfcLeaseComplete of an import of a matching VM name fails.
         autoscaler_password: of the second account, AUTOSCALER_USERNAME (default: random), which
         the endpoint's environment gives `ray up` for the head (RAY_VSPHERE_HEAD_USER/_PASSWORD).
+        Prepared, it has the autoscaler role on the testbed's placement (VM_FOLDER, RESOURCE_POOL,
+        the first datastore, NETWORK) and ReadOnly on the datacenter, as vcenter_prepare.yml grants it.
+        enforce_permissions: vcsim checks the privileges of accounts given a role, as vCenter
+        does (NoPermission; testbed/vcsim/permissions.go), from meta/vcenter_requirements.yml.
         """
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
@@ -148,6 +158,7 @@ class Vcsim:
                              "-host-cost-limit": host_cost_limit}
         self.trace_methods = trace_methods or method_trace.session_trace_file()
         self.prepared = prepared
+        self.enforce_permissions = enforce_permissions
         self.ca = None
         self.endpoint = None
         self.startup_seconds = None
@@ -170,6 +181,8 @@ class Vcsim:
                    "-username", self.username, "-password", self.password]
         if self._users_file is not None:
             command += ["-users", str(self._users_file)]
+        if self.enforce_permissions:
+            command += ["-enforce-permissions", str(Path(self._temp_dir, "enforced-privileges.json"))]
         for flag, value in self.strict_flags.items():
             if value is not None:
                 command.append(f"{flag}={value}s" if flag.endswith("timeout") else f"{flag}={value}")
@@ -198,6 +211,8 @@ class Vcsim:
         self._users_file = Path(self._temp_dir, "users")
         self._users_file.touch(mode=0o600)
         self._users_file.write_text(f"{self.autoscaler_username}\t{self.autoscaler_password}\n")
+        if self.enforce_permissions:
+            Path(self._temp_dir, "enforced-privileges.json").write_text(json.dumps(privileges.enforced_privileges()))
         self._process = subprocess.Popen(
             self.command(),
             stdin=subprocess.PIPE,
@@ -231,6 +246,8 @@ class Vcsim:
             datacenter.vmFolder.CreateFolder(VM_FOLDER)
             if self.prepared:
                 privileges.prepare_vcenter(service_instance)
+                privileges.grant_autoscaler_role(service_instance, AUTOSCALER_PRINCIPAL, DATACENTER, VM_FOLDER,
+                                                 RESOURCE_POOL, DATASTORES[0], NETWORK)
         finally:
             vsphere.disconnect(service_instance)
 

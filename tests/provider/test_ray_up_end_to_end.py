@@ -27,7 +27,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def testbed(testbed_prerequisites, tmp_path_factory):
     # A trace of its own, so that the accounts' calls seen are this module's; checked against the table here.
-    with vcsim_with_guests(trace_methods=tmp_path_factory.mktemp("trace") / "methods.jsonl") as (sim, guests):
+    # vcsim checks the head account's privileges as vCenter does: the autoscaler role on the placement must do.
+    with vcsim_with_guests(trace_methods=tmp_path_factory.mktemp("trace") / "methods.jsonl",
+                           enforce_permissions=True) as (sim, guests):
         yield sim, guests
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
 
