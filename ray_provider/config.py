@@ -351,6 +351,11 @@ class HeadAccount:
         else:
             self.username, self.password = self.given[HEAD_USER_VARIABLE], self.given[HEAD_PASSWORD_VARIABLE]
 
+    @property
+    def given_any(self):
+        """Whether the operator named a head account, or opted in to giving the head the operator's."""
+        return self.mode == OPERATOR_ACCOUNT or any(self.given.values())
+
     def problems(self):
         given = [name for name, value in self.given.items() if value]
         if self.mode == OPERATOR_ACCOUNT:

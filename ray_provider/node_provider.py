@@ -484,7 +484,9 @@ class VsphereNodeProvider(NodeProvider):
         provider = config["provider"]
         credentials = VcenterCredentials(provider)
         head_account = HeadAccount(provider, credentials)
-        missing = credentials.problems() + head_account.problems()
+        # bootstrap_config runs for `ray down`, `ray exec` ... too, which need no head account: one not given
+        # at all fails the head's launch (create_node) and prepare_for_head_node instead, before either acts.
+        missing = credentials.problems() + (head_account.problems() if head_account.given_any else [])
         if missing:
             raise ClusterConfigError(missing)
         auth = config["auth"]
@@ -502,7 +504,8 @@ class VsphereNodeProvider(NodeProvider):
                                  "ray_provider_node_types": node_types}, raise_on_failure=False,
             timeout=max(_create_run_timeout(node_type) for node_type in node_types))
         problems = _check_failures(runner)
-        if not problems and head_account.mode == OWN_ACCOUNT:  # a vCenter the check could not use fails it too
+        if not problems and head_account.mode == OWN_ACCOUNT and head_account.given_any:
+            # (a vCenter the check could not use would fail this login too)
             problems = _head_login_problems(credentials, head_account)
         if problems:
             raise ClusterConfigError(problems)
