@@ -1,5 +1,12 @@
 """The provider section of a Ray cluster YAML: its keys, their checks, and vCenter credentials.
 
+Two vCenter accounts take part in a cluster: the operator's (VMWARE_USER,
+VMWARE_PASSWORD), which `ray up` and the playbooks use on the operator's
+machine, and the head's own (RAY_VSPHERE_HEAD_USER, RAY_VSPHERE_HEAD_PASSWORD,
+given to `ray up` on that machine only), which the head's autoscaler logs in
+with: HeadAccount. The operator's password never goes to the head, unless the
+cluster YAML says `head_vcenter_account: operator`.
+
 Ray merges no defaults into an external provider's config, so every key the
 provider reads is declared here once. The node settings are node_deploy's own
 options, taken from its argument spec and checked with ansible-core's
@@ -39,6 +46,13 @@ NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if opti
 CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(type="int"),
                    "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool"),
                    "vcenter_ca_path": dict(type="path"), "vcenter_request_timeout": dict(type="int")}
+# Which vCenter account the head's autoscaler uses: its own (HEAD_ACCOUNT_VARIABLES), or the operator's.
+OWN_ACCOUNT, OPERATOR_ACCOUNT = "own", "operator"
+HEAD_KEYS = {"head_vcenter_account": dict(type="str", choices=[OWN_ACCOUNT, OPERATOR_ACCOUNT])}
+# The head's own account, on the operator's machine only: never a cluster YAML key (Ray caches the YAML).
+HEAD_USER_VARIABLE = "RAY_VSPHERE_HEAD_USER"
+HEAD_PASSWORD_VARIABLE = "RAY_VSPHERE_HEAD_PASSWORD"
+HEAD_ACCOUNT_VARIABLES = (HEAD_USER_VARIABLE, HEAD_PASSWORD_VARIABLE)
 # Seconds one vCenter request may go unanswered, in the provider's refresh and in
 # its playbook runs' modules: also how long a silent vCenter may hold up Ray's loop.
 DEFAULT_REQUEST_TIMEOUT_S = 30
@@ -49,7 +63,7 @@ MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file":
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
     "foreground_node_launch", "worker_liveness_check")}}
-PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
+PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **HEAD_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
 
 TYPE_NAMES = {"str": "a string", "path": "a path", "int": "an integer", "bool": "true or false", "dict": "a mapping",
               "list": "a list"}
@@ -174,6 +188,49 @@ def _start_command_problems(config):
     return problems
 
 
+def head_account_mode(provider):
+    return provider.get("head_vcenter_account") or OWN_ACCOUNT
+
+
+def _head_account_problems(config):
+    """What the head's own account cannot do: make a template. So every node type clones the head's.
+
+    The autoscaler role has no import privileges (meta/vcenter_requirements.yml):
+    the template the head's autoscaler clones workers from is the one `ray up`
+    makes, as the operator, when it deploys the head. A node type with another
+    image, folder or datacenter, or none to clone from, would need another.
+    """
+    provider = config.get("provider") or {}
+    node_types = config.get("available_node_types") or {}
+    head_type = node_types.get(config.get("head_node_type"))
+    if head_account_mode(provider) != OWN_ACCOUNT or not isinstance(head_type, dict) \
+            or not isinstance(head_type.get("node_config"), dict):
+        return []
+    why = ("the head's own vCenter account clones workers only from the template `ray up` makes from the head's "
+           "image (it may not import an OVF); or set provider.head_vcenter_account: operator")
+    head = node_settings(provider, head_type["node_config"])
+    problems = []
+    for type_name, node_type in node_types.items():
+        if not isinstance(node_type, dict) or not isinstance(node_type.get("node_config"), dict):
+            continue  # named by check_cluster_config
+        settings = node_settings(provider, node_type["node_config"])
+        where = f"available_node_types.{type_name}.node_config"
+        if settings.get("clone_from_template") is False:
+            problems.append(f"{where}.clone_from_template: must not be false: {why}")
+        for option in ("ovf", "ovf_sha256", "datacenter", "vm_folder"):
+            if settings.get(option) != head.get(option):
+                problems.append(f"{where}.{option}: {settings.get(option)!r} is not the head's "
+                                f"{head.get(option)!r}: {why}")
+    ovf = head.get("ovf")
+    if isinstance(ovf, str) and is_url(ovf) and not head.get("ovf_sha256"):
+        # Without it the template is found by what the server says of the image (its ETag): once that changes,
+        # the head's autoscaler would need a new template, which its account may not make.
+        problems.append(f"provider.ovf_sha256: required for an image URL with the head's own vCenter account, so "
+                        f"that the head finds the template `ray up` made from {ovf} whatever its server says "
+                        "later; or set provider.head_vcenter_account: operator")
+    return problems
+
+
 def check_cluster_config(config):
     """Every problem of the provider section and the node types, by key; ClusterConfigError if any."""
     provider = config.get("provider") or {}
@@ -184,6 +241,7 @@ def check_cluster_config(config):
     except RayVsphereError as error:
         problems.append(str(error))
     problems += _start_command_problems(config)
+    problems += _head_account_problems(config)
     timeout = provider.get("vcenter_request_timeout")
     if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout < 1:
         problems.append(f"provider.vcenter_request_timeout: must be at least 1, not {timeout}")
@@ -275,3 +333,48 @@ def encrypt_secret(text, key_file):
 
 def decrypt_secret(blob, key_file):
     return _vault(key_file).decrypt(blob.encode()).decode()
+
+
+class HeadAccount:
+    """The vCenter account the head's autoscaler logs in with, as `ray up` on the operator's machine sees it.
+
+    Its own (the default): RAY_VSPHERE_HEAD_USER and RAY_VSPHERE_HEAD_PASSWORD,
+    an account with the autoscaler role on the cluster's folder and placement
+    (playbooks/vcenter_prepare.yml). Or, where no second account can be had
+    and the cluster YAML says `head_vcenter_account: operator`, the operator's.
+    """
+
+    def __init__(self, provider, operator, environ=None):
+        environ = os.environ if environ is None else environ
+        self.mode = head_account_mode(provider)
+        self.given = {name: environ.get(name) for name in HEAD_ACCOUNT_VARIABLES}
+        self._operator_username = operator.username
+        if self.mode == OPERATOR_ACCOUNT:
+            self.username, self.password = operator.username, operator.password
+        else:
+            self.username, self.password = self.given[HEAD_USER_VARIABLE], self.given[HEAD_PASSWORD_VARIABLE]
+
+    @property
+    def given_any(self):
+        """Whether the operator named a head account, or opted in to giving the head the operator's."""
+        return self.mode == OPERATOR_ACCOUNT or any(self.given.values())
+
+    def problems(self):
+        given = [name for name, value in self.given.items() if value]
+        if self.mode == OPERATOR_ACCOUNT:
+            if given:
+                return [f"provider.head_vcenter_account: operator gives the head your own vCenter account, yet "
+                        f"{' and '.join(given)} name one of its own: unset them, or drop head_vcenter_account"]
+            return []
+        missing = [name for name in HEAD_ACCOUNT_VARIABLES if name not in given]
+        if missing:
+            return [f"{' and '.join(missing)}: not set. The Ray head's autoscaler logs in to vCenter with an "
+                    f"account of its own, given to `ray up` only through {HEAD_USER_VARIABLE} and "
+                    f"{HEAD_PASSWORD_VARIABLE}: make one with the role ray-vsphere-autoscaler on the cluster's "
+                    "VM folder and placement (playbooks/vcenter_prepare.yml; README, \"Security\"). Or, to give "
+                    "the head your own account, which any job on the head can then use, set "
+                    "provider.head_vcenter_account: operator"]
+        if self.username.casefold() == (self._operator_username or "").casefold():
+            return [f"{HEAD_USER_VARIABLE}: {self.username!r} is the account `ray up` runs as (VMWARE_USER): give "
+                    "the head an account of its own, or set provider.head_vcenter_account: operator"]
+        return []

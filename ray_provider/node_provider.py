@@ -39,15 +39,18 @@ from pathlib import Path
 from pyVmomi import vim, vmodl
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
-from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
+from ray.autoscaler.tags import NODE_KIND_HEAD, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
-from ray_provider.config import (ClusterConfigError, VcenterCredentials, check_cluster_config, encrypt_secret, is_url,
-                                 local_path, node_settings)
+from ray_provider.config import (HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
+                                 VcenterCredentials, check_cluster_config, encrypt_secret, is_url, local_path,
+                                 node_settings)
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, IpPolicies, node_type_ip_policies
 from ray_provider.runner import published_stats, run_playbook, task_results
 from ray_provider.vcenter_session import LoginDeferred, VcenterSession
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _placement, _ray_auth, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (_node_watch, _ovf, _placement, _ray_auth,
+                                                                         _ray_tags)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -369,6 +372,12 @@ class VsphereNodeProvider(NodeProvider):
     def create_node_with_resources_and_labels(self, node_config, tags, count, resources, labels):
         if count <= 0:
             return {}
+        if tags.get(TAG_RAY_NODE_KIND) == NODE_KIND_HEAD:
+            # Only `ray up` makes a head, on the operator's machine; with a cached config it skipped
+            # bootstrap_config, so the head's account is checked here too, before the head exists.
+            head_account_problems = HeadAccount(self.provider_config, self.credentials).problems()
+            if head_account_problems:
+                raise ClusterConfigError(head_account_problems)
         settings = node_settings(self.provider_config, node_config)
         with self._lock:  # a node type's folder that bootstrap_config did not name: watched from the next refresh
             self._folders.add(_node_folder(settings))
@@ -494,7 +503,10 @@ class VsphereNodeProvider(NodeProvider):
         check_cluster_config(config)
         provider = config["provider"]
         credentials = VcenterCredentials(provider)
-        missing = credentials.problems()
+        head_account = HeadAccount(provider, credentials)
+        # bootstrap_config runs for `ray down`, `ray exec` ... too, which need no head account: one not given
+        # at all fails the head's launch (create_node) and prepare_for_head_node instead, before either acts.
+        missing = credentials.problems() + (head_account.problems() if head_account.given_any else [])
         if missing:
             raise ClusterConfigError(missing)
         auth = config["auth"]
@@ -512,6 +524,9 @@ class VsphereNodeProvider(NodeProvider):
                                  "ray_provider_node_types": node_types}, raise_on_failure=False,
             timeout=max(_create_run_timeout(node_type) for node_type in node_types))
         problems = _check_failures(runner)
+        if not problems and head_account.mode == OWN_ACCOUNT and head_account.given_any:
+            # (a vCenter the check could not use would fail this login too)
+            problems = _head_login_problems(credentials, head_account)
         if problems:
             raise ClusterConfigError(problems)
         provider[NODE_TYPE_IP_POLICIES] = node_type_ip_policies(config)
@@ -532,16 +547,28 @@ class VsphereNodeProvider(NodeProvider):
         return config
 
     def prepare_for_head_node(self, cluster_config):
-        """The config the head's autoscaler runs with: the password only as an Ansible Vault blob."""
+        """The config the head's autoscaler runs with: the head's own account, its password as an Ansible Vault blob.
+
+        The blob is keyed by the cluster's private key, which the head holds
+        too: it keeps the password out of logs and casual reads, not from
+        code on the head. What limits a job on the head is the account: its
+        own, with the autoscaler role, unless head_vcenter_account: operator.
+        """
+        head_account = HeadAccount(self.provider_config, self.credentials)
+        problems = head_account.problems()
+        if problems:
+            raise ClusterConfigError(problems)
         config = copy.deepcopy(cluster_config)
         provider = config["provider"]
-        provider.update(vcenter_hostname=self.credentials.hostname, vcenter_username=self.credentials.username,
+        provider.update(vcenter_hostname=self.credentials.hostname, vcenter_username=head_account.username,
                         vcenter_port=self.credentials.port, vcenter_validate_certs=self.credentials.validate_certs,
                         vcenter_request_timeout=self.credentials.request_timeout)
         provider["vcenter_password_vault"] = encrypt_secret(
-            self.credentials.password, self.provider_config["ssh_private_key_file"])
+            head_account.password, self.provider_config["ssh_private_key_file"])
         if self.credentials.ca_path:
             provider["vcenter_ca_path"] = HEAD_CA
+        if head_account.mode == OWN_ACCOUNT:
+            _pin_local_images(config)
         provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
         provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
         config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config
@@ -620,6 +647,45 @@ class FailedCreateCleanup:
         finally:
             with self._lock:
                 self._running = False
+
+
+def _pin_local_images(config):
+    """Give every local image without one its ovf_sha256, so that the head's autoscaler never reads it.
+
+    node_deploy finds the template by ovf_sha256 without opening the image,
+    while a local image it opens (to hash it) it also checks against the
+    placement with CreateImportSpec, which needs VApp.Import on the pool: a
+    privilege the head's own account lacks. Hashed here, on the operator's
+    machine, at every `ray up` (the cache node_deploy keeps spares a second
+    hash of an unchanged file, not the manifest check's read), so a changed
+    file is never taken for the template of the old one.
+    """
+    hashes = {}
+    for section in _sections_with_local_image(config):
+        if section.get("ovf_sha256"):
+            continue
+        image = local_path(section["ovf"])
+        if image not in hashes:
+            with _ovf.OvfPackage(image, hash_cache=_ovf.HashCache()) as package:
+                hashes[image] = package.key()[len(_ovf.SHA256_KEY):]
+        section["ovf_sha256"] = hashes[image]
+
+
+def _head_login_problems(credentials, head_account):
+    """The head's own account logs in, on the operator's machine, before anything is made for it."""
+    client = VcenterClient(credentials.hostname, head_account.username, head_account.password, port=credentials.port,
+                           validate_certs=credentials.validate_certs, request_timeout=credentials.request_timeout,
+                           ca_path=credentials.ca_path)
+    try:
+        client.connect()
+    except RayVsphereError as error:
+        if error.details.get("fault") == "InvalidLogin":
+            return [f"{' / '.join(HEAD_ACCOUNT_VARIABLES)}: vCenter {credentials.hostname}:{credentials.port} "
+                    f"rejected the login of the head's account {head_account.username!r}: wrong username or password"]
+        return [f"{' / '.join(HEAD_ACCOUNT_VARIABLES)}: the head's account {head_account.username!r} could not "
+                f"log in: {error}"]
+    client.disconnect()
+    return []
 
 
 def _create_run_timeout(settings):

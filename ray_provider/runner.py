@@ -29,7 +29,9 @@ import yaml
 from ansible_runner.interface import init_runner
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-SECRET_VARIABLES = ("VMWARE_PASSWORD",)
+# The operator's vCenter password, and the one `ray up` hands a Ray head for its own account
+# (ray_provider.config.HEAD_PASSWORD_VARIABLE): blanked in a run's environment, masked in its artifacts.
+SECRET_VARIABLES = ("VMWARE_PASSWORD", "RAY_VSPHERE_HEAD_PASSWORD")
 MASK = "********"
 # What a run keeps of the caller's environment, beside what ansible-runner and
 # the caller set for it: where things are, the locale,

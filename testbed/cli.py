@@ -66,13 +66,15 @@ def print_testbed(sim, guests):
           f"GOVC_TLS_CA_CERTS={endpoint.ca_path} (govc)")
     print(f"  user:      {endpoint.username}")
     print(f"  password:  {endpoint.password}")
+    print(f"  a Ray head's own account (`ray up` reads it from RAY_VSPHERE_HEAD_USER/_PASSWORD, below): "
+          f"{endpoint.head_username} / {endpoint.head_password}")
     service_instance = endpoint.connect()
     try:
         for kind, items in inventory_summary(service_instance).items():
             print(f"  {kind + ':':16} {', '.join(items)}")
     finally:
         vsphere.disconnect(service_instance)
-    print("  as AWX's VMware credential injects it:")
+    print("  as AWX's VMware credential injects it, and the head's account for `ray up`:")
     print("    export " + " ".join(f"{name}={value}" for name, value in endpoint.environment().items()))
     print(f"Test guests: bridge {guests.network.bridge}, {guests.network.cidr}; "
           "every powered-on VM gets an SSH guest with the key injected at deploy")

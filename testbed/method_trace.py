@@ -1,6 +1,7 @@
 """The vSphere methods vcsim served, as its -trace-methods flag records them (testbed/vcsim/trace.go).
 
-One JSON line per distinct (method, managed object type, session user agent).
+One JSON line per distinct (method, managed object type, session user agent,
+session user).
 The collection's sessions announce themselves with the user agent
 `ray-vsphere ...` (module_utils/_client.py), so the project's own calls can be
 told from the testbed's (guest simulator, fixtures, assertions), which log in
@@ -23,6 +24,8 @@ class TracedCall:
     method: str
     type: str
     user_agent: str
+    # The account the session logged in as ("" before login).
+    user: str = ""
 
     @property
     def by_project(self):
@@ -44,10 +47,10 @@ def read(path):
     for line in path.read_text().splitlines():
         if line.strip():
             entry = json.loads(line)
-            calls.add(TracedCall(entry["method"], entry["type"], entry["user_agent"]))
+            calls.add(TracedCall(entry["method"], entry["type"], entry["user_agent"], entry.get("user", "")))
     return calls
 
 
-def project_calls(calls):
-    """(method, type) pairs the collection and the provider called."""
-    return {(call.method, call.type) for call in calls if call.by_project}
+def project_calls(calls, user=None):
+    """(method, type) pairs the collection and the provider called; with user, only that account's."""
+    return {(call.method, call.type) for call in calls if call.by_project and (user is None or call.user == user)}

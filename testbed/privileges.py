@@ -4,7 +4,8 @@
   test session fails on any, so the privilege list cannot go stale);
 - `prepare_vcenter(service_instance)`: what an administrator's run of
   playbooks/vcenter_prepare.yml makes (custom attribute definitions and the
-  role), with the same vSphere calls, for the testbed's every vcsim;
+  operator and autoscaler roles), with the same vSphere calls, for the
+  testbed's every vcsim;
 - `python -m testbed.privileges --write|--check`: the README's privilege
   section, generated from the file.
 """
@@ -20,8 +21,9 @@ from testbed import PROJECT_ROOT
 REQUIREMENTS_FILE = "meta/vcenter_requirements.yml"
 REQUIREMENTS = PROJECT_ROOT / REQUIREMENTS_FILE
 README = PROJECT_ROOT / "README.md"
-# playbooks/vcenter_prepare.yml's default role name.
-ROLE_NAME = "ray-vsphere-operator"
+# The roles of the file's account_roles: the operator's (playbooks, AWX, `ray up`) and a Ray head's autoscaler's.
+OPERATOR = "operator"
+AUTOSCALER = "autoscaler"
 # vCenter adds these to every role (and vcsim does too): listed in no table.
 SYSTEM_PRIVILEGES = ("System.Anonymous", "System.Read", "System.View")
 BEGIN = "<!-- BEGIN privileges: generated from meta/vcenter_requirements.yml by python -m testbed.privileges -->"
@@ -42,9 +44,21 @@ def custom_attributes(requirements=None):
     return list((requirements or load())["custom_attributes"])
 
 
-def role_privileges(requirements=None):
-    """The role's privileges: every privilege of every method, but those vCenter gives every role."""
-    found = {grant["privilege"] for method in (requirements or load())["methods"] for grant in method["privileges"]}
+def role_name(role=OPERATOR, requirements=None):
+    """The vCenter role's name (playbooks/vcenter_prepare.yml's default) of one of the file's account_roles."""
+    return (requirements or load())["account_roles"][role]["name"]
+
+
+def role_methods(role=OPERATOR, requirements=None):
+    """(method, type) pairs whose `roles` name this role: what an account of that role may call."""
+    return {(method["method"], method["type"]) for method in (requirements or load())["methods"]
+            if role in method["roles"]}
+
+
+def role_privileges(role=OPERATOR, requirements=None):
+    """The role's privileges: every privilege of its methods, but those vCenter gives every role."""
+    found = {grant["privilege"] for method in (requirements or load())["methods"] if role in method["roles"]
+             for grant in method["privileges"]}
     return sorted(found - set(SYSTEM_PRIVILEGES))
 
 
@@ -54,8 +68,8 @@ def unlisted(calls, requirements=None):
     return sorted(call for call in calls if tuple(call) not in listed)
 
 
-def prepare_vcenter(service_instance, role_name=ROLE_NAME):
-    """Define the custom attributes and the role, as playbooks/vcenter_prepare.yml does; nothing twice."""
+def prepare_vcenter(service_instance):
+    """Define the custom attributes and the roles, as playbooks/vcenter_prepare.yml does; nothing twice."""
     requirements = load()
     content = service_instance.content
     defined = {field.name for field in content.customFieldsManager.field or []
@@ -63,22 +77,63 @@ def prepare_vcenter(service_instance, role_name=ROLE_NAME):
     for name in custom_attributes(requirements):
         if name not in defined:
             content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine)
-    if not any(role.name == role_name for role in content.authorizationManager.roleList):
-        content.authorizationManager.AddAuthorizationRole(name=role_name, privIds=role_privileges(requirements))
+    existing = {role.name for role in content.authorizationManager.roleList}
+    for role in requirements["account_roles"]:
+        if role_name(role, requirements) not in existing:
+            content.authorizationManager.AddAuthorizationRole(name=role_name(role, requirements),
+                                                              privIds=role_privileges(role, requirements))
+
+
+def enforced_privileges(requirements=None):
+    """{method: [{privilege, on}]}: what vcsim's -enforce-permissions checks (testbed/vcsim/permissions.go)."""
+    rules = {}
+    for method in (requirements or load())["methods"]:
+        for grant in method["privileges"]:
+            if grant.get("enforced_on"):
+                rules.setdefault(method["method"], []).append({"privilege": grant["privilege"], "on": grant["enforced_on"]})
+    return rules
+
+
+def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, resource_pool, datastore, network):
+    """What vcenter_prepare.yml's grant makes, with the same calls: the role on the placement, ReadOnly on the datacenter."""
+    content = service_instance.content
+    manager = content.authorizationManager
+    role_ids = {role.name: role.roleId for role in manager.roleList}
+    autoscaler = role_ids[role_name(AUTOSCALER)]
+
+    def named(kind, name):
+        view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+        try:
+            return next(item for item in view.view if item.name == name)
+        finally:
+            view.DestroyView()
+
+    for kind, name, role, propagate in ((vim.Datacenter, datacenter, role_ids["ReadOnly"], False),
+                                        (vim.Folder, vm_folder, autoscaler, True),
+                                        (vim.ResourcePool, resource_pool, autoscaler, True),
+                                        (vim.Datastore, datastore, autoscaler, False),
+                                        (vim.Network, network, autoscaler, False)):
+        entity = named(kind, name)
+        manager.SetEntityPermissions(entity, [vim.AuthorizationManager.Permission(
+            entity=entity, principal=principal, group=False, roleId=role, propagate=propagate)])
 
 
 def markdown(requirements=None):
     requirements = requirements or load()
     lines = [BEGIN, "",
-             "| method (on) | privilege: checked on | called by | reference |",
-             "|---|---|---|---|"]
+             "| method (on) | privilege: checked on | called by | roles | reference |",
+             "|---|---|---|---|---|"]
     for method in sorted(requirements["methods"], key=lambda item: (item["type"], item["method"])):
         grants = "<br>".join(f"`{grant['privilege']}`: {grant['checked_on']}" for grant in method["privileges"])
         lines.append(f"| `{method['type']}.{method['method']}` | {grants} | {method['called_by']} | "
-                     f"[API reference]({reference_url(method, requirements)}) |")
-    privileges = role_privileges(requirements)
-    lines += ["", f"The role, {len(privileges)} privileges (vCenter adds {', '.join(SYSTEM_PRIVILEGES)} to every "
-              "role):", "", "```", *privileges, "```", "",
+                     f"{', '.join(method['roles'])} | [API reference]({reference_url(method, requirements)}) |")
+    operator = role_privileges(OPERATOR, requirements)
+    lines += ["", f"The roles (vCenter adds {', '.join(SYSTEM_PRIVILEGES)} to every role), by privilege:", "",
+              f"| privilege | `{role_name(OPERATOR, requirements)}` | `{role_name(AUTOSCALER, requirements)}` |",
+              "|---|---|---|"]
+    autoscaler = set(role_privileges(AUTOSCALER, requirements))
+    lines += [f"| `{privilege}` | yes | {'yes' if privilege in autoscaler else 'no'} |" for privilege in operator]
+    lines += ["", f"{len(operator)} privileges for the operator, {len(autoscaler)} for the autoscaler.", "",
               f"Custom attributes (VirtualMachine): {', '.join(f'`{name}`' for name in custom_attributes(requirements))}.",
               "", END]
     return "\n".join(lines)

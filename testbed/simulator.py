@@ -12,6 +12,7 @@ RAY_VSPHERE_VCSIM_TRACE_DIR set (the test session sets it), every vcsim
 records the vSphere methods it serves into that folder (method_trace.py).
 """
 
+import json
 import os
 import secrets
 import select
@@ -47,13 +48,20 @@ NETWORK = "VM Network"
 PORT_GROUP = "DC0_DVPG0"
 VM_FOLDER = "ray"
 DEFAULT_USERNAME = "administrator@vsphere.local"
+# The second account every vcsim accepts (testbed/vcsim/users.go): the one an
+# operator makes for a Ray head's autoscaler (README, "Security").
+AUTOSCALER_USERNAME = "ray-autoscaler@vsphere.local"
+# As an administrator grants it (playbooks/vcenter_prepare.yml's vcenter_prepare_autoscaler_principal).
+AUTOSCALER_PRINCIPAL = "VSPHERE.LOCAL\\ray-autoscaler"
+# Where the testbed's clusters go, and so where the autoscaler account gets its role.
+RESOURCE_POOL = "DC0_C0_RP1"
 TEMP_PREFIX = "ray-vsphere-vcsim-"
 
 
 def default_placement(service_instance):
     """Where the testbed puts VMs: the import_ova keyword arguments."""
     return {
-        "resource_pool": vsphere.find_by_name(service_instance, vim.ResourcePool, "DC0_C0_RP1"),
+        "resource_pool": vsphere.find_by_name(service_instance, vim.ResourcePool, RESOURCE_POOL),
         "datastore": vsphere.find_by_name(service_instance, vim.Datastore, DATASTORES[0]),
         "folder": vsphere.find_by_name(service_instance, vim.Folder, VM_FOLDER),
         "network": vsphere.find_by_name(service_instance, vim.Network, NETWORK),
@@ -74,13 +82,16 @@ class Endpoint:
     password: str
     # The CA that signed vcsim's certificate: trusted as a user trusts an internal CA.
     ca_path: Path
+    # The Ray head's own account, given to `ray up` as the operator gives it (ray_provider.config.HEAD_ACCOUNT_VARIABLES).
+    head_username: str = None
+    head_password: str = None
 
     @property
     def url(self):
         return f"https://{self.host}:{self.port}/sdk"
 
     def environment(self):
-        return {
+        environment = {
             "VMWARE_HOST": self.host,
             "VMWARE_PORT": str(self.port),
             "VMWARE_USER": self.username,
@@ -88,6 +99,9 @@ class Endpoint:
             "VMWARE_VALIDATE_CERTS": "true",
             "VMWARE_CA_PATH": str(self.ca_path),
         }
+        if self.head_username:
+            environment.update(RAY_VSPHERE_HEAD_USER=self.head_username, RAY_VSPHERE_HEAD_PASSWORD=self.head_password)
+        return environment
 
     def ssl_context(self):
         return vsphere.ssl_context(self.ca_path)
@@ -104,10 +118,11 @@ class Vcsim:
     when vcsim had to be killed.
     """
 
-    def __init__(self, *, username=DEFAULT_USERNAME, password=None, method_delay=None,
+    def __init__(self, *, username=DEFAULT_USERNAME, password=None, autoscaler_password=None, method_delay=None,
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
-                 prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None):
+                 prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
+                 enforce_permissions=False):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -120,12 +135,20 @@ class Vcsim:
         log_failed_logins: vcsim logs each rejected login (see failed_logins()).
         fail_clone: a regular expression; CloneVM_Task to a matching name fails (testbed/vcsim/faults.go).
         fail_import: a regular expression; HttpNfcLeaseComplete of an import of a matching VM name fails.
+        autoscaler_password: of the second account, AUTOSCALER_USERNAME (default: random), which
+        the endpoint's environment gives `ray up` for the head (RAY_VSPHERE_HEAD_USER/_PASSWORD).
+        Prepared, it has the autoscaler role on the testbed's placement (VM_FOLDER, RESOURCE_POOL,
+        the first datastore, NETWORK) and ReadOnly on the datacenter, as vcenter_prepare.yml grants it.
+        enforce_permissions: vcsim checks the privileges of accounts given a role, as vCenter
+        does (NoPermission; testbed/vcsim/permissions.go), from meta/vcenter_requirements.yml.
         """
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
         self.fail_import = fail_import
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
+        self.autoscaler_username = AUTOSCALER_USERNAME
+        self.autoscaler_password = autoscaler_password or secrets.token_urlsafe(12)
         self.method_delay = method_delay or {}
         self.vms_per_pool = vms_per_pool
         self.start_timeout = start_timeout
@@ -135,12 +158,14 @@ class Vcsim:
                              "-host-cost-limit": host_cost_limit}
         self.trace_methods = trace_methods or method_trace.session_trace_file()
         self.prepared = prepared
+        self.enforce_permissions = enforce_permissions
         self.ca = None
         self.endpoint = None
         self.startup_seconds = None
         self._process = None
         self._temp_dir = None
         self._certificate = None
+        self._users_file = None
 
     def __enter__(self):
         self.start()
@@ -154,6 +179,10 @@ class Vcsim:
         command = [str(VCSIM_BIN), "-l", f"{self.host}:{self.port}", "-stdinexit",
                    *(f"{flag}={value}" for flag, value in flags.items()),
                    "-username", self.username, "-password", self.password]
+        if self._users_file is not None:
+            command += ["-users", str(self._users_file)]
+        if self.enforce_permissions:
+            command += ["-enforce-permissions", str(Path(self._temp_dir, "enforced-privileges.json"))]
         for flag, value in self.strict_flags.items():
             if value is not None:
                 command.append(f"{flag}={value}s" if flag.endswith("timeout") else f"{flag}={value}")
@@ -179,6 +208,11 @@ class Vcsim:
         # The names vcsim serves on, and no other: a client using another name must fail as with vCenter.
         self.ca = pki.make_ca(self._temp_dir)
         self._certificate = pki.issue_server_certificate(self.ca, self._temp_dir, [self.host])
+        self._users_file = Path(self._temp_dir, "users")
+        self._users_file.touch(mode=0o600)
+        self._users_file.write_text(f"{self.autoscaler_username}\t{self.autoscaler_password}\n")
+        if self.enforce_permissions:
+            Path(self._temp_dir, "enforced-privileges.json").write_text(json.dumps(privileges.enforced_privileges()))
         self._process = subprocess.Popen(
             self.command(),
             stdin=subprocess.PIPE,
@@ -201,7 +235,8 @@ class Vcsim:
         if not first_line.startswith("export GOVC_URL="):
             raise VcsimError(f"vcsim did not start within {self.start_timeout} s: {self.log_tail()}")
         govc_url = urlsplit(first_line.split()[1].removeprefix("GOVC_URL="))
-        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password, self.ca.certificate)
+        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password, self.ca.certificate,
+                        head_username=self.autoscaler_username, head_password=self.autoscaler_password)
 
     def _shape_site(self):
         """The site as an administrator leaves it for Ray: a VM folder, and what vcenter_prepare.yml makes."""
@@ -211,6 +246,8 @@ class Vcsim:
             datacenter.vmFolder.CreateFolder(VM_FOLDER)
             if self.prepared:
                 privileges.prepare_vcenter(service_instance)
+                privileges.grant_autoscaler_role(service_instance, AUTOSCALER_PRINCIPAL, DATACENTER, VM_FOLDER,
+                                                 RESOURCE_POOL, DATASTORES[0], NETWORK)
         finally:
             vsphere.disconnect(service_instance)
 

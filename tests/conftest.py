@@ -5,7 +5,8 @@ that needs the testbed with a message saying what to install: never a skip.
 After the whole session, anything the testbed left behind fails the run, and
 so does a vSphere method the project called (every vcsim of the session
 records them) that meta/vcenter_requirements.yml does not list with its
-privileges.
+privileges, or one a Ray head's own account called that the file does not
+give the autoscaler role.
 """
 
 
@@ -48,6 +49,14 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(f"FAILED: the project called vSphere methods that {privileges.REQUIREMENTS_FILE} does "
                             f"not list with their privileges: {', '.join(f'{t}.{m}' for m, t in unlisted)}",
                             red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # Every vcsim's second account is the one `ray up` gives a head (simulator.AUTOSCALER_USERNAME).
+    beyond_role = sorted(method_trace.project_calls(calls, user=simulator.AUTOSCALER_USERNAME)
+                         - privileges.role_methods(privileges.AUTOSCALER))
+    if beyond_role:
+        reporter.write_line(f"FAILED: a Ray head's own account called vSphere methods that {privileges.REQUIREMENTS_FILE} "
+                            f"does not give the {privileges.role_name(privileges.AUTOSCALER)} role: "
+                            f"{', '.join(f'{t}.{m}' for m, t in beyond_role)}", red=True, bold=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     left = leftovers.left_behind(_snapshot_before_session, leftovers.snapshot())
     if left:

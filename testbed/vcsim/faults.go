@@ -44,8 +44,12 @@ func installFaultHooks(model *simulator.Model, username, password string) {
 	model.Map().Handler = func(ctx *simulator.Context, method *simulator.Method) (mo.Reference, types.BaseMethodFault) {
 		switch body := method.Body.(type) {
 		case *types.Login:
-			// What SessionManager.Authenticate checks with -username/-password set.
-			if *logFailedLogins && username != "" && (body.UserName != username || body.Password != password) {
+			// What SessionManager.Authenticate checks with -username/-password set: that pair, or -users' accounts.
+			rejected := body.UserName != username || body.Password != password
+			if accepts := ctx.Map.SessionManager().ValidLogin; accepts != nil {
+				rejected = !accepts(body)
+			}
+			if *logFailedLogins && username != "" && rejected {
 				log.Printf("vcsim: rejected login of %s", body.UserName)
 			}
 		case *types.CloneVM_Task:

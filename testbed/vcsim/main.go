@@ -11,7 +11,9 @@
 //   - SIGINT/SIGTERM remove the simulator's datastore folders before exiting;
 //   - -tlscert/-tlskey serve a given certificate instead of a self-signed one.
 //
-// Beyond upstream: -trace-methods (trace.go) records the methods served, and
+// Beyond upstream: -trace-methods (trace.go) records the methods served and by
+// which account, -users (users.go) accepts more than one account,
+// -enforce-permissions (permissions.go) checks privileges as vCenter does, and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
 // PropertyCollector filters (custom_fields.go).
@@ -56,6 +58,8 @@ func main() {
 	listen := flag.String("l", "127.0.0.1:8989", "listen address; port 0 picks a free port")
 	username := flag.String("username", "", "the only username accepted (any when empty)")
 	password := flag.String("password", "", "the only password accepted (any when empty)")
+	enforcedPermissions := flag.String("enforce-permissions", "", "JSON of the privileges each method needs and where: check them for accounts given a role (permissions.go)")
+	flag.StringVar(usersFile, "users", "", "a file of more accounts accepted beside -username, one 'user<TAB>password' a line (users.go)")
 	stdinExit := flag.Bool("stdinexit", false, "exit when stdin reaches EOF")
 	// vCenter's defaults (strict.go and its neighbours say where they come from).
 	leaseTimeout := flag.Duration("lease-timeout", 300*time.Second, "an NFC lease without HttpNfcLeaseProgress for this long fails")
@@ -84,7 +88,14 @@ func main() {
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
 	reportCustomFieldChanges(model.Map())
+	if err := acceptUsers(model, *username, *password, *usersFile); err != nil {
+		log.Fatal(err)
+	}
 	installFaultHooks(model, *username, *password)
+	// Last, so it runs first: a call the account may not make fails before any other hook sees it.
+	if err := enforcePermissions(model, *enforcedPermissions); err != nil {
+		log.Fatal(err)
+	}
 
 	serviceURL := &url.URL{Host: *listen}
 	if *username != "" {

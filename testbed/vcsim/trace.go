@@ -1,12 +1,12 @@
 package main
 
 // -trace-methods FILE: which vSphere methods vcsim serves, on which type of
-// managed object, and for which client. The project derives its least
+// managed object, for which client and as which account. The project derives its least
 // privilege list from this (meta/vcenter_requirements.yml): each method's
 // "Required privileges" in the vSphere API reference, checked on that object.
 //
 // Upstream's -trace logs whole SOAP bodies; this keeps one JSON line per
-// distinct (method, type, user agent), written when first seen, so a test
+// distinct (method, type, user agent, user), written when first seen, so a test
 // session's trace stays small and is complete while vcsim still runs.
 
 import (
@@ -21,7 +21,7 @@ import (
 )
 
 var traceMethodsFile = flag.String("trace-methods", "",
-	"append one JSON line per distinct served method, managed object type and session user agent to this file")
+	"append one JSON line per distinct served method, managed object type, session user agent and user to this file")
 
 type tracedMethod struct {
 	Method string `json:"method"`
@@ -30,6 +30,9 @@ type tracedMethod struct {
 	// The User-Agent of the session's login; empty before login (Login,
 	// RetrieveServiceContent), which need no privilege.
 	UserAgent string `json:"user_agent"`
+	// The session's user name (the login's): which account a client used,
+	// e.g. a Ray head's own account rather than the operator's. Empty before login.
+	User string `json:"user"`
 }
 
 type methodTrace struct {
@@ -61,6 +64,7 @@ func (t *methodTrace) record(ctx *simulator.Context, method *simulator.Method) {
 	entry := tracedMethod{Method: method.Name, Type: method.This.Type}
 	if ctx.Session != nil {
 		entry.UserAgent = ctx.Session.UserAgent
+		entry.User = ctx.Session.UserName
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -57,6 +57,21 @@ def test_every_method_cites_the_api_reference_and_names_where_each_privilege_is_
         assert url.startswith("https://developer.broadcom.com/xapis/") and url.endswith("/post"), url
         assert method["privileges"] and all(grant["privilege"] and grant["checked_on"] for grant in method["privileges"])
     assert "Global.ManageCustomFields" not in privileges.role_privileges()
+    assert all(set(method["roles"]) <= set(requirements["account_roles"]) and method["roles"]
+               for method in requirements["methods"])
+
+
+def test_the_autoscaler_role_is_the_operators_without_what_only_an_import_needs():
+    operator = set(privileges.role_privileges(privileges.OPERATOR))
+    autoscaler = set(privileges.role_privileges(privileges.AUTOSCALER))
+    assert autoscaler < operator
+    assert operator - autoscaler == {"VApp.Import", "VirtualMachine.Inventory.Create",
+                                     "VirtualMachine.Provisioning.MarkAsTemplate", "VirtualMachine.State.CreateSnapshot"}
+    # What the head's autoscaler does: clone, reconfigure, power, tag, delete and watch its nodes.
+    assert {("CloneVM_Task", "VirtualMachine"), ("ReconfigVM_Task", "VirtualMachine"), ("PowerOnVM_Task", "VirtualMachine"),
+            ("SetField", "CustomFieldsManager"), ("Destroy_Task", "VirtualMachine"),
+            ("WaitForUpdatesEx", "PropertyCollector")} <= privileges.role_methods(privileges.AUTOSCALER)
+    assert ("ImportVApp", "ResourcePool") not in privileges.role_methods(privileges.AUTOSCALER)
 
 
 def test_the_readme_privilege_section_is_generated_from_the_requirements_file():
@@ -90,7 +105,8 @@ def test_vcenter_prepare_defines_the_attributes_and_the_role_once_and_check_mode
         unprepared_vcsim, tmp_path):
     endpoint = unprepared_vcsim.endpoint
     before = vcenter_state(endpoint)
-    assert before[0] == [] and privileges.ROLE_NAME not in before[1]
+    operator, autoscaler = privileges.role_name(privileges.OPERATOR), privileges.role_name(privileges.AUTOSCALER)
+    assert before[0] == [] and operator not in before[1] and autoscaler not in before[1]
     checked = run_prepare(endpoint, tmp_path / "check", check=True)
     assert any(result.get("changed") for result in checked)
     assert vcenter_state(endpoint) == before
@@ -100,11 +116,60 @@ def test_vcenter_prepare_defines_the_attributes_and_the_role_once_and_check_mode
     fields, roles = vcenter_state(endpoint)
     assert fields == sorted(privileges.custom_attributes() + ["team"])
     # Exactly the table's privileges; vcsim, as vCenter, adds the System ones and refuses unknown privilege ids.
-    assert roles[privileges.ROLE_NAME] == sorted(privileges.role_privileges() + list(privileges.SYSTEM_PRIVILEGES))
+    assert roles[operator] == sorted(privileges.role_privileges(privileges.OPERATOR) + list(privileges.SYSTEM_PRIVILEGES))
+    assert roles[autoscaler] == sorted(privileges.role_privileges(privileges.AUTOSCALER)
+                                       + list(privileges.SYSTEM_PRIVILEGES))
 
     again = run_prepare(endpoint, tmp_path / "again", extravars={"vcenter_prepare_extra_tag_keys": ["team"]})
     assert not any(result.get("changed") for result in again), again
     assert vcenter_state(endpoint) == (fields, roles)
+
+
+PLACEMENT = {"vcenter_prepare_datacenter": simulator.DATACENTER, "vcenter_prepare_vm_folder": simulator.VM_FOLDER,
+             "vcenter_prepare_resource_pool": "DC0_C0_RP1", "vcenter_prepare_datastore": simulator.DATASTORES[0],
+             "vcenter_prepare_network": simulator.NETWORK}
+
+
+def test_vcenter_prepare_grants_the_autoscaler_role_on_the_clusters_placement_only(unprepared_vcsim, tmp_path):
+    endpoint = unprepared_vcsim.endpoint
+    principal = "VSPHERE.LOCAL\\ray-autoscaler"
+    failed = run_playbook("ray_vsphere.cluster.vcenter_prepare", tmp_path / "half", timeout=300,
+                          extravars={"vcenter_prepare_autoscaler_principal": principal,
+                                     "vcenter_prepare_datacenter": simulator.DATACENTER},
+                          envvars=endpoint.environment())
+    assert failed.status == "failed"
+    assert "also set vcenter_prepare_datacenter, vcenter_prepare_vm_folder" in failed.stdout.read()
+
+    grant = {"vcenter_prepare_autoscaler_principal": principal, **PLACEMENT}
+    made = run_prepare(endpoint, tmp_path / "grant", extravars=grant)
+    assert any(result.get("changed") for result in made)
+    autoscaler = privileges.role_name(privileges.AUTOSCALER)
+    expected = {(vim.Datacenter, simulator.DATACENTER): ("ReadOnly", False),
+                (vim.Folder, simulator.VM_FOLDER): (autoscaler, True),
+                (vim.ResourcePool, "DC0_C0_RP1"): (autoscaler, True),
+                (vim.Datastore, simulator.DATASTORES[0]): (autoscaler, False),
+                (vim.Network, simulator.NETWORK): (autoscaler, False)}
+    service_instance = endpoint.connect()
+    try:
+        manager = service_instance.content.authorizationManager
+        role_names = {role.roleId: role.name for role in manager.roleList}
+        for (kind, name), (role, propagate) in expected.items():
+            entity = vsphere.find_by_name(service_instance, kind, name)
+            granted = [(role_names[permission.roleId], permission.principal, permission.propagate)
+                       for permission in manager.RetrieveEntityPermissions(entity, False)]
+            assert granted == [(role, principal, propagate)], (kind, name, granted)
+        # Nothing on the root folder or the other cluster's pool: the account reaches the cluster's placement only.
+        assert not [permission for permission in manager.RetrieveEntityPermissions(service_instance.content.rootFolder, False)
+                    if permission.principal == principal]
+        # Above the other cluster's pool, only the datacenter's read-only grant, which does not propagate to it.
+        other_pool = vsphere.find_by_name(service_instance, vim.ResourcePool, "DC0_C1_RP1")
+        assert [(role_names[permission.roleId], permission.propagate)
+                for permission in manager.RetrieveEntityPermissions(other_pool, True)
+                if permission.principal == principal] == [("ReadOnly", False)]
+    finally:
+        vsphere.disconnect(service_instance)
+    again = run_prepare(endpoint, tmp_path / "again", extravars=grant)
+    assert not any(result.get("changed") for result in again), again
 
 
 def test_after_prepare_a_deploy_tag_list_delete_cycle_calls_only_listed_methods_and_no_global_one(

@@ -246,7 +246,7 @@ def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own
     assert cloned_from(service_instance, "pi-0")[_deploy.CLONED_FROM] == mine.name(digest)
     assert cloned_from(service_instance, "rho-0")[_deploy.CLONED_FROM] == theirs.name(digest)
     play([task("node_delete", cluster_name="pi", all_nodes=True)])
-    play([task("node_delete", cluster_name="rho", all_nodes=True)])
+    play([task("node_delete", cluster_name="rho", all_nodes=True, cluster_key_file=str(other_key))])
     pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))]).result
     assert not pruned["failed"], pruned
     assert pruned["removed"] == [mine.name(digest)]

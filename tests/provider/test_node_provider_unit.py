@@ -4,6 +4,9 @@ Mocks are for these unit tests only: the end-to-end tests run the same
 provider against vcsim with real Ray.
 """
 
+import hashlib
+import io
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -61,6 +64,8 @@ class FakeRuns:
 @pytest.fixture
 def provider(monkeypatch, tmp_path):
     monkeypatch.setenv("VMWARE_PASSWORD", "not-a-real-password")
+    for name, value in HEAD_ACCOUNT.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 0.05)
     public_key = tmp_path / "key.pub"
     public_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUnitTestKey unit\n")
@@ -233,43 +238,165 @@ def test_many_threads_at_once_see_consistent_answers(provider):
     assert provider.playbooks.playbooks().count("create_nodes") == 10
 
 
-def test_the_head_config_holds_the_password_only_as_vault_and_the_head_can_open_it(monkeypatch, tmp_path):
+OPERATOR_PASSWORD = "s3cret-Passw0rd"
+HEAD_ACCOUNT = {"RAY_VSPHERE_HEAD_USER": "ray-autoscaler@vsphere.local", "RAY_VSPHERE_HEAD_PASSWORD": "h3ad-Passw0rd"}
+
+
+def operator_env(monkeypatch, head_account=HEAD_ACCOUNT):
+    """The operator's machine: the operator's password, and the head's account unless head_account is None."""
+    monkeypatch.setenv("VMWARE_PASSWORD", OPERATOR_PASSWORD)
+    for name in HEAD_ACCOUNT:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (head_account or {}).items():
+        monkeypatch.setenv(name, value)
+
+
+DESCRIPTOR = b'<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"><References/></Envelope>'
+
+
+def write_ova(path):
+    """An OVA that holds only a descriptor: enough for node_deploy's package to open and hash it."""
+    with tarfile.open(path, "w") as archive:
+        member = tarfile.TarInfo("node.ovf")
+        member.size = len(DESCRIPTOR)
+        archive.addfile(member, io.BytesIO(DESCRIPTOR))
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_the_head_config_holds_the_heads_own_account_its_password_only_as_vault(monkeypatch, tmp_path):
     key = make_key_pair(tmp_path / "ray-key")
-    monkeypatch.setenv("VMWARE_PASSWORD", "s3cret-Passw0rd")
+    operator_env(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # node_deploy's hash cache
     provider_section = dict(PROVIDER, ovf=str(tmp_path / "node.ova"), ssh_private_key_file=str(key),
                             ssh_public_key_file=f"{key}.pub")
-    (tmp_path / "node.ova").write_bytes(b"ova")
+    node_sha256 = write_ova(tmp_path / "node.ova")
     local = VsphereNodeProvider(provider_section, "unit")
     (tmp_path / "gpu-image").mkdir()
-    (tmp_path / "gpu-image" / "gpu.ovf").write_text("<Envelope/>")
+    (tmp_path / "gpu-image" / "gpu.ovf").write_bytes(DESCRIPTOR)
     head_config = local.prepare_for_head_node({
         "provider": dict(provider_section), "auth": {"ssh_user": "ubuntu", "ssh_private_key": "~/ray_bootstrap_key.pem"},
         "available_node_types": {"worker": {"node_config": {}, "resources": {}},
                                  "gpu": {"node_config": {"ovf": str(tmp_path / "gpu-image" / "gpu.ovf")}, "resources": {}},
                                  "web": {"node_config": {"ovf": "https://images.example.com/web.ova"}, "resources": {}}}})
-    assert "s3cret-Passw0rd" not in repr(head_config)
+    assert OPERATOR_PASSWORD not in repr(head_config) and "h3ad-Passw0rd" not in repr(head_config)
     head_provider = head_config["provider"]
+    assert head_provider["vcenter_username"] == "ray-autoscaler@vsphere.local"
     assert head_provider["vcenter_password_vault"].startswith("$ANSIBLE_VAULT;1.1;AES256")
     assert head_provider["ovf"] == "~/ray_vsphere_images/node.ova"
     node_configs = {name: node_type["node_config"] for name, node_type in head_config["available_node_types"].items()}
     assert node_configs["gpu"]["ovf"] == "~/ray_vsphere_images/gpu-image/gpu.ovf", "an .ovf's folder is mounted"
     assert node_configs["web"]["ovf"] == "https://images.example.com/web.ova"
+    # The head finds the template by the image's hash, never reading (or checking) the image with its own account.
+    assert head_provider["ovf_sha256"] == node_sha256
+    assert node_configs["gpu"]["ovf_sha256"] == hashlib.sha256(DESCRIPTOR).hexdigest()
+    assert "ovf_sha256" not in node_configs["web"] and "ovf_sha256" not in node_configs["worker"]
     assert head_provider["ssh_private_key_file"] == "~/ray_bootstrap_key.pem"
     assert head_config["auth"]["ssh_public_key"] == "~/ray_bootstrap_key.pub"
 
-    monkeypatch.delenv("VMWARE_PASSWORD")
+    # On the head: no VMWARE_PASSWORD, no head variables; the head's own account is what it logs in as.
+    for name in ("VMWARE_PASSWORD", *HEAD_ACCOUNT):
+        monkeypatch.delenv(name)
     head_provider["ssh_private_key_file"] = str(key)  # where the head has the same key
-    assert config.VcenterCredentials(head_provider).password == "s3cret-Passw0rd"
+    on_head = config.VcenterCredentials(head_provider)
+    assert (on_head.username, on_head.password) == ("ray-autoscaler@vsphere.local", "h3ad-Passw0rd")
     other_key = make_key_pair(tmp_path / "other-key")
     with pytest.raises(Exception, match="Decryption failed"):
         config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(other_key)))
+
+
+def test_the_head_gets_the_operators_account_only_when_the_cluster_yaml_says_so(monkeypatch, tmp_path):
+    key = make_key_pair(tmp_path / "ray-key")
+    operator_env(monkeypatch, head_account=None)
+    provider_section = dict(PROVIDER, ssh_private_key_file=str(key), ssh_public_key_file=f"{key}.pub",
+                            head_vcenter_account="operator")
+    head_provider = VsphereNodeProvider(provider_section, "unit").prepare_for_head_node(
+        {"provider": dict(provider_section), "auth": {}, "available_node_types": {}})["provider"]
+    assert head_provider["vcenter_username"] == "ray"
+    monkeypatch.delenv("VMWARE_PASSWORD")
+    head_provider["ssh_private_key_file"] = str(key)  # where the head has the same key
+    assert config.VcenterCredentials(head_provider).password == OPERATOR_PASSWORD
+
+
+def test_without_the_heads_account_no_head_is_made_and_the_error_names_the_variables(monkeypatch, tmp_path):
+    key = make_key_pair(tmp_path / "ray-key")
+    operator_env(monkeypatch, head_account={"RAY_VSPHERE_HEAD_USER": "ray-autoscaler@vsphere.local"})
+    provider = VsphereNodeProvider(dict(PROVIDER, ssh_private_key_file=str(key), ssh_public_key_file=f"{key}.pub"),
+                                   "unit")
+    provider.playbooks = FakeRuns()
+    # With a cached config `ray up` skips bootstrap_config: the head's launch checks the account itself.
+    with pytest.raises(config.ClusterConfigError) as raised:
+        provider.create_node({}, {"ray-node-type": "head", "ray-user-node-type": "head"}, 1)
+    assert raised.value.problems[0].startswith("RAY_VSPHERE_HEAD_PASSWORD: not set. The Ray head's autoscaler logs in "
+                                               "to vCenter with an account of its own")
+    assert "set provider.head_vcenter_account: operator" in raised.value.problems[0]
+    assert provider.playbooks.calls == [], "nothing was run, so nothing made"
+    with pytest.raises(config.ClusterConfigError, match="RAY_VSPHERE_HEAD_PASSWORD: not set"):
+        provider.prepare_for_head_node({"provider": dict(provider.provider_config), "auth": {},
+                                        "available_node_types": {}})
+    # The head's autoscaler launches workers with no head variables around.
+    provider.create_node({}, {"ray-node-type": "worker", "ray-user-node-type": "worker"}, 1)
+    assert provider.playbooks.playbooks() == ["create_nodes"]
+
+
+@pytest.mark.parametrize("head_account, provider_keys, expected", [
+    ({}, {}, "RAY_VSPHERE_HEAD_USER and RAY_VSPHERE_HEAD_PASSWORD: not set."),
+    ({"RAY_VSPHERE_HEAD_USER": "RAY@vsphere.local", "RAY_VSPHERE_HEAD_PASSWORD": "x"}, {},
+     "RAY_VSPHERE_HEAD_USER: 'RAY@vsphere.local' is the account `ray up` runs as (VMWARE_USER)"),
+    (HEAD_ACCOUNT, {"head_vcenter_account": "operator"},
+     "provider.head_vcenter_account: operator gives the head your own vCenter account, yet RAY_VSPHERE_HEAD_USER and "
+     "RAY_VSPHERE_HEAD_PASSWORD name one of its own"),
+])
+def test_the_heads_account_is_its_own_or_explicitly_the_operators(monkeypatch, head_account, provider_keys, expected):
+    operator_env(monkeypatch, head_account=head_account)
+    operator = config.VcenterCredentials(dict(PROVIDER, vcenter_username="ray@vsphere.local"))
+    problems = config.HeadAccount(dict(PROVIDER, **provider_keys), operator).problems()
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+    assert config.HeadAccount(PROVIDER, operator, environ=HEAD_ACCOUNT).problems() == []
+    assert config.HeadAccount(dict(PROVIDER, head_vcenter_account="operator"), operator, environ={}).problems() == []
+
+
+def head_and_worker(head=None, worker=None, provider=None):
+    try:
+        config.check_cluster_config({"cluster_name": "unit", "provider": dict(PROVIDER, **(provider or {})),
+                                     "auth": {"ssh_user": "ubuntu"}, "head_node_type": "head",
+                                     "available_node_types": {"head": {"node_config": head or {}},
+                                                              "worker": {"node_config": worker or {}}}})
+    except config.ClusterConfigError as error:
+        return error.problems
+    return []
+
+
+def test_with_its_own_account_the_head_only_clones_the_template_ray_up_makes_from_the_heads_image():
+    sha = {"ovf_sha256": "0" * 64}
+    assert head_and_worker(provider=sha) == []
+    assert head_and_worker() == [
+        "provider.ovf_sha256: required for an image URL with the head's own vCenter account, so that the head finds "
+        "the template `ray up` made from https://images.example.com/ray.ova whatever its server says later; or set "
+        "provider.head_vcenter_account: operator"]
+    problems = head_and_worker(provider=sha, worker={"ovf": "https://images.example.com/gpu.ova", "vm_folder": "gpu",
+                                                     "clone_from_template": False})
+    assert problems == [
+        "available_node_types.worker.node_config.clone_from_template: must not be false: the head's own vCenter "
+        "account clones workers only from the template `ray up` makes from the head's image (it may not import an "
+        "OVF); or set provider.head_vcenter_account: operator",
+        "available_node_types.worker.node_config.ovf: 'https://images.example.com/gpu.ova' is not the head's "
+        "'https://images.example.com/ray.ova': the head's own vCenter account clones workers only from the template "
+        "`ray up` makes from the head's image (it may not import an OVF); or set provider.head_vcenter_account: operator",
+        "available_node_types.worker.node_config.vm_folder: 'gpu' is not the head's None: the head's own vCenter "
+        "account clones workers only from the template `ray up` makes from the head's image (it may not import an "
+        "OVF); or set provider.head_vcenter_account: operator"]
+    # The operator's account may import: anything goes.
+    assert head_and_worker(provider={"head_vcenter_account": "operator"},
+                           worker={"ovf": "https://images.example.com/gpu.ova", "clone_from_template": False}) == []
+    assert head_and_worker(provider={"head_vcenter_account": "admin"}) == [
+        "provider.head_vcenter_account: must be one of own, operator, not 'admin'"]
 
 
 def test_the_head_verifies_vcenter_against_the_same_ca_from_its_own_copy(monkeypatch, tmp_path):
     key = make_key_pair(tmp_path / "ray-key")
     ca = tmp_path / "internal-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    monkeypatch.setenv("VMWARE_PASSWORD", "s3cret-Passw0rd")
+    operator_env(monkeypatch)
     monkeypatch.setenv("VMWARE_CA_PATH", str(ca))
     provider_section = dict(PROVIDER, ssh_private_key_file=str(key), ssh_public_key_file=f"{key}.pub")
     local = VsphereNodeProvider(provider_section, "unit")
@@ -390,3 +517,10 @@ def test_a_plain_http_image_without_its_sha256_is_refused_in_the_cluster_yaml():
     assert problems_of(node_config={"ovf": url}) == [
         f"available_node_types.worker.node_config.ovf: {url} is plain http, so the image could be swapped on its "
         "way: give its ovf_sha256 (the download is then checked against it), or serve it over https"]
+
+
+def test_the_real_vcenter_example_passes_the_checks_with_the_heads_own_account():
+    import yaml
+    example = yaml.safe_load((Path(__file__).parents[2] / "examples" / "ray-cluster.vsphere.yaml").read_text())
+    assert config.head_account_mode(example["provider"]) == config.OWN_ACCOUNT
+    config.check_cluster_config(example)

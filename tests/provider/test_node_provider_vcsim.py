@@ -130,3 +130,23 @@ def test_ray_up_on_a_vcenter_nobody_prepared_is_refused_naming_the_prepare_playb
         assert "vCenter has no custom attribute definition ray-cluster-name" in problems, problems
         assert "ray_vsphere.cluster.vcenter_prepare (playbooks/vcenter_prepare.yml" in problems, problems
         assert vm_names(unprepared) == before
+
+
+def test_ray_down_and_the_like_need_no_head_account_but_a_given_one_is_checked_by_a_login(provider, vcsim, monkeypatch):
+    """bootstrap_config runs for every `ray` command; only making or setting up a head needs the head's account."""
+    config = {"cluster_name": "unit-vcsim", "provider": provider.provider_config, "head_node_type": "head",
+              "auth": {"ssh_user": "ubuntu", "ssh_private_key": provider.provider_config["ssh_private_key_file"]},
+              "available_node_types": {"head": {"node_config": {}}}}
+    for name in ("RAY_VSPHERE_HEAD_USER", "RAY_VSPHERE_HEAD_PASSWORD"):
+        monkeypatch.delenv(name)
+    assert VsphereNodeProvider.bootstrap_config(config)["provider"]["node_folders"] == [
+        [simulator.DATACENTER, simulator.VM_FOLDER]]
+    monkeypatch.setenv("RAY_VSPHERE_HEAD_USER", vcsim.autoscaler_username)
+    monkeypatch.setenv("RAY_VSPHERE_HEAD_PASSWORD", vcsim.endpoint.password)  # the operator's, not the head's
+    with pytest.raises(ClusterConfigError) as raised:
+        VsphereNodeProvider.bootstrap_config(config)
+    assert raised.value.problems == [
+        f"RAY_VSPHERE_HEAD_USER / RAY_VSPHERE_HEAD_PASSWORD: vCenter {vcsim.endpoint.host}:{vcsim.endpoint.port} "
+        f"rejected the login of the head's account '{vcsim.autoscaler_username}': wrong username or password"]
+    monkeypatch.setenv("RAY_VSPHERE_HEAD_PASSWORD", vcsim.autoscaler_password)
+    VsphereNodeProvider.bootstrap_config(config)

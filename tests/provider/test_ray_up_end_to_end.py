@@ -1,7 +1,10 @@
 """`ray up`, autoscaling and `ray down` through VsphereNodeProvider, on the testbed with real Ray.
 
 vcsim listens on the guests' gateway, so the head's autoscaler (in a guest)
-runs the same provider against the same vCenter as the `ray up` machine.
+runs the same provider against the same vCenter as the `ray up` machine: as
+the head's own account (vcsim's second one), which `ray up` got through
+RAY_VSPHERE_HEAD_USER/_PASSWORD. vcsim's method trace, of this module's
+vcsim only, shows which account called what.
 """
 
 import secrets
@@ -15,15 +18,19 @@ import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
-from testbed import image, leftovers, ray_cluster
+from ray_provider.config import decrypt_secret
+from testbed import image, leftovers, method_trace, privileges, ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def testbed(testbed_prerequisites):
-    with vcsim_with_guests() as (sim, guests):
+def testbed(testbed_prerequisites, tmp_path_factory):
+    # A trace of its own, so that the accounts' calls seen are this module's; checked against the table here.
+    # vcsim checks the head account's privileges as vCenter does: the autoscaler role on the placement must do.
+    with vcsim_with_guests(trace_methods=tmp_path_factory.mktemp("trace") / "methods.jsonl",
+                           enforce_permissions=True) as (sim, guests):
         yield sim, guests
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
 
@@ -65,11 +72,26 @@ def wait_for(what, condition, timeout, interval=3.0):
 
 
 def head_password_canary(password):
-    """Shell commands that plant the password in a file of a fresh folder, and remove it; the file's path."""
+    """Shell commands that plant the password in a file of a fresh folder and in a process's environment, and
+    remove both; the file's path. A search that finds nothing must find these, or it searched nothing."""
     folder = f"/tmp/password-canary-{secrets.token_hex(4)}"
     return SimpleNamespace(folder=folder, file=f"{folder}/known",
-                           plant=f"mkdir {folder} && printf '%s' {shlex.quote(password)} > {folder}/known",
-                           remove=f"rm -r {folder}")
+                           plant=f"mkdir {folder} && printf '%s' {shlex.quote(password)} > {folder}/known && "
+                                 f"{{ RAY_VSPHERE_CANARY={shlex.quote(password)} sleep 120 & }} && canary=$!",
+                           remove=f"rm -r {folder}; kill $canary")
+
+
+def password_on_head(head_ip, key, password):
+    """Files under the head's home and /tmp/ray, and processes (/proc/PID/environ, as root), holding password in
+    clear: a canary file's path and 'environ of the canary' expected, and nothing else."""
+    canary = head_password_canary(password)
+    quoted = shlex.quote(password)
+    found = ssh(head_ip, key, f"{canary.plant}; grep -rl -F -e {quoted} ~ /tmp/ray {canary.folder} 2>/dev/null; "
+                              f"for environ in $(sudo grep -l -F -e {quoted} /proc/[0-9]*/environ 2>/dev/null); do "
+                              "pid=${environ#/proc/}; pid=${pid%/environ}; "
+                              "if [ $pid = $canary ]; then echo 'environ of the canary'; else echo $environ; fi; done; "
+                              f"{canary.remove}")
+    return sorted(found.stdout.splitlines()), canary
 
 
 @pytest.mark.parametrize("autoscaler", ["v2", "v1"])
@@ -115,16 +137,19 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     head_ca = ssh(head_ip, cluster_key, "cat ~/ray_vsphere_vcenter_ca.pem").stdout
     assert head_ca == sim.endpoint.ca_path.read_text()
 
-    # No password in clear: not in what the head got, nor in any run's artifacts here or there.
+    # The head logs in as its own account: the operator's password is nowhere on the head, in clear (its files,
+    # its processes' environment) or in a blob it can open; the head's own is there only as that blob.
     password = sim.endpoint.password
+    assert head_provider["vcenter_username"] == sim.autoscaler_username != sim.endpoint.username
+    head_blob = head_provider["vcenter_password_vault"]
+    assert decrypt_secret(head_blob, cluster_key) == sim.autoscaler_password != password
+    assert ssh(head_ip, cluster_key, "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml").stdout.split() == ["1"]
     # -F -e and quoting: a password that starts with "-" or holds shell or regex specials is still what grep
-    # looks for. And a canary file holding it must be found: a grep that fails (its errors go to /dev/null
+    # looks for. And the canaries holding it must be found: a grep that fails (its errors go to /dev/null
     # for unreadable files) would otherwise find nothing and pass.
-    canary = head_password_canary(password)
-    head_files = ssh(head_ip, cluster_key, f"{canary.plant}; grep -rl -F -e {shlex.quote(password)} ~ /tmp/ray "
-                                           f"{canary.folder} 2>/dev/null; {canary.remove}; "
-                                           "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml")
-    assert head_files.stdout.split() == [canary.file, "1"], head_files.stdout
+    for secret in (password, sim.autoscaler_password):
+        found, canary = password_on_head(head_ip, cluster_key, secret)
+        assert found == sorted([canary.file, "environ of the canary"]), found
     config_caches = list((state_dir / "tmp").glob("ray-config-*"))
     assert config_caches, "ray exec cached the bootstrapped config (ray up ran with --no-config-cache)"
     assert leftovers.files_containing(password, state_dir, *config_caches) == []
@@ -139,6 +164,17 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     # Idle workers beyond min_workers go after the idle timeout (15 s).
     wait_for("the idle worker's VM to be deleted", lambda: len(of_kind(cluster_nodes(sim, name, cluster_key), "worker")) == 1,
              timeout=240)
+
+    # The head's autoscaler made, tagged and deleted those workers as the head's account, calling nothing
+    # beyond the autoscaler role's methods; the operator's account made the head (and its template).
+    calls = method_trace.read(sim.trace_methods)
+    assert privileges.unlisted(method_trace.project_calls(calls)) == []
+    by_head = method_trace.project_calls(calls, user=sim.autoscaler_username)
+    assert {("CloneVM_Task", "VirtualMachine"), ("SetField", "CustomFieldsManager"), ("Destroy_Task", "VirtualMachine"),
+            ("WaitForUpdatesEx", "PropertyCollector")} <= by_head, sorted(by_head)
+    assert by_head <= privileges.role_methods(privileges.AUTOSCALER), \
+        sorted(by_head - privileges.role_methods(privileges.AUTOSCALER))
+    assert ("ImportVApp", "ResourcePool") in method_trace.project_calls(calls, user=sim.endpoint.username)
 
     # A restarted head (Ray stopped and started by a second `ray up`) finds its cluster in vCenter.
     kept = {node["uuid"] for node in cluster_nodes(sim, name, cluster_key)}
@@ -182,6 +218,19 @@ def test_broken_cluster_yaml_is_refused_with_the_key_named_and_nothing_created(t
         assert result.returncode != 0, f"{key}={value!r} was accepted"
         assert expected in output, f"{key}={value!r}: {output[-3000:]}"
         assert sim.endpoint.password not in output
+    # The head's own account: missing, or refused by vCenter, before anything is made.
+    config = ray_cluster.provider_cluster_yaml(tmp_path / "head-account.yaml", "broken", cluster_key)
+    for head_account, expected in (
+            ({"RAY_VSPHERE_HEAD_USER": "", "RAY_VSPHERE_HEAD_PASSWORD": ""},
+             "RAY_VSPHERE_HEAD_USER and RAY_VSPHERE_HEAD_PASSWORD: not set. The Ray head's autoscaler logs in to vCenter "
+             "with an account of its own"),
+            ({"RAY_VSPHERE_HEAD_PASSWORD": "Wr0ng-head-passw0rd"},
+             f"rejected the login of the head's account '{sim.autoscaler_username}': wrong username or password")):
+        result = ray_cluster.ray_cli(sim.endpoint, tmp_path / "state", "up", "-y", "--no-config-cache", str(config),
+                                     timeout=180, extra_env=head_account)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and expected in output, output[-3000:]
+        assert "Wr0ng-head-passw0rd" not in output and sim.endpoint.password not in output
     config = ray_cluster.provider_cluster_yaml(tmp_path / "wrong-password.yaml", "broken", cluster_key)
     result = ray_cluster.ray_cli(sim.endpoint, tmp_path / "state", "up", "-y", "--no-config-cache", str(config),
                                  timeout=180, extra_env={"VMWARE_PASSWORD": "Wr0ng-passw0rd"})

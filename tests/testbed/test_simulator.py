@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
-from testbed import simulator, vsphere
+from testbed import method_trace, simulator, vsphere
 
 
 def names(service_instance, managed_type):
@@ -43,6 +43,26 @@ def test_only_the_configured_password_logs_in(vcsim):
     endpoint = vcsim.endpoint
     with pytest.raises(vim.fault.InvalidLogin):
         vsphere.connect(endpoint.host, endpoint.port, endpoint.username, endpoint.password + "-wrong", endpoint.ca_path)
+
+
+def test_two_accounts_log_in_each_with_its_own_password_and_the_trace_names_the_user(testbed_prerequisites, tmp_path):
+    """The operator and the account a Ray head gets (testbed/vcsim/users.go); the trace says who called what."""
+    trace = tmp_path / "methods.jsonl"
+    with simulator.Vcsim(trace_methods=trace, log_failed_logins=True) as sim:
+        endpoint = sim.endpoint
+        assert (endpoint.head_username, endpoint.head_password) == (sim.autoscaler_username, sim.autoscaler_password)
+        assert endpoint.environment()["RAY_VSPHERE_HEAD_USER"] == simulator.AUTOSCALER_USERNAME
+        for user, password in ((endpoint.username, endpoint.password), (sim.autoscaler_username, sim.autoscaler_password)):
+            service_instance = vsphere.connect(endpoint.host, endpoint.port, user, password, endpoint.ca_path)
+            assert service_instance.content.sessionManager.currentSession.userName == user
+            vsphere.disconnect(service_instance)
+        for user, password in ((sim.autoscaler_username, endpoint.password),  # another account's password
+                               ("nobody@vsphere.local", sim.autoscaler_password)):
+            with pytest.raises(vim.fault.InvalidLogin):
+                vsphere.connect(endpoint.host, endpoint.port, user, password, endpoint.ca_path)
+        assert sim.failed_logins() == [sim.autoscaler_username, "nobody@vsphere.local"]
+    users = {call.user for call in method_trace.read(trace) if call.method == "Logout"}
+    assert users == {endpoint.username, sim.autoscaler_username}
 
 
 def test_each_vcsim_listens_on_its_own_free_port_and_stop_removes_its_process_and_folders(testbed_prerequisites):
