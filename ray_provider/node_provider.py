@@ -324,8 +324,19 @@ class VsphereNodeProvider(NodeProvider):
         return self._watch.records(self.cluster_key())
 
     def private_key_path(self):
-        """The cluster's private SSH key here: the operator's file, or on the head ~/ray_bootstrap_key.pem."""
-        return str(Path(self.provider_config["ssh_private_key_file"]).expanduser())
+        """The cluster's private SSH key here: the operator's file, or on the head ~/ray_bootstrap_key.pem.
+
+        Ray gives the provider a config bootstrap_config never saw for some
+        commands (`ray get-head-ip`, `ray get-worker-ips`): then the key is the
+        one the last bootstrap of this cluster here recorded.
+        """
+        if self.provider_config.get("ssh_private_key_file"):
+            return str(Path(self.provider_config["ssh_private_key_file"]).expanduser())
+        recorded = _recorded_key_path(self.cluster_name)
+        if recorded is None:
+            raise ClusterConfigError([f"the cluster's private SSH key is not known here: run `ray up` (or any "
+                                      f"command that reads the whole cluster YAML) for {self.cluster_name} first"])
+        return recorded
 
     def cluster_key(self):
         """The ClusterKey that decides which VMs are this cluster's nodes, for the refresh as for the playbooks.
@@ -534,6 +545,7 @@ class VsphereNodeProvider(NodeProvider):
         auth["ssh_public_key"] = f"{private_key}.pub"
         provider["ssh_private_key_file"] = str(private_key)
         provider["ssh_public_key_file"] = f"{private_key}.pub"
+        _record_key_path(config["cluster_name"], private_key)
         file_mounts = config.setdefault("file_mounts", {})
         file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
         # Every node, the workers included (the head's autoscaler mounts the same files on them).
@@ -698,6 +710,20 @@ def _create_run_timeout(settings):
 def _node_folder(settings):
     """(datacenter, VM folder path) of one node type's settings; "" is the datacenter's VM folder."""
     return (settings.get("datacenter") or "", (settings.get("vm_folder") or "").strip("/"))
+
+
+def _record_key_path(cluster_name, private_key):
+    """Where bootstrap_config found the cluster's key, for the commands Ray runs without it (private_key_path)."""
+    record = STATE_DIR / cluster_name / "cluster-key-path"
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    record.write_text(str(private_key))
+
+
+def _recorded_key_path(cluster_name):
+    try:
+        return (STATE_DIR / cluster_name / "cluster-key-path").read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _write_ray_auth_token(cluster_name, private_key):

@@ -26,9 +26,12 @@ PLAYBOOKS = sorted(".".join(path.relative_to(PROJECT_ROOT / "playbooks").with_su
                    for path in (PROJECT_ROOT / "playbooks").rglob("*.yml") if "vars" not in path.parts)
 
 
-def round_trip_play(ovf, public_key):
-    """node_deploy, node_info and node_delete by FQCN, checking each other's results."""
-    return [{"name": "Round trip", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [
+def round_trip_play(ovf, public_key, key_file):
+    """node_deploy, node_info and node_delete by FQCN, checking each other's results (with the cluster's key)."""
+    keyed = {f"ray_vsphere.cluster.{module}": {"cluster_key_file": key_file}
+             for module in ("node_deploy", "node_info", "node_delete")}
+    return [{"name": "Round trip", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "module_defaults": keyed, "tasks": [
         {"name": "Deploy", "register": "deployed", "ray_vsphere.cluster.node_deploy": {
             "cluster_name": "wheel", "request_id": "rt", "count": 2, "ovf": ovf,
             "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0], "datastore": simulator.DATASTORES[0],
@@ -58,7 +61,8 @@ def test_the_wheel_installs_without_the_checkout_and_its_collection_and_provider
     key = make_key_pair(tmp_path / "key")
     public_key = key.with_suffix(".pub").read_text().strip()
     ova = build_test_ova()
-    (tmp_path / "round_trip.yml").write_text(yaml.safe_dump(round_trip_play(f"/home/ubuntu/{ova.name}", public_key),
+    (tmp_path / "round_trip.yml").write_text(yaml.safe_dump(round_trip_play(f"/home/ubuntu/{ova.name}", public_key,
+                                                                            f"/home/ubuntu/{key.name}"),
                                                             sort_keys=False))
     with vcsim_with_guests() as (sim, guests):
         service_instance = sim.endpoint.connect()
@@ -67,7 +71,7 @@ def test_the_wheel_installs_without_the_checkout_and_its_collection_and_provider
         vsphere.wait_for_task(service_instance, machine.PowerOnVM_Task())
         address = guests.wait_for_guest(machine._moId).address
         copied = subprocess.run(["scp", "-q", "-r", "-i", str(key), *SSH_OPTIONS, str(wheels), str(ova),
-                                 str(tmp_path / "round_trip.yml"), str(sim.endpoint.ca_path), f"ubuntu@{address}:"],
+                                 str(tmp_path / "round_trip.yml"), str(sim.endpoint.ca_path), str(key), f"ubuntu@{address}:"],
                                 capture_output=True, text=True, timeout=120)
         assert copied.returncode == 0, copied.stderr
         # The user's machine trusts vCenter's CA from its own copy.

@@ -258,12 +258,12 @@ def test_ray_up_stops_at_a_head_wheel_altered_after_hashing(testbed, cluster_key
     output = up.stdout + up.stderr
     assert up.returncode != 0, output[-4000:]
     assert "THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE" in output, output[-4000:]
-    (head,) = of_kind(cluster_nodes(sim, name), "head")
+    (head,) = of_kind(cluster_nodes(sim, name, cluster_key), "head")
     on_head = ssh(head["ip"], cluster_key, "/opt/ray/bin/python -c 'import ray_provider' 2>&1; ray status 2>&1")
     assert "No module named 'ray_provider'" in on_head.stdout, "the altered wheel was installed"
     assert "Could not find any running Ray instance" in on_head.stdout, "Ray started on a head that failed its setup"
 
     down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config))
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
-    assert cluster_nodes(sim, name) == []
+    assert cluster_nodes(sim, name, cluster_key) == []
     wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)

@@ -48,7 +48,8 @@ CLUSTER_KEY = ClusterKey("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-used\n-----EN
 
 def deploy_request(**params):
     return DeployRequest(dict(dict(cluster_name="analytics", node_kind="worker", node_type=None, names=None, count=2,
-                                   request_id="r1", tags={}, ovf_properties={}, guestinfo={}, ssh_public_keys=KEYS),
+                                   request_id="r1", tags={}, ovf_properties={}, guestinfo={}, ssh_public_keys=KEYS,
+                                   clone_from_template=True),
                               **params), CLUSTER_KEY)
 
 
