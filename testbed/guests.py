@@ -122,7 +122,11 @@ class GuestNetwork:
     def up(self):
         in_use = set(re.findall(rf"inet {re.escape(ADDRESS_PREFIX)}\.(\d+)\.", run("ip", "-4", "-o", "addr", "show")))
         self.subnet_octet = next(octet for octet in range(1, 255) if str(octet) not in in_use)
-        run("ip", "link", "add", "name", self.bridge, "type", "bridge")
+        # A bridge without an address of its own takes the lowest MAC among its ports, so removing a
+        # guest can change the gateway's MAC under the other guests, whose neighbour entries then
+        # black-hole their traffic to vcsim until they go stale. A set address is kept.
+        mac = f"02:72:76:00:{self.tag[:2]}:{self.tag[2:]}"
+        run("ip", "link", "add", "name", self.bridge, "address", mac, "type", "bridge")
         run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
 
