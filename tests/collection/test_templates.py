@@ -259,8 +259,8 @@ def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own
     assert templates(service_instance) == {}
 
 
-def test_a_made_template_takes_only_its_moid_bound_identity():
-    identity = TemplateIdentity("-----BEGIN OPENSSH PRIVATE KEY-----\nkey\n-----END OPENSSH PRIVATE KEY-----\n")
+def test_a_made_template_takes_only_its_moid_bound_identity(tmp_path):
+    identity = TemplateIdentity(make_key_pair(tmp_path / "key").read_text())
     name = identity.name("ab" * 32)
     made, being_made = identity.made(name, "vm-42"), identity.being_made(name)
     assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: made}, is_template=True)
@@ -269,5 +269,5 @@ def test_a_made_template_takes_only_its_moid_bound_identity():
     assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
     assert not identity.is_ours(name + "x", "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
     assert not identity.is_ours(name, "vm-42", {}, is_template=False)
-    other = TemplateIdentity("-----BEGIN OPENSSH PRIVATE KEY-----\nother\n-----END OPENSSH PRIVATE KEY-----\n")
+    other = TemplateIdentity(make_key_pair(tmp_path / "other").read_text())
     assert other.key_id != identity.key_id and len(name) == len(other.name("ab" * 32)) == 34

@@ -9,6 +9,8 @@ in the project's virtualenv.
 
 import json
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES
+from testbed.guests import make_key_pair
 from testbed.guest_boot import presented_guestinfo
 from testbed.ova_import import import_ova
 
@@ -41,16 +44,14 @@ KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFirstKeyOfTheCluster ray-vsphere a
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISecondKeyOfAnOperator operator@example.com"]
 
 
-# The identity it makes goes to vCenter, not to cloud-init: any private key text will do here.
-CLUSTER_KEY = ClusterKey("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-used\n-----END OPENSSH PRIVATE KEY-----\n",
-                         "analytics")
-
-
 def deploy_request(**params):
+    # The identity the key makes goes to vCenter, not to cloud-init: a key made here, for this request only.
+    with tempfile.TemporaryDirectory(prefix="cloud-init-documents-") as folder:
+        cluster_key = ClusterKey(make_key_pair(Path(folder) / "key").read_text(), "analytics")
     return DeployRequest(dict(dict(cluster_name="analytics", node_kind="worker", node_type=None, names=None, count=2,
                                    request_id="r1", tags={}, ovf_properties={}, guestinfo={}, ssh_public_keys=KEYS,
                                    clone_from_template=True),
-                              **params), CLUSTER_KEY)
+                              **params), cluster_key)
 
 
 @pytest.fixture
