@@ -30,7 +30,7 @@ from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair
 from testbed.ray_cluster import run_tasks
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _ray_tags  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _records  # noqa: E402
 
 # Milliseconds, by method name (ImportVApp, HttpNfcLeaseComplete) or task name
 # (CloneVm, PowerOn...). The import pays for the disk at lease completion, once
@@ -109,7 +109,7 @@ def list_benchmark(work_dir, vms, repeat):
         for vm in sorted(inventory.vms, key=lambda vm: vm._moId)[:20]:
             inventory.attributes.set(vm, vm._moId, {"ray-cluster-name": "bench"})
             vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-                vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY,
+                vim.option.OptionValue(key=_records.CLUSTER_IDENTITY,
                                        value=cluster_key.node_identity(inventory.vms[vm]["name"], vm.config.instanceUuid))])))
 
         assert len(bare_property_collector(service_instance)) >= vms

@@ -37,7 +37,7 @@ from testbed import simulator, vsphere  # puts the checkout's collections on sys
 from testbed.guests import make_key_pair
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (  # noqa: E402
-    _nodes, _placement, _ray_auth, _ray_tags)
+    _nodes, _placement, _ray_auth, _records)
 
 CLUSTER = "bench"
 POOLS = 2  # vcsim's -vm makes that many VMs in each cluster's child resource pool
@@ -74,13 +74,13 @@ def make_cluster(service_instance, nodes, key_path):
     inventory = _nodes.Inventory(service_instance, paths=["name"])
     chosen = sorted(inventory.vms, key=lambda vm: vm._moId)[:nodes]
     vsphere.wait_for_task(service_instance, folder.MoveIntoFolder_Task(chosen))
-    inventory.attributes.require([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, _ray_tags.USER_NODE_TYPE])
+    inventory.attributes.require([_records.CLUSTER_NAME, _records.NODE_KIND, _records.USER_NODE_TYPE])
     for index, vm in enumerate(chosen):
-        inventory.attributes.set(vm, vm._moId, {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "worker",
-                                                _ray_tags.USER_NODE_TYPE: "cpu_worker"})
+        inventory.attributes.set(vm, vm._moId, {_records.CLUSTER_NAME: CLUSTER, _records.NODE_KIND: "worker",
+                                                _records.USER_NODE_TYPE: "cpu_worker"})
         vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
             vim.option.OptionValue(key="SET.guest.ipAddress", value=f"198.18.{index // 250}.{index % 250 + 1}"),
-            vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=cluster_key.node_identity(vm.name, vm.config.instanceUuid))])))
+            vim.option.OptionValue(key=_records.CLUSTER_IDENTITY, value=cluster_key.node_identity(vm.name, vm.config.instanceUuid))])))
     return folder, len(inventory.vms)
 
 

@@ -10,7 +10,7 @@ prepare_for_head_node hands on to the head.
 """
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_tags import USER_NODE_TYPE
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._records import USER_NODE_TYPE
 
 from ray_provider.config import node_settings
 

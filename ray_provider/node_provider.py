@@ -48,8 +48,8 @@ from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, IpPolicies, node_type_
 from ray_provider.runner import published_stats, run_playbook, task_results
 from ray_provider.vcenter_session import LoginDeferred, VcenterSession
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (_node_watch, _ovf, _placement, _ray_auth,
-                                                                         _ray_tags)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _node_watch, _ovf_package, _placement, _ray_auth, _ray_tags, _records)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
 
@@ -75,7 +75,7 @@ HEAD_IMAGES = "~/ray_vsphere_images"
 # The CA that signed vCenter's certificate, for the head's autoscaler to verify it too.
 HEAD_CA = "~/ray_vsphere_vcenter_ca.pem"
 # Ray's own tags that node_deploy takes as options of their own.
-DEDICATED_TAGS = (_ray_tags.CLUSTER_NAME, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE)
+DEDICATED_TAGS = (_records.CLUSTER_NAME, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE)
 
 
 class PlaybookFailed(RuntimeError):
@@ -678,8 +678,8 @@ def _pin_local_images(config):
             continue
         image = local_path(section["ovf"])
         if image not in hashes:
-            with _ovf.OvfPackage(image, hash_cache=_ovf.HashCache()) as package:
-                hashes[image] = package.key()[len(_ovf.SHA256_KEY):]
+            with _ovf_package.OvfPackage(image, hash_cache=_ovf_package.HashCache()) as package:
+                hashes[image] = package.key()[len(_ovf_package.SHA256_KEY):]
         section["ovf_sha256"] = hashes[image]
 
 

@@ -2,14 +2,14 @@
 
 For tests and `testbed up --demo`, which need a plain VM before (or without)
 any playbook: the NFC upload, lease handling and cleanup are the
-collection's (module_utils/_ovf.py), so what the tests prove is what ships.
+collection's (module_utils/_ovf_package.py and _nfc.py), so what the tests prove is what ships.
 """
 
 from types import SimpleNamespace
 
 from pyVmomi import vim
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _placement
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nfc, _ovf_package, _placement
 
 
 def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore, folder, network,
@@ -31,6 +31,6 @@ def import_ova(service_instance, ova_path, vm_name, *, resource_pool, datastore,
         if instance_uuid:
             config_spec.instanceUuid = instance_uuid
 
-    with _ovf.OvfPackage(str(ova_path)) as package:  # a local file: no download, no TLS
-        spec = _ovf.import_spec(service_instance, package, vm_name, placement, properties or {}, configure)
-        return _ovf.import_vm(session, package, spec, vm_name, placement, timeout)
+    with _ovf_package.OvfPackage(str(ova_path)) as package:  # a local file: no download, no TLS
+        spec = _nfc.import_spec(service_instance, package, vm_name, placement, properties or {}, configure)
+        return _nfc.import_vm(session, package, spec, vm_name, placement, timeout)

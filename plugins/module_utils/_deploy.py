@@ -28,7 +28,7 @@ import uuid
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _nodes, _ovf, _placement, _ray_auth, _ray_tags, _template_identity, _vsphere)
+    _nfc, _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _vsphere)
 
 try:
     from pyVmomi import vim, vmodl
@@ -43,20 +43,7 @@ except ImportError as error:  # only ssh_host_key needs it
     HAS_CRYPTOGRAPHY_ERROR = str(error)
 
 LINKED_CLONE_SNAPSHOT = "ray-linked-clone-base"
-# In a template's extraConfig, written by the import itself: the image's
-# content hash, and the key later deploys find the template by without
-# reading the image (OvfPackage.key(); a changed image has another key).
-IMAGE_SHA256 = "ray-vsphere.image-sha256"
-IMAGE_KEY = "ray-vsphere.image-key"
 SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
-# On a template under construction, written by ImportVApp itself and removed
-# before MarkAsTemplate: who makes it ("<host> pid <pid>") and since when
-# (seconds since the epoch). Others wait for a live maker; a dead maker's
-# half-made template is removed and made again.
-TEMPLATE_MAKER = "ray-vsphere.template-maker"
-TEMPLATE_STARTED = "ray-vsphere.template-started"
-# On every clone: the template it was cloned from, which image_prune then keeps.
-CLONED_FROM = "ray-vsphere.cloned-from"
 
 DEPLOY_OPTIONS = dict(
     cluster_name=dict(type="str", required=True),
@@ -108,7 +95,7 @@ def value_problems(params):
 
 def across_problems(params):
     """(option, problem) for options that are fine one by one but not together."""
-    unverified = _ovf.plain_http_problem(params.get("ovf") or "", params.get("ovf_sha256"))
+    unverified = _ovf_package.plain_http_problem(params.get("ovf") or "", params.get("ovf_sha256"))
     return [("ovf", unverified)] if unverified else []
 
 
@@ -181,9 +168,9 @@ class DeployRequest(object):
         self.template_identity = (_template_identity.TemplateIdentity(cluster_key.private_key_text)
                                   if params["clone_from_template"] else None)
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
-        self.tags.update({_ray_tags.CLUSTER_NAME: self.cluster_name, _ray_tags.NODE_KIND: params["node_kind"]})
+        self.tags.update({_records.CLUSTER_NAME: self.cluster_name, _records.NODE_KIND: params["node_kind"]})
         if params.get("node_type"):
-            self.tags[_ray_tags.USER_NODE_TYPE] = params["node_type"]
+            self.tags[_records.USER_NODE_TYPE] = params["node_type"]
         self.guestinfo = dict(("guestinfo." + key if not key.startswith("guestinfo.") else key, str(value))
                               for key, value in (params.get("guestinfo") or {}).items())
         self.preferred, self.ignored = _nodes.ip_choice(params)
@@ -247,15 +234,15 @@ class DeployRequest(object):
         if name in self.host_keys:
             extra.update({"guestinfo.userdata": self.cloud_init_identity(name)["user-data"],
                           "guestinfo.userdata.encoding": "base64",
-                          _ray_tags.SSH_HOST_KEY: self.host_keys[name][1]})
+                          _records.SSH_HOST_KEY: self.host_keys[name][1]})
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
-        extra[_ray_tags.CREATION_MARKER] = self.cluster_name
+        extra[_records.CREATION_MARKER] = self.cluster_name
         # By the create call itself, as the marker: no VM of the cluster ever exists without its identity.
-        extra[_ray_tags.CLUSTER_IDENTITY] = self.cluster_key.node_identity(name, self.instance_uuids[name])
+        extra[_records.CLUSTER_IDENTITY] = self.cluster_key.node_identity(name, self.instance_uuids[name])
         if self.deploy_settings:
-            extra[_ray_tags.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
+            extra[_records.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
         if self.request_id:
-            extra[_ray_tags.REQUEST_MARKER] = self.request_id
+            extra[_records.REQUEST_MARKER] = self.request_id
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
 
@@ -272,7 +259,7 @@ def deploy(client, params, check_mode, cluster_key):
         if image.package.opened:
             # Validates the OVF against the placement (networks, disks) and the
             # property names, which are the same for every node, before anything exists.
-            _ovf.import_spec(service_instance, image.package, request.names[0], placement,
+            _nfc.import_spec(service_instance, image.package, request.names[0], placement,
                              request.ovf_properties(declared, request.names[0]),
                              functools.partial(request.configure, name=request.names[0]))
         else:
@@ -282,12 +269,12 @@ def deploy(client, params, check_mode, cluster_key):
         to_power_on = [name for name, (vm, props) in existing.items()
                        if params["power_on"] and props.get("runtime.powerState") != vim.VirtualMachine.PowerState.poweredOn]
         to_record = [name for name, (vm, props) in existing.items()
-                     if request.deploy_settings and _nodes.deploy_settings(props) != request.deploy_settings]
+                     if request.deploy_settings and _records.deploy_settings(props) != request.deploy_settings]
         changed = bool(missing or adoptable or to_power_on or to_record)
         if missing or adoptable:
             # The custom attributes the nodes (and a new template) get: defined beforehand, or nothing is made.
             inventory.attributes.require(set(request.tags) | (
-                {_ray_tags.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
+                {_records.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
         if check_mode:
             return dict(_predicted(inventory, request, existing, changed), image=image.result())
         _record_deploy_settings(service_instance, request, dict((name, existing[name][0]) for name in to_record))
@@ -329,8 +316,8 @@ class _Image(object):
 
     def __init__(self, service_instance, params, inventory, folder, identity):
         self.service_instance = service_instance
-        self.package = _ovf.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
-                                       sha256=params["ovf_sha256"], hash_cache=_ovf.HashCache())
+        self.package = _ovf_package.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
+                                       sha256=params["ovf_sha256"], hash_cache=_ovf_package.HashCache())
         self._use_template = params["clone_from_template"]
         self._inventory = inventory
         self._folder = folder
@@ -355,7 +342,7 @@ class _Image(object):
         if not found:
             self.package.open()
             content_hash = self.package.content_hash
-            found = _find_template(self._inventory, self._folder, _ovf.SHA256_KEY + content_hash, self._identity)
+            found = _find_template(self._inventory, self._folder, _ovf_package.SHA256_KEY + content_hash, self._identity)
             if not found:
                 name = self._identity.name(content_hash)
                 _refuse_impostor(self._inventory, self._folder, name)
@@ -372,7 +359,7 @@ class _Image(object):
     def declared_properties(self):
         """The OVF's property keys: from the descriptor, or from the template when the image was not read."""
         if self.package.opened:
-            return _ovf.declared_properties(self.package.descriptor)
+            return _ovf_package.declared_properties(self.package.descriptor)
         properties = _vsphere.read(self.service_instance, self.template_vm,
                                    ["config.vAppConfig.property"]).get("config.vAppConfig.property")
         return [prop.id for prop in properties or []]
@@ -387,16 +374,16 @@ def _find_template(inventory, folder, key, identity):
     A 'sha256:' key also finds a template by the content hash it records. A
     template still being imported by another run counts: _Template waits for it.
     """
-    digest = key[len(_ovf.SHA256_KEY):] if key.startswith(_ovf.SHA256_KEY) else None
+    digest = key[len(_ovf_package.SHA256_KEY):] if key.startswith(_ovf_package.SHA256_KEY) else None
     for vm, props in inventory.vms.items():
         name = props.get("name") or ""
         if props.get("parent") != folder or not name.startswith(_template_identity.TEMPLATE_PREFIX):
             continue
-        record = _extra_config(props)
+        record = _records.extra_config(props)
         if not identity.is_ours(name, vm._moId, record, props.get("config.template")):
             continue  # made with another key, or by someone else: never cloned from
-        if record.get(IMAGE_KEY) == key or (digest and record.get(IMAGE_SHA256) == digest):
-            return vm, name, record.get(IMAGE_SHA256)
+        if record.get(_records.IMAGE_KEY) == key or (digest and record.get(_records.IMAGE_SHA256) == digest):
+            return vm, name, record.get(_records.IMAGE_SHA256)
     return None
 
 
@@ -424,11 +411,11 @@ def _record_image(package, identity, config_spec, maker=None, started=None):
     has no maker, or is not recognizably ours.
     """
     config_spec.extraConfig = list(config_spec.extraConfig or []) + [
-        vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY, value=identity),
-        vim.option.OptionValue(key=IMAGE_SHA256, value=package.content_hash),
-        vim.option.OptionValue(key=IMAGE_KEY, value=package.template_key()),
-        vim.option.OptionValue(key=TEMPLATE_MAKER, value=maker or this_maker()),
-        vim.option.OptionValue(key=TEMPLATE_STARTED, value=str(int(started if started is not None else time.time())))]
+        vim.option.OptionValue(key=_records.TEMPLATE_IDENTITY, value=identity),
+        vim.option.OptionValue(key=_records.IMAGE_SHA256, value=package.content_hash),
+        vim.option.OptionValue(key=_records.IMAGE_KEY, value=package.template_key()),
+        vim.option.OptionValue(key=_records.TEMPLATE_MAKER, value=maker or this_maker()),
+        vim.option.OptionValue(key=_records.TEMPLATE_STARTED, value=str(int(started if started is not None else time.time())))]
 
 
 def maker_is_dead(markers, bound, now=None):
@@ -441,7 +428,7 @@ def maker_is_dead(markers, bound, now=None):
     has only the bound, counted from its creation.
     """
     now = time.time() if now is None else now
-    maker, started = markers.get(TEMPLATE_MAKER), markers.get(TEMPLATE_STARTED)
+    maker, started = markers.get(_records.TEMPLATE_MAKER), markers.get(_records.TEMPLATE_STARTED)
     host, pid = (maker or "").partition(" pid ")[::2]
     if host == socket.gethostname() and pid.isdigit():
         return None if _process_alive(int(pid)) else "its maker, %s, is gone" % maker
@@ -462,16 +449,12 @@ def _process_alive(pid):
     return True
 
 
-def _extra_config(props):
-    return dict((option.key, option.value) for option in props.get("config.extraConfig") or [])
-
-
 def _record_deploy_settings(service_instance, request, vms):
     """Rewrite the deploy_settings record of existing nodes {name: vm} that record other settings."""
     value = json.dumps(request.deploy_settings, sort_keys=True)
 
     def record(name):
-        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=_ray_tags.DEPLOY_SETTINGS, value=value)])
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=_records.DEPLOY_SETTINGS, value=value)])
         _vsphere.wait_for_task(service_instance, vms[name].ReconfigVM_Task(spec),
                                "ReconfigVM_Task (deploy settings) on VM %s" % name)
 
@@ -492,9 +475,9 @@ def refuse_name_clash(inventory, folder, request):
     key = request.cluster_key
     clashing = sorted(props.get("name") or vm._moId for vm, props in inventory.vms.items()
                       if props.get("parent") == folder and not props.get("config.template")
-                      and (inventory.tags(vm).get(_ray_tags.CLUSTER_NAME) == key.cluster_name
-                           or _nodes.marker(props) == key.cluster_name)
-                      and not _nodes.verified(props, key))
+                      and (inventory.tags(vm).get(_records.CLUSTER_NAME) == key.cluster_name
+                           or _records.creation_marker(props) == key.cluster_name)
+                      and not _records.verified(props, key))
     if clashing:
         datacenter = request.params["datacenter"]
         path = (request.params.get("vm_folder") or "").strip("/")
@@ -516,10 +499,10 @@ def _sort_names(inventory, folder, request):
             continue
         vm, props = in_folder[name]
         tags = inventory.tags(vm)
-        ours = _nodes.verified(props, request.cluster_key)
-        if ours and tags.get(_ray_tags.CLUSTER_NAME) == request.cluster_name:
+        ours = _records.verified(props, request.cluster_key)
+        if ours and tags.get(_records.CLUSTER_NAME) == request.cluster_name:
             existing[name] = (vm, props)
-        elif ours and not tags.get(_ray_tags.CLUSTER_NAME) and _nodes.marker(props) == request.cluster_name:
+        elif ours and not tags.get(_records.CLUSTER_NAME) and _records.creation_marker(props) == request.cluster_name:
             adoptable[name] = vm  # created by a run that stopped before tagging it
         else:
             raise RayVsphereError("a VM named %s already exists in the VM folder and is not a node of Ray cluster %s"
@@ -590,9 +573,9 @@ class _NodeBuilder(object):
             vm = self._template.clone(name, properties)
         else:
             package = self.image.package  # opened: clone_from_template is off
-            spec = _ovf.import_spec(self.service_instance, package, name, self.placement, properties,
+            spec = _nfc.import_spec(self.service_instance, package, name, self.placement, properties,
                                     functools.partial(self.request.configure, name=name))
-            vm = _ovf.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"])
+            vm = _nfc.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"])
         with self._lock:
             self.vms[name] = vm
         self.attributes.set(vm, name, self.request.tags)
@@ -635,13 +618,13 @@ class _Template(object):
                         raise
                     continue  # another run is importing it: wait for that one
             props = _vsphere.read(self.service_instance, vm, ["config.template", "config.extraConfig", "config.createDate"])
-            markers = _extra_config(props)
+            markers = _records.extra_config(props)
             if not self.identity.is_ours(self.name, vm._moId, markers, props.get("config.template")):
                 raise RayVsphereError(_impostor_text(self.name))  # planted since the image was looked up
             if props.get("config.template"):
                 return vm
-            if TEMPLATE_STARTED not in markers and props.get("config.createDate"):
-                markers[TEMPLATE_STARTED] = _epoch(props["config.createDate"])
+            if _records.TEMPLATE_STARTED not in markers and props.get("config.createDate"):
+                markers[_records.TEMPLATE_STARTED] = _epoch(props["config.createDate"])
             dead = maker_is_dead(markers, builder.request.params["timeout"])
             if dead:
                 # A half-made template blocks every deploy of its image until it is gone.
@@ -649,7 +632,7 @@ class _Template(object):
                 continue
             if time.time() > deadline:
                 raise RayVsphereError("template %s is still being made by %s after %s s"
-                                      % (self.name, markers.get(TEMPLATE_MAKER, "another run"),
+                                      % (self.name, markers.get(_records.TEMPLATE_MAKER, "another run"),
                                          builder.request.params["timeout"]))
             time.sleep(1)
 
@@ -657,20 +640,20 @@ class _Template(object):
         builder = self.builder
         # Bare but for the image record: sizing, guestinfo and the marker are per node, set on
         # each clone; on the template they would leak one cluster's keys into another's clones.
-        spec = _ovf.import_spec(self.service_instance, package, self.name, builder.placement, {},
+        spec = _nfc.import_spec(self.service_instance, package, self.name, builder.placement, {},
                                 functools.partial(_record_image, package, self.identity.being_made(self.name)))
-        vm = _ovf.import_vm(builder.client, package, spec, self.name, builder.placement,
+        vm = _nfc.import_vm(builder.client, package, spec, self.name, builder.placement,
                             builder.request.params["timeout"])
         try:
-            builder.attributes.set(vm, self.name, {_ray_tags.TEMPLATE_HASH: package.content_hash})
+            builder.attributes.set(vm, self.name, {_records.TEMPLATE_HASH: package.content_hash})
             _vsphere.wait_for_task(self.service_instance,
                                    vm.CreateSnapshot_Task(name=LINKED_CLONE_SNAPSHOT, memory=False, quiesce=False),
                                    "CreateSnapshot_Task on template %s" % self.name)
             # Made: no maker any more (an empty value removes an extraConfig key), so clones do not inherit one,
             # and the identity bound to the moid vCenter gave it, which no other VM can carry.
             _vsphere.wait_for_task(self.service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-                vim.option.OptionValue(key=key, value="") for key in (TEMPLATE_MAKER, TEMPLATE_STARTED)] + [
-                vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY,
+                vim.option.OptionValue(key=key, value="") for key in (_records.TEMPLATE_MAKER, _records.TEMPLATE_STARTED)] + [
+                vim.option.OptionValue(key=_records.TEMPLATE_IDENTITY,
                                        value=self.identity.made(self.name, vm._moId))])),
                 "ReconfigVM_Task (maker removed, identity recorded) on template %s" % self.name)
             vm.MarkAsTemplate()
@@ -689,8 +672,8 @@ class _Template(object):
             location.diskMoveType = "createNewChildDiskBacking"
         # A clone keeps its template's extraConfig: not the template's identity, which is no clone's.
         config = vim.vm.ConfigSpec(deviceChange=self._nic_changes(), extraConfig=[
-            vim.option.OptionValue(key=CLONED_FROM, value=self.name),
-            vim.option.OptionValue(key=_template_identity.TEMPLATE_IDENTITY, value="")])
+            vim.option.OptionValue(key=_records.CLONED_FROM, value=self.name),
+            vim.option.OptionValue(key=_records.TEMPLATE_IDENTITY, value="")])
         request.configure(config, name)
         spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False, config=config,
                                 snapshot=snapshot.currentSnapshot if linked else None)
@@ -702,7 +685,7 @@ class _Template(object):
             vm = _vsphere.wait_for_task(self.service_instance, task, "CloneVM_Task of %s to %s" % (self.name, name),
                                         request.params["timeout"])
         except BaseException:
-            _ovf.remove_half_made_vm(self.service_instance, placement.folder, name)
+            _nfc.remove_half_made_vm(self.service_instance, placement.folder, name)
             raise
         if properties:
             self._set_properties(vm, name, properties)

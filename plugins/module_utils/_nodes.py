@@ -9,11 +9,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags, _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags, _records, _vsphere
 
 try:
     from pyVmomi import vim, vmodl
@@ -27,8 +26,8 @@ LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerSt
     # The extraConfig keys a record carries, each alone: a keyed path
     # returns that OptionValue only (vCenter; vcsim since govmomi PR #3451),
     # and nothing for a VM without the key.
-    'config.extraConfig["%s"]' % key for key in (_ray_tags.DEPLOY_SETTINGS, _ray_tags.SSH_HOST_KEY,
-                                                 _ray_tags.CLUSTER_IDENTITY)]
+    'config.extraConfig["%s"]' % key for key in (_records.DEPLOY_SETTINGS, _records.SSH_HOST_KEY,
+                                                 _records.CLUSTER_IDENTITY)]
 # What deploys, deletes and tag writes need besides: the folder of each VM and the creation marker.
 # A keyed path, config.extraConfig["ray-vsphere.cluster-name"], would fetch
 # the marker alone (vCenter and vcsim since govmomi PR #3451 both resolve it,
@@ -96,43 +95,6 @@ def choose_ip(addresses, preferred=None, ignored=None):
     return sorted(usable)[0][2] if usable else None
 
 
-def extra_config_value(props, key):
-    """The value of extraConfig's `key` in props read with whole config.extraConfig or with its keyed path."""
-    keyed = props.get('config.extraConfig["%s"]' % key)
-    if keyed is not None:
-        return keyed.value
-    for option in props.get("config.extraConfig") or []:
-        if option.key == key:
-            return option.value
-    return None
-
-
-def marker(props):
-    return extra_config_value(props, _ray_tags.CREATION_MARKER)
-
-
-def verified(props, cluster_key):
-    """Whether the VM of props carries the identity cluster_key makes for its name: the one test of "ours".
-
-    Modules (list, tag, delete, deploy) and the provider's refresh all decide
-    with it. Templates are never nodes.
-    """
-    return not props.get("config.template") and cluster_key.verifies(
-        props.get("name"), props.get("config.instanceUuid"), extra_config_value(props, _ray_tags.CLUSTER_IDENTITY))
-
-
-def deploy_settings(props):
-    """The settings a node was deployed with (node_deploy's deploy_settings), {} when none were recorded."""
-    recorded = extra_config_value(props, _ray_tags.DEPLOY_SETTINGS)
-    if not recorded:
-        return {}
-    try:
-        settings = json.loads(recorded)
-    except ValueError:
-        return {}  # not written by node_deploy: nothing to rely on
-    return settings if isinstance(settings, dict) else {}
-
-
 class Inventory(object):
     """The VMs below roots (default: all of vCenter) with the properties a node needs, read in one round trip.
 
@@ -151,12 +113,12 @@ class Inventory(object):
     def tagged(self, cluster_name):
         """{vm: props} of the VMs tagged with cluster_name (templates are not nodes), verified or not."""
         return dict((vm, props) for vm, props in self.vms.items()
-                    if not props.get("config.template") and self.tags(vm).get(_ray_tags.CLUSTER_NAME) == cluster_name)
+                    if not props.get("config.template") and self.tags(vm).get(_records.CLUSTER_NAME) == cluster_name)
 
     def cluster_nodes(self, cluster_key):
         """{vm: props} of the cluster's nodes: tagged with its name and carrying the identity its key verifies."""
         return dict((vm, props) for vm, props in self.tagged(cluster_key.cluster_name).items()
-                    if verified(props, cluster_key))
+                    if _records.verified(props, cluster_key))
 
     def unverified(self, cluster_key):
         """Sorted names of the VMs tagged with the cluster's name whose identity the key does not verify.
@@ -165,7 +127,7 @@ class Inventory(object):
         acted on, only reported, so a clash or a forgery shows.
         """
         return sorted(props.get("name") or vm._moId for vm, props in self.tagged(cluster_key.cluster_name).items()
-                      if not verified(props, cluster_key))
+                      if not _records.verified(props, cluster_key))
 
     def record(self, vm, preferred=None, ignored=None):
         props = self.vms[vm]
@@ -178,8 +140,8 @@ class Inventory(object):
             ip=choose_ip(addresses, preferred, ignored),
             ip_addresses=addresses,
             tags=self.tags(vm),
-            deploy_settings=deploy_settings(props),
-            ssh_host_key=extra_config_value(props, _ray_tags.SSH_HOST_KEY),
+            deploy_settings=_records.deploy_settings(props),
+            ssh_host_key=_records.extra_config_value(props, _records.SSH_HOST_KEY),
         )
 
 
@@ -196,9 +158,9 @@ def node_records(inventory, cluster_key, node_kind=None, node_type=None, tag_fil
                  ignored=None):
     wanted = dict(tag_filters or {})
     if node_kind:
-        wanted[_ray_tags.NODE_KIND] = node_kind
+        wanted[_records.NODE_KIND] = node_kind
     if node_type:
-        wanted[_ray_tags.USER_NODE_TYPE] = node_type
+        wanted[_records.USER_NODE_TYPE] = node_type
     records = []
     for vm in inventory.cluster_nodes(cluster_key):
         tags = inventory.tags(vm)
@@ -225,14 +187,14 @@ def find_nodes(inventory, cluster_key, uuids=(), names=()):
                 found.update((vm, nodes[vm]) for vm in ours)
             elif matches:
                 foreign.append("%s (tagged %s=%s, but without the identity of this cluster's key)"
-                               % (wanted, _ray_tags.CLUSTER_NAME, cluster_name)
+                               % (wanted, _records.CLUSTER_NAME, cluster_name)
                                if any(vm in tagged for vm in matches) else wanted)
             else:
                 absent.append(wanted)
     if foreign:
         raise RayVsphereError("refusing VMs that are not nodes of Ray cluster %s (a node carries the custom attribute "
                               "%s=%s and, in its extraConfig, the %s its creator wrote with the cluster's key): %s"
-                              % (cluster_name, _ray_tags.CLUSTER_NAME, cluster_name, _ray_tags.CLUSTER_IDENTITY,
+                              % (cluster_name, _records.CLUSTER_NAME, cluster_name, _records.CLUSTER_IDENTITY,
                                  ", ".join(foreign)))
     return found, absent
 
@@ -293,9 +255,9 @@ def request_vms(service_instance, inventory, cluster_key, request_ids):
         options = props.get("config.extraConfig")
         if options is None:
             options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
-        markers = dict((option.key, option.value) for option in options or [])
-        if (markers.get(_ray_tags.CREATION_MARKER) == cluster_name and markers.get(_ray_tags.REQUEST_MARKER) in wanted
-                and verified(dict(props, **{"config.extraConfig": options}), cluster_key)):
+        markers = _records.extra_config({"config.extraConfig": options})
+        if (markers.get(_records.CREATION_MARKER) == cluster_name and markers.get(_records.REQUEST_MARKER) in wanted
+                and _records.verified(dict(props, **{"config.extraConfig": options}), cluster_key)):
             found[vm] = props
     return found
 
@@ -329,8 +291,8 @@ def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode):
     targets = []
     for update in updates:
         tags = _ray_tags.check_tags(update.get("tags"), "tags of %s" % (update.get("uuid") or update.get("name")))
-        if _ray_tags.CLUSTER_NAME in tags:
-            raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _ray_tags.CLUSTER_NAME)
+        if _records.CLUSTER_NAME in tags:
+            raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _records.CLUSTER_NAME)
         found, absent = find_nodes(inventory, cluster_key, [update["uuid"]] if update.get("uuid") else [],
                                    [update["name"]] if update.get("name") else [])
         if absent or not found:

@@ -26,33 +26,6 @@ try:
 except ImportError:
     pass  # reported by _client.run_module
 
-CLUSTER_NAME = "ray-cluster-name"
-NODE_KIND = "ray-node-type"
-USER_NODE_TYPE = "ray-user-node-type"
-# On the templates of the clone fast path, not on nodes: the OVF content hash.
-TEMPLATE_HASH = "ray-vsphere-template"
-# Written into extraConfig by the create call itself, before any custom
-# attribute can be set: a retry finds a VM whose tagging was cut short.
-CREATION_MARKER = "ray-vsphere.cluster-name"
-# In extraConfig, written by the create call when asked to (the playbooks ask
-# it on the head): the settings the cluster was deployed with, as JSON, so a
-# later scale-up needs only the cluster's name. Not a guestinfo.* key, so the
-# guest cannot read it, and never a secret.
-DEPLOY_SETTINGS = "ray-vsphere.deploy-settings"
-# Also in extraConfig at create: the public SSH host key the deploy gave the
-# node through cloud-init, which playbooks check the node's answer against.
-SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
-# Beside it, the request_id of the node_deploy call that made the VM: what a
-# cleanup of a call cut short (node_delete's request_ids) finds its VMs by.
-REQUEST_MARKER = "ray-vsphere.request-id"
-# Also written by the create call: the node's identity, an HMAC of the cluster
-# and VM names and the instance UUID, keyed by the cluster's private SSH key
-# (_ray_auth.ClusterKey.node_identity).
-# A VM is a node of a cluster only if this verifies against the key in hand, so
-# a VM tagged by someone else, or a same-named cluster under another key, is
-# never taken for one of ours.
-CLUSTER_IDENTITY = "ray-vsphere.cluster-identity"
-
 TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 NODE_KINDS = ("head", "worker")
 

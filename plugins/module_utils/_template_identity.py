@@ -25,11 +25,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_auth, _records
 
 TEMPLATE_PREFIX = "ray-template-"
-# In a template's extraConfig: derive(key, PURPOSE_TEMPLATE_IDENTITY, name[, moid]).
-TEMPLATE_IDENTITY = "ray-vsphere.template-identity"
 # Hex digits of the key id in a template's name: clusters with other keys sharing a
 # folder get other names, so neither finds the other's template in its way.
 KEY_ID_LENGTH = 8
@@ -74,7 +72,7 @@ class TemplateIdentity(object):
         A template (config.template) must carry the moid-bound record; a VM
         still being made may carry either, as MarkAsTemplate is its last step.
         """
-        recorded = extra_config.get(TEMPLATE_IDENTITY)
+        recorded = extra_config.get(_records.TEMPLATE_IDENTITY)
         if _ray_auth.matches(self.made(name, moid), recorded):
             return True
         return not is_template and _ray_auth.matches(self.being_made(name), recorded)

@@ -9,12 +9,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy, _nodes, _placement, _template_identity
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _deploy, _nodes, _placement, _records, _template_identity)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TEMPLATE_PREFIX
-
-
-def _markers(props):
-    return dict((option.key, option.value) for option in props.get("config.extraConfig") or [])
 
 
 def survey(service_instance, identity, folder=None):
@@ -29,16 +26,16 @@ def survey(service_instance, identity, folder=None):
     templates, clones = [], {}
     for vm, props in inventory.vms.items():
         name = props.get("name") or ""
-        markers = _markers(props)
+        markers = _records.extra_config(props)
         if name.startswith(TEMPLATE_PREFIX) and (folder is None or props.get("parent") == folder):
             templates.append((name, vm, props, markers))  # a list: one name may be in several folders
         elif not props.get("config.template"):
-            for key in (markers.get(_deploy.CLONED_FROM), markers.get(_deploy.IMAGE_SHA256)):
+            for key in (markers.get(_records.CLONED_FROM), markers.get(_records.IMAGE_SHA256)):
                 if key:
                     clones.setdefault(key, []).append(name)
     found = []
     for name, vm, props, markers in sorted(templates, key=lambda template: (template[0], template[1]._moId)):
-        users = sorted(set(clones.get(name, []) + clones.get(markers.get(_deploy.IMAGE_SHA256) or name, [])))
+        users = sorted(set(clones.get(name, []) + clones.get(markers.get(_records.IMAGE_SHA256) or name, [])))
         entry = dict(name=name, vm=vm, in_use_by=users, being_made=False, reason=None)
         if not identity.is_ours(name, vm._moId, markers, props.get("config.template")):
             entry["reason"] = ("not made with this cluster key: it records no template identity that "
@@ -48,7 +45,7 @@ def survey(service_instance, identity, folder=None):
         elif not props.get("config.template"):
             # Half-made: removable once its maker is dead (a day's bound here: no deploy option to go by).
             if not _deploy.maker_is_dead(markers, 24 * 3600):
-                entry.update(being_made=True, reason="being made by %s" % markers.get(_deploy.TEMPLATE_MAKER, "another run"))
+                entry.update(being_made=True, reason="being made by %s" % markers.get(_records.TEMPLATE_MAKER, "another run"))
         found.append(entry)
     return found
 

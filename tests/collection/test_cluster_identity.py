@@ -14,7 +14,7 @@ from conftest import PLACEMENT, deploy_task, task
 from pyVmomi import vim
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _records
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
@@ -57,15 +57,15 @@ def test_an_identity_verifies_only_for_its_key_cluster_vm_name_and_instance_uuid
 
 def test_the_verification_reads_the_identity_from_either_read_and_never_takes_a_template(key_text):
     key = _ray_auth.ClusterKey(key_text, "analytics")
-    option = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY, value=key.node_identity("analytics-head", HEAD_UUID))
+    option = vim.option.OptionValue(key=_records.CLUSTER_IDENTITY, value=key.node_identity("analytics-head", HEAD_UUID))
     keyed = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID,
-             f'config.extraConfig["{_ray_tags.CLUSTER_IDENTITY}"]': option}
+             f'config.extraConfig["{_records.CLUSTER_IDENTITY}"]': option}
     whole = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID, "config.extraConfig": [option]}
-    assert _nodes.verified(keyed, key) and _nodes.verified(whole, key)
-    assert not _nodes.verified(dict(whole, **{"config.template": True}), key)
-    assert not _nodes.verified(dict(whole, name="analytics-head-copy"), key)
-    assert not _nodes.verified(dict(whole, **{"config.instanceUuid": str(uuid.uuid4())}), key)
-    assert not _nodes.verified({"name": "analytics-head", "config.instanceUuid": HEAD_UUID}, key), "no identity"
+    assert _records.verified(keyed, key) and _records.verified(whole, key)
+    assert not _records.verified(dict(whole, **{"config.template": True}), key)
+    assert not _records.verified(dict(whole, name="analytics-head-copy"), key)
+    assert not _records.verified(dict(whole, **{"config.instanceUuid": str(uuid.uuid4())}), key)
+    assert not _records.verified({"name": "analytics-head", "config.instanceUuid": HEAD_UUID}, key), "no identity"
 
 
 def test_an_unusable_key_file_is_named_and_its_content_never_echoed(tmp_path):
@@ -224,12 +224,12 @@ def forged_head(play, test_ova, vcsim):
     real = vsphere.find_by_name(admin, vim.VirtualMachine, f"{CLUSTER}-head")
     copied = {option.key: option.value for option in vsphere.read_properties(admin, real, ["config.extraConfig"])[
         "config.extraConfig"] if option.key.startswith("ray-vsphere.")}
-    assert _ray_tags.CLUSTER_IDENTITY in copied
-    copied[_ray_tags.DEPLOY_SETTINGS] = '{"ovf": "https://attacker.example.com/evil.ova"}'
+    assert _records.CLUSTER_IDENTITY in copied
+    copied[_records.DEPLOY_SETTINGS] = '{"ovf": "https://attacker.example.com/evil.ova"}'
     vm = import_ova(admin, test_ova, FORGED, **simulator.default_placement(admin), extra_config=copied)
     vsphere.wait_for_task(admin, vm.PowerOnVM_Task())
     inventory = _nodes.Inventory(admin)
-    head_tags = {_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "head", _ray_tags.USER_NODE_TYPE: "head",
+    head_tags = {_records.CLUSTER_NAME: CLUSTER, _records.NODE_KIND: "head", _records.USER_NODE_TYPE: "head",
                  "ray-node-status": "up-to-date"}
     inventory.attributes.set(vm, FORGED, head_tags)
     # And a copy under the real head's very name in a folder of the forger's own, which a lookup without a

@@ -12,7 +12,7 @@ import io
 import pytest
 from pyVmomi import vim, vmodl
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf, _placement
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nfc, _ovf_package, _placement
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from testbed import simulator, vsphere
 
@@ -40,23 +40,23 @@ def test_a_disk_upload_failing_half_way_aborts_the_lease_and_removes_the_vm(vcsi
                                                                            monkeypatch):
     endpoint = vcsim.endpoint
     aborted = []
-    real_abort = _ovf._abort
+    real_abort = _nfc._abort
 
     def abort(service_instance, lease, error):
         aborted.append((lease, lease.state))
         real_abort(service_instance, lease, error)
-    monkeypatch.setattr(_ovf, "_abort", abort)
+    monkeypatch.setattr(_nfc, "_abort", abort)
     with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
-                       ca_path=str(endpoint.ca_path)) as client, _ovf.OvfPackage(str(test_ova)) as package:
+                       ca_path=str(endpoint.ca_path)) as client, _ovf_package.OvfPackage(str(test_ova)) as package:
         placement = _placement.resolve(client.service_instance, dict(
             datacenter="DC0", cluster="DC0_C0", resource_pool="DC0_C0_RP1", vm_folder=simulator.VM_FOLDER,
             datastore="LocalDS_0", network="VM Network"))
-        spec = _ovf.import_spec(client.service_instance, package, "half-uploaded", placement, {}, lambda config: None)
+        spec = _nfc.import_spec(client.service_instance, package, "half-uploaded", placement, {}, lambda config: None)
         whole_file = package.open_file
         package.open_file = lambda href: BreaksHalfWay(whole_file(href), after=8192)
         with pytest.raises(RayVsphereError, match=r"upload of ray-test-appliance-disk1.vmdk for VM half-uploaded "
                                                   r"stopped after 8192 of \d+ bytes: the storage holding the disk went away"):
-            _ovf.import_vm(client, package, spec, "half-uploaded", placement, timeout=60)
+            _nfc.import_vm(client, package, spec, "half-uploaded", placement, timeout=60)
         [(lease, state_before)] = aborted
         assert state_before == vim.HttpNfcLease.State.ready
         # vcsim ends an aborted lease by removing it (simulator/http_nfc_lease.go, HttpNfcLeaseAbort:

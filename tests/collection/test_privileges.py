@@ -12,7 +12,7 @@ import ray.autoscaler.tags as ray_tags
 from pyVmomi import vim
 
 from conftest import deploy_task, task
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records
 from ray_provider.runner import run_playbook, task_results
 from testbed import method_trace, privileges, simulator, vsphere
 
@@ -47,7 +47,7 @@ def test_the_custom_attribute_list_holds_every_ray_tag_and_every_name_the_collec
     listed = set(privileges.custom_attributes())
     ray_tag_keys = {value for name, value in vars(ray_tags).items() if name.startswith("TAG_RAY_")}
     assert ray_tag_keys and ray_tag_keys <= listed, ray_tag_keys - listed
-    assert {_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, _ray_tags.USER_NODE_TYPE, _ray_tags.TEMPLATE_HASH} <= listed
+    assert {_records.CLUSTER_NAME, _records.NODE_KIND, _records.USER_NODE_TYPE, _records.TEMPLATE_HASH} <= listed
 
 
 def test_every_method_cites_the_api_reference_and_names_where_each_privilege_is_checked():

@@ -10,9 +10,10 @@ import pytest
 from conftest import PLACEMENT, deploy_task, task
 from pyVmomi import vim
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy, _ovf, _placement
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _deploy, _nfc, _ovf_package, _placement, _records)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import (
-    TEMPLATE_IDENTITY, TEMPLATE_PREFIX, TemplateIdentity)
+    TEMPLATE_PREFIX, TemplateIdentity)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
 from ray_provider.runner import published_stats, run_playbook
 from testbed import vsphere
@@ -41,13 +42,13 @@ def half_made_template(vcsim, test_ova, cluster_key_file):
         endpoint = vcsim.endpoint
         identity = TemplateIdentity(cluster_key_file.read_text())
         with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
-                           validate_certs=False) as client, _ovf.OvfPackage(str(test_ova)) as package:
+                           validate_certs=False) as client, _ovf_package.OvfPackage(str(test_ova)) as package:
             placement = _placement.resolve(client.service_instance, PLACEMENT)
             name = identity.name(package.content_hash)
-            spec = _ovf.import_spec(client.service_instance, package, name, placement, {},
+            spec = _nfc.import_spec(client.service_instance, package, name, placement, {},
                                     functools.partial(_deploy._record_image, package, identity.being_made(name),
                                                       maker=maker, started=started))
-            vm = _ovf.import_vm(client, package, spec, name, placement, timeout=60)
+            vm = _nfc.import_vm(client, package, spec, name, placement, timeout=60)
             return name, vm._moId
     return make
 
@@ -73,9 +74,9 @@ def test_a_template_is_marked_while_it_is_made_and_not_after(play, test_ova, ser
     name = result["image"]["template"]
     _, props = templates(service_instance)[name]
     assert props["config.template"]
-    assert _deploy.TEMPLATE_MAKER not in markers(props) and _deploy.TEMPLATE_STARTED not in markers(props)
+    assert _records.TEMPLATE_MAKER not in markers(props) and _records.TEMPLATE_STARTED not in markers(props)
     clone = vsphere.find_by_name(service_instance, vim.VirtualMachine, "iota-0")
-    assert markers(vsphere.read_properties(service_instance, clone, ["config.extraConfig"]))[_deploy.CLONED_FROM] == name
+    assert markers(vsphere.read_properties(service_instance, clone, ["config.extraConfig"]))[_records.CLONED_FROM] == name
     play([task("node_delete", cluster_name="iota", all_nodes=True)])
     remove_template(service_instance, name)
 
@@ -152,10 +153,10 @@ def plant(vcsim, test_ova):
                 vim.option.OptionValue(key=key, value=value) for key, value in extra_config.items()]
 
         with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
-                           validate_certs=False) as client, _ovf.OvfPackage(str(test_ova)) as package:
+                           validate_certs=False) as client, _ovf_package.OvfPackage(str(test_ova)) as package:
             placement = _placement.resolve(client.service_instance, PLACEMENT)
-            spec = _ovf.import_spec(client.service_instance, package, name, placement, {}, record)
-            vm = _ovf.import_vm(client, package, spec, name, placement, timeout=60)
+            spec = _nfc.import_spec(client.service_instance, package, name, placement, {}, record)
+            vm = _nfc.import_vm(client, package, spec, name, placement, timeout=60)
             if template:
                 vm.MarkAsTemplate()
             return vm._moId
@@ -168,8 +169,8 @@ def cloned_from(service_instance, node):
 
 
 def image_records(test_ova):
-    digest = _ovf.OvfPackage(str(test_ova)).key()[len(_ovf.SHA256_KEY):]
-    return digest, {_deploy.IMAGE_SHA256: digest, _deploy.IMAGE_KEY: _ovf.SHA256_KEY + digest}
+    digest = _ovf_package.OvfPackage(str(test_ova)).key()[len(_ovf_package.SHA256_KEY):]
+    return digest, {_records.IMAGE_SHA256: digest, _records.IMAGE_KEY: _ovf_package.SHA256_KEY + digest}
 
 
 def test_a_planted_template_recording_our_image_is_ignored_and_ours_is_imported_and_used(
@@ -179,16 +180,16 @@ def test_a_planted_template_recording_our_image_is_ignored_and_ours_is_imported_
     # What the fast path found before: the old name, and a name like ours; both record our image's hash and key.
     planted = {f"{TEMPLATE_PREFIX}{digest[:12]}": plant(f"{TEMPLATE_PREFIX}{digest[:12]}", records),
                f"{TEMPLATE_PREFIX}{digest[:12]}-whatever": plant(
-                   f"{TEMPLATE_PREFIX}{digest[:12]}-whatever", dict(records, **{TEMPLATE_IDENTITY: "f" * 64}))}
+                   f"{TEMPLATE_PREFIX}{digest[:12]}-whatever", dict(records, **{_records.TEMPLATE_IDENTITY: "f" * 64}))}
     result = play([deploy_task("xi", test_ova, names=["xi-0"], power_on=False)]).result
     assert not result["failed"], result
     assert result["image"]["template"] == ours.name(digest) == f"{TEMPLATE_PREFIX}{digest[:12]}-{ours.key_id}"
-    assert cloned_from(service_instance, "xi-0")[_deploy.CLONED_FROM] == ours.name(digest)
+    assert cloned_from(service_instance, "xi-0")[_records.CLONED_FROM] == ours.name(digest)
     vm, props = templates(service_instance)[ours.name(digest)]
     assert props["config.template"]
-    assert markers(props)[TEMPLATE_IDENTITY] == ours.made(ours.name(digest), vm._moId)
+    assert markers(props)[_records.TEMPLATE_IDENTITY] == ours.made(ours.name(digest), vm._moId)
     # The clone does not carry the template's identity: it is no template of ours.
-    assert TEMPLATE_IDENTITY not in cloned_from(service_instance, "xi-0")
+    assert _records.TEMPLATE_IDENTITY not in cloned_from(service_instance, "xi-0")
     # template_prune, with our key, lists the planted ones as not ours and leaves them.
     pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))],
                   check=True).result
@@ -210,13 +211,13 @@ def test_a_vm_with_our_templates_name_but_not_its_identity_fails_the_deploy_nami
     # Our template of an earlier day, its identity read off it: bound to that template's moid, it proves nothing here.
     earlier = play([deploy_task("omicron", test_ova, names=["omicron-0"], power_on=False)]).result
     assert earlier["image"]["template"] == name
-    copied = markers(templates(service_instance)[name][1])[TEMPLATE_IDENTITY]
+    copied = markers(templates(service_instance)[name][1])[_records.TEMPLATE_IDENTITY]
     play([task("node_delete", cluster_name="omicron", all_nodes=True)])
     remove_template(service_instance, name)
-    dead_maker = {_deploy.TEMPLATE_MAKER: "another-host pid 42", _deploy.TEMPLATE_STARTED: "0"}
-    for impostor, template in (({}, True), ({TEMPLATE_IDENTITY: copied}, True),
+    dead_maker = {_records.TEMPLATE_MAKER: "another-host pid 42", _records.TEMPLATE_STARTED: "0"}
+    for impostor, template in (({}, True), ({_records.TEMPLATE_IDENTITY: copied}, True),
                                # What an import of ours writes first: never enough for a template.
-                               ({TEMPLATE_IDENTITY: ours.being_made(name)}, True),
+                               ({_records.TEMPLATE_IDENTITY: ours.being_made(name)}, True),
                                # "Half-made" by a dead maker: ours would be removed and made again; not this one.
                                (dead_maker, False)):
         planted = plant(name, dict(records, **impostor), template=template)
@@ -243,8 +244,8 @@ def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own
     assert not first["failed"] and not second["failed"], (first, second)
     assert (first["image"]["template"], second["image"]["template"]) == (mine.name(digest), theirs.name(digest))
     assert mine.name(digest) != theirs.name(digest)
-    assert cloned_from(service_instance, "pi-0")[_deploy.CLONED_FROM] == mine.name(digest)
-    assert cloned_from(service_instance, "rho-0")[_deploy.CLONED_FROM] == theirs.name(digest)
+    assert cloned_from(service_instance, "pi-0")[_records.CLONED_FROM] == mine.name(digest)
+    assert cloned_from(service_instance, "rho-0")[_records.CLONED_FROM] == theirs.name(digest)
     play([task("node_delete", cluster_name="pi", all_nodes=True)])
     play([task("node_delete", cluster_name="rho", all_nodes=True, cluster_key_file=str(other_key))])
     pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))]).result
@@ -263,11 +264,11 @@ def test_a_made_template_takes_only_its_moid_bound_identity(tmp_path):
     identity = TemplateIdentity(make_key_pair(tmp_path / "key").read_text())
     name = identity.name("ab" * 32)
     made, being_made = identity.made(name, "vm-42"), identity.being_made(name)
-    assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: made}, is_template=True)
-    assert not identity.is_ours(name, "vm-43", {TEMPLATE_IDENTITY: made}, is_template=True)
-    assert not identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=True)
-    assert identity.is_ours(name, "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
-    assert not identity.is_ours(name + "x", "vm-42", {TEMPLATE_IDENTITY: being_made}, is_template=False)
+    assert identity.is_ours(name, "vm-42", {_records.TEMPLATE_IDENTITY: made}, is_template=True)
+    assert not identity.is_ours(name, "vm-43", {_records.TEMPLATE_IDENTITY: made}, is_template=True)
+    assert not identity.is_ours(name, "vm-42", {_records.TEMPLATE_IDENTITY: being_made}, is_template=True)
+    assert identity.is_ours(name, "vm-42", {_records.TEMPLATE_IDENTITY: being_made}, is_template=False)
+    assert not identity.is_ours(name + "x", "vm-42", {_records.TEMPLATE_IDENTITY: being_made}, is_template=False)
     assert not identity.is_ours(name, "vm-42", {}, is_template=False)
     other = TemplateIdentity(make_key_pair(tmp_path / "other").read_text())
     assert other.key_id != identity.key_id and len(name) == len(other.name("ab" * 32)) == 34

@@ -13,7 +13,8 @@ import pytest
 from pyVmomi import vim
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_watch, _nodes, _ray_auth, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _node_watch, _nodes, _ray_auth, _records)
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
@@ -43,17 +44,17 @@ class Site:
         self.model = vsphere.find_by_name(admin, vim.VirtualMachine, "DC0_C0_RP1_VM0")
         inventory = _nodes.Inventory(admin)
         self.attributes = inventory.attributes
-        self.attributes.require([_ray_tags.CLUSTER_NAME, _ray_tags.NODE_KIND, "ray-node-status"])
+        self.attributes.require([_records.CLUSTER_NAME, _records.NODE_KIND, "ray-node-status"])
 
     def node(self, name, folder=None, **tags):
         instance_uuid = str(uuid.uuid4())
-        identity = vim.option.OptionValue(key=_ray_tags.CLUSTER_IDENTITY,
+        identity = vim.option.OptionValue(key=_records.CLUSTER_IDENTITY,
                                           value=self.cluster_key.node_identity(name, instance_uuid))
         task = self.model.CloneVM_Task(folder=folder or self.folder, name=name, spec=vim.vm.CloneSpec(
             location=vim.vm.RelocateSpec(),
             config=vim.vm.ConfigSpec(instanceUuid=instance_uuid, extraConfig=[identity])))
         vm = vsphere.wait_for_task(self.admin, task)
-        self.tag(vm, **{_ray_tags.CLUSTER_NAME: CLUSTER, _ray_tags.NODE_KIND: "worker", **tags})
+        self.tag(vm, **{_records.CLUSTER_NAME: CLUSTER, _records.NODE_KIND: "worker", **tags})
         return vm
 
     def tag(self, vm, **tags):
@@ -99,7 +100,7 @@ def session_key(provider):
 
 
 def test_the_refresh_reads_the_folder_once_then_only_what_changed(provider, site, admin):
-    head = site.node(f"{CLUSTER}-head", **{_ray_tags.NODE_KIND: "head"})
+    head = site.node(f"{CLUSTER}-head", **{_records.NODE_KIND: "head"})
     worker = site.node(f"{CLUSTER}-worker")
     outside = site.node(f"{CLUSTER}-outside", folder=site.datacenter.vmFolder)  # tagged, but not in the folder
 
@@ -126,7 +127,7 @@ def test_the_refresh_reads_the_folder_once_then_only_what_changed(provider, site
     late = site.node(f"{CLUSTER}-late")
     late_id = site.uuid(late)
     assert late_id in provider.non_terminated_nodes({})
-    assert provider.non_terminated_nodes({_ray_tags.NODE_KIND: "head"}) == [site.uuid(head)]
+    assert provider.non_terminated_nodes({_records.NODE_KIND: "head"}) == [site.uuid(head)]
     vsphere.wait_for_task(admin, late.Destroy_Task())
     assert late_id not in provider.non_terminated_nodes({})
     assert provider._watch is watch and provider.full_reads == 1
@@ -185,7 +186,7 @@ def test_every_node_types_folder_is_watched_and_a_launch_into_a_new_one_widens_t
     provider.playbooks = SimpleNamespace(run=lambda playbook, extravars, **options: (_ for _ in ()).throw(
         node_provider.PlaybookFailed(playbook, failed)))
     with pytest.raises(NodeLaunchException):
-        provider.create_node({"vm_folder": "sibling"}, {_ray_tags.NODE_KIND: "worker"}, 1)
+        provider.create_node({"vm_folder": "sibling"}, {_records.NODE_KIND: "worker"}, 1)
     assert site.uuid(in_sibling) in provider.non_terminated_nodes({})
     assert provider.full_reads == 2
 

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 from pyVmomi import vim, vmodl
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nfc, _ovf_package
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES, build_test_ova
@@ -58,12 +58,12 @@ def import_plain(service_instance, name, style="ubuntu", properties=None):
 def lease_for(service_instance, name):
     """An ImportVApp lease for the test OVA, ready; (lease, info)."""
     placement = simulator.default_placement(service_instance)
-    with _ovf.OvfPackage(str(build_test_ova()), validate_certs=False) as package:
+    with _ovf_package.OvfPackage(str(build_test_ova()), validate_certs=False) as package:
         spec = service_instance.content.ovfManager.CreateImportSpec(
             package.descriptor, placement["resource_pool"], placement["datastore"],
             vim.OvfManager.CreateImportSpecParams(entityName=name))
     lease = placement["resource_pool"].ImportVApp(spec.importSpec, placement["folder"])
-    return lease, _ovf._wait_for_lease(service_instance, lease, name, 30)
+    return lease, _nfc._wait_for_lease(service_instance, lease, name, 30)
 
 
 # ----- NFC leases (lease.go) -----
@@ -80,7 +80,7 @@ def test_a_lease_without_progress_times_out_and_says_so(client):
         lease.HttpNfcLeaseComplete()
     with pytest.raises(vim.fault.Timedout):
         lease.HttpNfcLeaseProgress(50)
-    _ovf.remove_half_made_vm(service_instance, simulator.default_placement(service_instance)["folder"],
+    _nfc.remove_half_made_vm(service_instance, simulator.default_placement(service_instance)["folder"],
                              "strict-lease-idle")
 
 
@@ -92,7 +92,7 @@ def test_progress_keeps_a_lease_alive_past_its_timeout(client):
         time.sleep(SHORT_LEASE_SECONDS / 4)
     assert vsphere.read_properties(service_instance, lease, ["state"])["state"] == vim.HttpNfcLease.State.ready
     lease.HttpNfcLeaseComplete()
-    _ovf.remove_half_made_vm(service_instance, simulator.default_placement(service_instance)["folder"],
+    _nfc.remove_half_made_vm(service_instance, simulator.default_placement(service_instance)["folder"],
                              "strict-lease-kept")
 
 
@@ -115,8 +115,8 @@ class SlowFile:
 @pytest.fixture
 def slow_upload(monkeypatch):
     seconds = 2 * SHORT_LEASE_SECONDS + 1
-    original = _ovf.OvfPackage.open_file
-    monkeypatch.setattr(_ovf.OvfPackage, "open_file", lambda package, href: SlowFile(original(package, href), seconds))
+    original = _ovf_package.OvfPackage.open_file
+    monkeypatch.setattr(_ovf_package.OvfPackage, "open_file", lambda package, href: SlowFile(original(package, href), seconds))
     return seconds
 
 
@@ -125,12 +125,12 @@ def test_the_collections_import_keeps_a_slow_upload_alive(client, slow_upload):
     vm = import_plain(client.service_instance, "strict-slow-upload")
     assert time.monotonic() - started > slow_upload - 0.5, "the upload outlasted the lease timeout"
     assert vsphere.read_properties(client.service_instance, vm, ["name"])["name"] == "strict-slow-upload"
-    _ovf.remove_half_made_vm(client.service_instance, simulator.default_placement(client.service_instance)["folder"],
+    _nfc.remove_half_made_vm(client.service_instance, simulator.default_placement(client.service_instance)["folder"],
                              "strict-slow-upload")
 
 
 def test_without_keepalive_the_same_slow_upload_fails_and_leaves_no_vm(client, slow_upload, monkeypatch):
-    monkeypatch.setattr(_ovf, "keepalive_interval", lambda lease_timeout: 3600)
+    monkeypatch.setattr(_nfc, "keepalive_interval", lambda lease_timeout: 3600)
     service_instance = client.service_instance
     with pytest.raises((vim.fault.Timedout, RayVsphereError)):
         import_plain(service_instance, "strict-slow-unkept")
@@ -193,7 +193,7 @@ def test_the_import_spec_carries_the_ovfs_transport(client):
     service_instance = client.service_instance
     placement = simulator.default_placement(service_instance)
     for style, transport in (("ubuntu", ["com.vmware.guestInfo"]), ("packer", [])):
-        with _ovf.OvfPackage(str(build_test_ova(style=style)), validate_certs=False) as package:
+        with _ovf_package.OvfPackage(str(build_test_ova(style=style)), validate_certs=False) as package:
             spec = service_instance.content.ovfManager.CreateImportSpec(
                 package.descriptor, placement["resource_pool"], placement["datastore"],
                 vim.OvfManager.CreateImportSpecParams(entityName="strict-spec"))

@@ -2,12 +2,11 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""OVF packages and their import through ImportVApp and the NFC lease.
+"""An OVF or OVA, on disk or at a URL: its descriptor, manifest and content hash. No vCenter here.
 
 Written here because no maintained collection offers it: vmware.vmware only
 deploys OVFs from content libraries, and community.vmware's
-vmware_deploy_ovf neither keeps the lease alive on a timer nor removes the
-half-made VM when an upload fails.
+vmware_deploy_ovf reads a local file only and checks no manifest.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,30 +21,17 @@ import shutil
 import ssl
 import tarfile
 import tempfile
-import threading
 import time
 from xml.etree import ElementTree
 
-from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._nodes import destroy_vm
-
-try:
-    from pyVmomi import vim, vmodl
-except ImportError:
-    pass  # reported by _client.run_module
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 CHUNK = 1024 * 1024
-# vCenter fails an NFC lease that gets no HttpNfcLeaseProgress for its
-# info.leaseTimeout (300 s by default). Progress goes every quarter of it, at
-# most every 15 s; a lease that states no timeout is kept with the 15 s.
-LEASE_KEEPALIVE_SECONDS = 15
 SHA256_KEY = "sha256:"
 # A manifest line, as ovftool writes it: SHA256(disk.vmdk)= 3f5a...
 MANIFEST_LINE = re.compile(r"^(?P<algorithm>SHA1|SHA256|SHA512|\w+)\((?P<file>[^)]+)\)\s*=\s*(?P<digest>[0-9A-Fa-f]+)$")
@@ -468,164 +454,3 @@ def declared_properties(descriptor):
     """The keys of the OVF's ProductSection properties."""
     envelope = ElementTree.fromstring(descriptor)
     return [prop.get(OVF_NS + "key") for prop in envelope.iter(OVF_NS + "Property")]
-
-
-def import_spec(service_instance, package, name, placement, properties, configure):
-    """CreateImportSpec for one VM: validates the OVF against the placement, creates nothing."""
-    mapping = []
-    if placement.network is not None:
-        envelope = ElementTree.fromstring(package.descriptor)
-        mapping = [vim.OvfManager.NetworkMapping(name=network.get(OVF_NS + "name"), network=placement.network)
-                   for network in envelope.iter(OVF_NS + "Network")]
-    params = vim.OvfManager.CreateImportSpecParams(
-        entityName=name, diskProvisioning="thin", networkMapping=mapping,
-        propertyMapping=[vim.KeyValue(key=key, value=value) for key, value in sorted(properties.items())],
-    )
-    try:
-        result = service_instance.content.ovfManager.CreateImportSpec(
-            package.descriptor, placement.resource_pool, placement.datastore, params)
-    except vmodl.MethodFault as error:
-        raise RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s" % (package.location, fault_text(error)))
-    if result.error:
-        raise RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s"
-                              % (package.location, "; ".join(fault_text(error) for error in result.error)))
-    configure(result.importSpec.configSpec)
-    return result
-
-
-def import_vm(client, package, spec_result, name, placement, timeout):
-    """Import one VM through the NFC lease and return it.
-
-    On any failure the lease is aborted and the VM vCenter made for it is
-    destroyed (an aborted lease leaves it behind).
-    """
-    service_instance = client.service_instance
-    try:
-        lease = placement.resource_pool.ImportVApp(spec_result.importSpec, placement.folder, placement.host)
-    except vmodl.MethodFault as error:
-        raise RayVsphereError("ResourcePool.ImportVApp of VM %s failed: %s" % (name, fault_text(error)),
-                              fault=type(error).__name__)
-    try:
-        info = _wait_for_lease(service_instance, lease, name, timeout)
-        _upload_disks(client, package, spec_result, lease, info, name)
-        try:
-            lease.HttpNfcLeaseComplete()
-        except vmodl.MethodFault as error:
-            raise RayVsphereError("HttpNfcLease.HttpNfcLeaseComplete for VM %s failed: %s" % (name, fault_text(error)),
-                                  fault=type(error).__name__)
-        return info.entity
-    except BaseException as error:
-        _abort(service_instance, lease, error)
-        remove_half_made_vm(service_instance, placement.folder, name)
-        raise
-
-
-def _wait_for_lease(service_instance, lease, name, timeout):
-    deadline = time.time() + timeout
-    while True:
-        props = _vsphere.read(service_instance, lease, ["state", "info", "error"])
-        if props.get("state") == vim.HttpNfcLease.State.ready:
-            return props["info"]
-        if props.get("state") == vim.HttpNfcLease.State.error:
-            raise RayVsphereError("HttpNfcLease for VM %s failed: %s" % (name, fault_text(props.get("error"))))
-        if time.time() > deadline:
-            raise RayVsphereError("HttpNfcLease for VM %s not ready after %s s" % (name, timeout))
-        time.sleep(0.05)
-
-
-def keepalive_interval(lease_timeout):
-    """Seconds between HttpNfcLeaseProgress calls for a lease that times out after lease_timeout seconds."""
-    if not lease_timeout or lease_timeout <= 0:
-        return LEASE_KEEPALIVE_SECONDS
-    return min(LEASE_KEEPALIVE_SECONDS, lease_timeout / 4.0)
-
-
-class _Progress(object):
-    """Reports upload progress on a timer, which also keeps the lease alive."""
-
-    def __init__(self, lease, total, interval):
-        self._lease = lease
-        self._total = max(total, 1)
-        self._interval = interval
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.daemon = True
-
-    def _run(self):
-        while not self._stop.wait(self._interval):
-            try:
-                self._lease.HttpNfcLeaseProgress(min(99, int(100 * self.sent / self._total)))
-            except Exception:  # pylint: disable=broad-except
-                return  # the lease ended; the upload reports the error
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
-
-
-def _upload_disks(client, package, spec_result, lease, info, name):
-    items = dict((item.deviceId, item) for item in spec_result.fileItem or [])
-    uploads = [(device_url, items[device_url.importKey]) for device_url in info.deviceUrl or []
-               if device_url.importKey in items]
-    total = sum(package.files.get(upload[1].path, 0) for upload in uploads)
-    with _Progress(lease, total, keepalive_interval(info.leaseTimeout)) as progress:
-        for device_url, item in uploads:
-            _upload(client, package, item, device_url.url, progress, name)
-    lease.HttpNfcLeaseProgress(100)
-
-
-def _upload(client, package, item, url, progress, name):
-    parts = urlsplit(url.replace("*", client.hostname))  # ESX and old vcsim answer with host '*'
-    size = package.files[item.path]
-    connection = http_client.HTTPSConnection(parts.hostname, parts.port or 443, context=client.ssl_context(),
-                                             timeout=600)
-    try:
-        connection.putrequest("PUT" if item.create else "POST", parts.path)
-        connection.putheader("Content-Type", "application/x-vnd.vmware-streamVmdk")
-        connection.putheader("Content-Length", str(size))
-        connection.endheaders()
-        source = package.open_file(item.path)
-        sent = 0
-        try:
-            while sent < size:
-                chunk = source.read(min(CHUNK, size - sent))
-                if not chunk:
-                    break
-                connection.send(chunk)
-                sent += len(chunk)
-                progress.sent += len(chunk)
-        except (tarfile.TarError, IOError, OSError) as error:
-            raise RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
-                                  % (item.path, name, sent, size, error))
-        finally:
-            source.close()
-        if sent < size:
-            raise RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: the source ended early"
-                                  % (item.path, name, sent, size))
-        response = connection.getresponse()
-        response.read()
-        if response.status not in (200, 201):
-            raise RayVsphereError("upload of %s for VM %s: HTTP %s %s" % (item.path, name, response.status, response.reason))
-    finally:
-        connection.close()
-
-
-def _abort(service_instance, lease, error):
-    try:
-        lease.HttpNfcLeaseAbort(vmodl.fault.SystemError(reason=str(error)[:200]))
-    except vmodl.MethodFault:
-        pass  # the lease already ended
-
-
-def remove_half_made_vm(service_instance, folder, name):
-    try:
-        vm = service_instance.content.searchIndex.FindChild(folder, name)
-    except vmodl.MethodFault:
-        return
-    if vm is not None:
-        destroy_vm(service_instance, vm, name)
