@@ -6,8 +6,8 @@
   playbooks/vcenter_prepare.yml makes (custom attribute definitions and the
   operator and autoscaler roles), with the same vSphere calls, for the
   testbed's every vcsim;
-- `python -m testbed.privileges --write|--check`: the README's privilege
-  section, generated from the file.
+- `python -m testbed.privileges --write|--check`: the privilege section of
+  docs/real-vcenter.md, generated from the file.
 """
 
 import argparse
@@ -20,7 +20,8 @@ from testbed import PROJECT_ROOT
 
 REQUIREMENTS_FILE = "meta/vcenter_requirements.yml"
 REQUIREMENTS = PROJECT_ROOT / REQUIREMENTS_FILE
-README = PROJECT_ROOT / "README.md"
+PRIVILEGE_DOC_FILE = "docs/real-vcenter.md"
+PRIVILEGE_DOC = PROJECT_ROOT / PRIVILEGE_DOC_FILE
 # The roles of the file's account_roles: the operator's (playbooks, AWX, `ray up`) and a Ray head's autoscaler's.
 OPERATOR = "operator"
 AUTOSCALER = "autoscaler"
@@ -139,25 +140,25 @@ def markdown(requirements=None):
     return "\n".join(lines)
 
 
-def readme_with_table(readme_text, requirements=None):
-    start, end = readme_text.find(BEGIN), readme_text.find(END)
+def doc_with_table(doc_text, requirements=None):
+    start, end = doc_text.find(BEGIN), doc_text.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README.md has no {BEGIN!r} ... {END!r} section")
-    return readme_text[:start] + markdown(requirements) + readme_text[end + len(END):]
+        raise ValueError(f"{PRIVILEGE_DOC_FILE} has no {BEGIN!r} ... {END!r} section")
+    return doc_text[:start] + markdown(requirements) + doc_text[end + len(END):]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m testbed.privileges", description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", action="store_true", help="rewrite the README's privilege section")
-    action.add_argument("--check", action="store_true", help="fail if the README's privilege section is not current")
+    action.add_argument("--write", action="store_true", help="rewrite the privilege section of " + PRIVILEGE_DOC_FILE)
+    action.add_argument("--check", action="store_true", help="fail if the privilege section of " + PRIVILEGE_DOC_FILE + " is not current")
     args = parser.parse_args(argv)
-    current = README.read_text()
-    wanted = readme_with_table(current)
+    current = PRIVILEGE_DOC.read_text()
+    wanted = doc_with_table(current)
     if args.write:
-        README.write_text(wanted)
+        PRIVILEGE_DOC.write_text(wanted)
     elif wanted != current:
-        sys.exit(f"README.md's privilege section is not what {REQUIREMENTS_FILE} says: "
+        sys.exit(f"{PRIVILEGE_DOC_FILE}'s privilege section is not what {REQUIREMENTS_FILE} says: "
                  "run .venv/bin/python -m testbed.privileges --write")
 
 

@@ -49,7 +49,7 @@ PORT_GROUP = "DC0_DVPG0"
 VM_FOLDER = "ray"
 DEFAULT_USERNAME = "administrator@vsphere.local"
 # The second account every vcsim accepts (testbed/vcsim/users.go): the one an
-# operator makes for a Ray head's autoscaler (README, "Security").
+# operator makes for a Ray head's autoscaler (docs/security.md).
 AUTOSCALER_USERNAME = "ray-autoscaler@vsphere.local"
 # As an administrator grants it (playbooks/vcenter_prepare.yml's vcenter_prepare_autoscaler_principal).
 AUTOSCALER_PRINCIPAL = "VSPHERE.LOCAL\\ray-autoscaler"

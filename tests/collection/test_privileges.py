@@ -74,10 +74,10 @@ def test_the_autoscaler_role_is_the_operators_without_what_only_an_import_needs(
     assert ("ImportVApp", "ResourcePool") not in privileges.role_methods(privileges.AUTOSCALER)
 
 
-def test_the_readme_privilege_section_is_generated_from_the_requirements_file():
-    readme = privileges.README.read_text()
-    assert privileges.readme_with_table(readme) == readme, \
-        "README.md is out of date: run .venv/bin/python -m testbed.privileges --write"
+def test_the_documented_privilege_section_is_generated_from_the_requirements_file():
+    doc = privileges.PRIVILEGE_DOC.read_text()
+    assert privileges.doc_with_table(doc) == doc, \
+        f"{privileges.PRIVILEGE_DOC_FILE} is out of date: run .venv/bin/python -m testbed.privileges --write"
 
 
 def test_modules_fail_naming_the_missing_definitions_and_the_prepare_playbook_before_creating_anything(
