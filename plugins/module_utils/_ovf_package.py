@@ -165,13 +165,12 @@ class OvfPackage(object):
                 raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
                 raise RayVsphereError("OVF source %s: an archive without an .ovf descriptor" % self.location)
-            self.descriptor = self._tar.extractfile(names[0]).read().decode("utf-8")
+            self.descriptor = self._descriptor_text(self._tar.extractfile(names[0]).read(), names[0])
             sizes = dict((member.name, member.size) for member in self._tar.getmembers())
         elif path.endswith(".ova"):
             raise RayVsphereError("OVF source %s: not an OVA (a tar archive holding an .ovf descriptor)" % self.location)
         else:
-            with open(path, "rb") as descriptor:
-                self.descriptor = descriptor.read().decode("utf-8", "replace")
+            self.descriptor = self._read_descriptor(path)
             self._ovf_dir = os.path.dirname(os.path.abspath(path))
             sizes = None
         self._path = path
@@ -194,8 +193,13 @@ class OvfPackage(object):
         # The GET's own validators: they describe the bytes that came, should the file have changed since the HEAD.
         self._url_key = self._validators_key(self._fetch(url, target, digest))
         if not tarfile.is_tarfile(target):  # an .ovf: fetch the files it references next to it
-            for href in self._hrefs(self._read_text(target)):
-                self._fetch(urljoin(url, href), os.path.join(self._download_dir, os.path.basename(href)), digest)
+            # Each at its href below the descriptor, as on the server: by basename, a
+            # subfolder's file would be missing and two of one name would overwrite each other.
+            for href in _unique(self._hrefs(self._read_descriptor(target))):
+                local_path = os.path.join(self._download_dir, href)
+                if not os.path.isdir(os.path.dirname(local_path)):
+                    os.makedirs(os.path.dirname(local_path))
+                self._fetch(urljoin(url, href), local_path, digest)
         self._content_hash = digest.hexdigest()
         self.downloaded = True
         return target
@@ -284,6 +288,25 @@ class OvfPackage(object):
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8", "replace")
 
+    def _read_descriptor(self, path):
+        with open(path, "rb") as handle:
+            return self._descriptor_text(handle.read(), os.path.basename(path))
+
+    def _descriptor_text(self, data, name):
+        """The descriptor as text; a descriptor in another encoding fails naming it and the first bad byte.
+
+        Not decoded with replacement characters: what vCenter would get as the
+        descriptor must be what the package holds.
+        """
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            failure = RayVsphereError("OVF source %s: descriptor %s is not UTF-8 text (byte 0x%02x at offset %d): "
+                                      "save it as UTF-8" % (self.location, name, bytearray(data)[error.start],
+                                                            error.start))
+            failure.__cause__ = error  # py2-compatible `raise ... from error`
+            raise failure
+
     def _hrefs(self, descriptor):
         try:
             envelope = ElementTree.fromstring(descriptor)
@@ -371,6 +394,12 @@ class OvfPackage(object):
         if self._tar is not None:
             return self._tar.extractfile(href)
         return open(os.path.join(self._ovf_dir, href), "rb")
+
+
+def _unique(hrefs):
+    """hrefs without repeats, in order: a file referenced twice is one file (as in OvfPackage.files)."""
+    seen = set()
+    return [href for href in hrefs if not (href in seen or seen.add(href))]
 
 
 def _hash_files(paths):
