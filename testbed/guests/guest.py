@@ -1,15 +1,18 @@
-"""One test guest: a network namespace on the bridge, its own PID, mount and UTS namespaces,
-copy-on-write system folders, a cloud-init boot (testbed.guests.boot) and sshd.
+"""One test guest: what a VM of the node image would be, in namespaces of the host.
 
+- a network namespace on the guests' bridge (testbed.guests.net), with its
+  own address;
+- its own PID, mount and UTS namespaces, so `ray stop` in one guest cannot
+  see another guest's processes;
 - its own copy-on-write /etc, /home, /var/lib, /var/log and /run (overlayfs
   over the host's), a /tmp and root home of its own, and the node image's
   /opt with Ray in /opt/ray (testbed.image); the checkout, the project's
   virtualenv and the testbed's caches are hidden, so a guest has what a
   user's VM has and nothing more;
-- its own PID namespace, so `ray stop` in one guest cannot see another
-  guest's processes;
-- a boot through Debian's real cloud-init with Ubuntu's cloud image settings,
-  then sshd, under tini as init (guest_init.sh).
+- a boot through Debian's real cloud-init with Ubuntu's cloud image settings
+  (testbed.guests.boot): cloud-init creates the default user `ubuntu`,
+  installs the deployed keys, sets the hostname and refuses root, as on
+  Ubuntu's cloud OVA; then sshd, under tini as init (guest_init.sh).
 """
 
 import os
