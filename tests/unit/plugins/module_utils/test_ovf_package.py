@@ -125,8 +125,8 @@ def test_a_non_utf8_ova_descriptor_is_refused_naming_the_file(tmp_path):
             member = tarfile.TarInfo(name)
             member.size = len(content)
             archive.addfile(member, io.BytesIO(content))
-    with pytest.raises(RayVsphereError) as raised:
-        OvfPackage(str(ova)).open()
+    with pytest.raises(RayVsphereError) as raised, OvfPackage(str(ova)):
+        pass
     assert str(raised.value).startswith(not_utf8_message(ova, "latin1.ovf"))
     assert isinstance(raised.value.__cause__, UnicodeDecodeError)
 
@@ -135,16 +135,16 @@ def test_a_non_utf8_local_ovf_descriptor_is_refused_naming_the_file(tmp_path):
     (tmp_path / "disk.vmdk").write_bytes(b"disk")
     ovf = tmp_path / "latin1.ovf"
     ovf.write_bytes(latin_1_descriptor(["disk.vmdk"]))
-    with pytest.raises(RayVsphereError) as raised:
-        OvfPackage(str(ovf)).open()
+    with pytest.raises(RayVsphereError) as raised, OvfPackage(str(ovf)):
+        pass
     assert str(raised.value).startswith(not_utf8_message(ovf, "latin1.ovf"))
 
 
 def test_a_non_utf8_ovf_descriptor_at_a_url_is_refused_naming_the_file(serve, https_server):
     url, served_ovf = serve({"disk.vmdk": b"disk"})
     served_ovf.write_bytes(latin_1_descriptor(["disk.vmdk"]))
-    with pytest.raises(RayVsphereError) as raised:
-        open_url(url, https_server).open()
+    with pytest.raises(RayVsphereError) as raised, open_url(url, https_server):
+        pass
     assert str(raised.value).startswith(not_utf8_message(url, "package.ovf"))
 
 
@@ -155,8 +155,8 @@ def test_hrefs_outside_the_package_are_refused_at_a_url_too_and_nothing_is_fetch
     served_ovf.write_text(descriptor([href]))
     server = https_server[0]
     before = sum(server.requests.values())
-    with pytest.raises(RayVsphereError) as raised:
-        open_url(url, https_server).open()
+    with pytest.raises(RayVsphereError) as raised, open_url(url, https_server):
+        pass
     assert f"the descriptor references {href!r}, which is outside the package" in str(raised.value)
     assert sum(server.requests.values()) - before == 1  # the descriptor's GET, and no file of the hrefs
 
