@@ -14,9 +14,11 @@ import tempfile
 from pathlib import Path
 
 PROCESS_NAMES = {"vcsim", "sshd", "unshare", "raylet", "gcs_server"}
-# awx_: the private data dirs of the AWX-style test jobs (tests/playbooks/awx_launch.py).
+# awx_: the private data dirs of the AWX-style test jobs (testbed/awx_launch.py).
 TEMP_PREFIXES = ("govcsim-", "ray-vsphere-", "ray_ssh_", "awx_")
 HOME_FOLDERS = (Path("~/.ansible").expanduser(), Path("~/.ray-vsphere").expanduser())
+# What only a testbed makes (root, vcsim, guests): a session that starts none can leave none.
+TESTBED_KINDS = ("network namespaces", "links", "processes")
 HOME_DEPTH = 4  # deep enough for ~/.ansible/collections/ansible_collections/ray_vsphere
 
 
@@ -67,6 +69,18 @@ def _tree(folder, depth):
         for child in folder.iterdir():
             found += _tree(child, depth - 1)
     return found
+
+
+def owned_by(paths, uid):
+    """The paths among `paths` that still exist and belong to the user `uid`."""
+    owned = []
+    for path in paths:
+        try:
+            if Path(path).lstat().st_uid == uid:
+                owned.append(path)
+        except OSError:  # removed since the snapshot
+            continue
+    return owned
 
 
 def left_behind(before, after):

@@ -4,6 +4,8 @@
 
 """An OVF or OVA, on disk or at a URL: its descriptor, manifest and content hash. No vCenter here.
 
+What goes over http(s), and the key a URL has without downloading it, is in _ovf_download.py.
+
 Written here because no maintained collection offers it: vmware.vmware only
 deploys OVFs from content libraries, and community.vmware's
 vmware_deploy_ovf reads a local file only and checks no manifest.
@@ -18,38 +20,22 @@ import json
 import os
 import re
 import shutil
-import ssl
 import tarfile
 import tempfile
 import time
 from xml.etree import ElementTree
 
-from ansible.module_utils.six.moves.urllib.error import HTTPError
-from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import (
+    CHUNK, OvfDownload, plain_http_problem)
 
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
-CHUNK = 1024 * 1024
 SHA256_KEY = "sha256:"
 # A manifest line, as ovftool writes it: SHA256(disk.vmdk)= 3f5a...
 MANIFEST_LINE = re.compile(r"^(?P<algorithm>SHA1|SHA256|SHA512|\w+)\((?P<file>[^)]+)\)\s*=\s*(?P<digest>[0-9A-Fa-f]+)$")
 MANIFEST_ALGORITHMS = ("sha1", "sha256", "sha512")
-
-
-def plain_http_problem(location, sha256):
-    """Why an image at location cannot be taken as it is, or None.
-
-    Over plain http anyone on the way can swap the image, and it becomes the
-    system of every node: only the hash the caller gives makes that
-    detectable. https (with its certificate checked) and local files are
-    taken as they are.
-    """
-    if urlsplit(location).scheme.lower() == "http" and not sha256:
-        return ("%s is plain http, so the image could be swapped on its way: give its ovf_sha256 "
-                "(the download is then checked against it), or serve it over https" % location)
-    return None
 
 
 class OvfPackage(object):
@@ -67,9 +53,6 @@ class OvfPackage(object):
 
     def __init__(self, location, validate_certs=True, timeout=600, ca_path=None, sha256=None, hash_cache=None):
         self.location = location
-        self._validate_certs = validate_certs
-        self._ca_path = ca_path
-        self._timeout = timeout
         self._expected_sha256 = sha256.lower() if sha256 else None
         self._hash_cache = hash_cache
         self._is_url = urlsplit(location).scheme.lower() in ("http", "https")
@@ -78,6 +61,7 @@ class OvfPackage(object):
             raise RayVsphereError("OVF source %s" % unverified)
         if self._is_url and ca_path and not os.path.isfile(ca_path):
             raise RayVsphereError("ovf_ca_path %s: no such file" % ca_path)
+        self._http = OvfDownload(location, validate_certs, ca_path, timeout, self._expected_sha256) if self._is_url else None
         self._url_key = None
         self._path = None
         self._download_dir = None
@@ -110,12 +94,12 @@ class OvfPackage(object):
         'sha256:<content hash>' when it is known up front: from the sha256
         option, or for a local file from the hash cache (which reads the file
         only when its path, size or times changed). For a URL, the server's
-        validators of it from a HEAD request (see _head_key).
+        validators of it from a HEAD request (see OvfDownload.head_key).
         """
         if self._expected_sha256:
             return SHA256_KEY + self._expected_sha256
         if self._is_url:
-            self._url_key = self._head_key()
+            self._url_key = self._http.head_key()
             return self._url_key
         self.open()
         return SHA256_KEY + self.content_hash
@@ -165,13 +149,12 @@ class OvfPackage(object):
                 raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
                 raise RayVsphereError("OVF source %s: an archive without an .ovf descriptor" % self.location)
-            self.descriptor = self._tar.extractfile(names[0]).read().decode("utf-8")
+            self.descriptor = self._descriptor_text(self._tar.extractfile(names[0]).read(), names[0])
             sizes = dict((member.name, member.size) for member in self._tar.getmembers())
         elif path.endswith(".ova"):
             raise RayVsphereError("OVF source %s: not an OVA (a tar archive holding an .ovf descriptor)" % self.location)
         else:
-            with open(path, "rb") as descriptor:
-                self.descriptor = descriptor.read().decode("utf-8", "replace")
+            self.descriptor = self._read_descriptor(path)
             self._ovf_dir = os.path.dirname(os.path.abspath(path))
             sizes = None
         self._path = path
@@ -192,97 +175,39 @@ class OvfPackage(object):
         # Hashed while it streams in, in content_hash's order: no second read of a multi-GiB file.
         digest = hashlib.sha256()
         # The GET's own validators: they describe the bytes that came, should the file have changed since the HEAD.
-        self._url_key = self._validators_key(self._fetch(url, target, digest))
+        self._url_key = self._http.validators_key(self._http.fetch(url, target, digest))
         if not tarfile.is_tarfile(target):  # an .ovf: fetch the files it references next to it
-            for href in self._hrefs(self._read_text(target)):
-                self._fetch(urljoin(url, href), os.path.join(self._download_dir, os.path.basename(href)), digest)
+            # Each at its href below the descriptor, as on the server: by basename, a
+            # subfolder's file would be missing and two of one name would overwrite each other.
+            for href in _unique(self._hrefs(self._read_descriptor(target))):
+                self._http.fetch(urljoin(url, href), os.path.join(self._download_dir, href), digest)
         self._content_hash = digest.hexdigest()
         self.downloaded = True
         return target
-
-    def _request(self, url, method):
-        return open_url(url, method=method, validate_certs=self._validate_certs, ca_path=self._ca_path,
-                        timeout=self._timeout)
-
-    def _failure(self, url, method, error):
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, ssl.SSLError):
-            return RayVsphereError(
-                "OVF source %s: TLS with %s failed (%s): %s. Give the CA bundle that signed the "
-                "server's certificate in ovf_ca_path, or set ovf_validate_certs: false (vCenter's validate_certs "
-                "does not apply to the image)" % (self.location, url, method, reason))
-        return RayVsphereError("OVF source %s: %s %s failed: %s" % (self.location, method, url, error))
-
-    def _head_key(self):
-        """The URL's key from a HEAD request; None when the server refuses HEAD.
-
-        Such as 405, or a presigned URL, which signs GET only: the image is
-        then downloaded and hashed. TLS and connection errors are errors.
-        """
-        try:
-            response = self._request(self.location, "HEAD")
-        except HTTPError:
-            return None
-        except Exception as error:  # pylint: disable=broad-except
-            raise self._failure(self.location, "HEAD", error)
-        response.close()
-        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
-        if downgraded:
-            raise RayVsphereError("OVF source %s: HEAD %s was redirected: %s" % (self.location, self.location, downgraded))
-        return self._validators_key(response.headers)
-
-    def _validators_key(self, headers):
-        """'<url> etag=... last-modified=... length=...', or None when the headers do not name one content.
-
-        Enough: a strong ETag (one exact representation, RFC 9110 8.8.3), or
-        Last-Modified with Content-Length (what wget -N and curl -z trust; a
-        file replaced within the same second by one of the same size goes
-        unnoticed: give ovf_sha256 where that can happen). A weak ETag (W/)
-        only promises equivalent content and is ignored. The URL is the one
-        asked for, not a redirect's target, which may be signed anew on every
-        request; it is kept without user and password, and a query string only
-        as its hash: the key is recorded in vCenter.
-        """
-        etag = headers.get("ETag")
-        if etag and etag.startswith("W/"):
-            etag = None
-        last_modified, length = headers.get("Last-Modified"), headers.get("Content-Length")
-        if not (etag or (last_modified and length)):
-            return None
-        parts = urlsplit(self.location)
-        netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
-        query = "query-sha256=" + hashlib.sha256(parts.query.encode("utf-8")).hexdigest()[:16] if parts.query else ""
-        url = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-        return " ".join([url] + ["%s=%s" % (name, value) for name, value in
-                                 (("etag", etag), ("last-modified", last_modified), ("length", length)) if value])
-
-    def _fetch(self, url, target, digest):
-        """Download url into target, feeding digest; the response's headers."""
-        try:
-            response = self._request(url, "GET")
-        except Exception as error:  # pylint: disable=broad-except
-            raise self._failure(url, "GET", error)
-        # urllib follows a redirect from https to http: the image would come unprotected after all.
-        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
-        if downgraded:
-            response.close()
-            raise RayVsphereError("OVF source %s: GET %s was redirected: %s"
-                                  % (self.location, url, downgraded))
-        try:
-            with open(target, "wb") as out:
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-        except Exception as error:  # pylint: disable=broad-except
-            raise self._failure(url, "GET", error)
-        finally:
-            response.close()
-        return response.headers
 
     @staticmethod
     def _read_text(path):
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8", "replace")
+
+    def _read_descriptor(self, path):
+        with open(path, "rb") as handle:
+            return self._descriptor_text(handle.read(), os.path.basename(path))
+
+    def _descriptor_text(self, data, name):
+        """The descriptor as text; a descriptor in another encoding fails naming it and the first bad byte.
+
+        Not decoded with replacement characters: what vCenter would get as the
+        descriptor must be what the package holds.
+        """
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            failure = RayVsphereError("OVF source %s: descriptor %s is not UTF-8 text (byte 0x%02x at offset %d): "
+                                      "save it as UTF-8" % (self.location, name, bytearray(data)[error.start],
+                                                            error.start))
+            failure.__cause__ = error  # py2-compatible `raise ... from error`
+            raise failure
 
     def _hrefs(self, descriptor):
         try:
@@ -371,6 +296,12 @@ class OvfPackage(object):
         if self._tar is not None:
             return self._tar.extractfile(href)
         return open(os.path.join(self._ovf_dir, href), "rb")
+
+
+def _unique(hrefs):
+    """hrefs without repeats, in order: a file referenced twice is one file (as in OvfPackage.files)."""
+    seen = set()
+    return [href for href in hrefs if not (href in seen or seen.add(href))]
 
 
 def _hash_files(paths):

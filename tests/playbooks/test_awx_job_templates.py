@@ -1,6 +1,6 @@
 """The three job templates launched as AWX launches them, on one Ray cluster in test guests.
 
-tests/playbooks/awx_launch.py replays AWX's launch (survey rules, extra
+testbed/awx_launch.py replays AWX's launch (survey rules, extra
 vars, credentials, a fresh private data dir, an unprivileged job user).
 The templates carry the surveys of awx/surveys/ and the credentials
 awx/configure.yml attaches: AWX's VMware vCenter credential and one of the
@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import awx_launch
 import pytest
 from pyVmomi import vim
 
-from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
+from testbed import PROJECT_ROOT, awx_launch, ray_cluster, simulator, vsphere
 from testbed.guests import ssh
 from testbed.image_server import ImageServer
 

@@ -85,10 +85,3 @@ def test_testbed_demo_brings_up_ray_through_the_playbooks_then_ray_up_runs_jobs_
                      r"ran on demo-ray-up-worker-\S+, demo-ray-up-worker-", out)
     assert "$ ray down -y examples/ray-cluster.testbed.yaml: done in" in out
     assert leftovers.left_behind(before, leftovers.snapshot()) == {}
-
-
-def test_testbed_demo_against_a_real_vcenter_needs_a_vars_file():
-    result = subprocess.run([*TESTBED, "demo"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
-                            env=dict(os.environ, VMWARE_HOST="vcenter.example.com"))
-    assert result.returncode == 1
-    assert "give your cluster's vars file: --vars FILE" in result.stderr

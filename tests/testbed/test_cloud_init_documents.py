@@ -19,7 +19,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth impo
 from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES
 from testbed.guests import make_key_pair
-from testbed.guest_boot import presented_guestinfo
+from testbed.guests.boot import presented_guestinfo
 from testbed.ova_import import import_ova
 
 PARSE_WITH_CLOUD_INIT = """

@@ -41,16 +41,3 @@ def test_a_killed_vcsim_still_has_its_datastore_folders_removed(testbed_prerequi
     sim._process.wait()
     sim.stop()
     assert leftovers.left_behind(before, leftovers.snapshot()) == {}
-
-
-def test_a_collection_installed_into_the_users_home_counts_as_left_behind(monkeypatch, tmp_path):
-    """The session's leftover check sees ~/.ansible/collections/ansible_collections/ray_vsphere appear."""
-    home_ansible, home_provider = tmp_path / ".ansible", tmp_path / ".ray-vsphere"
-    monkeypatch.setattr(leftovers, "HOME_FOLDERS", (home_ansible, home_provider))
-    before = leftovers.snapshot()
-    installed = home_ansible / "collections" / "ansible_collections" / "ray_vsphere"
-    (installed / "cluster").mkdir(parents=True)
-    (home_provider / "analytics" / "runs").mkdir(parents=True)
-    left = leftovers.left_behind(before, leftovers.snapshot())
-    assert str(installed) in left["files in the home folder"]
-    assert str(home_provider / "analytics") in left["files in the home folder"]

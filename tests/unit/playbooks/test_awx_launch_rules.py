@@ -7,11 +7,10 @@ no empty defaults, and the answers only.
 
 import json
 
-import awx_launch
 import pytest
 import yaml
 
-from testbed import PROJECT_ROOT
+from testbed import PROJECT_ROOT, awx_launch
 from testbed.guests import make_key_pair
 
 RULES = {"name": "", "description": "", "spec": [

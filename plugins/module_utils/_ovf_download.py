@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""An OVF or OVA over http(s): the requests, what a redirect may not do, the URL's validators, and errors.
+
+OvfPackage (_ovf_package.py) decides what to download and where it goes; this
+says how, and what names the content without downloading it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import ssl
+
+from ansible.module_utils.six.moves.urllib.error import HTTPError
+from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+
+CHUNK = 1024 * 1024
+
+
+def plain_http_problem(location, sha256):
+    """Why an image at location cannot be taken as it is, or None.
+
+    Over plain http anyone on the way can swap the image, and it becomes the
+    system of every node: only the hash the caller gives makes that
+    detectable. https (with its certificate checked) and local files are
+    taken as they are.
+    """
+    if urlsplit(location).scheme.lower() == "http" and not sha256:
+        return ("%s is plain http, so the image could be swapped on its way: give its ovf_sha256 "
+                "(the download is then checked against it), or serve it over https" % location)
+    return None
+
+
+class OvfDownload(object):
+    """The http(s) requests for the OVF source at `location`: HEAD for its key, GETs into files.
+
+    Errors name the source and the request, and say what to set when TLS fails.
+    """
+
+    def __init__(self, location, validate_certs, ca_path, timeout, expected_sha256):
+        self.location = location
+        self._validate_certs = validate_certs
+        self._ca_path = ca_path
+        self._timeout = timeout
+        self._expected_sha256 = expected_sha256
+
+    def _request(self, url, method):
+        return open_url(url, method=method, validate_certs=self._validate_certs, ca_path=self._ca_path,
+                        timeout=self._timeout)
+
+    def _failure(self, url, method, error):
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, ssl.SSLError):
+            return RayVsphereError(
+                "OVF source %s: TLS with %s failed (%s): %s. Give the CA bundle that signed the "
+                "server's certificate in ovf_ca_path, or set ovf_validate_certs: false (vCenter's validate_certs "
+                "does not apply to the image)" % (self.location, url, method, reason))
+        return RayVsphereError("OVF source %s: %s %s failed: %s" % (self.location, method, url, error))
+
+    def head_key(self):
+        """The URL's key from a HEAD request; None when the server refuses HEAD.
+
+        Such as 405, or a presigned URL, which signs GET only: the image is
+        then downloaded and hashed. TLS and connection errors are errors.
+        """
+        try:
+            response = self._request(self.location, "HEAD")
+        except HTTPError:
+            return None
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._failure(self.location, "HEAD", error)
+        response.close()
+        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
+        if downgraded:
+            raise RayVsphereError("OVF source %s: HEAD %s was redirected: %s" % (self.location, self.location, downgraded))
+        return self.validators_key(response.headers)
+
+    def validators_key(self, headers):
+        """'<url> etag=... last-modified=... length=...', or None when the headers do not name one content.
+
+        Enough: a strong ETag (one exact representation, RFC 9110 8.8.3), or
+        Last-Modified with Content-Length (what wget -N and curl -z trust; a
+        file replaced within the same second by one of the same size goes
+        unnoticed: give ovf_sha256 where that can happen). A weak ETag (W/)
+        only promises equivalent content and is ignored. The URL is the one
+        asked for, not a redirect's target, which may be signed anew on every
+        request; it is kept without user and password, and a query string only
+        as its hash: the key is recorded in vCenter.
+        """
+        etag = headers.get("ETag")
+        if etag and etag.startswith("W/"):
+            etag = None
+        last_modified, length = headers.get("Last-Modified"), headers.get("Content-Length")
+        if not (etag or (last_modified and length)):
+            return None
+        parts = urlsplit(self.location)
+        netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
+        query = "query-sha256=" + hashlib.sha256(parts.query.encode("utf-8")).hexdigest()[:16] if parts.query else ""
+        url = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return " ".join([url] + ["%s=%s" % (name, value) for name, value in
+                                 (("etag", etag), ("last-modified", last_modified), ("length", length)) if value])
+
+    def fetch(self, url, target, digest):
+        """Download url into target, feeding digest; the response's headers."""
+        try:
+            response = self._request(url, "GET")
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._failure(url, "GET", error)
+        # urllib follows a redirect from https to http: the image would come unprotected after all.
+        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
+        if downgraded:
+            response.close()
+            raise RayVsphereError("OVF source %s: GET %s was redirected: %s"
+                                  % (self.location, url, downgraded))
+        try:
+            if not os.path.isdir(os.path.dirname(target)):
+                os.makedirs(os.path.dirname(target))
+            with open(target, "wb") as out:
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._failure(url, "GET", error)
+        finally:
+            response.close()
+        return response.headers

@@ -1,0 +1,219 @@
+"""One test guest: what a VM of the node image would be, in namespaces of the host.
+
+- a network namespace on the guests' bridge (testbed.guests.net), with its
+  own address;
+- its own PID, mount and UTS namespaces, so `ray stop` in one guest cannot
+  see another guest's processes;
+- its own copy-on-write /etc, /home, /var/lib, /var/log and /run (overlayfs
+  over the host's), a /tmp and root home of its own, and the node image's
+  /opt with Ray in /opt/ray (testbed.image); the checkout, the project's
+  virtualenv and the testbed's caches are hidden, so a guest has what a
+  user's VM has and nothing more;
+- a boot through Debian's real cloud-init with Ubuntu's cloud image settings
+  (testbed.guests.boot): cloud-init creates the default user `ubuntu`,
+  installs the deployed keys, sets the hostname and refuses root, as on
+  Ubuntu's cloud OVA; then sshd, under tini as init (guest_init.sh).
+"""
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed import PROJECT_ROOT, image
+from testbed.appliance import DEFAULT_CACHE_DIR
+from testbed.guests import boot
+from testbed.guests.commands import GuestError, run
+from testbed.prereqs import which
+
+GUEST_INIT = Path(__file__).with_name("guest_init.sh")
+# The hostname a guest boots with, until cloud-init sets the VM's.
+IMAGE_HOSTNAME = "ubuntu"
+# Folders every guest has an empty copy of, as separate VMs would.
+PRIVATE_FOLDERS = ("/tmp", pwd.getpwuid(0).pw_dir)
+# System folders a guest sees copy-on-write over the host's: what cloud-init
+# and sshd write (users, keys, sudoers, host keys, instance state, logs).
+COPY_ON_WRITE_FOLDERS = ("/etc", "/home", "/var/lib", "/var/log", "/run")
+# What a VM could not see: this project's checkout, its virtualenv, the testbed's caches.
+HIDDEN_FROM_GUESTS = (PROJECT_ROOT, Path(sys.prefix), DEFAULT_CACHE_DIR)
+GUEST_PATH = f"{image.IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Guest:
+    """One test guest; `start` and `stop` are called by the GuestSimulator."""
+
+    vm_moid: str
+    vm_name: str
+    guestinfo: dict
+    system_uuid: str
+    slot: int
+    address: str
+    netns: str
+    veth: str
+    state_dir: Path
+    image_root: Path
+    hostname: str = IMAGE_HOSTNAME
+    bring_up_seconds: float = 0.0
+    _process: subprocess.Popen = field(default=None, repr=False)
+
+    @property
+    def etc_dir(self):
+        return self.state_dir / "etc"
+
+    def private_copy(self, folder):
+        """The guest's own copy of a folder it must not share (/tmp, root's home)."""
+        return self.state_dir / "private" / folder.strip("/").replace("/", "_")
+
+    def start(self, bridge, ssh_timeout=15.0):
+        started = time.monotonic()
+        self._write_files()
+        run("ip", "netns", "add", self.netns)
+        run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        run("ip", "link", "set", self.veth, "master", bridge, "up")
+        run("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0")
+        run("ip", "-n", self.netns, "link", "set", "eth0", "up")
+        run("ip", "-n", self.netns, "link", "set", "lo", "up")
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        init_log = open(self.etc_dir / "init.log", "wb")
+        self._process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns,
+             "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount", "--uts",
+             "--propagation", "private",
+             "/bin/sh", str(GUEST_INIT), IMAGE_HOSTNAME, str(self.etc_dir / "hosts"),
+             *self._mount_arguments(), "--boot", str(self.etc_dir / "bin"), str(self.etc_dir / "cloud-init.out"),
+             "--", which("sshd"), "-D", "-E", str(self.etc_dir / "sshd.log")],
+            stdin=subprocess.DEVNULL, stdout=init_log, stderr=init_log,
+            # A session of its own: signals for the testbed's process group
+            # (Ctrl-C, a runner stopping its children) must not reach guests.
+            start_new_session=True,
+        )
+        init_log.close()
+        self._wait_for_ssh(ssh_timeout)
+        self.hostname = self._booted_hostname()
+        self.bring_up_seconds = time.monotonic() - started
+
+    def _booted_hostname(self):
+        """The hostname cloud-init gave the guest, as VMware Tools reports it."""
+        init_pid = _first_child(self._process.pid)
+        return run("nsenter", "--target", str(init_pid), "--uts", "hostname").strip()
+
+    def overlay_state(self, folder):
+        return self.state_dir / "overlay" / folder.strip("/").replace("/", "_")
+
+    def _write_files(self):
+        self.etc_dir.mkdir(parents=True, mode=0o700)
+        for folder in PRIVATE_FOLDERS:
+            copy = self.private_copy(folder)
+            copy.mkdir(parents=True)
+            copy.chmod(Path(folder).stat().st_mode & 0o7777)
+        for folder in (*COPY_ON_WRITE_FOLDERS, image.GUEST_OPT):
+            for layer in ("upper", "work"):
+                (self.overlay_state(folder) / layer).mkdir(parents=True)
+        # What the image brings in /etc, written into the guest's own layer.
+        etc = self.overlay_state("/etc") / "upper"
+        image_files = {
+            "cloud/cloud.cfg.d/90_ray_vsphere_image.cfg": boot.CLOUD_CONFIG,
+            # Ray's command runner starts `bash --login`, whose /etc/profile resets PATH.
+            "profile.d/ray-image.sh": f'export PATH="{image.IMAGE_BIN}:$PATH"\n',
+            "ssh/sshd_config.d/50-ray-image.conf": (
+                f"ListenAddress {self.address}\n"
+                "PasswordAuthentication no\n"
+                # Commands over SSH (Ansible's, ray exec's) find the image's Ray.
+                f"SetEnv PATH={GUEST_PATH}\n"),
+        }
+        for relative, text in image_files.items():
+            (etc / relative).parent.mkdir(parents=True, exist_ok=True)
+            (etc / relative).write_text(text)
+        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n")
+        store = self.etc_dir / "guestinfo"
+        store.mkdir()
+        for key, value in self.guestinfo.items():
+            (store / key).write_text(value)
+        stand_ins = self.etc_dir / "bin"
+        stand_ins.mkdir()
+        for name, script in boot.STAND_INS.items():
+            (stand_ins / name).write_text(script.format(store=store, system_uuid=self.system_uuid))
+            (stand_ins / name).chmod(0o755)
+
+    def _mount_arguments(self):
+        """guest_init.sh's --private, --keep, --overlay and --hide arguments.
+
+        Kept: the guest's own files (guestinfo, stand-ins, logs), which live
+        in the testbed's temp folder.
+        """
+        arguments = []
+        for folder in COPY_ON_WRITE_FOLDERS:
+            arguments += ["--overlay", folder, folder, str(self.overlay_state(folder))]
+        # The copies live in state_dir: the folder holding it is covered last.
+        for folder in sorted(PRIVATE_FOLDERS, key=lambda folder: self.state_dir.is_relative_to(folder)):
+            arguments += ["--private", folder, str(self.private_copy(folder))]
+        arguments += ["--keep", str(self.etc_dir.resolve())]
+        arguments += ["--overlay", image.GUEST_OPT, str(self.image_root), str(self.overlay_state(image.GUEST_OPT))]
+        for path in HIDDEN_FROM_GUESTS:
+            arguments += ["--hide", str(Path(path).resolve())]
+        return arguments
+
+    def _wait_for_ssh(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise GuestError(f"guest {self.hostname}: sshd exited: {self.log_tail()}")
+            try:
+                with socket.create_connection((self.address, 22), timeout=0.5) as connection:
+                    if connection.recv(4).startswith(b"SSH-"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise GuestError(f"guest {self.hostname}: sshd not answering on {self.address}:22 after {timeout} s")
+
+    def log_tail(self, lines=10):
+        text = ""
+        for name in ("init.log", "cloud-init.out", "sshd.log"):
+            path = self.etc_dir / name
+            if path.exists():
+                text += path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(no log)"
+
+    def stop(self):
+        """End every process of the guest, then its namespace and files.
+
+        Killing PID 1 of the guest's PID namespace makes the kernel kill and
+        reap every process in it (Ray included) before `unshare` returns.
+        """
+        if self._process is not None:
+            init_pid = _first_child(self._process.pid)
+            if init_pid is not None:
+                _kill(init_pid)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        # Deleting one end removes the veth pair at once; a namespace's own
+        # links go only when the kernel frees it, some time after `netns del`.
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _first_child(pid):
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,287 @@
+"""The hypervisor and VMware Tools of the test guests: a real SSH host behind every powered-on simulated VM.
+
+vcsim models VMs but runs nothing. The GuestSimulator watches vcsim through
+the PropertyCollector (WaitForUpdatesEx) and, when a VM is powered on, brings
+up a Guest for it (testbed.guests.guest) on the GuestNetwork
+(testbed.guests.net), reading what vCenter presents through VMware Tools:
+extraConfig's guestinfo.*, among them the guestinfo.ovfEnv vcsim writes from
+the vApp properties at power-on (cloud-init's OVF datasource) and
+guestinfo.metadata (its VMware datasource). Then it reports the guest's
+address and hostname back to vcsim as VMware Tools would (ReconfigVM with
+`SET.guest.ipAddress`). Power-off or destroy removes the guest.
+"""
+
+import logging
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyVmomi import vim, vmodl
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from testbed import image, vsphere
+from testbed.guests import boot
+from testbed.guests.commands import GuestError
+from testbed.guests.guest import Guest
+from testbed.guests.net import GuestNetwork
+from testbed.simulator import Vcsim
+
+log = logging.getLogger(__name__)
+
+NETNS_PREFIX = "rvsphere-"
+TEMP_PREFIX = "ray-vsphere-guests-"
+WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.uuid")
+
+
+def _every_vm_filter(service_instance):
+    """Every VM's watched properties, by traversal from the root folder.
+
+    Not through a ContainerView: in vcsim v0.56.0 a filter rooted at a view
+    deadlocks when the view changes while WaitForUpdatesEx collects (every new
+    VM or task changes a view of the root folder). Fixed upstream after v0.56.0
+    (govmomi PR #4109); a root-folder filter only takes that path when a
+    datacenter is added.
+    """
+    return vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(
+            obj=service_instance.content.rootFolder, skip=True, selectSet=_vsphere.vm_traversal())],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=list(WATCHED_PROPERTIES))],
+    )
+
+
+class GuestSimulator:
+    """Keeps one guest per powered-on VM of a vcsim, until stopped."""
+
+    def __init__(self, endpoint, ssh_timeout=15.0, network=None):
+        """network: a GuestNetwork already up, when vcsim listens on its gateway (see Vcsim(host=...))."""
+        self.endpoint = endpoint
+        self.ssh_timeout = ssh_timeout
+        self.network = network or GuestNetwork()
+        self.errors = []
+        self._guests = {}
+        self._vm_properties = {}
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread = None
+        self._run_dir = None
+        self._image_root = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def start(self, timeout=30.0):
+        self._image_root = image.image_root()  # built once and cached, like the test OVA
+        self._run_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        if self.network.subnet_octet is None:
+            self.network.up()
+        self._thread = threading.Thread(target=self._watch, name="guest-simulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise GuestError(f"guest simulator got no first update from vcsim in {timeout} s: {self.errors}")
+        if self.errors and not self._thread.is_alive():
+            self.stop()
+            raise GuestError(f"guest simulator failed: {self.errors[-1]}")
+
+    def stop(self):
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        for guest in list(self._guests.values()):
+            guest.stop()
+        self._guests.clear()
+        self.network.down()
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+
+    @property
+    def image_root(self):
+        """The cached image every guest's /opt shows."""
+        return self._image_root
+
+    def guests(self):
+        with self._changed:
+            return dict(self._guests)
+
+    def wait_for_guest(self, vm_moid, timeout=30.0):
+        """The guest of a VM, once it answers SSH and its IP is in vcsim."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: vm_moid in self._guests or self.errors, timeout):
+                raise GuestError(f"no guest for VM {vm_moid} after {timeout} s")
+            if vm_moid not in self._guests:
+                raise GuestError(f"guest simulator failed: {self.errors[-1]}")
+            return self._guests[vm_moid]
+
+    def wait_for_no_guest(self, vm_moid, timeout=30.0):
+        with self._changed:
+            if not self._changed.wait_for(lambda: vm_moid not in self._guests, timeout):
+                raise GuestError(f"guest of VM {vm_moid} still up after {timeout} s")
+
+    def _watch(self):
+        """Follow vcsim until stopped, logging in again whenever vCenter ends the session.
+
+        vCenter ends idle sessions, and every session on a restart
+        (NotAuthenticated); a new session starts from a full update, which
+        also tells which VMs went away meanwhile.
+        """
+        try:
+            while not self._stopping.is_set():
+                service_instance = self.endpoint.connect()
+                try:
+                    self._follow(service_instance)
+                except vim.fault.NotAuthenticated:
+                    log.info("guest simulator: vcsim ended the session; logging in again")
+                finally:
+                    try:
+                        vsphere.disconnect(service_instance)
+                    except Exception:  # noqa: BLE001 - the session or vcsim may already be gone
+                        pass
+        except Exception as error:  # noqa: BLE001 - reported through self.errors and wait_for_guest
+            log.exception("guest simulator stopped")
+            with self._changed:
+                self.errors.append(f"watching vcsim: {error!r}")
+                self._changed.notify_all()
+            self._ready.set()
+
+    def _follow(self, service_instance):
+        collector = service_instance.content.propertyCollector
+        collector.CreateFilter(_every_vm_filter(service_instance), partialUpdates=False)
+        version = ""
+        while not self._stopping.is_set():
+            update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+            if update is not None:
+                if not version:  # the full state: forget guests of VMs that are gone
+                    present = {object_update.obj._moId for filter_update in update.filterSet
+                               for object_update in filter_update.objectSet}
+                    for moid in set(self._guests) - present:
+                        self._vm_properties.pop(moid, None)
+                        self._remove_guest(service_instance, vim.VirtualMachine(moid), report=False)
+                version = update.version
+                for filter_update in update.filterSet:
+                    for object_update in filter_update.objectSet:
+                        self._apply(service_instance, object_update)
+            self._ready.set()
+
+    def _apply(self, service_instance, object_update):
+        vm = object_update.obj
+        moid = vm._moId
+        if object_update.kind == "leave":
+            self._vm_properties.pop(moid, None)
+            self._remove_guest(service_instance, vm, report=False)
+            return
+        props = self._vm_properties.setdefault(moid, {})
+        for change in object_update.changeSet:
+            if change.op == "assign":
+                props[change.name] = change.val
+            else:
+                props.pop(change.name, None)
+        powered_on = props.get("runtime.powerState") == vim.VirtualMachine.PowerState.poweredOn
+        try:
+            if powered_on and moid not in self._guests:
+                self._add_guest(service_instance, vm, props)
+            elif not powered_on and moid in self._guests:
+                self._remove_guest(service_instance, vm, report=True)
+        except vmodl.fault.ManagedObjectNotFound:
+            # Destroyed while its guest came up (a deploy undone, a cleanup): as a VM's
+            # tools would, the guest goes with it; its "leave" update follows.
+            log.info("VM %s was destroyed while its guest came up", moid)
+        except Exception as error:  # noqa: BLE001 - one VM's failure must not stop the others
+            log.exception("guest of %s", moid)
+            with self._changed:
+                self.errors.append(f"guest of VM {moid} ({props.get('name')}): {error}")
+                self._changed.notify_all()
+
+    def _add_guest(self, service_instance, vm, props):
+        # Read what the guest is shown fresh, as of its power-on: guestinfo.ovfEnv
+        # is written at power-on, and an update may still be on its way.
+        props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES))
+        slot = self.network.take_slot()
+        extra_config = {option.key: option.value for option in props.get("config.extraConfig") or []}
+        guest = Guest(
+            vm_moid=vm._moId,
+            vm_name=props.get("name", vm._moId),
+            guestinfo=boot.presented_guestinfo(extra_config),
+            system_uuid=props.get("config.uuid") or "",
+            slot=slot,
+            address=self.network.address(slot),
+            netns=f"{NETNS_PREFIX}{self.network.tag}-{slot}",
+            veth=f"rv{self.network.tag}h{slot}",
+            state_dir=self._run_dir / f"guest-{slot}",
+            image_root=self._image_root,
+        )
+        try:
+            guest.start(self.network.bridge, self.ssh_timeout)
+            self._report_guest(service_instance, vm, guest.address, guest.hostname)
+        except BaseException:
+            guest.stop()
+            self.network.give_back(slot)
+            raise
+        log.info("guest %s of VM %s up at %s in %.2f s", guest.hostname, vm._moId, guest.address,
+                 guest.bring_up_seconds)
+        with self._changed:
+            self._guests[vm._moId] = guest
+            self._changed.notify_all()
+
+    def _remove_guest(self, service_instance, vm, report):
+        """Stop a VM's guest; waiters see it gone only once vcsim knows too."""
+        guest = self._guests.get(vm._moId)
+        if guest is None:
+            return
+        guest.stop()
+        self.network.give_back(guest.slot)
+        if report:
+            try:
+                self._report_guest(service_instance, vm, None, None)
+            except vmodl.fault.ManagedObjectNotFound:
+                pass  # destroyed right after power-off: nothing left to report to
+            except RayVsphereError as error:
+                if error.details.get("fault") != "ManagedObjectNotFound":
+                    raise
+        with self._changed:
+            del self._guests[vm._moId]
+            self._changed.notify_all()
+
+    @staticmethod
+    def _report_guest(service_instance, vm, address, hostname):
+        """What VMware Tools reports: the guest's IP and hostname, tools running or not.
+
+        Only string-valued `SET.guest.*` paths: vcsim panics on others.
+        """
+        if address is None:  # an empty value clears the property, as on a real power-off
+            settings = {"SET.guest.ipAddress": "", "SET.guest.hostName": "",
+                        "SET.guest.toolsRunningStatus": "guestToolsNotRunning"}
+        else:
+            settings = {
+                "SET.guest.ipAddress": address,
+                "SET.guest.hostName": hostname,
+                "SET.guest.toolsRunningStatus": "guestToolsRunning",
+            }
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
+        vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(spec))
+
+
+@contextmanager
+def vcsim_with_guests(loopback=False, **vcsim_options):
+    """(vcsim, GuestSimulator) with vcsim listening on the guests' gateway.
+
+    The host and every guest reach that address: a Ray head in a guest runs
+    the NodeProvider against the same vCenter as `ray up` on the host.
+    loopback: listen on 127.0.0.1 instead, a fixed address guests cannot reach.
+    """
+    network = GuestNetwork()
+    network.up()
+    try:
+        with Vcsim(host="127.0.0.1" if loopback else network.gateway, **vcsim_options) as sim, GuestSimulator(sim.endpoint, network=network) as guests:
+            yield sim, guests
+    finally:
+        network.down()
