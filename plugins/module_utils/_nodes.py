@@ -130,19 +130,10 @@ class Inventory(object):
                       if not _records.verified(props, cluster_key))
 
     def record(self, vm, preferred=None, ignored=None):
+        """The node record of vm (_records.node_record), its address chosen by the IP policy."""
         props = self.vms[vm]
         addresses = guest_addresses(props)
-        return dict(
-            name=props.get("name"),
-            uuid=props.get("config.instanceUuid"),
-            moid=vm._moId,
-            power_state=str(props.get("runtime.powerState")),
-            ip=choose_ip(addresses, preferred, ignored),
-            ip_addresses=addresses,
-            tags=self.tags(vm),
-            deploy_settings=_records.deploy_settings(props),
-            ssh_host_key=_records.extra_config_value(props, _records.SSH_HOST_KEY),
-        )
+        return _records.node_record(vm._moId, props, self.tags(vm), addresses, choose_ip(addresses, preferred, ignored))
 
 
 def list_nodes(service_instance, cluster_key, node_kind=None, node_type=None, tag_filters=None,
@@ -255,9 +246,10 @@ def request_vms(service_instance, inventory, cluster_key, request_ids):
         options = props.get("config.extraConfig")
         if options is None:
             options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
-        markers = _records.extra_config({"config.extraConfig": options})
-        if (markers.get(_records.CREATION_MARKER) == cluster_name and markers.get(_records.REQUEST_MARKER) in wanted
-                and _records.verified(dict(props, **{"config.extraConfig": options}), cluster_key)):
+        whole = dict(props, **{"config.extraConfig": options})
+        if (_records.creation_marker(whole) == cluster_name
+                and _records.extra_config_value(whole, _records.REQUEST_MARKER) in wanted
+                and _records.verified(whole, cluster_key)):
             found[vm] = props
     return found
 
