@@ -61,7 +61,9 @@ def _by_path(service_instance, path):
     try:
         return service_instance.content.searchIndex.FindByInventoryPath(path.strip("/"))
     except vmodl.MethodFault as error:
-        raise RayVsphereError("SearchIndex.FindByInventoryPath(%s) failed: %s" % (path, fault_text(error)))
+        failure = RayVsphereError("SearchIndex.FindByInventoryPath(%s) failed: %s" % (path, fault_text(error)))
+        failure.__cause__ = error  # raise ... from is not py2 syntax
+        raise failure
 
 
 def _one(service_instance, root, managed_type, value, what, where, include_root=False):

@@ -113,7 +113,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _ray_auth
 
 
 def main():
@@ -137,7 +137,7 @@ def main():
     cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
-        deleted, absent, unverified = _nodes.delete_nodes(
+        deleted, absent, unverified = _node_changes.delete_nodes(
             client.service_instance, cluster_key, params["uuids"], params["names"], params["parallel"],
             module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"])
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent, unverified=unverified)
