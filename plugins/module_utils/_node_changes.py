@@ -74,7 +74,7 @@ def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode):
         if _records.CLUSTER_NAME in tags:
             raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _records.CLUSTER_NAME)
         found, absent = _nodes.find_nodes(inventory, cluster_key, [update["uuid"]] if update.get("uuid") else [],
-                                   [update["name"]] if update.get("name") else [])
+                                          [update["name"]] if update.get("name") else [])
         if absent or not found:
             raise RayVsphereError("no node %s in Ray cluster %s" % (update.get("uuid") or update.get("name"), cluster_name))
         for vm in found:
