@@ -2,7 +2,8 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""A Ray cluster's VMs: read in one PropertyCollector call, deleted and tagged in parallel."""
+"""A Ray cluster's VMs read in one PropertyCollector call, the IP policy, and the parallel work and VM removal
+every change uses (its deletes and tag writes: _node_changes)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -130,19 +131,10 @@ class Inventory(object):
                       if not _records.verified(props, cluster_key))
 
     def record(self, vm, preferred=None, ignored=None):
+        """The node record of vm (_records.node_record), its address chosen by the IP policy."""
         props = self.vms[vm]
         addresses = guest_addresses(props)
-        return dict(
-            name=props.get("name"),
-            uuid=props.get("config.instanceUuid"),
-            moid=vm._moId,
-            power_state=str(props.get("runtime.powerState")),
-            ip=choose_ip(addresses, preferred, ignored),
-            ip_addresses=addresses,
-            tags=self.tags(vm),
-            deploy_settings=_records.deploy_settings(props),
-            ssh_host_key=_records.extra_config_value(props, _records.SSH_HOST_KEY),
-        )
+        return _records.node_record(vm._moId, props, self.tags(vm), addresses, choose_ip(addresses, preferred, ignored))
 
 
 def list_nodes(service_instance, cluster_key, node_kind=None, node_type=None, tag_filters=None,
@@ -236,81 +228,3 @@ def destroy_vm(service_instance, vm, name, power_state=None, timeout=600):
     except RayVsphereError as error:
         if error.details.get("fault") != "ManagedObjectNotFound":
             raise
-
-
-def request_vms(service_instance, inventory, cluster_key, request_ids):
-    """{vm: props} of every VM a node_deploy call with one of request_ids made for the cluster, tagged or not.
-
-    Candidates by name (the request id is part of every name such a call
-    gives), confirmed by the markers and the identity the call wrote into
-    extraConfig with the VM: a same-named cluster's leftovers are not ours.
-    """
-    cluster_name = cluster_key.cluster_name
-    wanted = set(request_ids or [])
-    found = {}
-    for vm, props in inventory.vms.items():
-        name = props.get("name") or ""
-        if props.get("config.template") or not any("-%s-" % request_id in name for request_id in wanted):
-            continue
-        options = props.get("config.extraConfig")
-        if options is None:
-            options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
-        markers = _records.extra_config({"config.extraConfig": options})
-        if (markers.get(_records.CREATION_MARKER) == cluster_name and markers.get(_records.REQUEST_MARKER) in wanted
-                and _records.verified(dict(props, **{"config.extraConfig": options}), cluster_key)):
-            found[vm] = props
-    return found
-
-
-def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mode, all_nodes=False,
-                 request_ids=()):
-    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read.
-
-    (deleted names, absent ids, unverified names): the VMs tagged with the
-    cluster's name that its key does not verify are left alone, and named.
-    """
-    cluster_name = cluster_key.cluster_name
-    inventory = Inventory(service_instance)
-    found, absent = find_nodes(inventory, cluster_key, uuids, names)
-    if all_nodes:
-        found.update(inventory.cluster_nodes(cluster_key))
-    found.update(request_vms(service_instance, inventory, cluster_key, request_ids))
-    deleted = sorted(props["name"] for props in found.values())
-    if not check_mode:
-        errors = in_parallel(lambda vm: destroy_vm(service_instance, vm, found[vm]["name"],
-                                                   found[vm].get("runtime.powerState")), list(found), parallel)
-        if errors:
-            raise RayVsphereError("deleting nodes of Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
-    return deleted, absent, inventory.unverified(cluster_key)
-
-
-def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode):
-    """Apply {vm id: tags} updates to verified nodes; returns (changed records before, after) by node name."""
-    cluster_name = cluster_key.cluster_name
-    inventory = Inventory(service_instance)
-    targets = []
-    for update in updates:
-        tags = _ray_tags.check_tags(update.get("tags"), "tags of %s" % (update.get("uuid") or update.get("name")))
-        if _records.CLUSTER_NAME in tags:
-            raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _records.CLUSTER_NAME)
-        found, absent = find_nodes(inventory, cluster_key, [update["uuid"]] if update.get("uuid") else [],
-                                   [update["name"]] if update.get("name") else [])
-        if absent or not found:
-            raise RayVsphereError("no node %s in Ray cluster %s" % (update.get("uuid") or update.get("name"), cluster_name))
-        for vm in found:
-            current = inventory.tags(vm)
-            changes = dict((key, value) for key, value in tags.items() if current.get(key, "") != value)
-            if changes:
-                targets.append((vm, found[vm]["name"], current, changes))
-    before, after = {}, {}
-    for vm, name, current, changes in targets:
-        before[name] = current
-        merged = dict(current)
-        merged.update(changes)
-        after[name] = dict((key, value) for key, value in merged.items() if value)
-    inventory.attributes.require(set(key for target in targets for key in target[3]))
-    if not check_mode and targets:
-        errors = in_parallel(lambda target: inventory.attributes.set(target[0], target[1], target[3]), targets, parallel)
-        if errors:
-            raise RayVsphereError("setting tags in Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
-    return before, after

@@ -2,17 +2,25 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Where new VMs go: every placement name looked up before anything is created."""
+"""Where new VMs go: every placement option looked up before anything is created.
+
+Each option takes, as vmware.vmware's modules do, a name, a managed object id
+(domain-c7, resgroup-12) or an inventory path (/DC/host/Cluster/Resources/pool,
+as govc prints it). Names are not unique in vSphere (two clusters in two host
+folders, a pool nested in a pool of its name): a name that matches more than
+one object is refused with each candidate's path and moid, never resolved to
+whichever vCenter happens to list first.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
 
 try:
-    from pyVmomi import vim
+    from pyVmomi import vim, vmodl
 except ImportError:
     pass  # reported by _client.run_module
 
@@ -37,16 +45,57 @@ class Placement(object):
         self.network = network
 
 
-def _one(service_instance, root, managed_type, name, what, where):
+def inventory_path(service_instance, obj):
+    """/DC/host/Cluster/Resources/pool: the names from below the root folder down to obj."""
+    names = []
+    while obj is not None:
+        props = _vsphere.read(service_instance, obj, ["name", "parent"])
+        if props.get("parent") is None:
+            break  # the root folder, which no inventory path names
+        names.append(props.get("name"))
+        obj = props["parent"]
+    return "/" + "/".join(reversed(names))
+
+
+def _by_path(service_instance, path):
+    try:
+        return service_instance.content.searchIndex.FindByInventoryPath(path.strip("/"))
+    except vmodl.MethodFault as error:
+        failure = RayVsphereError("SearchIndex.FindByInventoryPath(%s) failed: %s" % (path, fault_text(error)))
+        failure.__cause__ = error  # raise ... from is not py2 syntax
+        raise failure
+
+
+def _one(service_instance, root, managed_type, value, what, where, include_root=False):
+    """The managed_type object below root (root too, with include_root) that value names, by path, moid or name."""
     found = _vsphere.objects_in(service_instance, root, managed_type, ["name"])
-    matches = [obj for obj, props in found.items() if props.get("name") == name]
+    if include_root:
+        found[root] = _vsphere.read(service_instance, root, ["name"])
+    if "/" in value:
+        target = _by_path(service_instance, value)
+        matches = [obj for obj in found if target is not None and obj._moId == target._moId]
+    else:
+        matches = [obj for obj in found if obj._moId == value] or [
+            obj for obj, props in found.items() if props.get("name") == value]
+    if len(matches) > 1:
+        candidates = sorted("%s (%s)" % (inventory_path(service_instance, obj), obj._moId) for obj in matches)
+        raise RayVsphereError("%s %r is ambiguous in %s: %d objects have that name, give the inventory path or moid "
+                              "of one: %s" % (what, value, where, len(matches), ", ".join(candidates)))
     if not matches:
         choices = sorted(props["name"] for props in found.values())
-        raise RayVsphereError("%s %r not found in %s (there: %s)" % (what, name, where, ", ".join(choices) or "none"))
+        raise RayVsphereError("%s %r not found in %s (there: %s)" % (what, value, where, ", ".join(choices) or "none"))
     return matches[0]
 
 
+def _datacenter(service_instance, value):
+    """(datacenter, its name) for a datacenter name, moid or path."""
+    datacenter = _one(service_instance, service_instance.content.rootFolder, vim.Datacenter, value, "datacenter",
+                      "vCenter")
+    return datacenter, _vsphere.read(service_instance, datacenter, ["name"])["name"]
+
+
 def _folder(service_instance, datacenter, datacenter_name, path):
+    """The VM folder at path below the datacenter's VM folder (or /DC/vm/path), or the folder of that moid."""
     folder = datacenter.vmFolder
     if not path:
         return folder
@@ -58,16 +107,20 @@ def _folder(service_instance, datacenter, datacenter_name, path):
         names = _vsphere.retrieve_names(service_instance, [c for c in children if isinstance(c, vim.Folder)])
         matches = [child for child, name in names.items() if name == part]
         if not matches:
+            folders = [] if "/" in path else [datacenter.vmFolder] + list(
+                _vsphere.objects_in(service_instance, datacenter.vmFolder, vim.Folder, ["name"]))
+            by_moid = [candidate for candidate in folders if candidate._moId == path]
+            if by_moid:
+                return by_moid[0]
             raise RayVsphereError("VM folder %r not found in datacenter %s (no %r below it)" % (path, datacenter_name, part))
-        folder = matches[0]
+        folder = matches[0]  # siblings' names are unique: vCenter refuses a second folder of one name
     return folder
 
 
 def resolve(service_instance, params):
-    """A Placement for the module params, or RayVsphereError naming what is missing."""
-    content = service_instance.content
-    datacenter = _one(service_instance, content.rootFolder, vim.Datacenter, params["datacenter"], "datacenter", "vCenter")
-    where = "datacenter %s" % params["datacenter"]
+    """A Placement for the module params, or RayVsphereError naming what is missing or ambiguous."""
+    datacenter, datacenter_name = _datacenter(service_instance, params["datacenter"])
+    where = "datacenter %s" % datacenter_name
     host = None
     if params.get("cluster"):
         compute = _one(service_instance, datacenter.hostFolder, vim.ClusterComputeResource, params["cluster"], "cluster", where)
@@ -81,7 +134,7 @@ def resolve(service_instance, params):
     compute_props = _vsphere.read(service_instance, compute, ["resourcePool", "datastore", "network"])
     if params.get("resource_pool"):
         pool = _one(service_instance, compute_props["resourcePool"], vim.ResourcePool, params["resource_pool"],
-                    "resource pool", compute_what)
+                    "resource pool", compute_what, include_root=True)
     else:
         pool = compute_props["resourcePool"]
     datastore = _one(service_instance, datacenter.datastoreFolder, vim.Datastore, params["datastore"], "datastore", where)
@@ -90,12 +143,11 @@ def resolve(service_instance, params):
     network = None
     if params.get("network"):
         network = _one(service_instance, datacenter.networkFolder, vim.Network, params["network"], "network", where)
-    folder = _folder(service_instance, datacenter, params["datacenter"], params.get("vm_folder"))
+    folder = _folder(service_instance, datacenter, datacenter_name, params.get("vm_folder"))
     return Placement(datacenter, pool, host, folder, datastore, network)
 
 
-def vm_folders(service_instance, datacenter_name, folder_paths):
-    """The VM folders by path in one datacenter (its VM folder for an empty path); RayVsphereError naming a missing one."""
-    datacenter = _one(service_instance, service_instance.content.rootFolder, vim.Datacenter, datacenter_name,
-                      "datacenter", "vCenter")
+def vm_folders(service_instance, datacenter, folder_paths):
+    """The VM folders by path or moid in one datacenter (name, moid or path; its VM folder for an empty path)."""
+    datacenter, datacenter_name = _datacenter(service_instance, datacenter)
     return [_folder(service_instance, datacenter, datacenter_name, path) for path in folder_paths or [""]]

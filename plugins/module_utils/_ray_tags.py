@@ -2,14 +2,13 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Ray node identity and tags, kept in vCenter as custom attributes of the VM.
+"""Ray's node tags as vCenter custom attributes: checked, read and written.
 
 Every Ray tag (ray-cluster-name, ray-node-type, ray-user-node-type,
 ray-launch-config, ray-node-status...) is one custom attribute of the same
 name, so any process on any machine that can read vCenter sees the same
-cluster: the head's autoscaler, a restarted head, `ray down` elsewhere.
-Custom attributes come back with the VM's other properties in one
-PropertyCollector call, where vSphere tags would need REST calls per VM.
+cluster: the head's autoscaler, a restarted head, `ray down` elsewhere. Why
+custom attributes, and who can read them: _records.
 """
 
 from __future__ import absolute_import, division, print_function

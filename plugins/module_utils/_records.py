@@ -2,18 +2,46 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Everything this project stores on a VM, on one page, and the one reader of it.
+"""Everything this project stores on a VM, on one page, the one reader of it, and the node record.
 
-Custom attributes (one per Ray tag, on nodes; TEMPLATE_HASH on templates)
-are what any process that can read vCenter sees as the cluster: Ray's tags
-come back with the VM's other properties in one PropertyCollector call,
-where vSphere tags would need REST calls per VM.
+What is stored, where, and who can read it:
 
-extraConfig keys are written by the create, import or clone call itself, so
-no VM of ours exists, even for a moment, without them. None of them is a
-secret: keys not under guestinfo.* are not readable by the guest, and the
-guestinfo.* keys node_deploy writes (cloud-init's metadata and user data)
-hold public keys, a host key pair the node owns, and names.
+- Custom attributes (vCenter's CustomFieldsManager; every user who can see
+  the VM sees them, the guest never does):
+  - on nodes, one per Ray tag: CLUSTER_NAME, NODE_KIND, USER_NODE_TYPE and
+    any other ray-* tag Ray writes (node status, launch config hash...);
+  - on the templates of the clone fast path: TEMPLATE_HASH, the image's
+    content hash.
+  They come back with the VM's other properties in one PropertyCollector
+  call, where vSphere tags would need REST calls per VM.
+- extraConfig keys of our own, the ray-vsphere.* keys below. Readable by
+  every vCenter user who can read the VM's configuration (the Read-only
+  role can), never by the guest: VMware Tools presents only guestinfo.*.
+  Written by the create, import or clone call itself, so no VM of ours
+  exists, even for a moment, without them. None of them is a secret: names,
+  a request id, a public host key, HMACs that only a holder of the cluster's
+  private key can compute, and the settings a caller chose to record
+  (DEPLOY_SETTINGS: the playbooks record placement and sizing, and the image
+  URL only when it carries no user, password or query string).
+- extraConfig keys under guestinfo.*, which node_deploy writes for
+  cloud-init's VMware datasource: GUESTINFO_METADATA (instance-id, host name,
+  the SSH public keys), GUESTINFO_USERDATA when ssh_host_key is asked for,
+  each with its .encoding, and any guestinfo.* the caller passes (its
+  `guestinfo` option). Readable by vCenter users as above AND by every
+  process in the guest (vmware-rpctool "info-get guestinfo.<key>").
+  The one secret we ever store on a VM is here: GUESTINFO_USERDATA holds the
+  node's own SSH host private key (node_deploy's ssh_host_key). It is the
+  node's, not the cluster's; whoever can read the VM's configuration can
+  impersonate that node to SSH clients, which node_deploy's documentation
+  of ssh_host_key says.
+- OVF (vApp) properties, where the image declares them: OVF_PROPERTIES,
+  the same identity again (cloud-init's OVF datasource), including the
+  user-data above; plus the caller's ovf_properties. Same readers as
+  guestinfo: vCenter users who can read the VM, and the guest (the OVF
+  environment).
+
+Never stored in vCenter: the cluster's private key, the Ray token derived from
+it, vCenter credentials.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -51,6 +79,20 @@ DEPLOY_SETTINGS = "ray-vsphere.deploy-settings"
 SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
 # On every clone: the template it was cloned from, which image_prune then keeps.
 CLONED_FROM = "ray-vsphere.cloned-from"
+
+# --- extraConfig under guestinfo.*, which the guest reads: cloud-init's VMware datasource.
+# base64 JSON (which is YAML): instance-id, local-hostname, public-keys-data.
+GUESTINFO_METADATA = "guestinfo.metadata"
+GUESTINFO_METADATA_ENCODING = "guestinfo.metadata.encoding"
+# base64 cloud-config with the node's SSH host key pair, private half included (ssh_host_key).
+GUESTINFO_USERDATA = "guestinfo.userdata"
+GUESTINFO_USERDATA_ENCODING = "guestinfo.userdata.encoding"
+# Every guestinfo.* key node_deploy writes; the caller's own `guestinfo` option adds others.
+GUESTINFO_PREFIX = "guestinfo."
+
+# --- OVF properties (vApp options) node_deploy sets where the image declares them:
+# the identity cloud-init's OVF datasource reads (cloud_init_identity).
+OVF_PROPERTIES = ("instance-id", "hostname", "public-keys", "user-data")
 
 # --- extraConfig of a template of the clone fast path, written by its import.
 # derive(key, PURPOSE_TEMPLATE_IDENTITY, name[, moid]) (_template_identity).
@@ -103,3 +145,34 @@ def deploy_settings(props):
     except ValueError:
         return {}  # not written by node_deploy: nothing to rely on
     return settings if isinstance(settings, dict) else {}
+
+
+# The fields of a node record, as node_info and node_deploy return it (their RETURN's nodes[]).
+NODE_RECORD_FIELDS = ("name", "uuid", "moid", "power_state", "ip", "ip_addresses", "tags", "deploy_settings",
+                      "ssh_host_key")
+
+
+def node_record(moid, props, tags, ip_addresses, ip):
+    """The record of a node: node_info's and node_deploy's nodes[], the provider's view of a node.
+
+    props: the VM's properties, read with _nodes.LIST_PATHS or NODE_PATHS; tags:
+    its Ray tags; ip_addresses and ip: what the guest reports and the one
+    address the IP policy chose of them (_nodes.guest_addresses, choose_ip).
+    """
+    return dict(
+        name=props.get("name"),
+        uuid=props.get("config.instanceUuid"),
+        moid=moid,
+        power_state=str(props.get("runtime.powerState")),
+        ip=ip,
+        ip_addresses=ip_addresses,
+        tags=tags,
+        deploy_settings=deploy_settings(props),
+        ssh_host_key=extra_config_value(props, SSH_HOST_KEY),
+    )
+
+
+def planned_node_record(name, tags, power_state, settings, ssh_host_key=None):
+    """The record check mode predicts for a node not made yet: what vCenter would assign is null."""
+    return dict(name=name, uuid=None, moid=None, power_state=power_state, ip=None, ip_addresses=[], tags=tags,
+                deploy_settings=settings, ssh_host_key=ssh_host_key)

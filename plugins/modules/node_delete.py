@@ -14,6 +14,8 @@ short_description: Delete Ray nodes on vSphere
 version_added: 0.1.0
 description:
   - Powers off and destroys the VMs named by O(uuids) or O(names), in parallel.
+  - A task must name something to delete (a non-empty O(uuids), O(names) or O(request_ids), or O(all_nodes=true));
+    one that names nothing fails before connecting to vCenter, as it is most likely a variable that came out empty.
   - A VM that is already gone is success.
   - Refuses, before deleting anything, any VM named in O(uuids) or O(names) that is not a verified node of
     O(cluster_name), that is, without the custom attribute C(ray-cluster-name) and the identity O(cluster_key_file)
@@ -111,7 +113,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _ray_auth
 
 
 def main():
@@ -125,14 +127,17 @@ def main():
             parallel=dict(type="int", default=8),
             **_ray_auth.CLUSTER_KEY_OPTIONS
         ),
-        required_one_of=[("uuids", "names", "all_nodes", "request_ids")],
         supports_check_mode=True,
     )
     params = module.params
+    # Every selector has a default, so required_one_of could never fire: an empty selection is checked here.
+    if not (params["uuids"] or params["names"] or params["request_ids"] or params["all_nodes"]):
+        module.fail_json(msg="nothing to delete: give node_delete non-empty uuids, names or request_ids, "
+                             "or all_nodes: true")
     cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
-        deleted, absent, unverified = _nodes.delete_nodes(
+        deleted, absent, unverified = _node_changes.delete_nodes(
             client.service_instance, cluster_key, params["uuids"], params["names"], params["parallel"],
             module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"])
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent, unverified=unverified)

@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - ray_vsphere.cluster.connection
   - ray_vsphere.cluster.cluster_key
   - ray_vsphere.cluster.ip_selection
+  - ray_vsphere.cluster.placement
 options:
   cluster_name:
     description: The Ray cluster the nodes belong to (custom attribute C(ray-cluster-name)).
@@ -100,29 +101,6 @@ options:
       - A PEM file of the CA certificates to trust for an https O(ovf) URL, instead of the system's; for an image
         server whose certificate an internal CA signed.
     type: path
-  datacenter:
-    description: The datacenter to deploy into.
-    type: str
-    required: true
-  cluster:
-    description: The vSphere cluster to deploy into. One of O(cluster) and O(esxi_host) is required.
-    type: str
-  esxi_host:
-    description: The ESXi host to deploy onto, instead of a cluster.
-    type: str
-  resource_pool:
-    description: A resource pool of O(cluster) or O(esxi_host); their root pool if not set.
-    type: str
-  vm_folder:
-    description: The VM folder, as a path below the datacenter's VM folder (C(ray/prod)) or C(/DC/vm/ray/prod).
-    type: str
-  datastore:
-    description: The datastore for the VMs' disks; it must be mounted on O(cluster) or O(esxi_host).
-    type: str
-    required: true
-  network:
-    description: The network every NIC of the OVF is connected to; the OVF's own mapping if not set.
-    type: str
   cpus:
     description: Virtual CPUs per node; the OVF's if not set.
     type: int

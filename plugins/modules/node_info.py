@@ -46,13 +46,14 @@ options:
     default: {}
   datacenter:
     description:
-      - The datacenter whose VM folders O(vm_folders) names.
+      - The datacenter whose VM folders O(vm_folders) names, by name, moid or inventory path, as
+        O(ray_vsphere.cluster.node_deploy#module:datacenter) takes it.
       - Without it every VM of the vCenter is read, which costs what the whole vCenter holds.
     type: str
   vm_folders:
     description:
-      - The VM folders the cluster's nodes are in, each as a path below the datacenter's VM folder (C(ray/prod))
-        or C(/DC/vm/ray/prod), as O(ray_vsphere.cluster.node_deploy#module:vm_folder) takes it.
+      - The VM folders the cluster's nodes are in, each as a path below the datacenter's VM folder (C(ray/prod)),
+        as C(/DC/vm/ray/prod) or by moid (C(group-v42)), as O(ray_vsphere.cluster.node_deploy#module:vm_folder) takes it.
       - Empty, or an empty path, is the datacenter's VM folder. Needs O(datacenter).
     type: list
     elements: str

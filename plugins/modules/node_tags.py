@@ -80,7 +80,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _ray_auth
 
 
 def main():
@@ -101,8 +101,8 @@ def main():
     cluster_key = _ray_auth.cluster_key_or_fail(module)
 
     def action(client):
-        before, after = _nodes.set_node_tags(client.service_instance, cluster_key, params["nodes"],
-                                             params["parallel"], module.check_mode)
+        before, after = _node_changes.set_node_tags(client.service_instance, cluster_key, params["nodes"],
+                                                    params["parallel"], module.check_mode)
         result = dict(changed=bool(after), changed_nodes=sorted(after))
         if module._diff:
             result["diff"] = dict(before=before, after=after)

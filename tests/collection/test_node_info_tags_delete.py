@@ -122,3 +122,16 @@ def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, te
     assert without_datacenter["failed"] and "datacenter" in without_datacenter["msg"]
     deleted = play([task("node_delete", cluster_name="delta", all_nodes=True)]).result
     assert deleted["deleted"] == ["delta-head", "delta-w-root", "delta-w-sub"]
+
+
+@pytest.mark.parametrize("selection", [{}, dict(uuids=[], names=[], request_ids=[], all_nodes=False)],
+                         ids=["nothing-given", "all-empty"])
+def test_delete_with_nothing_to_delete_fails_naming_the_options_before_connecting(play, vcsim, vm_names, selection):
+    before = vm_names()
+    # A vCenter on a port nobody listens on: an error about it would mean the module tried to connect.
+    unreachable = dict(vcsim.endpoint.environment(), VMWARE_PORT="9")
+    result = play([task("node_delete", cluster_name="beta", **selection)], env=unreachable).result
+    assert result["failed"]
+    assert result["msg"] == ("nothing to delete: give node_delete non-empty uuids, names or request_ids, "
+                             "or all_nodes: true")
+    assert vm_names() == before

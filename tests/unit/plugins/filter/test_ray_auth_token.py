@@ -1,6 +1,11 @@
 """The cluster's Ray token: derived from its private key, the same in a playbook and in the provider."""
 
+import hashlib
+import hmac
+import re
+
 import pytest
+from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
 
 from ray_provider.runner import published_stats
 from testbed import ray_cluster
@@ -16,7 +21,14 @@ def key_text(tmp_path):
 
 def test_the_token_is_per_key_and_per_cluster_and_like_rays_own(key_text, tmp_path):
     token = ray_auth_token(key_text, "analytics")
-    assert len(token) == 64 and int(token, 16) >= 0
+    # Ray's own tokens (what `ray start` generates when it has none) are 64 lower-case hex digits: ours too.
+    token_form = re.compile("[0-9a-f]{64}")
+    assert token_form.fullmatch(generate_new_authentication_token()), "Ray changed the form of its tokens"
+    assert token_form.fullmatch(token), token
+    # The documented derivation, computed here from the standard library: nodes deployed by one release
+    # must get the token the provider of the next one derives.
+    key_material = "".join(key_text.split()).encode()
+    assert token == hmac.new(key_material, b"ray-vsphere ray auth token\0analytics", hashlib.sha256).hexdigest()
     assert ray_auth_token(key_text.replace("\n", "\r\n") + "  \n", "analytics") == token, "line endings do not matter"
     assert ray_auth_token(key_text, "analytics-2") != token
     assert ray_auth_token(make_key_pair(tmp_path / "other").read_text(), "analytics") != token

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What node_delete and node_tags change: a cluster's nodes deleted, their tags written, in parallel.
+
+Every VM is checked to be a verified node of the cluster (_nodes.find_nodes)
+before anything is changed: a refused VM leaves all others untouched.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags, _records, _vsphere
+
+
+def request_vms(service_instance, inventory, cluster_key, request_ids):
+    """{vm: props} of every VM a node_deploy call with one of request_ids made for the cluster, tagged or not.
+
+    Candidates by name (the request id is part of every name such a call
+    gives), confirmed by the markers and the identity the call wrote into
+    extraConfig with the VM: a same-named cluster's leftovers are not ours.
+    """
+    cluster_name = cluster_key.cluster_name
+    wanted = set(request_ids or [])
+    found = {}
+    for vm, props in inventory.vms.items():
+        name = props.get("name") or ""
+        if props.get("config.template") or not any("-%s-" % request_id in name for request_id in wanted):
+            continue
+        options = props.get("config.extraConfig")
+        if options is None:
+            options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
+        whole = dict(props, **{"config.extraConfig": options})
+        if (_records.creation_marker(whole) == cluster_name
+                and _records.extra_config_value(whole, _records.REQUEST_MARKER) in wanted
+                and _records.verified(whole, cluster_key)):
+            found[vm] = props
+    return found
+
+
+def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mode, all_nodes=False,
+                 request_ids=()):
+    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read.
+
+    (deleted names, absent ids, unverified names): the VMs tagged with the
+    cluster's name that its key does not verify are left alone, and named.
+    """
+    cluster_name = cluster_key.cluster_name
+    inventory = _nodes.Inventory(service_instance)
+    found, absent = _nodes.find_nodes(inventory, cluster_key, uuids, names)
+    if all_nodes:
+        found.update(inventory.cluster_nodes(cluster_key))
+    found.update(request_vms(service_instance, inventory, cluster_key, request_ids))
+    deleted = sorted(props["name"] for props in found.values())
+    if not check_mode:
+        errors = _nodes.in_parallel(lambda vm: _nodes.destroy_vm(service_instance, vm, found[vm]["name"],
+                                                                 found[vm].get("runtime.powerState")),
+                                    list(found), parallel)
+        if errors:
+            raise RayVsphereError("deleting nodes of Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
+    return deleted, absent, inventory.unverified(cluster_key)
+
+
+def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode):
+    """Apply {vm id: tags} updates to verified nodes; returns (changed records before, after) by node name."""
+    cluster_name = cluster_key.cluster_name
+    inventory = _nodes.Inventory(service_instance)
+    targets = []
+    for update in updates:
+        tags = _ray_tags.check_tags(update.get("tags"), "tags of %s" % (update.get("uuid") or update.get("name")))
+        if _records.CLUSTER_NAME in tags:
+            raise RayVsphereError("%s cannot be changed: it is what makes a VM a node of its cluster" % _records.CLUSTER_NAME)
+        found, absent = _nodes.find_nodes(inventory, cluster_key, [update["uuid"]] if update.get("uuid") else [],
+                                          [update["name"]] if update.get("name") else [])
+        if absent or not found:
+            raise RayVsphereError("no node %s in Ray cluster %s" % (update.get("uuid") or update.get("name"), cluster_name))
+        for vm in found:
+            current = inventory.tags(vm)
+            changes = dict((key, value) for key, value in tags.items() if current.get(key, "") != value)
+            if changes:
+                targets.append((vm, found[vm]["name"], current, changes))
+    before, after = {}, {}
+    for vm, name, current, changes in targets:
+        before[name] = current
+        merged = dict(current)
+        merged.update(changes)
+        after[name] = dict((key, value) for key, value in merged.items() if value)
+    inventory.attributes.require(set(key for target in targets for key in target[3]))
+    if not check_mode and targets:
+        errors = _nodes.in_parallel(lambda target: inventory.attributes.set(target[0], target[1], target[3]),
+                                    targets, parallel)
+        if errors:
+            raise RayVsphereError("setting tags in Ray cluster %s failed: %s" % (cluster_name, "; ".join(errors)))
+    return before, after
