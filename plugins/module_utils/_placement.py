@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_PLACEMENT, RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
 
 try:
@@ -64,7 +64,15 @@ def _folder(service_instance, datacenter, datacenter_name, path):
 
 
 def resolve(service_instance, params):
-    """A Placement for the module params, or RayVsphereError naming what is missing."""
+    """A Placement for the module params, or RayVsphereError naming what is missing (its failure: placement)."""
+    try:
+        return _resolve(service_instance, params)
+    except RayVsphereError as error:
+        error.details.setdefault("failure", FAILURE_PLACEMENT)
+        raise
+
+
+def _resolve(service_instance, params):
     content = service_instance.content
     datacenter = _one(service_instance, content.rootFolder, vim.Datacenter, params["datacenter"], "datacenter", "vCenter")
     where = "datacenter %s" % params["datacenter"]
