@@ -123,11 +123,11 @@ def test_a_create_cut_short_by_a_silent_vcenter_leaves_no_orphan_and_its_retry_n
     [failure] = outcome
     assert isinstance(failure, NodeLaunchException), failure
     assert f"did not answer within {CREATE_REQUEST_TIMEOUT_S} s" in failure.description
-    [request_id] = provider._cleanup.pending()
+    [request_id] = provider.janitor.pending()
     # vCenter answers again: the refresh leaves the request's VMs out, and removes them in the background.
     provider._last_refresh = float("-inf")
     assert provider.non_terminated_nodes({}) == []
-    wait_until(lambda: not provider._cleanup.pending(), 120, "the cleanup of the failed create")
+    wait_until(lambda: not provider.janitor.pending(), 120, "the cleanup of the failed create")
     assert vm_names(vcsim, "silent-create-") == []
     # Ray retries the launch: exactly its two nodes exist, none of the first try's.
     retried = provider.create_node({}, WORKER, 2)
