@@ -72,12 +72,12 @@ class VsphereNodeProvider(NodeProvider):
         self.ip_policies = IpPolicies(provider_config)
         self.cache = NodeCache(address=self.ip_policies.address)
         self.janitor = FailedCreateJanitor(self.cache)
-        self.vcenter_session = VcenterSession(self.credentials, self.credentials.request_timeout)
+        vcenter_session = VcenterSession(self.credentials, self.credentials.request_timeout)
         self._cluster_key = None    # the _ray_auth.ClusterKey the reads verify nodes with, read on first use
         # (datacenter, VM folder) of every node type: what bootstrap_config found, else the provider's own.
         folders = set(tuple(pair) for pair in provider_config.get("node_folders") or [])
         folders.add(node_folder(node_settings(provider_config, {})))
-        self.reader = NodeReader(self.vcenter_session, self.cluster_key, folders)
+        self.reader = NodeReader(vcenter_session, self.cluster_key, folders)
         self._refresh_state = threading.Condition()  # guards the three below; never held over I/O
         self._refreshing = False               # one vCenter read at a time; others answer from the cache
         self._last_refresh = float("-inf")     # when the last read, successful or not, ended
@@ -88,6 +88,15 @@ class VsphereNodeProvider(NodeProvider):
         self._tag_writer.start()
         # `ray up` exits right after its updater marks the head up-to-date.
         atexit.register(self._write_tags_at_exit)
+
+    @property
+    def vcenter_session(self):
+        """The provider's one vCenter session: its reads', and the login back-off its playbook runs respect."""
+        return self.reader.vcenter_session
+
+    @vcenter_session.setter
+    def vcenter_session(self, session):
+        self.reader.vcenter_session = session
 
     @property
     def full_reads(self):
@@ -238,6 +247,8 @@ class VsphereNodeProvider(NodeProvider):
         except PlaybookFailed as error:
             # node_deploy removes what a failed call made, unless it was stopped or lost vCenter on the way:
             # then what it left goes once vCenter answers again (unless Ray adopted it meanwhile).
+            logger.warning("ray_vsphere: launching %d %s node(s), request %s, failed: %s", count, node_type or "worker",
+                           request_id, error)
             if not error.login_rejected:
                 self.janitor.add(request_id, tags)
             raise NodeLaunchException(error.launch_category(), str(error), sys.exc_info()) from error

@@ -14,7 +14,7 @@ import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
-from ray_provider import node_provider
+from ray_provider import node_provider, runs
 from ray_provider.node_provider import VsphereNodeProvider
 from ray_provider.vcenter_session import LoginBackoff, VcenterSession
 from testbed import simulator
@@ -164,7 +164,7 @@ def test_a_wrong_password_costs_at_most_three_failed_logins_in_five_minutes(make
                 provider.create_node({}, WORKER, 1)
             launches += 1
     # vcsim logs a rejected login before it answers; the file may lag a little behind.
-    wait_until(lambda: len(vcsim.failed_logins()) - before >= 3, 10, "vcsim's log of the rejected logins")
+    wait_until(lambda: len(vcsim.failed_logins()) - before >= 3, 10, f"vcsim logged {vcsim.failed_logins()[before:]}")
     failed = vcsim.failed_logins()[before:]
     assert failed == [vcsim.username] * 3, failed  # at 0, 60 and 180 s; the next is due at 420 s
     assert provider.playbooks.count == 0
@@ -173,7 +173,7 @@ def test_a_wrong_password_costs_at_most_three_failed_logins_in_five_minutes(make
 def test_a_create_in_flight_returns_its_nodes_while_more_runs_finish_than_are_kept(make_provider, vcsim, monkeypatch):
     # KEPT_RUNS (30) scaled down to 1, and 40 tag runs to as many as end while the create runs (at least 2):
     # runs cost CPU-seconds each on this machine.
-    monkeypatch.setattr(node_provider, "KEPT_RUNS", 1)
+    monkeypatch.setattr(runs, "KEPT_RUNS", 1)
     provider = make_provider("pruning")
     [head] = provider.create_node({}, {"ray-node-type": "head", "ray-user-node-type": "head"}, 1)
     outcome = []
@@ -188,5 +188,5 @@ def test_a_create_in_flight_returns_its_nodes_while_more_runs_finish_than_are_ke
     assert finished_meanwhile >= 2, "fewer runs ended during the create than are pruned: nothing was tested"
     [created] = outcome
     assert len(created) == 4 and all(record["ip"] for record in created.values())
-    runs = sorted(path.name for path in provider.playbooks.root.iterdir())
-    assert len(runs) == 1  # the newest finished run: the create's was pruned once it had ended
+    run_dirs = sorted(path.name for path in provider.playbooks.root.iterdir())
+    assert len(run_dirs) == 1  # the newest finished run: the create's was pruned once it had ended
