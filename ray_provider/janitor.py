@@ -14,7 +14,10 @@ of such a request is one of two things:
   under a new request id, so it would be a duplicate) and removed by one
   background run of terminate_nodes.yml: by request id (node_delete finds
   every VM of the request, tagged or not) when nothing of the request was
-  kept, else by the UUIDs of its VMs that were not.
+  kept, else by the UUIDs of its VMs that were not. (A VM of such a partly
+  kept request that never got its tags has no record the refresh reads, so
+  it is not among those UUIDs; node_delete's request_ids cannot spare the
+  kept ones. It stays, and `ray down` or node_delete's request_ids remove it.)
 
 A removal that fails is tried again after a back-off that doubles from
 FIRST_WAIT_S up to LONGEST_WAIT_S: a vCenter that keeps refusing is not asked

@@ -152,6 +152,15 @@ def test_a_playbook_run_whose_login_was_rejected_starts_the_back_off(provider):
     assert provider.playbooks.playbooks() == ["create_nodes"]
 
 
+def test_a_message_that_only_reads_like_a_rejected_login_starts_no_back_off(provider):
+    """What a failure is comes from the module's fields: here a deploy failed whose message quotes a login error."""
+    provider.playbooks.fail_with = ("ReconfigVM_Task failed: guest said 'rejected the login'", {"fault": "SystemError"})
+    with pytest.raises(NodeLaunchException):
+        provider.create_node({}, {"ray-node-type": "worker"}, 1)
+    assert provider.vcenter_session.backoff.seconds_left() == 0
+    assert provider.janitor.pending() == [provider.playbooks.calls[0][1]["ray_provider_request_id"]]
+
+
 # ----- bounded waits -----
 
 @pytest.fixture
