@@ -17,7 +17,8 @@ of such a request is one of two things:
   kept, else by the UUIDs of its VMs that were not. (A VM of such a partly
   kept request that never got its tags has no record the refresh reads, so
   it is not among those UUIDs; node_delete's request_ids cannot spare the
-  kept ones. It stays, and `ray down` or node_delete's request_ids remove it.)
+  kept ones. It stays, and the log names the request for node_delete's
+  request_ids once its kept nodes are gone.)
 
 A removal that fails is tried again after a back-off that doubles from
 FIRST_WAIT_S up to LONGEST_WAIT_S: a vCenter that keeps refusing is not asked
@@ -44,6 +45,7 @@ class Removal:
         self.request_ids = sorted(request_ids)
         self.uuids = sorted(uuids)
         self.requests = sorted(requests)  # every request this removal settles
+        self.partly_kept = sorted(set(self.requests) - set(self.request_ids))
 
     def __bool__(self):
         return bool(self.request_ids or self.uuids)
@@ -138,6 +140,10 @@ class FailedCreateJanitor:
         with self._lock:
             self._running = False
             if error is None:
+                if removal.partly_kept:
+                    logger.warning("ray_vsphere: failed launches %s were partly kept as nodes; a VM of theirs that "
+                                   "never got its tags, if any, is left for node_delete's request_ids once those "
+                                   "nodes are gone", ", ".join(removal.partly_kept))
                 for request_id in removal.requests:
                     self._requests.pop(request_id, None)
                     self._hidden.pop(request_id, None)
