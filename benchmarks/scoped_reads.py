@@ -156,7 +156,7 @@ def steady_state(nodes, repeat, work_dir):
         assert len(provider.non_terminated_nodes({})) == nodes  # logs in and reads in full
 
         def full_read():
-            provider._watch = None  # what a reconnect or a lost filter leads to, without the login
+            provider.reader.watch = None  # what a reconnect or a lost filter leads to, without the login
             assert len(provider.non_terminated_nodes({})) == nodes
 
         def tick():

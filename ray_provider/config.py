@@ -26,7 +26,8 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
+    CONNECTION_ARGUMENT_SPEC, RayVsphereError)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 
@@ -41,11 +42,13 @@ DECIDED_BY_PROVIDER = ("cluster_name", "node_kind", "node_type", "names", "count
 # Any of them may be set in `provider` for every node type and overridden in a node type's `node_config`.
 NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if option not in DECIDED_BY_PROVIDER}
 
-# Only in `provider`. The password is not among them: it comes from
+# Only in `provider`: vcenter_<option> for every connection option of the modules
+# (_client.CONNECTION_ARGUMENT_SPEC, the one place their types, VMWARE_* variables and
+# defaults are declared). The password is not among them: it comes from
 # VMWARE_PASSWORD, since Ray caches the config in plaintext and copies it to the head.
-CONNECTION_KEYS = {"vcenter_hostname": dict(type="str"), "vcenter_port": dict(type="int"),
-                   "vcenter_username": dict(type="str"), "vcenter_validate_certs": dict(type="bool"),
-                   "vcenter_ca_path": dict(type="path"), "vcenter_request_timeout": dict(type="int")}
+SECRET_CONNECTION_OPTIONS = ("password",)
+CONNECTION_KEYS = {f"vcenter_{option}": dict(type=spec["type"]) for option, spec in CONNECTION_ARGUMENT_SPEC.items()
+                   if option not in SECRET_CONNECTION_OPTIONS}
 # Which vCenter account the head's autoscaler uses: its own (HEAD_ACCOUNT_VARIABLES), or the operator's.
 OWN_ACCOUNT, OPERATOR_ACCOUNT = "own", "operator"
 HEAD_KEYS = {"head_vcenter_account": dict(type="str", choices=[OWN_ACCOUNT, OPERATOR_ACCOUNT])}
@@ -53,9 +56,6 @@ HEAD_KEYS = {"head_vcenter_account": dict(type="str", choices=[OWN_ACCOUNT, OPER
 HEAD_USER_VARIABLE = "RAY_VSPHERE_HEAD_USER"
 HEAD_PASSWORD_VARIABLE = "RAY_VSPHERE_HEAD_PASSWORD"
 HEAD_ACCOUNT_VARIABLES = (HEAD_USER_VARIABLE, HEAD_PASSWORD_VARIABLE)
-# Seconds one vCenter request may go unanswered, in the provider's refresh and in
-# its playbook runs' modules: also how long a silent vCenter may hold up Ray's loop.
-DEFAULT_REQUEST_TIMEOUT_S = 30
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
                 "vcenter_password_vault": dict(type="str"), "node_folders": dict(type="list"),
@@ -170,6 +170,11 @@ def node_settings(provider, node_config):
     return settings
 
 
+def node_folder(settings):
+    """(datacenter, VM folder path) of one node type's settings; "" is the datacenter's VM folder."""
+    return (settings.get("datacenter") or "", (settings.get("vm_folder") or "").strip("/"))
+
+
 # Ray's `ray start` on a worker turns token authentication on only from the
 # environment (ray/scripts/scripts.py: only the head's branch looks for a
 # token file), and Ray's launcher has no hook to add to a command's environment.
@@ -273,23 +278,39 @@ def check_cluster_config(config):
         raise ClusterConfigError(problems)
 
 
+def connection_variable(option):
+    """The VMWARE_* variable a connection option falls back to (AWX's VMware credential sets it)."""
+    return CONNECTION_ARGUMENT_SPEC[option]["fallback"][1][0]
+
+
 class VcenterCredentials:
-    """Where and as whom to log in: provider keys first, then the VMWARE_* environment (as AWX injects it)."""
+    """Where and as whom to log in: provider keys first, then the VMWARE_* environment (as AWX injects it).
+
+    Each option is read as the modules read it: its provider key
+    vcenter_<option>, else its VMWARE_* variable, else its default, all from
+    _client.CONNECTION_ARGUMENT_SPEC; so `ray up` and the playbook runs it
+    starts use one request timeout (60 s, the modules': above the 30 s a
+    module asks vCenter to hold a WaitForUpdatesEx). A value that is not of
+    the option's type is a ClusterConfigError naming where it came from.
+    """
 
     def __init__(self, provider, environ=None):
         environ = os.environ if environ is None else environ
-        self.hostname = provider.get("vcenter_hostname") or environ.get("VMWARE_HOST")
-        self.username = provider.get("vcenter_username") or environ.get("VMWARE_USER")
-        self.port = int(provider.get("vcenter_port") or environ.get("VMWARE_PORT") or 443)
-        validate = provider.get("vcenter_validate_certs")
-        # Read as the modules' validate_certs option reads its VMWARE_VALIDATE_CERTS fallback.
-        self.validate_certs = boolean(environ.get("VMWARE_VALIDATE_CERTS", True)) if validate is None else validate
-        # As the modules' ca_path and its VMWARE_CA_PATH fallback; ~ expanded, as for a `path` option.
-        ca_path = provider.get("vcenter_ca_path") or environ.get("VMWARE_CA_PATH")
-        self.ca_path = str(Path(ca_path).expanduser()) if ca_path else None
-        self.request_timeout = int(provider.get("vcenter_request_timeout") or environ.get("VMWARE_REQUEST_TIMEOUT")
-                                   or DEFAULT_REQUEST_TIMEOUT_S)
-        self.password = environ.get("VMWARE_PASSWORD")
+        problems = []
+        values = {}
+        for option in CONNECTION_ARGUMENT_SPEC:
+            if option in SECRET_CONNECTION_OPTIONS:
+                continue
+            try:
+                values[option] = _connection_value(option, provider, environ)
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ClusterConfigError(problems)
+        self.hostname, self.username, self.port = values["hostname"], values["username"], values["port"]
+        self.validate_certs, self.ca_path = values["validate_certs"], values["ca_path"]
+        self.request_timeout = values["request_timeout"]
+        self.password = environ.get(connection_variable("password"))
         if not self.password and provider.get("vcenter_password_vault"):
             self.password = decrypt_secret(provider["vcenter_password_vault"], provider["ssh_private_key_file"])
 
@@ -307,16 +328,38 @@ class VcenterCredentials:
 
     def environment(self):
         """VMWARE_* but the password, for ansible-runner; the password goes as a vaulted variable."""
-        environment = {"VMWARE_HOST": self.hostname, "VMWARE_USER": self.username,
-                       "VMWARE_PORT": str(self.port), "VMWARE_VALIDATE_CERTS": str(self.validate_certs).lower(),
-                       "VMWARE_REQUEST_TIMEOUT": str(self.request_timeout)}
-        if self.ca_path:
-            environment["VMWARE_CA_PATH"] = self.ca_path
-        return environment
+        values = {"hostname": self.hostname, "username": self.username, "port": self.port,
+                  "validate_certs": str(self.validate_certs).lower(), "request_timeout": self.request_timeout,
+                  "ca_path": self.ca_path}
+        return {connection_variable(option): str(value) for option, value in values.items() if value is not None}
 
     def secret_vars(self):
         """What playbooks/provider/*.yml pass to every module as `password` (module_defaults)."""
         return {"ray_provider_vcenter_password": self.password}
+
+
+def _connection_value(option, provider, environ):
+    """One connection option: provider key, else VMWARE_* variable, else default; ValueError naming a bad value."""
+    spec = CONNECTION_ARGUMENT_SPEC[option]
+    key, variable = f"vcenter_{option}", connection_variable(option)
+    value, source = provider.get(key), f"provider.{key}"
+    if value is None or value == "":
+        value, source = environ.get(variable), variable
+    if value is None or value == "":
+        return spec.get("default")
+    kind = spec["type"]
+    try:
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind == "bool":
+            return boolean(value, strict=True)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: must be {TYPE_NAMES[kind]}, not {value!r}") from None
+    if kind == "path":
+        return str(Path(value).expanduser())
+    return value
 
 
 def _vault(key_file):
@@ -371,7 +414,7 @@ class HeadAccount:
             return [f"{' and '.join(missing)}: not set. The Ray head's autoscaler logs in to vCenter with an "
                     f"account of its own, given to `ray up` only through {HEAD_USER_VARIABLE} and "
                     f"{HEAD_PASSWORD_VARIABLE}: make one with the role ray-vsphere-autoscaler on the cluster's "
-                    "VM folder and placement (playbooks/vcenter_prepare.yml; README, \"Security\"). Or, to give "
+                    "VM folder and placement (playbooks/vcenter_prepare.yml; docs/security.md). Or, to give "
                     "the head your own account, which any job on the head can then use, set "
                     "provider.head_vcenter_account: operator"]
         if self.username.casefold() == (self._operator_username or "").casefold():

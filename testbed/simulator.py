@@ -122,7 +122,7 @@ class Vcsim:
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
                  prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
-                 enforce_permissions=False):
+                 enforce_permissions=False, stall_session_after=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -141,7 +141,10 @@ class Vcsim:
         the first datastore, NETWORK) and ReadOnly on the datacenter, as vcenter_prepare.yml grants it.
         enforce_permissions: vcsim checks the privileges of accounts given a role, as vCenter
         does (NoPermission; testbed/vcsim/permissions.go), from meta/vcenter_requirements.yml.
+        stall_session_after: (method, VM name regex, milliseconds): the first session calling method on a
+        matching VM gets no answer to its later calls, others are served (testbed/vcsim/stall.go).
         """
+        self.stall_session_after = stall_session_after
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
         self.fail_import = fail_import
@@ -198,6 +201,8 @@ class Vcsim:
             command += ["-fail-clone", self.fail_clone]
         if self.fail_import:
             command += ["-fail-import", self.fail_import]
+        if self.stall_session_after:
+            command += ["-stall-session-after", ":".join(str(part) for part in self.stall_session_after)]
         return command
 
     def start(self):

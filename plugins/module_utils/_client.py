@@ -78,6 +78,12 @@ CONNECTION_ARGUMENT_SPEC = dict(
     request_timeout=dict(type="int", default=DEFAULT_REQUEST_TIMEOUT,
                          fallback=(env_fallback, ["VMWARE_REQUEST_TIMEOUT"])),
 )
+# Stable names of what failed, in a failed result's `failure` field (beside `fault`, the vSphere fault's
+# type name, and `timed_out`): callers that act on the kind of failure (the Ray provider's launch categories)
+# read these, never the English of a message.
+FAILURE_PLACEMENT = "placement"
+FAILURE_NO_IP_ADDRESS = "no_ip_address"
+
 # Each required connection option and the variable AWX's credential sets it through.
 REQUIRED_CONNECTION = (("hostname", "VMWARE_HOST"), ("username", "VMWARE_USER"), ("password", "VMWARE_PASSWORD"))
 
@@ -133,9 +139,14 @@ def supported_version(hostname, port, ssl_context, timeout):
                           % (hostname, port, ", ".join(sorted(spoken))))
 
 
+def fault_name(error):
+    """A vSphere fault's type name without its namespace (vim.fault.NoDiskSpace -> NoDiskSpace)."""
+    return type(error).__name__.split(".")[-1]
+
+
 def fault_text(error):
     """A vSphere fault as 'FaultType: message', for error messages."""
-    name = type(error).__name__.split(".")[-1]
+    name = fault_name(error)
     # A fault without a message of its own (SystemError, RuntimeFault) says why in `reason`, if at all.
     message = getattr(error, "msg", None) or getattr(error, "reason", None) or str(error)
     return "%s: %s" % (name, message.strip())
@@ -317,9 +328,10 @@ def run_module(module, action):
     except RayVsphereError as error:
         module.fail_json(msg=str(error), **error.details)
     except vmodl.MethodFault as error:
-        module.fail_json(msg="vCenter call failed: %s" % fault_text(error), exception=traceback.format_exc())
+        module.fail_json(msg="vCenter call failed: %s" % fault_text(error), fault=fault_name(error),
+                         exception=traceback.format_exc())
     except socket.timeout:
         module.fail_json(msg="vCenter %s:%s did not answer within %s s (request_timeout)"
                          % (module.params["hostname"], module.params["port"], module.params["request_timeout"]),
-                         exception=traceback.format_exc())
+                         timed_out=True, exception=traceback.format_exc())
     module.exit_json(**result)

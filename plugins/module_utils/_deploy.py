@@ -26,7 +26,8 @@ import threading
 import time
 import uuid
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
+    FAILURE_NO_IP_ADDRESS, RayVsphereError, fault_text)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
     _nfc, _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _vsphere)
 
@@ -290,7 +291,8 @@ def deploy(client, params, check_mode, cluster_key):
             made = sorted(builder.vms)
             builder.undo()
             if made:
-                raise RayVsphereError("%s; removed the VMs this call created: %s" % (error, ", ".join(made)))
+                raise RayVsphereError("%s; removed the VMs this call created: %s" % (error, ", ".join(made)),
+                                      **error.details)
             raise
     final = _nodes.Inventory(service_instance)
     nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
@@ -760,7 +762,7 @@ def wait_for_ips(service_instance, vms, request, timeout):
             if left <= 0:
                 reported = "; ".join("%s: %s" % (vms[vm], _nodes.guest_addresses(seen[vm]) or "no address") for vm in waiting)
                 raise RayVsphereError("no usable IP after %s s (ignored: %s) for %s" % (
-                    timeout, ", ".join(str(n) for n in request.ignored), reported))
+                    timeout, ", ".join(str(n) for n in request.ignored), reported), failure=FAILURE_NO_IP_ADDRESS)
             update = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(
                 maxWaitSeconds=int(max(1, min(left, 30)))))
             if update is None:

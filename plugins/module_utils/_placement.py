@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_PLACEMENT, RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
 
 try:
@@ -118,7 +118,15 @@ def _folder(service_instance, datacenter, datacenter_name, path):
 
 
 def resolve(service_instance, params):
-    """A Placement for the module params, or RayVsphereError naming what is missing or ambiguous."""
+    """A Placement for the module params, or RayVsphereError naming what is missing or ambiguous (its failure: placement)."""
+    try:
+        return _resolve(service_instance, params)
+    except RayVsphereError as error:
+        error.details.setdefault("failure", FAILURE_PLACEMENT)
+        raise
+
+
+def _resolve(service_instance, params):
     datacenter, datacenter_name = _datacenter(service_instance, params["datacenter"])
     where = "datacenter %s" % datacenter_name
     host = None

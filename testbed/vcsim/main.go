@@ -92,6 +92,7 @@ func main() {
 		log.Fatal(err)
 	}
 	installFaultHooks(model, *username, *password)
+	installStallHook(model)
 	// Last, so it runs first: a call the account may not make fails before any other hook sees it.
 	if err := enforcePermissions(model, *enforcedPermissions); err != nil {
 		log.Fatal(err)

@@ -266,7 +266,7 @@ def test_the_providers_refresh_never_counts_the_forged_head(forged_head, cluster
         "datastore": simulator.DATASTORES[0], "ssh_private_key_file": str(cluster_key_file),
         "ssh_public_key_file": f"{cluster_key_file}.pub"}, CLUSTER)
     heads = provider.non_terminated_nodes({TAG_RAY_NODE_KIND: "head"})
-    assert [provider._nodes[node_id]["name"] for node_id in heads] == [f"{CLUSTER}-head"]
+    assert [provider.cache.name(node_id) for node_id in heads] == [f"{CLUSTER}-head"]
     assert FORGED in {props.get("name") for props in provider._watch.vms.values()}, \
         "the refresh saw the forged head, and left it out"
 

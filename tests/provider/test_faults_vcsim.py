@@ -14,7 +14,7 @@ import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
-from ray_provider import node_provider
+from ray_provider import node_provider, runs
 from ray_provider.node_provider import VsphereNodeProvider
 from ray_provider.vcenter_session import LoginBackoff, VcenterSession
 from testbed import simulator
@@ -123,11 +123,11 @@ def test_a_create_cut_short_by_a_silent_vcenter_leaves_no_orphan_and_its_retry_n
     [failure] = outcome
     assert isinstance(failure, NodeLaunchException), failure
     assert f"did not answer within {CREATE_REQUEST_TIMEOUT_S} s" in failure.description
-    [request_id] = provider._cleanup.pending()
+    [request_id] = provider.janitor.pending()
     # vCenter answers again: the refresh leaves the request's VMs out, and removes them in the background.
     provider._last_refresh = float("-inf")
     assert provider.non_terminated_nodes({}) == []
-    wait_until(lambda: not provider._cleanup.pending(), 120, "the cleanup of the failed create")
+    wait_until(lambda: not provider.janitor.pending(), 120, "the cleanup of the failed create")
     assert vm_names(vcsim, "silent-create-") == []
     # Ray retries the launch: exactly its two nodes exist, none of the first try's.
     retried = provider.create_node({}, WORKER, 2)
@@ -138,35 +138,42 @@ def test_a_create_cut_short_by_a_silent_vcenter_leaves_no_orphan_and_its_retry_n
     assert sorted(provider.non_terminated_nodes({})) == sorted(retried)
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
 def test_a_wrong_password_costs_at_most_three_failed_logins_in_five_minutes(make_provider, vcsim, monkeypatch):
-    """Five minutes run 60 times faster: the real policy with every wait divided by 60."""
-    speedup = 60
+    """Five minutes of refreshes every 2 s on an injected clock: the real back-off policy, logins counted at vcsim."""
+    clock = FakeClock()
     monkeypatch.setenv("VMWARE_PASSWORD", "a-rotated-password")
     provider = make_provider("wrong-password")
-    provider.vcenter_session = VcenterSession(provider.credentials, SETUP_REQUEST_TIMEOUT_S, backoff=LoginBackoff(
-        first_wait_s=LoginBackoff.FIRST_WAIT_S / speedup, longest_wait_s=LoginBackoff.LONGEST_WAIT_S / speedup))
-    monkeypatch.setattr(node_provider, "REFRESH_INTERVAL_S", 2.0 / speedup)
+    provider.vcenter_session = VcenterSession(provider.credentials, SETUP_REQUEST_TIMEOUT_S,
+                                              backoff=LoginBackoff(clock=clock))
     before = len(vcsim.failed_logins())
     launches = 0
-    deadline = time.monotonic() + 300 / speedup
-    while time.monotonic() < deadline:
+    for tick in range(0, 300, 2):
+        clock.now = 1000.0 + tick
         with pytest.raises(Exception, match="rejected the login|not trying again"):
             provider.non_terminated_nodes({})
         if provider.vcenter_session.backoff.seconds_left() > 0 and launches < 3:
             with pytest.raises(NodeLaunchException, match="not trying again"):  # no run, so no login either
                 provider.create_node({}, WORKER, 1)
             launches += 1
-        time.sleep(2.0 / speedup)
-    time.sleep(0.3)  # vcsim's log is written as it answers
+    # vcsim logs a rejected login before it answers; the file may lag a little behind.
+    wait_until(lambda: len(vcsim.failed_logins()) - before >= 3, 10, f"vcsim logged {vcsim.failed_logins()[before:]}")
     failed = vcsim.failed_logins()[before:]
-    assert failed == [vcsim.username] * 3, failed
+    assert failed == [vcsim.username] * 3, failed  # at 0, 60 and 180 s; the next is due at 420 s
     assert provider.playbooks.count == 0
 
 
 def test_a_create_in_flight_returns_its_nodes_while_more_runs_finish_than_are_kept(make_provider, vcsim, monkeypatch):
     # KEPT_RUNS (30) scaled down to 1, and 40 tag runs to as many as end while the create runs (at least 2):
     # runs cost CPU-seconds each on this machine.
-    monkeypatch.setattr(node_provider, "KEPT_RUNS", 1)
+    monkeypatch.setattr(runs, "KEPT_RUNS", 1)
     provider = make_provider("pruning")
     [head] = provider.create_node({}, {"ray-node-type": "head", "ray-user-node-type": "head"}, 1)
     outcome = []
@@ -181,5 +188,5 @@ def test_a_create_in_flight_returns_its_nodes_while_more_runs_finish_than_are_ke
     assert finished_meanwhile >= 2, "fewer runs ended during the create than are pruned: nothing was tested"
     [created] = outcome
     assert len(created) == 4 and all(record["ip"] for record in created.values())
-    runs = sorted(path.name for path in provider.playbooks.root.iterdir())
-    assert len(runs) == 1  # the newest finished run: the create's was pruned once it had ended
+    run_dirs = sorted(path.name for path in provider.playbooks.root.iterdir())
+    assert len(run_dirs) == 1  # the newest finished run: the create's was pruned once it had ended

@@ -105,9 +105,20 @@ def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_
         nodes = provider.non_terminated_nodes({})
         assert len(nodes) == 1
         client = provider.vcenter_session._client
+        first_session = client.service_instance.content.sessionManager.currentSession.key
         time.sleep(max(2.5, node_provider.REFRESH_INTERVAL_S + 0.5))  # the session ends; the cache goes stale
-        assert provider.non_terminated_nodes({}) == nodes
-        assert provider.vcenter_session._client is client, "the same client, logged in again on NotAuthenticated"
+        admin = forgetful.endpoint.connect()
+        try:
+            assert first_session not in {session.key for session in admin.content.sessionManager.sessionList}, \
+                "vcsim ended the provider's idle session"
+            assert provider.non_terminated_nodes({}) == nodes
+            assert provider.vcenter_session._client is client, "the same client, logged in again on NotAuthenticated"
+            second_session = client.service_instance.content.sessionManager.currentSession.key
+            assert second_session != first_session, "a new login, not the old session"
+            assert second_session in {session.key for session in admin.content.sessionManager.sessionList}
+            assert provider.full_reads == 2, "the read after the re-login read everything again: a new session"
+        finally:
+            admin.content.sessionManager.Logout()
 def test_ray_up_on_a_vcenter_nobody_prepared_is_refused_naming_the_prepare_playbook(
         testbed_prerequisites, test_ova, tmp_path, monkeypatch):
     """bootstrap_config's check-mode deploy asks for the custom attribute definitions before anything exists."""

@@ -15,7 +15,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
     _node_watch, _nodes, _ray_auth, _records)
-from ray_provider import node_provider
+from ray_provider import node_provider, node_reader
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
 from testbed.guests import make_key_pair
@@ -148,7 +148,7 @@ def test_a_session_terminated_on_the_server_is_logged_in_again_and_read_in_full(
     assert ended not in {session.key for session in admin.content.sessionManager.sessionList}
     added = site.node(f"{CLUSTER}-added")  # while the provider had no session
 
-    with caplog.at_level(logging.INFO, logger=node_provider.__name__):
+    with caplog.at_level(logging.INFO, logger=node_reader.__name__):
         assert sorted(provider.non_terminated_nodes({})) == sorted([site.uuid(worker), site.uuid(added)])
     assert session_key(provider) != ended, "logged in again"
     assert provider.full_reads == 2, "read in full once more"

@@ -1,7 +1,8 @@
 """Faults the provider must ride out, with vCenter and ansible-runner faked or replaced by a silent socket.
 
 The same faults against vcsim (SIGSTOPped, a wrong password counted at
-vcsim, a create in flight while runs are pruned) are in test_faults_vcsim.py.
+vcsim, a create in flight while runs are pruned) are in
+tests/provider/test_faults_vcsim.py.
 """
 
 import json
@@ -17,12 +18,14 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import MAX_NAME_LENGTH, request_names
-from ray_provider import node_provider
-from ray_provider.config import VcenterCredentials
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import CONNECTION_ARGUMENT_SPEC
+from ray_provider import node_provider, runs
+from ray_provider.config import ClusterConfigError, VcenterCredentials
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
-from ray_provider.node_provider import PlaybookRuns
+from ray_provider.runner import published_stats
+from ray_provider.runs import PlaybookRuns
 from ray_provider.vcenter_session import LoginBackoff, LoginDeferred, VcenterSession, VcenterUnresponsive
-from test_node_provider_unit import FakeRuns, PROVIDER, provider, record  # noqa: F401 - fixture
+from conftest import PROVIDER, record
 
 CREDENTIALS = VcenterCredentials({"vcenter_hostname": "vcenter.example.com", "vcenter_username": "ray"},
                                  environ={"VMWARE_PASSWORD": "wrong"})
@@ -140,13 +143,22 @@ def test_while_the_password_is_refused_the_provider_keeps_its_view_and_runs_no_p
 
 def test_a_playbook_run_whose_login_was_rejected_starts_the_back_off(provider):
     provider.playbooks.fail_with = ("vCenter vcenter.example.com:443 rejected the login of 'ray': wrong username "
-                                    "or password (VMWARE_USER / VMWARE_PASSWORD)")
+                                    "or password (VMWARE_USER / VMWARE_PASSWORD)", {"fault": "InvalidLogin"})
     with pytest.raises(NodeLaunchException):
         provider.create_node({}, {"ray-node-type": "worker"}, 1)
     assert provider.vcenter_session.backoff.seconds_left() > 59
     with pytest.raises(NodeLaunchException):
         provider.create_node({}, {"ray-node-type": "worker"}, 1)
     assert provider.playbooks.playbooks() == ["create_nodes"]
+
+
+def test_a_message_that_only_reads_like_a_rejected_login_starts_no_back_off(provider):
+    """What a failure is comes from the module's fields: here a deploy failed whose message quotes a login error."""
+    provider.playbooks.fail_with = ("ReconfigVM_Task failed: guest said 'rejected the login'", {"fault": "SystemError"})
+    with pytest.raises(NodeLaunchException):
+        provider.create_node({}, {"ray-node-type": "worker"}, 1)
+    assert provider.vcenter_session.backoff.seconds_left() == 0
+    assert provider.janitor.pending() == [provider.playbooks.calls[0][1]["ray_provider_request_id"]]
 
 
 # ----- bounded waits -----
@@ -228,50 +240,66 @@ def test_without_any_view_yet_a_failed_refresh_is_an_error(provider, monkeypatch
 def test_a_slow_refresh_holds_up_no_other_caller(provider):
     assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
     provider._last_refresh = float("-inf")
-    provider.list_delay = 2.0
+    provider.vcenter.hold = True
     slow = threading.Thread(target=provider.non_terminated_nodes, args=({},))
     slow.start()
-    time.sleep(0.2)
+    assert provider.vcenter.entered.wait(10)
     started = time.monotonic()
     assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]  # the cached view, at once
     assert provider.node_tags("a")["ray-cluster-name"] == "unit"
     assert time.monotonic() - started < 0.1
+    provider.vcenter.release.set()
     slow.join()
-    assert provider.reads == 2
+    assert provider.vcenter.reads == 2
 
 
-def test_every_run_has_a_timeout_and_a_create_gets_the_deploy_and_ip_timeouts_and_a_margin(provider):
+def test_every_run_has_a_timeout_and_a_create_gets_the_deploy_and_ip_timeouts_and_a_margin(provider, monkeypatch,
+                                                                                            tmp_path):
     provider.create_node({"timeout": 100, "ip_timeout": 50}, {"ray-node-type": "worker"}, 1)
-    provider.terminate_node(next(iter(provider.non_terminated_nodes({}))))
-    assert provider.playbooks.timeouts == [100 + 50 + node_provider.CREATE_RUN_MARGIN_S, None]
-    assert PlaybookRuns.run.__defaults__[-1] == node_provider.DEFAULT_RUN_TIMEOUT_S
+    provider.create_node({}, {"ray-node-type": "worker"}, 1)  # node_deploy's defaults: 1800 s and 600 s
+    assert provider.playbooks.timeouts == [100 + 50 + 300, 1800 + 600 + 300]
+    # The runs the provider makes without a timeout of their own (terminate, tags) reach ansible-runner with one.
+    given = []
+
+    def run_playbook(playbook, private_data_dir, timeout=None, **options):
+        given.append(timeout)
+        return SimpleNamespace(status="successful", events=[])
+    monkeypatch.setattr(runs, "run_playbook", run_playbook)
+    provider.playbooks = PlaybookRuns(tmp_path, "unit", provider.credentials)
+    provider.non_terminated_nodes({})
+    provider.terminate_node("a")
+    provider.write_tags_now()  # nothing to write: no run
+    provider.set_node_tags("b", {"ray-node-status": "up-to-date"})
+    provider.write_tags_now()
+    assert given == [900, 900]
 
 
 # ----- a failed create leaves nothing -----
 
 def test_a_failed_create_is_hidden_and_cleaned_up_by_request_id_once_vcenter_answers(provider, monkeypatch):
     monkeypatch.setattr(node_provider, "REFRESH_INTERVAL_S", 0.0)
-    provider.playbooks.fail_with = "vCenter vcenter.example.com:443 did not answer within 30 s (request_timeout)"
+    provider.playbooks.fail_with = ("vCenter vcenter.example.com:443 did not answer within 30 s (request_timeout)",
+                                    {"timed_out": True})
     with pytest.raises(NodeLaunchException):
         provider.create_node({}, {"ray-node-type": "worker", "ray-user-node-type": "cpu"}, 2)
     request_id = provider.playbooks.calls[0][1]["ray_provider_request_id"]
     # What the cut-short run left, tagged already: not a node for Ray, or its retry would be a duplicate.
-    provider.vcenter.append(record("left", f"unit-cpu-{request_id}-0"))
+    provider.vcenter.records.append(record("left", f"unit-cpu-{request_id}-0"))
     provider.playbooks.fail_with = None
     assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
-    for _ in range(50):
-        if len(provider.playbooks.calls) > 1 and not provider._cleanup.pending():
+    for _ in range(100):
+        if len(provider.playbooks.calls) > 1 and not provider.janitor.pending():
             break
         time.sleep(0.05)
     playbook, extravars = provider.playbooks.calls[1]
     assert playbook == "terminate_nodes" and extravars["ray_provider_request_ids"] == [request_id]
-    assert provider._cleanup.pending() == []
+    assert extravars["ray_provider_uuids"] == []
+    assert provider.janitor.pending() == []
 
 
 # ----- runs survive pruning -----
 
 def test_a_run_in_flight_survives_pruning_by_40_runs_that_finish(monkeypatch, tmp_path):
-    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path)
     first_started, release = threading.Event(), threading.Event()
 
     class Runner:
@@ -295,33 +323,32 @@ def test_a_run_in_flight_survives_pruning_by_40_runs_that_finish(monkeypatch, tm
         runner.events_file.write_text(json.dumps([{"event": "playbook_on_stats", "event_data": {
             "artifact_data": {"ray_provider_nodes": [playbook]}}}]))
         return runner
-    monkeypatch.setattr(node_provider, "run_playbook", run_playbook)
-    runs = PlaybookRuns("prune", CREDENTIALS)
+    monkeypatch.setattr(runs, "run_playbook", run_playbook)
+    playbook_runs = PlaybookRuns(tmp_path, "prune", CREDENTIALS)
     created = []
-    creating = threading.Thread(target=lambda: created.append(runs.run("create_nodes", {})))
+    creating = threading.Thread(target=lambda: created.append(playbook_runs.run("create_nodes", {})))
     creating.start()
     assert first_started.wait(10)
     for _ in range(40):
-        runs.run("set_node_tags", {})
-    in_dir = sorted(path.name for path in runs.root.iterdir())
-    assert len(in_dir) == node_provider.KEPT_RUNS + 1  # the newest 30 finished ones, and the create
+        playbook_runs.run("set_node_tags", {})
+    in_dir = sorted(path.name for path in playbook_runs.root.iterdir())
+    assert len(in_dir) == runs.KEPT_RUNS + 1 == 31  # the newest 30 finished ones, and the create
     assert any("create_nodes" in name for name in in_dir)
     release.set()
     creating.join()
     # The oldest run, pruned as it ended: its results were read before.
-    assert node_provider.published_stats(created[0]) == {"ray_provider_nodes": ["ray_vsphere.cluster.provider.create_nodes"]}
+    assert published_stats(created[0]) == {"ray_provider_nodes": ["ray_vsphere.cluster.provider.create_nodes"]}
 
 
 def test_a_run_whose_process_died_is_pruned_like_a_finished_one(monkeypatch, tmp_path):
-    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path)
-    monkeypatch.setattr(node_provider, "run_playbook",
+    monkeypatch.setattr(runs, "run_playbook",
                         lambda playbook, private_data_dir, **options: SimpleNamespace(status="successful", events=[]))
-    runs = PlaybookRuns("prune", CREDENTIALS)
-    orphan = runs.root / "00000000T000000-00000-create_nodes-dead00"
+    playbook_runs = PlaybookRuns(tmp_path, "prune", CREDENTIALS)
+    orphan = playbook_runs.root / "00000000T000000-00000-create_nodes-dead00"
     orphan.mkdir(parents=True)
     (orphan / PlaybookRuns.IN_FLIGHT).write_text("999999999")  # no such process
-    for _ in range(node_provider.KEPT_RUNS):
-        runs.run("set_node_tags", {})
+    for _ in range(runs.KEPT_RUNS):
+        playbook_runs.run("set_node_tags", {})
     assert not orphan.exists()
 
 
@@ -329,6 +356,7 @@ def test_a_run_whose_process_died_is_pruned_like_a_finished_one(monkeypatch, tmp
 
 def test_refresh_picks_each_nodes_address_by_its_own_node_types_rules(monkeypatch, tmp_path):
     monkeypatch.setenv("VMWARE_PASSWORD", "not-a-real-password")
+    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
     config = {"provider": dict(PROVIDER, ignored_cidrs=["10.9.0.0/16"]),
               "available_node_types": {"gpu": {"node_config": {"preferred_cidr": "192.168.60.0/24"}},
                                        "cpu": {"node_config": {}},
@@ -382,4 +410,33 @@ def test_the_request_timeout_is_checked_with_the_config_and_reaches_the_runs_mod
     credentials = VcenterCredentials(dict(PROVIDER, vcenter_request_timeout=12), environ={"VMWARE_PASSWORD": "x"})
     assert credentials.request_timeout == 12
     assert credentials.environment()["VMWARE_REQUEST_TIMEOUT"] == "12"  # the modules' request_timeout fallback
-    assert VcenterCredentials(PROVIDER, environ={}).request_timeout == 30
+    # The default is the modules' own (60 s: above the 30 s a module asks vCenter to hold a WaitForUpdatesEx).
+    assert VcenterCredentials(PROVIDER, environ={}).request_timeout == 60
+    assert CONNECTION_ARGUMENT_SPEC["request_timeout"]["default"] == 60
+
+
+@pytest.mark.parametrize("environ, provider_keys, problems", [
+    ({"VMWARE_PORT": "44x3"}, {}, ["VMWARE_PORT: must be an integer, not '44x3'"]),
+    ({"VMWARE_REQUEST_TIMEOUT": "3O", "VMWARE_VALIDATE_CERTS": "maybe"}, {},
+     ["VMWARE_VALIDATE_CERTS: must be true or false, not 'maybe'", "VMWARE_REQUEST_TIMEOUT: must be an integer, not '3O'"]),
+    ({"VMWARE_PORT": "8443"}, {"vcenter_port": "x"}, ["provider.vcenter_port: must be an integer, not 'x'"]),
+])
+def test_a_mistyped_connection_setting_is_named_with_its_value_not_a_traceback(environ, provider_keys, problems):
+    with pytest.raises(ClusterConfigError) as raised:
+        VcenterCredentials({**PROVIDER, **provider_keys}, environ=environ)
+    assert raised.value.problems == problems
+
+
+def test_connection_settings_come_from_the_modules_spec_keys_then_variables_then_defaults():
+    credentials = VcenterCredentials({}, environ={"VMWARE_HOST": "vc.example.com", "VMWARE_USER": "ray",
+                                                 "VMWARE_PORT": "8443", "VMWARE_VALIDATE_CERTS": "no",
+                                                 "VMWARE_CA_PATH": "~/ca.pem", "VMWARE_PASSWORD": "pw"})
+    assert (credentials.hostname, credentials.username, credentials.port, credentials.validate_certs,
+            credentials.password) == ("vc.example.com", "ray", 8443, False, "pw")
+    assert credentials.ca_path.endswith("/ca.pem") and "~" not in credentials.ca_path
+    # What the playbook runs' modules read back through the same VMWARE_* fallbacks, the password aside.
+    assert credentials.environment() == {"VMWARE_HOST": "vc.example.com", "VMWARE_USER": "ray", "VMWARE_PORT": "8443",
+                                         "VMWARE_VALIDATE_CERTS": "false", "VMWARE_REQUEST_TIMEOUT": "60",
+                                         "VMWARE_CA_PATH": credentials.ca_path}
+    defaults = VcenterCredentials({"vcenter_hostname": "vc"}, environ={})
+    assert (defaults.port, defaults.validate_certs, defaults.ca_path) == (443, True, None)

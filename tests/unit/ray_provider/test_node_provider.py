@@ -1,87 +1,24 @@
-"""VsphereNodeProvider's cache, batching, locking and errors, with the playbook runs and vCenter reads faked.
+"""VsphereNodeProvider's cache, batching, locking, config and errors, with the playbook runs and vCenter reads faked.
 
-Mocks are for these unit tests only: the end-to-end tests run the same
-provider against vcsim with real Ray.
+The fakes are in conftest.py. Races are staged with events (a read held at
+its start, a run held until released), never with sleeps as barriers.
 """
 
 import hashlib
 import io
 import tarfile
 import threading
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import AT_LEAST_ONE, DEPLOY_OPTIONS
-from ray_provider import config, node_provider
-from ray_provider.node_provider import PlaybookFailed, VsphereNodeProvider
+from ray_provider import config, head_config, node_provider
+from ray_provider.node_provider import VsphereNodeProvider
+from ray_provider.runs import PlaybookFailed
 from testbed.guests import make_key_pair
-
-PROVIDER = {"type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
-            "ovf": "https://images.example.com/ray.ova", "datacenter": "DC0", "cluster": "C0", "datastore": "DS0",
-            "vcenter_hostname": "vcenter.example.com", "vcenter_username": "ray"}
-
-
-def record(uuid, name, ip="10.0.0.1", power_state="poweredOn", **tags):
-    return {"uuid": uuid, "name": name, "ip": ip, "power_state": power_state,
-            "tags": {"ray-cluster-name": "unit", "ray-node-type": "worker", **tags}}
-
-
-class FakeRuns:
-    """Records every playbook run; create_nodes.yml publishes `count` new nodes."""
-
-    def __init__(self):
-        self.calls = []
-        self.timeouts = []
-        self.fail_with = None
-        self.delay = 0.0
-        self._lock = threading.Lock()
-
-    def run(self, playbook, extravars, timeout=None):
-        with self._lock:
-            self.calls.append((playbook, extravars))
-            self.timeouts.append(timeout)
-            index = len(self.calls)
-        time.sleep(self.delay)
-        if self.fail_with:
-            failed = SimpleNamespace(status="failed", events=[{"event": "runner_on_failed", "event_data": {
-                "task": "Deploy the nodes", "res": {"msg": self.fail_with}}}])
-            raise PlaybookFailed(playbook, failed)
-        stats = {}
-        if playbook == "create_nodes":
-            stats["ray_provider_nodes"] = [record(f"new-{index}-{i}", f"unit-worker-{index}-{i}", ip=f"10.1.{index}.{i}")
-                                           for i in range(extravars["ray_provider_count"])]
-        return SimpleNamespace(status="successful", events=[
-            {"event": "playbook_on_stats", "event_data": {"artifact_data": stats}}])
-
-    def playbooks(self):
-        return [playbook for playbook, _ in self.calls]
-
-
-@pytest.fixture
-def provider(monkeypatch, tmp_path):
-    monkeypatch.setenv("VMWARE_PASSWORD", "not-a-real-password")
-    for name, value in HEAD_ACCOUNT.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 0.05)
-    public_key = tmp_path / "key.pub"
-    public_key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUnitTestKey unit\n")
-    provider = VsphereNodeProvider(dict(PROVIDER, ssh_public_key_file=str(public_key),
-                                        ssh_private_key_file=str(tmp_path / "key")), "unit")
-    provider.playbooks = FakeRuns()
-    provider.vcenter = [record("a", "unit-worker-a"), record("b", "unit-worker-b", ip=None)]
-    provider.reads = 0
-    provider.list_delay = 0.0
-
-    def list_cluster_nodes():
-        provider.reads += 1
-        time.sleep(provider.list_delay)
-        return [dict(r, tags=dict(r["tags"])) for r in provider.vcenter]
-    monkeypatch.setattr(provider, "_list_cluster_nodes", list_cluster_nodes)
-    return provider
+from conftest import HEAD_ACCOUNT, PROVIDER, FakeRuns, record
 
 
 def test_reads_come_from_memory_and_vcenter_is_read_at_most_once_per_refresh_interval(provider):
@@ -92,13 +29,13 @@ def test_reads_come_from_memory_and_vcenter_is_read_at_most_once_per_refresh_int
         assert provider.external_ip("b") is None
         assert provider.is_running("a") and not provider.is_terminated("a")
         provider.non_terminated_nodes({"ray-node-type": "worker"})
-    assert provider.reads == 1
+    assert provider.vcenter.reads == 1
     assert provider.playbooks.calls == []
 
 
 def test_refresh_drops_nodes_gone_from_vcenter_and_filters_by_tags(provider, monkeypatch):
     provider.non_terminated_nodes({})
-    provider.vcenter = [record("a", "unit-worker-a", **{"ray-user-node-type": "gpu"})]
+    provider.vcenter.records = [record("a", "unit-worker-a", **{"ray-user-node-type": "gpu"})]
     monkeypatch.setattr(provider, "_last_refresh", float("-inf"))
     assert provider.non_terminated_nodes({"ray-user-node-type": "gpu"}) == ["a"]
     assert provider.is_terminated("b") and provider.node_tags("b") == {}
@@ -121,46 +58,103 @@ def test_create_makes_count_nodes_in_one_run_and_they_are_known_at_once(provider
         assert not provider.is_terminated(node_id)
 
 
-def test_a_refresh_that_began_before_a_create_finished_keeps_the_new_nodes(provider):
-    provider.list_delay = 0.5  # vCenter's answer predates the create below
+def hold_a_read(provider):
+    """A refresh on a thread of its own, held after vCenter answered and before the cache takes the answer."""
+    provider._last_refresh = float("-inf")
+    provider.vcenter.hold = True
     listing = threading.Thread(target=provider.non_terminated_nodes, args=({},))
     listing.start()
-    time.sleep(0.1)
+    assert provider.vcenter.entered.wait(10)
+    return listing
+
+
+def test_a_refresh_that_began_before_a_create_finished_keeps_the_new_nodes(provider):
+    listing = hold_a_read(provider)  # vCenter's answer predates the create below
     created = provider.create_node({}, {"ray-node-type": "worker"}, 1)
+    provider.vcenter.release.set()
     listing.join()
-    assert provider.reads == 1
+    assert provider.vcenter.reads == 1
     assert set(created) <= set(provider.non_terminated_nodes({}))
 
 
 def test_a_refresh_that_began_before_a_terminate_finished_does_not_revive_the_nodes(provider):
     provider.non_terminated_nodes({})
-    provider._last_refresh = float("-inf")
-    provider.list_delay = 0.5  # vCenter's answer predates the delete below
-    listing = threading.Thread(target=provider.non_terminated_nodes, args=({},))
-    listing.start()
-    time.sleep(0.1)
+    listing = hold_a_read(provider)  # vCenter's answer predates the delete below
     provider.terminate_nodes(["a"])
+    provider.vcenter.release.set()
     listing.join()
-    assert provider.reads == 2
+    assert provider.vcenter.reads == 2
     assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == ["b"]
 
 
-def test_a_failed_deploy_raises_node_launch_exception_with_a_category(provider):
-    provider.playbooks.fail_with = "deploying nodes of Ray cluster unit failed: InsufficientResourcesFault"
+def test_before_the_first_view_a_concurrent_caller_waits_for_it_and_never_gets_an_empty_cluster(provider):
+    first = hold_a_read(provider)
+    answers = []
+    second = threading.Thread(target=lambda: answers.append(sorted(provider.non_terminated_nodes({}))))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and answers == [], "the second caller answered before any view existed"
+    provider.vcenter.release.set()
+    first.join()
+    second.join(10)
+    assert answers == [["a", "b"]]
+    assert provider.vcenter.reads == 1, "the second caller took the first read's answer"
+
+
+def test_before_the_first_view_a_caller_whose_concurrent_first_read_failed_reads_itself(provider):
+    from ray_provider.vcenter_session import VcenterUnresponsive
+    provider.vcenter.fail_with = VcenterUnresponsive("vCenter did not answer within 5 s")
+    provider.vcenter.failures_left = 1
+    provider.vcenter.hold = True
+    outcomes = []
+
+    def list_nodes():
+        try:
+            outcomes.append(sorted(provider.non_terminated_nodes({})))
+        except VcenterUnresponsive as error:
+            outcomes.append(error)
+    first = threading.Thread(target=list_nodes)
+    first.start()
+    assert provider.vcenter.entered.wait(10)
+    provider.vcenter.hold = False
+    second = threading.Thread(target=list_nodes)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and outcomes == [], "the second caller answered before any view existed"
+    provider.vcenter.release.set()
+    first.join()
+    second.join(10)
+    assert isinstance(outcomes[0], VcenterUnresponsive), "without a view, the failed read is the first caller's error"
+    assert outcomes[1:] == [["a", "b"]] and provider.vcenter.reads == 2, "the second read its own answer, not []"
+
+
+@pytest.mark.parametrize("message, fields, category", [
+    ("deploying nodes of Ray cluster unit failed: InsufficientResourcesFault: no room",
+     {"fault": "vim.fault.InsufficientResourcesFault"}, "InsufficientCapacity"),
+    ("ReconfigVM_Task failed", {"fault": "NoDiskSpace"}, "InsufficientCapacity"),
+    ("no usable IP after 3 s", {"failure": "no_ip_address"}, "NoIpAddress"),
+    ("datastore 'X' not found in datacenter DC0", {"failure": "placement"}, "Placement"),
+    # The same words without the fields: no category is read from English.
+    ("Insufficient resources; no usable IP; not found in datacenter DC0", {}, "DeployFailed"),
+])
+def test_a_failed_deploy_raises_node_launch_exception_with_a_category_from_the_modules_fields(
+        provider, message, fields, category):
+    provider.playbooks.fail_with = (message, fields)
     with pytest.raises(NodeLaunchException) as raised:
         provider.create_node({}, {"ray-node-type": "worker"}, 2)
-    assert raised.value.category == "InsufficientCapacity"
-    assert "InsufficientResourcesFault" in raised.value.description
+    assert raised.value.category == category
+    assert message in raised.value.description
     assert raised.value.src_exc_info is not None
 
 
 def test_terminate_deletes_a_list_in_one_run_and_hides_the_nodes_while_it_runs(provider):
     provider.non_terminated_nodes({})
-    provider.playbooks.delay = 0.3
+    provider.playbooks.hold = "terminate_nodes"
     thread = threading.Thread(target=provider.terminate_nodes, args=(["a", "b", "unknown"],))
     thread.start()
-    time.sleep(0.1)
+    assert provider.playbooks.started.wait(10)
     assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == []
+    provider.playbooks.release.set()
     thread.join()
     assert provider.playbooks.calls == [("terminate_nodes", {"ray_provider_cluster_name": "unit",
                                                                  "ray_provider_private_key": provider.private_key_path(),
@@ -169,7 +163,7 @@ def test_terminate_deletes_a_list_in_one_run_and_hides_the_nodes_while_it_runs(p
 
 def test_a_failed_terminate_leaves_the_nodes_listed(provider):
     provider.non_terminated_nodes({})
-    provider.playbooks.fail_with = "Destroy_Task on VM unit-worker-a failed"
+    provider.playbooks.fail_with = ("Destroy_Task on VM unit-worker-a failed", {})
     with pytest.raises(PlaybookFailed):
         provider.terminate_node("a")
     assert not provider.is_terminated("a")
@@ -177,14 +171,13 @@ def test_a_failed_terminate_leaves_the_nodes_listed(provider):
 
 def test_tags_are_visible_at_once_and_written_in_one_batch(provider):
     provider.non_terminated_nodes({})
+    provider.playbooks.hold = "set_node_tags"
     provider.set_node_tags("a", {"ray-node-status": "setting-up"})
     provider.set_node_tags("b", {"ray-node-status": "setting-up"})
     provider.set_node_tags("a", {"ray-node-status": "up-to-date"})
     assert provider.node_tags("a")["ray-node-status"] == "up-to-date"
-    deadline = time.monotonic() + 5
-    while not provider.playbooks.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
+    assert provider.playbooks.started.wait(10)
+    provider.playbooks.release.set()
     assert provider.playbooks.playbooks() == ["set_node_tags"]
     updates = provider.playbooks.calls[0][1]["ray_provider_tag_updates"]
     assert sorted(updates, key=lambda u: u["uuid"]) == [
@@ -199,7 +192,7 @@ def test_unwritten_tags_win_over_a_refresh_and_a_failed_write_is_retried(provide
     monkeypatch.setattr(provider, "_last_refresh", float("-inf"))
     provider.non_terminated_nodes({})
     assert provider.node_tags("a")["ray-node-status"] == "up-to-date"
-    provider.playbooks.fail_with = "vCenter unreachable"
+    provider.playbooks.fail_with = ("vCenter unreachable", {})
     with pytest.raises(PlaybookFailed):
         provider.write_tags_now()
     provider.playbooks.fail_with = None
@@ -208,38 +201,54 @@ def test_unwritten_tags_win_over_a_refresh_and_a_failed_write_is_retried(provide
         {"uuid": "a", "tags": {"ray-node-status": "up-to-date"}}]
 
 
-def test_many_threads_at_once_see_consistent_answers(provider):
+def test_many_threads_at_once_see_consistent_answers(provider, monkeypatch):
+    """Readers race launchers that create, tag and terminate: every answer agrees with what the launchers did."""
+    monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 3600)  # the tags stay unwritten: in memory only
     provider.non_terminated_nodes({})
-    errors = []
+    created_ips, errors = {}, []
+    stop = threading.Event()
 
     def reader():
-        try:
-            for _ in range(2000):
-                for node_id in provider.non_terminated_nodes({}):
-                    provider.node_tags(node_id)
-                    provider.internal_ip(node_id)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        while not stop.is_set():
+            for node_id in provider.non_terminated_nodes({}):
+                tags, ip = provider.node_tags(node_id), provider.internal_ip(node_id)
+                if (tags == {} or ip is None) and provider.is_terminated(node_id):
+                    continue  # terminated since the listing (or between the two reads)
+                expected_ip = {"a": "10.0.0.1", "b": None}.get(node_id, created_ips.get(node_id))
+                if tags.get("ray-cluster-name") != "unit" or ip != expected_ip:
+                    errors.append(f"{node_id}: tags {tags}, ip {ip}, expected ip {expected_ip}")
 
     def launcher():
         for _ in range(5):
             created = provider.create_node({}, {"ray-node-type": "worker"}, 2)
+            created_ips.update((node_id, node["ip"]) for node_id, node in created.items())
             for node_id in created:
+                if node_id not in provider.non_terminated_nodes({}):
+                    errors.append(f"{node_id}: not listed right after its create returned")
                 provider.set_node_tags(node_id, {"ray-node-status": "up-to-date"})
+                if provider.node_tags(node_id).get("ray-node-status") != "up-to-date":
+                    errors.append(f"{node_id}: its tag is not visible right after set_node_tags")
             provider.terminate_nodes(list(created))
+            for node_id in created:
+                if not provider.is_terminated(node_id) or node_id in provider.non_terminated_nodes({}):
+                    errors.append(f"{node_id}: still there after terminate_nodes returned")
 
-    threads = [threading.Thread(target=reader) for _ in range(4)] + [threading.Thread(target=launcher) for _ in range(2)]
-    for thread in threads:
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    launchers = [threading.Thread(target=launcher) for _ in range(2)]
+    for thread in readers + launchers:
         thread.start()
-    for thread in threads:
+    for thread in launchers:
+        thread.join()
+    stop.set()
+    for thread in readers:
         thread.join()
     assert errors == []
     assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
     assert provider.playbooks.playbooks().count("create_nodes") == 10
+    assert len(created_ips) == 20
 
 
 OPERATOR_PASSWORD = "s3cret-Passw0rd"
-HEAD_ACCOUNT = {"RAY_VSPHERE_HEAD_USER": "ray-autoscaler@vsphere.local", "RAY_VSPHERE_HEAD_PASSWORD": "h3ad-Passw0rd"}
 
 
 def operator_env(monkeypatch, head_account=HEAD_ACCOUNT):
@@ -403,7 +412,7 @@ def test_the_head_verifies_vcenter_against_the_same_ca_from_its_own_copy(monkeyp
     assert local.credentials.environment()["VMWARE_CA_PATH"] == str(ca)
     head_provider = local.prepare_for_head_node({"provider": dict(provider_section), "auth": {"ssh_user": "ubuntu"},
                                                  "available_node_types": {}})["provider"]
-    assert head_provider["vcenter_ca_path"] == node_provider.HEAD_CA == "~/ray_vsphere_vcenter_ca.pem"
+    assert head_provider["vcenter_ca_path"] == head_config.HEAD_CA == "~/ray_vsphere_vcenter_ca.pem"
     # On the head, the mounted copy is the CA; the ~ is the head user's home.
     monkeypatch.delenv("VMWARE_CA_PATH")
     assert config.VcenterCredentials(dict(head_provider, ssh_private_key_file=str(key))).ca_path == \
@@ -521,6 +530,6 @@ def test_a_plain_http_image_without_its_sha256_is_refused_in_the_cluster_yaml():
 
 def test_the_real_vcenter_example_passes_the_checks_with_the_heads_own_account():
     import yaml
-    example = yaml.safe_load((Path(__file__).parents[2] / "examples" / "ray-cluster.vsphere.yaml").read_text())
+    example = yaml.safe_load((Path(__file__).parents[3] / "examples" / "ray-cluster.vsphere.yaml").read_text())
     assert config.head_account_mode(example["provider"]) == config.OWN_ACCOUNT
     config.check_cluster_config(example)

@@ -1,0 +1,198 @@
+"""What `ray up` writes into the cluster config: bootstrap_config's checks and key, prepare_for_head_node's head config.
+
+bootstrap_config runs on the operator's machine for every `ray` command: it
+checks the config (keys, then vCenter read-only through check_config.yml),
+gives the cluster its SSH key and token, and names every node type's VM
+folder. prepare_for_head_node writes the config the head's autoscaler runs
+with: the head's own vCenter account (its password as an Ansible Vault blob
+keyed by the cluster's key), the CA, the images' paths on the head.
+"""
+
+import copy
+import os
+from pathlib import Path
+
+from ray_provider.config import (HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
+                                 VcenterCredentials, check_cluster_config, encrypt_secret, is_url, local_path,
+                                 node_folder, node_settings)
+from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
+from ray_provider.runs import PlaybookRuns, check_failures, create_run_timeout
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_package, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
+
+HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
+HEAD_PUBLIC_KEY = "~/ray_bootstrap_key.pub"
+HEAD_IMAGES = "~/ray_vsphere_images"
+# The CA that signed vCenter's certificate, for the head's autoscaler to verify it too.
+HEAD_CA = "~/ray_vsphere_vcenter_ca.pem"
+KEY_PATH_RECORD = "cluster-key-path"
+
+
+def bootstrap_config(cluster_config, state_dir):
+    """Check the config (keys, then vCenter read-only), and give it the cluster's SSH key."""
+    config = copy.deepcopy(cluster_config)
+    check_cluster_config(config)
+    provider = config["provider"]
+    credentials = VcenterCredentials(provider)
+    head_account = HeadAccount(provider, credentials)
+    # bootstrap_config runs for `ray down`, `ray exec` ... too, which need no head account: one not given
+    # at all fails the head's launch (create_node) and prepare_for_head_node instead, before either acts.
+    missing = credentials.problems() + (head_account.problems() if head_account.given_any else [])
+    if missing:
+        raise ClusterConfigError(missing)
+    auth = config["auth"]
+    private_key = Path(auth.get("ssh_private_key") or f"~/.ssh/ray-vsphere-{config['cluster_name']}").expanduser()
+    if auth.get("ssh_private_key") and not private_key.is_file():
+        raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
+    node_types = [{**node_settings(provider, node_type["node_config"]), "node_type": name}
+                  for name, node_type in config["available_node_types"].items()]
+    # The refresh reads the VMs under these folders only (`ray down` too): every node type's.
+    provider["node_folders"] = [list(pair) for pair in sorted(set(node_folder(settings) for settings in node_types))]
+    runner = PlaybookRuns(state_dir, config["cluster_name"], credentials).run(
+        "check_config", {"ray_provider_cluster_name": config["cluster_name"],
+                         "ray_provider_private_key": str(private_key),
+                         "ray_provider_node_types": node_types}, raise_on_failure=False,
+        timeout=max(create_run_timeout(node_type) for node_type in node_types))
+    problems = check_failures(runner)
+    if not problems and head_account.mode == OWN_ACCOUNT and head_account.given_any:
+        # (a vCenter the check could not use would fail this login too)
+        problems = _head_login_problems(credentials, head_account)
+    if problems:
+        raise ClusterConfigError(problems)
+    provider[NODE_TYPE_IP_POLICIES] = node_type_ip_policies(config)
+    auth["ssh_private_key"] = str(private_key)
+    auth["ssh_public_key"] = f"{private_key}.pub"
+    provider["ssh_private_key_file"] = str(private_key)
+    provider["ssh_public_key_file"] = f"{private_key}.pub"
+    _record_key_path(state_dir, config["cluster_name"], private_key)
+    file_mounts = config.setdefault("file_mounts", {})
+    file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
+    # Every node, the workers included (the head's autoscaler mounts the same files on them).
+    file_mounts[_ray_auth.TOKEN_PATH_ON_NODES] = str(_write_ray_auth_token(state_dir, config["cluster_name"],
+                                                                           private_key))
+    if credentials.ca_path:
+        file_mounts[HEAD_CA] = credentials.ca_path
+    # The head's autoscaler deploys workers from the same image: an .ova, or an .ovf with its folder.
+    for section in _sections_with_local_image(config):
+        image = Path(local_path(section["ovf"]))
+        file_mounts[_head_image(image)] = str(image.parent if image.suffix == ".ovf" else image)
+    return config
+
+
+def prepare_for_head_node(cluster_config, provider_config, credentials):
+    """The config the head's autoscaler runs with: the head's own account, its password as an Ansible Vault blob.
+
+    The blob is keyed by the cluster's private key, which the head holds
+    too: it keeps the password out of logs and casual reads, not from
+    code on the head. What limits a job on the head is the account: its
+    own, with the autoscaler role, unless head_vcenter_account: operator.
+    """
+    head_account = HeadAccount(provider_config, credentials)
+    problems = head_account.problems()
+    if problems:
+        raise ClusterConfigError(problems)
+    config = copy.deepcopy(cluster_config)
+    provider = config["provider"]
+    provider.update(vcenter_hostname=credentials.hostname, vcenter_username=head_account.username,
+                    vcenter_port=credentials.port, vcenter_validate_certs=credentials.validate_certs,
+                    vcenter_request_timeout=credentials.request_timeout)
+    provider["vcenter_password_vault"] = encrypt_secret(head_account.password, provider_config["ssh_private_key_file"])
+    if credentials.ca_path:
+        provider["vcenter_ca_path"] = HEAD_CA
+    if head_account.mode == OWN_ACCOUNT:
+        _pin_local_images(config)
+    provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
+    provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
+    config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config
+    for section in _sections_with_local_image(config):
+        image = Path(local_path(section["ovf"]))
+        section["ovf"] = f"{_head_image(image)}/{image.name}" if image.suffix == ".ovf" else _head_image(image)
+    return config
+
+
+def fillout_available_node_types_resources(cluster_config):
+    """Fill a node type's missing CPU resource from its node_config.cpus."""
+    config = copy.deepcopy(cluster_config)
+    # Runs before Ray validates the config: a malformed node type is left for the checks to name.
+    for node_type in (config.get("available_node_types") or {}).values():
+        if not isinstance(node_type, dict):
+            continue
+        node_config, resources = node_type.get("node_config"), node_type.setdefault("resources", {})
+        if isinstance(node_config, dict) and isinstance(resources, dict) and isinstance(node_config.get("cpus"), int):
+            resources.setdefault("CPU", node_config["cpus"])
+    return config
+
+
+def recorded_key_path(state_dir, cluster_name):
+    """Where bootstrap_config last found the cluster's key here, for the commands Ray runs without it; or None."""
+    try:
+        return (state_dir / cluster_name / KEY_PATH_RECORD).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _record_key_path(state_dir, cluster_name, private_key):
+    record = state_dir / cluster_name / KEY_PATH_RECORD
+    record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    record.write_text(str(private_key))
+
+
+def _pin_local_images(config):
+    """Give every local image without one its ovf_sha256, so that the head's autoscaler never reads it.
+
+    node_deploy finds the template by ovf_sha256 without opening the image,
+    while a local image it opens (to hash it) it also checks against the
+    placement with CreateImportSpec, which needs VApp.Import on the pool: a
+    privilege the head's own account lacks. Hashed here, on the operator's
+    machine, at every `ray up` (the cache node_deploy keeps spares a second
+    hash of an unchanged file, not the manifest check's read), so a changed
+    file is never taken for the template of the old one.
+    """
+    hashes = {}
+    for section in _sections_with_local_image(config):
+        if section.get("ovf_sha256"):
+            continue
+        image = local_path(section["ovf"])
+        if image not in hashes:
+            with _ovf_package.OvfPackage(image, hash_cache=_ovf_package.HashCache()) as package:
+                hashes[image] = package.key()[len(_ovf_package.SHA256_KEY):]
+        section["ovf_sha256"] = hashes[image]
+
+
+def _head_login_problems(credentials, head_account):
+    """The head's own account logs in, on the operator's machine, before anything is made for it."""
+    client = VcenterClient(credentials.hostname, head_account.username, head_account.password, port=credentials.port,
+                           validate_certs=credentials.validate_certs, request_timeout=credentials.request_timeout,
+                           ca_path=credentials.ca_path)
+    try:
+        client.connect()
+    except RayVsphereError as error:
+        if error.details.get("fault") == "InvalidLogin":
+            return [f"{' / '.join(HEAD_ACCOUNT_VARIABLES)}: vCenter {credentials.hostname}:{credentials.port} "
+                    f"rejected the login of the head's account {head_account.username!r}: wrong username or password"]
+        return [f"{' / '.join(HEAD_ACCOUNT_VARIABLES)}: the head's account {head_account.username!r} could not "
+                f"log in: {error}"]
+    client.disconnect()
+    return []
+
+
+def _write_ray_auth_token(state_dir, cluster_name, private_key):
+    """The cluster's Ray token in a file of the provider's state (0600), for `ray up` to mount on every node."""
+    token_file = state_dir / cluster_name / "ray-auth-token"
+    token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(_ray_auth.ray_auth_token(private_key.read_text(), cluster_name))
+    return token_file
+
+
+def _sections_with_local_image(config):
+    """The provider section and node_configs whose `ovf` is a local path, not a URL."""
+    sections = [config["provider"]] + [t["node_config"] for t in config["available_node_types"].values()]
+    return [section for section in sections if section.get("ovf") and not is_url(section["ovf"])]
+
+
+def _head_image(image):
+    """Where a local image is mounted on the head: the .ova, or the .ovf's folder."""
+    return f"{HEAD_IMAGES}/{image.parent.name if image.suffix == '.ovf' else image.name}"
