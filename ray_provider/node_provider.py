@@ -51,7 +51,7 @@ from ray_provider.vcenter_session import LoginDeferred, VcenterSession
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
     _node_watch, _ovf_package, _placement, _ray_auth, _ray_tags, _records)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 
 logger = logging.getLogger(__name__)
 

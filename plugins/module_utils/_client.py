@@ -62,7 +62,7 @@ NAME_MISMATCH_CODES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_AD
 
 # Seconds any one HTTP exchange with vCenter may take: connecting, and each
 # wait for response bytes. Above the longest wait the collection asks vCenter
-# for itself (WaitForUpdatesEx's maxWaitSeconds of 30 in _deploy.wait_for_ips).
+# for itself (WaitForUpdatesEx's maxWaitSeconds of 30 in _waiter.wait_for_updates).
 DEFAULT_REQUEST_TIMEOUT = 60
 
 CONNECTION_ARGUMENT_SPEC = dict(

@@ -16,7 +16,7 @@ from pyVmomi import vim
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import MAX_NAME_LENGTH, request_names
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import MAX_NAME_LENGTH, request_names
 from ray_provider import node_provider
 from ray_provider.config import VcenterCredentials
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies

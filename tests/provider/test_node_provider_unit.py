@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import AT_LEAST_ONE, DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import AT_LEAST_ONE, DEPLOY_OPTIONS
 from ray_provider import config, node_provider
 from ray_provider.node_provider import PlaybookFailed, VsphereNodeProvider
 from testbed.guests import make_key_pair
