@@ -149,8 +149,8 @@ class Ledger(object):
         if info.state in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running):
             try:
                 issued.CancelTask()
-            except vmodl.MethodFault:
-                pass  # not cancellable, or it ended meanwhile: waited for below either way
+            except Exception:  # pylint: disable=broad-except
+                pass  # not cancellable, ended meanwhile (InvalidState), or no answer: waited for below either way
         try:
             result = _waiter.wait_for_task(self._service_instance, issued, "task %s" % issued._moId, self._grace)
         except RayVsphereError:
@@ -178,7 +178,9 @@ def undo_report(removed, failures):
 def _amend(error, report, removed, failures):
     if report:
         error.args = ("%s; %s" % (error.args[0] if error.args else "", report),) + tuple(error.args[1:])
-    error.details.update(removed=removed, undo_failures=failures)
+    # A template's own ledger reports first, the deploy's after it: both are kept.
+    error.details["removed"] = sorted(error.details.get("removed", []) + list(removed))
+    error.details["undo_failures"] = sorted(error.details.get("undo_failures", []) + list(failures))
 
 
 def _with_report(error, report, removed, failures):

@@ -92,6 +92,7 @@ func init() {
 
 // installFaultHooks adds to the model's Registry.Handler for the flags given; call it after model.Create().
 func installFaultHooks(model *simulator.Model, username, password string) {
+	installCancelAfterEnd(model)
 	spelled := map[string]string{}
 	for flagName, method := range map[string]string{"fail-clone": "CloneVM_Task", "fail-import": "HttpNfcLeaseComplete"} {
 		if value := flag.Lookup(flagName).Value.String(); value != "" {
