@@ -133,6 +133,36 @@ def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_
     assert name not in templates(service_instance)
 
 
+def test_prune_surveys_each_template_again_right_before_removing_it(play, vcsim, test_ova, service_instance,
+                                                                    cluster_key_file, monkeypatch):
+    made = play([deploy_task("nu", test_ova, names=["nu-0"], power_on=False)]).result
+    assert not made["failed"], made["msg"]
+    name = made["image"]["template"]
+    play([task("node_delete", cluster_name="nu", all_nodes=True)])
+    real_survey = _templates.survey
+    surveys = []
+
+    def survey_then_a_deploy_clones(service_instance, identity, folder=None):
+        found = real_survey(service_instance, identity, folder)
+        if not surveys:  # between prune's survey and its removals: a deploy clones the idle template
+            cloned = play([deploy_task("nu", test_ova, names=["nu-1"], power_on=False)]).result
+            assert not cloned["failed"] and cloned["image"]["template"] == name, cloned["msg"]
+        surveys.append([entry["name"] for entry in found if not entry["reason"]])
+        return found
+
+    monkeypatch.setattr(_templates, "survey", survey_then_a_deploy_clones)
+    endpoint = vcsim.endpoint
+    with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                       validate_certs=False) as client:
+        removed, kept = _templates.prune(client.service_instance, dict(
+            cluster_key_file=str(cluster_key_file), datacenter="DC0", vm_folder="ray", parallel=4), False)
+    assert surveys[0] == [name], "the template was idle when prune first looked"
+    assert removed == [] and {"name": name, "reason": "in use by 1 VM(s): nu-1"} in kept
+    assert name in templates(service_instance)
+    play([task("node_delete", cluster_name="nu", all_nodes=True)])
+    remove_template(service_instance, name)
+
+
 # --- only templates made with the cluster's key ------------------------------
 
 @pytest.fixture
