@@ -50,7 +50,8 @@ def import_spec(service_instance, package, name, placement, properties, configur
         result = service_instance.content.ovfManager.CreateImportSpec(
             package.descriptor, placement.resource_pool, placement.datastore, params)
     except vmodl.MethodFault as error:
-        raise RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s" % (package.location, fault_text(error)))
+        raise _waiter.chained(RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s"
+                                              % (package.location, fault_text(error))), error)
     if result.error:
         raise RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s"
                               % (package.location, "; ".join(fault_text(error) for error in result.error)))
@@ -154,8 +155,8 @@ def _upload(client, package, item, url, progress, name):
                 sent += len(chunk)
                 progress.sent += len(chunk)
         except (tarfile.TarError, IOError, OSError) as error:
-            raise RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
-                                  % (item.path, name, sent, size, error))
+            raise _waiter.chained(RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
+                                                  % (item.path, name, sent, size, error)), error)
         finally:
             source.close()
         if sent < size:
