@@ -245,21 +245,21 @@ if not PYVMOMI_IMPORT_ERROR:
                 return locks.setdefault((mo._moId, method), threading.Lock())
 
         def _read(self, obj, path):
-            """One property through RetrievePropertiesEx, as every read of the collection (an accessor read is
-            RetrieveProperties, a method the project does not use)."""
+            """One property, by RetrievePropertiesEx as every read of the collection (not an accessor read)."""
             collector = vmodl.query.PropertyCollector
             spec = collector.FilterSpec(objectSet=[collector.ObjectSpec(obj=obj, skip=False)],
                                         propSet=[collector.PropertySpec(type=type(obj), pathSet=[path])])
-            content = vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
-            result = content.propertyCollector.RetrievePropertiesEx([spec], collector.RetrieveOptions())
+            result = self._content().propertyCollector.RetrievePropertiesEx([spec], collector.RetrieveOptions())
             for found in (result.objects if result else []):
                 for prop in found.propSet:
                     return prop.val
             return None
 
+        def _content(self):
+            return vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
+
         def _recent_tasks(self):
-            content = vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
-            return list(self._read(content.taskManager, "recentTask") or [])
+            return list(self._read(self._content().taskManager, "recentTask") or [])
 
         def _what_happened(self, mo, info, args, before):
             """What the call returned, found in vCenter (its task), or None if it did not happen; raises if unknown."""
@@ -280,8 +280,7 @@ if not PYVMOMI_IMPORT_ERROR:
                 return mine[0] if mine else None
             if info.wsdlName == "ImportVApp" and len(args) > 1 and args[1] is not None:
                 name = args[0].configSpec.name
-                content = vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
-                if content.searchIndex.FindChild(args[1], name) is not None:
+                if self._content().searchIndex.FindChild(args[1], name) is not None:
                     raise RayVsphereError("ResourcePool.ImportVApp of VM %s: the connection broke after vCenter made "
                                           "the VM, and its lease with it; not sent again" % name)
                 return None

@@ -236,4 +236,3 @@ class DeployRequest(object):
             extra[_records.REQUEST_MARKER] = self.request_id
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
-

@@ -40,7 +40,6 @@ HEARTBEAT_SECONDS = 20
 HEARTBEAT_STALE_SECONDS = 300
 
 
-
 class Image(object):
     """The image and its template in the VM folder; the image is read only when no template has it.
 
@@ -60,7 +59,7 @@ class Image(object):
     def __init__(self, service_instance, params, inventory, folder, identity):
         self.service_instance = service_instance
         self.package = _ovf_package.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
-                                       sha256=params["ovf_sha256"], hash_cache=_ovf_package.HashCache())
+                                               sha256=params["ovf_sha256"], hash_cache=_ovf_package.HashCache())
         self._use_template = params["clone_from_template"]
         self._inventory = inventory
         self._folder = folder
@@ -141,6 +140,7 @@ def _impostor_text(name):
     return ("a VM named %s is in the VM folder, the name of this image's template, but it does not record the "
             "identity of a template made with this cluster's key (cluster_key_file): it may have been planted, so it "
             "is not cloned; remove it (or move it out of the folder) and deploy again" % name)
+
 
 def this_maker():
     """Who makes a template, for the humans who read it: not what liveness is judged by (see maker_is_dead)."""

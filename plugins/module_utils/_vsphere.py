@@ -118,4 +118,3 @@ def objects_in(service_instance, root, managed_type, paths):
         return retrieve(service_instance, [spec])
     finally:
         view.Destroy()
-

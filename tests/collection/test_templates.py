@@ -109,6 +109,26 @@ def test_a_live_makers_template_is_waited_for_and_left_alone(play, test_ova, ser
     remove_template(service_instance, name)
 
 
+def test_a_maker_beats_while_it_works_so_it_is_alive_however_long_it_takes(vcsim, service_instance,
+                                                                          half_made_template, monkeypatch):
+    name, _ = half_made_template("another-host pid 42", time.time() - 7200, time.time() - 3600)
+    vm, props = templates(service_instance)[name]
+    assert _templates.maker_is_dead(markers(props), 1800, time.time())  # silent for an hour
+    monkeypatch.setattr(_templates, "HEARTBEAT_SECONDS", 0.2)
+    endpoint = vcsim.endpoint
+    with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                       validate_certs=False) as client:
+        folder = _placement.resolve(client.service_instance, PLACEMENT).folder
+        with _templates._Heartbeat(client.service_instance, folder, name):
+            time.sleep(1)
+    _, props = templates(service_instance)[name]
+    beat = float(markers(props)[_records.TEMPLATE_HEARTBEAT])
+    now = service_instance.CurrentTime().timestamp()
+    assert now - 5 < beat <= now + 1, "the heartbeat is vCenter's clock, refreshed while the maker works"
+    assert _templates.maker_is_dead(markers(props), 1800, now) is None
+    remove_template(service_instance, name)
+
+
 def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_says_what_it_left(
         play, vcsim, test_ova, service_instance, tmp_path, cluster_key_file):
     result = play([deploy_task("mu", test_ova, names=["mu-0"], power_on=False)]).result
