@@ -24,6 +24,8 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_iden
 from testbed import simulator, vsphere
 
 TEMPLATE_STEPS = ("snapshot", "template-reconfigure", "mark-as-template")
+# Images of their own for cases that are no failing step.
+OTHER_IMAGES = ("snapshot-reply-lost",)
 STALL_SECONDS = 6
 
 
@@ -33,7 +35,7 @@ def images(test_ova, tmp_path_factory, cluster_key_file):
     identity = TemplateIdentity(cluster_key_file.read_text())
     folder = tmp_path_factory.mktemp("variants")
     made = {}
-    for blocks, step in enumerate(TEMPLATE_STEPS, start=2):
+    for blocks, step in enumerate(TEMPLATE_STEPS + OTHER_IMAGES, start=2):
         variant = folder / f"{step}.ova"
         shutil.copyfile(test_ova, variant)
         with open(variant, "ab") as archive:
@@ -58,6 +60,8 @@ def vcsim(testbed_prerequisites, images):
         ("fail", "PowerOnVM_Task", r"^rb-undo-1$"),
         ("fail", "Destroy_Task", r"^rb-undo-1$"),
         ("drop-reply", "CloneVM_Task", r"^rb-dropped-0$"),
+        ("drop-reply", "ImportVApp", r"^rb-import-dropped-0$"),
+        ("drop-reply", "CreateSnapshot_Task", f"^{images['snapshot-reply-lost'][1]}$"),
     ]
     with simulator.Vcsim(faults=faults, stall_seconds=STALL_SECONDS) as sim:
         yield sim
@@ -153,6 +157,31 @@ def test_a_clone_whose_reply_was_lost_is_not_sent_again(play, test_ova, service_
     assert result["created"] == ["rb-dropped-0"]
     assert [name for name in vms_at_vcsim(service_instance) if name.startswith("rb-dropped-")] == ["rb-dropped-0"]
     play([task("node_delete", cluster_name="rb-dropped", all_nodes=True)])
+
+
+def test_an_import_whose_reply_was_lost_is_not_sent_again_and_its_vm_goes(play, test_ova, service_instance):
+    """vcsim makes the VM of ImportVApp, then closes the connection: the lease is lost with the reply."""
+    result = play([deploy_task("rb-import-dropped", test_ova, names=["rb-import-dropped-0"],
+                               clone_from_template=False)]).result
+    assert result["failed"]
+    assert ("ResourcePool.ImportVApp of VM rb-import-dropped-0: the connection broke after vCenter made the VM, "
+            "and its lease with it; not sent again") in result["msg"]
+    assert "removed the VMs this call created: rb-import-dropped-0" in result["msg"]
+    assert not [name for name in vms_at_vcsim(service_instance) if name.startswith("rb-import-dropped")]
+
+
+def snapshots(tree):
+    return [snapshot for node in tree or [] for snapshot in [node.name] + snapshots(node.childSnapshotList)]
+
+
+def test_a_snapshot_whose_reply_was_lost_is_not_taken_twice(play, images, service_instance):
+    ova, template = images["snapshot-reply-lost"]
+    result = play([deploy_task("rb-snapshot", ova, names=["rb-snapshot-0"], power_on=False)]).result
+    assert not result["failed"], result["msg"]
+    vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, template)
+    tree = vsphere.read_properties(service_instance, vm, ["snapshot"])["snapshot"].rootSnapshotList
+    assert snapshots(tree) == ["ray-linked-clone-base"]
+    play([task("node_delete", cluster_name="rb-snapshot", all_nodes=True)])
 
 
 def module_params(vcsim, cluster_key_file, **options):
