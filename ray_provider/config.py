@@ -28,7 +28,7 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
     CONNECTION_ARGUMENT_SPEC, RayVsphereError)
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may

@@ -18,7 +18,7 @@ import uuid
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
     FAILURE_NO_IP_ADDRESS, FAILURE_PLACEMENT)
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 
 from ray_provider.runner import run_playbook, task_results
 

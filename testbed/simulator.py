@@ -122,7 +122,7 @@ class Vcsim:
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
                  prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
-                 enforce_permissions=False, stall_session_after=None):
+                 faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -135,6 +135,9 @@ class Vcsim:
         log_failed_logins: vcsim logs each rejected login (see failed_logins()).
         fail_clone: a regular expression; CloneVM_Task to a matching name fails (testbed/vcsim/faults.go).
         fail_import: a regular expression; HttpNfcLeaseComplete of an import of a matching VM name fails.
+        faults: [(kind, "Method[+field]", regex)], kind one of "fail", "stall" (answered after
+        stall_seconds) and "drop-reply" (executed, then the connection closed unanswered): for the calls
+        whose target's name (the VM made, imported, watched or called) matches (testbed/vcsim/faults.go).
         autoscaler_password: of the second account, AUTOSCALER_USERNAME (default: random), which
         the endpoint's environment gives `ray up` for the head (RAY_VSPHERE_HEAD_USER/_PASSWORD).
         Prepared, it has the autoscaler role on the testbed's placement (VM_FOLDER, RESOURCE_POOL,
@@ -148,6 +151,8 @@ class Vcsim:
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
         self.fail_import = fail_import
+        self.faults = list(faults or [])
+        self.stall_seconds = stall_seconds
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.autoscaler_username = AUTOSCALER_USERNAME
@@ -201,6 +206,10 @@ class Vcsim:
             command += ["-fail-clone", self.fail_clone]
         if self.fail_import:
             command += ["-fail-import", self.fail_import]
+        for kind, method, pattern in self.faults:
+            command += [f"-{kind}", f"{method}={pattern}"]
+        if self.stall_seconds is not None:
+            command.append(f"-stall-seconds={self.stall_seconds}")
         if self.stall_session_after:
             command += ["-stall-session-after", ":".join(str(part) for part in self.stall_session_after)]
         return command

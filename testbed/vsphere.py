@@ -1,7 +1,7 @@
 """pyVmomi for the testbed: a login that verifies vcsim's certificate, and name lookups.
 
 Reading properties and waiting for tasks is the collection's module_utils
-(_vsphere): the PropertyCollector only, since vcsim answers attribute reads of
+(_vsphere, _waiter): the PropertyCollector only, since vcsim answers attribute reads of
 unset properties with replies pyVmomi cannot decode.
 """
 
@@ -9,7 +9,7 @@ import ssl
 
 from pyVim.connect import Disconnect, SmartConnect
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere, _waiter
 
 read_properties = _vsphere.read
 
@@ -39,4 +39,4 @@ def find_by_name(service_instance, managed_type, name):
 
 
 def wait_for_task(service_instance, task, timeout=120):
-    return _vsphere.wait_for_task(service_instance, task, f"task {task._moId}", timeout)
+    return _waiter.wait_for_task(service_instance, task, f"task {task._moId}", timeout)

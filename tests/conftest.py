@@ -129,7 +129,7 @@ def deploy_test_vm(service_instance, test_ova):
     """Import the test OVA as a VM and power it on; the key as OVF properties or as cloud-init's guestinfo.metadata."""
     import uuid
 
-    from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import vmware_metadata
+    from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import vmware_metadata
     from testbed import vsphere
     from testbed.ova_import import import_ova
 

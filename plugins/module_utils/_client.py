@@ -30,6 +30,7 @@ import os
 import platform
 import socket
 import ssl
+import threading
 import traceback
 from xml.etree import ElementTree
 
@@ -62,7 +63,7 @@ NAME_MISMATCH_CODES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_AD
 
 # Seconds any one HTTP exchange with vCenter may take: connecting, and each
 # wait for response bytes. Above the longest wait the collection asks vCenter
-# for itself (WaitForUpdatesEx's maxWaitSeconds of 30 in _deploy.wait_for_ips).
+# for itself (WaitForUpdatesEx's maxWaitSeconds of 30 in _waiter.wait_for_updates).
 DEFAULT_REQUEST_TIMEOUT = 60
 
 CONNECTION_ARGUMENT_SPEC = dict(
@@ -191,6 +192,11 @@ def tls_error_message(where, hostname, port, ca_path, error):
         where, error, trusted, insecure)
 
 
+# Calls that make something each time vCenter gets them: never sent again blindly.
+NON_IDEMPOTENT_CALLS = frozenset(["CloneVM_Task", "CreateSnapshot_Task", "ImportVApp", "CreateVM_Task",
+                                  "RegisterVM_Task", "CreateChildVM_Task"])
+_ISSUE_LOCKS_GUARD = threading.Lock()
+
 if not PYVMOMI_IMPORT_ERROR:
     class _SessionStub(VimSessionOrientedStub):
         """pyVmomi's re-login stub, except that a call vCenter did not answer in time is not sent again.
@@ -201,16 +207,23 @@ if not PYVMOMI_IMPORT_ERROR:
         once, and only after NotAuthenticated (logged in again first: an expired
         or terminated session) or a connection that broke (a pooled connection
         the server had closed). Property reads go through InvokeMethod too.
+        A call that makes something (NON_IDEMPOTENT_CALLS) is not sent again
+        after a broken connection until vCenter shows it did not get it.
         """
 
         def InvokeMethod(self, mo, info, args):
+            if info.wsdlName in NON_IDEMPOTENT_CALLS:
+                return self._invoke_once(mo, info, args)
+            return self._invoke(mo, info, args, resend_after_break=True)
+
+        def _invoke(self, mo, info, args, resend_after_break):
             for attempt in (1, 2):
                 try:
                     if self.state == self.STATE_UNAUTHENTICATED:
                         self._CallLoginMethod()
                     status, result = self.soapStub.InvokeMethod(mo, info, args, self)
                 except (ConnectionError, http_client.HTTPException):  # not socket.timeout: that is no answer
-                    if attempt == 2:
+                    if attempt == 2 or not resend_after_break:
                         raise
                     continue
                 if status == 200:
@@ -219,6 +232,71 @@ if not PYVMOMI_IMPORT_ERROR:
                     self._SetStateUnauthenticated()
                     continue
                 raise result
+
+        def _invoke_once(self, mo, info, args):
+            """A call that makes something: after a broken connection, sent again only if vCenter did not do it.
+
+            One such call per object and method at a time in this session, so
+            a task that appeared on the object meanwhile is this call's.
+            """
+            with self._issue_lock(mo, info.wsdlName):
+                before = self._recent_tasks() if info.wsdlName.endswith("_Task") else None
+                try:
+                    return self._invoke(mo, info, args, resend_after_break=False)
+                except (ConnectionError, http_client.HTTPException):
+                    done = self._what_happened(mo, info, args, before)
+                    if done is not None:
+                        return done
+                # vCenter shows no sign of it: sent again, once.
+                return self._invoke(mo, info, args, resend_after_break=False)
+
+        def _issue_lock(self, mo, method):
+            with _ISSUE_LOCKS_GUARD:
+                locks = self.__dict__.setdefault("_issue_locks", {})
+                return locks.setdefault((mo._moId, method), threading.Lock())
+
+        def _read(self, obj, path):
+            """One property, by RetrievePropertiesEx as every read of the collection (not an accessor read)."""
+            collector = vmodl.query.PropertyCollector
+            spec = collector.FilterSpec(objectSet=[collector.ObjectSpec(obj=obj, skip=False)],
+                                        propSet=[collector.PropertySpec(type=type(obj), pathSet=[path])])
+            result = self._content().propertyCollector.RetrievePropertiesEx([spec], collector.RetrieveOptions())
+            for found in (result.objects if result else []):
+                for prop in found.propSet:
+                    return prop.val
+            return None
+
+        def _content(self):
+            return vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
+
+        def _recent_tasks(self):
+            return list(self._read(self._content().taskManager, "recentTask") or [])
+
+        def _what_happened(self, mo, info, args, before):
+            """What the call returned, found in vCenter (its task), or None if it did not happen; raises if unknown."""
+            if before is not None:
+                known = set(task._moId for task in before)
+                stem = info.wsdlName[:-len("_Task")].lower().replace("_", "")
+                mine = []
+                for task in self._recent_tasks():
+                    if task._moId in known:
+                        continue
+                    task_info = self._read(task, "info")
+                    said = ("%s %s" % (task_info.name, task_info.descriptionId)).lower().replace("_", "")
+                    if task_info.entity is not None and task_info.entity._moId == mo._moId and stem in said:
+                        mine.append(task)
+                if len(mine) > 1:
+                    raise RayVsphereError("%s on %s: the connection broke, and %d such tasks started on it meanwhile; "
+                                          "not sent again" % (info.wsdlName, mo._moId, len(mine)))
+                return mine[0] if mine else None
+            if info.wsdlName == "ImportVApp" and len(args) > 1 and args[1] is not None:
+                name = args[0].configSpec.name
+                if self._content().searchIndex.FindChild(args[1], name) is not None:
+                    raise RayVsphereError("ResourcePool.ImportVApp of VM %s: the connection broke after vCenter made "
+                                          "the VM, and its lease with it; not sent again" % name)
+                return None
+            raise RayVsphereError("%s on %s: the connection broke, and whether vCenter did it cannot be told; "
+                                  "not sent again" % (info.wsdlName, mo._moId))
 
         def InvokeAccessor(self, mo, info):
             return StubAdapterAccessorMixin.InvokeAccessor(self, mo, info)

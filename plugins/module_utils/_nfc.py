@@ -15,15 +15,13 @@ __metaclass__ = type
 
 import tarfile
 import threading
-import time
 from xml.etree import ElementTree
 
 from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._nodes import destroy_vm
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _waiter
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import CHUNK, OVF_NS
 
 try:
@@ -52,7 +50,8 @@ def import_spec(service_instance, package, name, placement, properties, configur
         result = service_instance.content.ovfManager.CreateImportSpec(
             package.descriptor, placement.resource_pool, placement.datastore, params)
     except vmodl.MethodFault as error:
-        raise RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s" % (package.location, fault_text(error)))
+        raise _waiter.chained(RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s"
+                                              % (package.location, fault_text(error))), error)
     if result.error:
         raise RayVsphereError("OvfManager.CreateImportSpec for %s failed: %s"
                               % (package.location, "; ".join(fault_text(error) for error in result.error)))
@@ -60,44 +59,33 @@ def import_spec(service_instance, package, name, placement, properties, configur
     return result
 
 
-def import_vm(client, package, spec_result, name, placement, timeout):
+def import_vm(client, package, spec_result, name, placement, timeout, ledger=None):
     """Import one VM through the NFC lease and return it.
 
-    On any failure the lease is aborted and the VM vCenter made for it is
-    destroyed (an aborted lease leaves it behind).
+    ImportVApp is recorded in ledger (a _ledger.Ledger) before it is sent; on
+    any failure the lease is aborted, and the ledger removes the VM vCenter
+    made for it (an aborted lease leaves it behind). Without a ledger, the
+    import is a call of its own, undone as one.
     """
+    if ledger is None:
+        with _ledger.Ledger(client.service_instance, "importing VM %s" % name) as own:
+            return import_vm(client, package, spec_result, name, placement, timeout, own)
     service_instance = client.service_instance
+    lease = ledger.issue(placement.folder, name, lambda: placement.resource_pool.ImportVApp(
+        spec_result.importSpec, placement.folder, placement.host), "ResourcePool.ImportVApp of VM %s" % name)
     try:
-        lease = placement.resource_pool.ImportVApp(spec_result.importSpec, placement.folder, placement.host)
-    except vmodl.MethodFault as error:
-        raise RayVsphereError("ResourcePool.ImportVApp of VM %s failed: %s" % (name, fault_text(error)),
-                              fault=type(error).__name__)
-    try:
-        info = _wait_for_lease(service_instance, lease, name, timeout)
+        info = _waiter.wait_for_lease(service_instance, lease, name, timeout)
+        ledger.made(name, info.entity)
         _upload_disks(client, package, spec_result, lease, info, name)
         try:
             lease.HttpNfcLeaseComplete()
         except vmodl.MethodFault as error:
-            raise RayVsphereError("HttpNfcLease.HttpNfcLeaseComplete for VM %s failed: %s" % (name, fault_text(error)),
-                                  fault=type(error).__name__)
+            raise _waiter.chained(RayVsphereError("HttpNfcLease.HttpNfcLeaseComplete for VM %s failed: %s"
+                                                  % (name, fault_text(error)), fault=type(error).__name__), error)
         return info.entity
     except BaseException as error:
-        _abort(service_instance, lease, error)
-        remove_half_made_vm(service_instance, placement.folder, name)
+        _abort(lease, error)
         raise
-
-
-def _wait_for_lease(service_instance, lease, name, timeout):
-    deadline = time.time() + timeout
-    while True:
-        props = _vsphere.read(service_instance, lease, ["state", "info", "error"])
-        if props.get("state") == vim.HttpNfcLease.State.ready:
-            return props["info"]
-        if props.get("state") == vim.HttpNfcLease.State.error:
-            raise RayVsphereError("HttpNfcLease for VM %s failed: %s" % (name, fault_text(props.get("error"))))
-        if time.time() > deadline:
-            raise RayVsphereError("HttpNfcLease for VM %s not ready after %s s" % (name, timeout))
-        time.sleep(0.05)
 
 
 def keepalive_interval(lease_timeout):
@@ -167,8 +155,8 @@ def _upload(client, package, item, url, progress, name):
                 sent += len(chunk)
                 progress.sent += len(chunk)
         except (tarfile.TarError, IOError, OSError) as error:
-            raise RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
-                                  % (item.path, name, sent, size, error))
+            raise _waiter.chained(RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
+                                                  % (item.path, name, sent, size, error)), error)
         finally:
             source.close()
         if sent < size:
@@ -182,17 +170,8 @@ def _upload(client, package, item, url, progress, name):
         connection.close()
 
 
-def _abort(service_instance, lease, error):
+def _abort(lease, error):
     try:
         lease.HttpNfcLeaseAbort(vmodl.fault.SystemError(reason=str(error)[:200]))
-    except vmodl.MethodFault:
-        pass  # the lease already ended
-
-
-def remove_half_made_vm(service_instance, folder, name):
-    try:
-        vm = service_instance.content.searchIndex.FindChild(folder, name)
-    except vmodl.MethodFault:
-        return
-    if vm is not None:
-        destroy_vm(service_instance, vm, name)
+    except Exception:  # pylint: disable=broad-except
+        pass  # the lease already ended, or vCenter is gone: the ledger's undo reports what is left

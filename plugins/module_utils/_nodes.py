@@ -13,7 +13,7 @@ import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags, _records, _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags, _records, _vsphere, _waiter
 
 try:
     from pyVmomi import vim, vmodl
@@ -218,11 +218,11 @@ def destroy_vm(service_instance, vm, name, power_state=None, timeout=600):
             power_state = _vsphere.read(service_instance, vm, ["runtime.powerState"]).get("runtime.powerState")
         if power_state != vim.VirtualMachine.PowerState.poweredOff:
             try:
-                _vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task(), "PowerOffVM_Task on VM %s" % name, timeout)
+                _waiter.wait_for_task(service_instance, vm.PowerOffVM_Task(), "PowerOffVM_Task on VM %s" % name, timeout)
             except RayVsphereError as error:
                 if error.details.get("fault") != "InvalidPowerState":  # powered off meanwhile
                     raise
-        _vsphere.wait_for_task(service_instance, vm.Destroy_Task(), "Destroy_Task on VM %s" % name, timeout)
+        _waiter.wait_for_task(service_instance, vm.Destroy_Task(), "Destroy_Task on VM %s" % name, timeout)
     except vmodl.fault.ManagedObjectNotFound:
         pass
     except RayVsphereError as error:

@@ -105,6 +105,10 @@ IMAGE_KEY = "ray-vsphere.image-key"
 # it and since when (seconds since the epoch).
 TEMPLATE_MAKER = "ray-vsphere.template-maker"
 TEMPLATE_STARTED = "ray-vsphere.template-started"
+# The maker's heartbeat, vCenter's clock in seconds since the epoch, refreshed
+# while it works: a maker is alive while this is recent, wherever it runs
+# (a host name and a pid are neither unique nor lasting).
+TEMPLATE_HEARTBEAT = "ray-vsphere.template-heartbeat"
 
 
 def extra_config(props):

@@ -2,7 +2,7 @@
 # Copyright: (c) 2026, ray-vsphere maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""PropertyCollector reads and the task waiter.
+"""PropertyCollector reads (the waiter for tasks is _waiter).
 
 Properties are read only through the PropertyCollector: an attribute read of
 an unset property (vm.snapshot, vm.parentVApp...) round-trips once per
@@ -13,8 +13,6 @@ PropertyCollector leaves unset properties out and reads many in one call.
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
-
-import time
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 
@@ -120,23 +118,3 @@ def objects_in(service_instance, root, managed_type, paths):
         return retrieve(service_instance, [spec])
     finally:
         view.Destroy()
-
-
-def wait_for_task(service_instance, task, action, timeout=3600):
-    """The task's result once it succeeds; RayVsphereError naming `action` otherwise.
-
-    Polls task.info with a short back-off: vcsim finishes some tasks before
-    the call returns and others later, as a busy vCenter does.
-    """
-    deadline = time.time() + timeout
-    delay = 0.01
-    while True:
-        info = read(service_instance, task, ["info"])["info"]
-        if info.state == vim.TaskInfo.State.success:
-            return info.result
-        if info.state == vim.TaskInfo.State.error:
-            raise RayVsphereError("%s failed: %s" % (action, fault_text(info.error)), fault=type(info.error).__name__)
-        if time.time() > deadline:
-            raise RayVsphereError("%s still %s after %s s" % (action, info.state, timeout))
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)

@@ -345,8 +345,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import cluster_key_or_fail
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import (
-    DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, deploy)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._build import deploy
 
 
 def main():

@@ -56,13 +56,36 @@ def test_one_clone_out_of_four_failing_undoes_all_four(play, test_ova, service_i
     assert all(templates(service_instance)[name] for name in made)
 
 
-def test_the_other_clones_of_that_deploy_were_really_made_before_the_undo(play, test_ova, vm_names):
-    # The same deploy without the failing name: the template is reused and three clones succeed,
-    # so the test above removed three real clones, not none.
-    result = play([deploy_task("zeta", test_ova, count=2, request_id="fine", node_type="cpu")]).result
-    assert not result["failed"], result
-    assert result["created"] == ["zeta-cpu-fine-0", "zeta-cpu-fine-1"]
-    play([{"name": "Clean up", "ray_vsphere.cluster.node_delete": {"cluster_name": "zeta", "all_nodes": True}}])
+def tasks_since(service_instance, known, kinds=()):
+    """{task: {path: value}} of vcsim's recent tasks not in known (moids), read at vcsim; for tasks whose
+    descriptionId names one of kinds, their entity and result too."""
+    recent = vsphere.read_properties(service_instance, service_instance.content.taskManager, ["recentTask"])
+    found = {}
+    for task in recent.get("recentTask", []):
+        if task._moId in known:
+            continue
+        props = vsphere.read_properties(service_instance, task, ["info.descriptionId", "info.state"])
+        if any(kind in props["info.descriptionId"].lower() for kind in kinds):
+            props.update(vsphere.read_properties(service_instance, task, ["info.entity", "info.result"]))
+        found[task._moId] = props
+    return found
+
+
+def test_the_other_clones_of_that_deploy_were_really_made_before_the_undo(play, test_ova, service_instance,
+                                                                          vm_names):
+    # That very deploy again (its template is there now): vcsim's own task list shows three clones
+    # made from the template and each of those three VMs destroyed, so the undo removed real clones.
+    known = set(tasks_since(service_instance, set()))
+    result = play([deploy_task("zeta", test_ova, count=4, request_id="fail", node_type="cpu", parallel=4)]).result
+    assert result["failed"]
+    assert "to zeta-cpu-fail-2 failed: SystemError" in result["msg"]
+    tasks = tasks_since(service_instance, known, kinds=("clone", "destroy")).values()
+    succeeded = [props for props in tasks if props["info.state"] == vim.TaskInfo.State.success]
+    cloned = [props["info.result"]._moId for props in succeeded if "clone" in props["info.descriptionId"].lower()]
+    destroyed = {props["info.entity"]._moId for props in succeeded if "destroy" in props["info.descriptionId"].lower()}
+    assert len(cloned) == 3
+    assert set(cloned) <= destroyed
+    assert not [name for name in vm_names() if name.startswith("zeta-")]
 
 
 def test_a_failure_after_import_vapp_removes_the_half_made_node(play, test_ova, vm_names):

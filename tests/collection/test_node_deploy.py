@@ -109,6 +109,11 @@ def test_a_vm_whose_tagging_was_cut_short_is_adopted_not_duplicated(play, test_o
                extra_config={"ray-vsphere.cluster-name": "alpha", "ray-vsphere.cluster-identity": identity},
                instance_uuid=instance_uuid)
     before = vm_names()
+    # Check mode predicts what the run does: the leftover is adopted, nothing is created.
+    predicted = play([deploy_task("alpha", test_ova, names=["alpha-cut-short", "alpha-new"])], check=True).result
+    assert not predicted["failed"], predicted
+    assert (predicted["changed"], predicted["adopted"], predicted["created"]) == (True, ["alpha-cut-short"], ["alpha-new"])
+    assert vm_names() == before
     result = play([deploy_task("alpha", test_ova, names=["alpha-cut-short"])]).result
     assert not result["failed"], result
     assert (result["changed"], result["adopted"], result["created"]) == (True, ["alpha-cut-short"], [])

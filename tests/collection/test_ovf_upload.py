@@ -42,9 +42,9 @@ def test_a_disk_upload_failing_half_way_aborts_the_lease_and_removes_the_vm(vcsi
     aborted = []
     real_abort = _nfc._abort
 
-    def abort(service_instance, lease, error):
+    def abort(lease, error):
         aborted.append((lease, lease.state))
-        real_abort(service_instance, lease, error)
+        real_abort(lease, error)
     monkeypatch.setattr(_nfc, "_abort", abort)
     with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
                        ca_path=str(endpoint.ca_path)) as client, _ovf_package.OvfPackage(str(test_ova)) as package:

@@ -11,7 +11,7 @@ from conftest import PLACEMENT, deploy_task, task
 from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _deploy, _nfc, _ovf_package, _placement, _records)
+    _nfc, _ovf_package, _placement, _records, _templates)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import (
     TEMPLATE_PREFIX, TemplateIdentity)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient
@@ -37,8 +37,9 @@ def markers(props):
 
 @pytest.fixture
 def half_made_template(vcsim, test_ova, cluster_key_file):
-    """make(maker, started): the test OVA imported as its template but not marked one, as a maker cut short leaves it."""
-    def make(maker, started):
+    """make(maker, started, heartbeat): the test OVA imported as its template but not marked one, as a maker cut
+    short leaves it; heartbeat None: made before makers beat."""
+    def make(maker, started, heartbeat=None):
         endpoint = vcsim.endpoint
         identity = TemplateIdentity(cluster_key_file.read_text())
         with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
@@ -46,8 +47,8 @@ def half_made_template(vcsim, test_ova, cluster_key_file):
             placement = _placement.resolve(client.service_instance, PLACEMENT)
             name = identity.name(package.content_hash)
             spec = _nfc.import_spec(client.service_instance, package, name, placement, {},
-                                    functools.partial(_deploy._record_image, package, identity.being_made(name),
-                                                      maker=maker, started=started))
+                                    functools.partial(_templates.record_image, package, identity.being_made(name),
+                                                      maker=maker, started=started, heartbeat=heartbeat))
             vm = _nfc.import_vm(client, package, spec, name, placement, timeout=60)
             return name, vm._moId
     return make
@@ -56,16 +57,6 @@ def half_made_template(vcsim, test_ova, cluster_key_file):
 def remove_template(service_instance, name):
     vm, _ = templates(service_instance)[name]
     vsphere.wait_for_task(service_instance, vm.Destroy_Task())
-
-
-def dead_pid():
-    pid = 4_000_000
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        pid += 1
 
 
 def test_a_template_is_marked_while_it_is_made_and_not_after(play, test_ova, service_instance):
@@ -81,15 +72,18 @@ def test_a_template_is_marked_while_it_is_made_and_not_after(play, test_ova, ser
     remove_template(service_instance, name)
 
 
-@pytest.mark.parametrize("maker, age", [
-    (f"{socket.gethostname()} pid {{dead_pid}}", 5),      # a process of this host that is gone
-    ("another-host pid 42", 7200),                        # older than the deploy's timeout
-], ids=["maker-gone", "maker-too-old"])
+@pytest.mark.parametrize("maker, age, heartbeat_age, timeout", [
+    # This host's name and a live pid (this test's own): another machine of that name, or a reused pid,
+    # looks so. Its heartbeat is what counts, and it stopped long ago.
+    (f"{socket.gethostname()} pid {os.getpid()}", 900, 900, 120),
+    ("another-host pid 42", 7200, None, 3600),            # no heartbeat (older makers): older than the deploy's timeout
+], ids=["heartbeat-stopped", "maker-too-old"])
 def test_a_dead_makers_half_made_template_is_removed_and_made_again(
-        play, test_ova, service_instance, half_made_template, maker, age):
-    name, half_made = half_made_template(maker.format(dead_pid=dead_pid()), time.time() - age)
+        play, test_ova, service_instance, half_made_template, maker, age, heartbeat_age, timeout):
+    name, half_made = half_made_template(maker, time.time() - age,
+                                         None if heartbeat_age is None else time.time() - heartbeat_age)
     started = time.monotonic()
-    result = play([deploy_task("kappa", test_ova, names=["kappa-0"], power_on=False, timeout=3600)]).result
+    result = play([deploy_task("kappa", test_ova, names=["kappa-0"], power_on=False, timeout=timeout)]).result
     assert not result["failed"], result
     assert time.monotonic() - started < 60, "the deploy waited for a dead maker"
     assert result["image"]["template"] == name
@@ -101,17 +95,37 @@ def test_a_dead_makers_half_made_template_is_removed_and_made_again(
 
 def test_a_live_makers_template_is_waited_for_and_left_alone(play, test_ova, service_instance, half_made_template,
                                                              cluster_key_file):
-    name, half_made = half_made_template(f"{socket.gethostname()} pid {os.getpid()}", time.time())
+    # Started long before the deploy's timeout, on another machine: alive all the same, for it beats.
+    name, half_made = half_made_template("another-host pid 42", time.time() - 7200, time.time())
     result = play([deploy_task("lambda", test_ova, names=["lambda-0"], power_on=False, timeout=3)]).result
     assert result["failed"], (result["image"], result["existing"], result["created"])
-    assert f"template {name} is still being made by {socket.gethostname()} pid {os.getpid()} after 3 s" \
-        in result["msg"]
+    assert f"template {name} is still being made by another-host pid 42 after 3 s" in result["msg"]
     vm, props = templates(service_instance)[name]
     assert vm._moId == half_made and not props["config.template"]
     # image_prune leaves it too: its maker is at work.
     pruned = play([task("template_prune", datacenter="DC0", vm_folder="ray", cluster_key_file=str(cluster_key_file))],
                   check=True).result
-    assert {"name": name, "reason": f"being made by {socket.gethostname()} pid {os.getpid()}"} in pruned["kept"]
+    assert {"name": name, "reason": "being made by another-host pid 42"} in pruned["kept"]
+    remove_template(service_instance, name)
+
+
+def test_a_maker_beats_while_it_works_so_it_is_alive_however_long_it_takes(vcsim, service_instance,
+                                                                          half_made_template, monkeypatch):
+    name, _ = half_made_template("another-host pid 42", time.time() - 7200, time.time() - 3600)
+    vm, props = templates(service_instance)[name]
+    assert _templates.maker_is_dead(markers(props), 1800, time.time())  # silent for an hour
+    monkeypatch.setattr(_templates, "HEARTBEAT_SECONDS", 0.2)
+    endpoint = vcsim.endpoint
+    with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                       validate_certs=False) as client:
+        folder = _placement.resolve(client.service_instance, PLACEMENT).folder
+        with _templates._Heartbeat(client.service_instance, folder, name):
+            time.sleep(1)
+    _, props = templates(service_instance)[name]
+    beat = float(markers(props)[_records.TEMPLATE_HEARTBEAT])
+    now = service_instance.CurrentTime().timestamp()
+    assert now - 5 < beat <= now + 1, "the heartbeat is vCenter's clock, refreshed while the maker works"
+    assert _templates.maker_is_dead(markers(props), 1800, now) is None
     remove_template(service_instance, name)
 
 
@@ -137,6 +151,36 @@ def test_image_prune_removes_templates_no_vm_uses_check_mode_first_and_ray_down_
     pruned = run("image_prune", tmp_path / "prune", environment, extra)
     assert published_stats(pruned)["image_prune_removed"] == [name]
     assert name not in templates(service_instance)
+
+
+def test_prune_surveys_each_template_again_right_before_removing_it(play, vcsim, test_ova, service_instance,
+                                                                    cluster_key_file, monkeypatch):
+    made = play([deploy_task("nu", test_ova, names=["nu-0"], power_on=False)]).result
+    assert not made["failed"], made["msg"]
+    name = made["image"]["template"]
+    play([task("node_delete", cluster_name="nu", all_nodes=True)])
+    real_survey = _templates.survey
+    surveys = []
+
+    def survey_then_a_deploy_clones(service_instance, identity, folder=None):
+        found = real_survey(service_instance, identity, folder)
+        if not surveys:  # between prune's survey and its removals: a deploy clones the idle template
+            cloned = play([deploy_task("nu", test_ova, names=["nu-1"], power_on=False)]).result
+            assert not cloned["failed"] and cloned["image"]["template"] == name, cloned["msg"]
+        surveys.append([entry["name"] for entry in found if not entry["reason"]])
+        return found
+
+    monkeypatch.setattr(_templates, "survey", survey_then_a_deploy_clones)
+    endpoint = vcsim.endpoint
+    with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                       validate_certs=False) as client:
+        removed, kept = _templates.prune(client.service_instance, dict(
+            cluster_key_file=str(cluster_key_file), datacenter="DC0", vm_folder="ray", parallel=4), False)
+    assert surveys[0] == [name], "the template was idle when prune first looked"
+    assert removed == [] and {"name": name, "reason": "in use by 1 VM(s): nu-1"} in kept
+    assert name in templates(service_instance)
+    play([task("node_delete", cluster_name="nu", all_nodes=True)])
+    remove_template(service_instance, name)
 
 
 # --- only templates made with the cluster's key ------------------------------

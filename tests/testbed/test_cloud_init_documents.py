@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DeployRequest
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DeployRequest
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 from pyVmomi import vim, vmodl
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nfc, _ovf_package
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _nfc, _nodes, _ovf_package, _waiter
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 from testbed import simulator, vsphere
 from testbed.appliance import CLOUD_INIT_PROPERTIES, build_test_ova
@@ -22,6 +22,12 @@ OVF_ENV = "{http://schemas.dmtf.org/ovf/environment/1}"
 VMWARE_OVF_ENV = "{http://www.vmware.com/schema/ovfenv}"
 SHORT_LEASE_SECONDS = 2
 
+
+
+def remove_vm_named(service_instance, folder, name):
+    vm = _ledger.vm_in_folder(service_instance, folder, name)
+    if vm is not None:
+        _nodes.destroy_vm(service_instance, vm, name)
 
 def connect(sim):
     endpoint = sim.endpoint
@@ -63,7 +69,7 @@ def lease_for(service_instance, name):
             package.descriptor, placement["resource_pool"], placement["datastore"],
             vim.OvfManager.CreateImportSpecParams(entityName=name))
     lease = placement["resource_pool"].ImportVApp(spec.importSpec, placement["folder"])
-    return lease, _nfc._wait_for_lease(service_instance, lease, name, 30)
+    return lease, _waiter.wait_for_lease(service_instance, lease, name, 30)
 
 
 # ----- NFC leases (lease.go) -----
@@ -80,8 +86,8 @@ def test_a_lease_without_progress_times_out_and_says_so(client):
         lease.HttpNfcLeaseComplete()
     with pytest.raises(vim.fault.Timedout):
         lease.HttpNfcLeaseProgress(50)
-    _nfc.remove_half_made_vm(service_instance, simulator.default_placement(service_instance)["folder"],
-                             "strict-lease-idle")
+    remove_vm_named(service_instance, simulator.default_placement(service_instance)["folder"],
+                    "strict-lease-idle")
 
 
 def test_progress_keeps_a_lease_alive_past_its_timeout(client):
@@ -92,8 +98,8 @@ def test_progress_keeps_a_lease_alive_past_its_timeout(client):
         time.sleep(SHORT_LEASE_SECONDS / 4)
     assert vsphere.read_properties(service_instance, lease, ["state"])["state"] == vim.HttpNfcLease.State.ready
     lease.HttpNfcLeaseComplete()
-    _nfc.remove_half_made_vm(service_instance, simulator.default_placement(service_instance)["folder"],
-                             "strict-lease-kept")
+    remove_vm_named(service_instance, simulator.default_placement(service_instance)["folder"],
+                    "strict-lease-kept")
 
 
 class SlowFile:
@@ -125,8 +131,8 @@ def test_the_collections_import_keeps_a_slow_upload_alive(client, slow_upload):
     vm = import_plain(client.service_instance, "strict-slow-upload")
     assert time.monotonic() - started > slow_upload - 0.5, "the upload outlasted the lease timeout"
     assert vsphere.read_properties(client.service_instance, vm, ["name"])["name"] == "strict-slow-upload"
-    _nfc.remove_half_made_vm(client.service_instance, simulator.default_placement(client.service_instance)["folder"],
-                             "strict-slow-upload")
+    remove_vm_named(client.service_instance, simulator.default_placement(client.service_instance)["folder"],
+                    "strict-slow-upload")
 
 
 def test_without_keepalive_the_same_slow_upload_fails_and_leaves_no_vm(client, slow_upload, monkeypatch):

@@ -43,7 +43,7 @@ def test_the_nodes_role_and_the_provider_playbooks_deploy_through_that_file():
 
 def test_the_task_file_maps_every_node_deploy_option_by_its_own_name():
     """A node_deploy option added to the spec but not to the one mapping fails here, by name."""
-    from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import DEPLOY_OPTIONS
+    from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 
     (task,) = tasks_in(PROJECT_ROOT / THE_TASK_FILE)
     mapped = task["ray_vsphere.cluster.node_deploy"]

@@ -17,7 +17,7 @@ from pyVmomi import vim
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import MAX_NAME_LENGTH, request_names
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import MAX_NAME_LENGTH, request_names
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import CONNECTION_ARGUMENT_SPEC
 from ray_provider import node_provider, runs
 from ray_provider.config import ClusterConfigError, VcenterCredentials

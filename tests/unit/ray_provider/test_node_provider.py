@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy import AT_LEAST_ONE, DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import AT_LEAST_ONE, DEPLOY_OPTIONS
 from ray_provider import config, head_config, node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from ray_provider.runs import PlaybookFailed

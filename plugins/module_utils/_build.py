@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Deploy Ray nodes from an OVF: many in one call, in parallel, idempotent, all or nothing.
+
+deploy() checks everything before anything is created (the request, the
+placement, name clashes, the OVF against the placement), then makes each node
+(a clone of the image's template, see _templates, or an import of the OVF),
+tags it and powers it on, and waits for its address if asked. Every VM the
+call makes is recorded in one _ledger.Ledger when the call that makes it is
+sent, and whatever stops the deploy, the ledger removes them all.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import functools
+import json
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _clone, _guest_ip, _ledger, _nfc, _nodes, _placement, _records, _templates, _waiter)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DeployRequest
+
+try:
+    from pyVmomi import vim
+except ImportError:
+    pass  # reported by _client.run_module
+
+
+def deploy(client, params, check_mode, cluster_key):
+    """node_deploy's result for params; nothing of what it made is left when it fails."""
+    service_instance = client.service_instance
+    request = DeployRequest(params, cluster_key)
+    placement = _placement.resolve(service_instance, params)
+    inventory = _nodes.Inventory(service_instance)
+    refuse_name_clash(inventory, placement.folder, request)
+    existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
+    with _ledger.Ledger(service_instance, "deploying nodes of Ray cluster %s" % request.cluster_name) as ledger:
+        with _templates.Image(service_instance, params, inventory, placement.folder, request.template_identity) as image:
+            declared = image.declared_properties()
+            if image.package.opened:
+                # Validates the OVF against the placement (networks, disks) and the
+                # property names, which are the same for every node, before anything exists.
+                _nfc.import_spec(service_instance, image.package, request.names[0], placement,
+                                 request.ovf_properties(declared, request.names[0]),
+                                 functools.partial(request.configure, name=request.names[0]))
+            else:
+                # A template made from this image in this folder: it passed that
+                # check when it was imported, so only the property names are checked.
+                request.ovf_properties(declared, request.names[0])
+            to_power_on = [name for name, (vm, props) in existing.items()
+                           if params["power_on"] and props.get("runtime.powerState") != vim.VirtualMachine.PowerState.poweredOn]
+            to_record = [name for name, (vm, props) in existing.items()
+                         if request.deploy_settings and _records.deploy_settings(props) != request.deploy_settings]
+            changed = bool(missing or adoptable or to_power_on or to_record)
+            if missing or adoptable:
+                # The custom attributes the nodes (and a new template) get: defined beforehand, or nothing is made.
+                inventory.attributes.require(set(request.tags) | (
+                    {_records.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
+            if check_mode:
+                return dict(_predicted(inventory, request, existing, adoptable, changed), image=image.result())
+            _record_deploy_settings(service_instance, request, dict((name, existing[name][0]) for name in to_record))
+            builder = _NodeBuilder(client, image, placement, request, inventory, declared, ledger)
+            builder.create(missing, adoptable, [existing[name][0] for name in to_power_on])
+        vms = dict((vm, name) for name, vm in ledger.vms().items())
+        vms.update((vm, name) for name, (vm, props) in existing.items())
+        if params["wait_for_ip"] and params["power_on"]:
+            # A node that never gets an address is a failed node: the call is all or nothing.
+            _guest_ip.wait_for_ips(service_instance, vms, request, params["ip_timeout"])
+    final = _nodes.Inventory(service_instance)
+    nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
+    return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
+                existing=sorted(existing), image=image.result())
+
+
+def _record_deploy_settings(service_instance, request, vms):
+    """Rewrite the deploy_settings record of existing nodes {name: vm} that record other settings."""
+    value = json.dumps(request.deploy_settings, sort_keys=True)
+
+    def record(name):
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=_records.DEPLOY_SETTINGS, value=value)])
+        _waiter.run_task(service_instance, "ReconfigVM_Task (deploy settings) on VM %s" % name,
+                         lambda: vms[name].ReconfigVM_Task(spec))
+
+    errors = _nodes.in_parallel(record, sorted(vms), request.params["parallel"])
+    if errors:
+        raise RayVsphereError("recording the deploy settings of Ray cluster %s failed: %s"
+                              % (request.cluster_name, "; ".join(errors)))
+
+
+def refuse_name_clash(inventory, folder, request):
+    """Fail, before anything is made, if the VM folder holds VMs of a cluster of this name made with another key.
+
+    Such VMs carry the cluster's name (tag or creation marker) without an
+    identity this key verifies. Joining them would make one "cluster" of two
+    teams' VMs, each able to delete the other's. The same name in another
+    folder, under another key, is another cluster, and never touched.
+    """
+    key = request.cluster_key
+    clashing = sorted(props.get("name") or vm._moId for vm, props in inventory.vms.items()
+                      if props.get("parent") == folder and not props.get("config.template")
+                      and (inventory.tags(vm).get(_records.CLUSTER_NAME) == key.cluster_name
+                           or _records.creation_marker(props) == key.cluster_name)
+                      and not _records.verified(props, key))
+    if clashing:
+        datacenter = request.params["datacenter"]
+        path = (request.params.get("vm_folder") or "").strip("/")
+        if path == datacenter + "/vm" or path.startswith(datacenter + "/vm/"):  # given as /DC/vm/ray
+            path = path[len(datacenter) + 3:].strip("/")
+        raise RayVsphereError("cluster %r already exists in %s under another key (VMs: %s): pick another cluster "
+                              "name, or use that cluster's key (cluster_key_file)"
+                              % (key.cluster_name, "/".join(part for part in (datacenter, "vm", path) if part),
+                                 ", ".join(clashing)), unverified=clashing)
+
+
+def _sort_names(inventory, folder, request):
+    """Split the requested names into existing nodes, adoptable leftovers and names to create."""
+    existing, adoptable, missing = {}, {}, []
+    in_folder = dict((props.get("name"), (vm, props)) for vm, props in inventory.vms.items() if props.get("parent") == folder)
+    for name in request.names:
+        if name not in in_folder:
+            missing.append(name)
+            continue
+        vm, props = in_folder[name]
+        tags = inventory.tags(vm)
+        ours = _records.verified(props, request.cluster_key)
+        if ours and tags.get(_records.CLUSTER_NAME) == request.cluster_name:
+            existing[name] = (vm, props)
+        elif ours and not tags.get(_records.CLUSTER_NAME) and _records.creation_marker(props) == request.cluster_name:
+            adoptable[name] = vm  # created by a run that stopped before tagging it
+        else:
+            raise RayVsphereError("a VM named %s already exists in the VM folder and is not a node of Ray cluster %s"
+                                  % (name, request.cluster_name))
+    return existing, adoptable, missing
+
+
+def _predicted(inventory, request, existing, adoptable, changed):
+    """What a run would return, made of what is there: check mode."""
+    nodes = []
+    for name in request.names:
+        if name in existing:
+            nodes.append(inventory.record(existing[name][0], request.preferred, request.ignored))
+        else:
+            nodes.append(dict(name=name, uuid=None, moid=None, ip=None, ip_addresses=[], tags=request.tags,
+                              power_state="poweredOn" if request.params["power_on"] else "poweredOff",
+                              deploy_settings=request.deploy_settings))
+    created = sorted(name for name in request.names if name not in existing and name not in adoptable)
+    return dict(changed=changed, nodes=nodes, created=created, adopted=sorted(adoptable), existing=sorted(existing))
+
+
+class _NodeBuilder(object):
+    """Creates, tags and powers on the nodes of one request, each recorded in the deploy's ledger."""
+
+    def __init__(self, client, image, placement, request, inventory, declared, ledger):
+        self.client = client
+        self.service_instance = client.service_instance
+        self.image = image
+        self.placement = placement
+        self.request = request
+        self.attributes = inventory.attributes
+        self.declared = declared
+        self.ledger = ledger
+        self._template = None
+
+    def create(self, missing, adoptable, to_power_on):
+        params = self.request.params
+        if missing and params["clone_from_template"]:
+            self._template = _templates.Template(self, self.image.template_name)
+        errors = _nodes.in_parallel(self._create_node, missing, params["parallel"])
+        if errors:
+            raise RayVsphereError("deploying nodes of Ray cluster %s failed: %s"
+                                  % (self.request.cluster_name, "; ".join(errors)))
+        for name, vm in adoptable.items():
+            self.ledger.take(self.placement.folder, name, vm)
+            self.attributes.set(vm, name, self.request.tags)
+        if params["power_on"]:
+            targets = [(vm, name) for name, vm in self.ledger.vms().items()] + [(vm, None) for vm in to_power_on]
+            errors = _nodes.in_parallel(self._power_on, targets, params["parallel"])
+            if errors:
+                raise RayVsphereError("powering on nodes of Ray cluster %s failed: %s"
+                                      % (self.request.cluster_name, "; ".join(errors)))
+
+    def _create_node(self, name):
+        properties = self.request.ovf_properties(self.declared, name)
+        if self._template is not None:
+            vm = _clone.clone(self._template, self.request, self.placement, self.ledger, name, properties)
+        else:
+            package = self.image.package  # opened: clone_from_template is off
+            spec = _nfc.import_spec(self.service_instance, package, name, self.placement, properties,
+                                    functools.partial(self.request.configure, name=name))
+            vm = _nfc.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"],
+                                self.ledger)
+        self.attributes.set(vm, name, self.request.tags)
+
+    def _power_on(self, target):
+        vm, name = target
+        try:
+            _waiter.run_task(self.service_instance, "PowerOnVM_Task on VM %s" % (name or vm._moId), vm.PowerOnVM_Task)
+        except RayVsphereError as error:
+            if error.details.get("fault") != "InvalidPowerState":  # already on
+                raise

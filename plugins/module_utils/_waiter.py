@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ray-vsphere maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The one waiter: for tasks, NFC leases and property changes, each with a deadline and a reason it names.
+
+Tasks and leases are polled with a back-off (vcsim finishes some tasks before
+the call returns and others later, as a busy vCenter does); properties that
+change when the guest says so (guest.net) are followed with the
+PropertyCollector's WaitForUpdatesEx, which answers as soon as they change.
+Every failure is a RayVsphereError that names the call or object waited for;
+a vSphere fault or a dropped connection met while waiting is its cause.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import socket
+import time
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+
+try:
+    from pyVmomi import vim, vmodl
+except ImportError:
+    pass  # reported by _client.run_module
+
+FIRST_DELAY = 0.01
+MAX_DELAY = 1.0
+# The longest one WaitForUpdatesEx may hold the connection, well below request_timeout's default.
+MAX_UPDATE_WAIT_SECONDS = 30
+
+
+def chained(error, cause):
+    """error, with cause as its __cause__ (what `raise error from cause` does, written so module_utils stay py2-safe)."""
+    error.__cause__ = cause
+    return error
+
+
+def call_failed(action, cause):
+    """A RayVsphereError for `action` failing with cause (a vSphere fault, a timeout, a broken connection)."""
+    if isinstance(cause, RayVsphereError):
+        return cause
+    if isinstance(cause, vmodl.MethodFault):
+        text, fault = fault_text(cause), type(cause).__name__.split(".")[-1]
+    elif isinstance(cause, socket.timeout):
+        text, fault = "vCenter did not answer within request_timeout (%s)" % (cause or "timed out"), "Timeout"
+    else:
+        text, fault = "%s: %s" % (type(cause).__name__, cause), type(cause).__name__
+    return chained(RayVsphereError("%s failed: %s" % (action, text), fault=fault), cause)
+
+
+def until(check, timeout, what, first_delay=FIRST_DELAY):
+    """check()'s first value that is not None, polled with a doubling delay; RayVsphereError after timeout s.
+
+    what names what was waited for (a callable: asked when the time is up, to say the state at that moment).
+    """
+    deadline = time.time() + timeout
+    delay = first_delay
+    while True:
+        value = check()
+        if value is not None:
+            return value
+        if time.time() > deadline:
+            raise RayVsphereError("%s after %s s" % (what() if callable(what) else what, timeout), fault="Timeout")
+        time.sleep(min(delay, max(deadline - time.time(), 0.001)))
+        delay = min(delay * 2, MAX_DELAY)
+
+
+def task_info(service_instance, task):
+    return _vsphere.read(service_instance, task, ["info"])["info"]
+
+
+def wait_for_task(service_instance, task, action, timeout=3600):
+    """The task's result once it succeeds; RayVsphereError naming `action` (and the task's fault) otherwise."""
+    def finished():
+        info = task_info(service_instance, task)
+        if info.state == vim.TaskInfo.State.success:
+            return [info.result]
+        if info.state == vim.TaskInfo.State.error:
+            raise chained(RayVsphereError("%s failed: %s" % (action, fault_text(info.error)),
+                                          fault=type(info.error).__name__.split(".")[-1]), info.error)
+        return None
+
+    try:
+        return until(finished, timeout, "%s still running (task %s)" % (action, task._moId))[0]
+    except RayVsphereError:
+        raise
+    except Exception as error:  # a fault or a timeout of the read itself
+        raise call_failed("%s (reading task %s)" % (action, task._moId), error)
+
+
+def run_task(service_instance, action, call, timeout=3600):
+    """call() (a method that returns a task), then its result: RayVsphereError naming action if either fails."""
+    try:
+        task = call()
+    except Exception as error:
+        raise call_failed(action, error)
+    return wait_for_task(service_instance, task, action, timeout)
+
+
+def wait_for_lease(service_instance, lease, name, timeout):
+    """The NFC lease's info once it is ready to take the upload of VM `name`."""
+    def ready():
+        props = _vsphere.read(service_instance, lease, ["state", "info", "error"])
+        if props.get("state") == vim.HttpNfcLease.State.ready:
+            return props["info"]
+        if props.get("state") == vim.HttpNfcLease.State.error:
+            raise chained(RayVsphereError("HttpNfcLease for VM %s failed: %s" % (name, fault_text(props.get("error"))),
+                                          fault="HttpNfcLeaseError"), props.get("error"))
+        return None
+
+    return until(ready, timeout, "HttpNfcLease for VM %s not ready" % name, first_delay=0.05)
+
+
+def wait_for_updates(service_instance, objects, managed_type, paths, waiting, timeout, on_timeout):
+    """Follow paths of objects with WaitForUpdatesEx until waiting(seen) is empty.
+
+    seen is {object: {path: value}}, updated as vCenter reports changes;
+    waiting(seen) lists the objects still waited for. After timeout seconds,
+    RayVsphereError(on_timeout(seen, still waiting)).
+    """
+    collector_type = vmodl.query.PropertyCollector
+    collector = service_instance.content.propertyCollector.CreatePropertyCollector()
+    spec = collector_type.FilterSpec(
+        objectSet=[collector_type.ObjectSpec(obj=obj, skip=False) for obj in objects],
+        propSet=[collector_type.PropertySpec(type=managed_type, pathSet=list(paths))])
+    seen = dict((obj, {}) for obj in objects)
+    deadline = time.time() + timeout
+    try:
+        collector.CreateFilter(spec, partialUpdates=False)
+        version = ""
+        while True:
+            still = waiting(seen)
+            if not still:
+                return seen
+            left = deadline - time.time()
+            if left <= 0:
+                raise RayVsphereError(on_timeout(seen, still), fault="Timeout")
+            update = collector.WaitForUpdatesEx(version, collector_type.WaitOptions(
+                maxWaitSeconds=int(max(1, min(left, MAX_UPDATE_WAIT_SECONDS)))))
+            if update is None:
+                continue
+            version = update.version
+            for filter_update in update.filterSet:
+                for object_update in filter_update.objectSet:
+                    for change in object_update.changeSet:
+                        seen[object_update.obj][change.name] = change.val
+    except RayVsphereError:
+        raise
+    except Exception as error:
+        raise call_failed("PropertyCollector.WaitForUpdatesEx (%s)" % ", ".join(paths), error)
+    finally:
+        try:
+            collector.DestroyPropertyCollector()
+        except Exception:  # pylint: disable=broad-except
+            pass  # vCenter drops a session's collectors with the session; the wait's own error is the one to report
