@@ -60,7 +60,6 @@ def vcsim(testbed_prerequisites, images):
         ("fail", "PowerOnVM_Task", r"^rb-undo-1$"),
         ("fail", "Destroy_Task", r"^rb-undo-1$"),
         ("drop-reply", "CloneVM_Task", r"^rb-dropped-0$"),
-        ("drop-reply", "ImportVApp", r"^rb-import-dropped-0$"),
         ("drop-reply", "CreateSnapshot_Task", f"^{images['snapshot-reply-lost'][1]}$"),
     ]
     with simulator.Vcsim(faults=faults, stall_seconds=STALL_SECONDS) as sim:
@@ -157,17 +156,6 @@ def test_a_clone_whose_reply_was_lost_is_not_sent_again(play, test_ova, service_
     assert result["created"] == ["rb-dropped-0"]
     assert [name for name in vms_at_vcsim(service_instance) if name.startswith("rb-dropped-")] == ["rb-dropped-0"]
     play([task("node_delete", cluster_name="rb-dropped", all_nodes=True)])
-
-
-def test_an_import_whose_reply_was_lost_is_not_sent_again_and_its_vm_goes(play, test_ova, service_instance):
-    """vcsim makes the VM of ImportVApp, then closes the connection: the lease is lost with the reply."""
-    result = play([deploy_task("rb-import-dropped", test_ova, names=["rb-import-dropped-0"],
-                               clone_from_template=False)]).result
-    assert result["failed"]
-    assert ("ResourcePool.ImportVApp of VM rb-import-dropped-0: the connection broke after vCenter made the VM, "
-            "and its lease with it; not sent again") in result["msg"]
-    assert "removed the VMs this call created: rb-import-dropped-0" in result["msg"]
-    assert not [name for name in vms_at_vcsim(service_instance) if name.startswith("rb-import-dropped")]
 
 
 def snapshots(tree):
