@@ -170,19 +170,23 @@ def record_image(package, identity, config_spec, maker=None, started=None, heart
 def maker_is_dead(markers, bound, now):
     """Why a half-made template's maker is dead, or None while it may still be at work.
 
-    now is vCenter's clock (vcenter_now). A maker is alive while its
-    heartbeat is younger than HEARTBEAT_STALE_SECONDS, whichever machine or
-    process it is. A half-made template without a heartbeat (made before
-    makers beat) has only `bound`, counted from its start or creation.
+    now is vCenter's clock (vcenter_now). A maker whose heartbeat has moved
+    since it started is alive while the heartbeat is younger than
+    HEARTBEAT_STALE_SECONDS, whichever machine or process it is. One whose
+    heartbeat never moved may be beating into a VM that vCenter keeps locked
+    while the import's NFC lease is open (vcsim does not lock it; nothing we
+    can cite says vCenter does not), so, like a template without a heartbeat
+    (made before makers beat), it has only `bound`, counted from its start
+    or creation: a long upload is never taken for a dead maker.
     """
     maker = markers.get(_records.TEMPLATE_MAKER) or "another run"
     heartbeat = _seconds(markers.get(_records.TEMPLATE_HEARTBEAT))
-    if heartbeat is not None:
+    started = _seconds(markers.get(_records.TEMPLATE_STARTED))
+    if heartbeat is not None and (started is None or heartbeat - started >= HEARTBEAT_SECONDS):
         silent = now - heartbeat
         if silent > HEARTBEAT_STALE_SECONDS:
             return "its maker, %s, last beat %d s ago (a live one beats every %d s)" % (maker, silent, HEARTBEAT_SECONDS)
         return None
-    started = _seconds(markers.get(_records.TEMPLATE_STARTED))
     if started is not None and now - started > bound:
         return "its maker, %s, started %d s ago, longer than the %d s a deploy may take" % (maker, now - started, bound)
     return None
