@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import tarfile
-import threading
 from xml.etree import ElementTree
 
 from ansible.module_utils.six.moves import http_client
@@ -96,31 +95,19 @@ def keepalive_interval(lease_timeout):
 
 
 class _Progress(object):
-    """Reports upload progress on a timer, which also keeps the lease alive."""
+    """How much of the upload went; each report to the lease also keeps it alive."""
 
-    def __init__(self, lease, total, interval):
+    def __init__(self, lease, total):
         self._lease = lease
         self._total = max(total, 1)
-        self._interval = interval
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.daemon = True
 
-    def _run(self):
-        while not self._stop.wait(self._interval):
-            try:
-                self._lease.HttpNfcLeaseProgress(min(99, int(100 * self.sent / self._total)))
-            except Exception:  # pylint: disable=broad-except
-                return  # the lease ended; the upload reports the error
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
+    def report(self):
+        try:
+            self._lease.HttpNfcLeaseProgress(min(99, int(100 * self.sent / self._total)))
+        except Exception:  # pylint: disable=broad-except
+            return False  # the lease ended; the upload reports the error
+        return True
 
 
 def _upload_disks(client, package, spec_result, lease, info, name):
@@ -128,7 +115,8 @@ def _upload_disks(client, package, spec_result, lease, info, name):
     uploads = [(device_url, items[device_url.importKey]) for device_url in info.deviceUrl or []
                if device_url.importKey in items]
     total = sum(package.files.get(upload[1].path, 0) for upload in uploads)
-    with _Progress(lease, total, keepalive_interval(info.leaseTimeout)) as progress:
+    progress = _Progress(lease, total)
+    with _waiter.Every(keepalive_interval(info.leaseTimeout), progress.report):
         for device_url, item in uploads:
             _upload(client, package, item, device_url.url, progress, name)
     lease.HttpNfcLeaseProgress(100)

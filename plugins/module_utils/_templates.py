@@ -20,7 +20,6 @@ __metaclass__ = type
 import functools
 import os
 import socket
-import threading
 import time
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
@@ -199,36 +198,20 @@ def _seconds(value):
         return None
 
 
-class _Heartbeat(object):
-    """While a template is made: its heartbeat refreshed every HEARTBEAT_SECONDS, the VM found by folder and name."""
+def heartbeat(service_instance, folder, name):
+    """`with heartbeat(...):` refreshes the heartbeat of the template being made every HEARTBEAT_SECONDS."""
+    def beat():
+        try:
+            vm = service_instance.content.searchIndex.FindChild(folder, name)
+            if vm is not None:
+                _waiter.run_task(service_instance, "ReconfigVM_Task (maker heartbeat) on template %s" % name,
+                                 lambda: vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(
+                                     key=_records.TEMPLATE_HEARTBEAT, value=str(int(vcenter_now(service_instance))))])),
+                                 HEARTBEAT_SECONDS)
+        except Exception:  # pylint: disable=broad-except
+            pass  # a missed beat: HEARTBEAT_STALE_SECONDS allows several; the making itself reports real errors
 
-    def __init__(self, service_instance, folder, name):
-        self._service_instance = service_instance
-        self._folder = folder
-        self._name = name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.daemon = True
-
-    def _run(self):
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
-                vm = self._service_instance.content.searchIndex.FindChild(self._folder, self._name)
-                if vm is not None:
-                    _waiter.run_task(self._service_instance, "ReconfigVM_Task (maker heartbeat) on template %s"
-                                     % self._name, lambda: vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-                                         vim.option.OptionValue(key=_records.TEMPLATE_HEARTBEAT, value=str(int(
-                                             vcenter_now(self._service_instance))))])), HEARTBEAT_SECONDS)
-            except Exception:  # pylint: disable=broad-except
-                pass  # a missed beat: HEARTBEAT_STALE_SECONDS allows several; the making itself reports real errors
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
+    return _waiter.Every(HEARTBEAT_SECONDS, beat)
 
 
 class Template(object):
@@ -288,7 +271,7 @@ class Template(object):
             record_image, package, self.identity.being_made(name), started=vcenter_now(si), heartbeat=vcenter_now(si)))
         # Its own ledger: a template that was made stays for later deploys whatever becomes of the nodes.
         with _ledger.Ledger(si, "making template %s" % name) as ledger:
-            with _Heartbeat(si, builder.placement.folder, name):
+            with heartbeat(si, builder.placement.folder, name):
                 vm = _nfc.import_vm(builder.client, package, spec, name, builder.placement, self._timeout, ledger)
                 builder.attributes.set(vm, name, {_records.TEMPLATE_HASH: package.content_hash})
                 _waiter.run_task(si, "CreateSnapshot_Task on template %s" % name, lambda: vm.CreateSnapshot_Task(

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import socket
+import threading
 import time
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
@@ -157,3 +158,31 @@ def wait_for_updates(service_instance, objects, managed_type, paths, waiting, ti
             collector.DestroyPropertyCollector()
         except Exception:  # pylint: disable=broad-except
             pass  # vCenter drops a session's collectors with the session; the wait's own error is the one to report
+
+
+class Every(object):
+    """`with Every(seconds, tick):` calls tick() every `seconds` on a thread of its own until the block ends.
+
+    For what must go on beside a long call: an NFC lease's progress, a
+    template maker's heartbeat. tick returns False to stop early.
+    """
+
+    def __init__(self, seconds, tick):
+        self._seconds = seconds
+        self._tick = tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.daemon = True
+
+    def _run(self):
+        while not self._stop.wait(self._seconds):
+            if self._tick() is False:
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()

@@ -119,7 +119,7 @@ def test_a_maker_beats_while_it_works_so_it_is_alive_however_long_it_takes(vcsim
     with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
                        validate_certs=False) as client:
         folder = _placement.resolve(client.service_instance, PLACEMENT).folder
-        with _templates._Heartbeat(client.service_instance, folder, name):
+        with _templates.heartbeat(client.service_instance, folder, name):
             time.sleep(1)
     _, props = templates(service_instance)[name]
     beat = float(markers(props)[_records.TEMPLATE_HEARTBEAT])
