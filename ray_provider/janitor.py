@@ -13,12 +13,8 @@ of such a request is one of two things:
 - a leftover Ray never saw. It is hidden from Ray (Ray retries the launch
   under a new request id, so it would be a duplicate) and removed by one
   background run of terminate_nodes.yml: by request id (node_delete finds
-  every VM of the request, tagged or not) when nothing of the request was
-  kept, else by the UUIDs of its VMs that were not. (A VM of such a partly
-  kept request that never got its tags has no record the refresh reads, so
-  it is not among those UUIDs; node_delete's request_ids cannot spare the
-  kept ones. It stays, and the log names the request for node_delete's
-  request_ids once its kept nodes are gone.)
+  every VM of the request, tagged or not, so also one whose tagging was cut
+  short and which no refresh reads), sparing the UUIDs of the VMs kept.
 
 A removal that fails is tried again after a back-off that doubles from
 FIRST_WAIT_S up to LONGEST_WAIT_S: a vCenter that keeps refusing is not asked
@@ -39,16 +35,12 @@ TAGS_RAY_WRITES = (TAG_RAY_NODE_STATUS, TAG_RAY_RUNTIME_CONFIG, TAG_RAY_FILE_MOU
 
 
 class Removal:
-    """One removal run: request ids to remove whole, and UUIDs of the other requests' leftovers."""
+    """One removal run: every VM of request_ids but the kept ones; uuids, those of them Ray was never shown."""
 
-    def __init__(self, request_ids, uuids, requests):
+    def __init__(self, request_ids, uuids, keep_uuids):
         self.request_ids = sorted(request_ids)
         self.uuids = sorted(uuids)
-        self.requests = sorted(requests)  # every request this removal settles
-        self.partly_kept = sorted(set(self.requests) - set(self.request_ids))
-
-    def __bool__(self):
-        return bool(self.request_ids or self.uuids)
+        self.keep_uuids = sorted(keep_uuids)
 
 
 class FailedCreateJanitor:
@@ -126,29 +118,21 @@ class FailedCreateJanitor:
         with self._lock:
             if self._running or not self._requests or self.clock() < self.next_attempt_at:
                 return None
-            kept_by_request = set(request_id for request_id, _ in self._kept.values())
-            whole = [request_id for request_id in self._requests if request_id not in kept_by_request]
-            uuids = set()
-            for request_id in self._requests:
-                if request_id in kept_by_request:
-                    uuids.update(self._hidden.get(request_id, ()))
+            hidden = set(uuid for request_id in self._requests for uuid in self._hidden.get(request_id, ()))
+            kept = set(uuid for uuid, (request_id, _) in self._kept.items() if request_id in self._requests)
             self._running = True
-            return Removal(whole, uuids, self._requests)
+            return Removal(self._requests, hidden, kept)
 
     def finished(self, removal, error=None):
         """The removal ended: its requests are settled, or, after an error, tried again after the back-off."""
         with self._lock:
             self._running = False
             if error is None:
-                if removal.partly_kept:
-                    logger.warning("ray_vsphere: failed launches %s were partly kept as nodes; a VM of theirs that "
-                                   "never got its tags, if any, is left for node_delete's request_ids once those "
-                                   "nodes are gone", ", ".join(removal.partly_kept))
-                for request_id in removal.requests:
+                for request_id in removal.request_ids:
                     self._requests.pop(request_id, None)
                     self._hidden.pop(request_id, None)
                 # Kept VMs of settled requests are plain nodes from now on.
-                self._kept = {node_id: kept for node_id, kept in self._kept.items() if kept[0] not in removal.requests}
+                self._kept = {node_id: kept for node_id, kept in self._kept.items() if kept[0] not in removal.request_ids}
                 self.failures = 0
                 self.next_attempt_at = float("-inf")
                 return None
@@ -162,15 +146,12 @@ class FailedCreateJanitor:
         removal = self.due()
         if removal is None:
             return None
-        if not removal:  # only adopted VMs: nothing to run
-            self.finished(removal)
-            return None
         thread = threading.Thread(target=self._remove, args=(remove, removal), name="ray-vsphere-janitor", daemon=True)
         thread.start()
         return thread
 
     def _remove(self, remove, removal):
-        what = ", ".join(removal.request_ids + removal.uuids)
+        what = ", ".join(removal.request_ids)
         try:
             removed = remove(removal)
         except Exception as error:  # noqa: BLE001 - tried again after the back-off

@@ -260,7 +260,7 @@ class VsphereNodeProvider(NodeProvider):
     def _remove_leftovers(self, removal):
         """The janitor's removal: one terminate_nodes.yml run; the names it deleted."""
         runner = self._run("terminate_nodes", {**self._cluster_vars(), "ray_provider_request_ids": removal.request_ids,
-                                               "ray_provider_uuids": removal.uuids})
+                                               "ray_provider_keep_uuids": removal.keep_uuids})
         removed = published_stats(runner).get("ray_provider_deleted", [])
         self.reader.forget(uuids=removal.uuids, names=removed)
         return removed

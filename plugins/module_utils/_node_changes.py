@@ -42,8 +42,10 @@ def request_vms(service_instance, inventory, cluster_key, request_ids):
 
 
 def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mode, all_nodes=False,
-                 request_ids=()):
+                 request_ids=(), keep_uuids=()):
     """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read.
+
+    A VM whose instance UUID is in keep_uuids is never deleted, whatever selected it.
 
     (deleted names, absent ids, unverified names): the VMs tagged with the
     cluster's name that its key does not verify are left alone, and named.
@@ -54,6 +56,7 @@ def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mo
     if all_nodes:
         found.update(inventory.cluster_nodes(cluster_key))
     found.update(request_vms(service_instance, inventory, cluster_key, request_ids))
+    found = dict((vm, props) for vm, props in found.items() if props.get("config.instanceUuid") not in set(keep_uuids))
     deleted = sorted(props["name"] for props in found.values())
     if not check_mode:
         errors = _nodes.in_parallel(lambda vm: _nodes.destroy_vm(service_instance, vm, found[vm]["name"],

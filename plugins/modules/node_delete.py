@@ -55,6 +55,14 @@ options:
     type: list
     elements: str
     default: []
+  keep_uuids:
+    description:
+      - Instance UUIDs of VMs this call never deletes, whatever else selects them.
+      - What the Ray provider gives with O(request_ids) when Ray has adopted some VMs of a failed create and the
+        rest, tagged or not, must go.
+    type: list
+    elements: str
+    default: []
   parallel:
     description: How many VMs are deleted at once.
     type: int
@@ -124,6 +132,7 @@ def main():
             names=dict(type="list", elements="str", default=[]),
             all_nodes=dict(type="bool", default=False),
             request_ids=dict(type="list", elements="str", default=[]),
+            keep_uuids=dict(type="list", elements="str", default=[]),
             parallel=dict(type="int", default=8),
             **_ray_auth.CLUSTER_KEY_OPTIONS
         ),
@@ -139,7 +148,8 @@ def main():
     def action(client):
         deleted, absent, unverified = _node_changes.delete_nodes(
             client.service_instance, cluster_key, params["uuids"], params["names"], params["parallel"],
-            module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"])
+            module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"],
+            keep_uuids=params["keep_uuids"])
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent, unverified=unverified)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))

@@ -188,6 +188,27 @@ def test_a_deploy_into_the_folder_of_a_same_named_cluster_under_another_key_fail
     assert len(listed(play)["nodes"]) == len(listed(play, str(other_key))["nodes"]) == 4
 
 
+def test_delete_by_request_id_spares_the_kept_uuids_and_takes_a_vm_whose_tagging_was_cut_short(
+        play, twins, service_instance, test_ova, vcsim):
+    """What the provider's janitor asks after a failed create of which Ray adopted one VM."""
+    made = play([deploy_task(CLUSTER, test_ova, request_id="keep", count=2, power_on=False)]).result
+    assert not made["failed"], made
+    adopted, untagged = (f"{CLUSTER}-worker-keep-0", f"{CLUSTER}-worker-keep-1")
+    admin = vcsim.endpoint.connect()
+    fields = {field.name: field.key for field in admin.content.customFieldsManager.field}
+    admin.content.customFieldsManager.SetField(entity=vsphere.find_by_name(admin, vim.VirtualMachine, untagged),
+                                               key=fields[_records.CLUSTER_NAME], value="")
+    vsphere.disconnect(admin)
+    assert untagged not in names(listed(play)["nodes"]), "no longer listed as a node: what a cut-short tagging leaves"
+    kept_uuid = uuids_by_folder(service_instance)["ray"][adopted]
+    result = play([task("node_delete", cluster_name=CLUSTER, request_ids=["keep"], keep_uuids=[kept_uuid])]).result
+    assert not result["failed"], result
+    assert result["deleted"] == [untagged]
+    in_folder = uuids_by_folder(service_instance)["ray"]
+    assert adopted in in_folder and untagged not in in_folder, "counted at vcsim"
+    assert play([task("node_delete", cluster_name=CLUSTER, names=[adopted])]).result["deleted"] == [adopted]
+
+
 def test_delete_by_request_id_and_by_cluster_removes_only_the_keys_vms(play, twins, other_key, service_instance):
     by_request = play([task("node_delete", cluster_name=CLUSTER, request_ids=["more"])]).result
     assert by_request["deleted"] == [f"{CLUSTER}-worker-more-0"], by_request

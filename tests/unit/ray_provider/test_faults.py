@@ -293,7 +293,7 @@ def test_a_failed_create_is_hidden_and_cleaned_up_by_request_id_once_vcenter_ans
         time.sleep(0.05)
     playbook, extravars = provider.playbooks.calls[1]
     assert playbook == "terminate_nodes" and extravars["ray_provider_request_ids"] == [request_id]
-    assert extravars["ray_provider_uuids"] == []
+    assert extravars["ray_provider_keep_uuids"] == [] and "ray_provider_uuids" not in extravars
     assert provider.janitor.pending() == []
 
 

@@ -39,7 +39,7 @@ def test_a_failed_creates_vm_ray_never_saw_is_hidden_and_removed_by_request_id()
     other = record("a", "unit-worker-a")
     assert janitor.visible([other, left("unit-cpu-r1-0", "v0")]) == [other]
     removal = janitor.due()
-    assert (removal.request_ids, removal.uuids) == (["r1"], [])
+    assert (removal.request_ids, removal.uuids, removal.keep_uuids) == (["r1"], ["v0"], [])
     assert janitor.due() is None, "one removal at a time"
     janitor.finished(removal)
     assert janitor.pending() == [] and janitor.due() is None
@@ -57,7 +57,8 @@ def test_a_vm_ray_was_shown_is_kept_and_reported_and_only_the_others_of_its_requ
         "ray_vsphere: keeping unit-cpu-r1-0 (v0), a VM of the failed launch r1: Ray was shown it "
         "(non_terminated_nodes) or tagged it, so it is a node now and not removed"], "said once, with why"
     removal = janitor.due()
-    assert (removal.request_ids, removal.uuids) == ([], ["v1"]), "never the request whole: that would take v0"
+    assert (removal.request_ids, removal.uuids, removal.keep_uuids) == (["r1"], ["v1"], ["v0"]), \
+        "the request whole, tagged or not, but never v0"
     janitor.finished(removal)
     assert janitor.pending() == [] and janitor.kept() == {}
     assert janitor.visible([shown]) == [shown], "a plain node from now on"
@@ -71,7 +72,8 @@ def test_a_vm_ray_tagged_in_vcenter_is_kept_even_if_this_process_never_showed_it
     assert janitor.visible([running]) == [running]
     assert janitor.kept() == {"v0": "Ray tagged it (ray-node-status=up-to-date)"}
     removal = janitor.due()
-    assert not removal and removal.requests == ["r1"], "nothing of r1 to remove"
+    assert (removal.request_ids, removal.uuids, removal.keep_uuids) == (["r1"], [], ["v0"]), \
+        "r1's VMs that no refresh reads (tagging cut short) still go; v0 stays"
 
 
 def test_the_tags_the_create_wrote_itself_are_not_rays():
