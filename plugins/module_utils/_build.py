@@ -144,9 +144,10 @@ def _predicted(inventory, request, existing, adoptable, changed):
         if name in existing:
             nodes.append(inventory.record(existing[name][0], request.preferred, request.ignored))
         else:
-            nodes.append(dict(name=name, uuid=None, moid=None, ip=None, ip_addresses=[], tags=request.tags,
-                              power_state="poweredOn" if request.params["power_on"] else "poweredOff",
-                              deploy_settings=request.deploy_settings))
+            # Its host key is made by the real run, so, like its UUID, not known yet.
+            nodes.append(_records.planned_node_record(
+                name, request.tags, "poweredOn" if request.params["power_on"] else "poweredOff",
+                request.deploy_settings))
     created = sorted(name for name in request.names if name not in existing and name not in adoptable)
     return dict(changed=changed, nodes=nodes, created=created, adopted=sorted(adoptable), existing=sorted(existing))
 

@@ -117,8 +117,8 @@ def vmware_metadata(instance_id, hostname, ssh_public_keys):
     metadata = {"instance-id": instance_id, "local-hostname": hostname}
     if ssh_public_keys:
         metadata["public-keys-data"] = "\n".join(ssh_public_keys)
-    return {"guestinfo.metadata": base64.b64encode(json.dumps(metadata).encode()).decode(),
-            "guestinfo.metadata.encoding": "base64"}
+    return {_records.GUESTINFO_METADATA: base64.b64encode(json.dumps(metadata).encode()).decode(),
+            _records.GUESTINFO_METADATA_ENCODING: "base64"}
 
 
 # vCenter allows 80 characters in a VM name; a host name label, 63.
@@ -177,7 +177,7 @@ class DeployRequest(object):
             if HAS_CRYPTOGRAPHY_ERROR:
                 raise RayVsphereError("ssh_host_key needs the Python package cryptography: %s" % HAS_CRYPTOGRAPHY_ERROR)
             own = [where for where, present in (("ovf_properties.user-data", "user-data" in (params.get("ovf_properties") or {})),
-                                                ("guestinfo.userdata", "guestinfo.userdata" in self.guestinfo)) if present]
+                                                ("guestinfo.userdata", _records.GUESTINFO_USERDATA in self.guestinfo)) if present]
             if own:
                 raise RayVsphereError("ssh_host_key: the node's host key goes in its cloud-init user-data, which %s "
                                       "sets already; drop ssh_host_key or that user-data" % " and ".join(own))
@@ -223,8 +223,8 @@ class DeployRequest(object):
         config_spec.instanceUuid = self.instance_uuids[name]
         extra = self.vmware_metadata(name)
         if name in self.host_keys:
-            extra.update({"guestinfo.userdata": self.cloud_init_identity(name)["user-data"],
-                          "guestinfo.userdata.encoding": "base64",
+            extra.update({_records.GUESTINFO_USERDATA: self.cloud_init_identity(name)["user-data"],
+                          _records.GUESTINFO_USERDATA_ENCODING: "base64",
                           _records.SSH_HOST_KEY: self.host_keys[name][1]})
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_records.CREATION_MARKER] = self.cluster_name
