@@ -222,7 +222,10 @@ if not PYVMOMI_IMPORT_ERROR:
                     if self.state == self.STATE_UNAUTHENTICATED:
                         self._CallLoginMethod()
                     status, result = self.soapStub.InvokeMethod(mo, info, args, self)
-                except (ConnectionError, http_client.HTTPException):  # not socket.timeout: that is no answer
+                except socket.timeout as error:  # no answer: never sent again; the error says how long we waited
+                    error.request_timeout = self.request_timeout
+                    raise
+                except (ConnectionError, http_client.HTTPException):
                     if attempt == 2 or not resend_after_break:
                         raise
                     continue
@@ -349,6 +352,7 @@ class VcenterClient(object):
                                    customHeaders={"User-Agent": user_agent()})
             # Logs in on the first call and again on NotAuthenticated.
             stub = _SessionStub(stub, self._login)
+            stub.request_timeout = self.request_timeout
             self.service_instance = vim.ServiceInstance("ServiceInstance", stub)
             self.service_instance.content.sessionManager.currentSession  # logs in now: errors belong to connect()
         except vim.fault.InvalidLogin:

@@ -47,10 +47,13 @@ def call_failed(action, cause):
     if isinstance(cause, vmodl.MethodFault):
         text, fault = fault_text(cause), type(cause).__name__.split(".")[-1]
     elif isinstance(cause, socket.timeout):
-        text, fault = "vCenter did not answer within request_timeout (%s)" % (cause or "timed out"), "Timeout"
+        waited = getattr(cause, "request_timeout", None)  # set by _client's session stub
+        text, fault = "vCenter did not answer within %s (request_timeout; %s)" % (
+            "%s s" % waited if waited is not None else "its request_timeout", cause or "timed out"), "Timeout"
     else:
         text, fault = "%s: %s" % (type(cause).__name__, cause), type(cause).__name__
-    return chained(RayVsphereError("%s failed: %s" % (action, text), fault=fault), cause)
+    details = dict(fault=fault, timed_out=True) if isinstance(cause, socket.timeout) else dict(fault=fault)
+    return chained(RayVsphereError("%s failed: %s" % (action, text), **details), cause)
 
 
 def until(check, timeout, what, first_delay=FIRST_DELAY):

@@ -96,7 +96,7 @@ STEPS = {
     "ip-never": (dict(wait_for_ip=True, ip_timeout=3, ignored_cidrs=["0.0.0.0/0", "::/0"]),
                  "no usable IP after 3 s"),
     "timeout": (dict(request_timeout=2),
-                "PowerOnVM_Task on VM rb-timeout-1 failed: vCenter did not answer within request_timeout"),
+                "PowerOnVM_Task on VM rb-timeout-1 failed: vCenter did not answer within 2 s (request_timeout"),
 }
 
 
