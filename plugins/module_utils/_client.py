@@ -270,7 +270,10 @@ if not PYVMOMI_IMPORT_ERROR:
             return None
 
         def _content(self):
-            return vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
+            # A session's ServiceContent never changes: read once, not before every creating call.
+            if self.__dict__.get("_service_content") is None:
+                self._service_content = vim.ServiceInstance("ServiceInstance", self).RetrieveContent()
+            return self._service_content
 
         def _recent_tasks(self):
             return list(self._read(self._content().taskManager, "recentTask") or [])
