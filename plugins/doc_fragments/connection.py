@@ -40,6 +40,10 @@ options:
     description:
       - Whether to check vCenter's TLS certificate, host name included, against O(ca_path) or the system's trust store.
       - Set to V(false) only for a test vCenter; for a certificate of VMCA or an internal CA, give that CA in O(ca_path).
+      - With V(false) the module warns in its result, since the password then goes to whoever answers at O(hostname).
+      - AWX's own VMware vCenter credential sets E(VMWARE_VALIDATE_CERTS=False) for every job and has no CA field; the
+        project's AWX credential type C(awx/credential_types/vcenter_verified.yml) injects the CA as E(VMWARE_CA_PATH)
+        and E(VMWARE_VALIDATE_CERTS=true) instead.
       - If not set, the value of the E(VMWARE_VALIDATE_CERTS) environment variable is used.
     type: bool
     default: true

@@ -87,6 +87,13 @@ FAILURE_NO_IP_ADDRESS = "no_ip_address"
 
 # Each required connection option and the variable AWX's credential sets it through.
 REQUIRED_CONNECTION = (("hostname", "VMWARE_HOST"), ("username", "VMWARE_USER"), ("password", "VMWARE_PASSWORD"))
+# In every result of a module run with validate_certs false: AWX's own VMware vCenter credential sets
+# VMWARE_VALIDATE_CERTS=False for every job (awx/main/models/credential/injectors.py, vmware()), silently.
+UNVERIFIED_TLS_WARNING = (
+    "validate_certs is false (VMWARE_VALIDATE_CERTS): vCenter %s's certificate is not verified, so whoever answers "
+    "at that address gets the password and every call. Give the CA that signed it in ca_path (VMWARE_CA_PATH) and "
+    "leave validate_certs true; in AWX, AWX's VMware vCenter credential turns the check off: use the credential "
+    "type 'vCenter with verified TLS (ray_vsphere)' (awx/credential_types/vcenter_verified.yml) instead.")
 
 
 class RayVsphereError(Exception):
@@ -407,6 +414,8 @@ def run_module(module, action):
     missing = missing_connection(module.params)
     if missing:
         module.fail_json(msg="missing vCenter connection: set %s" % ", ".join(missing))
+    if not module.params["validate_certs"]:
+        module.warn(UNVERIFIED_TLS_WARNING % module.params["hostname"])
     try:
         with client_from_params(module.params) as client:
             result = action(client)

@@ -170,9 +170,20 @@ def test_validate_certs_false_skips_the_certificate_check(play, vcsim, other_ca)
     result = play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "nobody"}}], env=env).result
     assert not result.get("failed"), result
     assert result["nodes"] == []
+    # ...but never silently: the result says so (AWX's own VMware credential sets VMWARE_VALIDATE_CERTS=False).
+    assert [warning for warning in result["warnings"] if "validate_certs is false" in warning] == [
+        "validate_certs is false (VMWARE_VALIDATE_CERTS): vCenter localhost's certificate is not verified, so "
+        "whoever answers at that address gets the password and every call. Give the CA that signed it in ca_path "
+        "(VMWARE_CA_PATH) and leave validate_certs true; in AWX, AWX's VMware vCenter credential turns the check "
+        "off: use the credential type 'vCenter with verified TLS (ray_vsphere)' "
+        "(awx/credential_types/vcenter_verified.yml) instead."]
     strict = play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "nobody"}}],
                   env=dict(env, VMWARE_VALIDATE_CERTS="true")).result
     assert strict["failed"] and "TLS with vCenter localhost" in strict["msg"]
+    verified = play([{"name": "List", "ray_vsphere.cluster.node_info": {"cluster_name": "nobody"}}]).result
+    assert verified["nodes"] == [] and vcsim.endpoint.environment()["VMWARE_VALIDATE_CERTS"] == "true"
+    assert not [warning for warning in verified.get("warnings", []) + strict.get("warnings", [])
+                if "validate_certs" in warning], "no warning when the certificate is verified"
 
 
 def test_missing_credentials_name_the_environment_variables(play, test_ova):
