@@ -36,11 +36,16 @@ lines are cited where the rule is applied:
   passed in memory (AWX_RUNNER_OMIT_ENV_FILES, awx/settings/defaults.py:999).
 - Credentials: the VMware vCenter credential's VMWARE_* variables
   (awx/main/models/credential/injectors.py:68-72, VMWARE_VALIDATE_CERTS from
-  awx/settings/defaults.py:720, False), and a custom type's injectors
-  (awx/main/models/credential/__init__.py:442-570): a private key gets a final
-  newline, each `file` template is rendered in a sandbox into env/tmpXXXX
-  (0600) and named by tower.filename, extra_vars injectors go into another
-  file in env/ (0400) passed as `-e @file`.
+  awx/settings/defaults.py:720, False; the type has host, username and
+  password only, no CA: __init__.py, ManagedCredentialType 'vmware'), and a
+  custom type's injectors (awx/main/models/credential/__init__.py:442-570):
+  a private key gets a final newline, each `file` template is rendered in a
+  sandbox into env/tmpXXXX (0600) and named by tower.filename (a label
+  `template.<name>` by tower.filename.<name>), `env` templates are rendered
+  the same way into the job's environment, extra_vars injectors go into
+  another file in env/ (0400) passed as `-e @file`. The project's types are
+  awx/credential_types/*.yml: vcenter_verified.yml (vCenter with its CA, the
+  check on) and ray_cluster_key.yml.
 
 In the execution environment the job's folder is /runner and HOME, and the
 job runs as uid 1000, which the image's entrypoint enters into /etc/passwd
@@ -275,8 +280,18 @@ class Credential:
     key_fields: tuple = ()  # inputs of format ssh_private_key
 
 
+CREDENTIAL_TYPES = PROJECT_ROOT / "awx" / "credential_types"
+
+
 def vmware_credential(host, username, password):
+    """AWX's own VMware vCenter credential: no CA field, certificate checks off."""
     return Credential("VMware vCenter", dict(host=host, username=username, password=password))
+
+
+def verified_vcenter_credential(host, username, password, ca_pem):
+    """A credential of the project's vCenter type (vcenter_verified.yml), with the CA pasted into its form."""
+    return custom_credential("Ray vCenter", CREDENTIAL_TYPES / "vcenter_verified.yml",
+                             dict(host=host, username=username, password=password, ca_pem=ca_pem))
 
 
 def custom_credential(name, credential_type_file, inputs):

@@ -7,6 +7,7 @@ AnsibleModule) with ansible-core's ArgumentSpecValidator, the check
 AnsibleModule runs before the module talks to AWX.
 """
 
+import functools
 import importlib
 import json
 import os
@@ -24,8 +25,9 @@ from ansible.playbook import Playbook
 from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar
 from ansible.vars.manager import VariableManager
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec
 
-from testbed import PROJECT_ROOT
+from testbed import PROJECT_ROOT, awx_launch, pki
 
 CONFIGURE = PROJECT_ROOT / "awx" / "configure.yml"
 BIN = Path(sys.executable).parent
@@ -60,13 +62,22 @@ def key_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def configured_tasks(key_file):
-    """[(module FQCN, templated args, no_log)] for every awx.awx task, once per loop item."""
-    extra_vars = dict(ray_awx_project_url="https://git.example.com/ray-vsphere.git", ray_awx_cluster_name="analytics",
-                      ray_awx_cluster_key_file=str(key_file), ray_awx_inventory_variables={"ray_resource_pool": "ray"})
-    environment = dict(VMWARE_HOST="vcenter.example.com", VMWARE_USER="ray@vsphere.local", VMWARE_PASSWORD="pw")
+def vcenter_ca(tmp_path_factory):
+    """The PEM file of a CA, as VMWARE_CA_PATH names vCenter's."""
+    return pki.make_ca(tmp_path_factory.mktemp("vcenter-ca"), common_name="vCenter's CA").certificate
+
+
+@functools.lru_cache(maxsize=None)
+def load_plugins():
     init_plugin_loader([str(PROJECT_ROOT / "collections")])  # as ansible-playbook does, with ansible.cfg's path
+
+
+def awx_tasks(extra_vars, environment):
+    """[(module FQCN, templated args, no_log)] for every awx.awx task, once per loop item."""
+    load_plugins()
     with mock.patch.dict(os.environ, environment):
+        for variable in {"VMWARE_HOST", "VMWARE_USER", "VMWARE_PASSWORD", "VMWARE_CA_PATH"} - set(environment):
+            os.environ.pop(variable, None)
         loader = DataLoader()
         variable_manager = VariableManager(loader=loader)
         playbook = Playbook.load(str(CONFIGURE), variable_manager=variable_manager, loader=loader)
@@ -89,6 +100,17 @@ def configured_tasks(key_file):
     return found
 
 
+CONFIGURE_VARS = dict(ray_awx_project_url="https://git.example.com/ray-vsphere.git", ray_awx_cluster_name="analytics",
+                      ray_awx_inventory_variables={"ray_resource_pool": "ray"})
+
+
+@pytest.fixture(scope="module")
+def configured_tasks(key_file, vcenter_ca):
+    environment = dict(VMWARE_HOST="vcenter.example.com", VMWARE_USER="ray@vsphere.local", VMWARE_PASSWORD="pw",
+                       VMWARE_CA_PATH=str(vcenter_ca))
+    return awx_tasks(dict(CONFIGURE_VARS, ray_awx_cluster_key_file=str(key_file)), environment)
+
+
 def test_configure_passes_the_syntax_check():
     result = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", str(CONFIGURE)], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120)
@@ -104,7 +126,8 @@ def test_configure_and_the_credential_type_pass_ansible_lint(tmp_path):
 
 def test_every_awx_task_passes_its_module_argument_spec(configured_tasks):
     assert [action for action, _, _ in configured_tasks] == [
-        "awx.awx.credential_type", "awx.awx.credential", "awx.awx.credential", "awx.awx.project",
+        "awx.awx.credential_type", "awx.awx.credential_type", "awx.awx.credential", "awx.awx.credential",
+        "awx.awx.project",
         "awx.awx.inventory", "awx.awx.job_template", "awx.awx.job_template", "awx.awx.job_template"]
     for action, args, _ in configured_tasks:
         spec, rules = module_spec(action)
@@ -121,7 +144,7 @@ def test_the_captured_specs_are_the_modules_own():
     assert any("survey_spec" in message for message in wrong_type.error_messages)
 
 
-def test_the_configuration_is_what_the_job_templates_need(configured_tasks, key_file):
+def test_the_configuration_is_what_the_job_templates_need(configured_tasks, key_file, vcenter_ca):
     by_name = {args["name"]: (action, args, no_log) for action, args, no_log in configured_tasks}
     definition = yaml.safe_load((PROJECT_ROOT / "awx" / "credential_types" / "ray_cluster_key.yml").read_text())
     _, key_type, _ = by_name["Ray cluster SSH key"]
@@ -130,8 +153,13 @@ def test_the_configuration_is_what_the_job_templates_need(configured_tasks, key_
     _, key, key_no_log = by_name["Ray cluster key: analytics"]
     assert key["credential_type"] == "Ray cluster SSH key"
     assert key["inputs"]["ssh_private_key"] == key_file.read_text().rstrip("\n")
+    vcenter_definition = yaml.safe_load((awx_launch.CREDENTIAL_TYPES / "vcenter_verified.yml").read_text())
+    _, vcenter_type, _ = by_name["vCenter with verified TLS (ray_vsphere)"]
+    assert vcenter_type["injectors"] == vcenter_definition["injectors"], "AWX renders the injectors, not this play"
     _, vcenter, vcenter_no_log = by_name["Ray vCenter"]
-    assert vcenter["inputs"] == {"host": "vcenter.example.com", "username": "ray@vsphere.local", "password": "pw"}
+    assert vcenter["credential_type"] == "vCenter with verified TLS (ray_vsphere)", "not AWX's VMware vCenter"
+    assert vcenter["inputs"] == {"host": "vcenter.example.com", "username": "ray@vsphere.local", "password": "pw",
+                                 "ca_pem": vcenter_ca.read_text().rstrip("\n")}
     assert key_no_log and vcenter_no_log, "secrets stay out of the play's output"
     templates = {args["playbook"]: args for action, args, _ in configured_tasks if action == "awx.awx.job_template"}
     assert sorted(templates) == ["playbooks/ray_down.yml", "playbooks/ray_up.yml", "playbooks/ray_workers.yml"]
@@ -142,3 +170,37 @@ def test_the_configuration_is_what_the_job_templates_need(configured_tasks, key_
         assert args["inventory"] == "Ray clusters" and args["project"] == "ray-vsphere"
         assert "execution_environment" not in args, "AWX's default execution environment unless one is named"
         assert (PROJECT_ROOT / playbook).is_file()
+
+
+def test_configure_refuses_to_store_a_vcenter_credential_without_its_ca(key_file):
+    environment = dict(VMWARE_HOST="vcenter.example.com", VMWARE_USER="ray@vsphere.local", VMWARE_PASSWORD="pw")
+    with pytest.raises(Exception, match="ray_awx_vcenter_ca_file \\(or VMWARE_CA_PATH\\): the PEM file of the CA"):
+        awx_tasks(dict(CONFIGURE_VARS, ray_awx_cluster_key_file=str(key_file)), environment)
+
+
+def test_the_vcenter_credential_type_gives_the_modules_a_verified_connection(tmp_path, vcenter_ca):
+    """Injected as AWX injects it, then read through the collection's own connection options."""
+    credential = awx_launch.verified_vcenter_credential("vcenter.example.com", "ray@vsphere.local", "pw",
+                                                        vcenter_ca.read_text().rstrip("\n"))
+    assert credential.secret_fields == ("password",)
+    (tmp_path / "env").mkdir()
+    env, args = {}, []
+    awx_launch.inject(credential, env, args, str(tmp_path))
+    assert args == [], "environment only, no extra vars"
+    ca_file = Path(env.pop("VMWARE_CA_PATH"))
+    assert ca_file.parent == tmp_path / "env" and ca_file.stat().st_mode & 0o777 == 0o600
+    assert ca_file.read_text() == vcenter_ca.read_text().rstrip("\n")
+    assert env == {"VMWARE_HOST": "vcenter.example.com", "VMWARE_USER": "ray@vsphere.local",
+                   "VMWARE_PASSWORD": "pw", "VMWARE_VALIDATE_CERTS": "true"}
+    with mock.patch.dict(os.environ, dict(env, VMWARE_CA_PATH=str(ca_file))):
+        connection = ArgumentSpecValidator(argument_spec()).validate({})
+    assert connection.error_messages == []
+    assert connection.validated_parameters["validate_certs"] is True
+    assert connection.validated_parameters["ca_path"] == str(ca_file)
+    assert connection.validated_parameters["hostname"] == "vcenter.example.com"
+    # AWX's own credential, by contrast, turns the check off.
+    awx_env = {}
+    awx_launch.inject(awx_launch.vmware_credential("vcenter.example.com", "ray@vsphere.local", "pw"), awx_env, [],
+                      str(tmp_path))
+    with mock.patch.dict(os.environ, awx_env):
+        assert ArgumentSpecValidator(argument_spec()).validate({}).validated_parameters["validate_certs"] is False
