@@ -340,7 +340,9 @@ class VcenterClient(object):
         return ssl.create_default_context(cafile=self.ca_path)
 
     def connect(self):
-        where = "%s:%s" % (self.hostname, self.port)
+        # AWX's credential takes a port as part of the host ("vcenter:8443"): SmartConnect split it so.
+        hostname, port = parse_hostport(self.hostname, self.port)
+        where = "%s:%s" % (hostname, port)
         if self.validate_certs and self.ca_path and not os.path.isfile(self.ca_path):
             raise RayVsphereError("ca_path %s: no such file (VMWARE_CA_PATH): give the PEM file of the CA that "
                                   "signed vCenter's certificate" % self.ca_path)
@@ -348,8 +350,6 @@ class VcenterClient(object):
             context = self.ssl_context()
         except ssl.SSLError as error:
             raise RayVsphereError("ca_path %s is not a PEM CA certificate: %s" % (self.ca_path, error))
-        # AWX's credential takes a port as part of the host ("vcenter:8443"): SmartConnect split it so.
-        hostname, port = parse_hostport(self.hostname, self.port)
         try:
             # httpConnectionTimeout becomes the timeout of every HTTPSConnection
             # the SOAP stub opens (pyVmomi/SoapAdapter.py, SoapStubAdapter.__init__:

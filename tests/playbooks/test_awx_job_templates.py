@@ -3,9 +3,11 @@
 testbed/awx_launch.py replays AWX's launch (survey rules, extra
 vars, credentials, a fresh private data dir, an unprivileged job user).
 The templates carry the surveys of awx/surveys/ and the credentials
-awx/configure.yml attaches: AWX's VMware vCenter credential and one of the
-cluster key type of awx/credential_types/. Launches are UI-style (the survey
-form, its defaults pre-filled) or API-style (only what is posted).
+awx/configure.yml attaches, of the two types of awx/credential_types/: the
+vCenter with its CA (vcsim's certificate is verified in every job) and the
+cluster key. AWX's own VMware vCenter credential, which turns the check off,
+is launched only to show that the modules say so. Launches are UI-style (the
+survey form, its defaults pre-filled) or API-style (only what is posted).
 """
 
 import hashlib
@@ -18,13 +20,12 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
-from testbed import PROJECT_ROOT, awx_launch, ray_cluster, simulator, vsphere
+from testbed import PROJECT_ROOT, awx_launch, pki, ray_cluster, simulator, vsphere
 from testbed.guests import ssh
 from testbed.image_server import ImageServer
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 
-pytestmark = pytest.mark.slow
 
 CLUSTER = "awx"
 KEY_TYPE = PROJECT_ROOT / "awx" / "credential_types" / "ray_cluster_key.yml"
@@ -74,18 +75,21 @@ def image_url(test_ova, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def credentials(vcsim, tmp_path_factory):
-    """The job templates' two credentials, as AWX stores them."""
+    """The job templates' two credentials, as AWX stores them, and AWX's own VMware vCenter credential."""
     key_dir = tmp_path_factory.mktemp("cluster-key")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ray-awx", "-f", str(key_dir / "key")],
                    check=True)
     endpoint = vcsim.endpoint
-    vmware = awx_launch.vmware_credential(f"{endpoint.host}:{endpoint.port}",  # no port field: host:port
-                                          endpoint.username, endpoint.password)
+    host = f"{endpoint.host}:{endpoint.port}"  # neither type has a port field: host:port
+    # vcsim's CA, pasted into the credential's form (which keeps no final newline).
+    vcenter = awx_launch.verified_vcenter_credential(host, endpoint.username, endpoint.password,
+                                                     endpoint.ca_path.read_text().rstrip("\n"))
+    vmware = awx_launch.vmware_credential(host, endpoint.username, endpoint.password)
     # Pasted into AWX's credential form, which keeps no final newline: the injector adds it.
     private_key = (key_dir / "key").read_text().rstrip("\n")
     cluster_key = awx_launch.custom_credential(f"Ray cluster key: {CLUSTER}", KEY_TYPE, {"ssh_private_key": private_key})
     public_key = (key_dir / "key.pub").read_text().split()[:2]
-    return dict(vmware=vmware, cluster_key=cluster_key, private_key=private_key + "\n", public_key=public_key,
+    return dict(vcenter=vcenter, vmware=vmware, cluster_key=cluster_key, private_key=private_key + "\n", public_key=public_key,
                 key_file=key_dir / "key")
 
 
@@ -106,22 +110,77 @@ def failure(job):
     return f"job {job.id} {job.status}:\n{job.stdout[-5000:]}"
 
 
+def module_results(job):
+    """What each task returned, as the job's events carry it (AWX shows them as the job's output)."""
+    return [dict(event["event_data"].get("res", {}), task=event["event_data"].get("task"),
+                 failed=event["event"] == "runner_on_failed")
+            for event in job.events if event.get("event") in ("runner_on_ok", "runner_on_failed")]
+
+
+def unverified_warnings(job):
+    return [warning for result in module_results(job) for warning in result.get("warnings", [])
+            if "certificate is not verified" in warning]
+
+
+def test_jobs_verify_vcenters_certificate_against_the_ca_of_the_vcenter_credential(
+        vcsim, credentials, python, tmp_path):
+    endpoint, ray_down = vcsim.endpoint, template("ray_down")
+    posted = {"ray_cluster_name": "awx-tls"}
+    other_ca = pki.make_ca(tmp_path, common_name="not vCenter's CA").certificate
+    wrong_ca = awx_launch.verified_vcenter_credential(f"{endpoint.host}:{endpoint.port}", endpoint.username,
+                                                      endpoint.password, other_ca.read_text())
+
+    # Another CA in the credential: the first vCenter call fails on vcsim's certificate, naming the job's CA file.
+    refused = awx_launch.launch(ray_down, posted, credentials=[wrong_ca, credentials["cluster_key"]], python=python)
+    assert refused.status == "failed"
+    failed = [result for result in module_results(refused) if result.get("failed")]
+    assert [result["task"] for result in failed] == ["Delete every node of the cluster"]
+    assert failed[0]["msg"].startswith(
+        f"TLS with vCenter {endpoint.host}:{endpoint.port} failed: its certificate is not signed by a CA in ca_path "
+        f"{refused.private_data_dir}/env/tmp"), failed[0]["msg"]
+    assert "(unable to get local issuer certificate)" in failed[0]["msg"]
+
+    # vcsim's own CA: the same job verifies the certificate and runs, and nothing warns.
+    verified = awx_launch.launch(ray_down, posted, credentials=[credentials["vcenter"], credentials["cluster_key"]],
+                                 python=python)
+    assert verified.status == "successful", failure(verified)
+    assert verified.stats()["ray_deleted_nodes"] == []
+    assert [result["task"] for result in module_results(verified) if "deleted" in result or "removed" in result] == [
+        "Delete every node of the cluster", "Find the node templates left"], "both modules reached vCenter"
+    assert unverified_warnings(verified) == []
+    # The CA file lived in the job's own folder (besides the key and its extra vars file) and went with it.
+    assert len(verified.injected_files) == 3 and all(name.startswith("tmp") for name in verified.injected_files)
+    assert not verified.private_data_dir.exists()
+
+    # AWX's own VMware vCenter credential: VMWARE_VALIDATE_CERTS=False, so the wrong CA would pass unnoticed;
+    # every module that talked to vCenter says so in its result.
+    unchecked = awx_launch.launch(ray_down, posted, credentials=[credentials["vmware"], credentials["cluster_key"]],
+                                  python=python)
+    assert unchecked.status == "successful", failure(unchecked)
+    assert len(unverified_warnings(unchecked)) == 2, module_results(unchecked)
+    assert unverified_warnings(unchecked)[0].startswith(
+        f"validate_certs is false (VMWARE_VALIDATE_CERTS): vCenter {endpoint.host}:{endpoint.port}'s certificate "
+        "is not verified")
+
+
+@pytest.mark.slow
 def test_a_job_without_the_key_credential_is_refused_before_anything_is_made(
         vcsim, guest_simulator, credentials, image_url, test_ova, service_instance, python):
     posted = dict(ray_cluster_name="awx-nokey", ray_ovf=image_url, ray_ovf_sha256=sha256_of(test_ova),
                   ray_datacenter=simulator.DATACENTER,
                   ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0], ray_worker_count=0)
-    job = awx_launch.launch(template("ray_up"), posted, credentials=[credentials["vmware"]], python=python)
+    job = awx_launch.launch(template("ray_up"), posted, credentials=[credentials["vcenter"]], python=python)
     assert job.status == "failed"
     assert "comes from a credential of the type awx/credential_types/ray_cluster_key.yml" in job.stdout
     names = [props["name"] for props in vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values()]
     assert not [name for name in names if name.startswith("awx-nokey")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
         vcsim, guest_simulator, credentials, image_url, test_ova, service_instance, python):
-    both = [credentials["vmware"], credentials["cluster_key"]]
+    both = [credentials["vcenter"], credentials["cluster_key"]]
     key_file = credentials["key_file"]
 
     # UI-style: the form pre-fills the defaults (2 workers); the user types the rest
@@ -185,6 +244,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
 
     # Four jobs, four folders, each with the credential's key file of its own, all gone.
     jobs = [up, more, fewer, down]
+    assert [unverified_warnings(job) for job in jobs] == [[]] * 4, "vcsim's certificate verified in every job"
     assert len({job.private_data_dir for job in jobs}) == 4
     assert all(job.injected_files for job in jobs)
     assert not any(job.private_data_dir.exists() for job in jobs)
