@@ -152,7 +152,7 @@ def test_jobs_verify_vcenters_certificate_against_the_ca_of_the_vcenter_credenti
     assert len(verified.injected_files) == 3 and all(name.startswith("tmp") for name in verified.injected_files)
     assert not verified.private_data_dir.exists()
 
-    # AWX's own VMware vCenter credential: VMWARE_VALIDATE_CERTS=False, so the wrong CA would pass unnoticed;
+    # AWX's own VMware vCenter credential: VMWARE_VALIDATE_CERTS=False and no CA, so no certificate is checked;
     # every module that talked to vCenter says so in its result.
     unchecked = awx_launch.launch(ray_down, posted, credentials=[credentials["vmware"], credentials["cluster_key"]],
                                   python=python)
