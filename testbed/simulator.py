@@ -15,6 +15,7 @@ RAY_VSPHERE_VCSIM_TRACE_DIR set (the test session sets it), every vcsim
 records the vSphere methods it serves into that folder (method_trace.py).
 """
 
+import functools
 import ipaddress
 import json
 import os
@@ -80,12 +81,13 @@ def loopback_addresses(name):
     return addresses if all(ipaddress.ip_address(address).is_loopback for address in addresses) else []
 
 
+@functools.lru_cache(maxsize=None)  # one resolver round per process, not one per vcsim
 def esxi_host():
     """(name, loopback addresses) for the NFC host: a name of its own that resolves to loopback only here."""
     for name in (ESXI_HOST_NAME, socket.gethostname()):
         addresses = loopback_addresses(name)
         if addresses:
-            return name, addresses
+            return name, tuple(addresses)
     raise VcsimError(f"neither {ESXI_HOST_NAME} nor this machine's name {socket.gethostname()!r} resolves to a "
                      f"loopback address only, so the testbed has no name for its ESXi host: add "
                      f"'127.0.1.1 {socket.gethostname()}' to /etc/hosts, as Debian's installer does")

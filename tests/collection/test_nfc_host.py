@@ -9,6 +9,7 @@ half-way) is a module error that names the upload and the host, never a
 traceback, and leaves no VM behind: VMs are counted at vcsim.
 """
 
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -74,6 +75,10 @@ def test_the_lease_names_the_esxi_host_and_vcenter_serves_no_disk(vcsim, service
         # The ESXi host's certificate is the VMCA-like CA's: vCenter's CA alone does not verify it.
         with pytest.raises(urllib.error.URLError, match="certificate verify failed: unable to get local issuer"):
             urllib.request.urlopen(device.url, context=ssl.create_default_context(cafile=endpoint.vcenter_ca_path))
+        # The bundle of both CAs verifies it, under the name the lease gives.
+        with urllib.request.urlopen(urllib.request.Request(device.url, data=b"", method="PUT"),
+                                    context=ssl.create_default_context(cafile=endpoint.ca_path)) as answer:
+            assert answer.status == 200
         # vCenter's own address does not serve the disk.
         on_vcenter = url._replace(netloc=f"{endpoint.host}:{endpoint.port}").geturl()
         with pytest.raises(urllib.error.HTTPError, match="404"):
@@ -124,7 +129,7 @@ def test_a_bundle_of_both_cas_imports(vcsim, test_ova, cluster_key_file, tmp_pat
      ["to ESXi host {esxi}:", "refused the connection ([Errno 111] Connection refused)",
       "must reach the ESXi hosts vCenter names on port"]),
     (dict(nfc_fault="reset"), False,
-     ["to ESXi host {esxi}:", "the connection to ESXi host {esxi}:", " broke after 8388608 of 16"]),
+     ["to ESXi host {esxi}:", "the connection to ESXi host {esxi}:", " broke after "]),
 ], ids=["unresolvable", "refused", "reset-half-way"])
 def test_an_esxi_host_that_cannot_be_reached_or_drops_the_upload_is_a_module_error_and_leaves_no_vm(
         testbed_prerequisites, cluster_key_file, tmp_path, vcsim_options, clone_from_template, expected):
@@ -138,4 +143,7 @@ def test_an_esxi_host_that_cannot_be_reached_or_drops_the_upload_is_a_module_err
         assert_module_error(result, stdout, "NFC upload (HTTP ", f"of {DISK} for VM ",
                             "removed the VMs this call created: ",
                             *(part.format(esxi=endpoint.esxi_host) for part in expected))
+        if vcsim_options.get("nfc_fault") == "reset":  # while the disk was still going out
+            sent, size = re.search(r" broke after (\d+) of (\d+) bytes", result["msg"]).groups()
+            assert 0 < int(sent) < int(size)
         assert vm_names(endpoint) == before
