@@ -1,4 +1,4 @@
-"""The testbed's own certificate authority and vCenter server certificates.
+"""The testbed's own certificate authorities and server certificates.
 
 A real vCenter serves a certificate of VMCA or of the company's internal CA,
 and its clients trust that CA; they do not switch verification off. The
@@ -7,6 +7,12 @@ from it whose subject alternative names are exactly the addresses vcsim
 listens on, and every client (modules, provider, the head in a guest) trusts
 the CA through `ca_path` / VMWARE_CA_PATH. Keys are EC P-256 (fast to make)
 and never leave the vcsim's temp folder.
+
+The ESXi host NFC uploads go to has a certificate of a second CA, as in
+VMware's hybrid certificate mode: vCenter's machine SSL certificate comes from
+the company's CA, the hosts' from VMCA (vSphere Authentication, "Certificate
+Replacement Overview"; vSphere Security, "Certificate Modes for ESXi Hosts").
+A client trusts both through one PEM bundle of the two (`bundle`).
 """
 
 import datetime
@@ -20,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_NAME = "ray-vsphere testbed CA"
+# The second CA, the one that signs the ESXi hosts' certificates.
+VMCA_NAME = "ray-vsphere testbed VMCA"
 # Long enough for any test session or `testbed up`; short enough to be harmless if copied.
 VALIDITY = datetime.timedelta(days=7)
 # Clocks of the guests and the host are the same clock, but a certificate valid
@@ -44,8 +52,8 @@ def _name(common_name):
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_ca(directory, common_name=CA_NAME):
-    """A self-signed CA certificate and key in directory: ca.pem, ca-key.pem."""
+def make_ca(directory, common_name=CA_NAME, stem="ca"):
+    """A self-signed CA certificate and key in directory: <stem>.pem, <stem>-key.pem."""
     directory = Path(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -61,14 +69,14 @@ def make_ca(directory, common_name=CA_NAME):
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    pair = KeyPair(directory / "ca.pem", directory / "ca-key.pem")
+    pair = KeyPair(directory / f"{stem}.pem", directory / f"{stem}-key.pem")
     pair.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     _write_key(pair.key, key)
     return pair
 
 
-def issue_server_certificate(ca, directory, names):
-    """A TLS server certificate signed by ca for names (IP addresses or DNS names): vcenter.pem, vcenter-key.pem.
+def issue_server_certificate(ca, directory, names, stem="vcenter"):
+    """A TLS server certificate signed by ca for names (IP addresses or DNS names): <stem>.pem, <stem>-key.pem.
 
     The names go into the subject alternative names, which is all that
     clients check (RFC 6125; Python's ssl ignores the common name).
@@ -100,7 +108,14 @@ def issue_server_certificate(ca, directory, names):
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    pair = KeyPair(directory / "vcenter.pem", directory / "vcenter-key.pem")
+    pair = KeyPair(directory / f"{stem}.pem", directory / f"{stem}-key.pem")
     pair.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     _write_key(pair.key, key)
     return pair
+
+
+def bundle(path, *certificates):
+    """One PEM file of the given CA certificates, as a user trusts several CAs through one ca_path."""
+    path = Path(path)
+    path.write_text("".join(Path(certificate).read_text() for certificate in certificates))
+    return path

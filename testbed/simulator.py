@@ -7,17 +7,23 @@ for Ray nodes and a few powered-off VMs that belong to nobody's Ray cluster.
 
 vcsim serves a certificate of a CA of its own (testbed/pki.py), made for the
 address it listens on, and every client verifies it against that CA, as
-clients of a real vCenter trust its internal CA. With
+clients of a real vCenter trust its internal CA. NFC uploads go, as on a
+vCenter, to an ESXi host: a name of its own on loopback, with a certificate of
+a second, VMCA-like CA (testbed/vcsim/nfc_host.go); the CA file handed to
+clients is a bundle of both (Endpoint.ca_path). With
 RAY_VSPHERE_VCSIM_TRACE_DIR set (the test session sets it), every vcsim
 records the vSphere methods it serves into that folder (method_trace.py).
 """
 
+import functools
+import ipaddress
 import json
 import os
 import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -56,6 +62,35 @@ AUTOSCALER_PRINCIPAL = "VSPHERE.LOCAL\\ray-autoscaler"
 # Where the testbed's clusters go, and so where the autoscaler account gets its role.
 RESOURCE_POOL = "DC0_C0_RP1"
 TEMP_PREFIX = "ray-vsphere-vcsim-"
+# The ESXi host name NFC lease URLs carry. RFC 6761 keeps *.localhost on
+# loopback; resolvers with systemd-resolved or nss-myhostname answer it. Where
+# the resolver does not (glibc with `hosts: files dns`), the machine's own
+# name, which /etc/hosts maps to loopback on Debian-like systems (127.0.1.1)
+# and in containers, serves. Either way nothing is written to /etc/hosts, so
+# a killed test run leaves nothing there, and no second process races on it.
+ESXI_HOST_NAME = "esxi-nfc.localhost"
+
+
+def loopback_addresses(name):
+    """The addresses name resolves to, IPv4 first, if all are loopback; [] if it does not resolve or leaves loopback."""
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    addresses = sorted(set(info[4][0] for info in found), key=lambda address: (":" in address, address))
+    return addresses if all(ipaddress.ip_address(address).is_loopback for address in addresses) else []
+
+
+@functools.lru_cache(maxsize=None)  # one resolver round per process, not one per vcsim
+def esxi_host():
+    """(name, loopback addresses) for the NFC host: a name of its own that resolves to loopback only here."""
+    for name in (ESXI_HOST_NAME, socket.gethostname()):
+        addresses = loopback_addresses(name)
+        if addresses:
+            return name, tuple(addresses)
+    raise VcsimError(f"neither {ESXI_HOST_NAME} nor this machine's name {socket.gethostname()!r} resolves to a "
+                     f"loopback address only, so the testbed has no name for its ESXi host: add "
+                     f"'127.0.1.1 {socket.gethostname()}' to /etc/hosts, as Debian's installer does")
 
 
 def default_placement(service_instance):
@@ -85,6 +120,10 @@ class Endpoint:
     # The Ray head's own account, given to `ray up` as the operator gives it (ray_provider.config.HEAD_ACCOUNT_VARIABLES).
     head_username: str = None
     head_password: str = None
+    # The CA of vCenter's certificate alone: ca_path is a bundle of it and the ESXi hosts' CA.
+    vcenter_ca_path: Path = None
+    # The ESXi host name NFC lease URLs carry.
+    esxi_host: str = None
 
     @property
     def url(self):
@@ -122,7 +161,8 @@ class Vcsim:
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
                  prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
-                 faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None):
+                 faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None,
+                 esxi_host_name=None, nfc_fault=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -146,7 +186,14 @@ class Vcsim:
         does (NoPermission; testbed/vcsim/permissions.go), from meta/vcenter_requirements.yml.
         stall_session_after: (method, VM name regex, milliseconds): the first session calling method on a
         matching VM gets no answer to its later calls, others are served (testbed/vcsim/stall.go).
+        esxi_host_name: the host name NFC lease URLs carry (default: esxi_host()'s); one that does not
+        resolve makes the ESXi host unreachable by name. nfc_fault: "refuse" (the URL's port refuses
+        connections) or "reset" (uploads are reset half-way) (testbed/vcsim/nfc_host.go).
         """
+        self.esxi_host_name = esxi_host_name
+        self.nfc_fault = nfc_fault
+        self._esxi = None
+        self._esxi_certificate = None
         self.stall_session_after = stall_session_after
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
@@ -173,6 +220,7 @@ class Vcsim:
         self._process = None
         self._temp_dir = None
         self._certificate = None
+        self._ca_bundle = None
         self._users_file = None
 
     def __enter__(self):
@@ -196,6 +244,14 @@ class Vcsim:
                 command.append(f"{flag}={value}s" if flag.endswith("timeout") else f"{flag}={value}")
         if self._certificate is not None:
             command += ["-tlscert", str(self._certificate.certificate), "-tlskey", str(self._certificate.key)]
+        if self._esxi is not None:
+            name, addresses = self._esxi
+            command += ["-nfc-host", name, "-nfc-listen", ",".join(f"[{address}]:0" if ":" in address else
+                                                                   f"{address}:0" for address in addresses),
+                        "-nfc-tlscert", str(self._esxi_certificate.certificate),
+                        "-nfc-tlskey", str(self._esxi_certificate.key)]
+        if self.nfc_fault:
+            command += ["-nfc-fault", self.nfc_fault]
         if self.trace_methods:
             command += ["-trace-methods", str(self.trace_methods)]
         if self.method_delay:
@@ -222,6 +278,13 @@ class Vcsim:
         # The names vcsim serves on, and no other: a client using another name must fail as with vCenter.
         self.ca = pki.make_ca(self._temp_dir)
         self._certificate = pki.issue_server_certificate(self.ca, self._temp_dir, [self.host])
+        if self.esxi_host_name:  # a name that may not resolve: then served where nobody finds it
+            self._esxi = (self.esxi_host_name, loopback_addresses(self.esxi_host_name) or ["127.0.0.1"])
+        else:
+            self._esxi = esxi_host()
+        vmca = pki.make_ca(self._temp_dir, pki.VMCA_NAME, stem="vmca")
+        self._esxi_certificate = pki.issue_server_certificate(vmca, self._temp_dir, [self._esxi[0]], stem="esxi")
+        self._ca_bundle = pki.bundle(Path(self._temp_dir, "ca-bundle.pem"), self.ca.certificate, vmca.certificate)
         self._users_file = Path(self._temp_dir, "users")
         self._users_file.touch(mode=0o600)
         self._users_file.write_text(f"{self.autoscaler_username}\t{self.autoscaler_password}\n")
@@ -249,8 +312,9 @@ class Vcsim:
         if not first_line.startswith("export GOVC_URL="):
             raise VcsimError(f"vcsim did not start within {self.start_timeout} s: {self.log_tail()}")
         govc_url = urlsplit(first_line.split()[1].removeprefix("GOVC_URL="))
-        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password, self.ca.certificate,
-                        head_username=self.autoscaler_username, head_password=self.autoscaler_password)
+        return Endpoint(govc_url.hostname, govc_url.port, self.username, self.password, self._ca_bundle,
+                        head_username=self.autoscaler_username, head_password=self.autoscaler_password,
+                        vcenter_ca_path=self.ca.certificate, esxi_host=self._esxi[0])
 
     def _shape_site(self):
         """The site as an administrator leaves it for Ray: a VM folder, and what vcenter_prepare.yml makes."""

@@ -52,6 +52,8 @@ options:
       - A PEM file with the CA certificate(s) that signed vCenter's certificate, for example VMCA's root
         (C(https://<vcenter>/certs/download.zip)) or an internal CA.
       - Replaces the system's trust store for the connection to vCenter, as O(ansible.builtin.uri#module:ca_path) does.
+      - OVF imports upload disks to the ESXi hosts vCenter names, verified against the same file. Their certificates
+        are VMCA's even when vCenter's is of an internal CA (hybrid mode); then give one PEM file with both CAs.
       - Not set means the system's trust store, which E(SSL_CERT_FILE) replaces as well (that is how the
         community.vmware and vmware.vmware modules, which have no such option, can be made to trust an internal CA).
       - If not set, the value of the E(VMWARE_CA_PATH) environment variable is used.

@@ -13,13 +13,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
+import socket
+import ssl
 import tarfile
 from xml.etree import ElementTree
 
 from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
+    NAME_MISMATCH_CODES, UNTRUSTED_ISSUER_CODES, RayVsphereError, certificate_names, fault_text)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _waiter
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import CHUNK, OVF_NS
 
@@ -32,6 +36,10 @@ except ImportError:
 # info.leaseTimeout (300 s by default). Progress goes every quarter of it, at
 # most every 15 s; a lease that states no timeout is kept with the 15 s.
 LEASE_KEEPALIVE_SECONDS = 15
+# Seconds one exchange with the ESXi host may take: connecting, each send, the wait for its answer.
+UPLOAD_TIMEOUT = 600
+# What a connection to the ESXi host can raise: DNS (gaierror), refused, reset, timeout, TLS, HTTP.
+_TRANSPORT_ERRORS = (ssl.SSLError, ssl.CertificateError, socket.error, OSError, http_client.HTTPException)
 
 
 def import_spec(service_instance, package, name, placement, properties, configure):
@@ -124,38 +132,94 @@ def _upload_disks(client, package, spec_result, lease, info, name):
 
 def _upload(client, package, item, url, progress, name):
     parts = urlsplit(url.replace("*", client.hostname))  # ESX and old vcsim answer with host '*'
+    host, port = parts.hostname, parts.port or 443
     size = package.files[item.path]
-    connection = http_client.HTTPSConnection(parts.hostname, parts.port or 443, context=client.ssl_context(),
-                                             timeout=600)
+    method = "PUT" if item.create else "POST"
+    # The lease names an ESXi host, not vCenter: each error says which, and that it is the upload.
+    call = "NFC upload (HTTP %s of %s for VM %s to ESXi host %s:%s, as the import lease names it)" % (
+        method, item.path, name, host, port)
+    connection = http_client.HTTPSConnection(host, port, context=client.ssl_context(), timeout=UPLOAD_TIMEOUT)
     try:
-        connection.putrequest("PUT" if item.create else "POST", parts.path)
-        connection.putheader("Content-Type", "application/x-vnd.vmware-streamVmdk")
-        connection.putheader("Content-Length", str(size))
-        connection.endheaders()
-        source = package.open_file(item.path)
-        sent = 0
         try:
-            while sent < size:
-                chunk = source.read(min(CHUNK, size - sent))
-                if not chunk:
-                    break
-                connection.send(chunk)
-                sent += len(chunk)
-                progress.sent += len(chunk)
-        except (tarfile.TarError, IOError, OSError) as error:
-            raise _waiter.chained(RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
-                                                  % (item.path, name, sent, size, error)), error)
-        finally:
-            source.close()
-        if sent < size:
-            raise RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: the source ended early"
-                                  % (item.path, name, sent, size))
-        response = connection.getresponse()
-        response.read()
+            connection.putrequest(method, parts.path)
+            connection.putheader("Content-Type", "application/x-vnd.vmware-streamVmdk")
+            connection.putheader("Content-Length", str(size))
+            connection.endheaders()  # connects: DNS, TCP and TLS errors come here
+        except _TRANSPORT_ERRORS as error:
+            raise _transport_failed(call, client, host, port, error)
+        _send_disk(client, connection, package, item, progress, name, call)
+        try:
+            response = connection.getresponse()
+            response.read()
+        except _TRANSPORT_ERRORS as error:
+            raise _transport_failed(call, client, host, port, error, "after all %d bytes were sent" % size)
         if response.status not in (200, 201):
-            raise RayVsphereError("upload of %s for VM %s: HTTP %s %s" % (item.path, name, response.status, response.reason))
+            raise RayVsphereError("%s failed: HTTP %s %s" % (call, response.status, response.reason))
     finally:
         connection.close()
+
+
+def _send_disk(client, connection, package, item, progress, name, call):
+    size = package.files[item.path]
+    source = package.open_file(item.path)
+    sent = 0
+    try:
+        while sent < size:
+            try:
+                chunk = source.read(min(CHUNK, size - sent))
+            except (tarfile.TarError, IOError, OSError) as error:
+                raise _waiter.chained(RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: %s"
+                                                      % (item.path, name, sent, size, error)), error)
+            if not chunk:
+                break
+            try:
+                connection.send(chunk)
+            except _TRANSPORT_ERRORS as error:
+                raise _transport_failed(call, client, connection.host, connection.port, error,
+                                        "after %d of %d bytes" % (sent, size))
+            sent += len(chunk)
+            progress.sent += len(chunk)
+    finally:
+        source.close()
+    if sent < size:
+        raise RayVsphereError("upload of %s for VM %s stopped after %d of %d bytes: the source ended early"
+                              % (item.path, name, sent, size))
+
+
+def _transport_failed(call, client, host, port, error, when=None):
+    """A RayVsphereError for call failing on its connection to the ESXi host, with what to do about it."""
+    where = "%s:%s" % (host, port)
+    code = getattr(error, "verify_code", None)
+    details = {}
+    if code in UNTRUSTED_ISSUER_CODES:
+        ca_path = getattr(client, "ca_path", None)
+        trusted = "ca_path %s" % ca_path if ca_path else "the system's trust store"
+        text = ("TLS with ESXi host %s failed: its certificate is not signed by a CA in %s (%s), though "
+                "vCenter's was. In VMware's hybrid certificate mode vCenter's certificate comes from your "
+                "company's CA and the ESXi hosts' from VMCA: put both CA certificates in one PEM file (VMCA's "
+                "root is in https://<vcenter>/certs/download.zip) and give it as ca_path (VMWARE_CA_PATH)"
+                % (where, trusted, error.verify_message))
+    elif code in NAME_MISMATCH_CODES:
+        names = certificate_names(host, port)
+        text = ("TLS with ESXi host %s failed: its certificate is not valid for the name %r that vCenter gives "
+                "the host%s. Have the host's certificate re-issued for that name (Renew in the vSphere Client, "
+                "for hosts in VMCA mode)" % (where, host, " (it is for %s)" % ", ".join(names) if names else ""))
+    elif isinstance(error, socket.timeout):
+        text, details = "ESXi host %s did not answer within %s s" % (where, UPLOAD_TIMEOUT), dict(timed_out=True)
+    elif when:  # connected, TLS done: whatever comes now (reset, EOF, a bad reply) broke the connection
+        text = "the connection to ESXi host %s broke %s: %s: %s" % (where, when, type(error).__name__, error)
+    elif isinstance(error, (ssl.SSLError, ssl.CertificateError)):
+        text = "TLS with ESXi host %s failed: %s" % (where, error)
+    elif isinstance(error, socket.gaierror):
+        text = ("the ESXi host name %r does not resolve on this machine (%s). The machine that runs the module "
+                "must resolve and reach (HTTPS, port %s) the ESXi hosts vCenter names, not only vCenter"
+                % (host, error, port))
+    elif getattr(error, "errno", None) == errno.ECONNREFUSED:
+        text = ("ESXi host %s refused the connection (%s). The machine that runs the module must reach the "
+                "ESXi hosts vCenter names on port %s (firewall), not only vCenter" % (where, error, port))
+    else:
+        text = "cannot connect to ESXi host %s: %s: %s" % (where, type(error).__name__, error)
+    return _waiter.chained(RayVsphereError("%s failed: %s" % (call, text), **details), error)
 
 
 def _abort(lease, error):

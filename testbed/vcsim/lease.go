@@ -43,10 +43,14 @@ func newLeaseWatch(model *simulator.Model, timeout time.Duration) *leaseWatch {
 }
 
 // ready starts the clock of a lease ImportVApp made, as it turns ready, and
-// makes it state the timeout it is held to (vcsim's always says 300).
+// makes it state the timeout it is held to (vcsim's always says 300) and the
+// ESXi host its disks go to (nfc_host.go).
 func (w *leaseWatch) ready(ctx *simulator.Context, lease *mo.HttpNfcLease) {
 	if lease.Info != nil {
 		lease.Info.LeaseTimeout = int32(max(1, (w.timeout+time.Second-1)/time.Second))
+		for i := range lease.Info.DeviceUrl {
+			lease.Info.DeviceUrl[i].Url = esxiDeviceURL(lease.Info.DeviceUrl[i].Url)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -12,7 +12,8 @@
 //   - -tlscert/-tlskey serve a given certificate instead of a self-signed one.
 //
 // Beyond upstream: -trace-methods (trace.go) records the methods served and by
-// which account, -users (users.go) accepts more than one account,
+// which account, -users (users.go) accepts more than one account, -nfc-host
+// (nfc_host.go) serves NFC uploads as an ESXi host with a certificate of its own,
 // -enforce-permissions (permissions.go) checks privileges as vCenter does, and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
@@ -122,6 +123,9 @@ func main() {
 		model.Service.TLS.Certificates = []tls.Certificate{certificate}
 	}
 	server := model.Service.NewServer()
+	if err := serveNfcAsEsxiHost(model); err != nil {
+		log.Fatal(err)
+	}
 
 	fmt.Printf("export GOVC_URL=%s GOVC_SIM_PID=%d\n", server.URL, os.Getpid())
 
