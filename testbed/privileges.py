@@ -1,11 +1,18 @@
 """meta/vcenter_requirements.yml: the vSphere methods the project calls, their privileges, and what follows from it.
 
+The testbed's oracle, testbed/vsphere_method_privileges.yml (VMware's
+"Required privileges", transcribed), is what vcsim enforces and what the file
+is checked against; no product code reads it.
+
 - `unlisted(calls)`: traced (method, type) pairs the file does not list (the
   test session fails on any, so the privilege list cannot go stale);
 - `prepare_vcenter(service_instance)`: what an administrator's run of
   playbooks/vcenter_prepare.yml makes (custom attribute definitions and the
   operator and autoscaler roles), with the same vSphere calls, for the
   testbed's every vcsim;
+- `enforced_privileges()`: the oracle as vcsim's -enforce-permissions JSON;
+- `disagreements(requirements)`: where the file gives a caller less than the
+  oracle requires;
 - `python -m testbed.privileges --write|--check`: the privilege section of
   docs/real-vcenter.md, generated from the file.
 """
@@ -20,6 +27,8 @@ from testbed import PROJECT_ROOT
 
 REQUIREMENTS_FILE = "meta/vcenter_requirements.yml"
 REQUIREMENTS = PROJECT_ROOT / REQUIREMENTS_FILE
+ORACLE_FILE = "testbed/vsphere_method_privileges.yml"
+ORACLE = PROJECT_ROOT / ORACLE_FILE
 PRIVILEGE_DOC_FILE = "docs/real-vcenter.md"
 PRIVILEGE_DOC = PROJECT_ROOT / PRIVILEGE_DOC_FILE
 # The roles of the file's account_roles: the operator's (playbooks, AWX, `ray up`) and a Ray head's autoscaler's.
@@ -31,8 +40,17 @@ BEGIN = "<!-- BEGIN privileges: generated from meta/vcenter_requirements.yml by 
 END = "<!-- END privileges -->"
 
 
+# The oracle's `object` values that testbed/vcsim/permissions.go (and privilege_conditions.go) resolve to an object.
+ENFORCED_ON = ("this", "parent", "folder_argument", "pool_argument", "datastore_argument", "entity_argument",
+               "clone_pool", "clone_datastore", "backing_network", "task_entity")
+
+
 def load():
     return yaml.safe_load(REQUIREMENTS.read_text())
+
+
+def load_oracle():
+    return yaml.safe_load(ORACLE.read_text())
 
 
 def reference_url(method, requirements=None):
@@ -85,14 +103,48 @@ def prepare_vcenter(service_instance):
                                                               privIds=role_privileges(role, requirements))
 
 
-def enforced_privileges(requirements=None):
-    """{method: [{privilege, on}]}: what vcsim's -enforce-permissions checks (testbed/vcsim/permissions.go)."""
+def enforced_privileges(oracle=None):
+    """{method: [{privilege, on[, when]}]}: the oracle, as vcsim's -enforce-permissions checks it (permissions.go)."""
     rules = {}
-    for method in (requirements or load())["methods"]:
+    for method in (oracle or load_oracle())["methods"]:
         for grant in method["privileges"]:
-            if grant.get("enforced_on"):
-                rules.setdefault(method["method"], []).append({"privilege": grant["privilege"], "on": grant["enforced_on"]})
+            if grant["privilege"] not in SYSTEM_PRIVILEGES and grant["object"] in ENFORCED_ON:
+                rule = {"privilege": grant["privilege"], "on": grant["object"]}
+                rule.update({"when": grant["when"]} if grant.get("when") else {})
+                rules.setdefault(method["method"], []).append(rule)
     return rules
+
+
+def disagreements(requirements=None, oracle=None):
+    """What the requirements file gets wrong by the oracle, one sentence each: an empty list when nothing.
+
+    For every listed method: the oracle knows it; the entry lists each privilege the oracle requires and
+    no other (but the System ones every role has); each role calling it holds that privilege (the roles
+    are granted where the project's objects are: the folder, pool, datastore and network).
+    """
+    requirements, oracle = requirements or load(), oracle or load_oracle()
+    required = {(method["method"], method["type"]): method for method in oracle["methods"]}
+    found = []
+    for method in requirements["methods"]:
+        name = "%s.%s" % (method["type"], method["method"])
+        reference = required.get((method["method"], method["type"]))
+        if reference is None:
+            found.append(f"{name}: not in {ORACLE_FILE}; transcribe its Required privileges there")
+            continue
+        listed = {grant["privilege"] for grant in method["privileges"]}
+        for grant in reference["privileges"]:
+            why = (f"on {grant['object']}" + (f" when {grant['when']} is set" if grant.get("when") else "")
+                   + f", which {grant.get('page', reference['page'])} requires")
+            if grant["privilege"] not in listed:
+                found.append(f"{name}: {REQUIREMENTS_FILE} does not list {grant['privilege']} ({why})")
+            if grant["privilege"] in SYSTEM_PRIVILEGES:
+                continue
+            found += [f"{name}: the {role} role lacks {grant['privilege']} ({why})" for role in method["roles"]
+                      if grant["privilege"] not in role_privileges(role, requirements)]
+        documented = {grant["privilege"] for grant in reference["privileges"]}
+        found += [f"{name}: {REQUIREMENTS_FILE} lists {privilege}, which {reference['page']} does not require"
+                  for privilege in sorted(listed - documented - set(SYSTEM_PRIVILEGES))]
+    return list(dict.fromkeys(found))
 
 
 def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, resource_pool, datastore, network):

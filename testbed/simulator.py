@@ -183,7 +183,7 @@ class Vcsim:
         Prepared, it has the autoscaler role on the testbed's placement (VM_FOLDER, RESOURCE_POOL,
         the first datastore, NETWORK) and ReadOnly on the datacenter, as vcenter_prepare.yml grants it.
         enforce_permissions: vcsim checks the privileges of accounts given a role, as vCenter
-        does (NoPermission; testbed/vcsim/permissions.go), from meta/vcenter_requirements.yml.
+        does (NoPermission; testbed/vcsim/permissions.go), from testbed/vsphere_method_privileges.yml.
         stall_session_after: (method, VM name regex, milliseconds): the first session calling method on a
         matching VM gets no answer to its later calls, others are served (testbed/vcsim/stall.go).
         esxi_host_name: the host name NFC lease URLs carry (default: esxi_host()'s); one that does not

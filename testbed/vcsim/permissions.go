@@ -14,9 +14,10 @@ package main
 // A call without a privilege fails with NoPermission naming the object and the
 // privilege (the fault every such method declares).
 //
-// FILE is JSON, {"Method": [{"privilege": "...", "on": "this"}, ...]},
-// written by testbed/privileges.py from meta/vcenter_requirements.yml's
-// `enforced_on`. Only accounts with at least one permission are checked:
+// FILE is JSON, {"Method": [{"privilege": "...", "on": "this", "when": "..."}, ...]},
+// written by testbed/privileges.py from testbed/vsphere_method_privileges.yml,
+// VMware's "Required privileges" transcribed (`when`, `parent`,
+// `backing_network`: privilege_conditions.go). Only accounts with at least one permission are checked:
 // others (the administrator of -username) keep vcsim's leniency. A session's
 // user "name@domain" matches a principal "DOMAIN\name" or "name@domain".
 // Property reads are not filtered (vCenter leaves out what an account cannot read).
@@ -35,6 +36,7 @@ import (
 type enforcedPrivilege struct {
 	Privilege string `json:"privilege"`
 	On        string `json:"on"`
+	When      string `json:"when,omitempty"`
 }
 
 func enforcePermissions(model *simulator.Model, path string) error {
@@ -96,7 +98,13 @@ func checkPrivileges(ctx *simulator.Context, authorization types.ManagedObjectRe
 		roles[role.RoleId] = role.Privilege
 	}
 	for _, rule := range rules {
+		if !rule.applies(method.Body) {
+			continue
+		}
 		target := enforcedObject(rule.On, method)
+		if target == nil {
+			target = contextObject(ctx, rule.On, method)
+		}
 		if target == nil {
 			continue
 		}
