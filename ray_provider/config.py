@@ -248,7 +248,8 @@ def check_cluster_config(config):
         problems.append(str(error))
     problems += _start_command_problems(config)
     problems += _head_account_problems(config)
-    timeout_problem = request_timeout_problem(provider.get("vcenter_request_timeout"), "provider.vcenter_request_timeout")
+    timeout_problem = request_timeout_problem(provider.get("vcenter_request_timeout"),
+                                              "provider.vcenter_request_timeout")
     if timeout_problem:
         problems.append(timeout_problem)
     if provider.get("cache_stopped_nodes"):

@@ -283,7 +283,7 @@ class GuestSimulator:
             self._guests[vm._moId] = guest
             self._due_reports[vm._moId] = [(powered_on + after, address) for after, address in self.tools.reports()]
             self._changed.notify_all()
-        self._make_due_reports(service_instance)
+        # Made by the watch loop right after this update's other VMs are applied.
 
     def _make_due_reports(self, service_instance):
         """Report what Tools would have by now: between updates, the watch loop comes here at least every second."""
@@ -296,9 +296,18 @@ class GuestSimulator:
                 own = address is OWN_ADDRESS
                 try:
                     self._report_guest(service_instance, vim.VirtualMachine(moid, service_instance._stub),
-                                       guest.address if own else address, guest.hostname, tools_running=own or bool(address))
-                except vmodl.fault.ManagedObjectNotFound:
-                    reports.clear()  # destroyed meanwhile: its "leave" update removes the guest
+                                       guest.address if own else address, guest.hostname,
+                                       tools_running=own or bool(address))
+                except vim.fault.NotAuthenticated:
+                    reports.insert(0, (now, address))  # made again on the next session
+                    raise
+                except Exception as error:  # noqa: BLE001 - one VM's failure must not stop the others
+                    reports.clear()
+                    if not _destroyed(error):  # destroyed meanwhile: its "leave" update removes the guest
+                        log.exception("Tools report of %s", moid)
+                        with self._changed:
+                            self.errors.append(f"Tools report of VM {moid}: {error}")
+                            self._changed.notify_all()
                     break
                 with self._changed:
                     if own:
@@ -320,11 +329,9 @@ class GuestSimulator:
         if report:
             try:
                 self._report_guest(service_instance, vm, None, None)
-            except vmodl.fault.ManagedObjectNotFound:
-                pass  # destroyed right after power-off: nothing left to report to
-            except RayVsphereError as error:
-                if error.details.get("fault") != "ManagedObjectNotFound":
-                    raise
+            except (vmodl.fault.ManagedObjectNotFound, RayVsphereError) as error:
+                if not _destroyed(error):
+                    raise  # else destroyed right after power-off: nothing left to report to
         with self._changed:
             del self._guests[vm._moId]
             self._reported.discard(vm._moId)
@@ -344,6 +351,12 @@ class GuestSimulator:
         vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(spec))
 
 
+def _destroyed(error):
+    """Whether a report failed because its VM is gone."""
+    return isinstance(error, vmodl.fault.ManagedObjectNotFound) or (
+        isinstance(error, RayVsphereError) and error.details.get("fault") == "ManagedObjectNotFound")
+
+
 @contextmanager
 def vcsim_with_guests(loopback=False, tools=None, **vcsim_options):
     """(vcsim, GuestSimulator) with vcsim listening on the guests' gateway.
@@ -356,7 +369,8 @@ def vcsim_with_guests(loopback=False, tools=None, **vcsim_options):
     network = GuestNetwork()
     network.up()
     try:
-        with Vcsim(host="127.0.0.1" if loopback else network.gateway, **vcsim_options) as sim, GuestSimulator(sim.endpoint, network=network, tools=tools) as guests:
+        with Vcsim(host="127.0.0.1" if loopback else network.gateway, **vcsim_options) as sim, \
+                GuestSimulator(sim.endpoint, network=network, tools=tools) as guests:
             yield sim, guests
     finally:
         network.down()

@@ -17,7 +17,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
 
 
 class ScriptedCollector:
-    """Answers each WaitForUpdatesEx with the next of script: a {vm: {path: value}} change, None (nothing), or an exception."""
+    """Answers each WaitForUpdatesEx with the next of script: {vm: {path: value}}, None (no change), an exception."""
 
     def __init__(self, script):
         self.script = list(script)
