@@ -53,7 +53,7 @@ class _Settling(object):
         """When a VM settled on an ignored network's address becomes usable, with no update in between."""
         if not self.since:
             return None
-        return min(since for _, since in self.since.values()) + IGNORED_ONLY_SETTLE_SECONDS
+        return min(since for _address, since in self.since.values()) + IGNORED_ONLY_SETTLE_SECONDS
 
 
 def wait_for_ips(service_instance, vms, request, timeout):
