@@ -50,6 +50,8 @@ def wait_for_alive_nodes(head_ip, key, expected, timeout=90):
         time.sleep(2)
 
 
+# Three waits for a late IP (the head, then the workers, then the third worker) on top of the suite's 600 s.
+@pytest.mark.timeout(600 + 3 * IP_DELAY_S + 60)
 def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_removes_it(
         vcsim, guest_simulator, tmp_path):
     key = tmp_path / "keys" / "ray-e2e"

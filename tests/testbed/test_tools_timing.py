@@ -16,7 +16,7 @@ from testbed import vsphere
 from testbed.guests import GuestSimulator
 from testbed.guests.tools import ToolsTiming
 
-IP_DELAY_S = 6
+IP_DELAY_S = 10  # docker0's address at 5 s: after the guest is up (about 2 s), even on a loaded machine
 DOCKER0 = "172.17.0.1"
 RESTART_AFTER_S = 3
 RESTART_S = 3
@@ -40,7 +40,7 @@ def test_tools_reports_late_a_bridge_first_and_loses_the_address_on_a_restart(la
     vm = deploy_test_vm("tools-timing")
     powered_on = time.monotonic()
     timeline = []  # (seconds after power-on, what vcsim shows), each change
-    while time.monotonic() - powered_on < IP_DELAY_S + RESTART_AFTER_S + RESTART_S + 3:
+    while time.monotonic() - powered_on < IP_DELAY_S + RESTART_AFTER_S + RESTART_S + 4:
         shown = reported_ip(service_instance, vm)
         if not timeline or timeline[-1][1] != shown:
             timeline.append((time.monotonic() - powered_on, shown))
@@ -48,10 +48,11 @@ def test_tools_reports_late_a_bridge_first_and_loses_the_address_on_a_restart(la
     own = late_tools.wait_for_guest(vm._moId, timeout=5).address
     assert [shown for _, shown in timeline] == ["", DOCKER0, own, "", own], timeline
     times = dict((shown, at) for at, shown in reversed(timeline))  # the first time each was shown
-    assert IP_DELAY_S / 2 - 1 < times[DOCKER0] < IP_DELAY_S / 2 + 2, timeline
-    assert IP_DELAY_S - 0.5 < times[own] < IP_DELAY_S + 2, timeline
+    # Never earlier than Tools would; later only by the machine's load.
+    assert IP_DELAY_S / 2 - 0.5 < times[DOCKER0] < IP_DELAY_S / 2 + 4, timeline
+    assert IP_DELAY_S - 0.5 < times[own] < IP_DELAY_S + 4, timeline
     lost, back = timeline[3][0], timeline[4][0]
-    assert RESTART_S - 1 < back - lost < RESTART_S + 2, timeline
+    assert RESTART_S - 1 < back - lost < RESTART_S + 3, timeline
 
 
 def test_the_ip_wait_takes_the_guests_own_address_not_the_bridge_reported_before_it(late_tools, deploy_test_vm,
