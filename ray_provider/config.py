@@ -30,6 +30,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
     CONNECTION_ARGUMENT_SPEC, RayVsphereError)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
+from ray_provider.request_timeout import request_timeout_problem
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may
 # not: the cluster, node kind and node type come from Ray's tags, how many and
@@ -247,9 +248,10 @@ def check_cluster_config(config):
         problems.append(str(error))
     problems += _start_command_problems(config)
     problems += _head_account_problems(config)
-    timeout = provider.get("vcenter_request_timeout")
-    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout < 1:
-        problems.append(f"provider.vcenter_request_timeout: must be at least 1, not {timeout}")
+    timeout_problem = request_timeout_problem(provider.get("vcenter_request_timeout"),
+                                              "provider.vcenter_request_timeout")
+    if timeout_problem:
+        problems.append(timeout_problem)
     if provider.get("cache_stopped_nodes"):
         problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
                         "(new ones are cloned from a template, which is as fast)")
@@ -289,9 +291,9 @@ class VcenterCredentials:
     Each option is read as the modules read it: its provider key
     vcenter_<option>, else its VMWARE_* variable, else its default, all from
     _client.CONNECTION_ARGUMENT_SPEC; so `ray up` and the playbook runs it
-    starts use one request timeout (60 s, the modules': above the 30 s a
-    module asks vCenter to hold a WaitForUpdatesEx). A value that is not of
-    the option's type is a ClusterConfigError naming where it came from.
+    starts use one request timeout (60 s, the modules'; a WaitForUpdatesEx
+    is held well below it, _waiter.update_wait_seconds). A value that is not
+    of the option's type is a ClusterConfigError naming where it came from.
     """
 
     def __init__(self, provider, environ=None):
@@ -324,6 +326,10 @@ class VcenterCredentials:
             problems.append("VMWARE_PASSWORD: not set: the vCenter password comes only from the environment")
         if self.validate_certs and self.ca_path and not Path(self.ca_path).is_file():
             problems.append(f"provider.vcenter_ca_path (or VMWARE_CA_PATH): no such file: {self.ca_path}")
+        timeout_problem = request_timeout_problem(self.request_timeout, "provider.vcenter_request_timeout (or "
+                                                  "VMWARE_REQUEST_TIMEOUT)")
+        if timeout_problem:
+            problems.append(timeout_problem)
         return problems
 
     def environment(self):

@@ -162,7 +162,7 @@ class Vcsim:
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
                  prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
                  faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None,
-                 esxi_host_name=None, nfc_fault=None):
+                 esxi_host_name=None, nfc_fault=None, latency_ms=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -189,11 +189,14 @@ class Vcsim:
         esxi_host_name: the host name NFC lease URLs carry (default: esxi_host()'s); one that does not
         resolve makes the ESXi host unreachable by name. nfc_fault: "refuse" (the URL's port refuses
         connections) or "reset" (uploads are reset half-way) (testbed/vcsim/nfc_host.go).
+        latency_ms: {method: milliseconds}, e.g. {"WaitForUpdatesEx": 50}: each call of method reaches vcsim
+        that late, as across a network between client and vCenter (testbed/vcsim/latency.go).
         """
         self.esxi_host_name = esxi_host_name
         self.nfc_fault = nfc_fault
         self._esxi = None
         self._esxi_certificate = None
+        self.latency_ms = dict(latency_ms or {})
         self.stall_session_after = stall_session_after
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
@@ -266,6 +269,8 @@ class Vcsim:
             command += [f"-{kind}", f"{method}={pattern}"]
         if self.stall_seconds is not None:
             command.append(f"-stall-seconds={self.stall_seconds}")
+        for method, milliseconds in self.latency_ms.items():
+            command += ["-latency", f"{method}={milliseconds}ms"]
         if self.stall_session_after:
             command += ["-stall-session-after", ":".join(str(part) for part in self.stall_session_after)]
         return command

@@ -16,8 +16,9 @@ options:
     type: str
   ignored_cidrs:
     description:
-      - Addresses never used to reach a node. The default skips link-local, loopback and the default
-        bridges of Docker, Podman and libvirt inside the guest.
+      - Networks whose addresses are used to reach a node only when it reports no other (after they stayed
+        its only ones for 60 seconds while waiting for an IP). The default lowers the default bridges of
+        Docker, Podman and libvirt inside the guest. Link-local and loopback addresses are never used.
     type: list
     elements: str
     default: [169.254.0.0/16, fe80::/10, 127.0.0.0/8, "::1/128", 172.17.0.0/16, 10.88.0.0/16, 192.168.122.0/24]

@@ -62,8 +62,9 @@ UNTRUSTED_ISSUER_CODES = (18, 19, 20, 21)  # self-signed leaf or chain, issuer n
 NAME_MISMATCH_CODES = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 # Seconds any one HTTP exchange with vCenter may take: connecting, and each
-# wait for response bytes. Above the longest wait the collection asks vCenter
-# for itself (WaitForUpdatesEx's maxWaitSeconds of 30 in _waiter.wait_for_updates).
+# wait for response bytes. The waits the collection asks vCenter for itself
+# (WaitForUpdatesEx's maxWaitSeconds) are derived from it, well below it
+# (_waiter.update_wait_seconds), so network latency never turns one into a timeout.
 DEFAULT_REQUEST_TIMEOUT = 60
 
 CONNECTION_ARGUMENT_SPEC = dict(

@@ -22,11 +22,19 @@ leaves the filter (vCenter reports `leave`), one moved in enters it.
 A lost filter (vim.fault.InvalidCollectorVersion, ManagedObjectNotFound for the
 collector, NotAuthenticated after the session ended) raises: the owner makes
 a new NodeWatch on a fresh session, which reads everything again.
+
+maxWaitSeconds 0 keeps every poll far below the request timeout (the long
+polls of _waiter.wait_for_updates derive theirs from it). A poll vCenter
+still does not answer in time raises (the owner keeps its last view), and
+the next poll reads everything again: whether vCenter counted the lost
+answer as delivered cannot be told, and asking again is safe.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import socket
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _vsphere
@@ -73,10 +81,17 @@ class NodeWatch(object):
     def _wait(self):
         options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=0)
         changed = False
+        full_read = not self.version
         while True:
-            update = self._collector.WaitForUpdatesEx(self.version, options)
+            try:
+                update = self._collector.WaitForUpdatesEx(self.version, options)
+            except socket.timeout:
+                self.version = ""
+                raise
             if update is None:  # nothing changed since self.version
                 break
+            if full_read and not changed:  # everything the filter sees: a VM it leaves out is gone
+                self.vms = {}
             self.version = update.version
             for filter_update in update.filterSet or []:
                 for object_update in filter_update.objectSet or []:

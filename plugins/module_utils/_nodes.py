@@ -36,8 +36,9 @@ LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerSt
 # node_deploy's template bookkeeping reads other keys of it.
 NODE_PATHS = [path for path in LIST_PATHS if not path.startswith("config.extraConfig[")] + ["parent", "config.extraConfig"]
 
-# Addresses a Ray node is never reached on: link-local, loopback, and the
-# default bridges of Docker, Podman and libvirt inside the guest.
+# Addresses a Ray node is reached on only when it has no other: the default
+# bridges of Docker, Podman and libvirt inside the guest (link-local and
+# loopback ones, listed too, are never chosen: choose_ip).
 DEFAULT_IGNORED_CIDRS = ["169.254.0.0/16", "fe80::/10", "127.0.0.0/8", "::1/128",
                          "172.17.0.0/16", "10.88.0.0/16", "192.168.122.0/24"]
 
@@ -74,12 +75,19 @@ def guest_addresses(props):
     return unique
 
 
+def within(address, networks_):
+    """Whether an ipaddress address lies in any of networks_ of its IP version."""
+    return any(address in network for network in networks_ or [] if network.version == address.version)
+
+
 def choose_ip(addresses, preferred=None, ignored=None):
-    """The address to reach a node on, normalized: IPv4 first, the preferred network first, ignored ones never.
+    """The address to reach a node on, normalized: the preferred network first, then all but ignored ones, IPv4 first.
 
     The addresses are what the guest reports, so they are parsed, never passed on
     as given; loopback and link-local ones (an APIPA address while DHCP fails, an
-    fe80:: one valid only with its zone) cannot reach the node from elsewhere.
+    fe80:: one valid only with its zone) cannot reach the node from elsewhere and
+    are never chosen. An ignored network (a container bridge by default) only
+    ranks last: on a site whose LAN is 10.88.0.0/16, it is the LAN.
     """
     usable = []
     for text in addresses:
@@ -89,11 +97,8 @@ def choose_ip(addresses, preferred=None, ignored=None):
             continue
         if address.is_loopback or address.is_link_local or address.is_unspecified:
             continue
-        if any(address in network for network in ignored or [] if network.version == address.version):
-            continue
-        in_preferred = any(address in network for network in preferred or [] if network.version == address.version)
-        usable.append((not in_preferred, address.version != 4, str(address)))
-    return sorted(usable)[0][2] if usable else None
+        usable.append((not within(address, preferred), within(address, ignored), address.version != 4, str(address)))
+    return sorted(usable)[0][3] if usable else None
 
 
 class Inventory(object):

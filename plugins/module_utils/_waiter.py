@@ -30,8 +30,33 @@ except ImportError:
 
 FIRST_DELAY = 0.01
 MAX_DELAY = 1.0
-# The longest one WaitForUpdatesEx may hold the connection, well below request_timeout's default.
+# The longest one WaitForUpdatesEx may hold the connection, whatever the request timeout.
 MAX_UPDATE_WAIT_SECONDS = 30
+# What a long poll leaves of the request timeout for the network and vCenter's own work on the answer:
+# a third of it, at least this many seconds. A vCenter that answers maxWaitSeconds after the call, as it
+# should, then always answers before the client gives up, however far away it is.
+MIN_UPDATE_WAIT_MARGIN_SECONDS = 2
+# Between two checks when the request timeout is too short for any long poll (maxWaitSeconds 0).
+UPDATE_POLL_INTERVAL_SECONDS = 1.0
+
+
+def update_wait_seconds(request_timeout):
+    """maxWaitSeconds of a WaitForUpdatesEx on a connection whose calls time out after request_timeout seconds.
+
+    The one place the long poll is derived from the request timeout: well below
+    it (issue 19: maxWaitSeconds 30 against a 30 s timeout lost every quiet
+    poll to 50 ms of network), 0 (check once, then poll) when nothing fits.
+    None: a connection without a timeout, which waits as long as vCenter holds the call.
+    """
+    if request_timeout is None:
+        return MAX_UPDATE_WAIT_SECONDS
+    margin = max(MIN_UPDATE_WAIT_MARGIN_SECONDS, request_timeout / 3.0)
+    return int(max(0, min(MAX_UPDATE_WAIT_SECONDS, request_timeout - margin)))
+
+
+def request_timeout_of(service_instance):
+    """The request_timeout of a session made by _client.VcenterClient (None for another stub, which has none)."""
+    return getattr(getattr(service_instance, "_stub", None), "request_timeout", None)
 
 
 def chained(error, cause):
@@ -119,12 +144,21 @@ def wait_for_lease(service_instance, lease, name, timeout):
     return until(ready, timeout, "HttpNfcLease for VM %s not ready" % name, first_delay=0.05)
 
 
-def wait_for_updates(service_instance, objects, managed_type, paths, waiting, timeout, on_timeout):
+def wait_for_updates(service_instance, objects, managed_type, paths, waiting, timeout, on_timeout, wake_at=None):
     """Follow paths of objects with WaitForUpdatesEx until waiting(seen) is empty.
 
     seen is {object: {path: value}}, updated as vCenter reports changes;
     waiting(seen) lists the objects still waited for. After timeout seconds,
-    RayVsphereError(on_timeout(seen, still waiting)).
+    RayVsphereError(on_timeout(seen, still waiting)). wake_at(seen): a time
+    (time.time()) at which waiting(seen) may change without any update, or None.
+
+    Each poll holds the connection for update_wait_seconds(request_timeout).
+    A poll vCenter does not answer within the request timeout counts as no
+    change (WaitForUpdatesEx changes nothing, so asking again is safe; the
+    session stays: pyVmomi drops only the connection, _client keeps the
+    cookie): it is cancelled, and the next poll reads everything again
+    (version ""), since the lost answer may have carried changes. Only when
+    the time is up after such polls is the timeout the error.
     """
     collector_type = vmodl.query.PropertyCollector
     collector = service_instance.content.propertyCollector.CreatePropertyCollector()
@@ -133,6 +167,9 @@ def wait_for_updates(service_instance, objects, managed_type, paths, waiting, ti
         propSet=[collector_type.PropertySpec(type=managed_type, pathSet=list(paths))])
     seen = dict((obj, {}) for obj in objects)
     deadline = time.time() + timeout
+    longest = update_wait_seconds(request_timeout_of(service_instance))
+    action = "PropertyCollector.WaitForUpdatesEx (%s)" % ", ".join(paths)
+    unanswered = None
     try:
         collector.CreateFilter(spec, partialUpdates=False)
         version = ""
@@ -142,25 +179,48 @@ def wait_for_updates(service_instance, objects, managed_type, paths, waiting, ti
                 return seen
             left = deadline - time.time()
             if left <= 0:
+                if unanswered is not None:
+                    raise call_failed(action, unanswered)
                 raise RayVsphereError(on_timeout(seen, still), fault="Timeout")
-            update = collector.WaitForUpdatesEx(version, collector_type.WaitOptions(
-                maxWaitSeconds=int(max(1, min(left, MAX_UPDATE_WAIT_SECONDS)))))
+            wake = wake_at(seen) if wake_at else None
+            if wake is not None:
+                left = min(left, max(wake - time.time(), 0))
+            wait = int(min(left, longest))
+            try:
+                update = collector.WaitForUpdatesEx(version, collector_type.WaitOptions(maxWaitSeconds=wait))
+                unanswered = None
+            except socket.timeout as error:
+                unanswered, version = error, ""
+                _cancel_wait(collector)
+                continue
             if update is None:
+                if wait == 0 and version:  # nothing yet, and vCenter was asked not to wait: pause here
+                    time.sleep(max(min(UPDATE_POLL_INTERVAL_SECONDS, left), 0.05))
                 continue
             version = update.version
             for filter_update in update.filterSet:
                 for object_update in filter_update.objectSet:
+                    if object_update.kind == "enter":  # a full read (version ""): nothing earlier still holds
+                        seen[object_update.obj] = {}
                     for change in object_update.changeSet:
                         seen[object_update.obj][change.name] = change.val
     except RayVsphereError:
         raise
     except Exception as error:
-        raise call_failed("PropertyCollector.WaitForUpdatesEx (%s)" % ", ".join(paths), error)
+        raise call_failed(action, error)
     finally:
         try:
             collector.DestroyPropertyCollector()
         except Exception:  # pylint: disable=broad-except
             pass  # vCenter drops a session's collectors with the session; the wait's own error is the one to report
+
+
+def _cancel_wait(collector):
+    """End a WaitForUpdatesEx the client gave up on, so that vCenter does not answer it into a closed connection."""
+    try:
+        collector.CancelWaitForUpdates()
+    except Exception:  # pylint: disable=broad-except
+        pass  # a vCenter that did not answer the poll may not answer this either; the next poll asks again
 
 
 class Every(object):

@@ -9,13 +9,27 @@ the vApp properties at power-on (cloud-init's OVF datasource) and
 guestinfo.metadata (its VMware datasource). Then it reports the guest's
 address and hostname back to vcsim as VMware Tools would (ReconfigVM with
 `SET.guest.ipAddress`). Power-off or destroy removes the guest.
+
+When Tools reports is a ToolsTiming: at once by default (the suite stays
+short), or as on a real VM, where the address comes 20-90 s after power-on.
+open-vm-tools' guestinfo plugin reports network info on a poll, "it may take
+another 30 seconds to report guest IP address" after the daemon starts
+(open-vm-tools issue #718, a VMware maintainer), and ~30 s passed between
+Tools' reset and its first IP broadcast (govmomi PR #778); an address change
+took 1-2 minutes to show (open-vm-tools issue #577). A ToolsTiming can also
+report a docker0 or IPv6 address before the guest's own (Tools lists Docker
+bridges among a VM's addresses, and picks one as guest.ipAddress: VMware
+Tools 10.2.0's exclude-nics exists for that, virtuallyghetto.com 2017/12),
+and lose the address for a while, as a Tools restart (an upgrade) does.
 """
 
 import logging
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyVmomi import vim, vmodl
@@ -34,6 +48,36 @@ log = logging.getLogger(__name__)
 NETNS_PREFIX = "rvsphere-"
 TEMP_PREFIX = "ray-vsphere-guests-"
 WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.uuid")
+# In a ToolsTiming's reports: the guest's own address (it is known only once the guest is up).
+OWN_ADDRESS = object()
+
+
+@dataclass(frozen=True)
+class ToolsTiming:
+    """What the VMware Tools stand-in reports as guest.ipAddress, and when, counted from power-on.
+
+    ip_delay: seconds until the guest's own address (0: as soon as it answers SSH).
+    first_address: reported at half ip_delay, before the guest's own: docker0's
+    172.17.0.1, an IPv6 link-local or global address.
+    restart_after, restart_seconds: that long after its own address, Tools
+    restarts: guest.ipAddress is empty for restart_seconds, then back.
+    """
+
+    ip_delay: float = 0.0
+    first_address: str = None
+    restart_after: float = None
+    restart_seconds: float = 5.0
+
+    def reports(self):
+        """[(seconds after power-on, address: a string, "" for none, or OWN_ADDRESS)], in time order."""
+        reports = []
+        if self.first_address:
+            reports.append((self.ip_delay / 2, self.first_address))
+        reports.append((self.ip_delay, OWN_ADDRESS))
+        if self.restart_after is not None:
+            reports += [(self.ip_delay + self.restart_after, ""),
+                        (self.ip_delay + self.restart_after + self.restart_seconds, OWN_ADDRESS)]
+        return reports
 
 
 def _every_vm_filter(service_instance):
@@ -55,13 +99,19 @@ def _every_vm_filter(service_instance):
 class GuestSimulator:
     """Keeps one guest per powered-on VM of a vcsim, until stopped."""
 
-    def __init__(self, endpoint, ssh_timeout=15.0, network=None):
-        """network: a GuestNetwork already up, when vcsim listens on its gateway (see Vcsim(host=...))."""
+    def __init__(self, endpoint, ssh_timeout=15.0, network=None, tools=None):
+        """network: a GuestNetwork already up, when vcsim listens on its gateway (see Vcsim(host=...)).
+
+        tools: a ToolsTiming, for every VM; default: the guest's address at once.
+        """
         self.endpoint = endpoint
+        self.tools = tools or ToolsTiming()
         self.ssh_timeout = ssh_timeout
         self.network = network or GuestNetwork()
         self.errors = []
         self._guests = {}
+        self._reported = set()     # VMs whose guest's own address is in vcsim
+        self._due_reports = {}     # {VM moid: [(monotonic time, address)]} still to make, in time order
         self._vm_properties = {}
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -116,9 +166,9 @@ class GuestSimulator:
     def wait_for_guest(self, vm_moid, timeout=30.0):
         """The guest of a VM, once it answers SSH and its IP is in vcsim."""
         with self._changed:
-            if not self._changed.wait_for(lambda: vm_moid in self._guests or self.errors, timeout):
+            if not self._changed.wait_for(lambda: vm_moid in self._reported or self.errors, timeout):
                 raise GuestError(f"no guest for VM {vm_moid} after {timeout} s")
-            if vm_moid not in self._guests:
+            if vm_moid not in self._reported:
                 raise GuestError(f"guest simulator failed: {self.errors[-1]}")
             return self._guests[vm_moid]
 
@@ -170,6 +220,7 @@ class GuestSimulator:
                 for filter_update in update.filterSet:
                     for object_update in filter_update.objectSet:
                         self._apply(service_instance, object_update)
+            self._make_due_reports(service_instance)
             self._ready.set()
 
     def _apply(self, service_instance, object_update):
@@ -219,9 +270,9 @@ class GuestSimulator:
             state_dir=self._run_dir / f"guest-{slot}",
             image_root=self._image_root,
         )
+        powered_on = time.monotonic()
         try:
             guest.start(self.network.bridge, self.ssh_timeout)
-            self._report_guest(service_instance, vm, guest.address, guest.hostname)
         except BaseException:
             guest.stop()
             self.network.give_back(slot)
@@ -230,11 +281,47 @@ class GuestSimulator:
                  guest.bring_up_seconds)
         with self._changed:
             self._guests[vm._moId] = guest
+            self._due_reports[vm._moId] = [(powered_on + after, address) for after, address in self.tools.reports()]
             self._changed.notify_all()
+        # Made by the watch loop right after this update's other VMs are applied.
+
+    def _make_due_reports(self, service_instance):
+        """Report what Tools would have by now: between updates, the watch loop comes here at least every second."""
+        now = time.monotonic()
+        for moid in list(self._due_reports):
+            reports = self._due_reports[moid]
+            while reports and reports[0][0] <= now:
+                _, address = reports.pop(0)
+                guest = self._guests[moid]
+                own = address is OWN_ADDRESS
+                try:
+                    self._report_guest(service_instance, vim.VirtualMachine(moid, service_instance._stub),
+                                       guest.address if own else address, guest.hostname,
+                                       tools_running=own or bool(address))
+                except vim.fault.NotAuthenticated:
+                    reports.insert(0, (now, address))  # made again on the next session
+                    raise
+                except Exception as error:  # noqa: BLE001 - one VM's failure must not stop the others
+                    reports.clear()
+                    if not _destroyed(error):  # destroyed meanwhile: its "leave" update removes the guest
+                        log.exception("Tools report of %s", moid)
+                        with self._changed:
+                            self.errors.append(f"Tools report of VM {moid}: {error}")
+                            self._changed.notify_all()
+                    break
+                with self._changed:
+                    if own:
+                        self._reported.add(moid)
+                    else:
+                        self._reported.discard(moid)
+                    self._changed.notify_all()
+            if not reports:
+                self._due_reports.pop(moid, None)
 
     def _remove_guest(self, service_instance, vm, report):
         """Stop a VM's guest; waiters see it gone only once vcsim knows too."""
         guest = self._guests.get(vm._moId)
+        self._due_reports.pop(vm._moId, None)
         if guest is None:
             return
         guest.stop()
@@ -242,46 +329,48 @@ class GuestSimulator:
         if report:
             try:
                 self._report_guest(service_instance, vm, None, None)
-            except vmodl.fault.ManagedObjectNotFound:
-                pass  # destroyed right after power-off: nothing left to report to
-            except RayVsphereError as error:
-                if error.details.get("fault") != "ManagedObjectNotFound":
-                    raise
+            except (vmodl.fault.ManagedObjectNotFound, RayVsphereError) as error:
+                if not _destroyed(error):
+                    raise  # else destroyed right after power-off: nothing left to report to
         with self._changed:
             del self._guests[vm._moId]
+            self._reported.discard(vm._moId)
             self._changed.notify_all()
 
     @staticmethod
-    def _report_guest(service_instance, vm, address, hostname):
+    def _report_guest(service_instance, vm, address, hostname, tools_running=None):
         """What VMware Tools reports: the guest's IP and hostname, tools running or not.
 
         Only string-valued `SET.guest.*` paths: vcsim panics on others.
+        An empty value clears the property, as on a real power-off or a Tools restart.
         """
-        if address is None:  # an empty value clears the property, as on a real power-off
-            settings = {"SET.guest.ipAddress": "", "SET.guest.hostName": "",
-                        "SET.guest.toolsRunningStatus": "guestToolsNotRunning"}
-        else:
-            settings = {
-                "SET.guest.ipAddress": address,
-                "SET.guest.hostName": hostname,
-                "SET.guest.toolsRunningStatus": "guestToolsRunning",
-            }
+        running = bool(address) if tools_running is None else tools_running
+        settings = {"SET.guest.ipAddress": address or "", "SET.guest.hostName": hostname if running else "",
+                    "SET.guest.toolsRunningStatus": "guestToolsRunning" if running else "guestToolsNotRunning"}
         spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
         vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(spec))
 
 
+def _destroyed(error):
+    """Whether a report failed because its VM is gone."""
+    return isinstance(error, vmodl.fault.ManagedObjectNotFound) or (
+        isinstance(error, RayVsphereError) and error.details.get("fault") == "ManagedObjectNotFound")
+
+
 @contextmanager
-def vcsim_with_guests(loopback=False, **vcsim_options):
+def vcsim_with_guests(loopback=False, tools=None, **vcsim_options):
     """(vcsim, GuestSimulator) with vcsim listening on the guests' gateway.
 
     The host and every guest reach that address: a Ray head in a guest runs
     the NodeProvider against the same vCenter as `ray up` on the host.
     loopback: listen on 127.0.0.1 instead, a fixed address guests cannot reach.
+    tools: a ToolsTiming for every guest (default: its address at once).
     """
     network = GuestNetwork()
     network.up()
     try:
-        with Vcsim(host="127.0.0.1" if loopback else network.gateway, **vcsim_options) as sim, GuestSimulator(sim.endpoint, network=network) as guests:
+        with Vcsim(host="127.0.0.1" if loopback else network.gateway, **vcsim_options) as sim, \
+                GuestSimulator(sim.endpoint, network=network, tools=tools) as guests:
             yield sim, guests
     finally:
         network.down()

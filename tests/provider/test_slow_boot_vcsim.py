@@ -1,0 +1,81 @@
+"""A node whose VMware Tools reports its IP 46 s after power-on, with 50 ms of network to vCenter, joins.
+
+Issue 19 measured it: the IP wait long-polled WaitForUpdatesEx with
+maxWaitSeconds 30, and a request timeout of 30 s lost every quiet poll to the
+latency (vCenter answers after maxWaitSeconds, the client gave up at the same
+second), so create_node failed after 31.9 s with "did not answer within 30 s
+(request_timeout)". The guests here report as a real Ubuntu VM's Tools do (20-90 s,
+testbed/guests/tools.py) and every WaitForUpdatesEx reaches vcsim 50 ms late
+(testbed/vcsim/latency.go). The oracle is vcsim's own inventory and the
+guest the simulator brought up, not the provider's ledger.
+"""
+
+import time
+
+import pytest
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
+from ray_provider import node_provider
+from ray_provider.node_provider import VsphereNodeProvider
+from testbed import simulator
+from testbed.guests import make_key_pair, vcsim_with_guests
+from testbed.guests.tools import ToolsTiming
+
+pytestmark = pytest.mark.slow
+
+IP_DELAY_S = 46
+LATENCY_MS = 50
+
+
+@pytest.fixture(scope="module")
+def slow_site(testbed_prerequisites):
+    # Nothing but the IP changes on the VM meanwhile, as in the issue's measurement: any other
+    # report (a docker0 address first, tests/testbed/test_tools_timing.py) would end a poll early.
+    with vcsim_with_guests(tools=ToolsTiming(ip_delay=IP_DELAY_S),
+                           latency_ms={"WaitForUpdatesEx": LATENCY_MS}) as (sim, guests):
+        yield sim, guests
+        assert guests.errors == [], f"guest simulator errors: {guests.errors}"
+
+
+def make_provider(sim, test_ova, tmp_path, monkeypatch, cluster_name, **settings):
+    """The provider with its defaults (ip_timeout 600 s, request timeout 60 s) but for what a test names."""
+    key = make_key_pair(tmp_path / "ray-key")
+    for name, value in sim.endpoint.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
+    return VsphereNodeProvider({
+        "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
+        "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
+        "resource_pool": simulator.RESOURCE_POOL, "vm_folder": simulator.VM_FOLDER,
+        "datastore": simulator.DATASTORES[0], "ssh_private_key_file": str(key), "ssh_public_key_file": f"{key}.pub",
+        **settings,
+    }, cluster_name)
+
+
+def vms_named(sim, prefix):
+    service_instance = sim.endpoint.connect()
+    try:
+        return {props["name"]: props.get("guest.ipAddress") for props in _nodes.Inventory(service_instance).vms.values()
+                if props["name"].startswith(prefix)}
+    finally:
+        service_instance.content.sessionManager.Logout()
+
+
+@pytest.mark.parametrize("settings", [{}, {"vcenter_request_timeout": 30}], ids=["defaults", "request-timeout-30"])
+def test_a_node_whose_ip_comes_46_s_late_over_50_ms_of_network_joins(slow_site, test_ova, tmp_path, monkeypatch,
+                                                                     settings):
+    sim, guests = slow_site
+    cluster = f"slowboot{len(settings)}"
+    provider = make_provider(sim, test_ova, tmp_path, monkeypatch, cluster, **settings)
+    started = time.monotonic()
+    created = provider.create_node({}, {"ray-node-type": "worker", "ray-user-node-type": "worker"}, 1)
+    took = time.monotonic() - started
+    assert took > IP_DELAY_S, f"create_node returned after {took:.1f} s, before Tools reported the IP"
+    # The node is reached on the address of the guest behind it.
+    by_name = {guest.vm_name: guest for guest in guests.guests().values()}
+    [name] = vms_named(sim, f"{cluster}-")
+    assert name in by_name, f"no guest behind {name}"
+    assert [provider.internal_ip(node) for node in created] == [by_name[name].address]
+    assert provider.non_terminated_nodes({}) == list(created)
+    provider.terminate_nodes(list(created))
+    assert vms_named(sim, f"{cluster}-") == {}
