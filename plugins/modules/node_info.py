@@ -20,7 +20,8 @@ description:
   - Reads the VMs under O(vm_folders) of O(datacenter) (subfolders and vApps included) and the custom attribute
     definitions in one PropertyCollector call, traversing from those folders only, so its cost is that of the
     cluster's folders, not of the vCenter. Without O(datacenter) it reads every VM of the vCenter.
-  - A node moved out of O(vm_folders) is not listed. M(ray_vsphere.cluster.node_delete) still finds it anywhere.
+  - A node moved out of O(vm_folders) is not listed. M(ray_vsphere.cluster.node_delete) without O(datacenter), as
+    C(playbooks/ray_down.yml) runs it, still finds it anywhere.
   - The templates of the clone fast path are not nodes and are not listed.
 author:
   - ray-vsphere maintainers (@ray-vsphere)
