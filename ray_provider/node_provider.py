@@ -211,6 +211,18 @@ class VsphereNodeProvider(NodeProvider):
     def _cluster_vars(self):
         return {"ray_provider_cluster_name": self.cluster_name, "ray_provider_private_key": self.private_key_path()}
 
+    def _folder_vars(self):
+        """Where node_tags and node_delete look: the node types' VM folders, when they are in one datacenter.
+
+        Else (folders of several datacenters) they sweep all of vCenter, by the keys that tell a node only.
+        """
+        folders = self.reader.folders()
+        datacenters = set(datacenter for datacenter, _ in folders)
+        if len(datacenters) != 1 or not next(iter(datacenters)):
+            return {}
+        return {"ray_provider_datacenter": next(iter(datacenters)),
+                "ray_provider_vm_folders": sorted(folder for _, folder in folders)}
+
     # ----- write path: playbooks through ansible-runner -----
 
     def create_node(self, node_config, tags, count):
@@ -259,7 +271,8 @@ class VsphereNodeProvider(NodeProvider):
 
     def _remove_leftovers(self, removal):
         """The janitor's removal: one terminate_nodes.yml run; the names it deleted."""
-        runner = self._run("terminate_nodes", {**self._cluster_vars(), "ray_provider_request_ids": removal.request_ids,
+        runner = self._run("terminate_nodes", {**self._cluster_vars(), **self._folder_vars(),
+                                               "ray_provider_request_ids": removal.request_ids,
                                                "ray_provider_keep_uuids": removal.keep_uuids})
         removed = published_stats(runner).get("ray_provider_deleted", [])
         self.reader.forget(uuids=removal.uuids, names=removed)
@@ -273,7 +286,7 @@ class VsphereNodeProvider(NodeProvider):
         if not wanted:
             return None
         try:
-            self._run("terminate_nodes", {**self._cluster_vars(), "ray_provider_uuids": wanted})
+            self._run("terminate_nodes", {**self._cluster_vars(), **self._folder_vars(), "ray_provider_uuids": wanted})
         except (PlaybookFailed, LoginDeferred):
             self.cache.terminate_failed(wanted)
             raise
@@ -299,6 +312,7 @@ class VsphereNodeProvider(NodeProvider):
             try:
                 self._run("set_node_tags", {
                     **self._cluster_vars(),
+                    **self._folder_vars(),
                     "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
                 })
             except (PlaybookFailed, LoginDeferred):

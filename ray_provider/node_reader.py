@@ -40,6 +40,11 @@ class NodeReader:
         with self._lock:
             self._folders.add(folder)
 
+    def folders(self):
+        """The (datacenter, VM folder) pairs read: every node type's."""
+        with self._lock:
+            return frozenset(self._folders)
+
     def forget(self, uuids=(), names=()):
         """VMs the provider deleted: gone from the next read, whatever the watch reports."""
         with self._lock:

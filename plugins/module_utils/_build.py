@@ -29,13 +29,17 @@ try:
 except ImportError:
     pass  # reported by _client.run_module
 
+# All a deploy reads, of the VMs in its folder only: the nodes (name clashes, existing and
+# adoptable nodes) and the templates of the clone fast path, by the keys they record.
+READ_PATHS = _nodes.NODE_PATHS + _records.keyed_paths(_records.TEMPLATE_KEYS)
+
 
 def deploy(client, params, check_mode, cluster_key):
     """node_deploy's result for params; nothing of what it made is left when it fails."""
     service_instance = client.service_instance
     request = DeployRequest(params, cluster_key)
     placement = _placement.resolve(service_instance, params)
-    inventory = _nodes.Inventory(service_instance)
+    inventory = _nodes.Inventory(service_instance, [placement.folder], READ_PATHS)
     refuse_name_clash(inventory, placement.folder, request)
     existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
     with _ledger.Ledger(service_instance, "deploying nodes of Ray cluster %s" % request.cluster_name) as ledger:
@@ -70,7 +74,7 @@ def deploy(client, params, check_mode, cluster_key):
         if params["wait_for_ip"] and params["power_on"]:
             # A node that never gets an address is a failed node: the call is all or nothing.
             _guest_ip.wait_for_ips(service_instance, vms, request, params["ip_timeout"])
-    final = _nodes.Inventory(service_instance)
+    final = _nodes.Inventory(service_instance, [placement.folder], _nodes.LIST_PATHS)
     nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
     return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
                 existing=sorted(existing), image=image.result())

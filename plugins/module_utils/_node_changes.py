@@ -13,10 +13,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags, _records, _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_tags, _records
 
 
-def request_vms(service_instance, inventory, cluster_key, request_ids):
+# What a delete reads of each VM: who it belongs to, its power state, and the markers of the call that made it.
+DELETE_PATHS = _nodes.IDENTITY_PATHS + ["runtime.powerState"] + _records.keyed_paths(
+    (_records.CREATION_MARKER, _records.REQUEST_MARKER))
+
+
+def request_vms(inventory, cluster_key, request_ids):
     """{vm: props} of every VM a node_deploy call with one of request_ids made for the cluster, tagged or not.
 
     Candidates by name (the request id is part of every name such a call
@@ -30,20 +35,19 @@ def request_vms(service_instance, inventory, cluster_key, request_ids):
         name = props.get("name") or ""
         if props.get("config.template") or not any("-%s-" % request_id in name for request_id in wanted):
             continue
-        options = props.get("config.extraConfig")
-        if options is None:
-            options = _vsphere.read(service_instance, vm, ["config.extraConfig"]).get("config.extraConfig")
-        whole = dict(props, **{"config.extraConfig": options})
-        if (_records.creation_marker(whole) == cluster_name
-                and _records.extra_config_value(whole, _records.REQUEST_MARKER) in wanted
-                and _records.verified(whole, cluster_key)):
+        if (_records.creation_marker(props) == cluster_name
+                and _records.extra_config_value(props, _records.REQUEST_MARKER) in wanted
+                and _records.verified(props, cluster_key)):
             found[vm] = props
     return found
 
 
 def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mode, all_nodes=False,
-                 request_ids=(), keep_uuids=()):
-    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one inventory read.
+                 request_ids=(), keep_uuids=(), roots=None):
+    """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one read below roots.
+
+    roots: the cluster's VM folders; None sweeps all of vCenter, which is the
+    point only when looking for nodes moved out of them (ray_down.yml).
 
     A VM whose instance UUID is in keep_uuids is never deleted, whatever selected it.
 
@@ -51,11 +55,11 @@ def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mo
     cluster's name that its key does not verify are left alone, and named.
     """
     cluster_name = cluster_key.cluster_name
-    inventory = _nodes.Inventory(service_instance)
+    inventory = _nodes.Inventory(service_instance, roots, DELETE_PATHS)
     found, absent = _nodes.find_nodes(inventory, cluster_key, uuids, names)
     if all_nodes:
         found.update(inventory.cluster_nodes(cluster_key))
-    found.update(request_vms(service_instance, inventory, cluster_key, request_ids))
+    found.update(request_vms(inventory, cluster_key, request_ids))
     found = dict((vm, props) for vm, props in found.items() if props.get("config.instanceUuid") not in set(keep_uuids))
     deleted = sorted(props["name"] for props in found.values())
     if not check_mode:
@@ -67,10 +71,13 @@ def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mo
     return deleted, absent, inventory.unverified(cluster_key)
 
 
-def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode):
-    """Apply {vm id: tags} updates to verified nodes; returns (changed records before, after) by node name."""
+def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode, roots=None):
+    """Apply {vm id: tags} updates to verified nodes below roots (VM folders; None: all of vCenter).
+
+    Returns (changed records before, after) by node name.
+    """
     cluster_name = cluster_key.cluster_name
-    inventory = _nodes.Inventory(service_instance)
+    inventory = _nodes.Inventory(service_instance, roots, _nodes.IDENTITY_PATHS)
     targets = []
     for update in updates:
         tags = _ray_tags.check_tags(update.get("tags"), "tags of %s" % (update.get("uuid") or update.get("name")))

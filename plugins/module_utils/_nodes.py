@@ -13,28 +13,31 @@ import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags, _records, _vsphere, _waiter
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
+    _placement, _ray_tags, _records, _vsphere, _waiter)
 
 try:
     from pyVmomi import vim, vmodl
 except ImportError:
     pass  # reported by _client.run_module
 
-# What a node record needs, and all a listing reads: not config.extraConfig,
-# which on a real VM holds hundreds of keys and would dominate the read.
-LIST_PATHS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "guest.ipAddress", "guest.net",
-              "customValue"] + [
-    # The extraConfig keys a record carries, each alone: a keyed path
-    # returns that OptionValue only (vCenter; vcsim since govmomi PR #3451),
-    # and nothing for a VM without the key.
-    'config.extraConfig["%s"]' % key for key in (_records.DEPLOY_SETTINGS, _records.SSH_HOST_KEY,
-                                                 _records.CLUSTER_IDENTITY)]
-# What deploys, deletes and tag writes need besides: the folder of each VM and the creation marker.
-# A keyed path, config.extraConfig["ray-vsphere.cluster-name"], would fetch
-# the marker alone (vCenter and vcsim since govmomi PR #3451 both resolve it,
-# returning the OptionValue); these reads stay on whole extraConfig while
-# node_deploy's template bookkeeping reads other keys of it.
-NODE_PATHS = [path for path in LIST_PATHS if not path.startswith("config.extraConfig[")] + ["parent", "config.extraConfig"]
+# Every read below names the extraConfig keys it needs (_records.keyed_paths), never
+# config.extraConfig whole: on a real VM that holds dozens of keys and several KiB, and
+# would dominate a read of many VMs.
+# What tells a node of the cluster, its tags and its identity: all node_tags reads.
+IDENTITY_PATHS = ["name", "config.instanceUuid", "config.template", "customValue"] + _records.keyed_paths(
+    (_records.CLUSTER_IDENTITY,))
+# What a node record needs besides, and all a listing reads.
+LIST_PATHS = IDENTITY_PATHS + ["runtime.powerState", "guest.ipAddress", "guest.net"] + _records.keyed_paths(
+    (_records.DEPLOY_SETTINGS, _records.SSH_HOST_KEY))
+# What deploys and deletes need besides: the folder of each VM and the markers its create call wrote.
+NODE_PATHS = LIST_PATHS + ["parent"] + _records.keyed_paths((_records.CREATION_MARKER, _records.REQUEST_MARKER))
+
+# The VM folders node_info, node_tags and node_delete read (doc fragment vm_folders).
+FOLDER_OPTIONS = dict(
+    datacenter=dict(type="str"),
+    vm_folders=dict(type="list", elements="str", aliases=["vm_folder"]),
+)
 
 # Addresses a Ray node is reached on only when it has no other: the default
 # bridges of Docker, Podman and libvirt inside the guest (link-local and
@@ -46,6 +49,13 @@ IP_OPTIONS = dict(
     preferred_cidr=dict(type="str"),
     ignored_cidrs=dict(type="list", elements="str", default=DEFAULT_IGNORED_CIDRS),
 )
+
+
+def folder_roots(service_instance, params):
+    """The VM folders FOLDER_OPTIONS name, subfolders included; None, all of vCenter, without a datacenter."""
+    if not params.get("datacenter"):
+        return None
+    return _placement.vm_folders(service_instance, params["datacenter"], params.get("vm_folders"))
 
 
 def networks(cidrs, option):
@@ -102,7 +112,7 @@ def choose_ip(addresses, preferred=None, ignored=None):
 
 
 class Inventory(object):
-    """The VMs below roots (default: all of vCenter) with the properties a node needs, read in one round trip.
+    """The VMs below roots (VM folders; None: all of vCenter) with `paths` (default NODE_PATHS), in one round trip.
 
     vms_and_fields: ({vm: props}, [CustomFieldDef]) already read (a NodeWatch's), instead of a read here.
     """

@@ -68,7 +68,7 @@ def _by_path(service_instance, path):
 
 def _one(service_instance, root, managed_type, value, what, where, include_root=False):
     """The managed_type object below root (root too, with include_root) that value names, by path, moid or name."""
-    found = _vsphere.objects_in(service_instance, root, managed_type, ["name"])
+    found = _vsphere.objects_below(service_instance, root, managed_type, ["name"])
     if include_root:
         found[root] = _vsphere.read(service_instance, root, ["name"])
     if "/" in value:
@@ -103,18 +103,36 @@ def _folder(service_instance, datacenter, datacenter_name, path):
     if parts[:2] == [datacenter_name, "vm"]:  # also accept /DC/vm/ray, as govc and vmware.vmware do
         parts = parts[2:]
     for part in parts:
-        children = _vsphere.read(service_instance, folder, ["childEntity"]).get("childEntity", [])
-        names = _vsphere.retrieve_names(service_instance, [c for c in children if isinstance(c, vim.Folder)])
-        matches = [child for child, name in names.items() if name == part]
+        matches = _child_folders(service_instance, folder, part)
         if not matches:
             folders = [] if "/" in path else [datacenter.vmFolder] + list(
-                _vsphere.objects_in(service_instance, datacenter.vmFolder, vim.Folder, ["name"]))
+                _vsphere.objects_below(service_instance, datacenter.vmFolder, vim.Folder, ["name"]))
             by_moid = [candidate for candidate in folders if candidate._moId == path]
             if by_moid:
                 return by_moid[0]
             raise RayVsphereError("VM folder %r not found in datacenter %s (no %r below it)" % (path, datacenter_name, part))
         folder = matches[0]  # siblings' names are unique: vCenter refuses a second folder of one name
     return folder
+
+
+def _child_folders(service_instance, folder, name):
+    """The child folders of folder named name, found by vCenter (SearchIndex.FindChild).
+
+    Not by reading folder.childEntity: a datacenter's VM folder often holds
+    thousands of VMs, and that read would cost them all. Only when FindChild
+    answers with another entity of that name are the children read.
+    """
+    try:
+        child = service_instance.content.searchIndex.FindChild(folder, name)
+    except vmodl.MethodFault as error:
+        failure = RayVsphereError("SearchIndex.FindChild(%s) failed: %s" % (name, fault_text(error)))
+        failure.__cause__ = error  # raise ... from is not py2 syntax
+        raise failure
+    if child is None or isinstance(child, vim.Folder):
+        return [child] if child is not None else []
+    children = _vsphere.read(service_instance, folder, ["childEntity"]).get("childEntity", [])
+    names = _vsphere.retrieve_names(service_instance, [c for c in children if isinstance(c, vim.Folder)])
+    return [child for child, child_name in names.items() if child_name == name]
 
 
 def resolve(service_instance, params):

@@ -111,6 +111,21 @@ TEMPLATE_STARTED = "ray-vsphere.template-started"
 TEMPLATE_HEARTBEAT = "ray-vsphere.template-heartbeat"
 
 
+# The template keys a deploy looks a template up by, and the maker protocol's (_templates).
+TEMPLATE_KEYS = (TEMPLATE_IDENTITY, IMAGE_SHA256, IMAGE_KEY, TEMPLATE_MAKER, TEMPLATE_STARTED, TEMPLATE_HEARTBEAT)
+
+
+def keyed_paths(keys):
+    """PropertyCollector paths that read only these extraConfig keys, never the whole of it.
+
+    A real VM's config.extraConfig holds dozens of keys and several KiB
+    (guestinfo for cloud-init among them); config.extraConfig["key"] returns
+    that one OptionValue, and nothing for a VM without the key (vCenter, and
+    vcsim since govmomi PR #3451). extra_config() reads them back.
+    """
+    return ['config.extraConfig["%s"]' % key for key in keys]
+
+
 def extra_config(props):
     """{key: value} of the extraConfig in props, read whole or by keyed paths (config.extraConfig["key"])."""
     values = dict((option.key, option.value) for option in props.get("config.extraConfig") or [])

@@ -248,7 +248,8 @@ class Template(object):
                 if error.details.get("fault") != "DuplicateName":
                     raise
                 return None  # another run is importing it: wait for that one
-        props = _vsphere.read(self.service_instance, vm, ["config.template", "config.extraConfig", "config.createDate"])
+        props = _vsphere.read(self.service_instance, vm, ["config.template", "config.createDate"]
+                              + _records.keyed_paths(_records.TEMPLATE_KEYS))
         markers = _records.extra_config(props)
         if not self.identity.is_ours(self.name, vm._moId, markers, props.get("config.template")):
             raise RayVsphereError(_impostor_text(self.name))  # planted since the image was looked up
@@ -290,6 +291,11 @@ class Template(object):
         return vm
 
 
+# What a survey reads of the templates, and of every VM for the clones that use one.
+TEMPLATE_PATHS = ["name", "parent", "config.template", "recentTask"] + _records.keyed_paths(_records.TEMPLATE_KEYS)
+CLONE_PATHS = ["name", "config.template"] + _records.keyed_paths((_records.CLONED_FROM, _records.IMAGE_SHA256))
+
+
 def survey(service_instance, identity, folder=None):
     """[{name, vm, in_use_by, being_made, reason}] of every ray-template-* (in folder, if given).
 
@@ -298,18 +304,30 @@ def survey(service_instance, identity, folder=None):
     clone reads its disks. One being made by a live maker is not idle either,
     nor one a task (a clone from it) is running on. One the cluster key
     (identity) did not make is never idle: not ours to remove.
+
+    The templates are read in folder only; the clones in all of vCenter, by
+    the two keys that name a template and nothing else: a linked clone moved
+    to any other folder still reads the template's disks, so the sweep is the
+    point here (docs/collection.md).
     """
-    inventory = _nodes.Inventory(service_instance, paths=_nodes.NODE_PATHS + ["recentTask"])
+    if folder is None:
+        template_reads = clone_reads = _nodes.Inventory(service_instance, None, TEMPLATE_PATHS + [
+            path for path in CLONE_PATHS if path not in TEMPLATE_PATHS]).vms
+    else:
+        template_reads = _nodes.Inventory(service_instance, [folder], TEMPLATE_PATHS).vms
+        clone_reads = _nodes.Inventory(service_instance, None, CLONE_PATHS).vms
     templates, clones = [], {}
-    for vm, props in inventory.vms.items():
+    for vm, props in template_reads.items():
         name = props.get("name") or ""
-        markers = _records.extra_config(props)
         if name.startswith(TEMPLATE_PREFIX) and (folder is None or props.get("parent") == folder):
-            templates.append((name, vm, props, markers))  # a list: one name may be in several folders
-        elif not props.get("config.template"):
+            templates.append((name, vm, props, _records.extra_config(props)))  # a list: one name may be in several folders
+    surveyed = set(template[1] for template in templates)
+    for vm, props in clone_reads.items():
+        if vm not in surveyed and not props.get("config.template"):
+            markers = _records.extra_config(props)
             for key in (markers.get(_records.CLONED_FROM), markers.get(_records.IMAGE_SHA256)):
                 if key:
-                    clones.setdefault(key, []).append(name)
+                    clones.setdefault(key, []).append(props.get("name") or "")
     now = vcenter_now(service_instance)
     found = []
     for name, vm, props, markers in sorted(templates, key=lambda template: (template[0], template[1]._moId)):

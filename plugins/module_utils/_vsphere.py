@@ -43,6 +43,39 @@ def vm_traversal():
     ]
 
 
+def container_traversal(managed_type):
+    """Select specs reaching every managed_type object below a root through the containers that can hold one only.
+
+    Folders' children, and for hosts a compute resource's hosts, for pools its
+    pools; never a datacenter's, a host's or a pool's VMs. A recursive
+    ContainerView walks everything below its root (vcsim lists each host's and
+    each pool's VMs on the way), so finding a datacenter from the root folder,
+    or a cluster in a host folder, would cost what vCenter holds.
+    """
+    spec = vmodl.query.PropertyCollector.TraversalSpec
+    select = vmodl.query.PropertyCollector.SelectionSpec
+    specs = [spec(name="folderChildren", type=vim.Folder, path="childEntity", skip=False)]
+    if managed_type is vim.HostSystem:
+        specs.append(spec(name="computeHosts", type=vim.ComputeResource, path="host", skip=False))
+    if managed_type is vim.ResourcePool:
+        specs.append(spec(name="computePool", type=vim.ComputeResource, path="resourcePool", skip=False,
+                          selectSet=[select(name="poolChildren")]))
+        specs.append(spec(name="poolChildren", type=vim.ResourcePool, path="resourcePool", skip=False,
+                          selectSet=[select(name="poolChildren")]))
+    specs[0].selectSet = [select(name=each.name) for each in specs]
+    return specs
+
+
+def objects_below(service_instance, root, managed_type, paths):
+    """{obj: props} of every managed_type object below root (not root itself), by container_traversal."""
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=root, skip=True,
+                                                            selectSet=container_traversal(managed_type))],
+        propSet=[_property_spec(managed_type, paths)],
+    )
+    return retrieve(service_instance, [spec])
+
+
 def retrieve(service_instance, filter_specs, page_size=5000):
     """All objects the filter specs select, as {managed object: {path: value}}.
 
@@ -106,7 +139,7 @@ def retrieve_names(service_instance, objects):
 
 
 def objects_in(service_instance, root, managed_type, paths):
-    """{obj: props} of every managed_type object below root (a ContainerView)."""
+    """{obj: props} of every managed_type object below root (a ContainerView: it walks all below root, VMs included)."""
     view = service_instance.content.viewManager.CreateContainerView(root, [managed_type], True)
     try:
         traverse = vmodl.query.PropertyCollector.TraversalSpec(

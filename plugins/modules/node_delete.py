@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
   - ray_vsphere.cluster.cluster_key
+  - ray_vsphere.cluster.vm_folders
 options:
   cluster_name:
     description: The Ray cluster the VMs must belong to.
@@ -72,10 +73,12 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Delete two workers
+- name: Delete two workers, reading only the cluster's VM folder
   ray_vsphere.cluster.node_delete:
     cluster_name: analytics
     cluster_key_file: ~/.ssh/ray-analytics
+    datacenter: DC1
+    vm_folders: [ray/analytics]
     uuids: "{{ idle_workers | map(attribute='uuid') | list }}"
 
 - name: Remove what a cut-short deploy with request_id 3f2a made
@@ -84,7 +87,7 @@ EXAMPLES = r"""
     cluster_key_file: ~/.ssh/ray-analytics
     request_ids: [3f2a]
 
-- name: Delete the whole cluster
+- name: Delete the whole cluster, wherever its nodes were moved in the vCenter
   ray_vsphere.cluster.node_delete:
     cluster_name: analytics
     cluster_key_file: ~/.ssh/ray-analytics
@@ -121,7 +124,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _nodes, _ray_auth
 
 
 def main():
@@ -134,8 +137,9 @@ def main():
             request_ids=dict(type="list", elements="str", default=[]),
             keep_uuids=dict(type="list", elements="str", default=[]),
             parallel=dict(type="int", default=8),
-            **_ray_auth.CLUSTER_KEY_OPTIONS
+            **dict(_nodes.FOLDER_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS)
         ),
+        required_by=dict(vm_folders="datacenter"),
         supports_check_mode=True,
     )
     params = module.params
@@ -149,7 +153,7 @@ def main():
         deleted, absent, unverified = _node_changes.delete_nodes(
             client.service_instance, cluster_key, params["uuids"], params["names"], params["parallel"],
             module.check_mode, all_nodes=params["all_nodes"], request_ids=params["request_ids"],
-            keep_uuids=params["keep_uuids"])
+            keep_uuids=params["keep_uuids"], roots=_nodes.folder_roots(client.service_instance, params))
         result = dict(changed=bool(deleted), deleted=deleted, absent=absent, unverified=unverified)
         if module._diff:
             result["diff"] = dict(before=dict(nodes=deleted), after=dict(nodes=[]))

@@ -20,7 +20,8 @@ description:
   - Reads the VMs under O(vm_folders) of O(datacenter) (subfolders and vApps included) and the custom attribute
     definitions in one PropertyCollector call, traversing from those folders only, so its cost is that of the
     cluster's folders, not of the vCenter. Without O(datacenter) it reads every VM of the vCenter.
-  - A node moved out of O(vm_folders) is not listed. M(ray_vsphere.cluster.node_delete) still finds it anywhere.
+  - A node moved out of O(vm_folders) is not listed. M(ray_vsphere.cluster.node_delete) without O(datacenter), as
+    C(playbooks/ray_down.yml) runs it, still finds it anywhere.
   - The templates of the clone fast path are not nodes and are not listed.
 author:
   - ray-vsphere maintainers (@ray-vsphere)
@@ -28,6 +29,7 @@ extends_documentation_fragment:
   - ray_vsphere.cluster.connection
   - ray_vsphere.cluster.cluster_key
   - ray_vsphere.cluster.ip_selection
+  - ray_vsphere.cluster.vm_folders
 options:
   cluster_name:
     description: The Ray cluster to list.
@@ -44,20 +46,6 @@ options:
     description: Only nodes whose tags have these values.
     type: dict
     default: {}
-  datacenter:
-    description:
-      - The datacenter whose VM folders O(vm_folders) names, by name, moid or inventory path, as
-        O(ray_vsphere.cluster.node_deploy#module:datacenter) takes it.
-      - Without it every VM of the vCenter is read, which costs what the whole vCenter holds.
-    type: str
-  vm_folders:
-    description:
-      - The VM folders the cluster's nodes are in, each as a path below the datacenter's VM folder (C(ray/prod)),
-        as C(/DC/vm/ray/prod) or by moid (C(group-v42)), as O(ray_vsphere.cluster.node_deploy#module:vm_folder) takes it.
-      - Empty, or an empty path, is the datacenter's VM folder. Needs O(datacenter).
-    type: list
-    elements: str
-    aliases: [vm_folder]
 notes:
   - Read-only; supports check mode.
 """
@@ -141,7 +129,7 @@ unverified:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _placement, _ray_auth, _ray_tags
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _ray_tags
 
 
 def main():
@@ -151,9 +139,7 @@ def main():
             node_kind=dict(type="str", choices=list(_ray_tags.NODE_KINDS)),
             node_type=dict(type="str"),
             tag_filters=dict(type="dict", default={}),
-            datacenter=dict(type="str"),
-            vm_folders=dict(type="list", elements="str", aliases=["vm_folder"]),
-            **dict(_nodes.IP_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS)
+            **dict(_nodes.IP_OPTIONS, **dict(_nodes.FOLDER_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS))
         ),
         required_by=dict(vm_folders="datacenter"),
         supports_check_mode=True,
@@ -164,11 +150,9 @@ def main():
     def action(client):
         tag_filters = _ray_tags.check_tags(params["tag_filters"], "tag_filters")
         preferred, ignored = _nodes.ip_choice(params)
-        roots = None
-        if params["datacenter"]:
-            roots = _placement.vm_folders(client.service_instance, params["datacenter"], params["vm_folders"])
         nodes, unverified = _nodes.list_nodes(client.service_instance, cluster_key, params["node_kind"],
-                                              params["node_type"], tag_filters, preferred, ignored, roots=roots)
+                                              params["node_type"], tag_filters, preferred, ignored,
+                                              roots=_nodes.folder_roots(client.service_instance, params))
         return dict(changed=False, nodes=nodes, unverified=unverified)
 
     run_module(module, action)

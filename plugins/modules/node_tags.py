@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
   - ray_vsphere.cluster.cluster_key
+  - ray_vsphere.cluster.vm_folders
 options:
   cluster_name:
     description: The Ray cluster the nodes belong to.
@@ -52,10 +53,12 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Mark two nodes up to date
+- name: Mark two nodes up to date, reading only the cluster's VM folder
   ray_vsphere.cluster.node_tags:
     cluster_name: analytics
     cluster_key_file: ~/.ssh/ray-analytics
+    datacenter: DC1
+    vm_folders: [ray/analytics]
     nodes:
       - uuid: 5029d4cb-5ad3-4d1c-b4b4-d3a6e6a8d5a1
         tags: {ray-node-status: up-to-date}
@@ -80,7 +83,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec, run_module
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _node_changes, _nodes, _ray_auth
 
 
 def main():
@@ -93,8 +96,9 @@ def main():
                 tags=dict(type="dict", required=True),
             ), required_one_of=[("uuid", "name")], mutually_exclusive=[("uuid", "name")]),
             parallel=dict(type="int", default=8),
-            **_ray_auth.CLUSTER_KEY_OPTIONS
+            **dict(_nodes.FOLDER_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS)
         ),
+        required_by=dict(vm_folders="datacenter"),
         supports_check_mode=True,
     )
     params = module.params
@@ -102,7 +106,8 @@ def main():
 
     def action(client):
         before, after = _node_changes.set_node_tags(client.service_instance, cluster_key, params["nodes"],
-                                                    params["parallel"], module.check_mode)
+                                                    params["parallel"], module.check_mode,
+                                                    roots=_nodes.folder_roots(client.service_instance, params))
         result = dict(changed=bool(after), changed_nodes=sorted(after))
         if module._diff:
             result["diff"] = dict(before=before, after=after)

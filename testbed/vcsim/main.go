@@ -69,6 +69,7 @@ func main() {
 	hostCostLimit := flag.Int("host-cost-limit", 16, "provisioning cost units per host; more queue (0: no limit)")
 	tlsCert := flag.String("tlscert", "", "TLS certificate (PEM, chain allowed) to serve; default self-signed")
 	tlsKey := flag.String("tlskey", "", "private key (PEM) of -tlscert")
+	vmExtraConfig := flag.Int("vm-extra-config", 0, "extraConfig keys of a real VM given to every VM of the model, several KiB in all (extra_config.go)")
 	flag.Parse()
 
 	if *methodDelay != "" {
@@ -87,6 +88,7 @@ func main() {
 	if err := model.Create(); err != nil {
 		log.Fatal(err)
 	}
+	seedExtraConfig(model, *vmExtraConfig)
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
 	reportCustomFieldChanges(model.Map())

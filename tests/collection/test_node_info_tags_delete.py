@@ -93,7 +93,7 @@ def test_delete_refuses_other_clusters_and_foreign_vms_before_deleting_anything_
     assert [n["name"] for n in listed(play, cluster_name="gamma")["nodes"]] == ["gamma-head"]
 
 
-def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, test_ova, service_instance):
+def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, test_ova, service_instance, vm_names):
     datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, "DC0")
     subfolder = vsphere.find_by_name(service_instance, vim.Folder, "ray").CreateFolder("sub")
     result = play([deploy_task("delta", test_ova, names=["delta-head", "delta-w-sub", "delta-w-root"])]).result
@@ -120,6 +120,21 @@ def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, te
     assert missing["failed"] and "VM folder 'ray/nope' not found in datacenter DC0 (no 'nope' below it)" in missing["msg"]
     without_datacenter = play([task("node_info", cluster_name="delta", vm_folders=["ray"])]).result
     assert without_datacenter["failed"] and "datacenter" in without_datacenter["msg"]
+
+    # node_tags and node_delete read only the folders given too: the moved node is not found there.
+    in_folder = dict(cluster_name="delta", datacenter="DC0", vm_folders=["ray"])
+    tagged = play([task("node_tags", nodes=[{"name": "delta-w-sub", "tags": {"ray-node-status": "x"}}],
+                        **in_folder)]).result
+    assert tagged["failed"] and "no node delta-w-sub in Ray cluster delta" in tagged["msg"]
+    assert play([task("node_tags", nodes=[{"name": "delta-head", "tags": {"ray-node-status": "x"}}],
+                      **in_folder)]).result["changed_nodes"] == ["delta-head"]
+    kept = play([task("node_delete", names=["delta-w-sub"], **in_folder)]).result
+    assert (kept["failed"], kept["deleted"], kept["absent"]) == (False, [], ["delta-w-sub"])
+    for module, selection in (("node_tags", dict(nodes=[{"name": "delta-head", "tags": {}}])),
+                              ("node_delete", dict(names=["delta-head"]))):
+        refused = play([task(module, cluster_name="delta", vm_folders=["ray"], **selection)]).result
+        assert refused["failed"] and "datacenter" in refused["msg"]
+    assert "delta-w-sub" in vm_names()
     deleted = play([task("node_delete", cluster_name="delta", all_nodes=True)]).result
     assert deleted["deleted"] == ["delta-head", "delta-w-root", "delta-w-sub"]
 

@@ -156,8 +156,11 @@ def test_terminate_deletes_a_list_in_one_run_and_hides_the_nodes_while_it_runs(p
     assert provider.is_terminated("a") and provider.non_terminated_nodes({}) == []
     provider.playbooks.release.set()
     thread.join()
+    # Only the node types' folders are read: the provider's datacenter, its VM folder (unset: the datacenter's).
     assert provider.playbooks.calls == [("terminate_nodes", {"ray_provider_cluster_name": "unit",
                                                                  "ray_provider_private_key": provider.private_key_path(),
+                                                                 "ray_provider_datacenter": "DC0",
+                                                                 "ray_provider_vm_folders": [""],
                                                                  "ray_provider_uuids": ["a", "b"]})]
 
 
@@ -179,6 +182,8 @@ def test_tags_are_visible_at_once_and_written_in_one_batch(provider):
     assert provider.playbooks.started.wait(10)
     provider.playbooks.release.set()
     assert provider.playbooks.playbooks() == ["set_node_tags"]
+    assert (provider.playbooks.calls[0][1]["ray_provider_datacenter"],
+            provider.playbooks.calls[0][1]["ray_provider_vm_folders"]) == ("DC0", [""])
     updates = provider.playbooks.calls[0][1]["ray_provider_tag_updates"]
     assert sorted(updates, key=lambda u: u["uuid"]) == [
         {"uuid": "a", "tags": {"ray-node-status": "up-to-date"}},
