@@ -122,7 +122,8 @@ class Vcsim:
                  vms_per_pool=1, start_timeout=60.0, port=0, host="127.0.0.1",
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
                  prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
-                 faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None):
+                 faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None,
+                 api_version=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -146,7 +147,10 @@ class Vcsim:
         does (NoPermission; testbed/vcsim/permissions.go), from meta/vcenter_requirements.yml.
         stall_session_after: (method, VM name regex, milliseconds): the first session calling method on a
         matching VM gets no answer to its later calls, others are served (testbed/vcsim/stall.go).
+        api_version: the vSphere API version vcsim announces (default govmomi's 6.5); about.version
+        and fullName follow it (testbed/vcsim/about.go).
         """
+        self.api_version = api_version
         self.stall_session_after = stall_session_after
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
@@ -210,6 +214,8 @@ class Vcsim:
             command += [f"-{kind}", f"{method}={pattern}"]
         if self.stall_seconds is not None:
             command.append(f"-stall-seconds={self.stall_seconds}")
+        if self.api_version:
+            command.append(f"-api-version={self.api_version}")
         if self.stall_session_after:
             command += ["-stall-session-after", ":".join(str(part) for part in self.stall_session_after)]
         return command
