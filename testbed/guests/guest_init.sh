@@ -60,6 +60,16 @@ fi
 # The kernel's views of this guest's namespaces, and a /dev of its own with
 # the device nodes a VM's programs use.
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+# The kernel's settings are the machine's, but for the network namespace's
+# own (net.*): read-only, as in a container, so that a guest's sysctl fails
+# rather than changes the machine's.
+mount --bind "$root/proc/sys" "$root/proc/sys"
+mount --bind "$root/proc/sys/net" "$root/proc/sys/net"
+mount -o remount,bind,ro "$root/proc/sys"
+if [ -e "$root/proc/sysrq-trigger" ]; then
+    mount --bind "$root/proc/sysrq-trigger" "$root/proc/sysrq-trigger"
+    mount -o remount,bind,ro "$root/proc/sysrq-trigger"
+fi
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
 mount -t tmpfs -o nosuid,mode=755,size=1m guest-dev "$root/dev"
 for node in null zero full random urandom tty; do

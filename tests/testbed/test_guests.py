@@ -195,3 +195,20 @@ def test_the_guest_simulator_logs_in_again_after_vcenter_ended_its_session(
     vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
     guest_simulator.wait_for_no_guest(vm._moId)
     vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+
+
+def test_a_guest_sets_its_own_network_settings_and_not_the_machines_kernel(
+        guest_simulator, deploy_test_vm, ssh_key_pair):
+    key, public = ssh_key_pair("sysctl")
+    guest = guest_simulator.wait_for_guest(deploy_test_vm("ray-sysctl", public_key=public)._moId)
+    swappiness = Path("/proc/sys/vm/swappiness").read_text()
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    wanted = "1" if forwarding.strip() == "0" else "0"
+
+    kernel = ssh(guest.address, key, f"sudo -n sh -c 'echo {int(swappiness) // 2 + 1} > /proc/sys/vm/swappiness'")
+    assert kernel.returncode != 0 and "Read-only file system" in kernel.stderr, kernel.stderr
+    network = ssh(guest.address, key, f"sudo -n sh -c 'echo {wanted} > /proc/sys/net/ipv4/ip_forward' && "
+                                      "cat /proc/sys/net/ipv4/ip_forward")
+    assert (network.returncode, network.stdout.strip()) == (0, wanted), network.stderr
+    assert Path("/proc/sys/vm/swappiness").read_text() == swappiness
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forwarding
