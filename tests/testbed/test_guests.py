@@ -205,10 +205,14 @@ def test_a_guest_sets_its_own_network_settings_and_not_the_machines_kernel(
     forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     wanted = "1" if forwarding.strip() == "0" else "0"
 
-    kernel = ssh(guest.address, key, f"sudo -n sh -c 'echo {int(swappiness) // 2 + 1} > /proc/sys/vm/swappiness'")
-    assert kernel.returncode != 0 and "Read-only file system" in kernel.stderr, kernel.stderr
-    network = ssh(guest.address, key, f"sudo -n sh -c 'echo {wanted} > /proc/sys/net/ipv4/ip_forward' && "
-                                      "cat /proc/sys/net/ipv4/ip_forward")
-    assert (network.returncode, network.stdout.strip()) == (0, wanted), network.stderr
-    assert Path("/proc/sys/vm/swappiness").read_text() == swappiness
-    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forwarding
+    try:
+        kernel = ssh(guest.address, key, f"sudo -n sh -c 'echo {int(swappiness) // 2 + 1} > /proc/sys/vm/swappiness'")
+        assert kernel.returncode != 0 and "Read-only file system" in kernel.stderr, kernel.stderr
+        network = ssh(guest.address, key, f"sudo -n sh -c 'echo {wanted} > /proc/sys/net/ipv4/ip_forward' && "
+                                          "cat /proc/sys/net/ipv4/ip_forward")
+        assert (network.returncode, network.stdout.strip()) == (0, wanted), network.stderr
+        assert Path("/proc/sys/vm/swappiness").read_text() == swappiness
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forwarding
+    finally:  # a guest that wrote the machine's settings must not leave them changed
+        Path("/proc/sys/vm/swappiness").write_text(swappiness)
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(forwarding)
