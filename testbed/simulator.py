@@ -162,7 +162,7 @@ class Vcsim:
                  lease_timeout=None, session_idle_timeout=None, host_cost_limit=None, trace_methods=None,
                  prepared=True, log_failed_logins=False, fail_clone=None, fail_import=None,
                  faults=None, stall_seconds=None, enforce_permissions=False, stall_session_after=None,
-                 esxi_host_name=None, nfc_fault=None, latency_ms=None, vm_extra_config=0):
+                 esxi_host_name=None, nfc_fault=None, latency_ms=None, vm_extra_config=0, api_version=None):
         """host: where vcsim listens; a guest network's gateway lets guests (a Ray head) reach it too.
 
         lease_timeout, session_idle_timeout (seconds) and host_cost_limit
@@ -193,6 +193,8 @@ class Vcsim:
         that late, as across a network between client and vCenter (testbed/vcsim/latency.go).
         vm_extra_config: extraConfig keys of a real VM given to every model VM (-vm of vms_per_pool), 57
         of them about 6 KiB, guestinfo for cloud-init included (testbed/vcsim/extra_config.go); 0: vcsim's one.
+        api_version: the vSphere API version vcsim announces (default govmomi's 6.5); about.version
+        and fullName follow it (testbed/vcsim/about.go).
         """
         self.esxi_host_name = esxi_host_name
         self.nfc_fault = nfc_fault
@@ -200,6 +202,7 @@ class Vcsim:
         self._esxi_certificate = None
         self.latency_ms = dict(latency_ms or {})
         self.vm_extra_config = vm_extra_config
+        self.api_version = api_version
         self.stall_session_after = stall_session_after
         self.log_failed_logins = log_failed_logins
         self.fail_clone = fail_clone
@@ -276,6 +279,8 @@ class Vcsim:
             command += ["-latency", f"{method}={milliseconds}ms"]
         if self.vm_extra_config:
             command.append(f"-vm-extra-config={self.vm_extra_config}")
+        if self.api_version:
+            command.append(f"-api-version={self.api_version}")
         if self.stall_session_after:
             command += ["-stall-session-after", ":".join(str(part) for part in self.stall_session_after)]
         return command

@@ -6,10 +6,10 @@ VMware Tools, one job each:
 - tools.py: the GuestSimulator, which watches vcsim, brings a guest up for
   every powered-on VM and reports its address back as VMware Tools would;
   vcsim_with_guests, a vcsim listening where guests reach it;
-- guest.py: one guest (namespaces, copy-on-write folders, boot, sshd);
+- guest.py: one guest (namespaces, a copy-on-write root of its own, boot, sshd);
 - boot.py and guest_init.sh: what a guest boots with (cloud-init as on
   Ubuntu's cloud images, what vCenter presents through VMware Tools) and the
-  init that mounts its folders and starts it;
+  init that builds its root, moves into it and starts it;
 - net.py: the bridge and the guests' addresses;
 - ssh.py: logging in to a guest, and the key pairs tests use;
 - commands.py: the host commands all of them run, and GuestError.

@@ -4,11 +4,13 @@
   own address;
 - its own PID, mount and UTS namespaces, so `ray stop` in one guest cannot
   see another guest's processes;
-- its own copy-on-write /etc, /home, /var/lib, /var/log and /run (overlayfs
-  over the host's), a /tmp and root home of its own, and the node image's
-  /opt with Ray in /opt/ray (testbed.image); the checkout, the project's
-  virtualenv and the testbed's caches are hidden, so a guest has what a
-  user's VM has and nothing more;
+- its own disk: a root that is the machine's, copy-on-write (overlayfs
+  over /, pivot_root into it), so whatever its root writes, in /usr, /var,
+  /srv or anywhere, stays in the guest, as on a VM; an empty /tmp and root
+  home of its own; its own /dev, /dev/shm, /proc and a read-only /sys; the
+  node image's /opt with Ray in /opt/ray (testbed.image); the checkout, the
+  project's virtualenv and the testbed's caches are hidden, so a guest has
+  what a user's VM has and nothing more;
 - a boot through Debian's real cloud-init with Ubuntu's cloud image settings
   (testbed.guests.boot): cloud-init creates the default user `ubuntu`,
   installs the deployed keys, sets the hostname and refuses root, as on
@@ -35,11 +37,13 @@ from testbed.prereqs import which
 GUEST_INIT = Path(__file__).with_name("guest_init.sh")
 # The hostname a guest boots with, until cloud-init sets the VM's.
 IMAGE_HOSTNAME = "ubuntu"
-# Folders every guest has an empty copy of, as separate VMs would.
+# Folders every guest has an empty copy of, as separate VMs would; the rest
+# of its root is the machine's, copy-on-write.
 PRIVATE_FOLDERS = ("/tmp", pwd.getpwuid(0).pw_dir)
-# System folders a guest sees copy-on-write over the host's: what cloud-init
-# and sshd write (users, keys, sudoers, host keys, instance state, logs).
-COPY_ON_WRITE_FOLDERS = ("/etc", "/home", "/var/lib", "/var/log", "/run")
+# Where a guest sees its own files of the testbed (guestinfo, the Tools
+# stand-ins, boot and sshd logs): its one window onto the machine, as a VM's
+# is VMware Tools' channel to its host.
+TOOLS_CHANNEL = "/run/ray-vsphere-testbed"
 # What a VM could not see: this project's checkout, its virtualenv, the testbed's caches.
 HIDDEN_FROM_GUESTS = (PROJECT_ROOT, Path(sys.prefix), DEFAULT_CACHE_DIR)
 GUEST_PATH = f"{image.IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -65,7 +69,12 @@ class Guest:
 
     @property
     def etc_dir(self):
+        """The guest's files of the testbed on the machine; the guest sees them at TOOLS_CHANNEL."""
         return self.state_dir / "etc"
+
+    def in_guest(self, path):
+        """Where the guest sees a path of etc_dir."""
+        return f"{TOOLS_CHANNEL}/{Path(path).relative_to(self.etc_dir)}"
 
     def private_copy(self, folder):
         """The guest's own copy of a folder it must not share (/tmp, root's home)."""
@@ -80,15 +89,15 @@ class Guest:
         run("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0")
         run("ip", "-n", self.netns, "link", "set", "eth0", "up")
         run("ip", "-n", self.netns, "link", "set", "lo", "up")
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         init_log = open(self.etc_dir / "init.log", "wb")
         self._process = subprocess.Popen(
             ["ip", "netns", "exec", self.netns,
              "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount", "--uts",
              "--propagation", "private",
              "/bin/sh", str(GUEST_INIT), IMAGE_HOSTNAME, str(self.etc_dir / "hosts"),
-             *self._mount_arguments(), "--boot", str(self.etc_dir / "bin"), str(self.etc_dir / "cloud-init.out"),
-             "--", which("sshd"), "-D", "-E", str(self.etc_dir / "sshd.log")],
+             *self._mount_arguments(),
+             "--boot", self.in_guest(self.etc_dir / "bin"), self.in_guest(self.etc_dir / "cloud-init.out"),
+             "--", which("sshd"), "-D", "-E", self.in_guest(self.etc_dir / "sshd.log")],
             stdin=subprocess.DEVNULL, stdout=init_log, stderr=init_log,
             # A session of its own: signals for the testbed's process group
             # (Ctrl-C, a runner stopping its children) must not reach guests.
@@ -105,7 +114,7 @@ class Guest:
         return run("nsenter", "--target", str(init_pid), "--uts", "hostname").strip()
 
     def overlay_state(self, folder):
-        return self.state_dir / "overlay" / folder.strip("/").replace("/", "_")
+        return self.state_dir / "overlay" / (folder.strip("/").replace("/", "_") or "root")
 
     def _write_files(self):
         self.etc_dir.mkdir(parents=True, mode=0o700)
@@ -113,24 +122,24 @@ class Guest:
             copy = self.private_copy(folder)
             copy.mkdir(parents=True)
             copy.chmod(Path(folder).stat().st_mode & 0o7777)
-        for folder in (*COPY_ON_WRITE_FOLDERS, image.GUEST_OPT):
+        for folder in ("/", image.GUEST_OPT):
             for layer in ("upper", "work"):
                 (self.overlay_state(folder) / layer).mkdir(parents=True)
-        # What the image brings in /etc, written into the guest's own layer.
-        etc = self.overlay_state("/etc") / "upper"
+        (self.overlay_state("/") / "merged").mkdir()
+        (self.overlay_state("/") / "upper").chmod(Path("/").stat().st_mode & 0o7777)  # the root's mode, not umask's
+        # What the image brings, written into the guest's own layer.
         image_files = {
-            "cloud/cloud.cfg.d/90_ray_vsphere_image.cfg": boot.CLOUD_CONFIG,
+            "/etc/cloud/cloud.cfg.d/90_ray_vsphere_image.cfg": boot.CLOUD_CONFIG,
             # Ray's command runner starts `bash --login`, whose /etc/profile resets PATH.
-            "profile.d/ray-image.sh": f'export PATH="{image.IMAGE_BIN}:$PATH"\n',
-            "ssh/sshd_config.d/50-ray-image.conf": (
+            "/etc/profile.d/ray-image.sh": f'export PATH="{image.IMAGE_BIN}:$PATH"\n',
+            "/etc/ssh/sshd_config.d/50-ray-image.conf": (
                 f"ListenAddress {self.address}\n"
                 "PasswordAuthentication no\n"
                 # Commands over SSH (Ansible's, ray exec's) find the image's Ray.
                 f"SetEnv PATH={GUEST_PATH}\n"),
         }
-        for relative, text in image_files.items():
-            (etc / relative).parent.mkdir(parents=True, exist_ok=True)
-            (etc / relative).write_text(text)
+        for path, text in image_files.items():
+            _write_into_layer(self.overlay_state("/") / "upper", path, text)
         (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n")
         store = self.etc_dir / "guestinfo"
         store.mkdir()
@@ -139,23 +148,16 @@ class Guest:
         stand_ins = self.etc_dir / "bin"
         stand_ins.mkdir()
         for name, script in boot.STAND_INS.items():
-            (stand_ins / name).write_text(script.format(store=store, system_uuid=self.system_uuid))
+            (stand_ins / name).write_text(script.format(store=self.in_guest(store), system_uuid=self.system_uuid))
             (stand_ins / name).chmod(0o755)
 
     def _mount_arguments(self):
-        """guest_init.sh's --private, --keep, --overlay and --hide arguments.
-
-        Kept: the guest's own files (guestinfo, stand-ins, logs), which live
-        in the testbed's temp folder.
-        """
-        arguments = []
-        for folder in COPY_ON_WRITE_FOLDERS:
-            arguments += ["--overlay", folder, folder, str(self.overlay_state(folder))]
-        # The copies live in state_dir: the folder holding it is covered last.
-        for folder in sorted(PRIVATE_FOLDERS, key=lambda folder: self.state_dir.is_relative_to(folder)):
-            arguments += ["--private", folder, str(self.private_copy(folder))]
-        arguments += ["--keep", str(self.etc_dir.resolve())]
+        """guest_init.sh's --root, --overlay, --private, --channel and --hide arguments."""
+        arguments = ["--root", str(self.overlay_state("/"))]
         arguments += ["--overlay", image.GUEST_OPT, str(self.image_root), str(self.overlay_state(image.GUEST_OPT))]
+        for folder in PRIVATE_FOLDERS:
+            arguments += ["--private", folder, str(self.private_copy(folder))]
+        arguments += ["--channel", str(self.etc_dir), TOOLS_CHANNEL]
         for path in HIDDEN_FROM_GUESTS:
             arguments += ["--hide", str(Path(path).resolve())]
         return arguments
@@ -202,6 +204,18 @@ class Guest:
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _write_into_layer(upper, path, text):
+    """Write a file of the image into an overlay's upper layer, its new folders as the machine's."""
+    target = upper / path.lstrip("/")
+    missing = [parent for parent in target.parents if parent != upper and parent.is_relative_to(upper)
+               and not parent.exists()]
+    for folder in reversed(missing):
+        machine = Path("/", folder.relative_to(upper))
+        folder.mkdir()
+        folder.chmod(machine.stat().st_mode & 0o7777 if machine.is_dir() else 0o755)
+    target.write_text(text)
 
 
 def _first_child(pid):

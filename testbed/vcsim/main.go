@@ -54,7 +54,8 @@ func main() {
 	flag.IntVar(&model.Portgroup, "pg", model.Portgroup, "distributed port groups")
 	flag.IntVar(&model.Folder, "folder", model.Folder, "datacenter folders")
 	flag.BoolVar(&model.Autostart, "autostart", model.Autostart, "power on the model's VMs")
-	flag.StringVar(&model.ServiceContent.About.ApiVersion, "api-version", model.ServiceContent.About.ApiVersion, "About.apiVersion")
+	flag.StringVar(&model.ServiceContent.About.ApiVersion, "api-version", model.ServiceContent.About.ApiVersion, "About.apiVersion, announced in vimServiceVersions.xml; About.version and fullName follow (about.go)")
+	aboutBuild := flag.String("build", "", "About.build (default: govmomi's)")
 	flag.IntVar(&model.DelayConfig.Delay, "delay", 0, "delay in ms added to every method")
 	methodDelay := flag.String("method-delay", "", "per-method delay in ms: 'Method:ms,Task:ms'")
 	listen := flag.String("l", "127.0.0.1:8989", "listen address; port 0 picks a free port")
@@ -82,6 +83,9 @@ func main() {
 		simulator.TaskDelay.MethodDelay = delays
 	}
 
+	if err := announceVersion(&model.ServiceContent.About, *aboutBuild); err != nil {
+		log.Fatal(err)
+	}
 	// As upstream's vcsim: clients can tell the simulator from a vCenter.
 	model.ServiceContent.About.FullName += " (govmomi simulator)"
 

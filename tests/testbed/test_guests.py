@@ -1,5 +1,7 @@
 """Test guests: a real sshd behind every powered-on VM, reported back to vcsim."""
 
+import secrets
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +131,53 @@ def test_guests_see_the_image_not_the_checkout_and_image_writes_stay_in_their_gu
     assert not list(guest_simulator.image_root.rglob(f"{marker}.py")), "a guest wrote into the cached image"
 
 
+# Every folder down to two levels and every mount point, as the guest's own
+# mount table names them: where a file lands is the machine's answer, not ours.
+WRITE_EVERYWHERE = r"""
+for dir in / /*/ /*/*/ $(findmnt -rno TARGET); do
+    [ -d "$dir" ] && [ ! -L "${dir%/}" ] || continue
+    dir=${dir%/}
+    touch "${dir:-}/$1" 2>/dev/null && echo "${dir:-/}"
+done | sort -u
+"""
+
+
+def write_everywhere(guest, key, marker, as_root):
+    command = f"sh -c {shlex.quote(WRITE_EVERYWHERE)} probe {marker}"
+    wrote = ssh(guest.address, key, f"sudo -n {command}" if as_root else command)
+    assert wrote.returncode == 0, wrote.stderr
+    return wrote.stdout.split()
+
+
+def test_every_folder_a_guest_writes_is_its_own(guest_simulator, deploy_test_vm, ssh_key_pair):
+    """As on separate VMs: a write anywhere in one guest, by root or by its user, is nowhere else."""
+    key, public = ssh_key_pair("separate")
+    first = guest_simulator.wait_for_guest(deploy_test_vm("ray-sep-1", public_key=public)._moId)
+    second = guest_simulator.wait_for_guest(deploy_test_vm("ray-sep-2", public_key=public)._moId)
+    root_marker, user_marker = (f"ray-vsphere-separate-{secrets.token_hex(4)}" for _ in range(2))
+    written = {}
+    try:
+        written[root_marker] = write_everywhere(first, key, root_marker, as_root=True)
+        written[user_marker] = write_everywhere(first, key, user_marker, as_root=False)
+        # The probe reached the places the issue found shared, and the user's own.
+        assert {"/", "/usr", "/var/tmp", "/srv", "/etc", "/tmp", "/dev/shm"} <= set(written[root_marker])
+        assert {"/tmp", "/var/tmp", "/dev/shm", "/home/ubuntu"} <= set(written[user_marker])
+
+        for marker, folders in written.items():
+            paths = " ".join(shlex.quote(f"{folder.rstrip('/')}/{marker}") for folder in folders)
+            in_first = ssh(first.address, key, f"sudo -n ls -d {paths}")
+            assert in_first.returncode == 0, f"the writes stay in the first guest: {in_first.stderr}"
+            in_second = ssh(second.address, key, f"sudo -n ls -d {paths} 2>/dev/null; true")
+            assert in_second.stdout.split() == [], "another guest sees the first guest's writes"
+            on_machine = [folder for folder in folders if Path(folder, marker).exists()]
+            assert on_machine == [], f"the test machine sees the first guest's writes in {on_machine}"
+            assert list(second.state_dir.rglob(marker)) == [], "the first guest wrote into the second's disk"
+    finally:
+        for marker, folders in written.items():
+            for folder in folders:
+                Path(folder, marker).unlink(missing_ok=True)
+
+
 def test_the_guest_simulator_logs_in_again_after_vcenter_ended_its_session(
         service_instance, guest_simulator, deploy_test_vm, ssh_key_pair):
     """vCenter ends idle sessions, and all of them on a restart: the watcher must not go blind."""
@@ -146,3 +195,24 @@ def test_the_guest_simulator_logs_in_again_after_vcenter_ended_its_session(
     vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
     guest_simulator.wait_for_no_guest(vm._moId)
     vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+
+
+def test_a_guest_sets_its_own_network_settings_and_not_the_machines_kernel(
+        guest_simulator, deploy_test_vm, ssh_key_pair):
+    key, public = ssh_key_pair("sysctl")
+    guest = guest_simulator.wait_for_guest(deploy_test_vm("ray-sysctl", public_key=public)._moId)
+    swappiness = Path("/proc/sys/vm/swappiness").read_text()
+    forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    wanted = "1" if forwarding.strip() == "0" else "0"
+
+    try:
+        kernel = ssh(guest.address, key, f"sudo -n sh -c 'echo {int(swappiness) // 2 + 1} > /proc/sys/vm/swappiness'")
+        assert kernel.returncode != 0 and "Read-only file system" in kernel.stderr, kernel.stderr
+        network = ssh(guest.address, key, f"sudo -n sh -c 'echo {wanted} > /proc/sys/net/ipv4/ip_forward' && "
+                                          "cat /proc/sys/net/ipv4/ip_forward")
+        assert (network.returncode, network.stdout.strip()) == (0, wanted), network.stderr
+        assert Path("/proc/sys/vm/swappiness").read_text() == swappiness
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forwarding
+    finally:  # a guest that wrote the machine's settings must not leave them changed
+        Path("/proc/sys/vm/swappiness").write_text(swappiness)
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(forwarding)

@@ -1,7 +1,9 @@
 """vcsim as the testbed runs it: a site's shape, real logins, clean stop."""
 
 import os
+import urllib.request
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from pyVmomi import vim
@@ -75,3 +77,35 @@ def test_each_vcsim_listens_on_its_own_free_port_and_stop_removes_its_process_an
     assert not any(d.exists() for d in datastore_dirs)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def announced_api_version(endpoint):
+    """The version vcsim announces to clients, as pyVmomi negotiates it: /sdk/vimServiceVersions.xml."""
+    url = f"https://{endpoint.host}:{endpoint.port}/sdk/vimServiceVersions.xml"
+    with urllib.request.urlopen(url, context=vsphere.ssl_context(endpoint.ca_path), timeout=30) as response:
+        document = ElementTree.fromstring(response.read())
+    return document.findtext("namespace/version")
+
+
+@pytest.mark.parametrize(("api_version", "release"), [(None, "6.5.0"), ("8.0.3.0", "8.0.3"), ("7.0.0.0", "7.0.0")])
+def test_about_names_the_release_of_the_api_version_vcsim_announces(testbed_prerequisites, api_version, release):
+    """As a vCenter of that release answers: about.apiVersion is what it announces, about.version its release."""
+    with simulator.Vcsim(api_version=api_version) as sim:
+        endpoint = sim.endpoint
+        announced = announced_api_version(endpoint)
+        assert announced == (api_version or "6.5")
+        service_instance = vsphere.connect(endpoint.host, endpoint.port, endpoint.username, endpoint.password,
+                                           endpoint.ca_path)
+        try:
+            about = service_instance.content.about
+            assert (about.apiVersion, about.version) == (announced, release)
+            assert about.fullName.startswith(f"VMware vCenter Server {release} build-{about.build}")
+            assert service_instance._stub.versionId.endswith(f"/{announced}\"")
+        finally:
+            vsphere.disconnect(service_instance)
+
+
+def test_an_api_version_that_is_not_one_stops_vcsim_with_a_clear_error(testbed_prerequisites):
+    with pytest.raises(simulator.VcsimError, match="-api-version \"eight\" is not a vSphere API version"):
+        with simulator.Vcsim(api_version="eight"):
+            pass
