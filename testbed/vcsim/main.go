@@ -13,7 +13,8 @@
 //
 // Beyond upstream: -trace-methods (trace.go) records the methods served and by
 // which account, -users (users.go) accepts more than one account,
-// -enforce-permissions (permissions.go) checks privileges as vCenter does, and
+// -enforce-permissions (permissions.go, read_filter.go) checks privileges and
+// filters reads as vCenter does, and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
 // PropertyCollector filters (custom_fields.go).

@@ -9,9 +9,10 @@ same enforcement, which shows the role is enough.
 """
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
-from testbed import simulator, vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _clone, _placement, _vsphere
+from testbed import privileges, simulator, vsphere
 from testbed.ova_import import import_ova
 
 
@@ -75,6 +76,120 @@ def test_the_autoscaler_role_acts_inside_the_clusters_folder_only_and_never_impo
         vsphere.wait_for_task(admin, outside.PowerOnVM_Task())
         assert [props["name"] for props in vsphere.objects_of_type(admin, vim.VirtualMachine, ["name"]).values()
                 if props["name"] == "perm-escape"] == []
+    finally:
+        vsphere.disconnect(head)
+        vsphere.disconnect(admin)
+
+
+def autoscaler_grant(admin, entity, role_name, propagate):
+    manager = admin.content.authorizationManager
+    role_id = next(role.roleId for role in manager.roleList if role.name == role_name)
+    manager.SetEntityPermissions(entity, [vim.AuthorizationManager.Permission(
+        entity=entity, principal=simulator.AUTOSCALER_PRINCIPAL, group=False, roleId=role_id, propagate=propagate)])
+
+
+def held_on(head, entity, privilege):
+    content = head.content
+    [answer] = content.authorizationManager.HasPrivilegeOnEntities(
+        entity=[entity], sessionId=content.sessionManager.currentSession.key, privId=[privilege])
+    return answer.privAvailability[0].isGranted
+
+
+def test_a_vm_inherits_from_its_resource_pool_as_from_its_folder(enforcing_vcsim, test_ova):
+    """vSphere Security, "Hierarchical Inheritance of Permissions": both chains, their union."""
+    admin = enforcing_vcsim.endpoint.connect()
+    head = as_autoscaler(enforcing_vcsim)
+    placement = simulator.default_placement(admin)
+    pool = placement["resource_pool"]
+    datacenter = vsphere.find_by_name(admin, vim.Datacenter, simulator.DATACENTER)
+    # In the cluster's pool, but not in its folder: the narrow, non-propagating pool grant reaches it not.
+    other_team = import_ova(admin, test_ova, "perm-other-team", **dict(placement, folder=datacenter.vmFolder))
+    other_team_as_head = vim.VirtualMachine(other_team._moId, head._stub)
+    pool_as_head = vim.ResourcePool(pool._moId, head._stub)
+    try:
+        refused(lambda: other_team_as_head.PowerOnVM_Task(), "VirtualMachine.Interact.PowerOn", other_team)
+        assert not held_on(head, pool_as_head, "VirtualMachine.Interact.PowerOn")
+        assert held_on(head, pool_as_head, "Resource.AssignVMToPool")
+        assert held_on(head, vim.Folder(placement["folder"]._moId, head._stub), "VirtualMachine.Interact.PowerOn")
+
+        # The grant vcenter_prepare.yml made before: the autoscaler role, propagating, on the pool. It reaches
+        # the other team's VM through its pool, though its folder gives the account nothing.
+        autoscaler_grant(admin, pool, privileges.role_name(privileges.AUTOSCALER), True)
+        assert held_on(head, pool_as_head, "VirtualMachine.Interact.PowerOn")
+        vsphere.wait_for_task(head, other_team_as_head.PowerOnVM_Task())
+    finally:
+        autoscaler_grant(admin, pool, privileges.load()["placement_roles"]["pool"]["name"], False)
+        vsphere.disconnect(head)
+        vsphere.disconnect(admin)
+
+
+def test_views_and_property_reads_leave_out_what_the_account_cannot_read(enforcing_vcsim, test_ova):
+    admin = enforcing_vcsim.endpoint.connect()
+    head = as_autoscaler(enforcing_vcsim)
+    try:
+        placement = simulator.default_placement(admin)
+        datacenter = vsphere.find_by_name(admin, vim.Datacenter, simulator.DATACENTER)
+        inside = import_ova(admin, test_ova, "perm-read-inside", **placement)
+        outside = import_ova(admin, test_ova, "perm-read-outside", **dict(placement, folder=datacenter.vmFolder))
+        everything = vsphere.objects_of_type(admin, vim.VirtualMachine, ["name"])
+        in_folder = {vm._moId for vm in admin.content.viewManager.CreateContainerView(
+            placement["folder"], [vim.VirtualMachine], True).view}
+        assert outside._moId in {vm._moId for vm in everything} and len(everything) > len(in_folder)
+
+        # A container view over all of vCenter lists the VMs of the account's folder, and no other.
+        view = head.content.viewManager.CreateContainerView(head.content.rootFolder, [vim.VirtualMachine], True)
+        assert {vm._moId for vm in view.view} == in_folder
+        assert {vm._moId for vm in vsphere.objects_of_type(head, vim.VirtualMachine, ["name"])} == in_folder
+        assert inside._moId in in_folder
+
+        # RetrievePropertiesEx on objects named one by one: what it may not read is left out.
+        collector = vmodl.query.PropertyCollector
+        spec = collector.FilterSpec(
+            objectSet=[collector.ObjectSpec(obj=vim.VirtualMachine(vm._moId, head._stub)) for vm in (inside, outside)],
+            propSet=[collector.PropertySpec(type=vim.VirtualMachine, pathSet=["name"])])
+        result = head.content.propertyCollector.RetrievePropertiesEx([spec], collector.RetrieveOptions())
+        assert [content.obj._moId for content in result.objects] == [inside._moId]
+        # Nor the other cluster, nor a datastore or network it was given nothing on.
+        other_cluster = vsphere.find_by_name(admin, vim.ClusterComputeResource, simulator.CLUSTERS[1])
+        assert {obj._moId for obj in vsphere.objects_of_type(head, vim.ClusterComputeResource, ["name"])} == {
+            vsphere.find_by_name(admin, vim.ClusterComputeResource, simulator.CLUSTERS[0])._moId}
+        assert other_cluster._moId not in {obj._moId for obj in vsphere.objects_of_type(head, vim.ManagedEntity, ["name"])}
+        assert [props["name"] for props in vsphere.objects_of_type(head, vim.Datastore, ["name"]).values()] == [
+            simulator.DATASTORES[0]]
+    finally:
+        vsphere.disconnect(head)
+        vsphere.disconnect(admin)
+
+
+def test_a_clone_onto_a_distributed_port_group_needs_only_the_heads_grants(enforcing_vcsim, test_ova):
+    """_clone's NIC backing names the port group's switch without reading the switch (no grant reaches it)."""
+    admin = enforcing_vcsim.endpoint.connect()
+    head = as_autoscaler(enforcing_vcsim)
+    try:
+        placement = simulator.default_placement(admin)
+        port_group = vsphere.find_by_name(admin, vim.dvs.DistributedVirtualPortgroup, simulator.PORT_GROUP)
+        # As vcenter_prepare.yml grants it with vcenter_prepare_network_type=DistributedVirtualPortgroup.
+        autoscaler_grant(admin, port_group, privileges.load()["placement_roles"]["network"]["name"], False)
+        switch = _vsphere.read(admin, port_group, ["config.distributedVirtualSwitch"])["config.distributedVirtualSwitch"]
+        assert _vsphere.read(head, vim.DistributedVirtualSwitch(switch._moId, head._stub), ["uuid"]) == {}
+        template = import_ova(admin, test_ova, "perm-dvpg-template", **placement)
+
+        where = _placement.resolve(head, dict(
+            datacenter=simulator.DATACENTER, cluster=simulator.CLUSTERS[0], resource_pool=simulator.RESOURCE_POOL,
+            vm_folder=simulator.VM_FOLDER, datastore=simulator.DATASTORES[0], network=simulator.PORT_GROUP))
+        template_as_head = vim.VirtualMachine(template._moId, head._stub)
+        devices = _vsphere.read(head, template_as_head, ["config.hardware.device"])
+        changes = _clone._nic_changes(head, where, devices)
+        assert changes, "the template has a NIC to move"
+        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=where.resource_pool, datastore=where.datastore),
+                                powerOn=False, template=False, config=vim.vm.ConfigSpec(deviceChange=changes))
+        clone = vsphere.wait_for_task(head, template_as_head.CloneVM_Task(folder=where.folder, name="perm-dvpg", spec=spec))
+        nics = [device for device in _vsphere.read(admin, vim.VirtualMachine(clone._moId, admin._stub),
+                                                   ["config.hardware.device"])["config.hardware.device"]
+                if isinstance(device, vim.vm.device.VirtualEthernetCard)]
+        switch_uuid = _vsphere.read(admin, switch, ["uuid"])["uuid"]
+        assert [(nic.backing.port.switchUuid, nic.backing.port.portgroupKey) for nic in nics] == [
+            (switch_uuid, port_group.key)] * len(nics)
     finally:
         vsphere.disconnect(head)
         vsphere.disconnect(admin)

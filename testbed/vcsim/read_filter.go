@@ -1,0 +1,241 @@
+package main
+
+// With -enforce-permissions, an account given a role somewhere reads only
+// what its permissions let it read, as on vCenter, and can ask what it holds.
+//
+//   - Views and PropertyCollector results leave out the managed entities the
+//     session may not read. vCenter checks System.Read on each object the
+//     PropertyCollector reports (vSphere API reference, RetrievePropertiesEx,
+//     "Required privileges": System.Read on each object read,
+//     https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vmodl.query.PropertyCollector.html),
+//     and a ContainerView's `view` lists the objects of the container "that
+//     the session can see" (System.View; ContainerView,
+//     https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vim.view.ContainerView.html).
+//     Every role carries System.Read and System.View (vCenter adds System.Anonymous, System.Read and
+//     System.View to each role; vcsim's AddAuthorizationRole does too), so an
+//     entity is readable exactly where a permission of the account applies
+//     (permissions.go's privilegesOn) with a role other than NoAccess.
+//     What is left out: objects of RetrieveProperties, RetrievePropertiesEx,
+//     ContinueRetrievePropertiesEx and WaitForUpdatesEx results, the entities
+//     in a ContainerView's or ListView's `view`, and an unreadable object's
+//     Fetch (NoPermission, as vCenter answers a read of one object).
+//   - AuthorizationManager.HasPrivilegeOnEntities answers from those
+//     permissions: vcsim v0.56.0 answers "granted" to every question
+//     (simulator/authorization_manager.go). Accounts given no role keep
+//     vcsim's answers, as they keep its leniency everywhere.
+//
+// The global PropertyCollector and those CreatePropertyCollector makes are
+// replaced by readFilteringCollector, which embeds the simulator's own (vcsim
+// makes each session's copy of the global one from its type, session.go).
+
+import (
+	"reflect"
+	"strings"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// accounts is set when -enforce-permissions installs the checks.
+var accounts accountDirectory
+
+// installAccountChecks puts the read-filtering collector and the answering AuthorizationManager in the model.
+func installAccountChecks(model *simulator.Model) accountDirectory {
+	registry := model.Map()
+	manager := registry.Get(*model.ServiceContent.AuthorizationManager).(*simulator.AuthorizationManager)
+	accounts = accountDirectory{manager: manager}
+	registry.Put(&answeringAuthorizationManager{AuthorizationManager: manager})
+	collector := &readFilteringCollector{}
+	collector.Self = model.ServiceContent.PropertyCollector
+	registry.Put(collector)
+	return accounts
+}
+
+// readerOf: the session's test of what it may read, or nil where it reads everything.
+func readerOf(ctx *simulator.Context) func(types.ManagedObjectReference) bool {
+	if ctx.Session == nil || accounts.manager == nil {
+		return nil
+	}
+	account := accounts.of(ctx.Session.UserName)
+	if !account.enforced() {
+		return nil
+	}
+	return func(ref types.ManagedObjectReference) bool {
+		if _, entity := ctx.Map.Get(ref).(mo.Entity); !entity {
+			return true // sessions' own objects (views, collectors, tasks) and managers: not inventory
+		}
+		return account.privilegesOn(ctx, ref)["System.Read"]
+	}
+}
+
+type readFilteringCollector struct {
+	simulator.PropertyCollector
+}
+
+// collectorOf is the simulator's collector in obj, wrapped or not.
+func collectorOf(obj mo.Reference) (*simulator.PropertyCollector, bool) {
+	switch collector := obj.(type) {
+	case *simulator.PropertyCollector:
+		return collector, true
+	case *readFilteringCollector:
+		return &collector.PropertyCollector, true
+	}
+	return nil, false
+}
+
+func (pc *readFilteringCollector) CreatePropertyCollector(ctx *simulator.Context, req *types.CreatePropertyCollector) soap.HasFault {
+	return &methods.CreatePropertyCollectorBody{Res: &types.CreatePropertyCollectorResponse{
+		Returnval: ctx.Session.Put(&readFilteringCollector{}).Reference(),
+	}}
+}
+
+func (pc *readFilteringCollector) RetrievePropertiesEx(ctx *simulator.Context, req *types.RetrievePropertiesEx) soap.HasFault {
+	body := pc.PropertyCollector.RetrievePropertiesEx(ctx, req)
+	if result, ok := body.(*methods.RetrievePropertiesExBody); ok && result.Res != nil && result.Res.Returnval != nil {
+		result.Res.Returnval.Objects = readableContents(ctx, result.Res.Returnval.Objects)
+	}
+	return body
+}
+
+func (pc *readFilteringCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, req *types.ContinueRetrievePropertiesEx) soap.HasFault {
+	body := pc.PropertyCollector.ContinueRetrievePropertiesEx(ctx, req)
+	if result, ok := body.(*methods.ContinueRetrievePropertiesExBody); ok && result.Res != nil {
+		result.Res.Returnval.Objects = readableContents(ctx, result.Res.Returnval.Objects)
+	}
+	return body
+}
+
+// RetrieveProperties: the simulator's calls its own RetrievePropertiesEx, which filters nothing.
+func (pc *readFilteringCollector) RetrieveProperties(ctx *simulator.Context, req *types.RetrieveProperties) soap.HasFault {
+	body := pc.PropertyCollector.RetrieveProperties(ctx, req)
+	if result, ok := body.(*methods.RetrievePropertiesBody); ok && result.Res != nil {
+		result.Res.Returnval = readableContents(ctx, result.Res.Returnval)
+	}
+	return body
+}
+
+func (pc *readFilteringCollector) WaitForUpdatesEx(ctx *simulator.Context, req *types.WaitForUpdatesEx) soap.HasFault {
+	body := pc.PropertyCollector.WaitForUpdatesEx(ctx, req)
+	readable := readerOf(ctx)
+	result, ok := body.(*methods.WaitForUpdatesExBody)
+	if readable == nil || !ok || result.Res == nil || result.Res.Returnval == nil {
+		return body
+	}
+	filters := result.Res.Returnval.FilterSet[:0]
+	for _, update := range result.Res.Returnval.FilterSet {
+		objects := update.ObjectSet[:0]
+		for _, object := range update.ObjectSet {
+			if readable(object.Obj) {
+				for i := range object.ChangeSet {
+					object.ChangeSet[i].Val = readableView(object.Obj, object.ChangeSet[i].Name, object.ChangeSet[i].Val, readable)
+				}
+				objects = append(objects, object)
+			}
+		}
+		if update.ObjectSet = objects; len(objects) > 0 {
+			filters = append(filters, update)
+		}
+	}
+	result.Res.Returnval.FilterSet = filters
+	return body
+}
+
+// Fetch (pyVmomi's read of one property): NoPermission on an object the session may not read. Its request
+// and answer are of simulator/internal, which no other module may name: reached through reflection.
+func (pc *readFilteringCollector) Fetch(ctx *simulator.Context, req interface{}) soap.HasFault {
+	request := reflect.ValueOf(req).Elem()
+	this := request.FieldByName("This").Interface().(types.ManagedObjectReference)
+	readable := readerOf(ctx)
+	if readable != nil && !readable(this) {
+		return &methods.RetrievePropertiesExBody{Fault_: simulator.Fault("", &types.NoPermission{Object: &this, PrivilegeId: "System.Read"})}
+	}
+	fetch := reflect.ValueOf(&pc.PropertyCollector).MethodByName("Fetch")
+	body := fetch.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(req)})[0].Interface().(soap.HasFault)
+	if readable != nil && body.Fault() == nil {
+		if answer := reflect.ValueOf(body).Elem().FieldByName("Res"); answer.IsValid() && !answer.IsNil() {
+			value := answer.Elem().FieldByName("Returnval")
+			filtered := readableView(this, request.FieldByName("Prop").String(), value.Interface(), readable)
+			if filtered != nil {
+				value.Set(reflect.ValueOf(filtered))
+			}
+		}
+	}
+	return body
+}
+
+func readableContents(ctx *simulator.Context, objects []types.ObjectContent) []types.ObjectContent {
+	readable := readerOf(ctx)
+	if readable == nil {
+		return objects
+	}
+	kept := objects[:0]
+	for _, object := range objects {
+		if readable(object.Obj) {
+			for i := range object.PropSet {
+				object.PropSet[i].Val = readableView(object.Obj, object.PropSet[i].Name, object.PropSet[i].Val, readable)
+			}
+			kept = append(kept, object)
+		}
+	}
+	return kept
+}
+
+// readableView is a view's `view` without the entities the session may not read; any other value as it is.
+func readableView(obj types.ManagedObjectReference, name string, value types.AnyType,
+	readable func(types.ManagedObjectReference) bool) types.AnyType {
+	if name != "view" || !strings.HasSuffix(obj.Type, "View") {
+		return value
+	}
+	refs, ok := value.(types.ArrayOfManagedObjectReference)
+	if !ok {
+		return value
+	}
+	kept := make([]types.ManagedObjectReference, 0, len(refs.ManagedObjectReference))
+	for _, ref := range refs.ManagedObjectReference {
+		if readable(ref) {
+			kept = append(kept, ref)
+		}
+	}
+	return types.ArrayOfManagedObjectReference{ManagedObjectReference: kept}
+}
+
+type answeringAuthorizationManager struct {
+	*simulator.AuthorizationManager
+}
+
+// HasPrivilegeOnEntities answers for the session named (the caller's own, or another's the SessionManager lists).
+func (m *answeringAuthorizationManager) HasPrivilegeOnEntities(ctx *simulator.Context, req *types.HasPrivilegeOnEntities) soap.HasFault {
+	body := m.AuthorizationManager.HasPrivilegeOnEntities(req)
+	account := accounts.of(sessionUser(ctx, req.SessionId))
+	result, ok := body.(*methods.HasPrivilegeOnEntitiesBody)
+	if !account.enforced() || !ok || result.Res == nil {
+		return body
+	}
+	for i, entity := range result.Res.Returnval {
+		held := account.privilegesOn(ctx, entity.Entity)
+		for j := range entity.PrivAvailability {
+			result.Res.Returnval[i].PrivAvailability[j].IsGranted = held[entity.PrivAvailability[j].PrivId]
+		}
+	}
+	return body
+}
+
+func sessionUser(ctx *simulator.Context, key string) string {
+	if ctx.Session != nil && ctx.Session.Key == key {
+		return ctx.Session.UserName
+	}
+	if ctx.Session != nil {
+		view := ctx.Session.Get(ctx.Map.SessionManager().Reference())
+		if manager, ok := view.(*simulator.SessionManager); ok {
+			for _, session := range manager.SessionList {
+				if session.Key == key {
+					return session.UserName
+				}
+			}
+		}
+	}
+	return ""
+}
