@@ -12,6 +12,7 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _clone, _placement, _vsphere
+from ray_provider import head_scope
 from testbed import privileges, simulator, vsphere
 from testbed.ova_import import import_ova
 
@@ -191,5 +192,32 @@ def test_a_clone_onto_a_distributed_port_group_needs_only_the_heads_grants(enfor
         assert [(nic.backing.port.switchUuid, nic.backing.port.portgroupKey) for nic in nics] == [
             (switch_uuid, port_group.key)] * len(nics)
     finally:
+        vsphere.disconnect(head)
+        vsphere.disconnect(admin)
+
+
+def test_ray_up_refuses_a_head_account_with_vm_privileges_on_its_pool(enforcing_vcsim):
+    """head_config's login check of the head account (bootstrap_config) asks vCenter with HasPrivilegeOnEntities."""
+    admin = enforcing_vcsim.endpoint.connect()
+    head = as_autoscaler(enforcing_vcsim)
+    node_types = [dict(node_type="worker", datacenter=simulator.DATACENTER, cluster=simulator.CLUSTERS[0],
+                       resource_pool=simulator.RESOURCE_POOL, vm_folder=simulator.VM_FOLDER,
+                       datastore=simulator.DATASTORES[0], network=simulator.NETWORK)]
+    pool = simulator.default_placement(admin)["resource_pool"]
+    try:
+        assert head_scope.pool_privilege_problems(head, simulator.AUTOSCALER_USERNAME, node_types) == []
+        # Granted on the cluster, propagating: it reaches the pool, and every VM in it, through the pool chain.
+        cluster = vsphere.find_by_name(admin, vim.ClusterComputeResource, simulator.CLUSTERS[0])
+        # (without the pool's own permission, which would override what propagates from above it)
+        admin.content.authorizationManager.RemoveEntityPermission(pool, simulator.AUTOSCALER_PRINCIPAL, False)
+        autoscaler_grant(admin, cluster, privileges.role_name(privileges.AUTOSCALER), True)
+        [problem] = head_scope.pool_privilege_problems(head, simulator.AUTOSCALER_USERNAME, node_types)
+        assert problem.startswith(f"the head's account '{simulator.AUTOSCALER_USERNAME}' holds ")
+        assert "VirtualMachine.Interact.PowerOn" in problem and f"on resource pool {simulator.RESOURCE_POOL}" in problem
+        assert "Resource.AssignVMToPool" not in problem.split(" on resource pool")[0]
+    finally:
+        autoscaler_grant(admin, vsphere.find_by_name(admin, vim.ClusterComputeResource, simulator.CLUSTERS[0]),
+                         "ReadOnly", False)
+        autoscaler_grant(admin, pool, privileges.load()["placement_roles"]["pool"]["name"], False)
         vsphere.disconnect(head)
         vsphere.disconnect(admin)
