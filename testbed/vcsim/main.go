@@ -94,6 +94,7 @@ func main() {
 	}
 	installFaultHooks(model, *username, *password)
 	installStallHook(model)
+	answerPrivilegeQueries(model)
 	// Last, so it runs first: a call the account may not make fails before any other hook sees it.
 	if err := enforcePermissions(model, *enforcedPermissions); err != nil {
 		log.Fatal(err)

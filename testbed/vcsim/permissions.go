@@ -48,7 +48,7 @@ func enforcePermissions(model *simulator.Model, path string) error {
 	if err := json.Unmarshal(text, &rules); err != nil {
 		return err
 	}
-	accounts := installAccountChecks(model)
+	filterReads(model)
 	earlier := model.Map().Handler
 	model.Map().Handler = func(ctx *simulator.Context, method *simulator.Method) (mo.Reference, types.BaseMethodFault) {
 		if ctx.Session != nil {

@@ -20,9 +20,9 @@ package main
 //     in a ContainerView's or ListView's `view`, and an unreadable object's
 //     Fetch (NoPermission, as vCenter answers a read of one object).
 //   - AuthorizationManager.HasPrivilegeOnEntities answers from those
-//     permissions: vcsim v0.56.0 answers "granted" to every question
-//     (simulator/authorization_manager.go). Accounts given no role keep
-//     vcsim's answers, as they keep its leniency everywhere.
+//     permissions, with or without -enforce-permissions: vcsim v0.56.0
+//     answers "granted" to every question (simulator/authorization_manager.go).
+//     Accounts given no role keep vcsim's answer, as an administrator's.
 //
 // The global PropertyCollector and those CreatePropertyCollector makes are
 // replaced by readFilteringCollector, which embeds the simulator's own (vcsim
@@ -39,19 +39,23 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// accounts is set when -enforce-permissions installs the checks.
+// accounts reads the permissions of an account; set by answerPrivilegeQueries.
 var accounts accountDirectory
 
-// installAccountChecks puts the read-filtering collector and the answering AuthorizationManager in the model.
-func installAccountChecks(model *simulator.Model) accountDirectory {
+// answerPrivilegeQueries puts the AuthorizationManager that answers HasPrivilegeOnEntities in the model.
+// Always: vcsim's own answer ("granted") would make every account look like an administrator.
+func answerPrivilegeQueries(model *simulator.Model) {
 	registry := model.Map()
 	manager := registry.Get(*model.ServiceContent.AuthorizationManager).(*simulator.AuthorizationManager)
 	accounts = accountDirectory{manager: manager}
 	registry.Put(&answeringAuthorizationManager{AuthorizationManager: manager})
+}
+
+// filterReads puts the read-filtering PropertyCollector in the model (with -enforce-permissions).
+func filterReads(model *simulator.Model) {
 	collector := &readFilteringCollector{}
 	collector.Self = model.ServiceContent.PropertyCollector
-	registry.Put(collector)
-	return accounts
+	model.Map().Put(collector)
 }
 
 // readerOf: the session's test of what it may read, or nil where it reads everything.
