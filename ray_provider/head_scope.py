@@ -7,17 +7,19 @@ whatever its folder or team: a job on the head could power off or delete
 them. vcenter_prepare.yml grants the pool only Resource.AssignVMToPool; any
 more (a propagating grant on the pool, its cluster or above) is refused here,
 asked of vCenter itself with AuthorizationManager.HasPrivilegeOnEntities on
-the head's own session.
+the head's own session. A permission on the pool itself overrides, for the
+pool, what propagates from above it, though not for the VMs in it: the check
+sees a grant propagating from above only where the pool has none of its own
+(vcenter_prepare.yml gives it one, and above it only read-only, not
+propagating).
 """
 
 from pathlib import Path
 
 import yaml
-from pyVmomi import vmodl
-
 import ansible_collections.ray_vsphere.cluster as collection
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _placement
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _placement, _privileges
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 
 REQUIREMENTS = Path(list(collection.__path__)[0]) / "meta" / "vcenter_requirements.yml"
 PLACEMENT_KEYS = tuple(_placement.PLACEMENT_OPTIONS)
@@ -45,22 +47,16 @@ def pool_privilege_problems(service_instance, username, node_types):
             return ["the head's account %r cannot find node type %s's placement: %s"
                     % (username, settings.get("node_type"), error)]
         pools.setdefault(pool._moId, (pool, params.get("resource_pool") or params.get("cluster")))
-    content = service_instance.content
     try:
-        answers = content.authorizationManager.HasPrivilegeOnEntities(
-            entity=[pool for pool, _ in pools.values()], sessionId=content.sessionManager.currentSession.key,
-            privId=privileges)
-    except vmodl.MethodFault as error:
-        return ["AuthorizationManager.HasPrivilegeOnEntities for the head's account %r failed: %s"
-                % (username, fault_text(error))]
+        held = _privileges.held(service_instance, [pool for pool, _ in pools.values()], privileges)
+    except RayVsphereError as error:
+        return ["the head's account %r: %s" % (username, error)]
     problems = []
-    for answer in answers:
-        held = sorted(privilege.privId for privilege in answer.privAvailability if privilege.isGranted)
-        if held:
-            _, named = pools[answer.entity._moId]
+    for moid, (_, named) in sorted(pools.items()):
+        if held.get(moid):
             problems.append(
                 "the head's account %r holds %s on resource pool %s (%s): a VM inherits permissions from its pool, "
                 "so it reaches every VM there, of any folder. Grant the pool only the role %s, not propagating, and "
                 "no role with VirtualMachine privileges on it or above it (playbooks/vcenter_prepare.yml)"
-                % (username, ", ".join(held), named, answer.entity._moId, pool_role))
+                % (username, ", ".join(held[moid]), named, moid, pool_role))
     return problems

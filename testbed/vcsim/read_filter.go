@@ -19,7 +19,7 @@ package main
 //     ContinueRetrievePropertiesEx and WaitForUpdatesEx results, the entities
 //     in a ContainerView's or ListView's `view`, and an unreadable object's
 //     Fetch (NoPermission, as vCenter answers a read of one object).
-//   - AuthorizationManager.HasPrivilegeOnEntities answers from those
+//   - AuthorizationManager.HasPrivilegeOnEntities and HasUserPrivilegeOnEntities answer from those
 //     permissions, with or without -enforce-permissions: vcsim v0.56.0
 //     answers "granted" to every question (simulator/authorization_manager.go).
 //     Accounts given no role keep vcsim's answer, as an administrator's.
@@ -213,18 +213,32 @@ type answeringAuthorizationManager struct {
 // HasPrivilegeOnEntities answers for the session named (the caller's own, or another's the SessionManager lists).
 func (m *answeringAuthorizationManager) HasPrivilegeOnEntities(ctx *simulator.Context, req *types.HasPrivilegeOnEntities) soap.HasFault {
 	body := m.AuthorizationManager.HasPrivilegeOnEntities(req)
-	account := accounts.of(sessionUser(ctx, req.SessionId))
-	result, ok := body.(*methods.HasPrivilegeOnEntitiesBody)
-	if !account.enforced() || !ok || result.Res == nil {
-		return body
-	}
-	for i, entity := range result.Res.Returnval {
-		held := account.privilegesOn(ctx, entity.Entity)
-		for j := range entity.PrivAvailability {
-			result.Res.Returnval[i].PrivAvailability[j].IsGranted = held[entity.PrivAvailability[j].PrivId]
-		}
+	if result, ok := body.(*methods.HasPrivilegeOnEntitiesBody); ok && result.Res != nil {
+		answer(ctx, accounts.of(sessionUser(ctx, req.SessionId)), result.Res.Returnval)
 	}
 	return body
+}
+
+// HasUserPrivilegeOnEntities answers for the user named ("DOMAIN\\name" or "name@domain", as vCenter takes it).
+func (m *answeringAuthorizationManager) HasUserPrivilegeOnEntities(ctx *simulator.Context, req *types.HasUserPrivilegeOnEntities) soap.HasFault {
+	body := m.AuthorizationManager.HasUserPrivilegeOnEntities(req)
+	if result, ok := body.(*methods.HasUserPrivilegeOnEntitiesBody); ok && result.Res != nil {
+		answer(ctx, accounts.of(req.UserName), result.Res.Returnval)
+	}
+	return body
+}
+
+// answer sets each privilege's isGranted from the account's permissions; an account given no role keeps vcsim's.
+func answer(ctx *simulator.Context, account *accountPermissions, entities []types.EntityPrivilege) {
+	if !account.enforced() {
+		return
+	}
+	for i, entity := range entities {
+		held := account.privilegesOn(ctx, entity.Entity)
+		for j := range entity.PrivAvailability {
+			entities[i].PrivAvailability[j].IsGranted = held[entity.PrivAvailability[j].PrivId]
+		}
+	}
 }
 
 func sessionUser(ctx *simulator.Context, key string) string {
