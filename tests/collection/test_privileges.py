@@ -180,6 +180,14 @@ def test_vcenter_prepare_grants_the_autoscaler_role_on_the_clusters_placement_on
         vsphere.disconnect(service_instance)
     again = run_prepare(endpoint, tmp_path / "again", extravars=grant)
     assert not any(result.get("changed") for result in again), again
+    # The check asks vCenter (HasUserPrivilegeOnEntities), not our table: a pool role that gives VM privileges fails it.
+    wide = dict(privileges.load()["placement_roles"], pool={"name": "ray-vsphere-pool-too-wide",
+                                                             "privilege_group": "VirtualMachine"})
+    refused = run_playbook("ray_vsphere.cluster.vcenter_prepare", tmp_path / "wide", timeout=300,
+                           extravars={**grant, "placement_roles": wide}, envvars=endpoint.environment())
+    assert refused.status == "failed"
+    output = refused.stdout.read()
+    assert f"{principal} holds VirtualMachine.Config.AddNewDisk" in output and "on ResourcePool DC0_C0_RP1" in output, output
 
 
 def test_after_prepare_a_deploy_tag_list_delete_cycle_calls_only_listed_methods_and_no_global_one(
