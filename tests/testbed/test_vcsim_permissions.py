@@ -1,17 +1,17 @@
-"""vcsim's -enforce-permissions (testbed/vcsim/permissions.go): an account given a role gets only what it grants.
+"""vcsim's -enforce-permissions (testbed/vcsim/permissions.go, read_filter.go): an account given a role gets only what it grants.
 
-The autoscaler account has the role ray-vsphere-autoscaler where the testbed's
-clusters go (the `ray` folder, the pool, the datastore, the network: what
-vcenter_prepare.yml grants) and ReadOnly on the datacenter. Inside, it may do
-what a head's autoscaler does; outside, and an import anywhere, vcsim refuses
-with NoPermission as vCenter does. The end-to-end `ray up` test runs with the
-same enforcement, which shows the role is enough.
+The autoscaler account has what vcenter_prepare.yml grants (meta/vcenter_requirements.yml's
+autoscaler_grants): the role ray-vsphere-autoscaler on the testbed's `ray` folder, a narrow role
+each on the pool, the datastore and the network, ReadOnly on the datacenter and the cluster.
+Inside the folder it may do what a head's autoscaler does; outside, and an import anywhere,
+vcsim refuses with NoPermission as vCenter does. A VM inherits along its folder chain and its
+resource pool chain; what the account may not read is left out of its views and reads.
+The end-to-end `ray up` test runs with the same enforcement, which shows the grants are enough.
 """
 
 import pytest
 from pyVmomi import vim, vmodl
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _clone, _placement, _vsphere
 from ray_provider import head_scope
 from testbed import privileges, simulator, vsphere
 from testbed.ova_import import import_ova
@@ -157,40 +157,6 @@ def test_views_and_property_reads_leave_out_what_the_account_cannot_read(enforci
         assert other_cluster._moId not in {obj._moId for obj in vsphere.objects_of_type(head, vim.ManagedEntity, ["name"])}
         assert [props["name"] for props in vsphere.objects_of_type(head, vim.Datastore, ["name"]).values()] == [
             simulator.DATASTORES[0]]
-    finally:
-        vsphere.disconnect(head)
-        vsphere.disconnect(admin)
-
-
-def test_a_clone_onto_a_distributed_port_group_needs_only_the_heads_grants(enforcing_vcsim, test_ova):
-    """_clone's NIC backing names the port group's switch without reading the switch (no grant reaches it)."""
-    admin = enforcing_vcsim.endpoint.connect()
-    head = as_autoscaler(enforcing_vcsim)
-    try:
-        placement = simulator.default_placement(admin)
-        port_group = vsphere.find_by_name(admin, vim.dvs.DistributedVirtualPortgroup, simulator.PORT_GROUP)
-        # As vcenter_prepare.yml grants it with vcenter_prepare_network_type=DistributedVirtualPortgroup.
-        autoscaler_grant(admin, port_group, privileges.load()["placement_roles"]["network"]["name"], False)
-        switch = _vsphere.read(admin, port_group, ["config.distributedVirtualSwitch"])["config.distributedVirtualSwitch"]
-        assert _vsphere.read(head, vim.DistributedVirtualSwitch(switch._moId, head._stub), ["uuid"]) == {}
-        template = import_ova(admin, test_ova, "perm-dvpg-template", **placement)
-
-        where = _placement.resolve(head, dict(
-            datacenter=simulator.DATACENTER, cluster=simulator.CLUSTERS[0], resource_pool=simulator.RESOURCE_POOL,
-            vm_folder=simulator.VM_FOLDER, datastore=simulator.DATASTORES[0], network=simulator.PORT_GROUP))
-        template_as_head = vim.VirtualMachine(template._moId, head._stub)
-        devices = _vsphere.read(head, template_as_head, ["config.hardware.device"])
-        changes = _clone._nic_changes(head, where, devices)
-        assert changes, "the template has a NIC to move"
-        spec = vim.vm.CloneSpec(location=vim.vm.RelocateSpec(pool=where.resource_pool, datastore=where.datastore),
-                                powerOn=False, template=False, config=vim.vm.ConfigSpec(deviceChange=changes))
-        clone = vsphere.wait_for_task(head, template_as_head.CloneVM_Task(folder=where.folder, name="perm-dvpg", spec=spec))
-        nics = [device for device in _vsphere.read(admin, vim.VirtualMachine(clone._moId, admin._stub),
-                                                   ["config.hardware.device"])["config.hardware.device"]
-                if isinstance(device, vim.vm.device.VirtualEthernetCard)]
-        switch_uuid = _vsphere.read(admin, switch, ["uuid"])["uuid"]
-        assert [(nic.backing.port.switchUuid, nic.backing.port.portgroupKey) for nic in nics] == [
-            (switch_uuid, port_group.key)] * len(nics)
     finally:
         vsphere.disconnect(head)
         vsphere.disconnect(admin)
