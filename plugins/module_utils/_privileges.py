@@ -37,12 +37,11 @@ def held(service_instance, entities, privilege_ids, user=None):
     """
     content = service_instance.content
     manager = content.authorizationManager
+    call = "HasUserPrivilegeOnEntities(%s)" % user if user else "HasPrivilegeOnEntities"
     try:
         if user:
-            call = "HasUserPrivilegeOnEntities(%s)" % user
             answers = manager.HasUserPrivilegeOnEntities(entities=entities, userName=user, privId=privilege_ids)
         else:
-            call = "HasPrivilegeOnEntities"
             answers = manager.HasPrivilegeOnEntities(entity=entities, sessionId=content.sessionManager.currentSession.key,
                                                      privId=privilege_ids)
     except vmodl.MethodFault as error:
