@@ -91,8 +91,10 @@ func collectorOf(obj mo.Reference) (*simulator.PropertyCollector, bool) {
 }
 
 func (pc *readFilteringCollector) CreatePropertyCollector(ctx *simulator.Context, req *types.CreatePropertyCollector) soap.HasFault {
+	collector := &readFilteringCollector{}
+	collector.Self.Type = "PropertyCollector" // not the Go type's name, which the Registry would give it
 	return &methods.CreatePropertyCollectorBody{Res: &types.CreatePropertyCollectorResponse{
-		Returnval: ctx.Session.Put(&readFilteringCollector{}).Reference(),
+		Returnval: ctx.Session.Put(collector).Reference(),
 	}}
 }
 

@@ -150,6 +150,18 @@ def test_views_and_property_reads_leave_out_what_the_account_cannot_read(enforci
             propSet=[collector.PropertySpec(type=vim.VirtualMachine, pathSet=["name"])])
         result = head.content.propertyCollector.RetrievePropertiesEx([spec], collector.RetrieveOptions())
         assert [content.obj._moId for content in result.objects] == [inside._moId]
+        # A collector of its own waiting for updates on such a view: the same VMs, and no other.
+        own = head.content.propertyCollector.CreatePropertyCollector()
+        try:
+            own.CreateFilter(collector.FilterSpec(
+                objectSet=[collector.ObjectSpec(obj=view, skip=True, selectSet=[collector.TraversalSpec(
+                    name="view", path="view", skip=False, type=vim.view.ContainerView)])],
+                propSet=[collector.PropertySpec(type=vim.VirtualMachine, pathSet=["name"])]), True)
+            updates = own.WaitForUpdatesEx("", collector.WaitOptions(maxWaitSeconds=0))
+            assert {update.obj._moId for filter_update in updates.filterSet
+                    for update in filter_update.objectSet} == in_folder
+        finally:
+            own.DestroyPropertyCollector()
         # Nor the other cluster, nor a datastore or network it was given nothing on.
         other_cluster = vsphere.find_by_name(admin, vim.ClusterComputeResource, simulator.CLUSTERS[1])
         assert {obj._moId for obj in vsphere.objects_of_type(head, vim.ClusterComputeResource, ["name"])} == {
