@@ -143,8 +143,8 @@ func checkPrivileges(ctx *simulator.Context, account *accountPermissions, rules 
 //     the permissions on the other object": the VM gets the union of what its two chains give.
 //   - The datacenter's vm, host, datastore and network folders and a cluster's or host's root resource pool
 //     take no permissions of their own ("You cannot set direct permissions on the VM, host, network, and
-//     storage folders ... these folders act as containers", vSphere 8 Security, same page): the datacenter's,
-//     or the compute resource's, own permissions are theirs.
+//     storage folders ... these folders act as containers", the vSphere 7 and 8 editions of the first page):
+//     the datacenter's, or the compute resource's, own permissions are theirs.
 func privilegesOn(ctx *simulator.Context, byEntity map[types.ManagedObjectReference][]types.Permission,
 	roles map[int32][]string, target types.ManagedObjectReference) map[string]bool {
 	target = standsFor(ctx, target)

@@ -4,13 +4,15 @@ package main
 // what its permissions let it read, as on vCenter, and can ask what it holds.
 //
 //   - Views and PropertyCollector results leave out the managed entities the
-//     session may not read. vCenter checks System.Read on each object the
-//     PropertyCollector reports (vSphere API reference, RetrievePropertiesEx,
-//     "Required privileges": System.Read on each object read,
-//     https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vmodl.query.PropertyCollector.html),
-//     and a ContainerView's `view` lists the objects of the container "that
-//     the session can see" (System.View; ContainerView,
-//     https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vim.view.ContainerView.html).
+//     session may not read. Every property of a managed entity requires
+//     System.Read on it (vSphere API reference, e.g. ManagedEntity's
+//     properties, "Required privilege: System.Read",
+//     https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vim.ManagedEntity.html;
+//     a property the session may not read is a SecurityError, MissingProperty,
+//     https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vmodl.query.PropertyCollector.MissingProperty.html),
+//     and vCenter leaves the entities a session may not read out of what a
+//     traversal or a view reaches instead of failing the whole call: a view
+//     over the root folder lists what the account may see.
 //     Every role carries System.Read and System.View (vCenter adds System.Anonymous, System.Read and
 //     System.View to each role; vcsim's AddAuthorizationRole does too), so an
 //     entity is readable exactly where a permission of the account applies
