@@ -15,6 +15,7 @@ from pathlib import Path
 from ray_provider.config import (HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
                                  VcenterCredentials, check_cluster_config, encrypt_secret, is_url, local_path,
                                  node_folder, node_settings)
+from ray_provider import head_scope
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
 from ray_provider.runs import PlaybookRuns, check_failures, create_run_timeout
 
@@ -57,7 +58,7 @@ def bootstrap_config(cluster_config, state_dir):
     problems = check_failures(runner)
     if not problems and head_account.mode == OWN_ACCOUNT and head_account.given_any:
         # (a vCenter the check could not use would fail this login too)
-        problems = _head_login_problems(credentials, head_account)
+        problems = _head_login_problems(credentials, head_account, node_types)
     if problems:
         raise ClusterConfigError(problems)
     provider[NODE_TYPE_IP_POLICIES] = node_type_ip_policies(config)
@@ -160,8 +161,9 @@ def _pin_local_images(config):
         section["ovf_sha256"] = hashes[image]
 
 
-def _head_login_problems(credentials, head_account):
-    """The head's own account logs in, on the operator's machine, before anything is made for it."""
+def _head_login_problems(credentials, head_account, node_types):
+    """The head's own account logs in, on the operator's machine, before anything is made for it, and reaches
+    no VM beyond its folders (head_scope)."""
     client = VcenterClient(credentials.hostname, head_account.username, head_account.password, port=credentials.port,
                            validate_certs=credentials.validate_certs, request_timeout=credentials.request_timeout,
                            ca_path=credentials.ca_path)
@@ -173,8 +175,10 @@ def _head_login_problems(credentials, head_account):
                     f"rejected the login of the head's account {head_account.username!r}: wrong username or password"]
         return [f"{' / '.join(HEAD_ACCOUNT_VARIABLES)}: the head's account {head_account.username!r} could not "
                 f"log in: {error}"]
-    client.disconnect()
-    return []
+    try:
+        return head_scope.pool_privilege_problems(client.service_instance, head_account.username, node_types)
+    finally:
+        client.disconnect()
 
 
 def _write_ray_auth_token(state_dir, cluster_name, private_key):

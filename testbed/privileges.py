@@ -147,12 +147,20 @@ def disagreements(requirements=None, oracle=None):
     return list(dict.fromkeys(found))
 
 
-def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, resource_pool, datastore, network):
-    """What vcenter_prepare.yml's grant makes, with the same calls: the role on the placement, ReadOnly on the datacenter."""
+def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, cluster, resource_pool, datastore, network):
+    """What vcenter_prepare.yml's grants make (the file's autoscaler_grants and placement_roles), with the same calls."""
+    requirements = load()
     content = service_instance.content
     manager = content.authorizationManager
+    autoscaler = set(role_privileges(AUTOSCALER, requirements))
+    existing = {role.name for role in manager.roleList}
+    for placement_role in requirements["placement_roles"].values():
+        if placement_role["name"] not in existing:
+            manager.AddAuthorizationRole(name=placement_role["name"], privIds=sorted(
+                privilege for privilege in autoscaler if privilege.startswith(placement_role["privilege_group"] + ".")))
     role_ids = {role.name: role.roleId for role in manager.roleList}
-    autoscaler = role_ids[role_name(AUTOSCALER)]
+    role_names = {key: role["name"] for key, role in requirements["placement_roles"].items()}
+    role_names[AUTOSCALER] = role_name(AUTOSCALER, requirements)
 
     def named(kind, name):
         view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
@@ -161,14 +169,17 @@ def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, re
         finally:
             view.DestroyView()
 
-    for kind, name, role, propagate in ((vim.Datacenter, datacenter, role_ids["ReadOnly"], False),
-                                        (vim.Folder, vm_folder, autoscaler, True),
-                                        (vim.ResourcePool, resource_pool, autoscaler, True),
-                                        (vim.Datastore, datastore, autoscaler, False),
-                                        (vim.Network, network, autoscaler, False)):
-        entity = named(kind, name)
+    objects = {"datacenter": (vim.Datacenter, datacenter), "cluster": (vim.ClusterComputeResource, cluster),
+               "vm_folder": (vim.Folder, vm_folder), "datastore": (vim.Datastore, datastore),
+               "network": (vim.Network, network),
+               "resource_pool": (vim.ResourcePool, resource_pool) if resource_pool else (vim.ClusterComputeResource, cluster)}
+    for grant in requirements["autoscaler_grants"]:
+        if grant["object"] == "cluster" and not resource_pool:
+            continue  # the cluster gets the pool's grant: one permission per account and object
+        entity = named(*objects[grant["object"]])
         manager.SetEntityPermissions(entity, [vim.AuthorizationManager.Permission(
-            entity=entity, principal=principal, group=False, roleId=role, propagate=propagate)])
+            entity=entity, principal=principal, group=False, roleId=role_ids[role_names.get(grant["role"], grant["role"])],
+            propagate=grant["propagate"])])
 
 
 def markdown(requirements=None):

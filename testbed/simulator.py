@@ -339,7 +339,7 @@ class Vcsim:
             datacenter.vmFolder.CreateFolder(VM_FOLDER)
             if self.prepared:
                 privileges.prepare_vcenter(service_instance)
-                privileges.grant_autoscaler_role(service_instance, AUTOSCALER_PRINCIPAL, DATACENTER, VM_FOLDER,
+                privileges.grant_autoscaler_role(service_instance, AUTOSCALER_PRINCIPAL, DATACENTER, VM_FOLDER, CLUSTERS[0],
                                                  RESOURCE_POOL, DATASTORES[0], NETWORK)
         finally:
             vsphere.disconnect(service_instance)

@@ -8,11 +8,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records, _vsphere, _waiter
 
 try:
-    from pyVmomi import vim
+    from pyVmomi import vim, vmodl
 except ImportError:
     pass  # reported by _client.run_module
 
@@ -27,7 +27,7 @@ def clone(template, request, placement, ledger, name, properties):
     if linked:  # a linked clone shares the template's disks, so only on the template's datastore
         location.diskMoveType = "createNewChildDiskBacking"
     # A clone keeps its template's extraConfig: not the template's identity, which is no clone's.
-    config = vim.vm.ConfigSpec(deviceChange=_nic_changes(service_instance, placement.network, template.props),
+    config = vim.vm.ConfigSpec(deviceChange=_nic_changes(service_instance, placement, template.props),
                                extraConfig=[vim.option.OptionValue(key=_records.CLONED_FROM, value=template.name),
                                             vim.option.OptionValue(key=_records.TEMPLATE_IDENTITY, value="")])
     request.configure(config, name)
@@ -62,10 +62,10 @@ def _set_properties(service_instance, template_name, vm, name, values):
         vim.vm.ConfigSpec(vAppConfig=vim.vApp.VmConfigSpec(property=specs))))
 
 
-def _nic_changes(service_instance, network, template_props):
-    if network is None:
+def _nic_changes(service_instance, placement, template_props):
+    if placement.network is None:
         return []
-    backing = _nic_backing(service_instance, network)
+    backing = _nic_backing(service_instance, placement)
     changes = []
     for device in template_props.get("config.hardware.device") or []:
         if isinstance(device, vim.vm.device.VirtualEthernetCard):
@@ -74,11 +74,40 @@ def _nic_changes(service_instance, network, template_props):
     return changes
 
 
-def _nic_backing(service_instance, network):
+def _nic_backing(service_instance, placement):
+    network = placement.network
     if isinstance(network, vim.dvs.DistributedVirtualPortgroup):
-        props = _vsphere.read(service_instance, network, ["key", "config.distributedVirtualSwitch"])
-        switch_uuid = _vsphere.read(service_instance, props["config.distributedVirtualSwitch"], ["uuid"])["uuid"]
-        return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
-            port=vim.dvs.PortConnection(portgroupKey=props["key"], switchUuid=switch_uuid))
+        return _port_group_backing(service_instance, placement)
     name = _vsphere.read(service_instance, network, ["name"])["name"]
     return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=name, network=network)
+
+
+def _port_group_backing(service_instance, placement):
+    """A distributed port group's backing, from what the placement's cluster (or host) offers its VMs.
+
+    The backing names the port group's switch by UUID. Reading it from the
+    switch needs read access on the switch, which vCenter grants only through a
+    propagating permission on its network folder or datacenter (vSphere
+    Security, "Hierarchical Inheritance of Permissions"): a grant the
+    autoscaler account does not have. The compute resource's
+    EnvironmentBrowser.QueryConfigTarget (System.View) lists every port group
+    a VM there can use, with its key and its switch's UUID.
+    """
+    network = placement.network
+    compute = _vsphere.read(service_instance, placement.resource_pool, ["owner"]).get("owner")
+    browser = _vsphere.read(service_instance, compute, ["environmentBrowser"]).get("environmentBrowser") if compute else None
+    if browser is None:
+        raise RayVsphereError("the compute resource of resource pool %s cannot be read: no port group list for %s"
+                              % (placement.resource_pool._moId, network._moId))
+    try:
+        target = browser.QueryConfigTarget(host=placement.host)
+    except vmodl.MethodFault as error:
+        failure = RayVsphereError("EnvironmentBrowser.QueryConfigTarget of %s failed: %s" % (compute._moId, fault_text(error)))
+        failure.__cause__ = error  # raise ... from is not py2 syntax
+        raise failure
+    for offered in target.distributedVirtualPortgroup or []:
+        if offered.portgroup is not None and offered.portgroup._moId == network._moId:
+            return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
+                port=vim.dvs.PortConnection(portgroupKey=offered.portgroupKey, switchUuid=offered.switchUuid))
+    raise RayVsphereError("distributed port group %s is not offered to the VMs of %s (EnvironmentBrowser.QueryConfigTarget)"
+                          % (network._moId, compute._moId))

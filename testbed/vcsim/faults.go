@@ -177,7 +177,7 @@ func targetNames(ctx *simulator.Context, method *simulator.Method) []string {
 		}
 	case *types.WaitForUpdatesEx:
 		var names []string
-		if collector, ok := sessionObject(ctx, method.This).(*simulator.PropertyCollector); ok {
+		if collector, ok := collectorOf(sessionObject(ctx, method.This)); ok {
 			for _, ref := range collector.Filter {
 				if filter, ok := sessionObject(ctx, ref).(*simulator.PropertyFilter); ok {
 					for _, object := range filter.Spec.ObjectSet {

@@ -14,8 +14,9 @@
 // Beyond upstream: -trace-methods (trace.go) records the methods served and by
 // which account, -users (users.go) accepts more than one account, -nfc-host
 // (nfc_host.go) serves NFC uploads as an ESXi host with a certificate of its own,
-// -enforce-permissions (permissions.go) checks privileges as vCenter does, -latency
-// (latency.go) puts a network between chosen calls and vcsim, and
+// -enforce-permissions (permissions.go, read_filter.go) checks privileges and
+// filters reads as vCenter does, -latency (latency.go) puts a network between
+// chosen calls and vcsim, and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
 // PropertyCollector filters (custom_fields.go).
@@ -102,6 +103,7 @@ func main() {
 	installFaultHooks(model, *username, *password)
 	installStallHook(model)
 	installLatencyHook(model)
+	answerPrivilegeQueries(model)
 	// Last, so it runs first: a call the account may not make fails before any other hook sees it.
 	if err := enforcePermissions(model, *enforcedPermissions); err != nil {
 		log.Fatal(err)

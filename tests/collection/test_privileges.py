@@ -126,6 +126,7 @@ def test_vcenter_prepare_defines_the_attributes_and_the_role_once_and_check_mode
 
 
 PLACEMENT = {"vcenter_prepare_datacenter": simulator.DATACENTER, "vcenter_prepare_vm_folder": simulator.VM_FOLDER,
+             "vcenter_prepare_cluster": simulator.CLUSTERS[0],
              "vcenter_prepare_resource_pool": "DC0_C0_RP1", "vcenter_prepare_datastore": simulator.DATASTORES[0],
              "vcenter_prepare_network": simulator.NETWORK}
 
@@ -144,11 +145,15 @@ def test_vcenter_prepare_grants_the_autoscaler_role_on_the_clusters_placement_on
     made = run_prepare(endpoint, tmp_path / "grant", extravars=grant)
     assert any(result.get("changed") for result in made)
     autoscaler = privileges.role_name(privileges.AUTOSCALER)
+    # VM privileges on the folder only; on the pool, datastore and network a narrow role each, not propagating
+    # (a VM inherits from its pool too); read-only on the datacenter and cluster.
+    narrow = {key: role["name"] for key, role in privileges.load()["placement_roles"].items()}
     expected = {(vim.Datacenter, simulator.DATACENTER): ("ReadOnly", False),
+                (vim.ClusterComputeResource, simulator.CLUSTERS[0]): ("ReadOnly", False),
                 (vim.Folder, simulator.VM_FOLDER): (autoscaler, True),
-                (vim.ResourcePool, "DC0_C0_RP1"): (autoscaler, True),
-                (vim.Datastore, simulator.DATASTORES[0]): (autoscaler, False),
-                (vim.Network, simulator.NETWORK): (autoscaler, False)}
+                (vim.ResourcePool, "DC0_C0_RP1"): (narrow["pool"], False),
+                (vim.Datastore, simulator.DATASTORES[0]): (narrow["datastore"], False),
+                (vim.Network, simulator.NETWORK): (narrow["network"], False)}
     service_instance = endpoint.connect()
     try:
         manager = service_instance.content.authorizationManager
@@ -161,6 +166,11 @@ def test_vcenter_prepare_grants_the_autoscaler_role_on_the_clusters_placement_on
         # Nothing on the root folder or the other cluster's pool: the account reaches the cluster's placement only.
         assert not [permission for permission in manager.RetrieveEntityPermissions(service_instance.content.rootFolder, False)
                     if permission.principal == principal]
+        roles = {role.name: sorted(role.privilege) for role in manager.roleList}
+        for key, name in narrow.items():
+            assert [privilege for privilege in roles[name] if not privilege.startswith("System.")] == [
+                privilege for privilege in privileges.role_privileges(privileges.AUTOSCALER)
+                if privilege.startswith(privileges.load()["placement_roles"][key]["privilege_group"] + ".")]
         # Above the other cluster's pool, only the datacenter's read-only grant, which does not propagate to it.
         other_pool = vsphere.find_by_name(service_instance, vim.ResourcePool, "DC0_C1_RP1")
         assert [(role_names[permission.roleId], permission.propagate)
@@ -170,6 +180,14 @@ def test_vcenter_prepare_grants_the_autoscaler_role_on_the_clusters_placement_on
         vsphere.disconnect(service_instance)
     again = run_prepare(endpoint, tmp_path / "again", extravars=grant)
     assert not any(result.get("changed") for result in again), again
+    # The check asks vCenter (HasUserPrivilegeOnEntities), not our table: a pool role that gives VM privileges fails it.
+    wide = dict(privileges.load()["placement_roles"], pool={"name": "ray-vsphere-pool-too-wide",
+                                                             "privilege_group": "VirtualMachine"})
+    refused = run_playbook("ray_vsphere.cluster.vcenter_prepare", tmp_path / "wide", timeout=300,
+                           extravars={**grant, "placement_roles": wide}, envvars=endpoint.environment())
+    assert refused.status == "failed"
+    output = refused.stdout.read()
+    assert f"{principal} holds VirtualMachine.Config.AddNewDisk" in output and "on ResourcePool DC0_C0_RP1" in output, output
 
 
 def test_after_prepare_a_deploy_tag_list_delete_cycle_calls_only_listed_methods_and_no_global_one(
