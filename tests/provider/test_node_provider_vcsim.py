@@ -18,6 +18,8 @@ from testbed import simulator
 from testbed.guests import make_key_pair
 from testbed.ova_import import import_ova
 
+import provider_tools
+
 
 @pytest.fixture
 def provider(vcsim, test_ova, tmp_path, monkeypatch):
@@ -25,16 +27,8 @@ def provider(vcsim, test_ova, tmp_path, monkeypatch):
 
 
 def make_provider(vcsim, test_ova, tmp_path, monkeypatch):
-    key = make_key_pair(tmp_path / "ray-key")
-    for name, value in vcsim.endpoint.environment().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
-    return VsphereNodeProvider({
-        "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
-        "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
-        "resource_pool": "DC0_C0_RP1", "vm_folder": simulator.VM_FOLDER, "datastore": simulator.DATASTORES[0],
-        "ip_timeout": 3, "ssh_private_key_file": str(key), "ssh_public_key_file": f"{key}.pub",
-    }, "unit-vcsim")
+    # No guests here: a short ip_timeout lets the no-IP failure come quickly.
+    return provider_tools.make_provider(vcsim, test_ova, tmp_path, monkeypatch, "unit-vcsim", ip_timeout=3)
 
 
 def vm_names(vcsim):

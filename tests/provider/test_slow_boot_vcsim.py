@@ -15,11 +15,10 @@ import time
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes
-from ray_provider import node_provider
-from ray_provider.node_provider import VsphereNodeProvider
-from testbed import simulator
-from testbed.guests import make_key_pair, vcsim_with_guests
+from testbed.guests import vcsim_with_guests
 from testbed.guests.tools import ToolsTiming
+
+from provider_tools import make_provider
 
 pytestmark = pytest.mark.slow
 
@@ -36,20 +35,6 @@ def slow_site(testbed_prerequisites):
         yield sim, guests
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
 
-
-def make_provider(sim, test_ova, tmp_path, monkeypatch, cluster_name, **settings):
-    """The provider with its defaults (ip_timeout 600 s, request timeout 60 s) but for what a test names."""
-    key = make_key_pair(tmp_path / "ray-key")
-    for name, value in sim.endpoint.environment().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(node_provider, "STATE_DIR", tmp_path / "state")
-    return VsphereNodeProvider({
-        "type": "external", "module": "ray_provider.node_provider.VsphereNodeProvider",
-        "ovf": str(test_ova), "datacenter": simulator.DATACENTER, "cluster": simulator.CLUSTERS[0],
-        "resource_pool": simulator.RESOURCE_POOL, "vm_folder": simulator.VM_FOLDER,
-        "datastore": simulator.DATASTORES[0], "ssh_private_key_file": str(key), "ssh_public_key_file": f"{key}.pub",
-        **settings,
-    }, cluster_name)
 
 
 def vms_named(sim, prefix):
