@@ -255,6 +255,8 @@ class Vcsim:
             command += ["-tlscert", str(self._certificate.certificate), "-tlskey", str(self._certificate.key)]
         if self._esxi is not None:
             name, addresses = self._esxi
+            if not ipaddress.ip_address(self.host).is_loopback:  # vCenter on the guests' gateway: guests upload too
+                addresses = [*addresses, self.host]
             command += ["-nfc-host", name, "-nfc-listen", ",".join(f"[{address}]:0" if ":" in address else
                                                                    f"{address}:0" for address in addresses),
                         "-nfc-tlscert", str(self._esxi_certificate.certificate),

@@ -64,6 +64,8 @@ class Guest:
     state_dir: Path
     image_root: Path
     hostname: str = IMAGE_HOSTNAME
+    # {name: address} the site's DNS answers: the ESXi host an OVF import uploads to, say.
+    site_hosts: dict = field(default_factory=dict)
     bring_up_seconds: float = 0.0
     _process: subprocess.Popen = field(default=None, repr=False)
 
@@ -140,7 +142,8 @@ class Guest:
         }
         for path, text in image_files.items():
             _write_into_layer(self.overlay_state("/") / "upper", path, text)
-        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n")
+        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n" + "".join(
+            f"{address}\t{name}\n" for name, address in self.site_hosts.items()))
         store = self.etc_dir / "guestinfo"
         store.mkdir()
         for key, value in self.guestinfo.items():

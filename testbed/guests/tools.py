@@ -23,6 +23,7 @@ Tools 10.2.0's exclude-nics exists for that, virtuallyghetto.com 2017/12),
 and lose the address for a while, as a Tools restart (an upgrade) does.
 """
 
+import ipaddress
 import logging
 import shutil
 import tempfile
@@ -252,6 +253,17 @@ class GuestSimulator:
                 self.errors.append(f"guest of VM {moid} ({props.get('name')}): {error}")
                 self._changed.notify_all()
 
+    def _site_hosts(self):
+        """What a site's DNS tells its VMs: the ESXi host NFC uploads go to, where vCenter is reachable from guests.
+
+        On a real site the ESXi hosts have addresses of their own; here vcsim serves the ESXi host on its own
+        address too (Vcsim.start), and on loopback for the machine, under the same name and certificate.
+        """
+        esxi_host, vcenter = self.endpoint.esxi_host, self.endpoint.host
+        if not esxi_host or ipaddress.ip_address(vcenter).is_loopback:
+            return {}
+        return {esxi_host: vcenter}
+
     def _add_guest(self, service_instance, vm, props):
         # Read what the guest is shown fresh, as of its power-on: guestinfo.ovfEnv
         # is written at power-on, and an update may still be on its way.
@@ -269,6 +281,7 @@ class GuestSimulator:
             veth=f"rv{self.network.tag}h{slot}",
             state_dir=self._run_dir / f"guest-{slot}",
             image_root=self._image_root,
+            site_hosts=self._site_hosts(),
         )
         powered_on = time.monotonic()
         try:
