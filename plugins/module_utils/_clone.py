@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records, _vsphere, _waiter
 
 try:
@@ -93,18 +93,15 @@ def _port_group_backing(service_instance, placement):
     EnvironmentBrowser.QueryConfigTarget (System.View) lists every port group
     a VM there can use, with its key and its switch's UUID.
     """
-    network = placement.network
-    compute = _vsphere.read(service_instance, placement.resource_pool, ["owner"]).get("owner")
-    browser = _vsphere.read(service_instance, compute, ["environmentBrowser"]).get("environmentBrowser") if compute else None
+    network, compute = placement.network, placement.compute
+    browser = _vsphere.read(service_instance, compute, ["environmentBrowser"]).get("environmentBrowser")
     if browser is None:
-        raise RayVsphereError("the compute resource of resource pool %s cannot be read: no port group list for %s"
-                              % (placement.resource_pool._moId, network._moId))
+        raise RayVsphereError("the environment browser of %s cannot be read: no port group list for %s"
+                              % (compute._moId, network._moId))
     try:
         target = browser.QueryConfigTarget(host=placement.host)
     except vmodl.MethodFault as error:
-        failure = RayVsphereError("EnvironmentBrowser.QueryConfigTarget of %s failed: %s" % (compute._moId, fault_text(error)))
-        failure.__cause__ = error  # raise ... from is not py2 syntax
-        raise failure
+        raise _waiter.call_failed("EnvironmentBrowser.QueryConfigTarget of %s" % compute._moId, error)
     for offered in target.distributedVirtualPortgroup or []:
         if offered.portgroup is not None and offered.portgroup._moId == network._moId:
             return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(

@@ -16,8 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_PLACEMENT, RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_PLACEMENT, RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere, _waiter
 
 try:
     from pyVmomi import vim, vmodl
@@ -36,8 +36,9 @@ PLACEMENT_OPTIONS = dict(
 
 
 class Placement(object):
-    def __init__(self, datacenter, resource_pool, host, folder, datastore, network):
+    def __init__(self, datacenter, resource_pool, host, folder, datastore, network, compute=None):
         self.datacenter = datacenter
+        self.compute = compute  # the cluster or standalone host whose pool it is
         self.resource_pool = resource_pool
         self.host = host
         self.folder = folder
@@ -61,9 +62,7 @@ def _by_path(service_instance, path):
     try:
         return service_instance.content.searchIndex.FindByInventoryPath(path.strip("/"))
     except vmodl.MethodFault as error:
-        failure = RayVsphereError("SearchIndex.FindByInventoryPath(%s) failed: %s" % (path, fault_text(error)))
-        failure.__cause__ = error  # raise ... from is not py2 syntax
-        raise failure
+        raise _waiter.call_failed("SearchIndex.FindByInventoryPath(%s)" % path, error)
 
 
 def _one(service_instance, root, managed_type, value, what, where, include_root=False):
@@ -125,9 +124,7 @@ def _child_folders(service_instance, folder, name):
     try:
         child = service_instance.content.searchIndex.FindChild(folder, name)
     except vmodl.MethodFault as error:
-        failure = RayVsphereError("SearchIndex.FindChild(%s) failed: %s" % (name, fault_text(error)))
-        failure.__cause__ = error  # raise ... from is not py2 syntax
-        raise failure
+        raise _waiter.call_failed("SearchIndex.FindChild(%s)" % name, error)
     if child is None or isinstance(child, vim.Folder):
         return [child] if child is not None else []
     children = _vsphere.read(service_instance, folder, ["childEntity"]).get("childEntity", [])
@@ -170,7 +167,7 @@ def _resolve(service_instance, params):
     if params.get("network"):
         network = _one(service_instance, datacenter.networkFolder, vim.Network, params["network"], "network", where)
     folder = _folder(service_instance, datacenter, datacenter_name, params.get("vm_folder"))
-    return Placement(datacenter, pool, host, folder, datastore, network)
+    return Placement(datacenter, pool, host, folder, datastore, network, compute)
 
 
 def vm_folders(service_instance, datacenter, folder_paths):

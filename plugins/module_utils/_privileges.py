@@ -14,8 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, fault_text
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere, _waiter
 
 try:
     from pyVmomi import vim, vmodl
@@ -45,9 +45,7 @@ def held(service_instance, entities, privilege_ids, user=None):
             answers = manager.HasPrivilegeOnEntities(entity=entities, sessionId=content.sessionManager.currentSession.key,
                                                      privId=privilege_ids)
     except vmodl.MethodFault as error:
-        failure = RayVsphereError("AuthorizationManager.%s failed: %s" % (call, fault_text(error)))
-        failure.__cause__ = error  # raise ... from is not py2 syntax
-        raise failure
+        raise _waiter.call_failed("AuthorizationManager.%s" % call, error)
     return dict((answer.entity._moId, sorted(privilege.privId for privilege in answer.privAvailability
                                              if privilege.isGranted)) for answer in answers)
 
