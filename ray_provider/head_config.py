@@ -19,7 +19,7 @@ from ray_provider import head_scope
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
 from ray_provider.runs import PlaybookRuns, check_failures, create_run_timeout
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_package, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _image_hash_cache, _ovf_package, _ray_auth
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 
 HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
@@ -156,7 +156,7 @@ def _pin_local_images(config):
             continue
         image = local_path(section["ovf"])
         if image not in hashes:
-            with _ovf_package.OvfPackage(image, hash_cache=_ovf_package.HashCache()) as package:
+            with _ovf_package.OvfPackage(image, hash_cache=_image_hash_cache.HashCache()) as package:
                 hashes[image] = package.key()[len(_ovf_package.SHA256_KEY):]
         section["ovf_sha256"] = hashes[image]
 

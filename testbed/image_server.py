@@ -28,6 +28,8 @@ class ImageServer:
 
     tls_context: an ssl.SSLContext to serve HTTPS with. rate: bytes per
     second per response, for a download that costs what a real uplink's does.
+    redirects: {name: URL} answered with a 302 to that URL instead of a file
+    (a dict the test may fill once the servers of a chain have their ports).
     """
 
     def __init__(self, folder, tls_context=None, rate=None):
@@ -35,16 +37,28 @@ class ImageServer:
         lock = threading.Lock()
         requests = self.requests
 
+        moved = self.redirects = {}
+
         class Handler(http.server.SimpleHTTPRequestHandler):
             def do_GET(self):
                 with lock:
                     requests["GET", self.path] += 1
-                super().do_GET()
+                self.redirect() or super().do_GET()
 
             def do_HEAD(self):
                 with lock:
                     requests["HEAD", self.path] += 1
-                super().do_HEAD()
+                self.redirect() or super().do_HEAD()
+
+            def redirect(self):
+                target = moved.get(self.path[1:])
+                if target is None:
+                    return False
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
 
             def copyfile(self, source, outputfile):
                 if rate is None:

@@ -17,12 +17,14 @@ import os
 import ssl
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError
-from ansible.module_utils.six.moves.urllib.parse import urlsplit, urlunsplit
+from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 
 CHUNK = 1024 * 1024
+# As many as urllib follows.
+MAX_REDIRECTS = 10
 
 
 def plain_http_problem(location, sha256):
@@ -53,8 +55,33 @@ class OvfDownload(object):
         self._expected_sha256 = expected_sha256
 
     def _request(self, url, method):
-        return open_url(url, method=method, validate_certs=self._validate_certs, ca_path=self._ca_path,
-                        timeout=self._timeout)
+        """The response to `method url`, redirects followed one hop at a time.
+
+        urllib would follow them all and show only the last URL: a chain
+        https -> http -> https looks safe there, yet its middle hop came
+        over plain http and could have sent anywhere. Each hop's URL is
+        checked before it is requested, so an image that needs its
+        ovf_sha256 over http is refused before a byte of it comes.
+        """
+        chain = [url]
+        while True:
+            try:
+                return open_url(chain[-1], method=method, validate_certs=self._validate_certs,
+                                ca_path=self._ca_path, timeout=self._timeout, follow_redirects="none")
+            except HTTPError as error:
+                location = error.info().get("Location") if 300 <= error.code < 400 else None
+                if not location:
+                    raise
+                error.close()
+            hop = urljoin(chain[-1], location)
+            chain.append(hop)
+            downgraded = plain_http_problem(hop, self._expected_sha256)
+            if downgraded:
+                raise RayVsphereError("OVF source %s: %s %s was redirected: %s (redirects: %s)"
+                                      % (self.location, method, url, downgraded, " -> ".join(chain)))
+            if len(chain) > MAX_REDIRECTS + 1:
+                raise RayVsphereError("OVF source %s: %s %s was redirected more than %d times (redirects: %s)"
+                                      % (self.location, method, url, MAX_REDIRECTS, " -> ".join(chain)))
 
     def _failure(self, url, method, error):
         reason = getattr(error, "reason", error)
@@ -73,14 +100,13 @@ class OvfDownload(object):
         """
         try:
             response = self._request(self.location, "HEAD")
+        except RayVsphereError:
+            raise
         except HTTPError:
             return None
         except Exception as error:  # pylint: disable=broad-except
             raise self._failure(self.location, "HEAD", error)
         response.close()
-        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
-        if downgraded:
-            raise RayVsphereError("OVF source %s: HEAD %s was redirected: %s" % (self.location, self.location, downgraded))
         return self.validators_key(response.headers)
 
     def validators_key(self, headers):
@@ -108,18 +134,18 @@ class OvfDownload(object):
         return " ".join([url] + ["%s=%s" % (name, value) for name, value in
                                  (("etag", etag), ("last-modified", last_modified), ("length", length)) if value])
 
-    def fetch(self, url, target, digest):
-        """Download url into target, feeding digest; the response's headers."""
+    def fetch(self, url, target, digest, missing_ok=False):
+        """Download url into target, feeding digest; the response's headers (None: missing_ok and a 404)."""
         try:
             response = self._request(url, "GET")
+        except RayVsphereError:
+            raise
+        except HTTPError as error:
+            if missing_ok and error.code == 404:
+                return None
+            raise self._failure(url, "GET", error)
         except Exception as error:  # pylint: disable=broad-except
             raise self._failure(url, "GET", error)
-        # urllib follows a redirect from https to http: the image would come unprotected after all.
-        downgraded = plain_http_problem(response.geturl(), self._expected_sha256)
-        if downgraded:
-            response.close()
-            raise RayVsphereError("OVF source %s: GET %s was redirected: %s"
-                                  % (self.location, url, downgraded))
         try:
             if not os.path.isdir(os.path.dirname(target)):
                 os.makedirs(os.path.dirname(target))

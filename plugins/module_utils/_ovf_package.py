@@ -16,18 +16,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import tarfile
 import tempfile
-import time
 from xml.etree import ElementTree
 
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._image_hash_cache import hash_files
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import (
     CHUNK, OvfDownload, plain_http_problem)
 
@@ -36,6 +35,8 @@ SHA256_KEY = "sha256:"
 # A manifest line, as ovftool writes it: SHA256(disk.vmdk)= 3f5a...
 MANIFEST_LINE = re.compile(r"^(?P<algorithm>SHA1|SHA256|SHA512|\w+)\((?P<file>[^)]+)\)\s*=\s*(?P<digest>[0-9A-Fa-f]+)$")
 MANIFEST_ALGORITHMS = ("sha1", "sha256", "sha512")
+# A manifest lists a few files, one line each: more is not a manifest, and is not read into memory.
+MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 class OvfPackage(object):
@@ -67,6 +68,7 @@ class OvfPackage(object):
         self._download_dir = None
         self._tar = None
         self._ovf_dir = None
+        self._descriptor_name = None
         self._content_hash = None
         self.opened = False
         self.downloaded = False
@@ -120,9 +122,9 @@ class OvfPackage(object):
         if self._content_hash is None:
             paths = self._local_paths()
             if self._hash_cache is not None:
-                self._content_hash = self._hash_cache.sha256(paths, _hash_files)
+                self._content_hash = self._hash_cache.sha256(paths, hash_files)
             else:
-                self._content_hash = _hash_files(paths)
+                self._content_hash = hash_files(paths)
         return self._content_hash
 
     def open(self):
@@ -144,18 +146,21 @@ class OvfPackage(object):
         if tarfile.is_tarfile(path):
             try:
                 self._tar = tarfile.open(path)
-                names = [name for name in self._tar.getnames() if name.endswith(".ovf")]
+                names = [member.name for member in self._tar.getmembers() if member.isfile() and member.name.endswith(".ovf")]
             except (tarfile.TarError, EOFError) as error:
                 raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
                 raise RayVsphereError("OVF source %s: an archive without an .ovf descriptor" % self.location)
+            self._descriptor_name = names[0]
             self.descriptor = self._descriptor_text(self._tar.extractfile(names[0]).read(), names[0])
-            sizes = dict((member.name, member.size) for member in self._tar.getmembers())
+            # Regular files only: a link member would make a name of the package read another.
+            sizes = dict((member.name, member.size) for member in self._tar.getmembers() if member.isfile())
         elif path.endswith(".ova"):
             raise RayVsphereError("OVF source %s: not an OVA (a tar archive holding an .ovf descriptor)" % self.location)
         else:
             self.descriptor = self._read_descriptor(path)
             self._ovf_dir = os.path.dirname(os.path.abspath(path))
+            self._descriptor_name = os.path.basename(path)
             sizes = None
         self._path = path
         self.files = self._referenced_files(sizes)
@@ -181,14 +186,13 @@ class OvfPackage(object):
             # subfolder's file would be missing and two of one name would overwrite each other.
             for href in _unique(self._hrefs(self._read_descriptor(target))):
                 self._http.fetch(urljoin(url, href), os.path.join(self._download_dir, href), digest)
+            # The manifest beside it, where the server has one; not part of the content hash.
+            manifest = os.path.splitext(os.path.basename(target))[0] + ".mf"
+            self._http.fetch(urljoin(url, manifest), os.path.join(self._download_dir, manifest), hashlib.sha256(),
+                             missing_ok=True)
         self._content_hash = digest.hexdigest()
         self.downloaded = True
         return target
-
-    @staticmethod
-    def _read_text(path):
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", "replace")
 
     def _read_descriptor(self, path):
         with open(path, "rb") as handle:
@@ -217,15 +221,28 @@ class OvfPackage(object):
         if envelope.tag != OVF_NS + "Envelope":
             raise RayVsphereError("OVF source %s: the descriptor is not an OVF Envelope (root element %s)"
                                   % (self.location, envelope.tag))
-        return [self._confined(item.get(OVF_NS + "href") or "") for item in envelope.iter(OVF_NS + "File")]
+        hrefs = [item.get(OVF_NS + "href") or "" for item in envelope.iter(OVF_NS + "File")]
+        for href in hrefs:
+            if _escapes(href):
+                raise RayVsphereError("OVF source %s: the descriptor references %r, which is outside the package: "
+                                      "a File href must be a relative path inside it" % (self.location, href))
+        return hrefs
 
-    def _confined(self, href):
-        """href, if it names a file inside the package: never an absolute path, a URL or a way up (..)."""
-        parts = href.replace("\\", "/").split("/")
-        if not href or href.startswith("/") or urlsplit(href).scheme or ".." in parts or os.path.isabs(href):
-            raise RayVsphereError("OVF source %s: the descriptor references %r, which is outside the package: "
-                                  "a File href must be a relative path inside it" % (self.location, href))
-        return href
+    def _regular_file(self, name):
+        """Whether name is a regular file of the package: a file member of the OVA, or a file in the .ovf's folder.
+
+        Not a link, device or folder, nor a symlink that leads out of the
+        folder: what the package names is read and hashed, and its hash
+        shown, so a name must not reach the machine's own files (/etc/shadow,
+        /dev/zero, which never ends).
+        """
+        if self._tar is not None:
+            try:
+                return self._tar.getmember(name).isfile()
+            except KeyError:
+                return False
+        real = os.path.realpath(os.path.join(self._ovf_dir, name))
+        return real.startswith(os.path.join(os.path.realpath(self._ovf_dir), "")) and os.path.isfile(real)
 
     def _referenced_files(self, archive_sizes):
         files = {}
@@ -234,7 +251,11 @@ class OvfPackage(object):
                 size = archive_sizes.get(href)
             else:
                 file_path = os.path.join(self._ovf_dir, href)
-                size = os.path.getsize(file_path) if os.path.isfile(file_path) else None
+                size = os.path.getsize(file_path) if self._regular_file(href) else None
+                if size is None and os.path.lexists(file_path):
+                    raise RayVsphereError("OVF source %s: the descriptor references %s, which is not a regular file "
+                                          "inside the package (a symlink out of its folder, a device or a folder)"
+                                          % (self.location, href))
             if size is None:
                 raise RayVsphereError("OVF source %s: the descriptor references %s, which is missing"
                                       % (self.location, href))
@@ -244,23 +265,43 @@ class OvfPackage(object):
     def _manifest(self):
         """(name, text) of the package's manifest (the .mf beside the .ovf, DSP0243 5.1), or None."""
         if self._tar is not None:
-            names = [name for name in self._tar.getnames() if name.endswith(".mf")]
-            return (names[0], self._tar.extractfile(names[0]).read().decode("utf-8", "replace")) if names else None
-        path = os.path.splitext(self._path)[0] + ".mf"
-        return (os.path.basename(path), self._read_text(path)) if os.path.isfile(path) else None
+            names = [member.name for member in self._tar.getmembers() if member.name.endswith(".mf")]
+        else:
+            names = [name for name in [os.path.splitext(self._descriptor_name)[0] + ".mf"]
+                     if os.path.lexists(os.path.join(self._ovf_dir, name))]
+        if not names:
+            return None
+        name = names[0]
+        if not self._regular_file(name):
+            raise RayVsphereError("OVF source %s: manifest %s is not a regular file inside the package (a link, "
+                                  "a symlink out of its folder, a device or a folder)" % (self.location, name))
+        stream = self._open_member(name)
+        try:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+        finally:
+            stream.close()
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise RayVsphereError("OVF source %s: manifest %s is larger than %d bytes, more than a list of the "
+                                  "package's files" % (self.location, name, MAX_MANIFEST_BYTES))
+        return name, data.decode("utf-8", "replace")
 
     def _check_manifest(self):
-        """Every file the manifest lists has the digest it gives, and every referenced file is listed.
+        """Every file the manifest lists is in the package and has the digest it gives; every referenced file is listed.
 
-        A package without a manifest is taken as it is: DSP0243 makes the manifest optional.
-        Checked before anything is uploaded, so a damaged or altered image fails with a clear error.
+        DSP0243 makes the manifest optional, but without one nothing tells a
+        damaged or altered image from a good one: such an image is taken
+        only when ovf_sha256 pins it. Every name is checked before any file
+        is read. All of it before anything is uploaded.
         """
         manifest = self._manifest()
         if manifest is None:
-            return
+            if self._expected_sha256:
+                return
+            raise RayVsphereError("OVF source %s: no manifest (%s.mf) beside the descriptor, so nothing shows the "
+                                  "image is the one its maker wrote: give its ovf_sha256 (sha256sum of the OVA; of "
+                                  "an .ovf, see ovf_sha256), or export it with a manifest (ovftool writes one)"
+                                  % (self.location, os.path.splitext(self._descriptor_name)[0]))
         name, text = manifest
-        descriptor_name = os.path.basename(self._path) if self._tar is None else \
-            [member for member in self._tar.getnames() if member.endswith(".ovf")][0]
         listed = {}
         for line in text.splitlines():
             match = MANIFEST_LINE.match(line.strip())
@@ -269,13 +310,19 @@ class OvfPackage(object):
                                       % (self.location, name, line.strip()))
             if match:
                 listed[match.group("file")] = (match.group("algorithm").lower(), match.group("digest").lower())
-        for href in [descriptor_name] + list(self.files):
+        for href in sorted(listed):
+            if _escapes(href) or not self._regular_file(href):
+                raise RayVsphereError("OVF source %s: manifest %s lists %r, which is not a file of the package: a "
+                                      "manifest names the package's own files by relative path"
+                                      % (self.location, name, href))
+        for href in [self._descriptor_name] + list(self.files):
             if href not in listed:
                 raise RayVsphereError("OVF source %s: manifest %s does not list %s" % (self.location, name, href))
         for href, (algorithm, expected) in listed.items():
             if algorithm not in MANIFEST_ALGORITHMS:
                 raise RayVsphereError("OVF source %s: manifest %s uses %s; SHA1, SHA256 and SHA512 are known"
                                       % (self.location, name, algorithm.upper()))
+        for href, (algorithm, expected) in sorted(listed.items()):
             digest = hashlib.new(algorithm)
             stream = self._open_member(href)
             try:
@@ -298,87 +345,16 @@ class OvfPackage(object):
         return open(os.path.join(self._ovf_dir, href), "rb")
 
 
+def _escapes(name):
+    """Whether a name the package gives leads outside it: empty, absolute, a URL, or a way up (..)."""
+    parts = name.replace("\\", "/").split("/")
+    return not name or name.startswith("/") or bool(urlsplit(name).scheme) or ".." in parts or os.path.isabs(name)
+
+
 def _unique(hrefs):
     """hrefs without repeats, in order: a file referenced twice is one file (as in OvfPackage.files)."""
     seen = set()
     return [href for href in hrefs if not (href in seen or seen.add(href))]
-
-
-def _hash_files(paths):
-    digest = hashlib.sha256()
-    for file_path in paths:
-        with open(file_path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(CHUNK), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-class HashCache(object):
-    """Content hashes of local images, so an unchanged file is read once, not on every deploy.
-
-    Keyed by each file's path, size, inode, mtime and ctime: any write
-    changes ctime, which, unlike mtime, cannot be set back (touch -d, rsync -t).
-    One small JSON file under the user's cache folder ($XDG_CACHE_HOME,
-    else ~/.cache), holding the MAX_ENTRIES most recently used hashes. A
-    cache that cannot be read or written is not used: it never fails a deploy.
-    Writes go through a temp file and a rename, so concurrent runs lose at
-    most an entry, never the file.
-    """
-
-    MAX_ENTRIES = 64
-
-    def __init__(self, path=None):
-        if path is None:
-            cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-            path = os.path.join(cache_home, "ray-vsphere", "ovf-sha256.json")
-        self.path = path
-
-    def sha256(self, paths, compute):
-        """compute(paths) unless the cache holds the hash of these very files."""
-        try:
-            key = json.dumps([self._identity(path) for path in paths])
-        except OSError:
-            return compute(paths)  # the caller's own read reports the missing file
-        entries = self._load()
-        entry = entries.get(key)
-        if entry is None:
-            entry = entries[key] = dict(sha256=compute(paths))
-        entry["used"] = time.time()
-        newest = sorted(entries.items(), key=lambda item: item[1].get("used", 0), reverse=True)[:self.MAX_ENTRIES]
-        self._save(dict(newest))
-        return entry["sha256"]
-
-    @staticmethod
-    def _identity(path):
-        stat = os.stat(path)
-        return [os.path.realpath(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
-
-    def _load(self):
-        try:
-            with open(self.path) as handle:
-                entries = json.load(handle)
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(entries, dict):
-            return {}
-        return dict((key, entry) for key, entry in entries.items()
-                    if isinstance(entry, dict) and isinstance(entry.get("sha256"), str))
-
-    def _save(self, entries):
-        try:
-            folder = os.path.dirname(self.path)
-            if not os.path.isdir(folder):
-                os.makedirs(folder)
-            handle, temp_path = tempfile.mkstemp(dir=folder, prefix=".ovf-sha256-")
-            try:
-                with os.fdopen(handle, "w") as out:
-                    json.dump(entries, out)
-                os.replace(temp_path, self.path)
-            except BaseException:
-                os.unlink(temp_path)
-                raise
-        except OSError:
-            pass  # a read-only or full cache folder: the next deploy hashes again
 
 
 def declared_properties(descriptor):

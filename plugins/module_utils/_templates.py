@@ -24,7 +24,7 @@ import time
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _ledger, _nfc, _nodes, _ovf_package, _placement, _records, _template_identity, _vsphere, _waiter)
+    _image_hash_cache, _ledger, _nfc, _nodes, _ovf_package, _placement, _records, _template_identity, _vsphere, _waiter)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TEMPLATE_PREFIX
 
 try:
@@ -58,7 +58,7 @@ class Image(object):
     def __init__(self, service_instance, params, inventory, folder, identity):
         self.service_instance = service_instance
         self.package = _ovf_package.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
-                                               sha256=params["ovf_sha256"], hash_cache=_ovf_package.HashCache())
+                                               sha256=params["ovf_sha256"], hash_cache=_image_hash_cache.HashCache())
         self._use_template = params["clone_from_template"]
         self._inventory = inventory
         self._folder = folder

@@ -20,7 +20,7 @@ import pytest
 from conftest import deploy_task
 from pyVmomi import vim
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_package
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _image_hash_cache
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TemplateIdentity
 from testbed import vsphere
 from testbed.image_server import ImageServer, loopback_tls
@@ -254,12 +254,12 @@ def test_a_missing_ovf_ca_path_is_named(play, test_ova, tmp_path):
 def test_a_local_image_is_hashed_once_while_unchanged_and_again_when_it_changes(tmp_path, test_ova):
     image = tmp_path / "local.ova"
     shutil.copy(test_ova, image)
-    cache = _ovf_package.HashCache(str(tmp_path / "cache" / "ovf-sha256.json"))
+    cache = _image_hash_cache.HashCache(str(tmp_path / "cache" / "ovf-sha256.json"))
     reads = []
 
     def compute(paths):
         reads.append(paths)
-        return _ovf_package._hash_files(paths)
+        return _image_hash_cache.hash_files(paths)
 
     assert cache.sha256([str(image)], compute) == sha256_of(image)
     assert cache.sha256([str(image)], compute) == sha256_of(image)
@@ -274,15 +274,15 @@ def test_a_local_image_is_hashed_once_while_unchanged_and_again_when_it_changes(
 
 def test_the_hash_cache_keeps_the_newest_entries_and_lives_in_the_users_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    cache = _ovf_package.HashCache()
+    cache = _image_hash_cache.HashCache()
     assert cache.path == str(tmp_path / "xdg" / "ray-vsphere" / "ovf-sha256.json")
     files = []
-    for index in range(_ovf_package.HashCache.MAX_ENTRIES + 5):
+    for index in range(_image_hash_cache.HashCache.MAX_ENTRIES + 5):
         files.append(tmp_path / f"image-{index}.ova")
         files[-1].write_text(str(index))
-        cache.sha256([str(files[-1])], _ovf_package._hash_files)
+        cache.sha256([str(files[-1])], _image_hash_cache.hash_files)
     entries = json.loads(open(cache.path).read())
-    assert len(entries) == _ovf_package.HashCache.MAX_ENTRIES
+    assert len(entries) == _image_hash_cache.HashCache.MAX_ENTRIES
     kept = {json.loads(key)[0][0] for key in entries}
     assert os.path.realpath(files[-1]) in kept and os.path.realpath(files[0]) not in kept
 
@@ -290,5 +290,5 @@ def test_the_hash_cache_keeps_the_newest_entries_and_lives_in_the_users_cache_fo
 def test_a_cache_folder_that_cannot_be_written_is_not_used(tmp_path, test_ova):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would be")
-    cache = _ovf_package.HashCache(str(blocker / "ovf-sha256.json"))
-    assert cache.sha256([str(test_ova)], _ovf_package._hash_files) == sha256_of(test_ova)
+    cache = _image_hash_cache.HashCache(str(blocker / "ovf-sha256.json"))
+    assert cache.sha256([str(test_ova)], _image_hash_cache.hash_files) == sha256_of(test_ova)

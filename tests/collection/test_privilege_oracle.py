@@ -14,7 +14,7 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from conftest import deploy_task
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_package
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _image_hash_cache, _ovf_package
 from testbed import privileges, simulator, vsphere
 from testbed.ova_import import import_ova
 
@@ -175,7 +175,7 @@ def test_the_autoscaler_role_deploys_a_node_with_what_vmware_documents_and_no_le
     made = play([deploy_task("oracle", test_ova, names=["oracle-0"], **sized)]).result
     assert not made.get("failed"), made
     # As the provider gives the head its image: by hash, so that it finds the template and never imports.
-    with _ovf_package.OvfPackage(str(test_ova), hash_cache=_ovf_package.HashCache()) as package:
+    with _ovf_package.OvfPackage(str(test_ova), hash_cache=_image_hash_cache.HashCache()) as package:
         sized.update(names=["oracle-0", "oracle-1"], ovf_sha256=package.key()[len(_ovf_package.SHA256_KEY):])
     short = privileges.load()
     clone = next(item for item in short["methods"] if item["method"] == "CloneVM_Task")

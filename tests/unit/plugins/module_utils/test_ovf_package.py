@@ -31,12 +31,20 @@ def descriptor(hrefs, info="A test package"):
 
 
 def write_ovf(folder, files, name="package.ovf"):
-    """An .ovf at folder/name referencing `files` ({href: bytes}), each written at its href; the .ovf's path."""
+    """An .ovf at folder/name referencing `files` ({href: bytes}), each written at its href, with its manifest; its path."""
     for href, content in files.items():
         (folder / href).parent.mkdir(parents=True, exist_ok=True)
         (folder / href).write_bytes(content)
     (folder / name).write_text(descriptor(files))
+    write_manifest(folder / name, list(files))
     return folder / name
+
+
+def write_manifest(ovf_path, hrefs, extra_lines=()):
+    """The .mf beside ovf_path, as ovftool writes it: the descriptor's and each file's SHA256, then extra_lines."""
+    lines = [f"SHA256({name})= {hashlib.sha256((ovf_path.parent / name).read_bytes()).hexdigest()}"
+             for name in [ovf_path.name] + hrefs]
+    ovf_path.with_suffix(".mf").write_text("\n".join(lines + list(extra_lines)) + "\n")
 
 
 def read_all(package, href):
@@ -164,6 +172,7 @@ def test_hrefs_outside_the_package_are_refused_at_a_url_too_and_nothing_is_fetch
 def test_a_file_referenced_twice_is_fetched_and_hashed_once_as_a_local_read_does(serve, https_server):
     url, served_ovf = serve({"disk.vmdk": b"one disk"})
     served_ovf.write_text(descriptor(["disk.vmdk", "disk.vmdk"]))
+    write_manifest(served_ovf, ["disk.vmdk"])
     server = https_server[0]
     with open_url(url, https_server) as remote, OvfPackage(str(served_ovf)) as local:
         assert remote.content_hash == local.content_hash == expected_hash(served_ovf, {"disk.vmdk": b"one disk"})
