@@ -35,6 +35,8 @@ except ImportError as error:  # only ssh_host_key needs it
     HAS_CRYPTOGRAPHY_ERROR = str(error)
 
 SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
+# A URL's user information (scheme://userinfo@host), where a password or token goes.
+URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/\s@]+)@([^/\s:'\"]*)")
 
 DEPLOY_OPTIONS = dict(
     cluster_name=dict(type="str", required=True),
@@ -81,7 +83,31 @@ def value_problems(params):
     if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
+    credential = url_credential(params.get("deploy_settings") or {}, "")
+    if credential:
+        problems.append(("deploy_settings", "%s holds a credential in the URL %s: deploy_settings are recorded in clear "
+                         "in the VM's extraConfig, where every vCenter user who may read the VM sees them (the "
+                         "playbooks record ray_setup_commands there). Keep it out of the URL: pip, curl and git read "
+                         "it from ~/.netrc (pip also from pip.conf or a keyring) on the node, put there by the image "
+                         "or a play of your own" % credential))
     return problems
+
+
+def url_credential(value, where):
+    """(where, the URL masked) of the first URL in value (nested lists and dicts) that carries a credential, or None.
+
+    A password (user:secret@) in any scheme, and any user information in
+    http(s), where tokens go as the user name (https://<token>@host); an
+    ssh user name alone (git+ssh://git@host) is no secret.
+    """
+    if isinstance(value, dict):
+        found = [url_credential(item, "%s.%s" % (where, key) if where else key) for key, item in sorted(value.items())]
+    elif isinstance(value, list):
+        found = [url_credential(item, "%s[%d]" % (where, index)) for index, item in enumerate(value)]
+    else:
+        found = [(where, "%s://***@%s" % (scheme, host)) for scheme, userinfo, host in URL_USERINFO.findall(str(value))
+                 if ":" in userinfo or scheme.lower().split("+")[-1] in ("http", "https")]
+    return next((item for item in found if item), None)
 
 
 def across_problems(params):

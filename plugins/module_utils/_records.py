@@ -21,8 +21,9 @@ What is stored, where, and who can read it:
   exists, even for a moment, without them. None of them is a secret: names,
   a request id, a public host key, HMACs that only a holder of the cluster's
   private key can compute, and the settings a caller chose to record
-  (DEPLOY_SETTINGS: the playbooks record placement and sizing, and the image
-  URL only when it carries no user, password or query string).
+  (DEPLOY_SETTINGS: the playbooks record placement and sizing, setup
+  commands, and the image URL only when it carries no user, password or
+  query string; node_deploy refuses any URL there with a credential).
 - extraConfig keys under guestinfo.*, which node_deploy writes for
   cloud-init's VMware datasource: GUESTINFO_METADATA (instance-id, host name,
   the SSH public keys), GUESTINFO_USERDATA when ssh_host_key is asked for,

@@ -74,8 +74,12 @@ options:
     description:
       - Path of a local C(.ovf) (with its files beside it) or C(.ova), or an http(s) URL to either.
       - An C(http://) URL needs O(ovf_sha256), as over plain http the image could be swapped on its way, and it
-        becomes every node's system. Without it the deploy fails before anything is made; so does an https download
-        that is redirected to http.
+        becomes every node's system. Without it the deploy fails before anything is made; so does an https URL
+        redirected through http at any hop (each hop is checked before it is requested).
+      - The package's manifest (the C(.mf) beside the descriptor, as ovftool writes it; fetched beside an C(.ovf)
+        URL) must list the descriptor and every file it references, with a matching SHA1, SHA256 or SHA512. It may
+        name only regular files of the package (members of the OVA; files in the C(.ovf)'s folder, no symlink out
+        of it). A package without a manifest is taken only with O(ovf_sha256). All checked before anything is made.
       - With O(clone_from_template=true), a deploy whose template exists neither downloads nor hashes the image,
         in check mode too. The template is found by a key that costs no read of the image; see O(ovf_sha256)
         and the notes.
@@ -87,6 +91,7 @@ options:
         followed by the files it references, in the order of its C(References) (C(cat image.ovf image-disk1.vmdk | sha256sum)).
       - When given, it is the key the template is found by, and the image, whenever it is read (downloaded, or
         imported from a local file), must have this hash, or the deploy fails before anything is created.
+      - Required for an image without a manifest (C(.mf)).
       - The RV(image.sha256) a deploy returns is this value.
     type: str
   ovf_validate_certs:
@@ -141,7 +146,8 @@ options:
         and rewritten on requested nodes that exist and record other settings (which counts as a change).
         Nothing is written when empty.
       - Not a C(guestinfo.*) key, so the guest cannot read it; but anyone who may read the VM's configuration in
-        vCenter can. Never put a secret here.
+        vCenter can. Never put a secret here. A URL in it that carries a credential (C(user:password@) in any
+        scheme, any user in http(s), where tokens go) is refused before anything is made.
     type: dict
     default: {}
   power_on:

@@ -39,9 +39,17 @@ def broken_packages(tmp_path_factory, test_ova):
     absolute = folder / "absolute.ovf"
     absolute.write_bytes(missing_disk.read_bytes().replace(b'ovf:href="ray-test-appliance-disk1.vmdk"',
                                                            b'ovf:href="/etc/hostname"'))
+    # A manifest line for a file of the machine's: its hash would be an oracle, and /dev/zero never ends.
+    manifest_outside = rewritten_ova(test_ova, folder / "manifest-outside.ova",
+                                     manifest=lambda text: text + b"SHA256(/etc/hostname)= " + b"0" * 64 + b"\n")
+    no_manifest = folder / "no-manifest.ova"
+    with tarfile.open(test_ova) as original, tarfile.open(no_manifest, "w", format=tarfile.USTAR_FORMAT) as copy:
+        for member in original.getmembers():
+            if not member.name.endswith(".mf"):
+                copy.addfile(member, original.extractfile(member))
     return dict(not_xml=not_xml, not_ovf=not_ovf, missing_disk=missing_disk, no_descriptor=no_descriptor,
                 not_tar=not_tar, truncated=truncated, altered=altered, unlisted=unlisted, escaping=escaping,
-                absolute=absolute)
+                absolute=absolute, manifest_outside=manifest_outside, no_manifest=no_manifest)
 
 
 def rewritten_ova(source, target, disk=None, manifest=None):
@@ -99,6 +107,10 @@ PACKAGE_ERRORS = [
     ("unlisted", "OVF source {path}: manifest ray-test-appliance.mf does not list ray-test-appliance-disk1.vmdk"),
     ("escaping", "OVF source {path}: the descriptor references '../outside.vmdk', which is outside the package"),
     ("absolute", "OVF source {path}: the descriptor references '/etc/hostname', which is outside the package"),
+    ("manifest_outside", "OVF source {path}: manifest ray-test-appliance.mf lists '/etc/hostname', which is not a "
+                         "file of the package"),
+    ("no_manifest", "OVF source {path}: no manifest (ray-test-appliance.mf) beside the descriptor, so nothing shows "
+                    "the image is the one its maker wrote: give its ovf_sha256"),
 ]
 
 

@@ -268,12 +268,17 @@ def operator_env(monkeypatch, head_account=HEAD_ACCOUNT):
 DESCRIPTOR = b'<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"><References/></Envelope>'
 
 
+# What ovftool writes beside a descriptor: without a manifest an image needs its ovf_sha256.
+MANIFEST = f"SHA256(node.ovf)= {hashlib.sha256(DESCRIPTOR).hexdigest()}\n".encode()
+
+
 def write_ova(path):
-    """An OVA that holds only a descriptor: enough for node_deploy's package to open and hash it."""
+    """An OVA that holds only a descriptor and its manifest: enough for node_deploy's package to open and hash it."""
     with tarfile.open(path, "w") as archive:
-        member = tarfile.TarInfo("node.ovf")
-        member.size = len(DESCRIPTOR)
-        archive.addfile(member, io.BytesIO(DESCRIPTOR))
+        for name, content in (("node.ovf", DESCRIPTOR), ("node.mf", MANIFEST)):
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            archive.addfile(member, io.BytesIO(content))
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -287,6 +292,7 @@ def test_the_head_config_holds_the_heads_own_account_its_password_only_as_vault(
     local = VsphereNodeProvider(provider_section, "unit")
     (tmp_path / "gpu-image").mkdir()
     (tmp_path / "gpu-image" / "gpu.ovf").write_bytes(DESCRIPTOR)
+    (tmp_path / "gpu-image" / "gpu.mf").write_bytes(MANIFEST.replace(b"node.ovf", b"gpu.ovf"))
     head_config = local.prepare_for_head_node({
         "provider": dict(provider_section), "auth": {"ssh_user": "ubuntu", "ssh_private_key": "~/ray_bootstrap_key.pem"},
         "available_node_types": {"worker": {"node_config": {}, "resources": {}},
