@@ -28,8 +28,8 @@ class ImageServer:
 
     tls_context: an ssl.SSLContext to serve HTTPS with. rate: bytes per
     second per response, for a download that costs what a real uplink's does.
-    redirects: {name: URL} answered with a 302 to that URL instead of a file
-    (a dict the test may fill once the servers of a chain have their ports).
+    Its `redirects`, {name: URL}, are answered with a 302 to that URL instead
+    of a file: a dict a test fills once the servers of a chain have their ports.
     """
 
     def __init__(self, folder, tls_context=None, rate=None):

@@ -85,8 +85,8 @@ def value_problems(params):
                          % params["ovf_sha256"]))
     credential = url_credential(params.get("deploy_settings") or {}, "")
     if credential:
-        problems.append(("deploy_settings", "%s holds a credential in the URL %s: deploy_settings are recorded in clear "
-                         "in the VM's extraConfig, where every vCenter user who may read the VM sees them (the "
+        problems.append(("deploy_settings", "%s holds a credential in the URL %s: deploy_settings are recorded in "
+                         "clear in the VM's extraConfig, where every vCenter user who may read the VM sees them (the "
                          "playbooks record ray_setup_commands there). Keep it out of the URL: pip, curl and git read "
                          "it from ~/.netrc (pip also from pip.conf or a keyring) on the node, put there by the image "
                          "or a play of your own" % credential))

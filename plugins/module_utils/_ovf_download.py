@@ -135,13 +135,17 @@ class OvfDownload(object):
                                  (("etag", etag), ("last-modified", last_modified), ("length", length)) if value])
 
     def fetch(self, url, target, digest, missing_ok=False):
-        """Download url into target, feeding digest; the response's headers (None: missing_ok and a 404)."""
+        """Download url into target, feeding digest; the response's headers (None: missing_ok and no such file).
+
+        No such file: 404 or 410, or 403, which object stores such as S3
+        answer for a missing key to whoever may not list the bucket.
+        """
         try:
             response = self._request(url, "GET")
         except RayVsphereError:
             raise
         except HTTPError as error:
-            if missing_ok and error.code == 404:
+            if missing_ok and error.code in (403, 404, 410):
                 return None
             raise self._failure(url, "GET", error)
         except Exception as error:  # pylint: disable=broad-except

@@ -146,7 +146,8 @@ class OvfPackage(object):
         if tarfile.is_tarfile(path):
             try:
                 self._tar = tarfile.open(path)
-                names = [member.name for member in self._tar.getmembers() if member.isfile() and member.name.endswith(".ovf")]
+                names = [member.name for member in self._tar.getmembers()
+                         if member.isfile() and member.name.endswith(".ovf")]
             except (tarfile.TarError, EOFError) as error:
                 raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
