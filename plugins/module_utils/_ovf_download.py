@@ -75,6 +75,10 @@ class OvfDownload(object):
                 error.close()
             hop = urljoin(chain[-1], location)
             chain.append(hop)
+            if urlsplit(hop).scheme.lower() not in ("http", "https"):
+                # urllib's opener also reads file:// and ftp://: a server must not point it at this machine's files.
+                raise RayVsphereError("OVF source %s: %s %s was redirected to %s, which is not an http(s) URL "
+                                      "(redirects: %s)" % (self.location, method, url, hop, " -> ".join(chain)))
             downgraded = plain_http_problem(hop, self._expected_sha256)
             if downgraded:
                 raise RayVsphereError("OVF source %s: %s %s was redirected: %s (redirects: %s)"

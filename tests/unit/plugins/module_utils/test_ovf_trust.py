@@ -116,6 +116,17 @@ def test_an_https_to_https_redirect_is_still_followed(chain):
     assert dict(plain.requests) == {}
 
 
+@pytest.mark.parametrize("target", ["file:///etc/hostname", "ftp://127.0.0.1/image.ova"])
+def test_a_redirect_to_a_url_that_is_not_http_is_refused(chain, target):
+    """urllib's opener reads file:// too: a redirect must not make this machine's own file the image."""
+    start, _, secure, ca_file = chain
+    secure.redirects["start.ova"] = target
+    for sha256 in (None, "0" * 64):  # a pin does not make another scheme fine
+        assert refusal(start, ca_path=ca_file, sha256=sha256) == (
+            f"OVF source {start}: GET {start} was redirected to {target}, which is not an http(s) URL "
+            f"(redirects: {start} -> {target})")
+
+
 def test_a_redirect_loop_ends_with_an_error_naming_it(chain):
     start, _, secure, ca_file = chain
     secure.redirects["start.ova"] = secure.url("start.ova")
