@@ -129,8 +129,16 @@ def run_tasks(tasks, run_dir, vmware_environment, cmdline=None, timeout=900, mod
                         timeout=timeout, project_dir=project)
 
 
-def _python_on_head(head_ip, key_path, script, timeout, arguments=()):
+# Drivers run on the head as Ray's user, `ray`, as Ray's job manager runs a job's entrypoint: Ray's sockets
+# are that user's, and a driver of the SSH user (who has sudo) would load what the cluster's jobs send it.
+RAY_USER = "ray"
+
+
+def _python_on_head(head_ip, key_path, script, timeout, arguments=(), user=RAY_USER):
+    """Run a Python script on the head as `user` (Ray's, through sudo; or the SSH user); its RESULT line, parsed."""
     command = shlex.join(["python", "-c", script, *arguments])
+    if user != DEFAULT_USER:
+        command = f'sudo -H -u {shlex.quote(user)} env "PATH=$PATH" RAY_AUTH_MODE=token {command}'
     result = ssh(head_ip, key_path, command, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"Ray driver on {head_ip} failed: {result.stderr[-2000:]}")
@@ -147,9 +155,9 @@ def run_spread_job(head_ip, key_path, tasks=6, timeout=300):
     return _python_on_head(head_ip, key_path, SPREAD_JOB.format(tasks=tasks), timeout)
 
 
-def alive_nodes(head_ip, key_path, timeout=120):
-    """The node IPs Ray counts as alive, seen from a driver on the head."""
-    return _python_on_head(head_ip, key_path, ALIVE_NODES, timeout)
+def alive_nodes(head_ip, key_path, timeout=120, user=RAY_USER):
+    """The node IPs Ray counts as alive, seen from a driver on the head run as `user` (the one Ray runs as)."""
+    return _python_on_head(head_ip, key_path, ALIVE_NODES, timeout, user=user)
 
 
 def wait_for_alive_nodes(head_ip, key_path, count, timeout=300, interval=1.0):

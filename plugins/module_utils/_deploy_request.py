@@ -62,6 +62,7 @@ DEPLOY_OPTIONS = dict(
     linked_clone=dict(type="bool", default=True),
     ssh_public_keys=dict(type="list", elements="str", default=[], no_log=False),
     ssh_host_key=dict(type="bool", default=False),
+    service_users=dict(type="list", elements="str", default=[]),
     parallel=dict(type="int", default=4),
     timeout=dict(type="int", default=1800),
 )
@@ -80,6 +81,8 @@ def value_problems(params):
     """(option, problem) for every set option whose value the type check lets through but deploy cannot use."""
     problems = [(option, "must be at least 1, not %s" % params[option])
                 for option in AT_LEAST_ONE if params.get(option) is not None and params[option] < 1]
+    problems.extend(("service_users", "%r is not a user name useradd takes (lower case letters, digits, _ and -)"
+                     % user) for user in params.get("service_users") or [] if not SERVICE_USER_PATTERN.match(user))
     if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
@@ -125,12 +128,26 @@ def new_host_key():
     return private, public
 
 
-def host_key_user_data(private_key, public_key):
-    """cloud-config that makes `public_key` the node's only SSH host key (cloud-init's ssh module)."""
-    return "#cloud-config\n" + json.dumps({
+# A user name useradd takes on every distribution (no dots, no upper case, 32 at most).
+SERVICE_USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def node_user_data(host_key=None, service_users=()):
+    """The node's cloud-config: its only SSH host key (cloud-init's ssh module), its service users (users module).
+
+    host_key: (private key, public key line) or None. Service users are
+    made without sudo, password or SSH keys, next to the image's default
+    user (`default`), which keeps its sudo for setup.
+    """
+    config = {}
+    if host_key:
         # The image's own keys (or keys made at first boot) go: only this one is offered.
-        "ssh_deletekeys": True, "ssh_genkeytypes": [],
-        "ssh_keys": {"ed25519_private": private_key, "ed25519_public": public_key}}, indent=1) + "\n"
+        config.update({"ssh_deletekeys": True, "ssh_genkeytypes": [],
+                       "ssh_keys": {"ed25519_private": host_key[0], "ed25519_public": host_key[1]}})
+    if service_users:
+        config["users"] = ["default"] + [{"name": user, "lock_passwd": True, "shell": "/bin/bash"}
+                                         for user in service_users]
+    return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
 
 
 def vmware_metadata(instance_id, hostname, ssh_public_keys):
@@ -199,23 +216,34 @@ class DeployRequest(object):
         # clone of one image would otherwise carry the OVF's default.
         self.instance_uuids = dict((name, str(uuid.uuid4())) for name in self.names)
         self.host_keys = {}
-        if params.get("ssh_host_key"):
-            if HAS_CRYPTOGRAPHY_ERROR:
-                raise RayVsphereError("ssh_host_key needs the Python package cryptography: %s" % HAS_CRYPTOGRAPHY_ERROR)
+        self.service_users = list(params.get("service_users") or [])
+        writers = [option for option in ("ssh_host_key", "service_users") if params.get(option)]
+        if writers:
             own = [where for where, present in (("ovf_properties.user-data", "user-data" in (params.get("ovf_properties") or {})),
                                                 ("guestinfo.userdata", _records.GUESTINFO_USERDATA in self.guestinfo)) if present]
             if own:
-                raise RayVsphereError("ssh_host_key: the node's host key goes in its cloud-init user-data, which %s "
-                                      "sets already; drop ssh_host_key or that user-data" % " and ".join(own))
+                raise RayVsphereError("%s: the node's cloud-init user-data is made here, and %s sets it already; "
+                                      "drop %s or that user-data" % (" and ".join(writers), " and ".join(own),
+                                                                     " and ".join(writers)))
+        if params.get("ssh_host_key"):
+            if HAS_CRYPTOGRAPHY_ERROR:
+                raise RayVsphereError("ssh_host_key needs the Python package cryptography: %s" % HAS_CRYPTOGRAPHY_ERROR)
             self.host_keys = dict((name, new_host_key()) for name in self.names)
+
+    def user_data(self, name):
+        """The node's cloud-config, base64, or None when neither a host key nor service users are asked for."""
+        if name not in self.host_keys and not self.service_users:
+            return None
+        return base64.b64encode(node_user_data(self.host_keys.get(name), self.service_users).encode()).decode()
 
     def cloud_init_identity(self, name):
         """What cloud-init's datasources read for a node: instance-id, hostname, keys (OVF property names)."""
         identity = {"instance-id": self.instance_uuids[name], "hostname": name}
         if self.ssh_public_keys:
             identity["public-keys"] = "\n".join(self.ssh_public_keys)
-        if name in self.host_keys:
-            identity["user-data"] = base64.b64encode(host_key_user_data(*self.host_keys[name]).encode()).decode()
+        user_data = self.user_data(name)
+        if user_data:
+            identity["user-data"] = user_data
         return identity
 
     def ovf_properties(self, declared, name):
@@ -248,10 +276,11 @@ class DeployRequest(object):
             config_spec.memoryMB = self.params["memory_mb"]
         config_spec.instanceUuid = self.instance_uuids[name]
         extra = self.vmware_metadata(name)
+        user_data = self.user_data(name)
+        if user_data:
+            extra.update({_records.GUESTINFO_USERDATA: user_data, _records.GUESTINFO_USERDATA_ENCODING: "base64"})
         if name in self.host_keys:
-            extra.update({_records.GUESTINFO_USERDATA: self.cloud_init_identity(name)["user-data"],
-                          _records.GUESTINFO_USERDATA_ENCODING: "base64",
-                          _records.SSH_HOST_KEY: self.host_keys[name][1]})
+            extra[_records.SSH_HOST_KEY] = self.host_keys[name][1]
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_records.CREATION_MARKER] = self.cluster_name
         # By the create call itself, as the marker: no VM of the cluster ever exists without its identity.

@@ -187,6 +187,16 @@ options:
       - Cannot be combined with user-data of your own (C(user-data) in O(ovf_properties), C(userdata) in O(guestinfo)).
     type: bool
     default: false
+  service_users:
+    description:
+      - OS users the node's cloud-init makes at first boot, next to the image's default user, without sudo, password
+        or SSH keys, for daemons that must not run as the default user, which has sudo on cloud images.
+      - The Ray provider and C(ray_up.yml) ask for C(ray) on every node (Ray and every job run as it) and
+        C(ray-autoscaler) on a provider head (the autoscaler, which holds the cluster's key, runs as it).
+      - Like O(ssh_host_key), they go in the node's cloud-init user-data, which cannot then be your own.
+    type: list
+    elements: str
+    default: []
   parallel:
     description: How many nodes are created at once.
     type: int

@@ -100,8 +100,11 @@ def _every_vm_filter(service_instance):
 class GuestSimulator:
     """Keeps one guest per powered-on VM of a vcsim, until stopped."""
 
-    def __init__(self, endpoint, ssh_timeout=15.0, network=None, tools=None):
+    def __init__(self, endpoint, ssh_timeout=30.0, network=None, tools=None):
         """network: a GuestNetwork already up, when vcsim listens on its gateway (see Vcsim(host=...)).
+
+        ssh_timeout: seconds for cloud-init's whole boot (it now also makes Ray's users) and sshd, on a
+        machine that several test runs share.
 
         tools: a ToolsTiming, for every VM; default: the guest's address at once.
         """

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ray_provider.runner import published_stats, run_playbook
-from testbed import ray_cluster, simulator
+from testbed import job_probe, ray_cluster, simulator
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
@@ -107,14 +107,25 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
 def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_name):
     token = ray_auth_token(key.read_text(), cluster_name)
     for node_ip in [head_ip, *worker_ips]:
-        held = ssh(node_ip, key, "stat -c %a .ray/auth_token && cat .ray/auth_token")
-        assert held.stdout.split() == ["600", token], f"{node_ip} does not hold the cluster's token, private"
-        # Each guest has its own PID namespace: these are this node's Ray processes only.
+        for home in ("~", "~ray"):
+            held = ssh(node_ip, key, f"sudo stat -c '%U %a' {home}/.ray/auth_token && sudo cat {home}/.ray/auth_token")
+            assert held.stdout.split() == [home.strip("~") or "ubuntu", "600", token], \
+                f"{node_ip}: {home} does not hold the cluster's token, private"
+        # Each guest has its own PID namespace: these are this node's Ray processes only. They run as `ray`,
+        # which has no sudo, never as the default user, which has.
         owners = ssh(node_ip, key, "ps -o user= -C raylet,gcs_server").stdout.split()
-        assert owners and set(owners) == {"ubuntu"}, f"Ray on {node_ip} runs as {owners}, not the default user"
+        assert owners and set(owners) == {"ray"}, f"Ray on {node_ip} runs as {owners}, not as ray"
     assert ray_cluster.submit_job(head_ip, key, None) == {"http_status": 401, "job_state": None}
     assert ray_cluster.submit_job(head_ip, key, "0" * 64) == {"http_status": 403, "job_state": None}
     assert ray_cluster.submit_job(head_ip, key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
+    # A job submitted with the token runs as `ray`: no sudo, no cluster key (a playbook head holds none, nor a
+    # vCenter credential), no write into the Python environment Ray loads. The SSH user keeps its sudo.
+    job = job_probe.as_job(head_ip, key, token)
+    assert (job["user"], job["sudo"] != 0, any(job["read"].values())) == ("ray", True, False), job
+    assert not any(written for folder, written in job["written"].items() if "site-packages" in folder), job
+    assert ssh(head_ip, key, "sudo -n true").returncode == 0
+    key_line = key.read_text().splitlines()[1]
+    assert ssh(head_ip, key, f"sudo grep -rlF -e {key_line} /home /root /etc").stdout == "", "the cluster key is on the head"
     # The dashboard and its job API listen on the head's loopback only.
     assert ray_cluster.port_open(head_ip, key, "127.0.0.1", 8265)
     assert not ray_cluster.port_open(worker_ips[0], key, head_ip, 8265), "the dashboard is reachable from a worker"

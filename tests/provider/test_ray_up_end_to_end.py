@@ -19,7 +19,7 @@ import yaml
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider.config import decrypt_secret
-from testbed import image, leftovers, method_trace, privileges, ray_cluster
+from testbed import image, job_probe, leftovers, method_trace, privileges, ray_cluster
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
@@ -82,11 +82,11 @@ def head_password_canary(password):
 
 
 def password_on_head(head_ip, key, password):
-    """Files under the head's home and /tmp/ray, and processes (/proc/PID/environ, as root), holding password in
+    """Files under the head's homes (every user's, as root) and /tmp/ray, and processes (/proc/PID/environ, as root), holding password in
     clear: a canary file's path and 'environ of the canary' expected, and nothing else."""
     canary = head_password_canary(password)
     quoted = shlex.quote(password)
-    found = ssh(head_ip, key, f"{canary.plant}; grep -rl -F -e {quoted} ~ /tmp/ray {canary.folder} 2>/dev/null; "
+    found = ssh(head_ip, key, f"{canary.plant}; sudo grep -rl -F -e {quoted} /home /tmp/ray {canary.folder} 2>/dev/null; "
                               f"for environ in $(sudo grep -l -F -e {quoted} /proc/[0-9]*/environ 2>/dev/null); do "
                               "pid=${environ#/proc/}; pid=${pid%/environ}; "
                               "if [ $pid = $canary ]; then echo 'environ of the canary'; else echo $environ; fi; done; "
@@ -120,21 +120,27 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, 2, timeout=240)  # the min worker joined Ray
     first_worker = of_kind(cluster_nodes(sim, name, cluster_key), "worker")
     assert len(first_worker) == 1
-    monitor = ssh(head_ip, cluster_key, "grep -c 'autoscaler v2' /tmp/ray/session_latest/logs/monitor.log")
+    # The monitor logs in the autoscaler's home (ray_provider.head_start), which only it and root read.
+    monitor = ssh(head_ip, cluster_key, "sudo grep -c 'autoscaler v2' ~ray-autoscaler/logs/monitor.log")
     assert (int(monitor.stdout.strip() or 0) > 0) == (autoscaler == "v2"), f"the head runs autoscaler {autoscaler}"
 
     # Ray takes only the cluster's token, which every node got: the worker from the head's autoscaler.
     token = ray_auth_token(cluster_key.read_text(), name)
     for node_ip in (head_ip, first_worker[0]["ip"]):
         assert ssh(node_ip, cluster_key, "cat .ray/auth_token").stdout == token
+        assert ssh(node_ip, cluster_key, "sudo cat ~ray/.ray/auth_token").stdout == token
+        # Ray's daemons, and so every job's processes, run as `ray` on every node: none as the SSH user.
+        owners = ssh(node_ip, cluster_key, "ps -o user= -C raylet,gcs_server")
+        assert set(owners.stdout.split()) == {"ray"}, owners.stdout
     assert ray_cluster.submit_job(head_ip, cluster_key, None)["http_status"] == 401
     assert ray_cluster.submit_job(head_ip, cluster_key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
     assert not ray_cluster.port_open(first_worker[0]["ip"], cluster_key, head_ip, 8265), "the dashboard is exposed"
     # The head's autoscaler verifies vCenter's certificate too, against its mounted copy of the testbed's CA.
-    head_provider = yaml.safe_load(ssh(head_ip, cluster_key, "cat ~/ray_bootstrap_config.yaml").stdout)["provider"]
+    head_provider = yaml.safe_load(ssh(head_ip, cluster_key, "sudo cat ~ray-autoscaler/ray_bootstrap_config.yaml").stdout)[
+        "provider"]
     assert (head_provider["vcenter_validate_certs"], head_provider["vcenter_ca_path"]) == (
         True, "~/ray_vsphere_vcenter_ca.pem")
-    head_ca = ssh(head_ip, cluster_key, "cat ~/ray_vsphere_vcenter_ca.pem").stdout
+    head_ca = ssh(head_ip, cluster_key, "sudo cat ~ray-autoscaler/ray_vsphere_vcenter_ca.pem").stdout
     assert head_ca == sim.endpoint.ca_path.read_text()
 
     # The head logs in as its own account: the operator's password is nowhere on the head, in clear (its files,
@@ -143,13 +149,15 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert head_provider["vcenter_username"] == sim.autoscaler_username != sim.endpoint.username
     head_blob = head_provider["vcenter_password_vault"]
     assert decrypt_secret(head_blob, cluster_key) == sim.autoscaler_password != password
-    assert ssh(head_ip, cluster_key, "grep -c ANSIBLE_VAULT ~/ray_bootstrap_config.yaml").stdout.split() == ["1"]
+    assert ssh(head_ip, cluster_key, "sudo grep -c ANSIBLE_VAULT ~ray-autoscaler/ray_bootstrap_config.yaml").stdout.split() == ["1"]
     # -F -e and quoting: a password that starts with "-" or holds shell or regex specials is still what grep
     # looks for. And the canaries holding it must be found: a grep that fails (its errors go to /dev/null
     # for unreadable files) would otherwise find nothing and pass.
     for secret in (password, sim.autoscaler_password):
         found, canary = password_on_head(head_ip, cluster_key, secret)
         assert found == sorted([canary.file, "environ of the canary"]), found
+    assert_a_job_reaches_no_secret_and_no_root(head_ip, cluster_key, token, head_blob)
+
     config_caches = list((state_dir / "tmp").glob("ray-config-*"))
     assert config_caches, "ray exec cached the bootstrapped config (ray up ran with --no-config-cache)"
     assert leftovers.files_containing(password, state_dir, *config_caches) == []
@@ -189,6 +197,26 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
     assert cluster_nodes(sim, name, cluster_key) == []
     wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
+
+
+def assert_a_job_reaches_no_secret_and_no_root(head_ip, key, token, head_blob):
+    """A job submitted with the token runs as `ray`: no cluster key, no vCenter password, no sudo, no planted code."""
+    job = job_probe.as_job(head_ip, key, token, head_blob)
+    assert job["user"] == "ray", job
+    assert not any(job["read"].values()), job["read"]
+    assert job["decrypted"] is False
+    assert job["sudo"] != 0, "a job used sudo on the head"
+    assert not any(job["written"].values()), job["written"]
+    # The same probe as the autoscaler reaches the key and the password (it is not blind); its Python
+    # environment is root's for it too, and the SSH user keeps its sudo for setup.
+    autoscaler = job_probe.as_user(head_ip, key, "ray-autoscaler", head_blob)
+    assert autoscaler["user"] == "ray-autoscaler" and autoscaler["decrypted"] is True, autoscaler
+    assert [path for path, read in autoscaler["read"].items() if read] == [
+        "/home/ray-autoscaler/ray_bootstrap_key.pem", "/home/ray-autoscaler/ray_bootstrap_config.yaml"], autoscaler
+    assert [folder for folder, written in autoscaler["written"].items() if written] == [
+        "/home/ray-autoscaler/.ansible", "/home/ray-autoscaler/", "/home/ray-autoscaler/.ray-vsphere"], autoscaler
+    assert autoscaler["sudo"] != 0
+    assert ssh(head_ip, key, "sudo -n true").returncode == 0
 
 
 BROKEN_CONFIGS = [

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from testbed.guests import ssh
+from testbed.guests import DEFAULT_USER, ssh
 from testbed.ray_cluster import alive_nodes
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def test_head_and_worker_guests_form_a_ray_cluster_and_ray_stop_leaves_the_head_
     joined = ssh(worker.address, key, f"{RAY_START} --address={head.address}:6379 --node-ip-address={worker.address}")
     assert joined.returncode == 0, joined.stdout + joined.stderr
     try:
-        assert alive_nodes(head.address, key) == sorted([head.address, worker.address])
+        assert alive_nodes(head.address, key, user=DEFAULT_USER) == sorted([head.address, worker.address])
 
         stopped = ssh(worker.address, key, "ray stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -37,7 +37,7 @@ def test_head_and_worker_guests_form_a_ray_cluster_and_ray_stop_leaves_the_head_
         assert status.returncode == 0, status.stdout + status.stderr
 
         deadline = time.monotonic() + 60
-        while (alive := alive_nodes(head.address, key)) != [head.address]:
+        while (alive := alive_nodes(head.address, key, user=DEFAULT_USER)) != [head.address]:
             assert time.monotonic() < deadline, f"the worker still counts as alive: {alive}"
             time.sleep(2)
     finally:

@@ -1,0 +1,244 @@
+"""Start Ray on a `ray up` head as two OS users: Ray as `ray`, its autoscaler as `ray-autoscaler`.
+
+    RAY_AUTH_MODE=token sudo -E "$(command -v python)" -m ray_provider.head_start \
+        ray start --head --autoscaling-config=~/ray_bootstrap_config.yaml [ray start's options]
+
+A job runs on the head as the user Ray's daemons run as (Ray's job manager
+starts entrypoints there). So Ray runs as `ray`, without sudo, and the
+autoscaler (Ray's monitor, which loads this provider and runs ansible-runner
+with the cluster's key and the head's vCenter password) runs on its own as
+`ray-autoscaler`, as KubeRay runs it in a container of its own:
+`ray start --head --no-monitor`, then the v1 or v2 monitor started here with
+the arguments Ray's node.py gives it. The node's cloud-init made both users
+(node_deploy's service_users); the SSH user keeps its sudo for setup.
+
+What `ray up` mounted into the SSH user's home for the autoscaler (its key,
+its config, and every file mount the config names, which its updaters sync
+to workers from the same `~` paths) moves into the autoscaler's home (0700).
+Ray's user gets only the token. Running it again (a second `ray up`)
+stops Ray and the monitor, moves what was mounted anew, and starts both.
+
+Nothing Ray's user can write reaches the autoscaler: it runs the image's
+root-owned Python with -I (no PYTHON* variables, no user site-packages, no
+script folder on sys.path), in its own home (its ~/.ansible, ansible.cfg
+lookup and state dir), with an environment built here, and its SSH control
+folder in /tmp made here before Ray's user could make it.
+"""
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import TOKEN_PATH_ON_NODES
+
+RAY_USER = "ray"
+AUTOSCALER_USER = "ray-autoscaler"
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+BOOTSTRAP_KEY = "~/ray_bootstrap_key.pem"
+# The monitor's logs, in the autoscaler's home: a folder Ray's user could
+# write (the session's logs) would let it point the monitor's files elsewhere.
+MONITOR_LOGS = "logs"
+DEFAULT_GCS_PORT = 6379
+ENABLE_V2 = "RAY_enable_autoscaler_v2"
+
+
+class HeadStartError(Exception):
+    pass
+
+
+def home_relative(path):
+    """The path under a home that a `~/`-path or relative path names; None for an absolute one."""
+    if path.startswith("~/"):
+        path = path[2:]
+    elif path.startswith(("~", "/")):
+        return None
+    parts = Path(path).parts
+    if not parts or ".." in parts:
+        raise HeadStartError(f"{path}: a file mount that leaves the home")
+    return Path(*parts)
+
+
+def mounted_for_autoscaler(config):
+    """The home-relative paths `ray up` mounted for the autoscaler: its key and config, and the config's file mounts."""
+    paths = [BOOTSTRAP_CONFIG, BOOTSTRAP_KEY] + list((config or {}).get("file_mounts") or {})
+    return [relative for relative in (home_relative(path) for path in paths) if relative is not None]
+
+
+def chown_tree(path, user):
+    for folder, dirs, files in os.walk(path):
+        for name in [folder] + [os.path.join(folder, entry) for entry in dirs + files]:
+            os.lchown(name, user.pw_uid, user.pw_gid)
+    os.lchown(path, user.pw_uid, user.pw_gid)
+
+
+def remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def hand_over(ssh_home, autoscaler):
+    """Move what `ray up` mounted into the SSH user's home into the autoscaler's (the token: copy, its CLI needs it)."""
+    autoscaler_home = Path(autoscaler.pw_dir)
+    config_file = home_relative(BOOTSTRAP_CONFIG)
+    newest = ssh_home / config_file if (ssh_home / config_file).exists() else autoscaler_home / config_file
+    if not newest.exists():
+        raise HeadStartError(f"no {BOOTSTRAP_CONFIG} in {ssh_home} or {autoscaler_home}: run it from `ray up`")
+    token = home_relative(TOKEN_PATH_ON_NODES)
+    for relative in mounted_for_autoscaler(yaml.safe_load(newest.read_text())):
+        source, target = ssh_home / relative, autoscaler_home / relative
+        if not (source.exists() or source.is_symlink()):
+            continue  # moved by an earlier run, and not mounted again since
+        remove(target)
+        for parent in reversed(relative.parents[:-1]):
+            if not (autoscaler_home / parent).is_dir():
+                (autoscaler_home / parent).mkdir(mode=0o700)
+                os.lchown(autoscaler_home / parent, autoscaler.pw_uid, autoscaler.pw_gid)
+        if relative == token:
+            shutil.copy2(source, target, follow_symlinks=False)
+        else:
+            shutil.move(source, target)
+        chown_tree(target, autoscaler)
+
+
+def users():
+    """The SSH user (who ran sudo), Ray's and the autoscaler's: pwd entries."""
+    if os.geteuid() != 0:
+        raise HeadStartError("run it as root, with sudo, from the SSH user's head_start_ray_commands")
+    found = {}
+    for role, name in (("ssh", os.environ.get("SUDO_USER", "")), ("ray", RAY_USER), ("autoscaler", AUTOSCALER_USER)):
+        try:
+            found[role] = pwd.getpwnam(name)
+        except KeyError:
+            raise HeadStartError(f"the head has no user {name!r}: the provider's node_deploy makes {RAY_USER} and "
+                                 f"{AUTOSCALER_USER} through cloud-init (service_users); was this head made by "
+                                 "an older ray-vsphere?" if role != "ssh" else
+                                 "run it with sudo as the SSH user (no SUDO_USER)") from None
+    return found["ssh"], found["ray"], found["autoscaler"]
+
+
+def environment(user):
+    """What Ray's daemons and the monitor run with: a login's basics, the image's Python first, and the RAY_* settings."""
+    env = {"HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name, "SHELL": "/bin/bash",
+           "LANG": "C.UTF-8", "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+           "RAY_AUTH_MODE": "token"}
+    # The operator's Ray settings from the start command (ray up exports RAY_enable_autoscaler_v2).
+    env.update((key, value) for key, value in os.environ.items() if key.startswith("RAY_"))
+    return env
+
+
+def run_as(user, argv, **options):
+    return subprocess.run(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=environment(user),
+                          cwd=user.pw_dir, **options)
+
+
+def give_token(ssh_home, ray_user):
+    """The cluster's token at Ray's user's ~/.ray/auth_token, written as that user (its home is its own to plant in)."""
+    token = (ssh_home / home_relative(TOKEN_PATH_ON_NODES)).read_bytes()
+    run_as(ray_user, ["sh", "-c", 'umask 077 && mkdir -p "$HOME/.ray" && cat >"$HOME/.ray/auth_token.new" && '
+                                  'mv -f "$HOME/.ray/auth_token.new" "$HOME/.ray/auth_token"'], input=token, check=True)
+
+
+def claim_ssh_control_folder(autoscaler):
+    """Ray's SSH runner keeps its master connections in /tmp/ray_ssh_<hash of the user>: the autoscaler's, made here."""
+    from ray.autoscaler._private.command_runner import HASH_MAX_LENGTH
+
+    folder = Path("/tmp") / f"ray_ssh_{hashlib.sha256(autoscaler.pw_name.encode()).hexdigest()[:HASH_MAX_LENGTH]}"
+    stat = os.lstat(folder) if folder.exists() or folder.is_symlink() else None
+    if stat is not None and (folder.is_symlink() or not folder.is_dir() or stat.st_uid != autoscaler.pw_uid
+                             or stat.st_mode & 0o077):
+        remove(folder)
+        stat = None
+    if stat is None:
+        folder.mkdir(mode=0o700)  # fails if someone made it meanwhile: the next run removes it
+        os.chown(folder, autoscaler.pw_uid, autoscaler.pw_gid)
+
+
+def option_value(options, name):
+    """The value of `--name=value` or `--name value` in ray start's options, or None."""
+    for index, option in enumerate(options):
+        if option.startswith(f"{name}="):
+            return option.split("=", 1)[1]
+        if option == name and index + 1 < len(options):
+            return options[index + 1]
+    return None
+
+
+def monitor_command(options, autoscaler):
+    """The monitor as Ray's node.py starts it (services.start_monitor), with the image's Python isolated (-I)."""
+    from ray._common.ray_constants import LOGGING_ROTATE_BACKUP_COUNT, LOGGING_ROTATE_BYTES
+    from ray._private.services import get_node_ip_address
+    import ray
+
+    ip = option_value(options, "--node-ip-address") or get_node_ip_address()
+    port = option_value(options, "--port") or DEFAULT_GCS_PORT
+    config = option_value(options, "--autoscaling-config") or BOOTSTRAP_CONFIG
+    config = Path(autoscaler.pw_dir) / home_relative(config) if home_relative(config) else Path(config)
+    v2 = os.environ.get(ENABLE_V2, "").lower() in ("1", "true")
+    entrypoint = Path(ray.__file__).parent / "autoscaler" / ("v2" if v2 else "_private") / "monitor.py"
+    logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
+    return [sys.executable, "-I", "-u", str(entrypoint), f"--logs-dir={logs}",
+            f"--logging-rotate-bytes={LOGGING_ROTATE_BYTES}", f"--logging-rotate-backup-count={LOGGING_ROTATE_BACKUP_COUNT}",
+            f"--gcs-address={ip}:{port}", f"--stdout-filepath={logs}/monitor.out",
+            f"--stderr-filepath={logs}/monitor.err", f"--autoscaling-config={config}", f"--monitor-ip={ip}"]
+
+
+def ray_start_options(options):
+    """ray start's options for Ray's user: the autoscaling config is the monitor's, which Ray's user cannot read."""
+    kept, skip = [], False
+    for option in options:
+        if skip:
+            skip = False
+        elif option == "--autoscaling-config":
+            skip = True
+        elif not option.startswith("--autoscaling-config="):
+            kept.append(option)
+    return ["--head", "--no-monitor"] + [option for option in kept if option not in ("--head", "--no-monitor")]
+
+
+def main(argv=None):
+    command = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if command[:2] != ["ray", "start"]:
+            raise HeadStartError("give it the head's `ray start ...` command: "
+                                 "python -m ray_provider.head_start ray start --head ...")
+        options = command[2:]
+        ssh_user, ray_user, autoscaler = users()
+        ray = str(Path(sys.executable).parent / "ray")
+        # As root: Ray's processes (Ray's user's) and the monitor (the autoscaler's) alike.
+        subprocess.run([ray, "stop", "--force"], check=True, stdout=subprocess.DEVNULL)
+        ssh_home = Path(ssh_user.pw_dir)
+        # What `ray up` mounts lands here before this runs: nobody else reads it meanwhile.
+        ssh_home.chmod(ssh_home.stat().st_mode & 0o700)
+        hand_over(ssh_home, autoscaler)
+        for home in (autoscaler.pw_dir, ray_user.pw_dir):
+            os.chmod(home, 0o700)
+        give_token(ssh_home, ray_user)
+        claim_ssh_control_folder(autoscaler)
+        logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
+        run_as(autoscaler, ["mkdir", "-p", "-m", "700", str(logs)], check=True)
+        started = run_as(ray_user, [ray, "start"] + ray_start_options(options), start_new_session=True)
+        if started.returncode != 0:
+            raise HeadStartError(f"ray start as {RAY_USER} failed with exit code {started.returncode}")
+        monitor = monitor_command(options, autoscaler)
+        with open(os.devnull, "rb") as nothing:
+            subprocess.Popen(monitor, user=autoscaler.pw_uid, group=autoscaler.pw_gid, extra_groups=[],
+                             env=environment(autoscaler), cwd=autoscaler.pw_dir, stdin=nothing,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        print(f"Ray runs as {RAY_USER}; its autoscaler ({Path(monitor[3]).parent.name} monitor) as {AUTOSCALER_USER}, "
+              f"logging to {logs}")
+    except (HeadStartError, subprocess.CalledProcessError, OSError) as error:
+        print(f"ray_provider.head_start: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""ray_provider.head_start's choices that need no head: what moves to the autoscaler, what Ray and the monitor get."""
+
+from pathlib import Path
+
+import pytest
+
+from ray_provider import head_start
+
+
+def test_what_ray_up_mounted_into_the_home_moves_and_absolute_mounts_stay():
+    config = {"file_mounts": {"~/ray_bootstrap_key.pub": "~/ray_bootstrap_key.pub", "~/.ray/auth_token": "x",
+                              "ray-vsphere-wheels": "y", "/data/shared": "/data/shared"}}
+    assert head_start.mounted_for_autoscaler(config) == [
+        Path("ray_bootstrap_config.yaml"), Path("ray_bootstrap_key.pem"), Path("ray_bootstrap_key.pub"),
+        Path(".ray/auth_token"), Path("ray-vsphere-wheels")]
+
+
+@pytest.mark.parametrize("mount", ["~/../root/.ssh", "a/../../etc"])
+def test_a_mount_that_leaves_the_home_is_refused(mount):
+    with pytest.raises(head_start.HeadStartError, match="leaves the home"):
+        head_start.mounted_for_autoscaler({"file_mounts": {mount: "x"}})
+
+
+def test_ray_starts_without_the_monitor_and_without_the_autoscalers_config():
+    options = ["--head", "--port=6379", "--autoscaling-config=~/ray_bootstrap_config.yaml", "--num-cpus=0",
+               "--autoscaling-config", "other.yaml", "--disable-usage-stats"]
+    assert head_start.ray_start_options(options) == ["--head", "--no-monitor", "--port=6379", "--num-cpus=0",
+                                                     "--disable-usage-stats"]
+
+
+def test_the_monitor_gets_the_v2_entrypoint_its_config_in_its_home_and_an_isolated_python(monkeypatch):
+    autoscaler = type("User", (), {"pw_dir": "/home/ray-autoscaler"})()
+    monkeypatch.setenv(head_start.ENABLE_V2, "1")
+    command = head_start.monitor_command(["--port=6380", "--node-ip-address=10.0.0.5",
+                                          "--autoscaling-config=~/ray_bootstrap_config.yaml"], autoscaler)
+    assert command[1:3] == ["-I", "-u"] and command[3].endswith("ray/autoscaler/v2/monitor.py")
+    assert "--gcs-address=10.0.0.5:6380" in command and "--monitor-ip=10.0.0.5" in command
+    assert "--autoscaling-config=/home/ray-autoscaler/ray_bootstrap_config.yaml" in command
+    assert "--logs-dir=/home/ray-autoscaler/logs" in command
+    monkeypatch.setenv(head_start.ENABLE_V2, "0")
+    assert head_start.monitor_command(["--node-ip-address=10.0.0.5"], autoscaler)[3].endswith(
+        "ray/autoscaler/_private/monitor.py")
+
+
+def test_it_refuses_to_run_other_than_as_root_from_sudo(monkeypatch, capsys):
+    monkeypatch.setattr(head_start.os, "geteuid", lambda: 1000)
+    assert head_start.main(["ray", "start", "--head"]) == 1
+    assert "run it as root, with sudo" in capsys.readouterr().err
+    assert head_start.main(["--head"]) == 1
+    assert "give it the head's `ray start ...` command" in capsys.readouterr().err
