@@ -14,6 +14,8 @@ A VM tagged with the cluster's name whose identity is not 64 lower-case hex
 digits (non-ASCII text) is never a node, and every lookup goes on.
 """
 
+import json
+
 import pytest
 from conftest import deploy_task, task
 from pyVmomi import vim
@@ -30,7 +32,10 @@ HEAD, WORKER = f"{CLUSTER}-head", f"{CLUSTER}-w0"
 GARBLED = f"{CLUSTER}-garbled"
 ELSEWHERE = "replayers"
 SETTINGS = {"datacenter": simulator.DATACENTER, "vm_folder": simulator.VM_FOLDER, "ovf": "real"}
-FORGED_SETTINGS = '{"ovf": "https://attacker.example.com/evil.ova"}'
+# A whole placement, so a run that took the record would deploy the replayer's image with the operator's account.
+FORGED_SETTINGS = json.dumps({"datacenter": simulator.DATACENTER, "vsphere_cluster": simulator.CLUSTERS[0],
+                              "datastore": simulator.DATASTORES[0], "vm_folder": simulator.VM_FOLDER,
+                              "ovf": "https://attacker.example.com/evil.ova"}, sort_keys=True)
 HEAD_TAGS = {_records.CLUSTER_NAME: CLUSTER, _records.NODE_KIND: "head", _records.USER_NODE_TYPE: "head",
              "ray-node-status": "up-to-date"}
 
