@@ -50,6 +50,8 @@ __metaclass__ = type
 
 import json
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+
 # --- Custom attributes: the Ray tags of a node (any ray-* tag Ray writes is one too).
 CLUSTER_NAME = "ray-cluster-name"
 NODE_KIND = "ray-node-type"
@@ -153,8 +155,15 @@ def creation_marker(props):
 
 
 def vcenter_uuid(service_instance):
-    """vCenter's own instance UUID (about.instanceUuid), which every node identity binds: another vCenter's differs."""
-    return service_instance.content.about.instanceUuid
+    """vCenter's own instance UUID (about.instanceUuid), which every node identity binds: another vCenter's differs.
+
+    An ESXi host answers without one: no VM there could ever verify, so nothing is read or made.
+    """
+    about = service_instance.content.about
+    if not about.instanceUuid:
+        raise RayVsphereError("%s at the other end reports no instance UUID (about.instanceUuid), which every node's "
+                              "identity binds: connect to a vCenter, not to an ESXi host" % (about.fullName or "the server"))
+    return about.instanceUuid
 
 
 def _moid(managed_object):

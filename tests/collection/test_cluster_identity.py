@@ -8,6 +8,7 @@ playbooks' head lookup nor by the provider's refresh.
 """
 
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from conftest import PLACEMENT, deploy_task, task
@@ -15,6 +16,7 @@ from pyVmomi import vim
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _records
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
@@ -101,6 +103,16 @@ def test_a_recorded_value_that_is_not_64_lower_case_hex_digits_never_verifies_no
     assert not _ray_auth.matches(head_identity(key), recorded)
     identity = head_identity(key)
     assert not head_verifies(key, identity.upper()), "derive() writes lower case: upper case is someone else's"
+
+
+def test_a_server_without_an_instance_uuid_is_refused_as_no_vcenter():
+    """ESXi answers about.instanceUuid unset: no node could ever verify there, so nothing is read or made."""
+    esxi = SimpleNamespace(content=SimpleNamespace(about=SimpleNamespace(instanceUuid=None, fullName="VMware ESXi 8.0.3")))
+    with pytest.raises(RayVsphereError, match=r"VMware ESXi 8.0.3 at the other end reports no instance UUID "
+                                              r"\(about.instanceUuid\).*connect to a vCenter, not to an ESXi host"):
+        _records.vcenter_uuid(esxi)
+    vcenter = SimpleNamespace(content=SimpleNamespace(about=SimpleNamespace(instanceUuid=VCENTER_UUID)))
+    assert _records.vcenter_uuid(vcenter) == VCENTER_UUID
 
 
 def test_the_verification_reads_the_identity_from_either_read_and_never_takes_a_template(key_text):
