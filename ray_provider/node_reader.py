@@ -4,8 +4,9 @@ The same module_utils code the node_info module runs, without an
 ansible-runner run (about a CPU-second, which the autoscaler would pay every
 update; benchmarks/provider.py prints both). Only the VMs in the cluster's
 VM folders are read (not their subfolders: a provider without vm_folder reads
-the datacenter's own VM folder, never the whole datacenter), and only once: after that vCenter is asked what changed,
-which with nothing changed is one small round trip. A new session (the old one
+the datacenter's own VM folder, never the whole datacenter), and only once:
+after that vCenter is asked what changed, which with nothing changed is one
+small round trip. A new session (the old one
 ended), a lost filter or a new folder means one full read again.
 """
 
