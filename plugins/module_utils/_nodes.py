@@ -131,7 +131,14 @@ class Inventory(object):
             folders = set(root._moId for root in roots)
             vms = dict((vm, props) for vm, props in vms.items() if getattr(props.get("parent"), "_moId", None) in folders)
         self.vms = vms
-        self.vcenter = _records.vcenter_uuid(service_instance)
+        self._vcenter = None
+
+    @property
+    def vcenter(self):
+        """vCenter's instance UUID, which identities bind; asked for only by a check of one."""
+        if self._vcenter is None:
+            self._vcenter = _records.vcenter_uuid(self.service_instance)
+        return self._vcenter
 
     def is_node(self, vm, cluster_key):
         """Whether cluster_key verifies vm as a node of its cluster (_records.verified) in this inventory's scope."""
