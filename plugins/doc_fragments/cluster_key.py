@@ -15,7 +15,7 @@ options:
       - The cluster's private SSH key, a file on the machine the module runs on. Never sent anywhere.
       - A node's identity, an HMAC-SHA256 keyed by this key of the cluster name, the VM name, its instance UUID,
         its VM folder's moid, vCenter's own instance UUID and, once the VM exists, its moid, is written into the
-        VM's C(extraConfig) (C(ray-vsphere.cluster-identity)): by the call that creates it (without the moid),
+        VM's C(extraConfig) (C(ray-vsphere.cluster-identity)) by the call that creates it (without the moid),
         then bound to the moid before the VM is tagged. A copy of a node (same name, instance UUID and identity,
         in any folder) has another moid and is never a node. A VM is a node of
         O(cluster_name) only if it carries the custom attribute C(ray-cluster-name) with that name B(and) an
