@@ -114,8 +114,8 @@ def vms_and_fields_spec(service_instance, vm_paths, roots=None):
     """
     content = service_instance.content
     object_spec = vmodl.query.PropertyCollector.ObjectSpec
-    own_vms = [vmodl.query.PropertyCollector.TraversalSpec(name="folderVms", type=vim.Folder, path="childEntity",
-                                                            skip=False)]
+    own_vms = [vmodl.query.PropertyCollector.TraversalSpec(
+        name="folderVms", type=vim.Folder, path="childEntity", skip=False)]
     return vmodl.query.PropertyCollector.FilterSpec(
         objectSet=([object_spec(obj=root, skip=False, selectSet=own_vms) for root in roots] if roots
                    else [object_spec(obj=content.rootFolder, skip=False, selectSet=vm_traversal())])
