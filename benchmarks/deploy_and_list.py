@@ -25,12 +25,12 @@ from pathlib import Path
 from pyVmomi import vim, vmodl
 
 from ray_provider.runner import task_results
-from testbed import simulator, vsphere  # puts the checkout's collections on sys.path
+from testbed import node_identity, simulator, vsphere  # puts the checkout's collections on sys.path
 from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair
 from testbed.ray_cluster import run_tasks
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _records  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth  # noqa: E402
 
 # Milliseconds, by method name (ImportVApp, HttpNfcLeaseComplete) or task name
 # (CloneVm, PowerOn...). The import pays for the disk at lease completion, once
@@ -108,9 +108,7 @@ def list_benchmark(work_dir, vms, repeat):
         cluster_key = _ray_auth.ClusterKey(key_path.read_text(), "bench")
         for vm in sorted(inventory.vms, key=lambda vm: vm._moId)[:20]:
             inventory.attributes.set(vm, vm._moId, {"ray-cluster-name": "bench"})
-            vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-                vim.option.OptionValue(key=_records.CLUSTER_IDENTITY,
-                                       value=cluster_key.node_identity(inventory.vms[vm]["name"], vm.config.instanceUuid))])))
+            node_identity.bind(service_instance, vm, cluster_key)
 
         assert len(bare_property_collector(service_instance)) >= vms
         assert len(_nodes.list_nodes(service_instance, cluster_key)[0]) == 20

@@ -33,7 +33,7 @@ from pyVmomi import vim
 
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
-from testbed import simulator, vsphere  # puts the checkout's collections on sys.path
+from testbed import node_identity, simulator, vsphere  # puts the checkout's collections on sys.path
 from testbed.guests import make_key_pair
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (  # noqa: E402
@@ -78,9 +78,8 @@ def make_cluster(service_instance, nodes, key_path):
     for index, vm in enumerate(chosen):
         inventory.attributes.set(vm, vm._moId, {_records.CLUSTER_NAME: CLUSTER, _records.NODE_KIND: "worker",
                                                 _records.USER_NODE_TYPE: "cpu_worker"})
-        vsphere.wait_for_task(service_instance, vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-            vim.option.OptionValue(key="SET.guest.ipAddress", value=f"198.18.{index // 250}.{index % 250 + 1}"),
-            vim.option.OptionValue(key=_records.CLUSTER_IDENTITY, value=cluster_key.node_identity(vm.name, vm.config.instanceUuid))])))
+        node_identity.record(service_instance, vm, {"SET.guest.ipAddress": f"198.18.{index // 250}.{index % 250 + 1}"})
+        node_identity.bind(service_instance, vm, cluster_key)
     return folder, len(inventory.vms)
 
 

@@ -2,9 +2,11 @@
 
 The same module_utils code the node_info module runs, without an
 ansible-runner run (about a CPU-second, which the autoscaler would pay every
-update; benchmarks/provider.py prints both). Only the VMs under the cluster's
-VM folders are read, and only once: after that vCenter is asked what changed,
-which with nothing changed is one small round trip. A new session (the old one
+update; benchmarks/provider.py prints both). Only the VMs in the cluster's
+VM folders are read (not their subfolders: a provider without vm_folder reads
+the datacenter's own VM folder, never the whole datacenter), and only once:
+after that vCenter is asked what changed, which with nothing changed is one
+small round trip. A new session (the old one
 ended), a lost filter or a new folder means one full read again.
 """
 

@@ -13,9 +13,11 @@ options:
   cluster_key_file:
     description:
       - The cluster's private SSH key, a file on the machine the module runs on. Never sent anywhere.
-      - A node's identity, an HMAC-SHA256 of the cluster name, the VM name and its instance UUID keyed by this key,
-        is written into the VM's C(extraConfig) (C(ray-vsphere.cluster-identity)) by the call that creates it, which
-        also sets the instance UUID. A VM is a node of
+      - A node's identity, an HMAC-SHA256 keyed by this key of the cluster name, the VM name, its instance UUID,
+        its VM folder's moid, vCenter's own instance UUID and, once the VM exists, its moid, is written into the
+        VM's C(extraConfig) (C(ray-vsphere.cluster-identity)) by the call that creates it (without the moid),
+        then bound to the moid before the VM is tagged. A copy of a node (same name, instance UUID and identity,
+        in any folder) has another moid and is never a node. A VM is a node of
         O(cluster_name) only if it carries the custom attribute C(ray-cluster-name) with that name B(and) an
         identity this key verifies; a VM tagged by someone else, or a cluster of the same name made with another
         key, is never listed, tagged or deleted as one.

@@ -14,10 +14,12 @@ options:
     description:
       - The datacenter whose VM folders O(vm_folders) names, by name, moid or inventory path, as
         O(ray_vsphere.cluster.node_deploy#module:datacenter) takes it.
-      - Only the VMs under those folders (subfolders and vApps included) are read, by the properties and
+      - Only the VMs in those folders (not in their subfolders, nor in vApps) are read, by the properties and
         C(extraConfig) keys the call needs, so its cost is that of the cluster's folders, not of the vCenter.
+        A node's identity binds the folder it is in, so no VM elsewhere is taken for a node.
       - Without it every VM of the vCenter is read, which costs what the whole vCenter holds; that sweep is for
-        finding nodes moved out of their folder (C(playbooks/ray_down.yml)).
+        finding nodes moved out of their folder (C(playbooks/ray_down.yml)); there a VM is a node by the folder it
+        records it was made in and by its own moid, so a copy of a node's identity is none anywhere.
     type: str
   vm_folders:
     description:

@@ -39,6 +39,7 @@ def deploy(client, params, check_mode, cluster_key):
     service_instance = client.service_instance
     request = DeployRequest(params, cluster_key)
     placement = _placement.resolve(service_instance, params)
+    request.placed(placement.folder._moId, _records.vcenter_uuid(service_instance))
     inventory = _nodes.Inventory(service_instance, [placement.folder], READ_PATHS)
     refuse_name_clash(inventory, placement.folder, request)
     existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
@@ -108,7 +109,7 @@ def refuse_name_clash(inventory, folder, request):
                       if props.get("parent") == folder and not props.get("config.template")
                       and (inventory.tags(vm).get(_records.CLUSTER_NAME) == key.cluster_name
                            or _records.creation_marker(props) == key.cluster_name)
-                      and not _records.verified(props, key))
+                      and not inventory.made_with_key(vm, key))
     if clashing:
         datacenter = request.params["datacenter"]
         path = (request.params.get("vm_folder") or "").strip("/")
@@ -130,11 +131,13 @@ def _sort_names(inventory, folder, request):
             continue
         vm, props = in_folder[name]
         tags = inventory.tags(vm)
-        ours = _records.verified(props, request.cluster_key)
-        if ours and tags.get(_records.CLUSTER_NAME) == request.cluster_name:
+        if inventory.is_node(vm, request.cluster_key) and tags.get(_records.CLUSTER_NAME) == request.cluster_name:
             existing[name] = (vm, props)
-        elif ours and not tags.get(_records.CLUSTER_NAME) and _records.creation_marker(props) == request.cluster_name:
-            adoptable[name] = vm  # created by a run that stopped before tagging it
+        elif (inventory.made_with_key(vm, request.cluster_key) and not tags.get(_records.CLUSTER_NAME)
+              and _records.creation_marker(props) == request.cluster_name):
+            # Created by a run that stopped before tagging it: its instance UUID is the one it has.
+            request.instance_uuids[name] = props.get("config.instanceUuid")
+            adoptable[name] = vm
         else:
             raise RayVsphereError("a VM named %s already exists in the VM folder and is not a node of Ray cluster %s"
                                   % (name, request.cluster_name))
@@ -180,6 +183,7 @@ class _NodeBuilder(object):
                                   % (self.request.cluster_name, "; ".join(errors)))
         for name, vm in adoptable.items():
             self.ledger.take(self.placement.folder, name, vm)
+            self._bind_identity(vm, name)
             self.attributes.set(vm, name, self.request.tags)
         if params["power_on"]:
             targets = [(vm, name) for name, vm in self.ledger.vms().items()] + [(vm, None) for vm in to_power_on]
@@ -198,7 +202,20 @@ class _NodeBuilder(object):
                                     functools.partial(self.request.configure, name=name))
             vm = _nfc.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"],
                                 self.ledger)
+        self._bind_identity(vm, name)
         self.attributes.set(vm, name, self.request.tags)
+
+    def _bind_identity(self, vm, name):
+        """Record the node's identity bound to its moid too, before its tags make it a node anyone lists.
+
+        A copy of the VM (a clone, an import of an export, a VM made anew with
+        its name and instance UUID once it is gone) has another moid, so this
+        value proves nothing for it, in this folder or any other.
+        """
+        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(
+            key=_records.CLUSTER_IDENTITY, value=self.request.node_identity(name, vm._moId))])
+        _waiter.run_task(self.service_instance, "ReconfigVM_Task (node identity) on VM %s" % name,
+                         lambda: vm.ReconfigVM_Task(spec))
 
     def _power_on(self, target):
         vm, name = target

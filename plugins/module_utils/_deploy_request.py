@@ -215,6 +215,8 @@ class DeployRequest(object):
         # (user, keys, hostname) only for an id it has not seen, and every
         # clone of one image would otherwise carry the OVF's default.
         self.instance_uuids = dict((name, str(uuid.uuid4())) for name in self.names)
+        # Where the nodes are made, which their identities bind (placed()).
+        self.folder_moid = self.vcenter = None
         self.host_keys = {}
         self.service_users = list(params.get("service_users") or [])
         writers = [option for option in ("ssh_host_key", "service_users") if params.get(option)]
@@ -268,6 +270,14 @@ class DeployRequest(object):
         identity = self.cloud_init_identity(name)
         return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys)
 
+    def placed(self, folder_moid, vcenter):
+        """The VM folder the nodes go in and vCenter's instance UUID (_records.vcenter_uuid): what identities bind."""
+        self.folder_moid, self.vcenter = folder_moid, vcenter
+
+    def node_identity(self, name, vm_moid=None):
+        """The identity node `name` records: as its create call writes it, or bound to its moid once it exists."""
+        return self.cluster_key.node_identity(name, self.instance_uuids[name], self.folder_moid, self.vcenter, vm_moid)
+
     def configure(self, config_spec, name):
         """Sizing, instance UUID and extraConfig for the new VM `name`; the creation marker makes a cut-short VM adoptable."""
         if self.params.get("cpus"):
@@ -283,8 +293,10 @@ class DeployRequest(object):
             extra[_records.SSH_HOST_KEY] = self.host_keys[name][1]
         extra.update(self.guestinfo)  # the caller's own guestinfo.metadata, if any, wins
         extra[_records.CREATION_MARKER] = self.cluster_name
-        # By the create call itself, as the marker: no VM of the cluster ever exists without its identity.
-        extra[_records.CLUSTER_IDENTITY] = self.cluster_key.node_identity(name, self.instance_uuids[name])
+        # By the create call itself, as the marker: no VM of the cluster ever exists without its identity
+        # (bound to the VM's moid once it exists: _build) and the folder that identity binds.
+        extra[_records.CLUSTER_IDENTITY] = self.node_identity(name)
+        extra[_records.CREATION_FOLDER] = self.folder_moid
         if self.deploy_settings:
             extra[_records.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
         if self.request_id:

@@ -37,7 +37,7 @@ def request_vms(inventory, cluster_key, request_ids):
             continue
         if (_records.creation_marker(props) == cluster_name
                 and _records.extra_config_value(props, _records.REQUEST_MARKER) in wanted
-                and _records.verified(props, cluster_key)):
+                and inventory.made_with_key(vm, cluster_key)):
             found[vm] = props
     return found
 
@@ -47,7 +47,9 @@ def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mo
     """Delete the named nodes (every node with all_nodes, every VM of request_ids) from one read below roots.
 
     roots: the cluster's VM folders; None sweeps all of vCenter, which is the
-    point only when looking for nodes moved out of them (ray_down.yml).
+    point only when looking for nodes moved out of them (ray_down.yml): there a
+    node is one by the folder it records it was made in and its own moid, so a
+    copy of a node's identity, in any folder, is still none (_nodes.Inventory).
 
     A VM whose instance UUID is in keep_uuids is never deleted, whatever selected it.
 
@@ -72,7 +74,7 @@ def delete_nodes(service_instance, cluster_key, uuids, names, parallel, check_mo
 
 
 def set_node_tags(service_instance, cluster_key, updates, parallel, check_mode, roots=None):
-    """Apply {vm id: tags} updates to verified nodes below roots (VM folders; None: all of vCenter).
+    """Apply {vm id: tags} updates to verified nodes in roots (VM folders; None: all of vCenter).
 
     Returns (changed records before, after) by node name.
     """

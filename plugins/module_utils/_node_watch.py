@@ -14,10 +14,12 @@ which other code in the same process may wait on. The pattern is the
 vSphere Web Services SDK's (Programming Guide, "Property Collector"), and
 govmomi's property.WaitForUpdatesEx.
 
-The filter traverses from each folder through childEntity (subfolders, vApps),
-never from the root folder: its first read and its upkeep cost what the
-cluster's folders hold, not what vCenter holds. A VM moved out of the folders
-leaves the filter (vCenter reports `leave`), one moved in enters it.
+The filter traverses from each folder through childEntity to the folder's own
+VMs only, never from the root folder nor into subfolders: its first read and
+its upkeep cost what the cluster's folders hold, not what vCenter holds, and a
+VM elsewhere in the datacenter (one carrying a copy of a node's identity, say)
+is never even read. A VM moved out of the folders leaves the filter (vCenter
+reports `leave`), one moved in enters it.
 
 A lost filter (vim.fault.InvalidCollectorVersion, ManagedObjectNotFound for the
 collector, NotAuthenticated after the session ended) raises: the owner makes
@@ -46,10 +48,13 @@ except ImportError:
 
 
 class NodeWatch(object):
-    """{vm: props} of every VM below roots (VM folders), current as of the last poll()."""
+    """{vm: props} of every VM in roots (VM folders, not their subfolders), current as of the last poll()."""
 
     def __init__(self, service_instance, roots, paths=None):
+        if not roots:
+            raise RayVsphereError("a NodeWatch watches the cluster's VM folders, never all of vCenter: no folder given")
         self.service_instance = service_instance
+        self.roots = list(roots)
         self.vms = {}
         self.fields = []
         self.version = ""
@@ -135,7 +140,7 @@ class NodeWatch(object):
             self.fields = list(_vsphere.read(self.service_instance, manager, ["field"]).get("field", []))
 
     def inventory(self):
-        return _nodes.Inventory(self.service_instance, vms_and_fields=(self.vms, self.fields))
+        return _nodes.Inventory(self.service_instance, self.roots, vms_and_fields=(self.vms, self.fields))
 
     def records(self, cluster_key, preferred=None, ignored=None):
         """node_info's records of the cluster's verified nodes (_ray_auth.ClusterKey); computed again only after a change."""

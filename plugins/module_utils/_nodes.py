@@ -24,14 +24,14 @@ except ImportError:
 # Every read below names the extraConfig keys it needs (_records.keyed_paths), never
 # config.extraConfig whole: on a real VM that holds dozens of keys and several KiB, and
 # would dominate a read of many VMs.
-# What tells a node of the cluster, its tags and its identity: all node_tags reads.
-IDENTITY_PATHS = ["name", "config.instanceUuid", "config.template", "customValue"] + _records.keyed_paths(
-    (_records.CLUSTER_IDENTITY,))
+# What tells a node of the cluster, its tags and its identity (and the folder it binds): all node_tags reads.
+IDENTITY_PATHS = ["name", "config.instanceUuid", "config.template", "customValue", "parent"] + _records.keyed_paths(
+    (_records.CLUSTER_IDENTITY, _records.CREATION_FOLDER))
 # What a node record needs besides, and all a listing reads.
 LIST_PATHS = IDENTITY_PATHS + ["runtime.powerState", "guest.ipAddress", "guest.net"] + _records.keyed_paths(
     (_records.DEPLOY_SETTINGS, _records.SSH_HOST_KEY))
 # What deploys and deletes need besides: the folder of each VM and the markers its create call wrote.
-NODE_PATHS = LIST_PATHS + ["parent"] + _records.keyed_paths((_records.CREATION_MARKER, _records.REQUEST_MARKER))
+NODE_PATHS = LIST_PATHS + _records.keyed_paths((_records.CREATION_MARKER, _records.REQUEST_MARKER))
 
 # The VM folders node_info, node_tags and node_delete read (doc fragment vm_folders).
 FOLDER_OPTIONS = dict(
@@ -52,7 +52,7 @@ IP_OPTIONS = dict(
 
 
 def folder_roots(service_instance, params):
-    """The VM folders FOLDER_OPTIONS name, subfolders included; None, all of vCenter, without a datacenter."""
+    """The VM folders FOLDER_OPTIONS name (their own VMs, not their subfolders'); None, all of vCenter, without a datacenter."""
     if not params.get("datacenter"):
         return None
     return _placement.vm_folders(service_instance, params["datacenter"], params.get("vm_folders"))
@@ -112,16 +112,41 @@ def choose_ip(addresses, preferred=None, ignored=None):
 
 
 class Inventory(object):
-    """The VMs below roots (VM folders; None: all of vCenter) with `paths` (default NODE_PATHS), in one round trip.
+    """The VMs in roots (VM folders, not their subfolders; None: all of vCenter) with `paths` (default NODE_PATHS).
 
-    vms_and_fields: ({vm: props}, [CustomFieldDef]) already read (a NodeWatch's), instead of a read here.
+    Read in one round trip, or given: vms_and_fields, ({vm: props},
+    [CustomFieldDef]) already read (a NodeWatch's). Only a VM whose parent is
+    one of roots is kept, so a node is one only where its identity binds it:
+    in its cluster's folder. Without roots (the sweep of all of vCenter for
+    nodes moved out of their folder), a node is one for the folder it records
+    it was made in, and by its own moid (_records.verified's anywhere).
     """
 
     def __init__(self, service_instance, roots=None, paths=None, vms_and_fields=None):
         self.service_instance = service_instance
         vms, fields = vms_and_fields or _vsphere.vms_and_custom_fields(service_instance, paths or NODE_PATHS, roots)
         self.attributes = _ray_tags.CustomAttributes(service_instance, fields)
+        self.anywhere = roots is None
+        if roots is not None:
+            folders = set(root._moId for root in roots)
+            vms = dict((vm, props) for vm, props in vms.items() if getattr(props.get("parent"), "_moId", None) in folders)
         self.vms = vms
+        self._vcenter = None
+
+    @property
+    def vcenter(self):
+        """vCenter's instance UUID, which identities bind; asked for only by a check of one."""
+        if self._vcenter is None:
+            self._vcenter = _records.vcenter_uuid(self.service_instance)
+        return self._vcenter
+
+    def is_node(self, vm, cluster_key):
+        """Whether cluster_key verifies vm as a node of its cluster (_records.verified) in this inventory's scope."""
+        return _records.verified(vm, self.vms[vm], cluster_key, self.vcenter, self.anywhere)
+
+    def made_with_key(self, vm, cluster_key):
+        """A node, or a VM being made with cluster_key in its folder (_records.made_with_key)."""
+        return self.is_node(vm, cluster_key) or _records.being_made(self.vms[vm], cluster_key, self.vcenter)
 
     def tags(self, vm):
         return self.attributes.tags(self.vms[vm].get("customValue"))
@@ -134,7 +159,7 @@ class Inventory(object):
     def cluster_nodes(self, cluster_key):
         """{vm: props} of the cluster's nodes: tagged with its name and carrying the identity its key verifies."""
         return dict((vm, props) for vm, props in self.tagged(cluster_key.cluster_name).items()
-                    if _records.verified(props, cluster_key))
+                    if self.is_node(vm, cluster_key))
 
     def unverified(self, cluster_key):
         """Sorted names of the VMs tagged with the cluster's name whose identity the key does not verify.
@@ -143,7 +168,7 @@ class Inventory(object):
         acted on, only reported, so a clash or a forgery shows.
         """
         return sorted(props.get("name") or vm._moId for vm, props in self.tagged(cluster_key.cluster_name).items()
-                      if not _records.verified(props, cluster_key))
+                      if not self.is_node(vm, cluster_key))
 
     def record(self, vm, preferred=None, ignored=None):
         """The node record of vm (_records.node_record), its address chosen by the IP policy."""

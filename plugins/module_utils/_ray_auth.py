@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import hashlib
 import hmac
+import re
 import uuid
 
 # Where `ray start` and drivers look for the token when RAY_AUTH_MODE is
@@ -51,9 +52,20 @@ def ray_auth_token(private_key_text, cluster_name):
     return derive(private_key_text, PURPOSE_RAY_AUTH_TOKEN, cluster_name)
 
 
+# What derive() returns, and so all a recorded identity can be: anything else never verifies.
+_DERIVED_VALUE = re.compile(r"\A[0-9a-f]{64}\Z")
+
+
 def matches(expected, recorded):
-    """Whether a recorded identity is the expected one, in constant time."""
-    return bool(recorded) and hmac.compare_digest(expected, str(recorded))
+    """Whether a recorded identity is the expected one, in constant time.
+
+    A recorded value is whatever a VM's extraConfig holds, written by anyone who
+    can edit the VM: one that is not 64 lower-case hex digits is refused before
+    the comparison (hmac.compare_digest raises TypeError on a non-ASCII str).
+    """
+    if not isinstance(recorded, str) or not _DERIVED_VALUE.match(recorded):
+        return False
+    return hmac.compare_digest(expected.encode("ascii"), recorded.encode("ascii"))
 
 
 # The module option that names the key, defined once for every module that
@@ -69,10 +81,14 @@ class ClusterKey(object):
     """A cluster's private SSH key, as the identities of the cluster's nodes are made and checked with it.
 
     A node's identity is derive(key, PURPOSE_NODE_IDENTITY, cluster name, VM
-    name, instance UUID), written into the VM's extraConfig by the call that
-    creates it, which also sets the instance UUID. vCenter keeps instance UUIDs
-    unique (it assigns a new one on a conflict: VmInstanceUuidConflictEvent),
-    so the value copied onto any other VM, in any folder, does not verify.
+    name, instance UUID, VM folder's moid, vCenter's instance UUID
+    (about.instanceUuid)[, the VM's moid]). The create call writes it without
+    the VM's moid, which vCenter assigns only then ("being made"); the deploy
+    replaces it with the moid-bound value right after, before the VM gets its
+    tags (_build). Only the moid-bound value makes a VM a node: vCenter never
+    gives a moid to a second VM, so the value copied onto any other VM, in any
+    folder and with the same instance UUID (free again once our VM is deleted),
+    does not verify; nor on another vCenter, nor (being made) in another folder.
     """
 
     def __init__(self, private_key_text, cluster_name, source="cluster_key_file"):
@@ -100,14 +116,21 @@ class ClusterKey(object):
         """For the other identities made with the same key (_template_identity)."""
         return self._text
 
-    def node_identity(self, vm_name, instance_uuid):
-        return derive(self._text, PURPOSE_NODE_IDENTITY, self.cluster_name, vm_name, _canonical_uuid(instance_uuid))
+    def node_identity(self, vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid=None):
+        """The value a node records: bound to vm_moid once the VM exists, without it in the create call."""
+        parts = [self.cluster_name, vm_name, _canonical_uuid(instance_uuid), folder_moid, _canonical_uuid(vcenter_uuid)]
+        return derive(self._text, PURPOSE_NODE_IDENTITY, *(parts + ([vm_moid] if vm_moid else [])))
 
-    def verifies(self, vm_name, instance_uuid, recorded):
-        """Whether `recorded` (a VM's CLUSTER_IDENTITY extraConfig value) is the identity of this VM."""
-        if not vm_name or not _canonical_uuid(instance_uuid):
+    def verifies(self, vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid, recorded):
+        """Whether `recorded` (a VM's CLUSTER_IDENTITY extraConfig value) is this VM's identity.
+
+        vm_moid None checks the value the create call writes (a VM being made).
+        Every input must be there: a VM without a name, an instance UUID or a
+        folder, or a vCenter without an instance UUID, has no identity.
+        """
+        if not (vm_name and folder_moid and _canonical_uuid(instance_uuid) and _canonical_uuid(vcenter_uuid)):
             return False
-        return matches(self.node_identity(vm_name, instance_uuid), recorded)
+        return matches(self.node_identity(vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid), recorded)
 
 
 def _canonical_uuid(text):

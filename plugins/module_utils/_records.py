@@ -51,6 +51,8 @@ __metaclass__ = type
 
 import json
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+
 # --- Custom attributes: the Ray tags of a node (any ray-* tag Ray writes is one too).
 CLUSTER_NAME = "ray-cluster-name"
 NODE_KIND = "ray-node-type"
@@ -62,12 +64,20 @@ TEMPLATE_HASH = "ray-vsphere-template"
 # The cluster's name, before any custom attribute can be set: a retry finds a
 # VM whose tagging was cut short.
 CREATION_MARKER = "ray-vsphere.cluster-name"
-# The node's identity, an HMAC of the cluster and VM names and the instance
-# UUID, keyed by the cluster's private SSH key (_ray_auth.ClusterKey.node_identity).
-# A VM is a node of a cluster only if this verifies against the key in hand, so
-# a VM tagged by someone else, or a same-named cluster under another key, is
-# never taken for one of ours.
+# The node's identity, an HMAC of the cluster and VM names, the instance UUID,
+# the VM folder's moid and vCenter's instance UUID, keyed by the cluster's
+# private SSH key (_ray_auth.ClusterKey.node_identity): the create call writes
+# it, and the deploy rewrites it bound to the VM's moid too, right after the VM
+# exists and before it is tagged. A VM is a node of a cluster only if the
+# moid-bound value verifies against the key in hand (verified), so a VM tagged
+# by someone else, a same-named cluster under another key, or a copy of one of
+# our nodes (same name, instance UUID and identity, new moid), in any folder,
+# is never taken for one of ours.
 CLUSTER_IDENTITY = "ray-vsphere.cluster-identity"
+# The moid of the VM folder the node was made in, which its identity binds: a
+# node moved out of the cluster's folder still verifies in the one sweep of all
+# of vCenter (ray_down.yml), and nowhere else (verified's `anywhere`).
+CREATION_FOLDER = "ray-vsphere.folder"
 # The request_id of the node_deploy call that made the VM: what a cleanup of a
 # call cut short (node_delete's request_ids) finds its VMs by.
 REQUEST_MARKER = "ray-vsphere.request-id"
@@ -145,14 +155,48 @@ def creation_marker(props):
     return extra_config_value(props, CREATION_MARKER)
 
 
-def verified(props, cluster_key):
-    """Whether the VM of props carries the identity cluster_key makes for its name: the one test of "ours".
+def vcenter_uuid(service_instance):
+    """vCenter's own instance UUID (about.instanceUuid), which every node identity binds: another vCenter's differs.
+
+    An ESXi host answers without one: no VM there could ever verify, so nothing is read or made.
+    """
+    about = service_instance.content.about
+    if not about.instanceUuid:
+        raise RayVsphereError("%s at the other end reports no instance UUID (about.instanceUuid), which every node's "
+                              "identity binds: connect to a vCenter, not to an ESXi host" % (about.fullName or "the server"))
+    return about.instanceUuid
+
+
+def _moid(managed_object):
+    return getattr(managed_object, "_moId", None)
+
+
+def verified(vm, props, cluster_key, vcenter, anywhere=False):
+    """Whether the VM vm of props carries the moid-bound identity cluster_key makes for it: the one test of "ours".
 
     Modules (list, tag, delete, deploy) and the provider's refresh all decide
-    with it. Templates are never nodes.
+    with it, for the VM folder vm is in (props' "parent"). anywhere: for the
+    folder the VM records it was made in (CREATION_FOLDER), wherever it is now:
+    the sweep for nodes moved out of the cluster's folders; the VM's own moid
+    still has to match, so a copy is no node there either. vcenter:
+    vcenter_uuid(). Templates are never nodes.
+    """
+    folder = extra_config_value(props, CREATION_FOLDER) if anywhere else _moid(props.get("parent"))
+    return not props.get("config.template") and cluster_key.verifies(
+        props.get("name"), props.get("config.instanceUuid"), folder, vcenter, vm._moId,
+        extra_config_value(props, CLUSTER_IDENTITY))
+
+
+def being_made(props, cluster_key, vcenter):
+    """Whether the VM carries the identity its create call wrote in its folder (no moid yet): made with this key.
+
+    Such a VM is not a node yet: only the deploy finishing it (adopting it), a
+    cleanup of its request (node_delete's request_ids) and the name-clash check
+    of a deploy into its folder act on it.
     """
     return not props.get("config.template") and cluster_key.verifies(
-        props.get("name"), props.get("config.instanceUuid"), extra_config_value(props, CLUSTER_IDENTITY))
+        props.get("name"), props.get("config.instanceUuid"), _moid(props.get("parent")), vcenter, None,
+        extra_config_value(props, CLUSTER_IDENTITY))
 
 
 def deploy_settings(props):

@@ -108,11 +108,17 @@ def read(service_instance, obj, paths):
 
 
 def vms_and_fields_spec(service_instance, vm_paths, roots=None):
-    """A FilterSpec for vm_paths of every VM below roots (default: the root folder) and the custom field defs."""
+    """A FilterSpec for vm_paths of the VMs in roots, VM folders (not their subfolders), and the custom field defs.
+
+    Without roots: every VM in vCenter, below the root folder.
+    """
     content = service_instance.content
     object_spec = vmodl.query.PropertyCollector.ObjectSpec
+    own_vms = [vmodl.query.PropertyCollector.TraversalSpec(
+        name="folderVms", type=vim.Folder, path="childEntity", skip=False)]
     return vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[object_spec(obj=root, skip=False, selectSet=vm_traversal()) for root in roots or [content.rootFolder]]
+        objectSet=([object_spec(obj=root, skip=False, selectSet=own_vms) for root in roots] if roots
+                   else [object_spec(obj=content.rootFolder, skip=False, selectSet=vm_traversal())])
         + [object_spec(obj=content.customFieldsManager, skip=False)],
         propSet=[_property_spec(vim.VirtualMachine, vm_paths),
                  _property_spec(vim.CustomFieldsManager, ["field"])],
@@ -120,7 +126,7 @@ def vms_and_fields_spec(service_instance, vm_paths, roots=None):
 
 
 def vms_and_custom_fields(service_instance, vm_paths, roots=None):
-    """({vm: {path: value}}, [CustomFieldDef]) for every VM below roots (default: all of vCenter), in one round trip."""
+    """({vm: {path: value}}, [CustomFieldDef]) for every VM in roots (default: all of vCenter), in one round trip."""
     objects = retrieve(service_instance, [vms_and_fields_spec(service_instance, vm_paths, roots)])
     fields = objects.pop(service_instance.content.customFieldsManager, {}).get("field", [])
     vms = dict((obj, props) for obj, props in objects.items() if isinstance(obj, vim.VirtualMachine))

@@ -17,7 +17,7 @@ description:
     O(cluster_key_file) verifies, with their name, instance UUID, power state, IP addresses and Ray tags.
   - VMs tagged with O(cluster_name) whose identity the key does not verify (a cluster of the same name made with
     another key, a VM someone tagged by hand) are not nodes; their names are returned as RV(unverified).
-  - Reads the VMs under O(vm_folders) of O(datacenter) (subfolders and vApps included) and the custom attribute
+  - Reads the VMs in O(vm_folders) of O(datacenter) (not their subfolders) and the custom attribute
     definitions in one PropertyCollector call, traversing from those folders only, so its cost is that of the
     cluster's folders, not of the vCenter. Without O(datacenter) it reads every VM of the vCenter.
   - A node moved out of O(vm_folders) is not listed. M(ray_vsphere.cluster.node_delete) without O(datacenter), as

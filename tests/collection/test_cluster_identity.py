@@ -8,6 +8,7 @@ playbooks' head lookup nor by the provider's refresh.
 """
 
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from conftest import PLACEMENT, deploy_task, task
@@ -15,6 +16,7 @@ from pyVmomi import vim
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth, _records
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ray_provider import node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from testbed import simulator, vsphere
@@ -36,36 +38,107 @@ def key_text(tmp_path):
 
 
 HEAD_UUID = "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a11"
+VCENTER_UUID = "0d7f6e2c-3b1a-4c5d-8e9f-a0b1c2d3e4f5"
+FOLDER, HEAD_MOID = "group-v42", "vm-101"
+# Every input of a node's identity, in node_identity's order, with a value that differs in each.
+INPUTS = dict(vm_name=("analytics-head", "analytics-worker-0"),
+              instance_uuid=(HEAD_UUID, "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a12"),
+              folder_moid=(FOLDER, "group-v43"),
+              vcenter_uuid=(VCENTER_UUID, "0d7f6e2c-3b1a-4c5d-8e9f-a0b1c2d3e4f6"),
+              vm_moid=(HEAD_MOID, "vm-102"))
 
 
-def test_an_identity_verifies_only_for_its_key_cluster_vm_name_and_instance_uuid(key_text, tmp_path):
+def head_identity(key, **changed):
+    arguments = dict((name, values[0]) for name, values in INPUTS.items())
+    arguments.update(changed)
+    return key.node_identity(**arguments)
+
+
+def head_verifies(key, recorded, **changed):
+    arguments = dict((name, values[0]) for name, values in INPUTS.items())
+    arguments.update(changed)
+    return key.verifies(recorded=recorded, **arguments)
+
+
+@pytest.mark.parametrize("changed", sorted(INPUTS))
+def test_an_identity_binds_each_of_its_inputs(key_text, changed):
+    """A copy that differs in any one input (another VM's name or UUID, another folder, another vCenter, another
+    VM's moid: a clone or a VM made anew once the node is gone) does not verify."""
     key = _ray_auth.ClusterKey(key_text, "analytics")
-    identity = key.node_identity("analytics-head", HEAD_UUID)
+    identity = head_identity(key)
+    assert head_verifies(key, identity)
+    other = INPUTS[changed][1]
+    assert head_identity(key, **{changed: other}) != identity
+    assert not head_verifies(key, identity, **{changed: other}), f"copied where {changed} differs, it verifies"
+
+
+def test_an_identity_verifies_only_for_its_key_cluster_and_moid(key_text, tmp_path):
+    key = _ray_auth.ClusterKey(key_text, "analytics")
+    identity = head_identity(key)
     assert len(identity) == 64 and identity not in key_text
-    assert key.verifies("analytics-head", HEAD_UUID, identity)
-    assert key.verifies("analytics-head", HEAD_UUID.upper(), identity), "however vCenter spells the UUID"
-    assert not key.verifies("analytics-worker-0", HEAD_UUID, identity), "copied onto another VM, it does not verify"
-    assert not key.verifies("analytics-head", "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a12", identity), (
-        "copied onto a same-named VM elsewhere (which vCenter gives another instance UUID), it does not verify")
-    assert not key.verifies("analytics-head", None, identity) and not key.verifies("analytics-head", "x", identity)
-    assert not _ray_auth.ClusterKey(key_text, "analytics-2").verifies("analytics-head", HEAD_UUID, identity)
+    assert head_verifies(key, identity, instance_uuid=HEAD_UUID.upper(), vcenter_uuid=VCENTER_UUID.upper()), (
+        "however vCenter spells the UUIDs")
+    being_made = head_identity(key, vm_moid=None)
+    assert being_made != identity and head_verifies(key, being_made, vm_moid=None), "the create call's value"
+    assert not head_verifies(key, being_made) and not head_verifies(key, identity, vm_moid=None), (
+        "the value without a moid is not the node's, nor the other way round")
+    for missing in ("vm_name", "instance_uuid", "folder_moid", "vcenter_uuid"):
+        assert not head_verifies(key, identity, **{missing: None}), f"no {missing}, no identity"
+    assert not head_verifies(key, identity, instance_uuid="x") and not head_verifies(key, identity, vcenter_uuid="x")
+    assert not head_verifies(_ray_auth.ClusterKey(key_text, "analytics-2"), identity)
     other = _ray_auth.ClusterKey(make_key_pair(tmp_path / "other").read_text(), "analytics")
-    assert not other.verifies("analytics-head", HEAD_UUID, identity), "another key, another cluster"
-    assert not key.verifies("analytics-head", HEAD_UUID, None) and not key.verifies("analytics-head", HEAD_UUID, "")
+    assert not head_verifies(other, identity), "another key, another cluster"
+    assert not head_verifies(key, None) and not head_verifies(key, "")
     assert identity != _ray_auth.ray_auth_token(key_text, "analytics"), "the token is not an identity"
+
+
+@pytest.mark.parametrize("recorded", [
+    "é" * 64, "\u00e9", "ａ" * 64, "٠" * 64, b"0" * 64, 7, ["0" * 64], "0" * 63, "0" * 65, "0" * 64 + "\n",
+    "G" * 64, "upper"], ids=lambda value: repr(value)[:20])
+def test_a_recorded_value_that_is_not_64_lower_case_hex_digits_never_verifies_nor_raises(key_text, recorded):
+    """Whatever someone who can edit a VM writes into its identity: hmac.compare_digest raised TypeError on
+    non-ASCII text, which stopped every listing of the folder that VM was in."""
+    key = _ray_auth.ClusterKey(key_text, "analytics")
+    assert not head_verifies(key, recorded)
+    assert not _ray_auth.matches(head_identity(key), recorded)
+    identity = head_identity(key)
+    assert not head_verifies(key, identity.upper()), "derive() writes lower case: upper case is someone else's"
+
+
+def test_a_server_without_an_instance_uuid_is_refused_as_no_vcenter():
+    """ESXi answers about.instanceUuid unset: no node could ever verify there, so nothing is read or made."""
+    esxi = SimpleNamespace(content=SimpleNamespace(about=SimpleNamespace(instanceUuid=None, fullName="VMware ESXi 8.0.3")))
+    with pytest.raises(RayVsphereError, match=r"VMware ESXi 8.0.3 at the other end reports no instance UUID "
+                                              r"\(about.instanceUuid\).*connect to a vCenter, not to an ESXi host"):
+        _records.vcenter_uuid(esxi)
+    vcenter = SimpleNamespace(content=SimpleNamespace(about=SimpleNamespace(instanceUuid=VCENTER_UUID)))
+    assert _records.vcenter_uuid(vcenter) == VCENTER_UUID
 
 
 def test_the_verification_reads_the_identity_from_either_read_and_never_takes_a_template(key_text):
     key = _ray_auth.ClusterKey(key_text, "analytics")
-    option = vim.option.OptionValue(key=_records.CLUSTER_IDENTITY, value=key.node_identity("analytics-head", HEAD_UUID))
-    keyed = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID,
+    vm, folder = vim.VirtualMachine(HEAD_MOID), vim.Folder(FOLDER)
+    option = vim.option.OptionValue(key=_records.CLUSTER_IDENTITY, value=head_identity(key))
+    keyed = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID, "parent": folder,
              f'config.extraConfig["{_records.CLUSTER_IDENTITY}"]': option}
-    whole = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID, "config.extraConfig": [option]}
-    assert _records.verified(keyed, key) and _records.verified(whole, key)
-    assert not _records.verified(dict(whole, **{"config.template": True}), key)
-    assert not _records.verified(dict(whole, name="analytics-head-copy"), key)
-    assert not _records.verified(dict(whole, **{"config.instanceUuid": str(uuid.uuid4())}), key)
-    assert not _records.verified({"name": "analytics-head", "config.instanceUuid": HEAD_UUID}, key), "no identity"
+    whole = {"name": "analytics-head", "config.instanceUuid": HEAD_UUID, "parent": folder,
+             "config.extraConfig": [option]}
+    assert _records.verified(vm, keyed, key, VCENTER_UUID) and _records.verified(vm, whole, key, VCENTER_UUID)
+    assert not _records.verified(vm, dict(whole, **{"config.template": True}), key, VCENTER_UUID)
+    assert not _records.verified(vm, dict(whole, name="analytics-head-copy"), key, VCENTER_UUID)
+    assert not _records.verified(vm, dict(whole, **{"config.instanceUuid": str(uuid.uuid4())}), key, VCENTER_UUID)
+    assert not _records.verified(vim.VirtualMachine("vm-102"), whole, key, VCENTER_UUID), "a copy: another moid"
+    assert not _records.verified(vm, dict(whole, parent=vim.Folder("group-v43")), key, VCENTER_UUID), "moved"
+    assert not _records.verified(vm, whole, key, INPUTS["vcenter_uuid"][1]), "another vCenter"
+    assert not _records.verified(vm, {"name": "analytics-head", "config.instanceUuid": HEAD_UUID, "parent": folder},
+                                 key, VCENTER_UUID), "no identity"
+    # The sweep of all of vCenter: a node moved out of its folder is one by the folder it records it was made in.
+    moved = dict(whole, parent=vim.Folder("group-v43"), **{"config.extraConfig": [
+        option, vim.option.OptionValue(key=_records.CREATION_FOLDER, value=FOLDER)]})
+    assert _records.verified(vm, moved, key, VCENTER_UUID, anywhere=True)
+    assert not _records.verified(vim.VirtualMachine("vm-102"), moved, key, VCENTER_UUID, anywhere=True), (
+        "a copy is no node in the sweep either")
+    assert not _records.verified(vm, whole, key, VCENTER_UUID, anywhere=True), "no recorded folder, no node there"
 
 
 def test_an_unusable_key_file_is_named_and_its_content_never_echoed(tmp_path):
@@ -292,11 +365,30 @@ def test_the_providers_refresh_never_counts_the_forged_head(forged_head, cluster
         "the refresh saw the forged head, and left it out"
 
 
+def head_lookup(cluster_key_file, **where):
+    """The playbooks' head lookup (the nodes role's recorded entry point), then its fact shown."""
+    return [{"name": "Find the head", "ansible.builtin.include_role": {
+                 "name": "ray_vsphere.cluster.nodes", "tasks_from": "recorded"},
+             "vars": {"nodes_cluster_name": CLUSTER, "nodes_private_key": str(cluster_key_file), **where}},
+            {"name": "Show", "ansible.builtin.debug": {"var": "nodes_recorded_settings"}}]
+
+
+@pytest.mark.parametrize("where, missing", [({}, "datacenter, VM folder"),
+                                            ({"nodes_datacenter": "DC0", "nodes_vm_folder": ""}, "VM folder"),
+                                            ({"nodes_datacenter": "", "nodes_vm_folder": "ray"}, "datacenter")])
+def test_the_head_lookup_refuses_to_run_without_the_clusters_folder(play, cluster_key_file, where, missing):
+    """It read the whole datacenter, or all of vCenter, where a VM carrying a copy of the head's identity could be."""
+    refused = play(head_lookup(cluster_key_file, **where), env={
+        "VMWARE_HOST": "127.0.0.1", "VMWARE_PORT": "9", "VMWARE_USER": "nobody",
+        "VMWARE_PASSWORD": "unused-password-4711"}).result  # nobody answers there: no vCenter call is made
+    assert refused["failed"]
+    assert refused["msg"].startswith(f"The head of Ray cluster {CLUSTER} is looked for in its VM folder only: set its "
+                                     "datacenter"), refused["msg"]
+    assert refused["msg"].endswith(f"(not set: {missing})"), refused["msg"]
+
+
 def test_the_playbooks_head_lookup_never_takes_the_forged_head(play, forged_head, cluster_key_file, test_ova):
-    lookup = [{"name": "Find the head", "ansible.builtin.include_role": {
-                   "name": "ray_vsphere.cluster.nodes", "tasks_from": "recorded"},
-               "vars": {"nodes_cluster_name": CLUSTER, "nodes_private_key": str(cluster_key_file)}},
-              {"name": "Show", "ansible.builtin.debug": {"var": "nodes_recorded_settings"}}]
+    lookup = head_lookup(cluster_key_file, nodes_datacenter="DC0", nodes_vm_folder="ray")
     found = play(lookup).result
     assert found["nodes_recorded_settings"] == forged_head, "the real head's record, never the forged one's"
 

@@ -103,9 +103,12 @@ def test_check_mode_predicts_the_nodes_and_creates_nothing(play, test_ova, vm_na
 def test_a_vm_whose_tagging_was_cut_short_is_adopted_not_duplicated(play, test_ova, service_instance, vm_names,
                                                                   cluster_key_file):
     # What a run killed between creating a VM and tagging it leaves: the creation marker and the identity only.
+    # (The identity as the create call writes it: bound to the folder and vCenter, not yet to the VM's moid.)
     instance_uuid = str(uuid.uuid4())
-    identity = ClusterKey(cluster_key_file.read_text(), "alpha").node_identity("alpha-cut-short", instance_uuid)
-    import_ova(service_instance, test_ova, "alpha-cut-short", **simulator.default_placement(service_instance),
+    placement = simulator.default_placement(service_instance)
+    identity = ClusterKey(cluster_key_file.read_text(), "alpha").node_identity(
+        "alpha-cut-short", instance_uuid, placement["folder"]._moId, service_instance.content.about.instanceUuid)
+    import_ova(service_instance, test_ova, "alpha-cut-short", **placement,
                extra_config={"ray-vsphere.cluster-name": "alpha", "ray-vsphere.cluster-identity": identity},
                instance_uuid=instance_uuid)
     before = vm_names()

@@ -93,7 +93,7 @@ def test_delete_refuses_other_clusters_and_foreign_vms_before_deleting_anything_
     assert [n["name"] for n in listed(play, cluster_name="gamma")["nodes"]] == ["gamma-head"]
 
 
-def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, test_ova, service_instance, vm_names):
+def test_info_scoped_to_vm_folders_reads_only_them_not_their_subfolders(play, test_ova, service_instance, vm_names):
     datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, "DC0")
     subfolder = vsphere.find_by_name(service_instance, vim.Folder, "ray").CreateFolder("sub")
     result = play([deploy_task("delta", test_ova, names=["delta-head", "delta-w-sub", "delta-w-root"])]).result
@@ -103,18 +103,22 @@ def test_info_scoped_to_vm_folders_reads_only_them_and_their_subfolders(play, te
         vsphere.wait_for_task(service_instance, folder.MoveIntoFolder_Task([vm]))
     assert [n["name"] for n in listed(play, cluster_name="delta")["nodes"]] == ["delta-head", "delta-w-root",
                                                                               "delta-w-sub"]
-    scoped = listed(play, cluster_name="delta", datacenter="DC0", vm_folders=["ray"])["nodes"]
-    assert [n["name"] for n in scoped] == ["delta-head", "delta-w-sub"]
-    assert [n["name"] for n in listed(play, cluster_name="delta", datacenter="DC0", vm_folder="/DC0/vm/ray/sub")[
-        "nodes"]] == ["delta-w-sub"]
-    # The datacenter's VM folder holds the others, and ray/ below it.
-    assert len(listed(play, cluster_name="delta", datacenter="DC0", vm_folders=[""])["nodes"]) == 3
+    scoped = listed(play, cluster_name="delta", datacenter="DC0", vm_folders=["ray"])
+    assert ([n["name"] for n in scoped["nodes"]], scoped["unverified"]) == (["delta-head"], []), (
+        "ray/sub is another folder: not read")
+    # A node's identity binds the folder it was made in: moved into another, it is no node there (nor anywhere
+    # but in the sweep of all of vCenter above, by the folder it records and its own moid).
+    for folder, moved_there in (("/DC0/vm/ray/sub", "delta-w-sub"), ("", "delta-w-root")):
+        elsewhere = listed(play, cluster_name="delta", datacenter="DC0", vm_folder=folder)
+        assert (elsewhere["nodes"], elsewhere["unverified"]) == ([], [moved_there])
 
-    # A node moved out of the cluster's folder is no longer listed there (node_delete still finds it anywhere).
-    moved = vsphere.find_by_name(service_instance, vim.VirtualMachine, "delta-w-sub")
-    vsphere.wait_for_task(service_instance, datacenter.vmFolder.MoveIntoFolder_Task([moved]))
+    # Moved back into the cluster's folder, a node is one there again.
+    moved = vsphere.find_by_name(service_instance, vim.VirtualMachine, "delta-w-root")
+    vsphere.wait_for_task(service_instance, vsphere.find_by_name(service_instance, vim.Folder, "ray").MoveIntoFolder_Task(
+        [moved]))
     assert [n["name"] for n in listed(play, cluster_name="delta", datacenter="DC0", vm_folders=["ray"])["nodes"]] == [
-        "delta-head"]
+        "delta-head", "delta-w-root"]
+    vsphere.wait_for_task(service_instance, datacenter.vmFolder.MoveIntoFolder_Task([moved]))
 
     missing = play([task("node_info", cluster_name="delta", datacenter="DC0", vm_folders=["ray/nope"])]).result
     assert missing["failed"] and "VM folder 'ray/nope' not found in datacenter DC0 (no 'nope' below it)" in missing["msg"]

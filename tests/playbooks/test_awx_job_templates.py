@@ -211,22 +211,23 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     assert set(on_every_node(guest_simulator, key_file, "cat ~/.ray/auth_token").values()) == {token}
     assert ssh(head_ip, key_file, "ls ~/ray_bootstrap_key.pem").returncode != 0
 
-    # API-style: only the name and the count; no inventory placement either:
-    # the image, placement, setup commands and start options are the head's record.
-    more = awx_launch.launch(template("ray_workers"), {"ray_cluster_name": CLUSTER, "ray_worker_count": 2},
+    # API-style: the name, the count and the cluster's folder, where its head is looked for; no inventory
+    # placement either: the image, the rest of the placement, setup commands and start options are the head's record.
+    where = {"ray_datacenter": simulator.DATACENTER, "ray_vm_folder": simulator.VM_FOLDER}
+    more = awx_launch.launch(template("ray_workers"), {"ray_cluster_name": CLUSTER, "ray_worker_count": 2, **where},
                              credentials=both, python=python, inventory_vars={})
     assert more.status == "successful", failure(more)
-    assert set(more.extra_vars) == {"ray_cluster_name", "ray_worker_count"}
+    assert set(more.extra_vars) == {"ray_cluster_name", "ray_worker_count", *where}
     assert placement(service_instance, "awx-worker-1") == ("DC0_C0_RP1", simulator.VM_FOLDER)
     assert on_every_node(guest_simulator, key_file, "cat ~/awx-setup")["awx-worker-1"] == "one\ntwo\n"
     assert set(on_every_node(guest_simulator, key_file, "cat ~/.ssh/authorized_keys").values()) == authorized
     ray_cluster.wait_for_alive_nodes(head_ip, key_file, 3)
     assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 3
 
-    # UI-style: the ray_workers form has no defaults to pre-fill; the count is typed.
+    # UI-style: the ray_workers form has no defaults to pre-fill; the count and the folder are typed.
     ray_workers = template("ray_workers")
     fewer = awx_launch.launch(ray_workers, awx_launch.ui_post(ray_workers.survey_spec, dict(
-        ray_cluster_name=CLUSTER, ray_worker_count="1")), credentials=both, python=python, inventory_vars={})
+        ray_cluster_name=CLUSTER, ray_worker_count="1", **where)), credentials=both, python=python, inventory_vars={})
     assert fewer.status == "successful", failure(fewer)
     assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
     ray_cluster.wait_for_alive_nodes(head_ip, key_file, 2)

@@ -14,7 +14,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records
 from ray_provider import node_provider
 from ray_provider.node_provider import ClusterConfigError, VsphereNodeProvider
-from testbed import simulator
+from testbed import node_identity, simulator
 from testbed.guests import make_key_pair
 from testbed.ova_import import import_ova
 
@@ -85,11 +85,9 @@ def test_the_provider_still_sees_its_nodes_after_vcenter_ended_its_session(test_
         provider = make_provider(forgetful, test_ova, tmp_path, monkeypatch)
         service_instance = forgetful.endpoint.connect()
         # A node as node_deploy makes it: with the identity the cluster's key makes for it.
-        instance_uuid = str(uuid.uuid4())
-        identity = {_records.CLUSTER_IDENTITY: provider.cluster_key().node_identity("unit-vcsim-worker-idle",
-                                                                                      instance_uuid)}
         vm = import_ova(service_instance, test_ova, "unit-vcsim-worker-idle", **simulator.default_placement(service_instance),
-                        extra_config=identity, instance_uuid=instance_uuid)
+                        instance_uuid=str(uuid.uuid4()))
+        node_identity.bind(service_instance, vm, provider.cluster_key())
         tags = {_records.CLUSTER_NAME: "unit-vcsim", _records.NODE_KIND: "worker"}
         attributes = _nodes.Inventory(service_instance).attributes
         attributes.require(set(tags))

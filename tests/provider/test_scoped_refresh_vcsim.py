@@ -17,7 +17,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
     _node_watch, _nodes, _ray_auth, _records)
 from ray_provider import node_provider, node_reader
 from ray_provider.node_provider import VsphereNodeProvider
-from testbed import simulator, vsphere
+from testbed import node_identity, simulator, vsphere
 from testbed.guests import make_key_pair
 
 CLUSTER = "watched"
@@ -33,7 +33,7 @@ def admin(vcsim):
 class Site:
     """Clones of a model VM as nodes of CLUSTER, made and changed from the admin session.
 
-    Each clone carries the identity the cluster's key makes for it, written by the clone call as node_deploy does.
+    Each clone carries the identity the cluster's key makes for it where it is, as node_deploy writes it.
     """
 
     def __init__(self, admin, cluster_key):
@@ -47,13 +47,10 @@ class Site:
         self.attributes.require([_records.CLUSTER_NAME, _records.NODE_KIND, "ray-node-status"])
 
     def node(self, name, folder=None, **tags):
-        instance_uuid = str(uuid.uuid4())
-        identity = vim.option.OptionValue(key=_records.CLUSTER_IDENTITY,
-                                          value=self.cluster_key.node_identity(name, instance_uuid))
         task = self.model.CloneVM_Task(folder=folder or self.folder, name=name, spec=vim.vm.CloneSpec(
-            location=vim.vm.RelocateSpec(),
-            config=vim.vm.ConfigSpec(instanceUuid=instance_uuid, extraConfig=[identity])))
+            location=vim.vm.RelocateSpec(), config=vim.vm.ConfigSpec(instanceUuid=str(uuid.uuid4()))))
         vm = vsphere.wait_for_task(self.admin, task)
+        node_identity.bind(self.admin, vm, self.cluster_key)
         self.tag(vm, **{_records.CLUSTER_NAME: CLUSTER, _records.NODE_KIND: "worker", **tags})
         return vm
 
@@ -174,12 +171,14 @@ def test_every_node_types_folder_is_watched_and_a_launch_into_a_new_one_widens_t
     in_subfolder = site.node(f"{CLUSTER}-gpu", folder=subfolder)
     in_sibling = site.node(f"{CLUSTER}-sibling", folder=sibling)
     in_folder = site.node(f"{CLUSTER}-worker")
-    # ray/ holds ray/gpu; bootstrap_config's node_folders names every node type's folder.
-    assert sorted(provider.non_terminated_nodes({})) == sorted([site.uuid(in_folder), site.uuid(in_subfolder)])
+    # Only the folder's own VMs: ray/gpu is another folder, which no node type names (a node's identity binds
+    # the folder it is in); bootstrap_config's node_folders names every node type's folder.
+    assert provider.non_terminated_nodes({}) == [site.uuid(in_folder)]
+    assert site.uuid(in_subfolder) not in {props.get("config.instanceUuid") for props in provider._watch.vms.values()}, \
+        "a subfolder's VMs are not even read"
     both = VsphereNodeProvider(dict(provider.provider_config, node_folders=[
         [simulator.DATACENTER, simulator.VM_FOLDER], [simulator.DATACENTER, "sibling"]]), CLUSTER)
-    assert sorted(both.non_terminated_nodes({})) == sorted(
-        [site.uuid(in_folder), site.uuid(in_subfolder), site.uuid(in_sibling)])
+    assert sorted(both.non_terminated_nodes({})) == sorted([site.uuid(in_folder), site.uuid(in_sibling)])
 
     # A launch into a folder not watched yet: the next refresh watches it too, with one full read.
     failed = SimpleNamespace(status="failed", events=[])
@@ -198,7 +197,8 @@ def test_a_watch_over_more_vms_than_one_update_set_holds_reads_them_all(testbed_
         try:
             everything = _nodes.Inventory(service_instance, paths=["name"]).vms
             assert len(everything) > 150
-            watch = _node_watch.NodeWatch(service_instance, [service_instance.content.rootFolder])
+            vm_folders = [datacenter.vmFolder for datacenter in service_instance.content.rootFolder.childEntity]
+            watch = _node_watch.NodeWatch(service_instance, vm_folders)
             assert set(watch.vms) == set(everything)
             assert watch.poll() is False
             watch.close()

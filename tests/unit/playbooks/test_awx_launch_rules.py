@@ -122,11 +122,16 @@ def test_the_project_surveys_are_valid_and_optional_questions_have_no_default(na
             assert "default" not in question, f"{name}: {question['variable']} would inject its default on every launch"
 
 
-def test_an_api_launch_of_the_scaling_templates_needs_only_the_name_and_the_count():
-    for name, posted in (("ray_workers", {"ray_cluster_name": "c", "ray_worker_count": 3}),
-                         ("ray_down", {"ray_cluster_name": "c"})):
+def test_an_api_launch_of_the_scaling_templates_needs_the_name_the_count_and_for_workers_the_clusters_folder():
+    scale = {"ray_cluster_name": "c", "ray_datacenter": "DC", "ray_vm_folder": "ray", "ray_worker_count": 3}
+    for name, posted in (("ray_workers", scale), ("ray_down", {"ray_cluster_name": "c"})):
         template = awx_launch.JobTemplate(name, f"playbooks/{name}.yml", awx_launch.load_survey(name))
         assert awx_launch.launch_extra_vars(template, posted) == (posted, {})
+    # The head whose record steers the deploy is looked for in the cluster's folder only: AWX asks for it.
+    workers = awx_launch.JobTemplate("ray_workers", "playbooks/ray_workers.yml", awx_launch.load_survey("ray_workers"))
+    for missing in ("ray_datacenter", "ray_vm_folder"):
+        with pytest.raises(awx_launch.LaunchError, match=missing):
+            awx_launch.launch_extra_vars(workers, {key: value for key, value in scale.items() if key != missing})
 
 
 def test_a_ui_launch_of_ray_up_injects_what_was_typed_and_the_worker_count_only():

@@ -135,7 +135,7 @@ def test_a_refresh_poll_lost_to_the_socket_raises_and_the_next_reads_everything_
     gone, kept = vim.VirtualMachine("vm-1"), vim.VirtualMachine("vm-2")
     collector = ScriptedCollector([{gone: {"name": "gone"}, kept: {"name": "kept"}}, None, timed_out(),
                                    {kept: {"name": "kept"}}])
-    watch = _node_watch.NodeWatch(session(collector, 30), roots=[])
+    watch = _node_watch.NodeWatch(session(collector, 30), roots=[vim.Folder("group-v1")])
     assert set(watch.vms) == {gone, kept}
     assert watch.poll() is False
     with pytest.raises(socket.timeout):
