@@ -64,7 +64,9 @@ MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file":
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
     "foreground_node_launch", "worker_liveness_check")}}
-PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **HEAD_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
+# The token's epoch (ray_vsphere.cluster.ray_auth_token): raising it and running `ray up` again rotates the token.
+TOKEN_KEYS = {"ray_token_epoch": dict(type="int")}
+PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **HEAD_KEYS, **TOKEN_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
 
 TYPE_NAMES = {"str": "a string", "path": "a path", "int": "an integer", "bool": "true or false", "dict": "a mapping",
               "list": "a list"}
