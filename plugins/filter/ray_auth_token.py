@@ -14,7 +14,7 @@ description:
     as 64 hex digits.
   - The HMAC is keyed by the parsed key (as unencrypted PKCS#8), not by the file's text, so re-saving the key
     (C(ssh-keygen -p)) or converting it between PEM and OpenSSH gives the same token.
-  - Another O(epoch) gives another token: rotating the token is moving to the next epoch (playbook
+  - Another O(epoch) gives another token, so rotating the token is moving to the next epoch (playbook
     C(ray_vsphere.cluster.ray_rotate_token)).
   - Every holder of the cluster's private key gets the same token, so nothing more has to be stored;
     workers get the token only, never the key.
