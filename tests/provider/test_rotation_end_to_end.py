@@ -69,9 +69,10 @@ def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stay
         old_password = sim.autoscaler_password
         assert decrypt_secret(head_provider_section(head_ip, key)["vcenter_password_vault"], key) == old_password
         sim.change_autoscaler_password(NEW_HEAD_PASSWORD)
-        refused_before = sim.failed_logins().count(sim.autoscaler_username)
         again = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config_path))
         assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+        # Until `ray up` restarted it, the old autoscaler may have tried the old password: from now on it must not.
+        refused_before = sim.failed_logins().count(sim.autoscaler_username)
         assert decrypt_secret(head_provider_section(head_ip, key)["vcenter_password_vault"], key) == NEW_HEAD_PASSWORD
         found, canary = password_on_head(head_ip, key, old_password)
         assert found == sorted([canary.file, "environ of the canary"]), f"the old password is still on the head: {found}"
