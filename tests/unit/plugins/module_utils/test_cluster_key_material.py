@@ -22,7 +22,8 @@ HEAD_UUID = "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a11"
 
 
 def keygen(*arguments):
-    subprocess.run(["ssh-keygen", "-q", *map(str, arguments)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(["ssh-keygen", "-q", *map(str, arguments)], check=True, capture_output=True,
+                   stdin=subprocess.DEVNULL)
 
 
 def everything_derived(path):
@@ -57,7 +58,8 @@ def test_a_key_is_the_same_in_openssh_and_pem_form_and_the_secret_is_its_pkcs8(t
     assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----"), "ssh-keygen re-saved it as PKCS#8 PEM"
     assert everything_derived(key) == before
     # The documented derivation, from outside our code: openssl's DER of the key and the standard library's HMAC.
-    der = subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", str(key), "-outform", "DER"], check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", str(key), "-outform", "DER"],
+                         check=True, capture_output=True).stdout
     message = b"\0".join([b"ray-vsphere ray auth token", b"analytics", b"epoch 0"])
     assert before["token"] == hmac.new(der, message, hashlib.sha256).hexdigest()
     # A CRLF paste (an AWX credential field) and indentation are the same key.
