@@ -41,6 +41,7 @@ AUTH_MODE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
 PURPOSE_RAY_AUTH_TOKEN = "ray auth token"
 PURPOSE_NODE_IDENTITY = "node identity"
 PURPOSE_TEMPLATE_IDENTITY = "template identity"
+PURPOSE_HEAD_ACCOUNT = "head account"
 
 OPENSSH_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 PUBLIC_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")

@@ -543,7 +543,7 @@ def test_the_real_vcenter_example_passes_the_checks_with_the_heads_own_account()
 
 def test_the_token_file_ray_up_mounts_is_the_epochs_token_and_a_bad_epoch_is_refused_by_key(tmp_path):
     key = make_key_pair(tmp_path / "ray-key")
-    token_file = head_config._write_ray_auth_token(tmp_path / "state", "unit", key, 2)
+    token_file = head_config._write_ray_auth_token(tmp_path / "state", head_config._cluster_key(key, "unit"), 2)
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert token_file.read_text() == ray_auth_token(key.read_text(), "unit", 2) != ray_auth_token(key.read_text(), "unit")
     with pytest.raises(config.ClusterConfigError) as refused:
@@ -556,4 +556,24 @@ def test_the_token_file_ray_up_mounts_is_the_epochs_token_and_a_bad_epoch_is_ref
     assert "provider.ray_token_epoch: must be an integer, not '2'" in refused.value.problems
     (tmp_path / "not-a-key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
     with pytest.raises(config.ClusterConfigError, match=r"auth.ssh_private_key: .*not-a-key is not a PEM or OpenSSH"):
-        head_config._write_ray_auth_token(tmp_path / "state", "unit", tmp_path / "not-a-key", 0)
+        head_config._cluster_key(tmp_path / "not-a-key", "unit")
+
+
+def test_a_new_head_password_changes_what_ray_hashes_for_the_head_and_the_fingerprint_is_no_password_oracle(
+        monkeypatch, tmp_path):
+    key = make_key_pair(tmp_path / "ray-key")
+    operator_env(monkeypatch)
+    cluster_key = head_config._cluster_key(key, "unit")
+    operator = config.VcenterCredentials(PROVIDER)
+
+    def fingerprint(password, key_of=cluster_key):
+        monkeypatch.setenv(config.HEAD_PASSWORD_VARIABLE, password)
+        return head_config._head_account_fingerprint(key_of, config.HeadAccount(PROVIDER, operator))
+
+    before = fingerprint("h3ad-Passw0rd")
+    assert before == fingerprint("h3ad-Passw0rd") and len(before) == 64, "the same account: the same config"
+    assert fingerprint("R0tated-Passw0rd") != before, "a new password: another runtime hash, so `ray up` resends"
+    # Keyed by the cluster's key: without it, the value tells nothing of the password.
+    other_key = head_config._cluster_key(make_key_pair(tmp_path / "other-key"), "unit")
+    assert fingerprint("h3ad-Passw0rd", other_key) != before
+    assert "h3ad-Passw0rd" not in before
