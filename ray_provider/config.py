@@ -59,12 +59,15 @@ HEAD_PASSWORD_VARIABLE = "RAY_VSPHERE_HEAD_PASSWORD"
 HEAD_ACCOUNT_VARIABLES = (HEAD_USER_VARIABLE, HEAD_PASSWORD_VARIABLE)
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
-                "vcenter_password_vault": dict(type="str"), "node_folders": dict(type="list"),
+                "vcenter_password_vault": dict(type="str"), "head_account_fingerprint": dict(type="str"),
+                "node_folders": dict(type="list"),
                 "node_type_ip_policies": dict(type="dict")}
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",
     "foreground_node_launch", "worker_liveness_check")}}
-PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **HEAD_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
+# The token's epoch (ray_vsphere.cluster.ray_auth_token): raising it and running `ray up` again rotates the token.
+TOKEN_KEYS = {"ray_token_epoch": dict(type="int")}
+PROVIDER_KEYS = {**RAY_KEYS, **CONNECTION_KEYS, **HEAD_KEYS, **TOKEN_KEYS, **MANAGED_KEYS, **NODE_SETTINGS}
 
 TYPE_NAMES = {"str": "a string", "path": "a path", "int": "an integer", "bool": "true or false", "dict": "a mapping",
               "list": "a list"}

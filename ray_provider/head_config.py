@@ -28,6 +28,8 @@ HEAD_IMAGES = "~/ray_vsphere_images"
 # The CA that signed vCenter's certificate, for the head's autoscaler to verify it too.
 HEAD_CA = "~/ray_vsphere_vcenter_ca.pem"
 KEY_PATH_RECORD = "cluster-key-path"
+# provider key: changes with the head's vCenter account, so that `ray up` sends the head a new password.
+HEAD_ACCOUNT_FINGERPRINT = "head_account_fingerprint"
 
 
 def bootstrap_config(cluster_config, state_dir):
@@ -46,6 +48,7 @@ def bootstrap_config(cluster_config, state_dir):
     private_key = Path(auth.get("ssh_private_key") or f"~/.ssh/ray-vsphere-{config['cluster_name']}").expanduser()
     if auth.get("ssh_private_key") and not private_key.is_file():
         raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
+    token_epoch = _token_epoch(provider)
     node_types = [{**node_settings(provider, node_type["node_config"]), "node_type": name}
                   for name, node_type in config["available_node_types"].items()]
     # The refresh reads the VMs under these folders only (`ray down` too): every node type's.
@@ -62,6 +65,9 @@ def bootstrap_config(cluster_config, state_dir):
     if problems:
         raise ClusterConfigError(problems)
     provider[NODE_TYPE_IP_POLICIES] = node_type_ip_policies(config)
+    cluster_key = _cluster_key(private_key, config["cluster_name"])
+    if head_account.given_any:
+        provider[HEAD_ACCOUNT_FINGERPRINT] = _head_account_fingerprint(cluster_key, head_account)
     auth["ssh_private_key"] = str(private_key)
     auth["ssh_public_key"] = f"{private_key}.pub"
     provider["ssh_private_key_file"] = str(private_key)
@@ -70,8 +76,7 @@ def bootstrap_config(cluster_config, state_dir):
     file_mounts = config.setdefault("file_mounts", {})
     file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
     # Every node, the workers included (the head's autoscaler mounts the same files on them).
-    file_mounts[_ray_auth.TOKEN_PATH_ON_NODES] = str(_write_ray_auth_token(state_dir, config["cluster_name"],
-                                                                           private_key))
+    file_mounts[_ray_auth.TOKEN_PATH_ON_NODES] = str(_write_ray_auth_token(state_dir, cluster_key, token_epoch))
     if credentials.ca_path:
         file_mounts[HEAD_CA] = credentials.ca_path
     # The head's autoscaler deploys workers from the same image: an .ova, or an .ovf with its folder.
@@ -181,13 +186,45 @@ def _head_login_problems(credentials, head_account, node_types):
         client.disconnect()
 
 
-def _write_ray_auth_token(state_dir, cluster_name, private_key):
-    """The cluster's Ray token in a file of the provider's state (0600), for `ray up` to mount on every node."""
-    token_file = state_dir / cluster_name / "ray-auth-token"
+def _token_epoch(provider):
+    """provider.ray_token_epoch (0 when unset), checked before anything is read or made."""
+    try:
+        return _ray_auth.token_epoch(provider.get("ray_token_epoch") or 0)
+    except ValueError as error:
+        raise ClusterConfigError([f"provider.ray_token_epoch: {error}"]) from error
+
+
+def _cluster_key(private_key, cluster_name):
+    try:
+        return _ray_auth.ClusterKey.from_file(str(private_key), cluster_name, "auth.ssh_private_key")
+    except _ray_auth.ClusterKeyError as error:
+        raise ClusterConfigError([str(error)]) from error
+
+
+def _head_account_fingerprint(cluster_key, head_account):
+    """An HMAC of the head's account, keyed by the cluster's key (no password oracle to anyone without it).
+
+    Ray hashes the cluster config into the head's runtime hash before it adds
+    the head's bootstrap config to the file mounts, so without this a `ray up`
+    that only brings a new head password finds the head up to date and never
+    sends it the new Vault blob.
+    """
+    return _ray_auth.derive(cluster_key.secret, _ray_auth.PURPOSE_HEAD_ACCOUNT, head_account.username or "",
+                            head_account.password or "")
+
+
+def _write_ray_auth_token(state_dir, cluster_key, token_epoch):
+    """The cluster's Ray token in a file of the provider's state (0600), for `ray up` to mount on every node.
+
+    A new epoch gives the file new contents, so Ray's runtime hash of the
+    file mounts changes: `ray up` restarts Ray on the head, whose autoscaler
+    then updates every worker in place (the same VMs) with the new token.
+    """
+    token_file = state_dir / cluster_key.cluster_name / "ray-auth-token"
     token_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as stream:
-        stream.write(_ray_auth.ray_auth_token(private_key.read_text(), cluster_name))
+        stream.write(cluster_key.ray_auth_token(token_epoch))
     return token_file
 
 

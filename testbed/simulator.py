@@ -15,6 +15,7 @@ RAY_VSPHERE_VCSIM_TRACE_DIR set (the test session sets it), every vcsim
 records the vSphere methods it serves into that folder (method_trace.py).
 """
 
+import dataclasses
 import functools
 import ipaddress
 import json
@@ -322,6 +323,14 @@ class Vcsim:
             raise
         self.startup_seconds = time.monotonic() - started
         return self.endpoint
+
+    def change_autoscaler_password(self, password):
+        """Give the head's account a new password, as an administrator does in vCenter's SSO: logins with the old
+        one fail from now on (vcsim reads its -users file at every login); open sessions stay. The endpoint (and
+        so its environment's RAY_VSPHERE_HEAD_PASSWORD) gets the new one."""
+        self._users_file.write_text(f"{self.autoscaler_username}\t{password}\n")
+        self.autoscaler_password = password
+        self.endpoint = dataclasses.replace(self.endpoint, head_password=password)
 
     def _read_endpoint(self):
         ready, _, _ = select.select([self._process.stdout], [], [], self.start_timeout)

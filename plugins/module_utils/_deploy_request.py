@@ -199,7 +199,7 @@ class DeployRequest(object):
             self.request_id = _ray_tags.check_name(params.get("request_id") or uuid.uuid4().hex[:8], "request_id")
             self.names = request_names(self.cluster_name, params.get("node_type") or params["node_kind"],
                                        self.request_id, params["count"])
-        self.template_identity = (_template_identity.TemplateIdentity(cluster_key.private_key_text)
+        self.template_identity = (_template_identity.TemplateIdentity(cluster_key.secret)
                                   if params["clone_from_template"] else None)
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
         self.tags.update({_records.CLUSTER_NAME: self.cluster_name, _records.NODE_KIND: params["node_kind"]})

@@ -8,6 +8,11 @@ the cluster's private key, rather than keeping a second secret, means every
 holder of the key (the operator's machine, an AWX credential, the head) gets
 the same token with nothing more to store, copy or lose. The HMAC keeps the key
 out of reach of the workers, which hold only the token.
+
+The HMAC is keyed by the key itself, not by the file's text: the private key
+as unencrypted PKCS#8 DER, one encoding per key. `ssh-keygen -p` re-saves a
+key with new random check-ints and a PEM or OpenSSH file may hold the same
+key, and none of that changes an identity, a template's record or the token.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +23,13 @@ import hashlib
 import hmac
 import re
 import uuid
+
+try:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    HAS_CRYPTOGRAPHY_ERROR = None
+except ImportError as error:
+    HAS_CRYPTOGRAPHY_ERROR = str(error)
 
 # Where `ray start` and drivers look for the token when RAY_AUTH_MODE is
 # unset or "token" (ray/_private/authentication/authentication_token_setup.py,
@@ -30,26 +42,63 @@ AUTH_MODE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
 PURPOSE_RAY_AUTH_TOKEN = "ray auth token"
 PURPOSE_NODE_IDENTITY = "node identity"
 PURPOSE_TEMPLATE_IDENTITY = "template identity"
+PURPOSE_HEAD_ACCOUNT = "head account"
+
+OPENSSH_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
+PUBLIC_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
+# A private key file is a few kB at most (RSA 16384 bits: 12 kB); more is not one.
+MAX_KEY_FILE_CHARS = 65536
 
 
-def derive(private_key_text, purpose, *parts):
-    """HMAC-SHA256 in hex of `parts` for `purpose`, keyed by the private key: only a key holder can make it.
+def derive(secret, purpose, *parts):
+    """HMAC-SHA256 in hex of `parts` for `purpose`, keyed by a key's secret (private_key_secret): only a key holder
+    can make it.
 
-    Whitespace is dropped first, so the same key pasted with other line
-    endings (an AWX credential field, say) gives the same value. Parts are
-    joined with NUL, which no name contains, so ("a-b", "c") and ("a", "b-c")
-    differ.
+    Parts are joined with NUL, which no name contains, so ("a-b", "c") and
+    ("a", "b-c") differ.
     """
-    if "PRIVATE KEY" not in private_key_text:
-        raise ValueError("the text is not a PEM or OpenSSH private key")
-    key_material = "".join(private_key_text.split()).encode()
     message = b"\0".join([b"ray-vsphere " + purpose.encode()] + [part.encode() for part in parts])
-    return hmac.new(key_material, message, hashlib.sha256).hexdigest()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def ray_auth_token(private_key_text, cluster_name):
-    """64 hex digits, like Ray's own generated tokens (secrets.token_hex(32))."""
-    return derive(private_key_text, PURPOSE_RAY_AUTH_TOKEN, cluster_name)
+def private_key_secret(private_key_text, source):
+    """The private key in `private_key_text` as unencrypted PKCS#8 DER: the same bytes for every file of one key.
+
+    Raises ClusterKeyError, naming `source` (the option and file) and never
+    the text, for anything that is not an unencrypted private key.
+    """
+    if HAS_CRYPTOGRAPHY_ERROR:
+        raise ClusterKeyError("%s: reading the cluster's private key needs the Python package cryptography: %s"
+                              % (source, HAS_CRYPTOGRAPHY_ERROR))
+    # Line endings and indentation as a credential field or a paste leaves them.
+    text = "\n".join(line.strip() for line in private_key_text.strip().splitlines()) + "\n"
+    if "PRIVATE KEY-----" not in text:
+        hint = (" (that is a public key: give the private one beside it)"
+                if text.startswith(PUBLIC_KEY_PREFIXES) else "")
+        raise ClusterKeyError("%s is not a PEM or OpenSSH private key%s" % (source, hint))
+    load = serialization.load_ssh_private_key if OPENSSH_BEGIN in text else serialization.load_pem_private_key
+    # The refusal is raised after the except clause, so that no traceback carries the parser's
+    # exception as its context: its message may quote the text.
+    refusal = None
+    try:
+        key = load(text.encode("ascii", "replace"), password=None)
+    except TypeError:  # cryptography's signal for a passphrase, and only for that
+        refusal = ("%s is encrypted with a passphrase, which Ansible and Ray cannot enter: give a key without one "
+                   "(ssh-keygen -p -N '' -f FILE removes it and keeps the key)" % source)
+    except UnsupportedAlgorithm as error:
+        refusal = ("%s holds a private key of a type this collection cannot use (%s): use an ed25519, ECDSA or "
+                   "RSA key" % (source, error))
+    except ValueError:
+        refusal = "%s is not a PEM or OpenSSH private key: it does not parse as one" % source
+    if refusal:
+        raise ClusterKeyError(refusal)
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def ray_auth_token(private_key_text, cluster_name, epoch=0, source="the text"):
+    """64 hex digits, like Ray's own generated tokens (secrets.token_hex(32)); a new one for every token epoch."""
+    return ClusterKey(private_key_text, cluster_name, source).ray_auth_token(epoch)
 
 
 # What derive() returns, and so all a recorded identity can be: anything else never verifies.
@@ -92,18 +141,14 @@ class ClusterKey(object):
     """
 
     def __init__(self, private_key_text, cluster_name, source="cluster_key_file"):
-        if "PRIVATE KEY" not in private_key_text:
-            hint = " (that is a public key: give the private one beside it)" if private_key_text.lstrip().startswith(
-                ("ssh-", "ecdsa-", "sk-")) else ""
-            raise ClusterKeyError("%s is not a PEM or OpenSSH private key%s" % (source, hint))
-        self._text = private_key_text
+        self._secret = private_key_secret(private_key_text, source)
         self.cluster_name = cluster_name
 
     @classmethod
     def from_file(cls, path, cluster_name, option="cluster_key_file"):
         try:
             with open(path) as stream:
-                text = stream.read(65536)
+                text = stream.read(MAX_KEY_FILE_CHARS)
         except (IOError, OSError) as error:
             raise ClusterKeyError("%s: cannot read the cluster's private SSH key %s: %s"
                                   % (option, path, error.strerror or error))
@@ -112,14 +157,18 @@ class ClusterKey(object):
         return cls(text, cluster_name, "%s: %s" % (option, path))
 
     @property
-    def private_key_text(self):
-        """For the other identities made with the same key (_template_identity)."""
-        return self._text
+    def secret(self):
+        """The key's secret, for the other values derived from the same key (_template_identity)."""
+        return self._secret
+
+    def ray_auth_token(self, epoch=0):
+        """The cluster's Ray token of token epoch `epoch`: rotating the token is moving to the next epoch."""
+        return derive(self._secret, PURPOSE_RAY_AUTH_TOKEN, self.cluster_name, "epoch %d" % token_epoch(epoch))
 
     def node_identity(self, vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid=None):
         """The value a node records: bound to vm_moid once the VM exists, without it in the create call."""
         parts = [self.cluster_name, vm_name, _canonical_uuid(instance_uuid), folder_moid, _canonical_uuid(vcenter_uuid)]
-        return derive(self._text, PURPOSE_NODE_IDENTITY, *(parts + ([vm_moid] if vm_moid else [])))
+        return derive(self._secret, PURPOSE_NODE_IDENTITY, *(parts + ([vm_moid] if vm_moid else [])))
 
     def verifies(self, vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid, recorded):
         """Whether `recorded` (a VM's CLUSTER_IDENTITY extraConfig value) is this VM's identity.
@@ -131,6 +180,17 @@ class ClusterKey(object):
         if not (vm_name and folder_moid and _canonical_uuid(instance_uuid) and _canonical_uuid(vcenter_uuid)):
             return False
         return matches(self.node_identity(vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid), recorded)
+
+
+def token_epoch(value):
+    """A token epoch: a whole number from 0 (a setting's "3" too); ValueError naming the value otherwise."""
+    try:
+        epoch = int(str(value).strip())
+    except ValueError:
+        epoch = -1
+    if epoch < 0:
+        raise ValueError("the token epoch must be a whole number from 0, not %r" % (value,))
+    return epoch
 
 
 def _canonical_uuid(text):

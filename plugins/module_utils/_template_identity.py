@@ -36,9 +36,9 @@ HASH_LENGTH = 12
 
 
 def read_cluster_key(path):
-    """The text of the cluster's private key at path (the module option cluster_key_file)."""
+    """The secret of the cluster's private key at path (the module option cluster_key_file)."""
     try:
-        return _ray_auth.ClusterKey.from_file(path, cluster_name="").private_key_text
+        return _ray_auth.ClusterKey.from_file(path, cluster_name="").secret
     except _ray_auth.ClusterKeyError as error:
         raise RayVsphereError(str(error))
 
@@ -46,9 +46,10 @@ def read_cluster_key(path):
 class TemplateIdentity(object):
     """The names and identities of the templates one cluster key makes."""
 
-    def __init__(self, private_key_text):
-        self._key = private_key_text
-        self.key_id = _ray_auth.derive(private_key_text, _ray_auth.PURPOSE_TEMPLATE_IDENTITY, "key id")[:KEY_ID_LENGTH]
+    def __init__(self, key_secret):
+        """key_secret: the cluster key's secret (_ray_auth.ClusterKey.secret)."""
+        self._key = key_secret
+        self.key_id = _ray_auth.derive(key_secret, _ray_auth.PURPOSE_TEMPLATE_IDENTITY, "key id")[:KEY_ID_LENGTH]
 
     @classmethod
     def from_file(cls, path):

@@ -12,10 +12,18 @@ package main
 // The file holds one "user<TAB>password" per line (the separator is a tab, so
 // that a password may hold spaces); blank lines and lines starting with # are
 // skipped. The -username/-password pair stays valid.
+//
+// The file is read again at every login, as vCenter's SSO checks a password
+// against its current directory: rewriting it changes a user's password while
+// vcsim runs, and a login with the old one fails from then on (a test rotates
+// the Ray head's password so). Sessions already open stay, as in vCenter,
+// where changing a password ends no session. A file that no longer reads
+// accepts none of its users.
 
 import (
 	"bufio"
 	"fmt"
+	"log"
 	"os"
 	"strings"
 
@@ -55,12 +63,18 @@ func acceptUsers(model *simulator.Model, username, password, path string) error 
 	if username == "" {
 		return fmt.Errorf("-users needs -username and -password: without them vcsim accepts any login")
 	}
-	users, err := readUsers(path)
-	if err != nil {
+	if _, err := readUsers(path); err != nil {
 		return err
 	}
-	users[username] = password
 	model.Map().SessionManager().ValidLogin = func(login *types.Login) bool {
+		if login.UserName == username {
+			return login.Password == password
+		}
+		users, err := readUsers(path)
+		if err != nil {
+			log.Printf("-users %s: %s", path, err)
+			return false
+		}
 		expected, known := users[login.UserName]
 		return known && login.Password == expected
 	}

@@ -32,7 +32,7 @@ STALL_SECONDS = 6
 @pytest.fixture(scope="module")
 def images(test_ova, tmp_path_factory, cluster_key_file):
     """{step: (OVA path, its template's name)} for the template steps: the test OVA plus zero blocks, one more each."""
-    identity = TemplateIdentity(cluster_key_file.read_text())
+    identity = TemplateIdentity.from_file(cluster_key_file)
     folder = tmp_path_factory.mktemp("variants")
     made = {}
     for blocks, step in enumerate(TEMPLATE_STEPS + OTHER_IMAGES, start=2):

@@ -69,7 +69,7 @@ def test_a_second_deploy_from_the_same_url_and_a_check_run_make_no_get(
         image = first["image"]
         assert image["downloaded"] is True
         assert image["sha256"] == sha256_of(ova)
-        key_id = TemplateIdentity(cluster_key_file.read_text()).key_id
+        key_id = TemplateIdentity.from_file(cluster_key_file).key_id
         assert image["template"] == f"ray-template-{sha256_of(ova)[:12]}-{key_id}"
         assert image["key"].startswith(f"{url} last-modified=") and image["key"].endswith(f"length={ova.stat().st_size}")
         assert image_record(service_instance, image["template"]) == {
@@ -109,7 +109,7 @@ def test_a_changed_image_at_the_same_url_makes_a_new_template(play, test_ova, tm
     assert second["image"]["downloaded"] is True
     assert second["image"]["key"] != first["image"]["key"]
     assert (first["image"]["sha256"], second["image"]["sha256"]) == (sha256_of(first_ova), sha256_of(second_ova))
-    key_id = TemplateIdentity(cluster_key_file.read_text()).key_id
+    key_id = TemplateIdentity.from_file(cluster_key_file).key_id
     assert second["image"]["template"] == f"ray-template-{sha256_of(second_ova)[:12]}-{key_id}" \
         != first["image"]["template"]
     assert image_record(service_instance, second["image"]["template"])["ray-vsphere.image-sha256"] == sha256_of(second_ova)

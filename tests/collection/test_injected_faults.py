@@ -29,7 +29,7 @@ def variant_ova(test_ova, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vcsim(testbed_prerequisites, variant_ova, cluster_key_file):
-    variant_template = TemplateIdentity(cluster_key_file.read_text()).name(hashlib.sha256(variant_ova.read_bytes()).hexdigest())
+    variant_template = TemplateIdentity.from_file(cluster_key_file).name(hashlib.sha256(variant_ova.read_bytes()).hexdigest())
     with simulator.Vcsim(fail_clone=r"-2$", fail_import=rf"^(eta-.*|{variant_template})$") as sim:
         sim.variant_template = variant_template
         yield sim

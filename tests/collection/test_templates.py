@@ -41,7 +41,7 @@ def half_made_template(vcsim, test_ova, cluster_key_file):
     short leaves it; heartbeat None: made before makers beat."""
     def make(maker, started, heartbeat=None):
         endpoint = vcsim.endpoint
-        identity = TemplateIdentity(cluster_key_file.read_text())
+        identity = TemplateIdentity.from_file(cluster_key_file)
         with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
                            validate_certs=False) as client, _ovf_package.OvfPackage(str(test_ova)) as package:
             placement = _placement.resolve(client.service_instance, PLACEMENT)
@@ -220,7 +220,7 @@ def image_records(test_ova):
 def test_a_planted_template_recording_our_image_is_ignored_and_ours_is_imported_and_used(
         play, test_ova, service_instance, plant, cluster_key_file):
     digest, records = image_records(test_ova)
-    ours = TemplateIdentity(cluster_key_file.read_text())
+    ours = TemplateIdentity.from_file(cluster_key_file)
     # What the fast path found before: the old name, and a name like ours; both record our image's hash and key.
     planted = {f"{TEMPLATE_PREFIX}{digest[:12]}": plant(f"{TEMPLATE_PREFIX}{digest[:12]}", records),
                f"{TEMPLATE_PREFIX}{digest[:12]}-whatever": plant(
@@ -250,7 +250,7 @@ def test_a_planted_template_recording_our_image_is_ignored_and_ours_is_imported_
 def test_a_vm_with_our_templates_name_but_not_its_identity_fails_the_deploy_naming_it(
         play, test_ova, service_instance, plant, cluster_key_file, vm_names):
     digest, records = image_records(test_ova)
-    ours = TemplateIdentity(cluster_key_file.read_text())
+    ours = TemplateIdentity.from_file(cluster_key_file)
     name = ours.name(digest)
     # Our template of an earlier day, its identity read off it: bound to that template's moid, it proves nothing here.
     earlier = play([deploy_task("omicron", test_ova, names=["omicron-0"], power_on=False)]).result
@@ -282,7 +282,7 @@ def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own
         play, test_ova, service_instance, cluster_key_file, tmp_path):
     other_key = make_key_pair(tmp_path / "other-key")
     digest, _ = image_records(test_ova)
-    mine, theirs = TemplateIdentity(cluster_key_file.read_text()), TemplateIdentity(other_key.read_text())
+    mine, theirs = TemplateIdentity.from_file(cluster_key_file), TemplateIdentity.from_file(other_key)
     first = play([deploy_task("pi", test_ova, names=["pi-0"], power_on=False)]).result
     second = play([deploy_task("rho", test_ova, names=["rho-0"], power_on=False, cluster_key_file=str(other_key))]).result
     assert not first["failed"] and not second["failed"], (first, second)
@@ -305,7 +305,7 @@ def test_two_keys_in_one_folder_get_two_templates_and_prune_removes_only_its_own
 
 
 def test_a_made_template_takes_only_its_moid_bound_identity(tmp_path):
-    identity = TemplateIdentity(make_key_pair(tmp_path / "key").read_text())
+    identity = TemplateIdentity.from_file(make_key_pair(tmp_path / "key"))
     name = identity.name("ab" * 32)
     made, being_made = identity.made(name, "vm-42"), identity.being_made(name)
     assert identity.is_ours(name, "vm-42", {_records.TEMPLATE_IDENTITY: made}, is_template=True)
@@ -314,5 +314,5 @@ def test_a_made_template_takes_only_its_moid_bound_identity(tmp_path):
     assert identity.is_ours(name, "vm-42", {_records.TEMPLATE_IDENTITY: being_made}, is_template=False)
     assert not identity.is_ours(name + "x", "vm-42", {_records.TEMPLATE_IDENTITY: being_made}, is_template=False)
     assert not identity.is_ours(name, "vm-42", {}, is_template=False)
-    other = TemplateIdentity(make_key_pair(tmp_path / "other").read_text())
+    other = TemplateIdentity.from_file(make_key_pair(tmp_path / "other"))
     assert other.key_id != identity.key_id and len(name) == len(other.name("ab" * 32)) == 34

@@ -67,6 +67,26 @@ def test_two_accounts_log_in_each_with_its_own_password_and_the_trace_names_the_
     assert users == {endpoint.username, sim.autoscaler_username}
 
 
+def test_a_changed_password_logs_in_and_the_old_one_is_refused_while_vcsim_runs(testbed_prerequisites):
+    """An administrator's password change of the head's account (testbed/vcsim/users.go), for the rotation test."""
+    with simulator.Vcsim(log_failed_logins=True) as sim:
+        endpoint, old = sim.endpoint, sim.autoscaler_password
+        open_session = vsphere.connect(endpoint.host, endpoint.port, sim.autoscaler_username, old, endpoint.ca_path)
+        sim.change_autoscaler_password("N3w-head-passw0rd")
+        assert sim.endpoint.head_password == sim.endpoint.environment()["RAY_VSPHERE_HEAD_PASSWORD"] == "N3w-head-passw0rd"
+        with pytest.raises(vim.fault.InvalidLogin):
+            vsphere.connect(endpoint.host, endpoint.port, sim.autoscaler_username, old, endpoint.ca_path)
+        service_instance = vsphere.connect(endpoint.host, endpoint.port, sim.autoscaler_username, "N3w-head-passw0rd",
+                                           endpoint.ca_path)
+        assert service_instance.content.sessionManager.currentSession.userName == sim.autoscaler_username
+        vsphere.disconnect(service_instance)
+        # As in vCenter, a session opened before the change stays; the operator's account is untouched.
+        assert open_session.content.sessionManager.currentSession.userName == sim.autoscaler_username
+        vsphere.disconnect(open_session)
+        vsphere.disconnect(endpoint.connect())
+        assert sim.failed_logins() == [sim.autoscaler_username]
+
+
 def test_each_vcsim_listens_on_its_own_free_port_and_stop_removes_its_process_and_folders(testbed_prerequisites):
     with simulator.Vcsim() as first, simulator.Vcsim() as second:
         assert first.endpoint.port != second.endpoint.port

@@ -14,17 +14,22 @@ import pytest
 import yaml
 
 from testbed import PROJECT_ROOT
+from testbed.guests import make_key_pair
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 
 SHOWN = ["ray_cfg_ovf", "ray_cfg_ovf_sha256", "ray_cfg_resource_pool", "ray_cfg_vm_folder", "ray_cfg_ssh_user", "ray_cfg_worker_count",
-         "ray_cfg_worker_cpus", "ray_cfg_setup_commands_list", "ray_cfg_start_options_list", "ray_cfg_deploy_settings"]
+         "ray_cfg_worker_cpus", "ray_cfg_setup_commands_list", "ray_cfg_start_options_list", "ray_cfg_deploy_settings",
+         "ray_cfg_token_epoch"]
 
 
-def resolved(tmp_path, extra_vars, inventory_vars=None, record=None):
+def resolved(tmp_path, extra_vars, inventory_vars=None, record=None, shown=SHOWN):
+    tmp_path.mkdir(exist_ok=True)
     play = [{"name": "Show", "hosts": "localhost", "connection": "local", "gather_facts": False,
              "vars_files": [str(PROJECT_ROOT / "playbooks" / "vars" / "ray_defaults.yml")],
              "tasks": [{"name": "Record", "ansible.builtin.set_fact": {"nodes_recorded_settings": record},
                         "when": record is not None},
-                       {"name": "Show", "ansible.builtin.debug": {"msg": {name: f"{{{{ {name} }}}}" for name in SHOWN}}}]}]
+                       {"name": "Show", "ansible.builtin.debug": {"msg": {name: f"{{{{ {name} }}}}" for name in shown}}}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"vars": inventory_vars or {}}}))
     (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra_vars))
@@ -75,6 +80,22 @@ def test_the_heads_record_fills_in_what_is_not_set_and_given_values_win(tmp_path
     assert values["ray_cfg_vm_folder"] == "elsewhere" and values["ray_cfg_ssh_user"] == "rocky"
     assert values["ray_cfg_setup_commands_list"] == ["echo recorded"], "a blank answer is not an answer"
     assert values["ray_cfg_start_options_list"] == ["--num-cpus=1"] and values["ray_cfg_worker_cpus"] == 2
+
+
+def test_the_token_is_of_the_recorded_epoch_and_the_head_records_the_epoch_used(tmp_path):
+    key = make_key_pair(tmp_path / "key")
+    shown = ["ray_cfg_token_epoch", "ray_cfg_auth_token", "ray_cfg_deploy_settings"]
+    fresh = resolved(tmp_path / "fresh", {"ray_cluster_name": "c", "ray_ssh_private_key": str(key)}, shown=shown)
+    assert fresh["ray_cfg_token_epoch"] == 0 and fresh["ray_cfg_deploy_settings"]["token_epoch"] == 0
+    assert fresh["ray_cfg_auth_token"] == ray_auth_token(key.read_text(), "c", 0)
+    recorded = resolved(tmp_path / "recorded", {"ray_cluster_name": "c", "ray_ssh_private_key": str(key)},
+                        record={"token_epoch": 3}, shown=shown)
+    assert recorded["ray_cfg_auth_token"] == ray_auth_token(key.read_text(), "c", 3) != fresh["ray_cfg_auth_token"]
+    assert recorded["ray_cfg_deploy_settings"]["token_epoch"] == 3, "a later ray_up keeps the epoch recorded"
+    given = resolved(tmp_path / "given", {"ray_cluster_name": "c", "ray_ssh_private_key": str(key), "ray_token_epoch": 4},
+                     record={"token_epoch": 3}, shown=shown)
+    assert given["ray_cfg_auth_token"] == ray_auth_token(key.read_text(), "c", 4)
+    assert given["ray_cfg_deploy_settings"]["token_epoch"] == 4
 
 
 @pytest.mark.parametrize("ovf, recorded", [

@@ -14,6 +14,7 @@ import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import AT_LEAST_ONE, DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider import config, head_config, node_provider
 from ray_provider.node_provider import VsphereNodeProvider
 from ray_provider.runs import PlaybookFailed
@@ -544,3 +545,41 @@ def test_the_real_vcenter_example_passes_the_checks_with_the_heads_own_account()
     example = yaml.safe_load((Path(__file__).parents[3] / "examples" / "ray-cluster.vsphere.yaml").read_text())
     assert config.head_account_mode(example["provider"]) == config.OWN_ACCOUNT
     config.check_cluster_config(example)
+
+
+def test_the_token_file_ray_up_mounts_is_the_epochs_token_and_a_bad_epoch_is_refused_by_key(tmp_path):
+    key = make_key_pair(tmp_path / "ray-key")
+    token_file = head_config._write_ray_auth_token(tmp_path / "state", head_config._cluster_key(key, "unit"), 2)
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.read_text() == ray_auth_token(key.read_text(), "unit", 2) != ray_auth_token(key.read_text(), "unit")
+    with pytest.raises(config.ClusterConfigError) as refused:
+        head_config._token_epoch({"ray_token_epoch": -1})
+    assert refused.value.problems == ["provider.ray_token_epoch: the token epoch must be a whole number from 0, not -1"]
+    assert head_config._token_epoch({}) == 0
+    with pytest.raises(config.ClusterConfigError) as refused:
+        config.check_cluster_config({"cluster_name": "unit", "provider": dict(PROVIDER, ray_token_epoch="2"),
+                                     "auth": {"ssh_user": "ubuntu"}, "available_node_types": {}})
+    assert "provider.ray_token_epoch: must be an integer, not '2'" in refused.value.problems
+    (tmp_path / "not-a-key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    with pytest.raises(config.ClusterConfigError, match=r"auth.ssh_private_key: .*not-a-key is not a PEM or OpenSSH"):
+        head_config._cluster_key(tmp_path / "not-a-key", "unit")
+
+
+def test_a_new_head_password_changes_what_ray_hashes_for_the_head_and_the_fingerprint_is_no_password_oracle(
+        monkeypatch, tmp_path):
+    key = make_key_pair(tmp_path / "ray-key")
+    operator_env(monkeypatch)
+    cluster_key = head_config._cluster_key(key, "unit")
+    operator = config.VcenterCredentials(PROVIDER)
+
+    def fingerprint(password, key_of=cluster_key):
+        monkeypatch.setenv(config.HEAD_PASSWORD_VARIABLE, password)
+        return head_config._head_account_fingerprint(key_of, config.HeadAccount(PROVIDER, operator))
+
+    before = fingerprint("h3ad-Passw0rd")
+    assert before == fingerprint("h3ad-Passw0rd") and len(before) == 64, "the same account: the same config"
+    assert fingerprint("R0tated-Passw0rd") != before, "a new password: another runtime hash, so `ray up` resends"
+    # Keyed by the cluster's key: without it, the value tells nothing of the password.
+    other_key = head_config._cluster_key(make_key_pair(tmp_path / "other-key"), "unit")
+    assert fingerprint("h3ad-Passw0rd", other_key) != before
+    assert "h3ad-Passw0rd" not in before
