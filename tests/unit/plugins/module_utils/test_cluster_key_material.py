@@ -19,6 +19,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_au
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TemplateIdentity
 
 HEAD_UUID = "5021a0f4-7c1e-4b8e-9d3a-2f6b1c0e9a11"
+VCENTER_UUID = "5d6da519-66f5-50ff-8837-0aa553bbdcda"
 
 
 def keygen(*arguments):
@@ -31,7 +32,8 @@ def everything_derived(path):
     key = _ray_auth.ClusterKey.from_file(str(path), "analytics")
     template = TemplateIdentity.from_file(str(path))
     name = template.name("ab" * 32)
-    return {"identity": key.node_identity("analytics-head", HEAD_UUID), "template": name,
+    return {"identity": key.node_identity("analytics-head", HEAD_UUID, "group-v22", VCENTER_UUID, "vm-42"),
+            "template": name,
             "being made": template.being_made(name), "made": template.made(name, "vm-42"),
             "token": _ray_auth.ray_auth_token(path.read_text(), "analytics"),
             "token epoch 1": _ray_auth.ray_auth_token(path.read_text(), "analytics", 1)}
