@@ -107,16 +107,21 @@ def host_key_user_data(private_key, public_key):
         "ssh_keys": {"ed25519_private": private_key, "ed25519_public": public_key}}, indent=1) + "\n"
 
 
-def vmware_metadata(instance_id, hostname, ssh_public_keys):
+def vmware_metadata(instance_id, hostname, ssh_public_keys, redact=()):
     """extraConfig for cloud-init's VMware datasource: guestinfo.metadata (base64 JSON, which is YAML).
 
     It says what the OVF properties say, so cloud-init picks the same
     identity whichever source it reads first (22.4 tries OVF first; 25.1 and
-    later, VMware).
+    later, VMware). redact: the guestinfo keys (without the prefix) the
+    datasource clears in the guest's view once it has read them
+    (DataSourceVMware's `redact`); vCenter's copy goes by
+    _host_key_removal, once the node has answered with its host key.
     """
     metadata = {"instance-id": instance_id, "local-hostname": hostname}
     if ssh_public_keys:
         metadata["public-keys-data"] = "\n".join(ssh_public_keys)
+    if redact:
+        metadata["redact"] = list(redact)
     return {_records.GUESTINFO_METADATA: base64.b64encode(json.dumps(metadata).encode()).decode(),
             _records.GUESTINFO_METADATA_ENCODING: "base64"}
 
@@ -212,7 +217,9 @@ class DeployRequest(object):
     def vmware_metadata(self, name):
         """guestinfo.metadata for cloud-init's VMware datasource: the same identity as the OVF properties."""
         identity = self.cloud_init_identity(name)
-        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys)
+        # The user-data holds the host private key: no reader in the guest needs it after cloud-init.
+        redact = [_records.GUESTINFO_USERDATA[len(_records.GUESTINFO_PREFIX):]] if name in self.host_keys else []
+        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys, redact)
 
     def configure(self, config_spec, name):
         """Sizing, instance UUID and extraConfig for the new VM `name`; the creation marker makes a cut-short VM adoptable."""
