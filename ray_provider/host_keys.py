@@ -97,6 +97,47 @@ class KnownHosts:
         self._written = text
 
 
+class PendingRemovals:
+    """Nodes that answered with their recorded host key, whose private key vCenter may still show.
+
+    The removal rides along with the provider's next tag write (one
+    set_node_tags.yml run, which Ray's updater asks for right after the
+    node answered anyway), so it costs no run of its own.
+    """
+
+    def __init__(self):
+        self._node_ids = set()
+        self._lock = threading.Lock()
+
+    def add(self, node_id):
+        with self._lock:
+            self._node_ids.add(node_id)
+
+    def pending(self):
+        with self._lock:
+            return bool(self._node_ids)
+
+    def take(self):
+        with self._lock:
+            taken, self._node_ids = self._node_ids, set()
+            return taken
+
+
+def tag_updates(tag_batch, removals):
+    """set_node_tags.yml's updates: each node's tag changes, its host private key's removal where asked."""
+    updates = [{"uuid": node_id, "tags": tags, **({"remove_host_private_key": True} if node_id in removals else {})}
+               for node_id, tags in tag_batch.items()]
+    return updates + [{"uuid": node_id, "tags": {}, "remove_host_private_key": True}
+                      for node_id in sorted(set(removals) - set(tag_batch))]
+
+
+def removals_failed(removals):
+    """Not retried: a node may be gone (which fails a batch that names it); its next verified runner asks again."""
+    if removals:
+        logger.warning("ray_vsphere: the host private keys of %s were not removed from vCenter with this tag write",
+                       ", ".join(sorted(removals)))
+
+
 def recorded_keys(records):
     """{instance UUID: public host key line} of the node records that carry one."""
     return {record["uuid"]: " ".join(record["ssh_host_key"].split()[:2])

@@ -74,6 +74,7 @@ class VsphereNodeProvider(NodeProvider):
         self.janitor = FailedCreateJanitor(self.cache)
         # The nodes' recorded host keys, which every SSH connection to a node is checked against.
         self.known_hosts = host_keys.KnownHosts(STATE_DIR / cluster_name / host_keys.KNOWN_HOSTS_FILE)
+        self.host_key_removals = host_keys.PendingRemovals()  # ride along with the next tag write
         vcenter_session = VcenterSession(self.credentials, self.credentials.request_timeout)
         self._cluster_key = None    # the _ray_auth.ClusterKey the reads verify nodes with, read on first use
         # (datacenter, VM folder) of every node type: what bootstrap_config found, else the provider's own.
@@ -312,16 +313,18 @@ class VsphereNodeProvider(NodeProvider):
         """Write every tag change made so far to vCenter, in one run."""
         with self._tag_write_lock:
             batch = self.cache.take_unwritten_tags()
-            if not batch:
+            removals = self.host_key_removals.take()
+            if not batch and not removals:
                 return
             try:
                 self._run("set_node_tags", {
                     **self._cluster_vars(),
                     **self._folder_vars(),
-                    "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
+                    "ray_provider_tag_updates": host_keys.tag_updates(batch, removals),
                 })
             except (PlaybookFailed, LoginDeferred):
                 self.cache.give_back_unwritten_tags(batch)  # again next time, under anything newer
+                host_keys.removals_failed(removals)
                 raise
 
     def _write_tags_at_exit(self):
@@ -333,7 +336,7 @@ class VsphereNodeProvider(NodeProvider):
     def _write_tags_forever(self):
         while True:
             with self._tags_due:
-                while not self.cache.has_unwritten_tags():
+                while not self.cache.has_unwritten_tags() and not self.host_key_removals.pending():
                     self._tags_due.wait()
             time.sleep(TAG_BATCH_DELAY_S)
             try:
@@ -352,12 +355,9 @@ class VsphereNodeProvider(NodeProvider):
 
     def _remove_host_private_key(self, node_id):
         """The node answered with its recorded host key, so cloud-init has read it: vCenter need not show it on."""
-        try:
-            self._run("set_node_tags", {**self._cluster_vars(), **self._folder_vars(), "ray_provider_tag_updates": [
-                {"uuid": node_id, "tags": {}, "remove_host_private_key": True}]})
-        except (PlaybookFailed, LoginDeferred) as error:  # the next runner for the node tries again
-            logger.warning("ray_vsphere: removing the host private key of node %s from vCenter failed: %s",
-                           node_id, error)
+        self.host_key_removals.add(node_id)
+        with self._tags_due:
+            self._tags_due.notify()
 
     def _public_key(self):
         return Path(self.provider_config["ssh_public_key_file"]).expanduser().read_text().strip()

@@ -152,3 +152,16 @@ def test_the_provider_gives_ray_the_verified_runner_also_under_docker(provider):
     docker = provider.get_command_runner(**common, docker_config={"container_name": "ray", "image": "ray"})
     assert isinstance(docker, DockerCommandRunner)
     assert isinstance(docker.ssh_command_runner, VerifiedSSHCommandRunner)
+
+
+def test_a_verified_nodes_removal_rides_with_the_next_tag_write(provider):
+    tagged, verified_only = str(uuid.uuid4()), str(uuid.uuid4())
+    assert host_keys.tag_updates({tagged: {"ray-node-status": "syncing-files"}}, {tagged, verified_only}) == [
+        {"uuid": tagged, "tags": {"ray-node-status": "syncing-files"}, "remove_host_private_key": True},
+        {"uuid": verified_only, "tags": {}, "remove_host_private_key": True}]
+    provider._remove_host_private_key(verified_only)
+    provider.write_tags_now()
+    [(playbook, extravars)] = [call for call in provider.playbooks.calls if call[0] == "set_node_tags"]
+    assert extravars["ray_provider_tag_updates"] == [
+        {"uuid": verified_only, "tags": {}, "remove_host_private_key": True}]
+    assert not provider.host_key_removals.pending()
