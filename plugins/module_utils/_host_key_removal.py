@@ -87,4 +87,4 @@ def remove_host_private_keys(service_instance, cluster_key, uuids, names, parall
         if errors:
             raise RayVsphereError("removing host private keys in Ray cluster %s failed: %s"
                                   % (cluster_key.cluster_name, "; ".join(errors)))
-    return sorted(name for _, name, _ in targets)
+    return sorted(target[1] for target in targets)

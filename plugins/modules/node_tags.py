@@ -49,8 +49,8 @@ options:
           - Also remove the node's SSH host private key from its guestinfo (C(guestinfo.userdata)) and its vApp
             property C(user-data), where O(ray_vsphere.cluster.node_deploy#module:ssh_host_key) put it for
             cloud-init. The public half stays recorded.
-          - Ask it only once the node has answered SSH with its recorded host key: cloud-init has read the
-            key then, and a node that never read it would come up with other keys.
+          - Ask it only once the node has answered SSH with its recorded host key. cloud-init has read the
+            key then; a node that never read it would come up with other keys.
         type: bool
         default: false
   parallel:
