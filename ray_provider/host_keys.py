@@ -123,12 +123,9 @@ class PendingRemovals:
             return taken
 
 
-def tag_updates(tag_batch, removals):
-    """set_node_tags.yml's updates: each node's tag changes, its host private key's removal where asked."""
-    updates = [{"uuid": node_id, "tags": tags, **({"remove_host_private_key": True} if node_id in removals else {})}
-               for node_id, tags in tag_batch.items()]
-    return updates + [{"uuid": node_id, "tags": {}, "remove_host_private_key": True}
-                      for node_id in sorted(set(removals) - set(tag_batch))]
+def removal_vars(removals):
+    """set_node_tags.yml's extra vars for the removals riding along with a tag write."""
+    return {"ray_provider_host_key_removals": sorted(removals)} if removals else {}
 
 
 def removals_failed(removals):

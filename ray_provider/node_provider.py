@@ -320,7 +320,8 @@ class VsphereNodeProvider(NodeProvider):
                 self._run("set_node_tags", {
                     **self._cluster_vars(),
                     **self._folder_vars(),
-                    "ray_provider_tag_updates": host_keys.tag_updates(batch, removals),
+                    "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
+                    **host_keys.removal_vars(removals),
                 })
             except (PlaybookFailed, LoginDeferred):
                 self.cache.give_back_unwritten_tags(batch)  # again next time, under anything newer

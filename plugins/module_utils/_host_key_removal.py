@@ -63,8 +63,8 @@ def removal_spec(props):
     return spec
 
 
-def remove_host_private_keys(service_instance, cluster_key, uuids, names, parallel, check_mode, roots=None):
-    """Remove the host private key's user-data from the verified nodes `uuids` and `names` below roots.
+def remove_host_private_keys(service_instance, cluster_key, uuids, parallel, check_mode, roots=None):
+    """Remove the host private key's user-data from the verified nodes `uuids` below roots.
 
     Returns the names of the nodes changed (would change, in check mode).
 
@@ -72,7 +72,7 @@ def remove_host_private_keys(service_instance, cluster_key, uuids, names, parall
     refuses one, before anything is written.
     """
     inventory = _nodes.Inventory(service_instance, roots, HOLDER_PATHS)
-    found, absent = _nodes.find_nodes(inventory, cluster_key, uuids, names)
+    found, absent = _nodes.find_nodes(inventory, cluster_key, uuids)
     if absent:
         raise RayVsphereError("no node %s in Ray cluster %s" % (", ".join(sorted(absent)), cluster_key.cluster_name))
     targets = []

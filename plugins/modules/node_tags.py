@@ -44,15 +44,16 @@ options:
         description: The tags to set.
         type: dict
         required: true
-      remove_host_private_key:
-        description:
-          - Also remove the node's SSH host private key from its guestinfo (C(guestinfo.userdata)) and its vApp
-            property C(user-data), where O(ray_vsphere.cluster.node_deploy#module:ssh_host_key) put it for
-            cloud-init. The public half stays recorded.
-          - Ask it only once the node has answered SSH with its recorded host key. cloud-init has read the
-            key then; a node that never read it would come up with other keys.
-        type: bool
-        default: false
+  remove_host_private_keys:
+    description:
+      - Instance UUIDs of nodes whose SSH host private key to remove from their guestinfo (C(guestinfo.userdata))
+        and their vApp property C(user-data), where O(ray_vsphere.cluster.node_deploy#module:ssh_host_key) put it
+        for cloud-init. The public half stays recorded. A UUID that is not a node of O(cluster_name) is refused.
+      - Ask it only once a node has answered SSH with its recorded host key. cloud-init has read the key then;
+        a node that never read it would come up with other keys.
+    type: list
+    elements: str
+    default: []
   parallel:
     description: How many nodes are written at once.
     type: int
@@ -80,10 +81,8 @@ EXAMPLES = r"""
     cluster_key_file: ~/.ssh/ray-analytics
     datacenter: DC1
     vm_folders: [ray/analytics]
-    nodes:
-      - uuid: 5029d4cb-5ad3-4d1c-b4b4-d3a6e6a8d5a1
-        tags: {}
-        remove_host_private_key: true
+    nodes: []
+    remove_host_private_keys: [5029d4cb-5ad3-4d1c-b4b4-d3a6e6a8d5a1]
 """
 
 RETURN = r"""
@@ -120,8 +119,8 @@ def main():
                 uuid=dict(type="str"),
                 name=dict(type="str"),
                 tags=dict(type="dict", required=True),
-                remove_host_private_key=dict(type="bool", default=False),
             ), required_one_of=[("uuid", "name")], mutually_exclusive=[("uuid", "name")]),
+            remove_host_private_keys=dict(type="list", elements="str", default=[]),
             parallel=dict(type="int", default=8),
             **dict(_nodes.FOLDER_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS)
         ),
@@ -131,16 +130,13 @@ def main():
     params = module.params
     cluster_key = _ray_auth.cluster_key_or_fail(module)
 
-    removing = [node for node in params["nodes"] if node.get("remove_host_private_key")]
-
     def action(client):
         roots = _nodes.folder_roots(client.service_instance, params)
         before, after = _node_changes.set_node_tags(client.service_instance, cluster_key, params["nodes"],
                                                     params["parallel"], module.check_mode, roots=roots)
         removed = _host_key_removal.remove_host_private_keys(
-            client.service_instance, cluster_key, [node["uuid"] for node in removing if node.get("uuid")],
-            [node["name"] for node in removing if node.get("name")], params["parallel"], module.check_mode,
-            roots=roots) if removing else []
+            client.service_instance, cluster_key, params["remove_host_private_keys"], params["parallel"],
+            module.check_mode, roots=roots) if params["remove_host_private_keys"] else []
         result = dict(changed=bool(after or removed), changed_nodes=sorted(after), host_private_keys_removed=removed)
         if module._diff:
             result["diff"] = dict(before=before, after=after)

@@ -1,4 +1,4 @@
-"""node_tags' remove_host_private_key: the host private key node_deploy handed to cloud-init leaves vCenter.
+"""node_tags' remove_host_private_keys: the host private key node_deploy handed to cloud-init leaves vCenter.
 
 The oracle is vcsim: what the VM's extraConfig and vApp properties hold, read there.
 """
@@ -33,8 +33,7 @@ def test_the_host_private_key_is_removed_from_guestinfo_and_the_vapp_property_in
     before, public = held(service_instance, "kappa-head")
     assert before == ["guestinfo.userdata", "vApp user-data"] and public == node["ssh_host_key"]
 
-    removal = task("node_tags", cluster_name="kappa",
-                   nodes=[{"uuid": node["uuid"], "tags": {}, "remove_host_private_key": True}])
+    removal = task("node_tags", cluster_name="kappa", nodes=[], remove_host_private_keys=[node["uuid"]])
     predicted = play([removal], check=True).result
     assert (predicted["changed"], predicted["host_private_keys_removed"]) == (True, ["kappa-head"])
     assert held(service_instance, "kappa-head") == (before, public), "check mode changed the VM"

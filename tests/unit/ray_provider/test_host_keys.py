@@ -155,13 +155,9 @@ def test_the_provider_gives_ray_the_verified_runner_also_under_docker(provider):
 
 
 def test_a_verified_nodes_removal_rides_with_the_next_tag_write(provider):
-    tagged, verified_only = str(uuid.uuid4()), str(uuid.uuid4())
-    assert host_keys.tag_updates({tagged: {"ray-node-status": "syncing-files"}}, {tagged, verified_only}) == [
-        {"uuid": tagged, "tags": {"ray-node-status": "syncing-files"}, "remove_host_private_key": True},
-        {"uuid": verified_only, "tags": {}, "remove_host_private_key": True}]
-    provider._remove_host_private_key(verified_only)
+    verified = str(uuid.uuid4())
+    provider._remove_host_private_key(verified)
     provider.write_tags_now()
-    [(playbook, extravars)] = [call for call in provider.playbooks.calls if call[0] == "set_node_tags"]
-    assert extravars["ray_provider_tag_updates"] == [
-        {"uuid": verified_only, "tags": {}, "remove_host_private_key": True}]
+    [(_, extravars)] = [call for call in provider.playbooks.calls if call[0] == "set_node_tags"]
+    assert (extravars["ray_provider_tag_updates"], extravars["ray_provider_host_key_removals"]) == ([], [verified])
     assert not provider.host_key_removals.pending()
