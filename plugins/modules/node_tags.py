@@ -120,7 +120,8 @@ def main():
                 name=dict(type="str"),
                 tags=dict(type="dict", required=True),
             ), required_one_of=[("uuid", "name")], mutually_exclusive=[("uuid", "name")]),
-            remove_host_private_keys=dict(type="list", elements="str", default=[]),
+            # Instance UUIDs, not keys: the name says what is removed, the values are never secret.
+            remove_host_private_keys=dict(type="list", elements="str", default=[], no_log=False),
             parallel=dict(type="int", default=8),
             **dict(_nodes.FOLDER_OPTIONS, **_ray_auth.CLUSTER_KEY_OPTIONS)
         ),
