@@ -39,7 +39,7 @@ from ray_provider.request_timeout import request_timeout_problem
 # deploy_settings is the playbooks' record on a head for ray_workers; Ray keeps
 # its launch config in its own tags. cluster_key_file is the cluster's own key (auth.ssh_private_key).
 DECIDED_BY_PROVIDER = ("cluster_name", "node_kind", "node_type", "names", "count", "request_id", "tags", "power_on",
-                       "wait_for_ip", "deploy_settings", "cluster_key_file", "service_users")
+                       "wait_for_ip", "deploy_settings", "cluster_key_file", "service_users", "ssh_host_key")
 # Any of them may be set in `provider` for every node type and overridden in a node type's `node_config`.
 NODE_SETTINGS = {option: spec for option, spec in DEPLOY_OPTIONS.items() if option not in DECIDED_BY_PROVIDER}
 

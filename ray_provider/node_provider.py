@@ -34,7 +34,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import NODE_KIND_HEAD, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
-from ray_provider import head_config
+from ray_provider import head_config, host_keys
 from ray_provider.config import ClusterConfigError, HeadAccount, VcenterCredentials, node_folder, node_settings
 from ray_provider.ip_policy import IpPolicies
 from ray_provider.janitor import FailedCreateJanitor
@@ -72,6 +72,9 @@ class VsphereNodeProvider(NodeProvider):
         self.ip_policies = IpPolicies(provider_config)
         self.cache = NodeCache(address=self.ip_policies.address)
         self.janitor = FailedCreateJanitor(self.cache)
+        # The nodes' recorded host keys, which every SSH connection to a node is checked against.
+        self.known_hosts = host_keys.KnownHosts(STATE_DIR / cluster_name / host_keys.KNOWN_HOSTS_FILE)
+        self.host_key_removals = host_keys.PendingRemovals()  # ride along with the next tag write
         vcenter_session = VcenterSession(self.credentials, self.credentials.request_timeout)
         self._cluster_key = None    # the _ray_auth.ClusterKey the reads verify nodes with, read on first use
         # (datacenter, VM folder) of every node type: what bootstrap_config found, else the provider's own.
@@ -163,7 +166,9 @@ class VsphereNodeProvider(NodeProvider):
 
     def _refresh(self):
         started = self.cache.read_started()
-        self.cache.apply_read(self.janitor.visible(self._list_cluster_nodes()), started)
+        records = self._list_cluster_nodes()
+        self.known_hosts.learn_read(records)
+        self.cache.apply_read(self.janitor.visible(records), started)
         self._has_view.set()
         self.janitor.start_if_due(self._remove_leftovers)
 
@@ -265,6 +270,7 @@ class VsphereNodeProvider(NodeProvider):
                 self.janitor.add(request_id, tags)
             raise NodeLaunchException(error.launch_category(), str(error), sys.exc_info()) from error
         created = published_stats(runner).get("ray_provider_nodes", [])
+        self.known_hosts.learn_created(created)
         self.cache.add_created(created)
         logger.info("ray_vsphere: created %s", ", ".join(f"{r['name']} ({r['ip']})" for r in created))
         return {record["uuid"]: record for record in created}
@@ -307,16 +313,19 @@ class VsphereNodeProvider(NodeProvider):
         """Write every tag change made so far to vCenter, in one run."""
         with self._tag_write_lock:
             batch = self.cache.take_unwritten_tags()
-            if not batch:
+            removals = self.host_key_removals.take()
+            if not batch and not removals:
                 return
             try:
                 self._run("set_node_tags", {
                     **self._cluster_vars(),
                     **self._folder_vars(),
                     "ray_provider_tag_updates": [{"uuid": node_id, "tags": tags} for node_id, tags in batch.items()],
+                    **host_keys.removal_vars(removals),
                 })
             except (PlaybookFailed, LoginDeferred):
                 self.cache.give_back_unwritten_tags(batch)  # again next time, under anything newer
+                host_keys.removals_failed(removals)
                 raise
 
     def _write_tags_at_exit(self):
@@ -328,7 +337,7 @@ class VsphereNodeProvider(NodeProvider):
     def _write_tags_forever(self):
         while True:
             with self._tags_due:
-                while not self.cache.has_unwritten_tags():
+                while not self.cache.has_unwritten_tags() and not self.host_key_removals.pending():
                     self._tags_due.wait()
             time.sleep(TAG_BATCH_DELAY_S)
             try:
@@ -336,6 +345,20 @@ class VsphereNodeProvider(NodeProvider):
             except Exception:  # noqa: BLE001 - kept for the next batch; the thread must live on
                 logger.exception("ray_vsphere: writing node tags failed; retrying with the next batch")
                 time.sleep(TAG_RETRY_DELAY_S)
+
+    def get_command_runner(self, log_prefix, node_id, auth_config, cluster_name, process_runner, use_internal_ip,
+                           docker_config=None):
+        """Ray's SSH runner, held to the host key vCenter recorded for the node (host_keys.py)."""
+        return host_keys.verified_command_runner(
+            self.known_hosts, self._remove_host_private_key, docker_config, log_prefix=log_prefix, node_id=node_id,
+            provider=self, auth_config=auth_config, cluster_name=cluster_name, process_runner=process_runner,
+            use_internal_ip=use_internal_ip)
+
+    def _remove_host_private_key(self, node_id):
+        """The node answered with its recorded host key, so cloud-init has read it: vCenter need not show it on."""
+        self.host_key_removals.add(node_id)
+        with self._tags_due:
+            self._tags_due.notify()
 
     def _public_key(self):
         return Path(self.provider_config["ssh_public_key_file"]).expanduser().read_text().strip()

@@ -205,7 +205,7 @@ def run_cluster_demo(cluster, environment, work_dir, keep):
     for line in ray_cluster.ray_status(head_ip, key).splitlines():
         print(f"  {line}")
     if keep:
-        print(f"Kept: ssh -i {key} ubuntu@{head_ip}")
+        print(f"Kept: {stats['ray_head_ssh']}")
     else:
         deleted = run_playbook_or_exit("ray_down", work_dir, environment, cluster)
         print(f"Removed: {', '.join(deleted.get('ray_deleted_nodes', []))}")

@@ -150,16 +150,21 @@ def node_user_data(host_key=None, service_users=()):
     return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
 
 
-def vmware_metadata(instance_id, hostname, ssh_public_keys):
+def vmware_metadata(instance_id, hostname, ssh_public_keys, redact=()):
     """extraConfig for cloud-init's VMware datasource: guestinfo.metadata (base64 JSON, which is YAML).
 
     It says what the OVF properties say, so cloud-init picks the same
     identity whichever source it reads first (22.4 tries OVF first; 25.1 and
-    later, VMware).
+    later, VMware). redact: the guestinfo keys (without the prefix) the
+    datasource clears in the guest's view once it has read them
+    (DataSourceVMware's `redact`); vCenter's copy goes by
+    _host_key_removal, once the node has answered with its host key.
     """
     metadata = {"instance-id": instance_id, "local-hostname": hostname}
     if ssh_public_keys:
         metadata["public-keys-data"] = "\n".join(ssh_public_keys)
+    if redact:
+        metadata["redact"] = list(redact)
     return {_records.GUESTINFO_METADATA: base64.b64encode(json.dumps(metadata).encode()).decode(),
             _records.GUESTINFO_METADATA_ENCODING: "base64"}
 
@@ -268,7 +273,9 @@ class DeployRequest(object):
     def vmware_metadata(self, name):
         """guestinfo.metadata for cloud-init's VMware datasource: the same identity as the OVF properties."""
         identity = self.cloud_init_identity(name)
-        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys)
+        # The user-data holds the host private key: no reader in the guest needs it after cloud-init.
+        redact = [_records.GUESTINFO_USERDATA[len(_records.GUESTINFO_PREFIX):]] if name in self.host_keys else []
+        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys, redact)
 
     def placed(self, folder_moid, vcenter):
         """The VM folder the nodes go in and vCenter's instance UUID (_records.vcenter_uuid): what identities bind."""

@@ -183,7 +183,9 @@ options:
         only host key the node offers. Its public half is recorded in the VM's extraConfig
         (C(ray-vsphere.ssh-host-key)) and returned as RV(nodes[].ssh_host_key).
       - The private half stays readable, in the VM's vApp properties or guestinfo, to vCenter users who can read
-        the VM's configuration.
+        the VM's configuration, until it is removed once the node answered SSH with its key
+        (O(ray_vsphere.cluster.node_tags#module:remove_host_private_keys)). cloud-init's VMware datasource is
+        asked to C(redact) the guest's view of C(guestinfo.userdata) once it has read it.
       - Cannot be combined with user-data of your own (C(user-data) in O(ovf_properties), C(userdata) in O(guestinfo)).
     type: bool
     default: false

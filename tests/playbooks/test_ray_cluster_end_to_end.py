@@ -6,6 +6,8 @@ after power-on (nothing else changes on the VM meanwhile), over 50 ms of network
 that lost every quiet IP poll before the long poll was derived from it.
 """
 
+import base64
+import subprocess
 import time
 
 import pytest
@@ -14,7 +16,7 @@ import yaml
 from ray_provider.runner import published_stats, run_playbook
 from testbed import job_probe, ray_cluster, simulator
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records, _vsphere  # noqa: E402
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
 from testbed.guests import GuestSimulator, ssh
 from testbed.guests.tools import ToolsTiming
@@ -63,7 +65,18 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     stats = published_stats(up)
     head_ip = stats["ray_head_ip"]
     assert stats["ray_dashboard_url"] == "http://localhost:8265"
-    assert stats["ray_dashboard_tunnel"] == f"ssh -N -L 8265:127.0.0.1:8265 -i {key} ubuntu@{head_ip}"
+    uuids = uuids_at_vcsim(vcsim, key, "e2e")
+    # The printed tunnel checks the head's recorded host key, by its UUID, and works as printed.
+    assert stats["ray_dashboard_tunnel"] == (
+        f"ssh -N -L 8265:127.0.0.1:8265 -o StrictHostKeyChecking=yes -o UserKnownHostsFile={key}.known_hosts "
+        f"-o HostKeyAlias={uuids['e2e-head']} -o CheckHostIP=no -o GlobalKnownHostsFile=/dev/null "
+        f"-i {key} ubuntu@{head_ip}")
+    printed_ssh = stats["ray_dashboard_tunnel"].replace(" -N -L 8265:127.0.0.1:8265", "").split()
+    assert subprocess.run(printed_ssh + ["-o", "BatchMode=yes", "hostname"], capture_output=True, text=True,
+                          timeout=60).stdout.strip() == "e2e-head"
+    # Every node answered with its recorded key: vCenter no longer shows its host private key.
+    for name in ["e2e-head", "e2e-worker-0", "e2e-worker-1"]:
+        assert host_private_key_at_vcsim(vcsim, uuids[name]) == [], f"vCenter still shows {name}'s host private key"
     assert len(stats["ray_worker_ips"]) == 2
     guests = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
     assert sorted(guests) == ["e2e-head", "e2e-worker-0", "e2e-worker-1"]
@@ -90,7 +103,8 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     assert sorted(remaining) == ["e2e-head", "e2e-worker-0"]
     wait_for_alive_nodes(head_ip, key, list(remaining.values()))
 
-    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"])
+    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"],
+                                                   uuids["e2e-worker-0"])
 
     # The cluster's key tells its nodes and templates from others' (only the key's holder takes the cluster down).
     down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(),
@@ -102,6 +116,30 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
         time.sleep(0.2)
     assert guest_simulator.guests() == {}
+
+
+def uuids_at_vcsim(vcsim, key, cluster_name):
+    """{node name: instance UUID} of the cluster's nodes, as vcsim lists them."""
+    service_instance = vcsim.endpoint.connect()
+    try:
+        nodes, _ = _nodes.list_nodes(service_instance, ClusterKey(key.read_text(), cluster_name))
+    finally:
+        service_instance.content.sessionManager.Logout()
+    return {node["name"]: node["uuid"] for node in nodes}
+
+
+def host_private_key_at_vcsim(vcsim, uuid):
+    """Where vcsim still holds the VM's host private key: guestinfo.userdata, the vApp property user-data."""
+    service_instance = vcsim.endpoint.connect()
+    try:
+        vm = service_instance.content.searchIndex.FindByUuid(None, uuid, True, True)
+        props = _vsphere.read(service_instance, vm, ["config.extraConfig", "config.vAppConfig.property"])
+    finally:
+        service_instance.content.sessionManager.Logout()
+    held = {_records.GUESTINFO_USERDATA: _records.extra_config(props).get(_records.GUESTINFO_USERDATA) or ""}
+    held.update((f"vApp {prop.id}", prop.value or "") for prop in props.get("config.vAppConfig.property") or []
+                if prop.id == "user-data")
+    return sorted(where for where, value in held.items() if b"PRIVATE KEY" in base64.b64decode(value))
 
 
 def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_name):
@@ -132,7 +170,7 @@ def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_n
     assert not ray_cluster.port_open(head_ip, key, head_ip, 8265)
 
 
-def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip):
+def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip, node_uuid):
     """Connections check the host key recorded in vCenter at deploy: an impostor gets no login, no key, no token."""
     known_hosts = tmp_path / "known_hosts"
     plays = [{"name": "Trust the cluster's nodes", "hosts": "localhost", "connection": "local", "gather_facts": False,
@@ -157,7 +195,9 @@ def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip
     trusted = log_in("trusted")
     assert trusted.status == "successful", trusted.stdout.read()[-3000:]
     recorded = {line.split()[0]: line.split(None, 1)[1].strip() for line in known_hosts.read_text().splitlines()}
-    assert recorded[node_ip].startswith("ssh-ed25519 ")
+    # Keyed by the instance UUID (HostKeyAlias), never by the address the guest reports.
+    assert recorded[node_uuid].startswith("ssh-ed25519 ")
+    assert node_ip not in known_hosts.read_text()
 
     # The node now answers with a host key it was not given at deploy.
     swapped = ssh(node_ip, key, "sudo rm -f /etc/ssh/ssh_host_*key* && "
