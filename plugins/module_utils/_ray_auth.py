@@ -29,6 +29,7 @@ AUTH_MODE_ENVIRONMENT = {"RAY_AUTH_MODE": "token"}
 PURPOSE_RAY_AUTH_TOKEN = "ray auth token"
 PURPOSE_NODE_IDENTITY = "node identity"
 PURPOSE_TEMPLATE_IDENTITY = "template identity"
+PURPOSE_RAY_TLS_CA = "ray tls ca"
 
 
 def derive(private_key_text, purpose, *parts):
