@@ -14,7 +14,7 @@ address it dials (the node's IP): a certificate without that IP fails with
 "Ray TLS inside the cluster"). A worker's address is known only once it has
 booted, and `ray up` mounts the same files on every node, so every node gets
 the CA, through the same channel as the token, and makes its certificate for
-its own addresses when Ray starts (`python3 THIS_FILE TLS_DIR ADDRESS...`).
+its own addresses when Ray starts (main(), below).
 The CA key on a node gives no more than the token it sits beside: a token
 holder can already join the cluster as a node.
 
@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import argparse
 import datetime
 import ipaddress
 import json
@@ -53,6 +54,8 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 NODE_CERT = "node.pem"
 NODE_KEY = "node.key"
+# Ray's variables as shell exports, which `ray start` and the user's shells source.
+ENVIRONMENT = "environment"
 # This file's name on the nodes.
 MINT_SCRIPT = "ray_tls.py"
 
@@ -181,19 +184,55 @@ def _write_private(path, data):
     os.rename(partial, path)
 
 
+def write_environment(tls_dir):
+    """TLS_DIR/environment: Ray's variables as shell exports, for `ray start` and the user's shells to source."""
+    lines = "".join("export %s=%s\n" % (name, value) for name, value in sorted(environment(tls_dir).items()))
+    path = os.path.join(tls_dir, ENVIRONMENT)
+    try:
+        with open(path) as stream:
+            if stream.read() == lines:
+                return False
+    except (IOError, OSError):
+        pass
+    _write_private(path, lines.encode())
+    return True
+
+
+def source_first(shell_startup, tls_dir):
+    """Make `shell_startup` (~/.bashrc) source the environment file first, before Ubuntu's early return for
+    non-interactive shells, so `ssh node python job.py` and `ray status` reach a TLS cluster too."""
+    line = '[ -f "%s" ] && . "%s"\n' % ((os.path.join(tls_dir, ENVIRONMENT),) * 2)
+    try:
+        with open(shell_startup) as stream:
+            text = stream.read()
+    except (IOError, OSError):
+        text = ""
+    if line in text.splitlines(True):
+        return False
+    with open(shell_startup, "w") as stream:
+        stream.write(line + text)
+    return True
+
+
 def main(argv):
-    """`python3 ray_tls.py TLS_DIR ADDRESS...`: prints whether it made the node's certificate, and Ray's variables.
+    """`python3 ray_tls.py [--shell-startup ~/.bashrc] TLS_DIR ADDRESS...` on a node: makes the node's certificate
+    unless it has one, writes TLS_DIR/environment, and prints what changed and Ray's variables as JSON.
 
     The variables name the files by absolute path: Ray opens them as given.
     """
-    if len(argv) < 3:
-        sys.stderr.write("usage: %s TLS_DIR ADDRESS...\n" % argv[0])
-        return 2
+    parser = argparse.ArgumentParser(prog=os.path.basename(argv[0]), description=main.__doc__)
+    parser.add_argument("--shell-startup", help="a shell's startup file to source TLS_DIR/environment first")
+    parser.add_argument("tls_dir")
+    parser.add_argument("addresses", nargs="+", metavar="ADDRESS", help="the node's addresses, for its certificate")
+    arguments = parser.parse_args(argv[1:])
     if not HAS_CRYPTOGRAPHY:
         sys.stderr.write("Ray's TLS needs the Python package cryptography in the Python that runs Ray\n")
         return 1
-    tls_dir = os.path.abspath(os.path.expanduser(argv[1]))
-    changed = ensure_node_certificate(tls_dir, argv[2:])
+    tls_dir = os.path.abspath(os.path.expanduser(arguments.tls_dir))
+    changed = ensure_node_certificate(tls_dir, arguments.addresses)
+    changed = write_environment(tls_dir) or changed
+    if arguments.shell_startup:
+        changed = source_first(os.path.expanduser(arguments.shell_startup), tls_dir) or changed
     print(json.dumps({"changed": changed, "environment": environment(tls_dir)}, sort_keys=True))
     return 0
 

@@ -56,9 +56,13 @@ def test_the_script_on_a_node_makes_the_certificate_once_and_again_for_a_new_add
     (tmp_path / _ray_tls.CA_CERT).write_text(ca["cert"])
     (tmp_path / _ray_tls.CA_KEY).write_text(ca["key"])
 
+    bashrc = tmp_path / ".bashrc"
+    bashrc.write_text("[ -z \"$PS1\" ] && return\n")
+
     def mint(*addresses):
         # Run as the nodes run it: the file alone, by a Python without the collection on its path.
-        done = subprocess.run([sys.executable, "-I", _ray_tls.__file__, str(tmp_path), *addresses],
+        done = subprocess.run([sys.executable, "-I", _ray_tls.__file__, "--shell-startup", str(bashrc), str(tmp_path),
+                               *addresses],
                               capture_output=True, text=True, check=True, cwd=tmp_path)
         return json.loads(done.stdout)
 
@@ -67,8 +71,15 @@ def test_the_script_on_a_node_makes_the_certificate_once_and_again_for_a_new_add
         "RAY_USE_TLS": "1", "RAY_TLS_SERVER_CERT": f"{tmp_path}/node.pem",
         "RAY_TLS_SERVER_KEY": f"{tmp_path}/node.key", "RAY_TLS_CA_CERT": f"{tmp_path}/ca.pem"}}
     assert (tmp_path / "node.key").stat().st_mode & 0o777 == 0o600
+    # A shell that sources ~/.bashrc without being interactive gets Ray's variables, as `ray start` does.
+    shell = subprocess.run(["bash", "-c", f". {bashrc}; env"], capture_output=True, text=True, check=True,
+                           env={"PATH": "/usr/bin:/bin"})
+    assert {line.partition("=")[0]: line.partition("=")[2] for line in shell.stdout.splitlines()
+            if line.startswith("RAY_")} == first["environment"]
     issued = (tmp_path / "node.pem").read_bytes()
     assert mint("198.18.1.10")["changed"] is False
     assert (tmp_path / "node.pem").read_bytes() == issued
+    assert bashrc.read_text().splitlines() == [f'[ -f "{tmp_path}/environment" ] && . "{tmp_path}/environment"',
+                                               '[ -z "$PS1" ] && return'], "sourced first, once"
     assert mint("198.18.1.12")["changed"] is True
     assert _ray_tls.covers((tmp_path / "node.pem").read_bytes(), ca["cert"].encode(), ["198.18.1.12"])
