@@ -9,9 +9,12 @@ across two segments is still found. Nothing beyond the standard library: no
 tcpdump on the testbed's machines.
 """
 
+import secrets
+import shlex
 import socket
 import struct
 import threading
+import time
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -109,3 +112,23 @@ class BridgeCapture:
         return sorted({min(source_port, destination_port)
                        for source, source_port, destination, destination_port in self._segments
                        if source in addresses and destination in addresses})
+
+
+def what_crossed_in_clear(capture, sender_ip, receiver_ip, key_path, secret):
+    """Stop `capture` after a marker crossed the bridge in clear from one guest to another; what it read.
+
+    {"marker": where the marker was found (the receiver's SSH port, if the capture reads guest-to-guest bytes),
+     "ports": the ports served among the two guests, "secret": the flows that carried `secret` in clear}.
+    """
+    from testbed.guests import ssh  # the capture itself needs no guest
+
+    marker = secrets.token_hex(32)
+    send = (f"import socket; s = socket.create_connection(({receiver_ip!r}, 22)); s.recv(64); "
+            f"s.sendall(b'{marker}\\r\\n')")
+    sent = ssh(sender_ip, key_path, shlex.join(["python3", "-c", send]))
+    assert sent.returncode == 0, sent.stderr
+    time.sleep(1)
+    capture.stop()
+    return {"marker": [flow.split(" -> ")[1] for flow in capture.streams_containing(marker)],
+            "ports": capture.ports_between([sender_ip, receiver_ip]),
+            "secret": capture.streams_containing(secret)}

@@ -141,8 +141,8 @@ def ensure_node_certificate(tls_dir, addresses):
         pass
     with open(os.path.join(tls_dir, CA_KEY), "rb") as stream:
         key_pem, cert_pem = node_certificate(stream.read(), ca_cert_pem, addresses)
-    _write_private(os.path.join(tls_dir, NODE_KEY), key_pem)
-    _write_private(os.path.join(tls_dir, NODE_CERT), cert_pem)
+    write_private(os.path.join(tls_dir, NODE_KEY), key_pem)
+    write_private(os.path.join(tls_dir, NODE_CERT), cert_pem)
     return True
 
 
@@ -175,13 +175,13 @@ def _key_pem(key):
                              serialization.NoEncryption())
 
 
-def _write_private(path, data):
+def write_private(path, data):
     """Written whole (a new file renamed over the old), readable by the user only."""
     partial = path + ".partial"
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as stream:
         stream.write(data)
-    os.rename(partial, path)
+    os.replace(partial, path)
 
 
 def write_environment(tls_dir):
@@ -194,7 +194,7 @@ def write_environment(tls_dir):
                 return False
     except (IOError, OSError):
         pass
-    _write_private(path, lines.encode())
+    write_private(path, lines.encode())
     return True
 
 

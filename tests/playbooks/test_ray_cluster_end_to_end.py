@@ -6,8 +6,6 @@ after power-on (nothing else changes on the VM meanwhile), over 50 ms of network
 that lost every quiet IP poll before the long poll was derived from it.
 """
 
-import secrets
-import shlex
 import time
 
 import pytest
@@ -15,7 +13,7 @@ import yaml
 
 from ray_provider.runner import published_stats, run_playbook
 from testbed import ray_cluster, simulator
-from testbed.capture import BridgeCapture
+from testbed.capture import BridgeCapture, what_crossed_in_clear
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
@@ -138,18 +136,10 @@ def assert_no_token_crossed_the_bridge(capture, head_ip, worker_ips, key, cluste
     Ray's gRPC sends it as a plain `authorization` header, byte for byte: without
     TLS this capture finds it in the workers' connections to the head's GCS.
     """
-    # The capture reads guest-to-guest bytes: a marker a node sends another in clear is found.
-    marker = secrets.token_hex(32)
-    send = f"import socket; s = socket.create_connection(({worker_ips[0]!r}, 22)); s.recv(64); s.sendall(b'{marker}\\r\\n')"
-    assert ssh(head_ip, key, shlex.join(["python3", "-c", send])).returncode == 0
-    time.sleep(1)
-    capture.stop()
-    assert [flow.split(" -> ")[1] for flow in capture.streams_containing(marker)] == [f"{worker_ips[0]}:22"]
-    # Ray's own traffic crossed while it read: the workers' connections to the GCS, and the raylets' among nodes.
-    assert 6379 in capture.ports_between([head_ip, *worker_ips])
-    token = ray_auth_token(key.read_text(), cluster_name)
-    assert capture.streams_containing(token) == [], "the cluster's token crossed the bridge in clear"
-    assert capture.streams_containing(token[:32]) == [] and capture.streams_containing(token[32:]) == []
+    crossed = what_crossed_in_clear(capture, head_ip, worker_ips[0], key, ray_auth_token(key.read_text(), cluster_name))
+    assert crossed["marker"] == [f"{worker_ips[0]}:22"], "the capture reads what one guest sends another"
+    assert 6379 in crossed["ports"], "Ray's traffic crossed while it read: the worker's connections to the GCS"
+    assert crossed["secret"] == [], "the cluster's token crossed the bridge in clear"
 
 
 def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip):

@@ -4,6 +4,7 @@ import datetime
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from ansible.errors import AnsibleFilterError
 from ansible_collections.ray_vsphere.cluster.plugins.filter.ray_tls_ca import FilterModule
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tls
+from ray_provider import ray_tls
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 OTHER_KEY = KEY.replace("AAAAA", "BBBBB")
@@ -83,3 +85,19 @@ def test_the_script_on_a_node_makes_the_certificate_once_and_again_for_a_new_add
                                                '[ -z "$PS1" ] && return'], "sourced first, once"
     assert mint("198.18.1.12")["changed"] is True
     assert _ray_tls.covers((tmp_path / "node.pem").read_bytes(), ca["cert"].encode(), ["198.18.1.12"])
+
+
+def test_ray_up_mounts_the_ca_and_the_script_beside_the_token_and_rewrites_nothing_the_second_time(tmp_path):
+    key = tmp_path / "ray-key"
+    key.write_text(KEY)
+    mounts = ray_tls.tls_file_mounts(tmp_path / "state", "analytics", key)
+    assert sorted(mounts) == ["~/.ray/tls/ca.key", "~/.ray/tls/ca.pem", "~/.ray/tls/ray_tls.py"]
+    local = {remote.rsplit("/", 1)[1]: Path(path) for remote, path in mounts.items()}
+    assert {name: path.stat().st_mode & 0o777 for name, path in local.items()} == dict.fromkeys(local, 0o600)
+    # The same CA as the playbook path's, and the same script the role copies.
+    assert local["ca.pem"].read_text() == ray_tls_ca(KEY, "analytics")["cert"]
+    assert local["ca.key"].read_text() == ray_tls_ca(KEY, "analytics")["key"]
+    assert local["ray_tls.py"].read_bytes() == Path(_ray_tls.__file__).read_bytes()
+    written = {name: path.stat().st_mtime_ns for name, path in local.items()}
+    assert ray_tls.tls_file_mounts(tmp_path / "state", "analytics", key) == mounts
+    assert {name: path.stat().st_mtime_ns for name, path in local.items()} == written, "Ray sees no changed mount"
