@@ -233,9 +233,9 @@ def main(argv):
     changed = write_environment(tls_dir) or changed
     if arguments.shell_startup:
         changed = source_first(os.path.expanduser(arguments.shell_startup), tls_dir) or changed
-    print(json.dumps({"changed": changed, "environment": environment(tls_dir)}, sort_keys=True))
+    sys.stdout.write(json.dumps({"changed": changed, "environment": environment(tls_dir)}, sort_keys=True) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    raise SystemExit(main(sys.argv))
