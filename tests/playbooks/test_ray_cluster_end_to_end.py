@@ -134,7 +134,7 @@ def assert_no_token_crossed_the_bridge(capture, head_ip, worker_ips, key, cluste
     """From `ray_up` to here (workers joining, jobs, the job API), the token never crossed the port group in clear.
 
     Ray's gRPC sends it as a plain `authorization` header, byte for byte: without
-    TLS this capture finds it in the workers' connections to the head's GCS.
+    TLS this capture finds it in the nodes' connections to the GCS and between raylets.
     """
     crossed = what_crossed_in_clear(capture, head_ip, worker_ips[0], key, ray_auth_token(key.read_text(), cluster_name))
     assert crossed["marker"] == [f"{worker_ips[0]}:22"], "the capture reads what one guest sends another"
