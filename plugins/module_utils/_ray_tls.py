@@ -10,7 +10,7 @@ Ray client server) mutual TLS against RAY_TLS_CA_CERT.
 Why each node mints its own certificate: Ray 2.60's gRPC, the C++ side too,
 checks the server certificate's subject alternative names against the
 address it dials (the node's IP): a certificate without that IP fails with
-"No match found for server name" (tried on the testbed; see docs/security.md,
+"No match found for server name" (tried with Ray 2.60: docs/security.md,
 "Ray TLS inside the cluster"). A worker's address is known only once it has
 booted, and `ray up` mounts the same files on every node, so every node gets
 the CA, through the same channel as the token, and makes its certificate for
