@@ -15,7 +15,7 @@ from pathlib import Path
 from ray_provider.config import (HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
                                  VcenterCredentials, check_cluster_config, encrypt_secret, is_url, local_path,
                                  node_folder, node_settings)
-from ray_provider import head_scope
+from ray_provider import head_scope, ray_tls
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
 from ray_provider.runs import PlaybookRuns, check_failures, create_run_timeout
 
@@ -77,6 +77,7 @@ def bootstrap_config(cluster_config, state_dir):
     file_mounts[HEAD_PUBLIC_KEY] = f"{private_key}.pub"
     # Every node, the workers included (the head's autoscaler mounts the same files on them).
     file_mounts[_ray_auth.TOKEN_PATH_ON_NODES] = str(_write_ray_auth_token(state_dir, cluster_key, token_epoch))
+    file_mounts.update(ray_tls.tls_file_mounts(state_dir, cluster_key))  # beside the token
     if credentials.ca_path:
         file_mounts[HEAD_CA] = credentials.ca_path
     # The head's autoscaler deploys workers from the same image: an .ova, or an .ovf with its folder.

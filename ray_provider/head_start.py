@@ -25,6 +25,7 @@ lookup and state dir), with an environment built here, and its SSH control
 folder in /tmp made here before Ray's user could make it.
 """
 
+import grp
 import hashlib
 import os
 import pwd
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tls
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import TOKEN_PATH_ON_NODES
 
 RAY_USER = "ray"
@@ -85,13 +87,13 @@ def remove(path):
 
 
 def hand_over(ssh_home, autoscaler):
-    """Move what `ray up` mounted into the SSH user's home into the autoscaler's (the token: copy, its CLI needs it)."""
+    """Move what `ray up` mounted into the SSH user's home into the autoscaler's; what is under ~/.ray (the token,
+    the TLS CA), copy: the SSH user's Ray CLI needs it too."""
     autoscaler_home = Path(autoscaler.pw_dir)
     config_file = home_relative(BOOTSTRAP_CONFIG)
     newest = ssh_home / config_file if (ssh_home / config_file).exists() else autoscaler_home / config_file
     if not newest.exists():
         raise HeadStartError(f"no {BOOTSTRAP_CONFIG} in {ssh_home} or {autoscaler_home}: run it from `ray up`")
-    token = home_relative(TOKEN_PATH_ON_NODES)
     for relative in mounted_for_autoscaler(yaml.safe_load(newest.read_text())):
         source, target = ssh_home / relative, autoscaler_home / relative
         if not (source.exists() or source.is_symlink()):
@@ -101,7 +103,7 @@ def hand_over(ssh_home, autoscaler):
             if not (autoscaler_home / parent).is_dir():
                 (autoscaler_home / parent).mkdir(mode=0o700)
                 os.lchown(autoscaler_home / parent, autoscaler.pw_uid, autoscaler.pw_gid)
-        if relative == token:
+        if relative.parts[0] == home_relative(TOKEN_PATH_ON_NODES).parts[0]:
             shutil.copy2(source, target, follow_symlinks=False)
         else:
             shutil.move(source, target)
@@ -137,6 +139,16 @@ def environment(user):
 def run_as(user, argv, **options):
     return subprocess.run(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=environment(user),
                           cwd=user.pw_dir, **options)
+
+
+def share_tls(ray_user):
+    """Ray's TLS for Ray's user and the monitor: the certificate the SSH user made (its RAY_TLS_* variables, from
+    ~/.ray/tls/environment), copied where both read it (_ray_tls.install_for_service); none when TLS is off."""
+    certificate = os.environ.get("RAY_TLS_SERVER_CERT")
+    if not certificate:
+        return
+    _ray_tls.install_for_service(os.path.dirname(certificate), grp.getgrgid(ray_user.pw_gid).gr_name)
+    os.environ.update(_ray_tls.environment(_ray_tls.SERVICE_TLS_DIR))
 
 
 def give_token(ssh_home, ray_user):
@@ -221,6 +233,7 @@ def main(argv=None):
         for home in (autoscaler.pw_dir, ray_user.pw_dir):
             os.chmod(home, 0o700)
         give_token(ssh_home, ray_user)
+        share_tls(ray_user)
         claim_ssh_control_folder(autoscaler)
         logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
         run_as(autoscaler, ["mkdir", "-p", "-m", "700", str(logs)], check=True)
@@ -229,7 +242,8 @@ def main(argv=None):
             raise HeadStartError(f"ray start as {RAY_USER} failed with exit code {started.returncode}")
         monitor = monitor_command(options, autoscaler)
         with open(os.devnull, "rb") as nothing:
-            subprocess.Popen(monitor, user=autoscaler.pw_uid, group=autoscaler.pw_gid, extra_groups=[],
+            # Ray's group, for the node's TLS key only: the monitor is a client of the GCS.
+            subprocess.Popen(monitor, user=autoscaler.pw_uid, group=autoscaler.pw_gid, extra_groups=[ray_user.pw_gid],
                              env=environment(autoscaler), cwd=autoscaler.pw_dir, stdin=nothing,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         print(f"Ray runs as {RAY_USER}; its autoscaler ({Path(monitor[3]).parent.name} monitor) as {AUTOSCALER_USER}, "

@@ -138,7 +138,9 @@ def _python_on_head(head_ip, key_path, script, timeout, arguments=(), user=RAY_U
     """Run a Python script on the head as `user` (Ray's, through sudo; or the SSH user); its RESULT line, parsed."""
     command = shlex.join(["python", "-c", script, *arguments])
     if user != DEFAULT_USER:
-        command = f'sudo -H -u {shlex.quote(user)} env "PATH=$PATH" RAY_AUTH_MODE=token {command}'
+        # Ray's user reads Ray's TLS settings from the copy its node made for it, as Ray's daemons do.
+        command = (f'sudo -H -u {shlex.quote(user)} env "PATH=$PATH" RAY_AUTH_MODE=token sh -c '
+                   f'{shlex.quote(". /etc/ray-vsphere/tls/environment && exec " + command)}')
     result = ssh(head_ip, key_path, command, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"Ray driver on {head_ip} failed: {result.stderr[-2000:]}")

@@ -43,6 +43,7 @@ PURPOSE_RAY_AUTH_TOKEN = "ray auth token"
 PURPOSE_NODE_IDENTITY = "node identity"
 PURPOSE_TEMPLATE_IDENTITY = "template identity"
 PURPOSE_HEAD_ACCOUNT = "head account"
+PURPOSE_RAY_TLS_CA = "ray tls ca"
 
 OPENSSH_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 PUBLIC_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
@@ -164,6 +165,10 @@ class ClusterKey(object):
     def ray_auth_token(self, epoch=0):
         """The cluster's Ray token of token epoch `epoch`: rotating the token is moving to the next epoch."""
         return derive(self._secret, PURPOSE_RAY_AUTH_TOKEN, self.cluster_name, "epoch %d" % token_epoch(epoch))
+
+    def ray_tls_ca_secret(self):
+        """64 hex digits from which _ray_tls makes the cluster's CA: one CA per key and cluster, nothing to store."""
+        return derive(self._secret, PURPOSE_RAY_TLS_CA, self.cluster_name)
 
     def node_identity(self, vm_name, instance_uuid, folder_moid, vcenter_uuid, vm_moid=None):
         """The value a node records: bound to vm_moid once the VM exists, without it in the create call."""

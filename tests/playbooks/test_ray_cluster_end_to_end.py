@@ -15,6 +15,7 @@ import yaml
 
 from ray_provider.runner import published_stats, run_playbook
 from testbed import job_probe, ray_cluster, simulator
+from testbed.capture import BridgeCapture, what_crossed_in_clear
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records, _vsphere  # noqa: E402
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
@@ -41,6 +42,13 @@ def guest_simulator(vcsim):
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
 
 
+@pytest.fixture
+def bridge_capture(guest_simulator):
+    """Everything that crosses the guests' bridge, from the test's start until it calls stop()."""
+    with BridgeCapture(guest_simulator.network.bridge) as capture:
+        yield capture
+
+
 def changed_hosts(runner):
     return {host: count for host, count in (runner.stats or {}).get("changed", {}).items() if count}
 
@@ -55,7 +63,7 @@ def wait_for_alive_nodes(head_ip, key, expected, timeout=90):
 # Three waits for a late IP (the head, then the workers, then the third worker) on top of the suite's 600 s.
 @pytest.mark.timeout(600 + 3 * IP_DELAY_S + 60)
 def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_removes_it(
-        vcsim, guest_simulator, tmp_path):
+        vcsim, guest_simulator, bridge_capture, tmp_path):
     key = tmp_path / "keys" / "ray-e2e"
     cluster = ray_cluster.cluster_vars("e2e", key, worker_count=2)
     up = ray_cluster.run("ray_up", tmp_path / "up", vcsim.endpoint.environment(), cluster)
@@ -86,6 +94,7 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     job = ray_cluster.run_spread_job(head_ip, key)
     assert job == {"sum_of_squares": 55, "hosts": ["e2e-head", "e2e-worker-0", "e2e-worker-1"]}
     assert_ray_takes_only_the_clusters_token(head_ip, stats["ray_worker_ips"], key, "e2e")
+    assert_no_token_crossed_the_bridge(bridge_capture, head_ip, stats["ray_worker_ips"], key, "e2e")
 
     again = ray_cluster.run("ray_up", tmp_path / "up-again", vcsim.endpoint.environment(), cluster)
     assert again.status == "successful"
@@ -168,6 +177,18 @@ def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_n
     assert ray_cluster.port_open(head_ip, key, "127.0.0.1", 8265)
     assert not ray_cluster.port_open(worker_ips[0], key, head_ip, 8265), "the dashboard is reachable from a worker"
     assert not ray_cluster.port_open(head_ip, key, head_ip, 8265)
+
+
+def assert_no_token_crossed_the_bridge(capture, head_ip, worker_ips, key, cluster_name):
+    """From `ray_up` to here (workers joining, jobs, the job API), the token never crossed the port group in clear.
+
+    Ray's gRPC sends it as a plain `authorization` header, byte for byte: without
+    TLS this capture finds it in the nodes' connections to the GCS and between raylets.
+    """
+    crossed = what_crossed_in_clear(capture, head_ip, worker_ips[0], key, ray_auth_token(key.read_text(), cluster_name))
+    assert crossed["marker"] == [f"{worker_ips[0]}:22"], "the capture reads what one guest sends another"
+    assert 6379 in crossed["ports"], "Ray's traffic crossed while it read: the worker's connections to the GCS"
+    assert crossed["secret"] == [], "the cluster's token crossed the bridge in clear"
 
 
 def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip, node_uuid):

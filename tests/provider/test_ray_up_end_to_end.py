@@ -20,6 +20,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes,
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider.config import decrypt_secret
 from testbed import image, job_probe, leftovers, method_trace, privileges, ray_cluster
+from testbed.capture import BridgeCapture, what_crossed_in_clear
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,13 @@ def testbed(testbed_prerequisites, tmp_path_factory):
                            enforce_permissions=True) as (sim, guests):
         yield sim, guests
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
+
+
+@pytest.fixture
+def bridge_capture(testbed):
+    """Everything that crosses the guests' bridge, from the test's start until it calls stop()."""
+    with BridgeCapture(testbed[1].network.bridge) as capture:
+        yield capture
 
 
 @pytest.fixture
@@ -96,7 +104,7 @@ def password_on_head(head_ip, key, password):
 
 @pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
-        testbed, cluster_key, tmp_path, autoscaler, ray_ssh_of):
+        testbed, cluster_key, tmp_path, autoscaler, ray_ssh_of, bridge_capture):
     sim, guests = testbed
     name = f"e2e-{autoscaler}"
     ray_ssh_of(name)
@@ -135,6 +143,11 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert ray_cluster.submit_job(head_ip, cluster_key, None)["http_status"] == 401
     assert ray_cluster.submit_job(head_ip, cluster_key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
     assert not ray_cluster.port_open(first_worker[0]["ip"], cluster_key, head_ip, 8265), "the dashboard is exposed"
+    # Ray's gRPC in TLS: from `ray up` to here (the head, the worker its autoscaler made joining, a job), the
+    # token never crossed the bridge in clear; the capture read a marker sent in clear, and Ray's traffic.
+    crossed = what_crossed_in_clear(bridge_capture, head_ip, first_worker[0]["ip"], cluster_key, token)
+    assert crossed["marker"] == [f"{first_worker[0]['ip']}:22"] and 6379 in crossed["ports"], crossed
+    assert crossed["secret"] == [], "the cluster's token crossed the bridge in clear"
     # The head's autoscaler verifies vCenter's certificate too, against its mounted copy of the testbed's CA.
     head_provider = yaml.safe_load(ssh(head_ip, cluster_key, "sudo cat ~ray-autoscaler/ray_bootstrap_config.yaml").stdout)[
         "provider"]
