@@ -9,7 +9,7 @@ import ssl
 
 from pyVim.connect import Disconnect, SmartConnect
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere, _waiter
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records, _vsphere, _waiter
 
 read_properties = _vsphere.read
 
@@ -40,3 +40,17 @@ def find_by_name(service_instance, managed_type, name):
 
 def wait_for_task(service_instance, task, timeout=120):
     return _waiter.wait_for_task(service_instance, task, f"task {task._moId}", timeout)
+
+
+def host_key_records(endpoint, instance_uuid):
+    """What vCenter shows of a VM's host key, read at vcsim: (recorded public key, guestinfo.userdata, the vApp
+    property user-data's values)."""
+    service_instance = endpoint.connect()
+    try:
+        vm = service_instance.content.searchIndex.FindByUuid(None, instance_uuid, True, True)
+        props = _vsphere.read(service_instance, vm, ["config.extraConfig", "config.vAppConfig.property"])
+    finally:
+        service_instance.content.sessionManager.Logout()
+    extra = _records.extra_config(props)
+    user_data = [prop.value or "" for prop in props.get("config.vAppConfig.property") or [] if prop.id == "user-data"]
+    return extra.get(_records.SSH_HOST_KEY), extra.get(_records.GUESTINFO_USERDATA), user_data

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from ray_provider.runner import published_stats, run_playbook
-from testbed import job_probe, ray_cluster, simulator
+from testbed import job_probe, ray_cluster, simulator, vsphere
 from testbed.capture import BridgeCapture, what_crossed_in_clear
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records, _vsphere  # noqa: E402
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records  # noqa: E402
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
 from testbed.guests import GuestSimulator, ssh
 from testbed.guests.tools import ToolsTiming
@@ -139,16 +139,9 @@ def uuids_at_vcsim(vcsim, key, cluster_name):
 
 def host_private_key_at_vcsim(vcsim, uuid):
     """Where vcsim still holds the VM's host private key: guestinfo.userdata, the vApp property user-data."""
-    service_instance = vcsim.endpoint.connect()
-    try:
-        vm = service_instance.content.searchIndex.FindByUuid(None, uuid, True, True)
-        props = _vsphere.read(service_instance, vm, ["config.extraConfig", "config.vAppConfig.property"])
-    finally:
-        service_instance.content.sessionManager.Logout()
-    held = {_records.GUESTINFO_USERDATA: _records.extra_config(props).get(_records.GUESTINFO_USERDATA) or ""}
-    held.update((f"vApp {prop.id}", prop.value or "") for prop in props.get("config.vAppConfig.property") or []
-                if prop.id == "user-data")
-    return sorted(where for where, value in held.items() if b"PRIVATE KEY" in base64.b64decode(value))
+    _, guestinfo, vapp = vsphere.host_key_records(vcsim.endpoint, uuid)
+    held = [(_records.GUESTINFO_USERDATA, guestinfo or "")] + [("vApp user-data", value) for value in vapp]
+    return sorted(where for where, value in held if b"PRIVATE KEY" in base64.b64decode(value))
 
 
 def assert_ray_takes_only_the_clusters_token(head_ip, worker_ips, key, cluster_name):

@@ -9,8 +9,8 @@ afterwards, and a worker added later gets the new one from the record.
 import pytest
 
 from ray_provider.runner import published_stats
-from testbed import ray_cluster, simulator
-from testbed.guests import GuestSimulator, ssh
+from testbed import ray_cluster
+from testbed.guests import ssh
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes  # noqa: E402 - after testbed
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey, ray_auth_token
@@ -18,19 +18,6 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth impo
 pytestmark = pytest.mark.slow
 
 CLUSTER = "rotate"
-
-
-@pytest.fixture(scope="module")
-def vcsim(testbed_prerequisites):
-    with simulator.Vcsim() as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
-def guest_simulator(vcsim):
-    with GuestSimulator(vcsim.endpoint) as guests:
-        yield guests
-        assert guests.errors == [], f"guest simulator errors: {guests.errors}"
 
 
 def guests_by_vm(guest_simulator):

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records, _vsphere
 from ray_provider.host_keys import HostKeyRefused
+from testbed import vsphere
 from testbed.guests.ssh import ssh
 
 import provider_tools
@@ -25,15 +25,7 @@ WORKER = {"ray-node-type": "worker", "ray-user-node-type": "worker"}
 
 def held_at_vcsim(vcsim, uuid):
     """(recorded public host key, guestinfo.userdata, vApp property user-data) of the VM, as vcsim holds them."""
-    service_instance = vcsim.endpoint.connect()
-    try:
-        vm = service_instance.content.searchIndex.FindByUuid(None, uuid, True, True)
-        props = _vsphere.read(service_instance, vm, ["config.extraConfig", "config.vAppConfig.property"])
-    finally:
-        service_instance.content.sessionManager.Logout()
-    extra = _records.extra_config(props)
-    user_data = [prop.value for prop in props.get("config.vAppConfig.property") or [] if prop.id == "user-data"]
-    return extra.get(_records.SSH_HOST_KEY), extra.get(_records.GUESTINFO_USERDATA), user_data
+    return vsphere.host_key_records(vcsim.endpoint, uuid)
 
 
 def runner_of(provider, node_id):
