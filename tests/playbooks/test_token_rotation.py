@@ -45,9 +45,10 @@ def test_rotation_keeps_every_node_refuses_the_old_token_and_later_workers_get_t
     vms_before = {(node["name"], node["uuid"], node["moid"]) for node in nodes_at_vcenter(vcsim, key)}
     assert len(guests_before) == len(vms_before) == 2
 
-    # The command the docs give: the cluster's name and key, everything else from the head's record.
+    # The command the docs give: the cluster's name, key and folder, everything else from the head's record.
+    where = {name: cluster[name] for name in ("ray_datacenter", "ray_vm_folder")}
     rotated = ray_cluster.run("ray_rotate_token", tmp_path / "rotate", environment,
-                              {"ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key)})
+                              {"ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key), **where})
     assert rotated.status == "successful", rotated.stdout.read()[-5000:]
 
     new_token = ray_auth_token(key.read_text(), CLUSTER, 1)
@@ -67,11 +68,13 @@ def test_rotation_keeps_every_node_refuses_the_old_token_and_later_workers_get_t
     assert ray_cluster.submit_job(head_ip, key, new_token) == {"http_status": 200, "job_state": "SUCCEEDED"}
     assert ray_cluster.run_spread_job(head_ip, key)["hosts"] == [f"{CLUSTER}-head", f"{CLUSTER}-worker-0"]
 
-    # A worker added afterwards, by the AWX survey's two answers, gets the recorded epoch's token and joins.
+    # A worker added afterwards, by the AWX survey's answers, gets the recorded epoch's token and joins.
     two = ray_cluster.run("ray_workers", tmp_path / "two", environment,
-                          {"ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key), "ray_worker_count": 2})
+                          {"ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key), "ray_worker_count": 2,
+                           **where})
     assert two.status == "successful", two.stdout.read()[-5000:]
-    added = [address for moid, (_hostname, address) in guests_by_vm(guest_simulator).items() if moid not in guests_before]
+    added = [address for moid, (_hostname, address) in guests_by_vm(guest_simulator).items()
+             if moid not in guests_before]
     assert len(added) == 1
     assert ssh(added[0], key, "cat .ray/auth_token").stdout == new_token
     assert len(ray_cluster.wait_for_alive_nodes(head_ip, key, 3)) == 3

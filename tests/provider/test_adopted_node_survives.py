@@ -63,7 +63,8 @@ def cluster_nodes(sim, key):
 
 
 def monitor_log(head_ip, key):
-    return ssh(head_ip, key, "cat /tmp/ray/session_latest/logs/monitor*").stdout
+    """The head's monitor log: Ray's monitor runs as the autoscaler's user, logging in its home (head_start)."""
+    return ssh(head_ip, key, "sudo sh -c 'cat ~ray-autoscaler/logs/monitor*'").stdout
 
 
 def wait_for(what, condition, timeout, interval=2.0):
