@@ -29,7 +29,8 @@ def testbed(testbed_prerequisites):
 
 
 def head_provider_section(head_ip, key):
-    return yaml.safe_load(ssh(head_ip, key, "cat ~/ray_bootstrap_config.yaml").stdout)["provider"]
+    # The autoscaler's config is its user's alone (ray_provider.head_start).
+    return yaml.safe_load(ssh(head_ip, key, "sudo cat ~ray-autoscaler/ray_bootstrap_config.yaml").stdout)["provider"]
 
 
 @pytest.mark.timeout(2400)
