@@ -71,8 +71,10 @@ def test_testbed_demo_brings_up_ray_through_the_playbooks_then_ray_up_runs_jobs_
     out = result.stdout
     assert "No VMWARE_HOST given: embedded vCenter simulator" in out
     assert "$ ansible-playbook ray_vsphere.cluster.ray_up: successful" in out
+    # The tunnel checks the head's host key: recorded in vCenter, keyed by the VM's instance UUID.
     assert re.search(r"^  head     198\.18\.\d+\.\d+   dashboard http://localhost:8265 through: "
-                     r"ssh -N -L 8265:127\.0\.0\.1:8265 -i \S+ ubuntu@198\.18\.\d+\.\d+$", out, re.MULTILINE)
+                     r"ssh -N -L 8265:127\.0\.0\.1:8265 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=\S+ "
+                     r"-o HostKeyAlias=[0-9a-f-]{36} (-o \S+ )*-i \S+ ubuntu@198\.18\.\d+\.\d+$", out, re.MULTILINE)
     assert "Ray's job API: without the cluster's token HTTP 401; with it HTTP 200, job SUCCEEDED" in out
     assert len(re.findall(r"^  worker   198\.18\.", out, re.MULTILINE)) == 2
     assert "sum of squares = 55 (expected 55), ran on demo-head, demo-worker-0, demo-worker-1" in out
