@@ -17,7 +17,7 @@ description:
   - The Ray provider derives the same CA with the same code.
 options:
   _input:
-    description: The cluster's private key, as text (PEM or OpenSSH).
+    description: The cluster's private key, as text (PEM or OpenSSH), without a passphrase.
     type: str
     required: true
   cluster_name:
