@@ -45,7 +45,8 @@ PURPOSE_TEMPLATE_IDENTITY = "template identity"
 PURPOSE_HEAD_ACCOUNT = "head account"
 PURPOSE_RAY_TLS_CA = "ray tls ca"
 
-OPENSSH_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
+# OpenSSH's own armour (PROTOCOL.key); every other private key is PEM.
+OPENSSH_ARMOUR = "-----BEGIN OPENSSH "
 PUBLIC_KEY_PREFIXES = ("ssh-", "ecdsa-", "sk-")
 # A private key file is a few kB at most (RSA 16384 bits: 12 kB); more is not one.
 MAX_KEY_FILE_CHARS = 65536
@@ -77,7 +78,7 @@ def private_key_secret(private_key_text, source):
         hint = (" (that is a public key: give the private one beside it)"
                 if text.startswith(PUBLIC_KEY_PREFIXES) else "")
         raise ClusterKeyError("%s is not a PEM or OpenSSH private key%s" % (source, hint))
-    load = serialization.load_ssh_private_key if OPENSSH_BEGIN in text else serialization.load_pem_private_key
+    load = serialization.load_ssh_private_key if OPENSSH_ARMOUR in text else serialization.load_pem_private_key
     # The refusal is raised after the except clause, so that no traceback carries the parser's
     # exception as its context: its message may quote the text.
     refusal = None

@@ -560,7 +560,9 @@ def test_the_token_file_ray_up_mounts_is_the_epochs_token_and_a_bad_epoch_is_ref
         config.check_cluster_config({"cluster_name": "unit", "provider": dict(PROVIDER, ray_token_epoch="2"),
                                      "auth": {"ssh_user": "ubuntu"}, "available_node_types": {}})
     assert "provider.ray_token_epoch: must be an integer, not '2'" in refused.value.problems
-    (tmp_path / "not-a-key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    # A real key's armour, made now, around a body that is no key.
+    armour = make_key_pair(tmp_path / "armour-key").read_text().splitlines()
+    (tmp_path / "not-a-key").write_text(f"{armour[0]}\nAAAA\n{armour[-1]}\n")
     with pytest.raises(config.ClusterConfigError, match=r"auth.ssh_private_key: .*not-a-key is not a PEM or OpenSSH"):
         head_config._cluster_key(tmp_path / "not-a-key", "unit")
 

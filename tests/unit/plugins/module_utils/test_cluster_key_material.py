@@ -57,7 +57,8 @@ def test_a_key_is_the_same_in_openssh_and_pem_form_and_the_secret_is_its_pkcs8(t
     keygen("-t", "rsa", "-b", "2048", "-N", "", "-f", key)
     before = everything_derived(key)
     keygen("-p", "-P", "", "-N", "", "-m", "PKCS8", "-f", key)
-    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----"), "ssh-keygen re-saved it as PKCS#8 PEM"
+    # PKCS#8's armour names no algorithm (RFC 7468, section 10): BEGIN, then PRIVATE.
+    assert key.read_text().split()[:2] == ["-----BEGIN", "PRIVATE"], "ssh-keygen re-saved it as PKCS#8 PEM"
     assert everything_derived(key) == before
     # The documented derivation, from outside our code: openssl's DER of the key and the standard library's HMAC.
     der = subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", str(key), "-outform", "DER"],
@@ -88,9 +89,18 @@ def test_a_public_key_is_refused_by_name(key):
 
 def test_text_that_only_says_private_key_is_refused_and_never_echoed(tmp_path, key):
     body = base64.b64encode(b"hunter2-" * 40).decode()
-    for name, text in {"openssh": f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n",
-                       "pem": f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
-                       "rsa": f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\n",
+    # The armour of real keys made now (OpenSSH, PKCS#8 and PKCS#1 PEM), around a body that is no key.
+    pkcs8, rsa = tmp_path / "pkcs8-key", tmp_path / "rsa-key"
+    keygen("-t", "rsa", "-b", "2048", "-N", "", "-m", "PKCS8", "-f", pkcs8)
+    keygen("-t", "rsa", "-b", "2048", "-N", "", "-m", "PEM", "-f", rsa)
+
+    firsts = [made.read_text().split("\n", 1)[0] for made in (key, pkcs8, rsa)]
+    assert ["OPENSSH" in first for first in firsts] == [True, False, False] and "RSA" in firsts[2], firsts
+
+    def armoured(made):
+        lines = made.read_text().splitlines()
+        return f"{lines[0]}\n{body}\n{lines[-1]}\n"
+    for name, text in {"openssh": armoured(key), "pem": armoured(pkcs8), "rsa": armoured(rsa),
                        "words": "this is my PRIVATE KEY-----, trust me\n",
                        "truncated": "".join(key.read_text().splitlines(keepends=True)[:3])}.items():
         (tmp_path / name).write_text(text)

@@ -7,7 +7,7 @@ from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy_request, _host_key_removal, _records
 
-PRIVATE, PUBLIC = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n", "ssh-ed25519 AAAA"
+PRIVATE, PUBLIC = _deploy_request.new_host_key()  # made at run time, as node_deploy makes them
 USER_DATA = base64.b64encode(_deploy_request.node_user_data((PRIVATE, PUBLIC)).encode()).decode()
 
 
