@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 ---
 name: shell_split
 short_description: Split a command line into arguments by the shell's quoting rules
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - "Splits a string into arguments as a POSIX shell would (Python's C(shlex.split)), so a quoted argument with
     spaces, such as C(--resources='{\"GPU\": 1}'), stays one argument. No variable or glob expansion happens."

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: account_privileges
 short_description: Which privileges an account holds on vSphere objects
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Asks vCenter which of O(privileges) an account holds on each of O(objects), from every permission that reaches
     them (an object's own, and those propagated down its folder chain and, for a VM, its resource pool chain).

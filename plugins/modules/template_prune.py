@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: template_prune
 short_description: Remove the node templates of a cluster key that no VM uses any more
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - M(ray_vsphere.cluster.node_deploy) imports each image once into a template C(ray-template-<content hash>-<key id>)
     and clones every node from it. Templates are never removed by a deploy or by C(ray_down); this module removes

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from testbed import PROJECT_ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -26,7 +28,8 @@ def test_ansible_finds_this_collection_in_the_checkout_and_the_vmware_collection
         elif line and not line.startswith(("Collection", "-")):
             name, version = line.split()[:2]
             sections[name] = (current, version)
-    assert sections["ray_vsphere.cluster"] == (str(PROJECT_ROOT / "collections" / "ansible_collections"), "0.1.0")
+    version = yaml.safe_load((PROJECT_ROOT / "galaxy.yml").read_text())["version"]
+    assert sections["ray_vsphere.cluster"] == (str(PROJECT_ROOT / "collections" / "ansible_collections"), version)
     assert sections["community.vmware"][1] == "5.10.0"
     assert sections["vmware.vmware"][1] == "2.6.0"
 
