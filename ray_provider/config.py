@@ -315,6 +315,7 @@ class VcenterCredentials:
         self.hostname, self.username, self.port = values["hostname"], values["username"], values["port"]
         self.validate_certs, self.ca_path = values["validate_certs"], values["ca_path"]
         self.request_timeout = values["request_timeout"]
+        self.proxy_host, self.proxy_port = values["proxy_host"], values["proxy_port"]
         self.password = environ.get(connection_variable("password"))
         if not self.password and provider.get("vcenter_password_vault"):
             self.password = decrypt_secret(provider["vcenter_password_vault"], provider["ssh_private_key_file"])
@@ -339,7 +340,7 @@ class VcenterCredentials:
         """VMWARE_* but the password, for ansible-runner; the password goes as a vaulted variable."""
         values = {"hostname": self.hostname, "username": self.username, "port": self.port,
                   "validate_certs": str(self.validate_certs).lower(), "request_timeout": self.request_timeout,
-                  "ca_path": self.ca_path}
+                  "ca_path": self.ca_path, "proxy_host": self.proxy_host, "proxy_port": self.proxy_port}
         return {connection_variable(option): str(value) for option, value in values.items() if value is not None}
 
     def secret_vars(self):

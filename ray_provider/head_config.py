@@ -172,7 +172,8 @@ def _head_login_problems(credentials, head_account, node_types):
     no VM beyond its folders (head_scope)."""
     client = VcenterClient(credentials.hostname, head_account.username, head_account.password, port=credentials.port,
                            validate_certs=credentials.validate_certs, request_timeout=credentials.request_timeout,
-                           ca_path=credentials.ca_path)
+                           ca_path=credentials.ca_path, proxy_host=credentials.proxy_host,
+                           proxy_port=credentials.proxy_port)
     try:
         client.connect()
     except RayVsphereError as error:

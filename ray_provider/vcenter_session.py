@@ -141,7 +141,9 @@ class VcenterSession:
             client = self._client_factory(self.credentials.hostname, self.credentials.username,
                                           self.credentials.password, port=self.credentials.port,
                                           validate_certs=self.credentials.validate_certs,
-                                          request_timeout=self.request_timeout, ca_path=self.credentials.ca_path)
+                                          request_timeout=self.request_timeout, ca_path=self.credentials.ca_path,
+                                          proxy_host=self.credentials.proxy_host,
+                                          proxy_port=self.credentials.proxy_port)
             try:
                 client.connect()
             except RayVsphereError as error:

@@ -22,7 +22,7 @@ options:
       - If not set, the value of the E(VMWARE_USER) environment variable is used.
       - Required through one of the two.
     type: str
-    aliases: [user]
+    aliases: [admin, user]
   password:
     description:
       - The password of O(username).
@@ -66,6 +66,22 @@ options:
       - If not set, the value of the E(VMWARE_REQUEST_TIMEOUT) environment variable is used.
     type: int
     default: 60
+  proxy_host:
+    description:
+      - The host name or IP address of an HTTP proxy every connection of the module goes through, with HTTP
+        C(CONNECT) (a plain HTTP proxy such as Squid); the options are named as in vmware.vmware.
+      - The calls to vCenter and the OVF disk uploads to the ESXi hosts vCenter names both go through it. TLS stays
+        end to end, so vCenter's and the hosts' certificates are still checked against O(ca_path) and their names.
+      - Not set means a direct connection.
+      - If not set, the value of the E(VMWARE_PROXY_HOST) environment variable is used.
+    type: str
+    version_added: 0.2.0
+  proxy_port:
+    description:
+      - The port of the proxy in O(proxy_host); required with it.
+      - If not set, the value of the E(VMWARE_PROXY_PORT) environment variable is used.
+    type: int
+    version_added: 0.2.0
 requirements:
   - pyVmomi >= 8.0.3
 notes:

@@ -71,7 +71,8 @@ CONNECTION_ARGUMENT_SPEC = dict(
     # Not required=True: run_module names the VMWARE_* variable of a missing one, which
     # Ansible's generic "missing required arguments" would not.
     hostname=dict(type="str", fallback=(env_fallback, ["VMWARE_HOST"])),
-    username=dict(type="str", aliases=["user"], fallback=(env_fallback, ["VMWARE_USER"])),
+    # Aliases and proxy options as vmware.vmware's base_argument_spec names them, so its users' tasks carry over.
+    username=dict(type="str", aliases=["admin", "user"], fallback=(env_fallback, ["VMWARE_USER"])),
     password=dict(type="str", aliases=["pass", "pwd"], no_log=True,
                   fallback=(env_fallback, ["VMWARE_PASSWORD"])),
     port=dict(type="int", default=443, fallback=(env_fallback, ["VMWARE_PORT"])),
@@ -79,6 +80,8 @@ CONNECTION_ARGUMENT_SPEC = dict(
     ca_path=dict(type="path", fallback=(env_fallback, ["VMWARE_CA_PATH"])),
     request_timeout=dict(type="int", default=DEFAULT_REQUEST_TIMEOUT,
                          fallback=(env_fallback, ["VMWARE_REQUEST_TIMEOUT"])),
+    proxy_host=dict(type="str", fallback=(env_fallback, ["VMWARE_PROXY_HOST"])),
+    proxy_port=dict(type="int", fallback=(env_fallback, ["VMWARE_PROXY_PORT"])),
 )
 # Stable names of what failed, in a failed result's `failure` field (beside `fault`, the vSphere fault's
 # type name, and `timed_out`): callers that act on the kind of failure (the Ray provider's launch categories)
@@ -117,7 +120,16 @@ def missing_connection(params):
     return ["%s (or %s)" % (option, variable) for option, variable in REQUIRED_CONNECTION if not params.get(option)]
 
 
-def supported_version(hostname, port, ssl_context, timeout):
+def https_connection(hostname, port, ssl_context, timeout, proxy=None):
+    """To hostname:port, through the CONNECT proxy (host, port) if given; TLS and its name check stay end to end."""
+    if not proxy:
+        return http_client.HTTPSConnection(hostname, port, context=ssl_context, timeout=timeout)
+    connection = http_client.HTTPSConnection(proxy[0], proxy[1], context=ssl_context, timeout=timeout)
+    connection.set_tunnel(hostname, port)
+    return connection
+
+
+def supported_version(hostname, port, ssl_context, timeout, proxy=None):
     """The newest vSphere API version both pyVmomi and the server speak, asked with a timeout.
 
     What pyVim.connect.SmartConnect does in __FindSupportedVersion: read
@@ -127,7 +139,7 @@ def supported_version(hostname, port, ssl_context, timeout):
     __GetElementTree opens HTTPSConnection(server, port, context=...)), so a
     silent vCenter would hang the login before any timeout applies.
     """
-    connection = http_client.HTTPSConnection(hostname, port, context=ssl_context, timeout=timeout)
+    connection = https_connection(hostname, port, ssl_context, timeout, proxy)
     try:
         connection.request("GET", "/sdk/vimServiceVersions.xml")
         response = connection.getresponse()
@@ -320,8 +332,12 @@ class VcenterClient(object):
     """A logged-in pyVmomi session, used as a context manager."""
 
     def __init__(self, hostname, username, password, port=443, validate_certs=True,
-                 request_timeout=DEFAULT_REQUEST_TIMEOUT, ca_path=None):
+                 request_timeout=DEFAULT_REQUEST_TIMEOUT, ca_path=None, proxy_host=None, proxy_port=None):
         self.hostname = hostname
+        # pyVmomi speaks plain HTTP CONNECT to the proxy (SoapStubAdapter's httpProxyHost). Its TLS-to-the-proxy
+        # mode (tlsOverTlsTunnel) is not offered: pyVmomi 9.1 then checks vCenter's certificate against the
+        # proxy's name, and not at all for a proxy on loopback (SoapAdapter._SSLTunnelConnection.connect).
+        self.proxy = (proxy_host, proxy_port) if proxy_host else None
         self.port = port
         self.validate_certs = validate_certs
         self.ca_path = ca_path
@@ -344,6 +360,11 @@ class VcenterClient(object):
         # AWX's credential takes a port as part of the host ("vcenter:8443"): SmartConnect split it so.
         hostname, port = parse_hostport(self.hostname, self.port)
         where = "%s:%s" % (hostname, port)
+        if self.proxy:
+            if not self.proxy[1]:
+                raise RayVsphereError("proxy_host %s is given without proxy_port (VMWARE_PROXY_PORT): give the port "
+                                      "of the HTTP CONNECT proxy" % self.proxy[0])
+            where += " through proxy %s:%s" % self.proxy
         if self.validate_certs and self.ca_path and not os.path.isfile(self.ca_path):
             raise RayVsphereError("ca_path %s: no such file (VMWARE_CA_PATH): give the PEM file of the CA that "
                                   "signed vCenter's certificate" % self.ca_path)
@@ -357,10 +378,11 @@ class VcenterClient(object):
             # schemeArgs['timeout'], passed to self.scheme(...) in GetConnection),
             # so it bounds connecting and each read of every call. (Its
             # connectionPoolTimeout is only how long an idle pooled connection is kept.)
+            proxy_options = dict(httpProxyHost=self.proxy[0], httpProxyPort=self.proxy[1]) if self.proxy else {}
             stub = SoapStubAdapter(host=hostname, port=port, sslContext=context,
-                                   version=supported_version(hostname, port, context, self.request_timeout),
+                                   version=supported_version(hostname, port, context, self.request_timeout, self.proxy),
                                    httpConnectionTimeout=self.request_timeout,
-                                   customHeaders={"User-Agent": user_agent()})
+                                   customHeaders={"User-Agent": user_agent()}, **proxy_options)
             # Logs in on the first call and again on NotAuthenticated.
             stub = _SessionStub(stub, self._login)
             stub.request_timeout = self.request_timeout
@@ -405,7 +427,8 @@ class VcenterClient(object):
 def client_from_params(params):
     return VcenterClient(params["hostname"], params["username"], params["password"],
                          port=params["port"], validate_certs=params["validate_certs"],
-                         request_timeout=params["request_timeout"], ca_path=params["ca_path"])
+                         request_timeout=params["request_timeout"], ca_path=params["ca_path"],
+                         proxy_host=params["proxy_host"], proxy_port=params["proxy_port"])
 
 
 def run_module(module, action):

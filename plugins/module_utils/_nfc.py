@@ -23,7 +23,7 @@ from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
-    NAME_MISMATCH_CODES, UNTRUSTED_ISSUER_CODES, RayVsphereError, certificate_names, fault_text)
+    NAME_MISMATCH_CODES, UNTRUSTED_ISSUER_CODES, RayVsphereError, certificate_names, fault_text, https_connection)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _waiter
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import CHUNK, OVF_NS
 
@@ -138,7 +138,7 @@ def _upload(client, package, item, url, progress, name):
     # The lease names an ESXi host, not vCenter: each error says which, and that it is the upload.
     call = "NFC upload (HTTP %s of %s for VM %s to ESXi host %s:%s, as the import lease names it)" % (
         method, item.path, name, host, port)
-    connection = http_client.HTTPSConnection(host, port, context=client.ssl_context(), timeout=UPLOAD_TIMEOUT)
+    connection = https_connection(host, port, client.ssl_context(), UPLOAD_TIMEOUT, getattr(client, "proxy", None))
     try:
         try:
             connection.putrequest(method, parts.path)
