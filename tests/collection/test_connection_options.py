@@ -148,3 +148,21 @@ def test_password_aliases_are_the_password_the_module_sends(play, vcsim, alias):
     assert refused["failed"]
     assert f"rejected the login of '{vcsim.endpoint.username}': wrong username or password" in refused["msg"]
     assert "not-the-password" not in str({key: value for key, value in refused.items() if key != "invocation"})
+
+
+def test_the_ray_providers_session_and_its_playbook_runs_take_the_proxy_from_the_cluster_yaml(vcsim, proxy):
+    from ray_provider.config import VcenterCredentials
+    from ray_provider.vcenter_session import VcenterSession
+    environ = {name: value for name, value in vcsim.endpoint.environment().items() if "PROXY" not in name}
+    credentials = VcenterCredentials({"vcenter_proxy_host": "127.0.0.1", "vcenter_proxy_port": proxy.port}, environ)
+    # The provider's playbook runs get it as the modules' fallback variables.
+    assert {name: value for name, value in credentials.environment().items() if "PROXY" in name} == {
+        "VMWARE_PROXY_HOST": "127.0.0.1", "VMWARE_PROXY_PORT": str(proxy.port)}
+    before = proxy.tunnels(settle_s=0.5)
+    session = VcenterSession(credentials, credentials.request_timeout)
+    try:
+        assert session.call(lambda service_instance: service_instance.content.about.apiType) == "VirtualCenter"
+    finally:
+        session.close()
+    tunnels = new_tunnels(proxy, before)
+    assert {target for target, _ in tunnels} == {f"{vcsim.endpoint.host}:{vcsim.endpoint.port}"}, tunnels
