@@ -7,16 +7,18 @@ collection_tools.install_offline: --offline, with the dependencies found as
 installed collections in a path ansible-galaxy reads. A user's virtualenv with
 `ansible` installed has them on sys.path already:
     ansible-galaxy collection build --output-path dist/
-    ansible-galaxy collection install --offline dist/ray_vsphere-cluster-0.1.0.tar.gz
+    ansible-galaxy collection install --offline dist/ray_vsphere-cluster-<version>.tar.gz
 """
 
 import json
 import tarfile
+import tomllib
 
 import pytest
 
 from collection_tools import (PROJECT_ROOT, ansible_env, ansible_package_collections, build_tarball,
-                              galaxy_yml, galaxy_yml_dependencies, install_offline, run, self_name)
+                              galaxy_yml, galaxy_yml_dependencies, install_offline, run, self_name,
+                              tarball_manifest)
 
 MODULES = sorted(f"{self_name()}.{path.stem}" for path in (PROJECT_ROOT / "plugins" / "modules").glob("*.py"))
 
@@ -56,6 +58,25 @@ def test_the_tarball_holds_the_collection_and_none_of_the_build_ignored_paths(bu
                    # vcenter_prepare.yml reads the requirements file beside it, installed too.
                    "playbooks/vcenter_prepare.yml", "meta/vcenter_requirements.yml"):
         assert needed in names, f"{needed} is not in the tarball"
+
+
+def test_the_tarball_carries_the_gpl_and_the_links_pypi_shows(built):
+    # Galaxy shows MANIFEST.json's license and links; PyPI shows pyproject's: one project, one set.
+    _, tarball = built
+    info = tarball_manifest(tarball)
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert info["license"] == [project["license"]] == ["GPL-3.0-or-later"]
+    assert info["license_file"] is None  # Galaxy takes one of the two
+    links = {key: info[key] for key in ("repository", "homepage", "documentation", "issues")}
+    assert links == {"repository": project["urls"]["Source"], "homepage": project["urls"]["Homepage"],
+                     "documentation": project["urls"]["Documentation"], "issues": project["urls"]["Issues"]}
+    assert all(link.startswith(info["repository"]) for link in links.values()), links
+    assert info["version"] == project["version"]
+    with tarfile.open(tarball) as archive:
+        license_text = archive.extractfile("LICENSE").read().decode()
+    assert license_text == (PROJECT_ROOT / "LICENSE").read_text()
+    assert "GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text  # the whole text, not a notice
 
 
 def test_the_offline_install_fails_naming_a_dependency_it_cannot_find(built):
