@@ -126,7 +126,8 @@ def test_the_first_release_keeps_what_it_recorded_and_later_changes_are_in_later
     releases = changelog_releases()
     first = releases["0.1.0"]
     assert first["release_date"] == "2026-11-25"
-    assert [module["name"] for module in first["modules"]] == ["node_deploy", "node_info", "node_delete", "node_tags"]
+    assert sorted(module["name"] for module in first["modules"]) == [
+        "node_delete", "node_deploy", "node_info", "node_tags"]
     assert "plugins" not in first
     listed_later = {(kind, entry["name"]): version for version, release in releases.items() if version != "0.1.0"
                     for kind, entries in [("module", release.get("modules", []))]
