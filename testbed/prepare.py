@@ -172,3 +172,8 @@ def prepared_record(unprepared_vcsim, playbook=None, extravars=None, record_dir=
             os.replace(partial, path)
     _records[key] = json.loads(path.read_text())
     return _records[key]
+
+
+def forget_records():
+    """Drop the records this process holds in memory (the files stay): the next vcsim reads or makes its own."""
+    _records.clear()
