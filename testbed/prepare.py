@@ -42,7 +42,11 @@ _records = {}
 
 
 def _community_vmware_files():
-    import ansible_collections.community.vmware as community_vmware  # the operator extra's; a namespace package
+    try:
+        import ansible_collections.community.vmware as community_vmware  # a namespace package
+    except ImportError as error:
+        raise RuntimeError("the testbed prepares vcsim with playbooks/vcenter_prepare.yml, which needs "
+                           "community.vmware: install the operator extra (scripts/setup does)") from error
     root = Path(list(community_vmware.__path__)[0])
     return [root / "MANIFEST.json", root / "plugins" / "module_utils" / "vmware.py"] + [
         root / "plugins" / "modules" / f"{name}.py" for name in COMMUNITY_MODULES]
