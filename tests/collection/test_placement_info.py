@@ -144,3 +144,22 @@ def test_a_certificate_of_an_untrusted_ca_fails_the_module_naming_ca_path(play, 
     result = play([{"name": "placement_info", "ray_vsphere.cluster.placement_info": {}}], env=env).result
     assert result["failed"] and "ca_path" in result["msg"], result["msg"]
     assert "datacenters" not in result
+
+
+def test_a_standalone_host_in_a_host_folder_is_offered_as_esxi_host_by_its_path(play, service_instance):
+    """Last in this file: it adds a standalone host to the module's vcsim, in a host folder of its own."""
+    datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, "DC0")
+    folder = datacenter.hostFolder.CreateFolder("edge")
+    vsphere.wait_for_task(service_instance, folder.AddStandaloneHost_Task(
+        spec=vim.host.ConnectSpec(hostName="edge-esx.example", force=True), addConnected=True))
+    host = vsphere.find_by_name(service_instance, vim.HostSystem, "edge-esx.example")
+    result = play([{"name": "placement_info", "ray_vsphere.cluster.placement_info": {}}]).result
+    computes = {compute["path"]: compute for compute in result["datacenters"][0]["compute_resources"]}
+    standalone = computes["/DC0/host/edge/edge-esx.example"]
+    assert standalone["type"] == "esxi_host" and standalone["moid"] == host.parent._moId
+    assert standalone["hosts"] == ["/DC0/host/edge/edge-esx.example/edge-esx.example"]
+    assert found_at(service_instance, standalone["hosts"][0]) == host._moId
+    assert found_at(service_instance, standalone["resource_pools"][0]) == host.parent.resourcePool._moId
+    assert standalone["placement"]["esxi_host"] == standalone["hosts"][0] and "cluster" not in standalone["placement"]
+    # vcsim mounts no datastore on a host it adds: nothing to suggest, rather than a datastore it cannot use.
+    assert standalone["datastores"] == [] and standalone["placement"]["datastore"] is None
