@@ -16,7 +16,7 @@ description:
   - Lists the datacenters, clusters and standalone hosts, their ESXi hosts, resource pools, mounted datastores and
     networks, and the VM folders of a vCenter, each by the inventory path the placement options of
     M(ray_vsphere.cluster.node_deploy) and of C(ray up)'s cluster YAML take (C(/DC1/host/Compute/Resources/ray)).
-  - For each cluster and standalone host, a ready C(placement) suggestion: its root resource pool, the datacenter's
+  - For each cluster and standalone host, a ready C(placement) suggestion, made of its root resource pool, the datacenter's
     VM folder, the mounted datastore with the most free space and its first network; every other choice is listed
     beside it.
   - Also returns the vCenter's product and version.
@@ -108,7 +108,7 @@ datacenters:
           elements: str
           sample: [/DC1/host/Compute/Resources, /DC1/host/Compute/Resources/ray]
         datastores:
-          description: The datastores mounted on it, each with O(name), C(path), C(moid), C(capacity_bytes) and
+          description: The datastores mounted on it, each with C(name), C(path), C(moid), C(capacity_bytes) and
             C(free_bytes).
           type: list
           elements: dict
