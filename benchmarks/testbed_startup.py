@@ -1,8 +1,12 @@
 """How fast the embedded testbed comes up: vcsim start and guest bring-up per VM.
 
-    .venv/bin/python benchmarks/testbed_startup.py [--starts 5] [--vms 10]
+    .venv/bin/python benchmarks/testbed_startup.py [--starts 5] [--vms 10] [--prepare-runs 1]
 
-vcsim start: from spawning the process to the site shaped (VM folder made).
+vcsim start: from spawning the process to the site shaped (VM folder made, and
+what playbooks/vcenter_prepare.yml made replayed from its kept record), and
+unprepared. The playbook's own run (testbed/prepare.py: once per content of
+the playbook and what it reads, on a vcsim of its own): timed into a fresh
+record folder, as the first vcsim after a change pays it.
 Guest bring-up: the guest simulator's own time (netns, veth, sshd answering),
 and from PowerOnVM_Task to the guest answering SSH with its IP in vcsim.
 """
@@ -13,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from testbed import simulator, vsphere
+from testbed import prepare, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import DEFAULT_USER, GuestSimulator, make_key_pair, ssh
 from testbed.ova_import import import_ova
@@ -27,13 +31,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--vms", type=int, default=10)
+    parser.add_argument("--prepare-runs", type=int, default=1)
     args = parser.parse_args()
 
-    starts = []
+    cold = []
+    for _ in range(args.prepare_runs):
+        with tempfile.TemporaryDirectory() as records:
+            started = time.monotonic()
+            prepare.prepared_record(lambda: simulator.Vcsim(prepared=False), extravars=simulator.PREPARE_VARIABLES,
+                                    record_dir=records)
+            cold.append(time.monotonic() - started)
+            prepare.forget_records()
+    starts, unprepared = [], []
     for _ in range(args.starts):
         with simulator.Vcsim() as sim:
             starts.append(sim.startup_seconds)
-    print(f"vcsim start:                        {summary(starts)}")
+        with simulator.Vcsim(prepared=False) as sim:
+            unprepared.append(sim.startup_seconds)
+    if cold:
+        print(f"vcenter_prepare.yml run and record: {summary(cold)}")
+    print(f"vcsim start, prepared:              {summary(starts)}")
+    print(f"vcsim start, unprepared:            {summary(unprepared)}")
+    if not args.vms:
+        return
 
     with tempfile.TemporaryDirectory() as cache, simulator.Vcsim() as sim, GuestSimulator(sim.endpoint) as guests:
         ova = build_test_ova(cache)

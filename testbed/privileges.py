@@ -6,10 +6,6 @@ is checked against; no product code reads it.
 
 - `unlisted(calls)`: traced (method, type) pairs the file does not list (the
   test session fails on any, so the privilege list cannot go stale);
-- `prepare_vcenter(service_instance)`: what an administrator's run of
-  playbooks/vcenter_prepare.yml makes (custom attribute definitions and the
-  operator and autoscaler roles), with the same vSphere calls, for the
-  testbed's every vcsim;
 - `enforced_privileges()`: the oracle as vcsim's -enforce-permissions JSON;
 - `disagreements(requirements)`: where the file gives a caller less than the
   oracle requires;
@@ -21,7 +17,6 @@ import argparse
 import sys
 
 import yaml
-from pyVmomi import vim
 
 from testbed import PROJECT_ROOT
 
@@ -87,22 +82,6 @@ def unlisted(calls, requirements=None):
     return sorted(call for call in calls if tuple(call) not in listed)
 
 
-def prepare_vcenter(service_instance):
-    """Define the custom attributes and the roles, as playbooks/vcenter_prepare.yml does; nothing twice."""
-    requirements = load()
-    content = service_instance.content
-    defined = {field.name for field in content.customFieldsManager.field or []
-               if field.managedObjectType in (None, vim.VirtualMachine)}
-    for name in custom_attributes(requirements):
-        if name not in defined:
-            content.customFieldsManager.AddCustomFieldDef(name=name, moType=vim.VirtualMachine)
-    existing = {role.name for role in content.authorizationManager.roleList}
-    for role in requirements["account_roles"]:
-        if role_name(role, requirements) not in existing:
-            content.authorizationManager.AddAuthorizationRole(name=role_name(role, requirements),
-                                                              privIds=role_privileges(role, requirements))
-
-
 def enforced_privileges(oracle=None):
     """{method: [{privilege, on[, when]}]}: the oracle, as vcsim's -enforce-permissions checks it (permissions.go)."""
     rules = {}
@@ -145,41 +124,6 @@ def disagreements(requirements=None, oracle=None):
         found += [f"{name}: {REQUIREMENTS_FILE} lists {privilege}, which {reference['page']} does not require"
                   for privilege in sorted(listed - documented - set(SYSTEM_PRIVILEGES))]
     return list(dict.fromkeys(found))
-
-
-def grant_autoscaler_role(service_instance, principal, datacenter, vm_folder, cluster, resource_pool, datastore, network):
-    """What vcenter_prepare.yml's grants make (the file's autoscaler_grants and placement_roles), with the same calls."""
-    requirements = load()
-    content = service_instance.content
-    manager = content.authorizationManager
-    autoscaler = set(role_privileges(AUTOSCALER, requirements))
-    existing = {role.name for role in manager.roleList}
-    for placement_role in requirements["placement_roles"].values():
-        if placement_role["name"] not in existing:
-            manager.AddAuthorizationRole(name=placement_role["name"], privIds=sorted(
-                privilege for privilege in autoscaler if privilege.startswith(placement_role["privilege_group"] + ".")))
-    role_ids = {role.name: role.roleId for role in manager.roleList}
-    role_names = {key: role["name"] for key, role in requirements["placement_roles"].items()}
-    role_names[AUTOSCALER] = role_name(AUTOSCALER, requirements)
-
-    def named(kind, name):
-        view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
-        try:
-            return next(item for item in view.view if item.name == name)
-        finally:
-            view.DestroyView()
-
-    objects = {"datacenter": (vim.Datacenter, datacenter), "cluster": (vim.ClusterComputeResource, cluster),
-               "vm_folder": (vim.Folder, vm_folder), "datastore": (vim.Datastore, datastore),
-               "network": (vim.Network, network),
-               "resource_pool": (vim.ResourcePool, resource_pool) if resource_pool else (vim.ClusterComputeResource, cluster)}
-    for grant in requirements["autoscaler_grants"]:
-        if grant["object"] == "cluster" and not resource_pool:
-            continue  # the cluster gets the pool's grant: one permission per account and object
-        entity = named(*objects[grant["object"]])
-        manager.SetEntityPermissions(entity, [vim.AuthorizationManager.Permission(
-            entity=entity, principal=principal, group=False, roleId=role_ids[role_names.get(grant["role"], grant["role"])],
-            propagate=grant["propagate"])])
 
 
 def markdown(requirements=None):

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from pyVmomi import vim
 
 from testbed import VCSIM_BIN
-from testbed import method_trace, pki, privileges, vsphere
+from testbed import method_trace, pki, prepare, privileges, vsphere
 
 SITE_FLAGS = {
     "-dc": 1,
@@ -63,6 +63,16 @@ AUTOSCALER_PRINCIPAL = "VSPHERE.LOCAL\\ray-autoscaler"
 # Where the testbed's clusters go, and so where the autoscaler account gets its role.
 RESOURCE_POOL = "DC0_C0_RP1"
 TEMP_PREFIX = "ray-vsphere-vcsim-"
+# What the testbed gives playbooks/vcenter_prepare.yml, as an administrator gives it for the testbed's clusters.
+PREPARE_VARIABLES = {
+    "vcenter_prepare_autoscaler_principal": AUTOSCALER_PRINCIPAL,
+    "vcenter_prepare_datacenter": DATACENTER,
+    "vcenter_prepare_vm_folder": VM_FOLDER,
+    "vcenter_prepare_cluster": CLUSTERS[0],
+    "vcenter_prepare_resource_pool": RESOURCE_POOL,
+    "vcenter_prepare_datastore": DATASTORES[0],
+    "vcenter_prepare_network": NETWORK,
+}
 # The ESXi host name NFC lease URLs carry. RFC 6761 keeps *.localhost on
 # loopback; resolvers with systemd-resolved or nss-myhostname answer it. Where
 # the resolver does not (glibc with `hosts: files dns`), the machine's own
@@ -172,7 +182,8 @@ class Vcsim:
         trace_methods: a file to record the served methods in; default
         RAY_VSPHERE_VCSIM_TRACE_DIR's session trace, if that is set.
         prepared: as after playbooks/vcenter_prepare.yml (custom attribute
-        definitions, the role); false for a vCenter nobody prepared.
+        definitions, the roles, the autoscaler account's grants), which the testbed runs
+        (testbed/prepare.py); false for a vCenter nobody prepared.
         log_failed_logins: vcsim logs each rejected login (see failed_logins()).
         fail_clone: a regular expression; CloneVM_Task to a matching name fails (testbed/vcsim/faults.go).
         fail_import: a regular expression; HttpNfcLeaseComplete of an import of a matching VM name fails.
@@ -227,6 +238,8 @@ class Vcsim:
         self.ca = None
         self.endpoint = None
         self.startup_seconds = None
+        # Prepared: the record of the vcenter_prepare.yml run whose result this vcsim was given (testbed/prepare.py).
+        self.prepare_record = None
         self._process = None
         self._temp_dir = None
         self._certificate = None
@@ -343,15 +356,19 @@ class Vcsim:
                         vcenter_ca_path=self.ca.certificate, esxi_host=self._esxi[0])
 
     def _shape_site(self):
-        """The site as an administrator leaves it for Ray: a VM folder, and what vcenter_prepare.yml makes."""
+        """The site as an administrator leaves it for Ray: a VM folder, and what vcenter_prepare.yml made.
+
+        The playbook itself made it, with the testbed's placement for the autoscaler account's grants: on a
+        vcsim of its own once per content of the playbook and what it reads, replayed here (testbed/prepare.py).
+        """
+        if self.prepared:
+            self.prepare_record = prepare.prepared_record(lambda: Vcsim(prepared=False), extravars=PREPARE_VARIABLES)
         service_instance = self.endpoint.connect()
         try:
             datacenter = vsphere.find_by_name(service_instance, vim.Datacenter, DATACENTER)
             datacenter.vmFolder.CreateFolder(VM_FOLDER)
             if self.prepared:
-                privileges.prepare_vcenter(service_instance)
-                privileges.grant_autoscaler_role(service_instance, AUTOSCALER_PRINCIPAL, DATACENTER, VM_FOLDER, CLUSTERS[0],
-                                                 RESOURCE_POOL, DATASTORES[0], NETWORK)
+                prepare.replay(service_instance, self.prepare_record["made"])
         finally:
             vsphere.disconnect(service_instance)
 

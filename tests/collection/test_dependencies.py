@@ -113,8 +113,8 @@ def test_the_scan_sees_the_uses_it_is_there_to_check(uses):
     seen = {(use.file, use.fqcn) for use in uses}
     for expected in [
         ("roles/cluster_key/tasks/main.yml", "community.crypto.openssh_keypair"),
-        ("playbooks/vcenter_info.yml", "community.vmware.vmware_about_info"),
-        ("playbooks/vcenter_info.yml", "vmware.vmware.cluster_info"),
+        ("playbooks/vcenter_prepare.yml", "community.vmware.vmware_custom_attribute"),
+        ("playbooks/vcenter_info.yml", "ray_vsphere.cluster.placement_info"),
         ("playbooks/ray_up.yml", "ray_vsphere.cluster.cluster_key"),
         ("playbooks/ray_up.yml", "ray_vsphere.cluster.ray_node"),
         ("playbooks/provider/create_nodes.yml", "ray_vsphere.cluster.vmware"),

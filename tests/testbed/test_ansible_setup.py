@@ -37,6 +37,7 @@ def test_ansible_finds_this_collection_in_the_checkout_and_the_vmware_collection
 def test_vcenter_info_playbook_reads_the_testbed_with_credentials_only_from_the_environment(vcsim):
     result = ansible("ansible-playbook", "playbooks/vcenter_info.yml", env=vcsim.endpoint.environment())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for expected in ('"DC0_C0"', '"DC0_C1"', '"LocalDS_0"', '"LocalDS_1"', "(govmomi simulator)"):
+    for expected in ("cluster: '/DC0/host/DC0_C0'", "cluster: '/DC0/host/DC0_C1'", "/DC0/datastore/LocalDS_0",
+                     "/DC0/datastore/LocalDS_1", "(govmomi simulator)"):
         assert expected in result.stdout
     assert vcsim.endpoint.password not in result.stdout + result.stderr
