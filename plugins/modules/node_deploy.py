@@ -114,8 +114,9 @@ options:
     type: int
   ovf_properties:
     description:
-      - Values for the OVF's ProductSection properties, such as C(user-data) of cloud-init images.
-        Names the OVF does not declare are an error.
+      - Values for the OVF's ProductSection properties. Names the OVF does not declare are an error.
+      - Not C(user-data), an error since 0.2.0: it reaches only cloud-init's OVF datasource, which cloud-init 25.1
+        and later no longer read once they found the C(guestinfo.metadata) every node gets. Give it as O(user_data).
       - C(instance-id), C(hostname) and C(public-keys), where the OVF declares them, default to the node's
         identity (see O(ssh_public_keys)).
     type: dict
@@ -134,7 +135,11 @@ options:
     elements: str
     default: []
   guestinfo:
-    description: C(guestinfo.*) extraConfig entries, for example C(public-keys) or C(userdata); the prefix is added.
+    description:
+      - C(guestinfo.*) extraConfig entries; the prefix is added.
+      - Not C(userdata) nor C(userdata.encoding), an error since 0.2.0: cloud-init before 25.1 (Debian 12, Ubuntu
+        without the backport) reads the OVF environment first where the OVF declares its transport, and never reads
+        C(guestinfo.userdata) then. Give it as O(user_data).
     type: dict
     default: {}
   deploy_settings:
@@ -186,7 +191,7 @@ options:
         the VM's configuration, until it is removed once the node answered SSH with its key
         (O(ray_vsphere.cluster.node_tags#module:remove_host_private_keys)). cloud-init's VMware datasource is
         asked to C(redact) the guest's view of C(guestinfo.userdata) once it has read it.
-      - Cannot be combined with user-data of your own (C(user-data) in O(ovf_properties), C(userdata) in O(guestinfo)).
+      - Combines with O(user_data), which must then leave C(ssh_keys), C(ssh_deletekeys) and C(ssh_genkeytypes) alone.
     type: bool
     default: false
   service_users:
@@ -195,10 +200,33 @@ options:
         or SSH keys, for daemons that must not run as the default user, which has sudo on cloud images.
       - The Ray provider and C(ray_up.yml) ask for C(ray) on every node (Ray and every job run as it) and
         C(ray-autoscaler) on a provider head (the autoscaler, which holds the cluster's key, runs as it).
-      - Like O(ssh_host_key), they go in the node's cloud-init user-data, which cannot then be your own.
+      - Like O(ssh_host_key), they go in the node's cloud-init user-data, beside O(user_data) if given.
     type: list
     elements: str
     default: []
+  user_data:
+    description:
+      - Your own cloud-init user-data for every node: a cloud-config mapping, or text as cloud-init takes it
+        (a C(#cloud-config) document, a C(#!) script, any other type cloud-init knows by its first line such as
+        C(#cloud-boothook) or C(#include), or a MIME multipart message with a C(MIME-Version) header).
+      - Merged with the node's own cloud-config (O(ssh_host_key), O(service_users)) into one MIME multipart
+        message, your parts first and kept with their types and headers (a C(Merge-Type) of yours still applies
+        among your parts), then the node's own, whose C(Merge-Type) is list(append)+dict(no_replace,recurse_list)+str().
+        So both apply: lists are appended (your C(users), then the service users) and your other keys (C(runcmd),
+        C(write_files)...) stay as you wrote them.
+      - What would undo the node's own is refused before anything is made, with what to change. With O(ssh_host_key), your cloud-config may not set C(ssh_keys), C(ssh_deletekeys)
+        or C(ssh_genkeytypes) (the node must offer only the host key recorded for it). With O(service_users), your
+        C(users) must be a list and may not name a service user (they stay without sudo). Parts that cloud-init
+        fetches or renders at boot (C(#include), jinja templates, archives) cannot be checked here.
+      - Goes to every datasource the image's cloud-init may read, base64 as both take it: C(guestinfo.userdata)
+        (cloud-init's VMware datasource, with C(guestinfo.userdata.encoding)) and, where the OVF declares it,
+        the OVF property C(user-data) (its OVF datasource). Both say the same, byte for byte.
+      - Readable, like the rest of the user-data, by vCenter users who may read the VM's configuration and by
+        processes in the guest. With O(ssh_host_key), both copies are replaced once the node has answered with its
+        host key (O(ray_vsphere.cluster.node_tags#module:remove_host_private_keys)): cloud-init has read them at the
+        node's first boot by then. Do not rely on them at later boots.
+      - Text that cloud-init would ignore (no known first line, no MIME header) is an error.
+    type: raw
   parallel:
     description: How many nodes are created at once.
     type: int
@@ -264,6 +292,25 @@ EXAMPLES = r"""
     datastore: vsanDatastore
     ssh_public_keys:
       - "{{ lookup('ansible.builtin.file', 'ray_key.pub') }}"
+
+- name: Deploy workers with user-data of your own, beside their host keys and service users
+  ray_vsphere.cluster.node_deploy:
+    cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
+    count: 2
+    request_id: "{{ launch_id }}"
+    ovf: /srv/images/ray-node.ova
+    datacenter: DC1
+    cluster: Compute
+    datastore: vsanDatastore
+    ssh_host_key: true
+    service_users: [ray]
+    user_data:
+      write_files:
+        - path: /etc/motd
+          content: "Ray worker of analytics\n"
+      runcmd:
+        - [systemctl, enable, --now, chrony]
 """
 
 RETURN = r"""
