@@ -120,7 +120,7 @@ def _parts(user_data):
         return [(CLOUD_CONFIG_TYPE, cloud_config_text(user_data), {})]  # JSON: every value a task gives fits
     if not isinstance(user_data, str):
         raise UserDataError("must be text (a #cloud-config document, a #! script, a MIME multipart message...) or a "
-                            "cloud-config mapping, not %s" % type(user_data).__name__)
+                            "cloud-config mapping, not %r" % (user_data,))
     if not is_mime(user_data):
         content_type = type_by_prefix(user_data)
         if content_type is None:
