@@ -115,7 +115,7 @@ options:
   ovf_properties:
     description:
       - Values for the OVF's ProductSection properties. Names the OVF does not declare are an error.
-      - Not C(user-data), an error since 0.2.0: it reaches only cloud-init's OVF datasource, which cloud-init 25.1
+      - Not C(user-data), an error since 0.2.0; it reaches only cloud-init's OVF datasource, which cloud-init 25.1
         and later no longer read once they found the C(guestinfo.metadata) every node gets. Give it as O(user_data).
       - C(instance-id), C(hostname) and C(public-keys), where the OVF declares them, default to the node's
         identity (see O(ssh_public_keys)).
@@ -137,7 +137,7 @@ options:
   guestinfo:
     description:
       - C(guestinfo.*) extraConfig entries; the prefix is added.
-      - Not C(userdata) nor C(userdata.encoding), an error since 0.2.0: cloud-init before 25.1 (Debian 12, Ubuntu
+      - Not C(userdata) nor C(userdata.encoding), an error since 0.2.0; cloud-init before 25.1 (Debian 12, Ubuntu
         without the backport) reads the OVF environment first where the OVF declares its transport, and never reads
         C(guestinfo.userdata) then. Give it as O(user_data).
     type: dict
@@ -206,24 +206,24 @@ options:
     default: []
   user_data:
     description:
-      - Your own cloud-init user-data for every node: a cloud-config mapping, or text as cloud-init takes it
+      - Your own cloud-init user-data for every node, a cloud-config mapping, or text as cloud-init takes it
         (a C(#cloud-config) document, a C(#!) script, any other type cloud-init knows by its first line such as
         C(#cloud-boothook) or C(#include), or a MIME multipart message with a C(MIME-Version) header).
       - Merged with the node's own cloud-config (O(ssh_host_key), O(service_users)) into one MIME multipart
         message, your parts first and kept with their types and headers (a C(Merge-Type) of yours still applies
         among your parts), then the node's own, whose C(Merge-Type) is list(append)+dict(no_replace,recurse_list)+str().
-        So both apply: lists are appended (your C(users), then the service users) and your other keys (C(runcmd),
+        So both apply; lists are appended (your C(users), then the service users) and your other keys (C(runcmd),
         C(write_files)...) stay as you wrote them.
       - What would undo the node's own is refused before anything is made, with what to change. With O(ssh_host_key), your cloud-config may not set C(ssh_keys), C(ssh_deletekeys)
         or C(ssh_genkeytypes) (the node must offer only the host key recorded for it). With O(service_users), your
         C(users) must be a list and may not name a service user (they stay without sudo). Parts that cloud-init
         fetches or renders at boot (C(#include), jinja templates, archives) cannot be checked here.
-      - Goes to every datasource the image's cloud-init may read, base64 as both take it: C(guestinfo.userdata)
+      - Goes to every datasource the image's cloud-init may read, base64 as both take it; C(guestinfo.userdata)
         (cloud-init's VMware datasource, with C(guestinfo.userdata.encoding)) and, where the OVF declares it,
         the OVF property C(user-data) (its OVF datasource). Both say the same, byte for byte.
       - Readable, like the rest of the user-data, by vCenter users who may read the VM's configuration and by
         processes in the guest. With O(ssh_host_key), both copies are replaced once the node has answered with its
-        host key (O(ray_vsphere.cluster.node_tags#module:remove_host_private_keys)): cloud-init has read them at the
+        host key (O(ray_vsphere.cluster.node_tags#module:remove_host_private_keys)); cloud-init has read them at the
         node's first boot by then. Do not rely on them at later boots.
       - Text that cloud-init would ignore (no known first line, no MIME header) is an error.
     type: raw
