@@ -126,7 +126,7 @@ def _parts(user_data):
         if content_type is None:
             raise UserDataError("would be ignored by cloud-init: text must start with one of %s, or be a MIME multipart "
                                 "message (with a MIME-Version header); it starts with %r"
-                                % (", ".join(prefix for prefix, _ in TYPES_BY_PREFIX), user_data[:24]))
+                                % (", ".join(entry[0] for entry in TYPES_BY_PREFIX), user_data[:24]))
         return [(content_type, user_data, {})]
     parts = []
     for part in email.message_from_string(user_data).walk():
