@@ -22,7 +22,8 @@ options:
         list(append)+dict(no_replace,recurse_list)+str().
         So both apply; lists are appended (your C(users), then the service users) and your other keys (C(runcmd),
         C(write_files)...) stay as you wrote them.
-      - What would undo the node's own is refused before anything is made, with what to change. With O(ssh_host_key), your cloud-config may not set C(ssh_keys), C(ssh_deletekeys)
+      - What would undo the node's own is refused before anything is made, with what to change. With
+        O(ssh_host_key), your cloud-config may not set C(ssh_keys), C(ssh_deletekeys)
         or C(ssh_genkeytypes) (the node must offer only the host key recorded for it). With O(service_users), your
         C(users) must be a list and may not name a service user (they stay without sudo). Parts that cloud-init
         fetches or renders at boot (C(#include), jinja templates, archives) cannot be checked here.
