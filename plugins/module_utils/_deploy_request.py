@@ -20,7 +20,7 @@ import uuid
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity)
+    _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _user_data)
 
 try:
     from pyVmomi import vim
@@ -63,6 +63,8 @@ DEPLOY_OPTIONS = dict(
     ssh_public_keys=dict(type="list", elements="str", default=[], no_log=False),
     ssh_host_key=dict(type="bool", default=False),
     service_users=dict(type="list", elements="str", default=[]),
+    # Text (any user-data cloud-init reads) or a cloud-config mapping: checked by _user_data.user_parts.
+    user_data=dict(type="raw"),
     parallel=dict(type="int", default=4),
     timeout=dict(type="int", default=1800),
 )
@@ -83,6 +85,7 @@ def value_problems(params):
                 for option in AT_LEAST_ONE if params.get(option) is not None and params[option] < 1]
     problems.extend(("service_users", "%r is not a user name useradd takes (lower case letters, digits, _ and -)"
                      % user) for user in params.get("service_users") or [] if not SERVICE_USER_PATTERN.match(user))
+    problems.extend(user_data_problems(params))
     if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
@@ -93,6 +96,33 @@ def value_problems(params):
                          "playbooks record ray_setup_commands there). Keep it out of the URL: pip, curl and git read "
                          "it from ~/.netrc (pip also from pip.conf or a keyring) on the node, put there by the image "
                          "or a play of your own" % credential))
+    return problems
+
+
+# Where the user's own user-data went before user_data: each reaches one datasource only, and node_deploy
+# writes the node's identity to both, so cloud-init would silently ignore it on some images.
+PASS_THROUGH_PROBLEMS = (
+    ("ovf_properties", "user-data", "cloud-init 25.1 and later read guestinfo first (node_deploy writes "
+     "guestinfo.metadata for every node) and then never read the OVF property user-data"),
+    ("guestinfo", "userdata", "cloud-init before 25.1 (Debian 12, Ubuntu without the backport) reads the OVF "
+     "environment first where the OVF declares its transport, and then never reads guestinfo.userdata"),
+    ("guestinfo", "userdata.encoding", "it goes with guestinfo.userdata"),
+)
+
+
+def user_data_problems(params):
+    """(option, problem) for user-data given where a datasource could miss it, or that cloud-init would ignore."""
+    problems = []
+    for option, key, why in PASS_THROUGH_PROBLEMS:
+        given = set(params.get(option) or {})
+        if key in given or _records.GUESTINFO_PREFIX + key in given and option == "guestinfo":
+            problems.append((option, "%s: %s. Give your user-data as user_data instead: node_deploy merges it "
+                                     "with the node's own and writes it to both datasources" % (key, why)))
+    if params.get("user_data") is not None:
+        try:
+            _user_data.user_parts(params["user_data"])
+        except _user_data.UserDataError as error:
+            problems.append(("user_data", str(error)))
     return problems
 
 
@@ -130,24 +160,6 @@ def new_host_key():
 
 # A user name useradd takes on every distribution (no dots, no upper case, 32 at most).
 SERVICE_USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-
-
-def node_user_data(host_key=None, service_users=()):
-    """The node's cloud-config: its only SSH host key (cloud-init's ssh module), its service users (users module).
-
-    host_key: (private key, public key line) or None. Service users are
-    made without sudo, password or SSH keys, next to the image's default
-    user (`default`), which keeps its sudo for setup.
-    """
-    config = {}
-    if host_key:
-        # The image's own keys (or keys made at first boot) go: only this one is offered.
-        config.update({"ssh_deletekeys": True, "ssh_genkeytypes": [],
-                       "ssh_keys": {"ed25519_private": host_key[0], "ed25519_public": host_key[1]}})
-    if service_users:
-        config["users"] = ["default"] + [{"name": user, "lock_passwd": True, "shell": "/bin/bash"}
-                                         for user in service_users]
-    return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
 
 
 def vmware_metadata(instance_id, hostname, ssh_public_keys, redact=()):
@@ -224,24 +236,22 @@ class DeployRequest(object):
         self.folder_moid = self.vcenter = None
         self.host_keys = {}
         self.service_users = list(params.get("service_users") or [])
-        writers = [option for option in ("ssh_host_key", "service_users") if params.get(option)]
-        if writers:
-            own = [where for where, present in (("ovf_properties.user-data", "user-data" in (params.get("ovf_properties") or {})),
-                                                ("guestinfo.userdata", _records.GUESTINFO_USERDATA in self.guestinfo)) if present]
-            if own:
-                raise RayVsphereError("%s: the node's cloud-init user-data is made here, and %s sets it already; "
-                                      "drop %s or that user-data" % (" and ".join(writers), " and ".join(own),
-                                                                     " and ".join(writers)))
         if params.get("ssh_host_key"):
             if HAS_CRYPTOGRAPHY_ERROR:
                 raise RayVsphereError("ssh_host_key needs the Python package cryptography: %s" % HAS_CRYPTOGRAPHY_ERROR)
             self.host_keys = dict((name, new_host_key()) for name in self.names)
+        self.own_user_data = params.get("user_data")
+        if self.own_user_data is not None:
+            # Checked once for all nodes: each node's host key differs, what may conflict with it does not.
+            parts = _user_data.user_parts(self.own_user_data)
+            problems = _user_data.conflicts(parts, bool(self.host_keys), self.service_users)
+            if problems:
+                raise RayVsphereError("user_data: %s" % "; ".join(problems))
 
     def user_data(self, name):
-        """The node's cloud-config, base64, or None when neither a host key nor service users are asked for."""
-        if name not in self.host_keys and not self.service_users:
-            return None
-        return base64.b64encode(node_user_data(self.host_keys.get(name), self.service_users).encode()).decode()
+        """The node's user-data, base64: its own cloud-config and the caller's user_data; None when there is neither."""
+        text = _user_data.node_user_data(self.host_keys.get(name), self.service_users, self.own_user_data)
+        return _user_data.encoded(text) if text is not None else None
 
     def cloud_init_identity(self, name):
         """What cloud-init's datasources read for a node: instance-id, hostname, keys (OVF property names)."""
@@ -273,7 +283,8 @@ class DeployRequest(object):
     def vmware_metadata(self, name):
         """guestinfo.metadata for cloud-init's VMware datasource: the same identity as the OVF properties."""
         identity = self.cloud_init_identity(name)
-        # The user-data holds the host private key: no reader in the guest needs it after cloud-init.
+        # The user-data holds the host private key (and may hold the caller's secrets): no reader in the guest
+        # needs it after cloud-init.
         redact = [_records.GUESTINFO_USERDATA[len(_records.GUESTINFO_PREFIX):]] if name in self.host_keys else []
         return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys, redact)
 

@@ -26,7 +26,8 @@ What is stored, where, and who can read it:
   query string; node_deploy refuses any URL there with a credential).
 - extraConfig keys under guestinfo.*, which node_deploy writes for
   cloud-init's VMware datasource: GUESTINFO_METADATA (instance-id, host name,
-  the SSH public keys), GUESTINFO_USERDATA when ssh_host_key is asked for,
+  the SSH public keys), GUESTINFO_USERDATA when ssh_host_key, service_users
+  or the caller's own user_data is asked for,
   each with its .encoding, and any guestinfo.* the caller passes (its
   `guestinfo` option). Readable by vCenter users as above AND by every
   process in the guest (vmware-rpctool "info-get guestinfo.<key>").
@@ -95,7 +96,8 @@ CLONED_FROM = "ray-vsphere.cloned-from"
 # base64 JSON (which is YAML): instance-id, local-hostname, public-keys-data.
 GUESTINFO_METADATA = "guestinfo.metadata"
 GUESTINFO_METADATA_ENCODING = "guestinfo.metadata.encoding"
-# base64 cloud-config with the node's SSH host key pair, private half included (ssh_host_key).
+# base64 user-data (_user_data): the node's own cloud-config, with its SSH host key pair, private half included
+# (ssh_host_key), and the caller's user_data beside it.
 GUESTINFO_USERDATA = "guestinfo.userdata"
 GUESTINFO_USERDATA_ENCODING = "guestinfo.userdata.encoding"
 # Every guestinfo.* key node_deploy writes; the caller's own `guestinfo` option adds others.

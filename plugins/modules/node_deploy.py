@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - ray_vsphere.cluster.cluster_key
   - ray_vsphere.cluster.ip_selection
   - ray_vsphere.cluster.placement
+  - ray_vsphere.cluster.user_data
 options:
   cluster_name:
     description: The Ray cluster the nodes belong to (custom attribute C(ray-cluster-name)).
@@ -114,8 +115,9 @@ options:
     type: int
   ovf_properties:
     description:
-      - Values for the OVF's ProductSection properties, such as C(user-data) of cloud-init images.
-        Names the OVF does not declare are an error.
+      - Values for the OVF's ProductSection properties. Names the OVF does not declare are an error.
+      - Not C(user-data), an error since 0.2.0; it reaches only cloud-init's OVF datasource, which cloud-init 25.1
+        and later no longer read once they found the C(guestinfo.metadata) every node gets. Give it as O(user_data).
       - C(instance-id), C(hostname) and C(public-keys), where the OVF declares them, default to the node's
         identity (see O(ssh_public_keys)).
     type: dict
@@ -134,7 +136,11 @@ options:
     elements: str
     default: []
   guestinfo:
-    description: C(guestinfo.*) extraConfig entries, for example C(public-keys) or C(userdata); the prefix is added.
+    description:
+      - C(guestinfo.*) extraConfig entries; the prefix is added.
+      - Not C(userdata) nor C(userdata.encoding), an error since 0.2.0; cloud-init before 25.1 (Debian 12, Ubuntu
+        without the backport) reads the OVF environment first where the OVF declares its transport, and never reads
+        C(guestinfo.userdata) then. Give it as O(user_data).
     type: dict
     default: {}
   deploy_settings:
@@ -186,7 +192,7 @@ options:
         the VM's configuration, until it is removed once the node answered SSH with its key
         (O(ray_vsphere.cluster.node_tags#module:remove_host_private_keys)). cloud-init's VMware datasource is
         asked to C(redact) the guest's view of C(guestinfo.userdata) once it has read it.
-      - Cannot be combined with user-data of your own (C(user-data) in O(ovf_properties), C(userdata) in O(guestinfo)).
+      - Combines with O(user_data), which must then leave C(ssh_keys), C(ssh_deletekeys) and C(ssh_genkeytypes) alone.
     type: bool
     default: false
   service_users:
@@ -195,7 +201,7 @@ options:
         or SSH keys, for daemons that must not run as the default user, which has sudo on cloud images.
       - The Ray provider and C(ray_up.yml) ask for C(ray) on every node (Ray and every job run as it) and
         C(ray-autoscaler) on a provider head (the autoscaler, which holds the cluster's key, runs as it).
-      - Like O(ssh_host_key), they go in the node's cloud-init user-data, which cannot then be your own.
+      - Like O(ssh_host_key), they go in the node's cloud-init user-data, beside O(user_data) if given.
     type: list
     elements: str
     default: []
@@ -264,6 +270,18 @@ EXAMPLES = r"""
     datastore: vsanDatastore
     ssh_public_keys:
       - "{{ lookup('ansible.builtin.file', 'ray_key.pub') }}"
+
+- name: Deploy workers with user-data of your own, beside their host keys and service users
+  ray_vsphere.cluster.node_deploy:
+    cluster_name: analytics
+    cluster_key_file: ~/.ssh/ray-analytics
+    ovf: /srv/images/ray-node.ova
+    datacenter: DC1
+    cluster: Compute
+    datastore: vsanDatastore
+    ssh_host_key: true
+    service_users: [ray]
+    user_data: {runcmd: [[systemctl, enable, --now, chrony]]}
 """
 
 RETURN = r"""

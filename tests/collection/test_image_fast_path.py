@@ -75,8 +75,8 @@ def test_a_second_deploy_from_the_same_url_and_a_check_run_make_no_get(
         assert image_record(service_instance, image["template"]) == {
             "ray-vsphere.image-sha256": sha256_of(ova), "ray-vsphere.image-key": image["key"]}
 
-        # The OVF's property names come from the template: user-data is one, so no error.
-        second = play([deploy_task("fast", url, names=["fast-1"], ovf_properties={"user-data": "#cloud-config"},
+        # The OVF's property names come from the template: hostname is one, so no error.
+        second = play([deploy_task("fast", url, names=["fast-1"], ovf_properties={"hostname": "fast-1"},
                                    **trusted)]).result
         assert not second["failed"], second
         assert second["created"] == ["fast-1"]

@@ -37,6 +37,8 @@ INVENTORY_VARS = {"ray_resource_pool": "DC0_C0_RP1", "ray_vm_folder": simulator.
 START_OPTIONS = "--num-cpus=1 --object-store-memory=200000000 --resources='{\"awx_slot\": 1}'"
 # A blank line between two commands, as a user leaves one in the textarea.
 SETUP_COMMANDS = "echo one >> ~/awx-setup\n\necho two >> ~/awx-setup"
+# The user's own cloud-init user-data, typed into the survey's textarea: run beside the nodes' own.
+USER_DATA = "#cloud-config\nwrite_files:\n  - path: /etc/awx-user-data\n    content: typed in the survey\n"
 
 RESOURCES = """
 import json, ray
@@ -190,7 +192,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
         ray_cluster_name=CLUSTER, ray_ovf=image_url, ray_ovf_sha256=sha256_of(test_ova), ray_datacenter=simulator.DATACENTER,
         ray_vsphere_cluster=simulator.CLUSTERS[0], ray_datastore=simulator.DATASTORES[0],
         ray_network=simulator.NETWORK, ray_worker_count="1", ray_setup_commands=SETUP_COMMANDS,
-        ray_start_options=START_OPTIONS))
+        ray_start_options=START_OPTIONS, ray_user_data=USER_DATA))
     up = awx_launch.launch(ray_up, posted, credentials=both, python=python, inventory_vars=INVENTORY_VARS)
     assert up.status == "successful", failure(up)
     assert up.ran_as_uid == awx_launch.job_user().uid != 0
@@ -202,6 +204,7 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     for vm in ("awx-head", "awx-worker-0"):
         assert placement(service_instance, vm) == ("DC0_C0_RP1", simulator.VM_FOLDER), "the inventory's placement"
     assert set(on_every_node(guest_simulator, key_file, "cat ~/awx-setup").values()) == {"one\ntwo\n"}
+    assert set(on_every_node(guest_simulator, key_file, "cat /etc/awx-user-data").values()) == {"typed in the survey"}
     assert ray_cluster._python_on_head(head_ip, key_file, RESOURCES, 120) == 2, "one awx_slot per node"
     # The nodes let in the key derived from the credential's, and hold the Ray token derived from it; the head
     # holds no private key (nothing on it uses one on the playbook path).

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DeployRequest
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
@@ -118,3 +119,41 @@ def test_property_values_with_xml_specials_survive_the_ovf_environment(what_the_
         input=document, capture_output=True, text=True, timeout=60)
     assert parsed.returncode == 0, parsed.stderr
     assert parsed.stdout.rstrip("\n") == tricky
+
+
+USER_DATA_AS_CLOUD_INIT_READS_IT = """
+import json, sys, tempfile
+from cloudinit import helpers, user_data
+from cloudinit.sources.DataSourceOVF import read_ovf_environment
+from cloudinit.sources.DataSourceVMware import decode
+
+guestinfo = json.load(sys.stdin)
+_, from_ovf, _ = read_ovf_environment(guestinfo["guestinfo.ovfEnv"])
+from_vmware = decode("userdata", guestinfo["guestinfo.userdata.encoding"], guestinfo["guestinfo.userdata"])
+with tempfile.TemporaryDirectory() as folder:
+    parts = [[part.get_content_type(), part.get_payload(decode=True).decode()]
+             for part in user_data.UserDataProcessor(helpers.Paths({"cloud_dir": folder})).process(from_ovf).walk()
+             if part.get_content_maintype() != "multipart"]
+text = lambda data: data.decode() if isinstance(data, bytes) else data
+print(json.dumps({"ovf": text(from_ovf), "vmware": text(from_vmware), "parts": parts}))
+"""
+
+
+def test_a_users_user_data_reaches_both_datasources_the_same_merged_with_the_nodes_own(what_the_guest_reads):
+    """What node_deploy writes (its create call's extraConfig, its OVF properties), as each datasource decodes it."""
+    request = deploy_request(ssh_host_key=True, service_users=["ray"], user_data="#!/bin/sh\necho mine\n")
+    name = request.names[0]
+    request.placed("group-v3", "vcenter-uuid")
+    spec = vim.vm.ConfigSpec()
+    request.configure(spec, name)
+    guestinfo = what_the_guest_reads(request.ovf_properties(CLOUD_INIT_PROPERTIES, name),
+                                     {option.key: option.value for option in spec.extraConfig})
+    result = subprocess.run(["/usr/bin/python3", "-c", USER_DATA_AS_CLOUD_INIT_READS_IT], input=json.dumps(guestinfo),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    read = json.loads(result.stdout)
+    assert read["ovf"] == read["vmware"], "cloud-init 22.4 reads the OVF copy, 25.1 the guestinfo one: the same"
+    (script, own) = read["parts"]
+    assert script == ["text/x-shellscript", "#!/bin/sh\necho mine\n"], "the user's script, as given"
+    assert own[0] == "text/cloud-config", "then the node's own"
+    assert json.loads(own[1].split("\n", 1)[1])["ssh_keys"]["ed25519_private"] == request.host_keys[name][0]

@@ -124,3 +124,15 @@ def test_the_images_sha256_is_recorded_with_it_and_used_only_with_the_recorded_i
     both = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ovf": "http://images/new.ova", "ray_ovf_sha256": other},
                     record=record)
     assert both["ray_cfg_ovf_sha256"] == other
+
+
+@pytest.mark.parametrize("given", ["#cloud-config\n{\"runcmd\": [\"true\"]}\n", {"runcmd": ["true"]}],
+                         ids=["survey text", "vars file mapping"])
+def test_user_data_reaches_the_nodes_role_as_given_and_is_never_recorded_on_the_head(tmp_path, given):
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_user_data": given},
+                      shown=["ray_cfg_user_data", "ray_cfg_deploy_settings"])
+    assert values["ray_cfg_user_data"] == given
+    assert "user_data" not in json.dumps(values["ray_cfg_deploy_settings"]) and "runcmd" not in json.dumps(
+        values["ray_cfg_deploy_settings"])
+    assert resolved(tmp_path / "blank", {"ray_cluster_name": "c", "ray_user_data": ""},
+                    shown=["ray_cfg_user_data"])["ray_cfg_user_data"] == ""

@@ -471,7 +471,8 @@ def test_config_problems_are_all_reported_by_key_before_vcenter_is_asked():
 
 # A value of each spec type, and one of another type that the module would only convert.
 RIGHT_AND_WRONG = {"str": ("https://images.example.com/ray.ova", 5), "int": (2, "2"), "bool": (False, "no"),
-                   "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value"), "path": ("/etc/ssl/certs/ca.pem", 5)}
+                   "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value"), "path": ("/etc/ssl/certs/ca.pem", 5),
+                   "raw": ({"runcmd": ["true"]}, ["runcmd"])}
 # Options whose values have a form of their own, beyond their type.
 RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64}
 SETTABLE = sorted(set(DEPLOY_OPTIONS) - set(config.DECIDED_BY_PROVIDER))
@@ -585,3 +586,16 @@ def test_a_new_head_password_changes_what_ray_hashes_for_the_head_and_the_finger
     other_key = head_config._cluster_key(make_key_pair(tmp_path / "other-key"), "unit")
     assert fingerprint("h3ad-Passw0rd", other_key) != before
     assert "h3ad-Passw0rd" not in before
+
+
+def test_user_data_is_a_node_setting_and_user_data_a_datasource_would_miss_is_refused_by_key():
+    assert problems_of(provider={"user_data": {"runcmd": ["true"]}}, node_config={"user_data": "#!/bin/sh\ntrue\n"}) == []
+    where = "available_node_types.worker.node_config"
+    assert problems_of(node_config={"user_data": "touch /x"}) == [
+        f"{where}.user_data: would be ignored by cloud-init: text must start with one of ## template: jinja, "
+        "#cloud-config-archive, #cloud-config-jsonp, #cloud-boothook, #include-once, #part-handler, #cloud-config, "
+        "#include, #!, or be a MIME multipart message (with a MIME-Version header); it starts with 'touch /x'"]
+    (passed_through,) = problems_of(node_config={"guestinfo": {"userdata": "I2Nsb3VkLWNvbmZpZw=="}})
+    assert passed_through.startswith(f"{where}.guestinfo: userdata: cloud-init before 25.1")
+    assert passed_through.endswith("Give your user-data as user_data instead: node_deploy merges it with the node's "
+                                   "own and writes it to both datasources")

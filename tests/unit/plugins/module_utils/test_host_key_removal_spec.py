@@ -5,10 +5,10 @@ import json
 
 from pyVmomi import vim
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy_request, _host_key_removal, _records
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _deploy_request, _host_key_removal, _records, _user_data
 
 PRIVATE, PUBLIC = _deploy_request.new_host_key()  # made at run time, as node_deploy makes them
-USER_DATA = base64.b64encode(_deploy_request.node_user_data((PRIVATE, PUBLIC)).encode()).decode()
+USER_DATA = base64.b64encode(_user_data.node_user_data((PRIVATE, PUBLIC)).encode()).decode()
 
 
 def deployed_props(user_data=USER_DATA, keyed=True):

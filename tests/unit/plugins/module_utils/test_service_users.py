@@ -14,7 +14,8 @@ import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
-    DEPLOY_OPTIONS, DeployRequest, node_user_data)
+    DEPLOY_OPTIONS, DeployRequest)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._user_data import node_user_data
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from testbed.guests import make_key_pair
 
@@ -75,8 +76,10 @@ def test_without_service_users_or_host_key_there_is_no_user_data(tmp_path):
     ({"service_users": ["Ray"]}, "service_users 'Ray' is not a user name useradd takes"),
     ({"service_users": ["ray; rm -rf /"]}, "service_users 'ray; rm -rf /' is not a user name useradd takes"),
     ({"service_users": ["ray"], "guestinfo": {"userdata": "x"}},
-     "service_users: the node's cloud-init user-data is made here, and guestinfo.userdata sets it already"),
+     "guestinfo userdata: cloud-init before 25.1 (Debian 12, Ubuntu without the backport) reads the OVF environment "
+     "first where the OVF declares its transport, and then never reads guestinfo.userdata. Give your user-data as "
+     "user_data instead"),
 ])
 def test_bad_service_users_fail_before_anything_is_made(tmp_path, params, expected):
-    with pytest.raises(RayVsphereError, match=expected.replace("(", r"\(").replace(";", ";")):
+    with pytest.raises(RayVsphereError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         request(tmp_path, **params)
