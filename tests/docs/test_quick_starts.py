@@ -6,6 +6,8 @@ with HOME a fresh folder. Only what a user replaces is replaced:
 - the `export` lines' vCenter address (plus VMWARE_PORT: vcsim is not on 443)
   and passwords, and the accounts, which are the testbed's; the CA is the
   testbed's, put where the block says (~/vmca-root.pem);
+- HOME is a fresh folder, but ssh expands `~` to the account's own home:
+  the cluster file gives the example's key path written out in full;
 - after each `cp` of an example, the user's edit of the copy: their site and
   image (with its sha256), and what the test image and this 2-core machine
   need (the testbed example's start commands, one CPU per guest);
@@ -182,7 +184,10 @@ def test_the_ansible_playbook_quick_start_makes_a_cluster_and_removes_it(testbed
     edit = write_edit_script(tmp_path / "edit.py", dict(site, ray_ovf=str(ova), ray_ovf_sha256=sha256_of(ova),
                                                          ray_setup_commands=[],  # the guests have no internet
                                                          ray_head_cpus=0, ray_head_memory_mb=0,  # the OVF's sizes
-                                                         ray_worker_cpus=0, ray_worker_memory_mb=0),
+                                                         ray_worker_cpus=0, ray_worker_memory_mb=0,
+                                                         # The example's ~/.ssh/ray-analytics, written out: ssh
+                                                         # expands ~ to the account's home, not this test's HOME.
+                                                         ray_ssh_private_key=str(user_home / ".ssh" / "ray-analytics")),
                              drop=["ray_preferred_cidr"])
     lines = substitute(quick_starts()["ansible-playbook"], testbed_values(sim))
     lines = edited_after_copy(lines, edit + "my-cluster.yml")
