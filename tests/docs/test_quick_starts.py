@@ -44,8 +44,6 @@ from testbed import PROJECT_ROOT, image, ray_cluster
 from testbed.appliance import build_test_ova
 from testbed.guests import vcsim_with_guests
 
-pytestmark = pytest.mark.slow
-
 README = PROJECT_ROOT / "README.md"
 BIN = Path(sys.executable).parent
 MARKER = re.compile(r"<!-- quick-start: ([\w-]+) -->\n```\n(.*?)```", re.S)
@@ -65,7 +63,7 @@ def test_the_readme_has_three_short_quick_starts():
     assert len(README.read_text().splitlines()) < 200
 
 
-def with_testbed_values(line, values):
+def with_values_of_the_testbed(line, values):
     """An `export A=... B=...` line with the testbed's values for the variables it has them for."""
     command = line.partition("    #")[0]
     words = command.split()  # the README's export lines have no quoted spaces; a word is kept as typed
@@ -105,7 +103,7 @@ def edited_after_copy(lines, edit_command):
 
 
 def substitute(lines, values):
-    return [with_testbed_values(line, values) for line in lines]
+    return [with_values_of_the_testbed(line, values) for line in lines]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +122,7 @@ def user_home(tmp_path, testbed):
     return home
 
 
-def testbed_values(sim):
+def values_of_the_testbed(sim):
     environment = sim.endpoint.environment()
     return {name: value for name, value in environment.items() if name != "VMWARE_CA_PATH"}
 
@@ -149,7 +147,7 @@ def vm_names_at_vcsim(sim):
 
 
 def write_edit_script(path, changes, drop=()):
-    """A script that applies `changes` to the YAML file it is given, as the user edits their copy."""
+    """A script that removes `drop` from the YAML file it is given, then applies `changes`, as the user edits their copy."""
     path.write_text(
         "import sys, yaml\n"
         "path = sys.argv[1]\n"
@@ -161,9 +159,9 @@ def write_edit_script(path, changes, drop=()):
         "            merge(into[key], value)\n"
         "        else:\n"
         "            into[key] = value\n"
-        "merge(config, changes)\n"
         f"for key in {list(drop)!r}:\n"
         "    config.pop(key, None)\n"
+        "merge(config, changes)\n"
         "open(path, 'w').write(yaml.safe_dump(config, sort_keys=False))\n")
     return f"python {shlex.quote(str(path))} "
 
@@ -172,6 +170,7 @@ def sha256_of(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_the_ansible_playbook_quick_start_makes_a_cluster_and_removes_it(testbed, user_home, tmp_path):
     sim, guests = testbed
@@ -189,7 +188,7 @@ def test_the_ansible_playbook_quick_start_makes_a_cluster_and_removes_it(testbed
                                                          # expands ~ to the account's home, not this test's HOME.
                                                          ray_ssh_private_key=str(user_home / ".ssh" / "ray-analytics")),
                              drop=["ray_preferred_cidr"])
-    lines = substitute(quick_starts()["ansible-playbook"], testbed_values(sim))
+    lines = substitute(quick_starts()["ansible-playbook"], values_of_the_testbed(sim))
     lines = edited_after_copy(lines, edit + "my-cluster.yml")
     up_lines = [line for line in lines if "ray_down" not in line]
     work = checkout_copy(tmp_path / "checkout")
@@ -209,6 +208,7 @@ def test_the_ansible_playbook_quick_start_makes_a_cluster_and_removes_it(testbed
     assert vm_names_at_vcsim(sim) == vms_before, "ray_down left a VM (templates stay, for the next ray_up)"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_the_ray_up_quick_start_makes_a_cluster_and_removes_it(testbed, user_home, tmp_path):
     sim, guests = testbed
@@ -221,8 +221,9 @@ def test_the_ray_up_quick_start_makes_a_cluster_and_removes_it(testbed, user_hom
     image_part["available_node_types"]["worker"]["min_workers"] = 1
     edit = write_edit_script(tmp_path / "edit.py", {
         "provider": dict(provider, ovf=str(ova), ovf_sha256=sha256_of(ova)), **image_part,
-        "head_node_type": testbed_example["head_node_type"], "max_workers": 1})
-    lines = substitute(quick_starts()["ray-up"], testbed_values(sim))
+        "head_node_type": testbed_example["head_node_type"], "max_workers": 1},
+        drop=["available_node_types"])  # the node types of the test image, in place of the example's
+    lines = substitute(quick_starts()["ray-up"], values_of_the_testbed(sim))
     lines = edited_after_copy(lines, edit + "my-ray-cluster.yaml")
     wheels = image.head_wheels()
     lines = [f"mkdir -p ~/ray-vsphere-wheels && cp {shlex.quote(str(wheels))}/*.whl ~/ray-vsphere-wheels/"
@@ -249,6 +250,7 @@ def test_the_ray_up_quick_start_makes_a_cluster_and_removes_it(testbed, user_hom
 def test_the_awx_quick_start_configures_what_the_job_templates_need(tmp_path):
     configure_test = _load_test_module(PROJECT_ROOT / "tests" / "playbooks" / "test_awx_configure.py")
     lines = quick_starts()["awx"]
+    (tmp_path / "ca").mkdir()
     ca = configure_test.pki.make_ca(tmp_path / "ca", common_name="vCenter's CA").certificate
     home = tmp_path / "home"
     home.mkdir()
