@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -37,6 +38,7 @@ MOUNT = "~/ray-vsphere-wheels"
 SUDO = 'sudo env "PATH=$PATH" '
 THIS_PROJECT = ("ray_vsphere", "ray_provider", "_ray_vsphere.pth", "__editable__")
 PIP_ITSELF = ("pip", "setuptools", "_distutils_hack", "distutils-precedence.pth", "pkg_resources")
+VERSION = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def head_install_command(example):
@@ -104,7 +106,7 @@ def test_the_head_installs_the_wheel_as_hashed_and_refuses_it_altered_after(head
     hashed = subprocess.run([sys.executable, "-m", "ray_provider.head_wheels", str(folder)],
                             capture_output=True, text=True, timeout=60)
     assert hashed.returncode == 0, hashed.stderr
-    assert "1 distributions pinned by sha256, ray-vsphere 0.1.0" in hashed.stdout
+    assert f"1 distributions pinned by sha256, ray-vsphere {VERSION}" in hashed.stdout
     command = head_install_command("ray-cluster.vsphere.yaml")
 
     plant_code(wheel)
@@ -125,9 +127,9 @@ def test_a_wheel_of_another_version_put_in_after_hashing_is_not_installed(head, 
     folder = home / "ray-vsphere-wheels"
     shutil.copy(product_wheel, folder)
     head_wheels.write_requirements(folder)
-    (folder / product_wheel.name).rename(folder / product_wheel.name.replace("-0.1.0-", "-0.1.1-"))
+    (folder / product_wheel.name).rename(folder / product_wheel.name.replace(f"-{VERSION}-", f"-{VERSION}.1-"))
     refused = run_on_head(head, head_install_command("ray-cluster.vsphere.yaml"))
-    assert refused.returncode != 0 and "ray-vsphere==0.1.0" in refused.stderr, refused.stderr
+    assert refused.returncode != 0 and f"ray-vsphere=={VERSION}" in refused.stderr, refused.stderr
     assert not list(site_packages.glob("ray_provider*"))
 
 
