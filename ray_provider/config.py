@@ -57,6 +57,10 @@ HEAD_KEYS = {"head_vcenter_account": dict(type="str", choices=[OWN_ACCOUNT, OPER
 HEAD_USER_VARIABLE = "RAY_VSPHERE_HEAD_USER"
 HEAD_PASSWORD_VARIABLE = "RAY_VSPHERE_HEAD_PASSWORD"
 HEAD_ACCOUNT_VARIABLES = (HEAD_USER_VARIABLE, HEAD_PASSWORD_VARIABLE)
+# The cluster's key when auth.ssh_private_key names none, made there if missing: the same file the playbooks
+# default to (ray_cfg_default_ssh_private_key, playbooks/vars/ray_defaults.yml), since the key is the cluster's
+# identity (tests/unit/test_default_cluster_key_path.py compares the two).
+DEFAULT_CLUSTER_KEY = "~/.ssh/ray-vsphere-{cluster_name}"
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
                 "vcenter_password_vault": dict(type="str"), "head_account_fingerprint": dict(type="str"),

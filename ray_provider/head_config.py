@@ -12,7 +12,7 @@ import copy
 import os
 from pathlib import Path
 
-from ray_provider.config import (HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
+from ray_provider.config import (DEFAULT_CLUSTER_KEY, HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
                                  VcenterCredentials, check_cluster_config, encrypt_secret, is_url, local_path,
                                  node_folder, node_settings)
 from ray_provider import head_scope, ray_tls
@@ -45,7 +45,7 @@ def bootstrap_config(cluster_config, state_dir):
     if missing:
         raise ClusterConfigError(missing)
     auth = config["auth"]
-    private_key = Path(auth.get("ssh_private_key") or f"~/.ssh/ray-vsphere-{config['cluster_name']}").expanduser()
+    private_key = Path(auth.get("ssh_private_key") or DEFAULT_CLUSTER_KEY.format(cluster_name=config["cluster_name"])).expanduser()
     if auth.get("ssh_private_key") and not private_key.is_file():
         raise ClusterConfigError([f"auth.ssh_private_key: no such file: {private_key}"])
     token_epoch = _token_epoch(provider)

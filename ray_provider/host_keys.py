@@ -178,6 +178,13 @@ class VerifiedSSHCommandRunner(SSHCommandRunner):
         self.verify_host_key()
         return super().run_rsync_down(source, target, options)
 
+    def ssh_target(self):
+        """The address Ray's runner connects to; Ray 2.52's runner has no _get_ssh_target (its target is the IP)."""
+        if hasattr(SSHCommandRunner, "_get_ssh_target"):
+            return self._get_ssh_target()
+        self._set_ssh_ip_if_required()
+        return self.ssh_ip
+
     def verify_host_key(self):
         """Raise HostKeyRefused unless the node answers with its recorded key; once per runner."""
         if self._verified:
@@ -186,7 +193,7 @@ class VerifiedSSHCommandRunner(SSHCommandRunner):
         if self.known_hosts.key(self.node_id) is None:
             raise HostKeyRefused(f"{name} has no SSH host key recorded in vCenter (ray-vsphere.ssh-host-key): nothing "
                                  f"can tell it from an impostor, so no command is sent to it; delete and relaunch it")
-        target = self._get_ssh_target()
+        target = self.ssh_target()
         probe = (["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
                  + self.ssh_options.to_ssh_options_list(timeout=PROBE_TIMEOUT_S)
                  + [f"{self.ssh_user}@{target}", "true"])

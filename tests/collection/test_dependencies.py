@@ -112,7 +112,7 @@ def uses():
 def test_the_scan_sees_the_uses_it_is_there_to_check(uses):
     seen = {(use.file, use.fqcn) for use in uses}
     for expected in [
-        ("roles/cluster_key/tasks/main.yml", "community.crypto.openssh_keypair"),
+        ("roles/cluster_key/tasks/main.yml", "ansible.builtin.command"),
         ("playbooks/vcenter_prepare.yml", "community.vmware.vmware_custom_attribute"),
         ("playbooks/vcenter_info.yml", "ray_vsphere.cluster.placement_info"),
         ("playbooks/ray_up.yml", "ray_vsphere.cluster.cluster_key"),
@@ -172,3 +172,29 @@ def test_the_python_package_declares_the_collections_python_requirements_alike()
     for requirement in collection_python_requirements():
         assert wheel.get(canonical(requirement.name)) == requirement.specifier, (requirement, wheel)
 
+
+
+# The playbooks `ray up` and the head's autoscaler run (bootstrap_config's
+# check_config.yml, the provider's create/terminate/tag playbooks) and every
+# role they load: on a machine with ansible-core and ray-vsphere alone, as the
+# wheel's base dependencies install them.
+RAY_UP_PATH = ("playbooks/provider/", "roles/")
+
+
+def test_the_ray_up_path_uses_no_collection_but_ansible_core_and_this_one(uses):
+    scanned = [use for use in uses if use.file.startswith(RAY_UP_PATH)]
+    assert {use.file for use in scanned} >= {"playbooks/provider/check_config.yml", "roles/cluster_key/tasks/main.yml"}
+    foreign = sorted({f"{use.file}: {use.fqcn} ({use.how})" for use in scanned
+                      if ".".join(use.fqcn.split(".")[:2]) not in EXEMPT | {self_name()}})
+    assert not foreign, "the ray up path needs a collection beyond ansible-core:\n" + "\n".join(foreign)
+
+
+def test_the_operator_extra_carries_the_declared_collections_and_the_base_does_not():
+    # galaxy.yml's dependencies come from the `ansible` package on PyPI: in the
+    # wheel's `operator` extra, never in what `pip install ray-vsphere` (the
+    # head) installs.
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    base = {canonical(Requirement(line).name) for line in project["dependencies"]}
+    operator = {canonical(Requirement(line).name) for line in project["optional-dependencies"]["operator"]}
+    assert "ansible" in operator and "ansible" not in base
+    assert galaxy_yml_dependencies(), "the operator's playbooks declare collections"

@@ -198,7 +198,8 @@ def test_ray_up_then_workers_up_and_down_then_ray_down_as_awx_jobs(
     assert up.ran_as_uid == awx_launch.job_user().uid != 0
     assert up.extra_vars["ray_worker_count"] == 1
     assert not {"ray_resource_pool", "ray_vm_folder", "ray_ssh_user"} & set(up.extra_vars), "no blank defaults injected"
-    assert f".ssh/ray-{CLUSTER}" not in up.files, "the key is the credential's, none generated"
+    assert not {f".ssh/ray-{CLUSTER}", f".ssh/ray-vsphere-{CLUSTER}"} & set(up.files), \
+        "the key is the credential's, none generated"
     head_ip = up.stats()["ray_head_ip"]
     assert sorted(guest.hostname for guest in guest_simulator.guests().values()) == ["awx-head", "awx-worker-0"]
     for vm in ("awx-head", "awx-worker-0"):

@@ -8,8 +8,13 @@ reaches no index. A wheel altered after `python -m ray_provider.head_wheels`
 hashed the folder makes the install fail, with nothing installed; the wheel
 as hashed installs. tests/provider/test_ray_up_end_to_end.py runs the same
 commands on a test guest through `ray up`.
+
+What the head installs is the wheel's base dependencies: pip resolves them
+here from the package index, as `pip install ray-vsphere` does, and the
+`ansible` community package (about 400 MiB installed) is not among them.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -21,6 +26,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ray_provider import head_wheels
 from testbed import PROJECT_ROOT, image
@@ -161,3 +168,21 @@ def test_an_unfit_folder_is_refused_and_no_requirements_written(tmp_path, produc
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / head_wheels.REQUIREMENTS_FILE).exists()
+
+
+def test_pip_install_ray_vsphere_pulls_no_ansible_package_and_the_operator_extra_does(tmp_path, product_wheel):
+    # What pip would install into an empty environment (--ignore-installed: .venv, which has `ansible` for the
+    # operator's playbooks, does not shorten the list), at constraints.txt's versions; --dry-run installs nothing.
+    report = tmp_path / "report.json"
+    resolved = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                               "--report", str(report), "-c", str(image.CONSTRAINTS), str(product_wheel)],
+                              capture_output=True, text=True, timeout=900)
+    assert resolved.returncode == 0, resolved.stderr[-3000:]
+    install = {canonicalize_name(item["metadata"]["name"]): item["metadata"] for item in
+               json.loads(report.read_text())["install"]}
+    assert {"ray-vsphere", "ansible-core", "ansible-runner", "ray", "pyvmomi"} <= set(install), sorted(install)
+    assert "ansible" not in install, "pip install ray-vsphere pulls the ansible package"
+    requires = [Requirement(line) for line in install["ray-vsphere"].get("requires_dist", [])]
+    ansible = [requirement for requirement in requires if canonicalize_name(requirement.name) == "ansible"]
+    assert ansible and all(requirement.marker and requirement.marker.evaluate({"extra": "operator"})
+                           and not requirement.marker.evaluate({"extra": ""}) for requirement in ansible), ansible

@@ -31,7 +31,6 @@ def test_ansible_finds_this_collection_in_the_checkout_and_the_vmware_collection
     version = yaml.safe_load((PROJECT_ROOT / "galaxy.yml").read_text())["version"]
     assert sections["ray_vsphere.cluster"] == (str(PROJECT_ROOT / "collections" / "ansible_collections"), version)
     assert sections["community.vmware"][1] == "5.10.0"
-    assert sections["vmware.vmware"][1] == "2.6.0"
 
 
 def test_vcenter_info_playbook_reads_the_testbed_with_credentials_only_from_the_environment(vcsim):
