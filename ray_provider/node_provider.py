@@ -34,7 +34,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import NODE_KIND_HEAD, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
-from ray_provider import head_config, host_keys, progress
+from ray_provider import head_config, host_keys, progress, summary
 from ray_provider.config import ClusterConfigError, HeadAccount, VcenterCredentials, node_folder, node_settings
 from ray_provider.ip_policy import IpPolicies
 from ray_provider.janitor import FailedCreateJanitor
@@ -368,7 +368,7 @@ class VsphereNodeProvider(NodeProvider):
     @staticmethod
     def bootstrap_config(cluster_config):
         """Check the config (keys, then vCenter read-only), and give it the cluster's SSH key."""
-        progress.vsphere_block(cluster_config)
+        summary.vsphere_block(cluster_config)
         return head_config.bootstrap_config(cluster_config, STATE_DIR)
 
     def prepare_for_head_node(self, cluster_config):

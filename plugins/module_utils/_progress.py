@@ -51,12 +51,13 @@ class UploadProgress(object):
         self.total = total
         self.started = time.time()
         self._last = 0.0
+        self._reported = None
 
     def sent(self, count, final=False):
         now = time.time()
-        if not final and now - self._last < UPLOAD_EVENT_SECONDS:
+        if (not final and now - self._last < UPLOAD_EVENT_SECONDS) or (final and count == self._reported):
             return
-        self._last = now
+        self._last, self._reported = now, count
         report("upload", vm=self.name, sent=count, total=self.total, seconds=round(now - self.started, 3))
 
 
@@ -77,7 +78,7 @@ def describe(event):
         rate = sent / 2.0 ** 20 / seconds if seconds > 0 else 0.0
         percent = 100 * sent // total if total else 100
         verb = "uploaded" if total and sent >= total else "uploading"
-        return "%s %s's disks: %d%% of %.0f MiB, %.1f MiB/s" % (verb, event.get("vm"), percent, total / 2.0 ** 20,
+        return "%s %s's disks: %d%% of %.1f MiB, %.1f MiB/s" % (verb, event.get("vm"), percent, total / 2.0 ** 20,
                                                                 rate)
     if kind == "ips":
         return "waiting for IPs: %d of %d" % (event.get("have", 0), event.get("of", 0))
