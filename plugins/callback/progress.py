@@ -15,8 +15,7 @@ version_added: 0.2.0
 description:
   - A module's output appears only when its task ends. While M(ray_vsphere.cluster.node_deploy) uploads an image or
     waits for the nodes' IPs, it appends progress events to a file; this callback reads that file and shows one line
-    per event under the running task, such as C(uploading ray-head's disks: 45% of 1024 MiB, 98.3 MiB/s) or
-    C(waiting for IPs: 2 of 3).
+    per event under the running task, the percentage and MiB/s of an upload, or how many of the nodes have an IP.
   - It works beside any stdout callback (the default one included): enable it in C(callbacks_enabled).
   - The events are counts and names, never a value of a module's options.
   - The modules run on the controller (C(delegate_to) localhost, as the collection's playbooks do), where the file
