@@ -27,9 +27,9 @@ from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_manifest, _progress
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._image_hash_cache import hash_files
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_manifest import escapes
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import (
     CHUNK, OvfDownload, RangeFile, RangeIgnored, plain_http_problem)
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_manifest import MAX_MANIFEST_BYTES
 
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 SHA256_KEY = "sha256:"
@@ -81,8 +81,8 @@ class OvfPackage(object):
         self._download_dir = None
         self._tar = None
         self._leading = None  # an OVA's members up to its first disk, when only the descriptor is read
-        self._ovf_dir = None
-        self._descriptor_name = None
+        self.ovf_dir = None
+        self.descriptor_name = None
         self._content_hash = None
         self.opened = False
         self.downloaded = False
@@ -135,6 +135,16 @@ class OvfPackage(object):
         return SHA256_KEY + self.content_hash
 
     @property
+    def archive(self):
+        """Whether the package is an OVA (a tar archive), once opened."""
+        return self._tar is not None
+
+    @property
+    def pinned(self):
+        """Whether ovf_sha256 was given: then a package without a manifest is taken."""
+        return bool(self._expected_sha256)
+
+    @property
     def content_hash(self):
         """The SHA-256 of the content; opened with descriptor_only, only what is known without reading it, or None."""
         if self._descriptor_only and self._content_hash is None and not self.downloaded:
@@ -182,7 +192,7 @@ class OvfPackage(object):
                 raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
                 raise RayVsphereError("OVF source %s: an archive without an .ovf descriptor" % self.location)
-            self._descriptor_name = names[0]
+            self.descriptor_name = names[0]
             self.descriptor = self._descriptor_text(self._tar.extractfile(names[0]).read(), names[0])
             # Regular files only: a link member would make a name of the package read another.
             sizes = dict((member.name, member.size) for member in self._tar.getmembers() if member.isfile())
@@ -190,12 +200,12 @@ class OvfPackage(object):
             raise RayVsphereError("OVF source %s: not an OVA (a tar archive holding an .ovf descriptor)" % self.location)
         else:
             self.descriptor = self._read_descriptor(path)
-            self._ovf_dir = os.path.dirname(os.path.abspath(path))
-            self._descriptor_name = os.path.basename(path)
+            self.ovf_dir = os.path.dirname(os.path.abspath(path))
+            self.descriptor_name = os.path.basename(path)
             sizes = None
         self._path = path
         self.files = self._referenced_files(sizes)
-        self._check_manifest()
+        _ovf_manifest.check_package(self)
         if self._expected_sha256 and self.content_hash != self._expected_sha256:
             raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
                                   % (self.location, self.content_hash, self._expected_sha256))
@@ -234,22 +244,21 @@ class OvfPackage(object):
             names = [member.name for member in self._leading if member.isfile() and member.name.endswith(".ovf")]
             if not names:
                 raise _ReadWhole("the OVA does not begin with its .ovf descriptor")
-            self._descriptor_name, self._path = names[0], self.location
-            data = self._open_member(names[0]).read()
+            self.descriptor_name, self._path = names[0], self.location
+            data = self.open_file(names[0]).read()
             self._hrefs(self._descriptor_text(data, names[0]))  # the names are checked; the disks are not read
         else:
             path = self._fetch_descriptor() if self._is_url else self.location
-            self._ovf_dir, self._descriptor_name, self._path = os.path.dirname(os.path.abspath(path)), \
+            self.ovf_dir, self.descriptor_name, self._path = os.path.dirname(os.path.abspath(path)), \
                 os.path.basename(path), path
             with open(path, "rb") as handle:
                 data = handle.read()
             if not self._is_url:
                 self.files = self._referenced_files(None)  # sizes, from the folder: nothing is read
             else:
-                self._hrefs(self._descriptor_text(data, self._descriptor_name))
-        self.descriptor = self._descriptor_text(data, self._descriptor_name)
-        _ovf_manifest.check_descriptor(self.location, self._manifest(), self._descriptor_name, data,
-                                       bool(self._expected_sha256))
+                self._hrefs(self._descriptor_text(data, self.descriptor_name))
+        self.descriptor = self._descriptor_text(data, self.descriptor_name)
+        _ovf_manifest.check_descriptor(self, data)
         known = self._cached_hash()
         if self._expected_sha256 and known and known != self._expected_sha256:
             raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
@@ -277,13 +286,13 @@ class OvfPackage(object):
         except _NotCached:
             return None
 
-    def _members(self):
+    def members(self):
         return self._leading if self._leading is not None else self._tar.getmembers()
 
     def _local_paths(self):
         if self._tar is not None:
             return [self._path]
-        return [self._path] + [os.path.join(self._ovf_dir, href) for href in self.files]
+        return [self._path] + [os.path.join(self.ovf_dir, href) for href in self.files]
 
     def _download(self, url):
         self._download_dir = tempfile.mkdtemp(prefix="ray-vsphere-ovf-")
@@ -334,12 +343,12 @@ class OvfPackage(object):
                                   % (self.location, envelope.tag))
         hrefs = [item.get(OVF_NS + "href") or "" for item in envelope.iter(OVF_NS + "File")]
         for href in hrefs:
-            if _escapes(href):
+            if escapes(href):
                 raise RayVsphereError("OVF source %s: the descriptor references %r, which is outside the package: "
                                       "a File href must be a relative path inside it" % (self.location, href))
         return hrefs
 
-    def _regular_file(self, name):
+    def regular_file(self, name):
         """Whether name is a regular file of the package: a file member of the OVA, or a file in the .ovf's folder.
 
         Not a link, device or folder, nor a symlink that leads out of the
@@ -348,9 +357,9 @@ class OvfPackage(object):
         /dev/zero, which never ends).
         """
         if self._tar is not None:
-            return any(member.isfile() for member in self._members() if member.name == name)
-        real = os.path.realpath(os.path.join(self._ovf_dir, name))
-        return real.startswith(os.path.join(os.path.realpath(self._ovf_dir), "")) and os.path.isfile(real)
+            return any(member.isfile() for member in self.members() if member.name == name)
+        real = os.path.realpath(os.path.join(self.ovf_dir, name))
+        return real.startswith(os.path.join(os.path.realpath(self.ovf_dir), "")) and os.path.isfile(real)
 
     def _referenced_files(self, archive_sizes):
         files = {}
@@ -358,8 +367,8 @@ class OvfPackage(object):
             if archive_sizes is not None:
                 size = archive_sizes.get(href)
             else:
-                file_path = os.path.join(self._ovf_dir, href)
-                size = os.path.getsize(file_path) if self._regular_file(href) else None
+                file_path = os.path.join(self.ovf_dir, href)
+                size = os.path.getsize(file_path) if self.regular_file(href) else None
                 if size is None and os.path.lexists(file_path):
                     raise RayVsphereError("OVF source %s: the descriptor references %s, which is not a regular file "
                                           "inside the package (a symlink out of its folder, a device or a folder)"
@@ -370,78 +379,13 @@ class OvfPackage(object):
             files[href] = size
         return files
 
-    def _manifest(self):
-        """(name, text) of the package's manifest (the .mf beside the .ovf, DSP0243 5.1), or None."""
-        if self._tar is not None:
-            names = [member.name for member in self._members() if member.name.endswith(".mf")]
-        else:
-            names = [name for name in [os.path.splitext(self._descriptor_name)[0] + ".mf"]
-                     if os.path.lexists(os.path.join(self._ovf_dir, name))]
-        if not names:
-            return None
-        name = names[0]
-        if not self._regular_file(name):
-            raise RayVsphereError("OVF source %s: manifest %s is not a regular file inside the package (a link, "
-                                  "a symlink out of its folder, a device or a folder)" % (self.location, name))
-        stream = self._open_member(name)
-        try:
-            data = stream.read(MAX_MANIFEST_BYTES + 1)
-        finally:
-            stream.close()
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise RayVsphereError("OVF source %s: manifest %s is larger than %d bytes, more than a list of the "
-                                  "package's files" % (self.location, name, MAX_MANIFEST_BYTES))
-        return name, data.decode("utf-8", "replace")
-
-    def _check_manifest(self):
-        """Every file the manifest lists is in the package and has the digest it gives; every referenced file is listed.
-
-        DSP0243 makes the manifest optional, but without one nothing tells a
-        damaged or altered image from a good one: such an image is taken
-        only when ovf_sha256 pins it. Every name is checked before any file
-        is read. All of it before anything is uploaded.
-        """
-        manifest = self._manifest()
-        if manifest is None:
-            if self._expected_sha256:
-                return
-            raise _ovf_manifest.no_manifest_error(self.location, self._descriptor_name)
-        name, text = manifest
-        listed = _ovf_manifest.listed_digests(self.location, name, text)
-        for href in sorted(listed):
-            if _escapes(href) or not self._regular_file(href):
-                raise RayVsphereError("OVF source %s: manifest %s lists %r, which is not a file of the package: a "
-                                      "manifest names the package's own files by relative path"
-                                      % (self.location, name, href))
-        for href in [self._descriptor_name] + list(self.files):
-            if href not in listed:
-                raise RayVsphereError("OVF source %s: manifest %s does not list %s" % (self.location, name, href))
-        for href, (algorithm, expected) in sorted(listed.items()):
-            digest = hashlib.new(algorithm)
-            stream = self._open_member(href)
-            try:
-                for chunk in iter(lambda: stream.read(CHUNK), b""):
-                    digest.update(chunk)
-            finally:
-                stream.close()
-            _ovf_manifest.check_digest(self.location, name, href, algorithm, expected, digest.hexdigest())
-
     def open_file(self, href):
-        """A file of the package to upload."""
-        return self._open_member(href)
-
-    def _open_member(self, href):
+        """A file of the package: to upload, or to check against the manifest."""
         if self._leading is not None:  # by its TarInfo: a name would make tarfile read every header first
             return self._tar.extractfile([member for member in self._leading if member.name == href][-1])
         if self._tar is not None:
             return self._tar.extractfile(href)
-        return open(os.path.join(self._ovf_dir, href), "rb")
-
-
-def _escapes(name):
-    """Whether a name the package gives leads outside it: empty, absolute, a URL, or a way up (..)."""
-    parts = name.replace("\\", "/").split("/")
-    return not name or name.startswith("/") or bool(urlsplit(name).scheme) or ".." in parts or os.path.isabs(name)
+        return open(os.path.join(self.ovf_dir, href), "rb")
 
 
 def _unique(hrefs):
