@@ -166,7 +166,7 @@ class OvfPackage(object):
                     self._open_descriptor()
                 except _ReadWhole as reason:
                     self.close()
-                    _progress.report("image", location=self.location, warning=True,
+                    _progress.report("image", location=_progress.shown_location(self.location), warning=True,
                                      step="%s: reading the whole image to check it" % reason)
                     self._descriptor_only = False
                     self._open()
@@ -265,7 +265,8 @@ class OvfPackage(object):
                                   % (self.location, known, self._expected_sha256))
         cost = ("%d Range request(s), %d KiB of the %d KiB file" % (source.requests, source.received // 1024,
                                                                   (source.size or 0) // 1024)) if source else "no disk read"
-        _progress.report("image", location=self.location, step="checked its OVF descriptor only (%s)" % cost)
+        _progress.report("image", location=_progress.shown_location(self.location),
+                         step="checked its OVF descriptor only (%s)" % cost)
 
     def _fetch_descriptor(self):
         """An .ovf at a URL: the descriptor, and the manifest beside it where there is one, into a temp folder."""

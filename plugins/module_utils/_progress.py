@@ -9,7 +9,8 @@ while it runs it appends events to the file named by PROGRESS_FILE_VARIABLE,
 if that is set, and whoever set it reads the file as it grows: the Ray
 provider (ray_provider/progress.py) for `ray up` and the head's autoscaler,
 the ray_vsphere.cluster.progress callback for `ansible-playbook`. Unset, the
-module writes nothing. Events carry counts and names, never an option's value.
+module writes nothing. Events carry counts and names, never an option's
+value; an image URL goes in as shown_location shows it.
 """
 
 from __future__ import absolute_import, division, print_function
