@@ -16,7 +16,7 @@ description:
   - A module's output appears only when its task ends. While M(ray_vsphere.cluster.node_deploy) uploads an image or
     waits for the nodes' IPs, it appends progress events to a file; this callback reads that file and shows one line
     per event under the running task, the percentage and MiB/s of an upload, or how many of the nodes have an IP.
-  - It works beside any stdout callback (the default one included): enable it in C(callbacks_enabled).
+  - It works beside any stdout callback (the default one included); enable it in C(callbacks_enabled).
   - The events are counts and names, never a value of a module's options.
   - The modules run on the controller (C(delegate_to) localhost, as the collection's playbooks do), where the file
     is. Without this callback, or under the Ray provider (which reads the events itself), nothing changes.

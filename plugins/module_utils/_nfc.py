@@ -25,7 +25,8 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
     NAME_MISMATCH_CODES, UNTRUSTED_ISSUER_CODES, RayVsphereError, certificate_names, fault_text)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _progress, _waiter
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import CHUNK, OVF_NS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import CHUNK
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import OVF_NS
 
 try:
     from pyVmomi import vim, vmodl

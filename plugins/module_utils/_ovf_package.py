@@ -29,7 +29,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_ma
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._image_hash_cache import hash_files
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_manifest import escapes
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import (
-    CHUNK, OvfDownload, RangeFile, RangeIgnored, plain_http_problem)
+    OvfDownload, RangeFile, RangeIgnored, plain_http_problem)
 
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 SHA256_KEY = "sha256:"
@@ -263,8 +263,10 @@ class OvfPackage(object):
         if self._expected_sha256 and known and known != self._expected_sha256:
             raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
                                   % (self.location, known, self._expected_sha256))
-        cost = ("%d Range request(s), %d KiB of the %d KiB file" % (source.requests, source.received // 1024,
-                                                                  (source.size or 0) // 1024)) if source else "no disk read"
+        cost = "no disk read"
+        if source is not None:
+            cost = "%d Range request(s), %d KiB of the %d KiB file" % (source.requests, source.received // 1024,
+                                                                       (source.size or 0) // 1024)
         _progress.report("image", location=_progress.shown_location(self.location),
                          step="checked its OVF descriptor only (%s)" % cost)
 
