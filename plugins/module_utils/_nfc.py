@@ -110,7 +110,7 @@ class _Progress(object):
         self._lease = lease
         self._total = max(total, 1)
         self.sent = 0
-        self.watched = _progress.UploadProgress(name, total)
+        self.watched = _progress.Transfer("upload", name, total)
 
     def add(self, count):
         self.sent += count

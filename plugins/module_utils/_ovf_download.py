@@ -21,6 +21,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _progress
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 
 CHUNK = 1024 * 1024
@@ -165,10 +166,16 @@ class OvfDownload(object):
         try:
             if not os.path.isdir(os.path.dirname(target)):
                 os.makedirs(os.path.dirname(target))
+            length = response.headers.get("Content-Length")
+            watched = _progress.Transfer("download", _progress.shown_location(url), int(length) if length else 0)
+            received = 0
             with open(target, "wb") as out:
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     digest.update(chunk)
                     out.write(chunk)
+                    received += len(chunk)
+                    watched.sent(received)
+            watched.sent(received, final=True)
         except Exception as error:  # pylint: disable=broad-except
             raise self._failure(url, "GET", error)
         finally:

@@ -24,6 +24,8 @@ import time
 PROGRESS_FILE_VARIABLE = "RAY_VSPHERE_PROGRESS_FILE"
 # An upload's events, at most this often: a line a second is enough to watch.
 UPLOAD_EVENT_SECONDS = 1.0
+# A transfer's event kind: (going on, done).
+TRANSFER_VERBS = {"upload": ("uploading", "uploaded"), "download": ("downloading", "downloaded")}
 
 
 def report(event, **fields):
@@ -44,10 +46,14 @@ def report(event, **fields):
         pass  # progress is a courtesy: the module's work goes on
 
 
-class UploadProgress(object):
-    """Upload events for one VM's disks: bytes sent of total, at most every UPLOAD_EVENT_SECONDS, and the last."""
+class Transfer(object):
+    """Events of one transfer ("upload": a VM's disks to ESXi; "download": an image from its URL), bytes of total.
 
-    def __init__(self, name, total):
+    At most every UPLOAD_EVENT_SECONDS, and the last; `name` is the VM's, or the image URL as shown_location shows it.
+    """
+
+    def __init__(self, event, name, total):
+        self.event = event
         self.name = name
         self.total = total
         self.started = time.time()
@@ -59,7 +65,7 @@ class UploadProgress(object):
         if (not final and now - self._last < UPLOAD_EVENT_SECONDS) or (final and count == self._reported):
             return
         self._last, self._reported = now, count
-        report("upload", vm=self.name, sent=count, total=self.total, seconds=round(now - self.started, 3))
+        report(self.event, name=self.name, sent=count, total=self.total, seconds=round(now - self.started, 3))
 
 
 def shown_location(location):
@@ -74,13 +80,14 @@ def shown_location(location):
 def describe(event):
     """The line an event shows as, for the provider and the callback alike; None for an event of another kind."""
     kind = event.get("event")
-    if kind == "upload":
+    if kind in ("upload", "download"):
         total, sent, seconds = event.get("total") or 0, event.get("sent") or 0, event.get("seconds") or 0
         rate = sent / 2.0 ** 20 / seconds if seconds > 0 else 0.0
-        percent = 100 * sent // total if total else 100
-        verb = "uploaded" if total and sent >= total else "uploading"
-        return "%s %s's disks: %d%% of %.1f MiB, %.1f MiB/s" % (verb, event.get("vm"), percent, total / 2.0 ** 20,
-                                                                rate)
+        done = bool(total) and sent >= total
+        what = ("%s's disks" % event.get("name")) if kind == "upload" else "image %s" % event.get("name")
+        amount = "%d%% of %.1f MiB" % (100 * sent // total, total / 2.0 ** 20) if total else "%.1f MiB" % (
+            sent / 2.0 ** 20)
+        return "%s %s: %s, %.1f MiB/s" % (TRANSFER_VERBS[kind][done], what, amount, rate)
     if kind == "ips":
         return "waiting for IPs: %d of %d" % (event.get("have", 0), event.get("of", 0))
     if kind == "image":

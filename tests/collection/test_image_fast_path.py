@@ -296,6 +296,8 @@ def test_a_check_run_reads_the_ova_descriptor_by_range_requests_and_a_server_wit
         assert check["image"]["downloaded"] is True
         assert server.count("GET", "big.ova") == 2  # the Range request, answered whole and closed; the full read
         assert server.bytes_sent("big.ova") >= size
+    downloads = [event for event in progress_events(events) if event["event"] == "download"]
+    assert downloads[-1]["sent"] == downloads[-1]["total"] == size, downloads  # the whole read shows its progress
     [warning] = [event for event in progress_events(events) if event.get("warning")]
     assert "the server ignored the Range request (it answered 200, with the whole file): reading the whole image " \
            "to check it" in warning["step"]

@@ -31,7 +31,7 @@ def test_the_events_a_module_appends_are_shown_while_the_run_lasts_one_line_each
     monkeypatch.setenv(_progress.PROGRESS_FILE_VARIABLE, str(events))
     shown_early = threading.Event()
     with progress.ProgressTail(events, "create_nodes"):
-        upload = _progress.UploadProgress("ray-head", 4 * 2**20)
+        upload = _progress.Transfer("upload", "ray-head", 4 * 2**20)
         upload.sent(2**20)
         _progress.report("ips", have=2, of=3)
         for _ in range(100):  # shown while the run goes on, not only at its end
