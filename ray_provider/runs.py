@@ -8,7 +8,6 @@ change with any rewording.
 """
 
 import dataclasses
-import logging
 import os
 import re
 import shutil
@@ -24,8 +23,6 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_reques
 
 from ray_provider.progress import PROGRESS_FILE_VARIABLE, ProgressTail, say
 from ray_provider.runner import run_playbook, task_results
-
-logger = logging.getLogger(__name__)
 
 # The collection's playbooks/provider/, by FQCN: found wherever ansible-core finds the collection.
 PLAYBOOKS = "ray_vsphere.cluster.provider"
@@ -136,10 +133,10 @@ class PlaybookRuns:
         started = time.monotonic()
         progress_file = run_dir / "progress.jsonl"  # the modules' events while it runs (progress.py)
         try:
+            environment = {**self.credentials.environment(), PROGRESS_FILE_VARIABLE: str(progress_file)}
             with ProgressTail(progress_file, playbook):
                 runner = run_playbook(f"{PLAYBOOKS}.{playbook}", run_dir, extravars=extravars, timeout=timeout,
-                                      envvars={**self.credentials.environment(), PROGRESS_FILE_VARIABLE: str(progress_file)},
-                                      secret_vars=self.credentials.secret_vars())
+                                      envvars=environment, secret_vars=self.credentials.secret_vars())
             # ansible-runner reads its events from the artifacts when asked: read them while the dir is kept.
             finished = FinishedRun(runner.status, list(runner.events), run_dir,
                                    "" if runner.status == "successful" else _output_tail(runner))
@@ -202,7 +199,9 @@ def failures(runner):
 def failure_text(failure):
     """What a failed task said: its msg, and the end of its stderr where a module crashed or a command failed."""
     stderr = (failure.get("module_stderr") or failure.get("stderr") or "").strip()
-    parts = [failure.get("msg") or "", f"stderr: ...{stderr[-OUTPUT_TAIL_CHARS:]}" if stderr else ""]
+    if len(stderr) > OUTPUT_TAIL_CHARS:
+        stderr = "..." + stderr[-OUTPUT_TAIL_CHARS:]
+    parts = [failure.get("msg") or "", f"stderr: {stderr}" if stderr else ""]
     return "; ".join(part for part in parts if part)
 
 
