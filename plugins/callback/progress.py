@@ -25,6 +25,7 @@ requirements:
     E(ANSIBLE_CALLBACKS_ENABLED).
 """
 
+import atexit
 import os
 import tempfile
 import threading
@@ -57,6 +58,7 @@ class CallbackModule(CallbackBase):
         os.close(handle)
         # Set before Ansible forks its workers: the modules they start on this machine inherit it.
         os.environ[PROGRESS_FILE_VARIABLE] = self._path
+        atexit.register(self._remove)  # also when the run stops before its stats (an interrupt)
         self._thread = threading.Thread(target=self._follow, name="ray-vsphere-progress")
         self._thread.daemon = True
         self._thread.start()
@@ -71,9 +73,14 @@ class CallbackModule(CallbackBase):
         self._stop.set()
         self._thread.join()
         self._show()
-        os.unlink(self._path)
-        os.environ.pop(PROGRESS_FILE_VARIABLE, None)
         self._thread = None
+        self._remove()
+
+    def _remove(self):
+        if self._path and os.path.exists(self._path):
+            os.unlink(self._path)
+        if os.environ.get(PROGRESS_FILE_VARIABLE) == self._path:
+            del os.environ[PROGRESS_FILE_VARIABLE]
 
     def _follow(self):
         while not self._stop.wait(POLL_SECONDS):
