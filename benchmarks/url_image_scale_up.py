@@ -5,7 +5,9 @@
 Two OVAs whose disks carry incompressible payloads (--big-mib and
 --small-mib, testbed.appliance.build_test_ova), served from 127.0.0.1 by an
 HTTPS server (a testbed CA's certificate, given as ovf_ca_path) that paces
-every response body to --mib-per-second and counts requests. For each image: a VsphereNodeProvider whose `ovf` is its URL,
+every response body to --mib-per-second, answers Range requests (206) as
+real servers do, and counts requests and the body bytes it sent: the GETs and
+MiB of each phase are the server's own counts. For each image: a VsphereNodeProvider whose `ovf` is its URL,
 bootstrap_config (the read-only check run), one create_node that imports the
 template (the first deploy), then --repeat scale-ups of one worker, each
 timed around create_node (a node_deploy run through ansible-runner, clone,
@@ -56,9 +58,11 @@ def measure(server, ca_file, served_path, work_dir, repeat):
     figures = {}
     figures["bootstrap"], bootstrapped = timed(VsphereNodeProvider.bootstrap_config, yaml.safe_load(config.read_text()))
     figures["bootstrap GETs"] = server.count("GET", served_path)
+    figures["bootstrap MiB"] = server.bytes_sent(served_path) / 2**20
     provider = VsphereNodeProvider(bootstrapped["provider"], cluster)
     figures["first deploy"], created = timed(provider.create_node, {}, WORKER_TAGS, 1)
     figures["first deploy GETs"] = server.count("GET", served_path) - figures["bootstrap GETs"]
+    figures["first deploy MiB"] = server.bytes_sent(served_path) / 2**20 - figures["bootstrap MiB"]
     provider.terminate_nodes(list(created))
     before = server.count("GET", served_path)
     scale_ups = []
@@ -103,8 +107,9 @@ def main():
             for label, (served_path, size) in images.items():
                 figures[label] = result = measure(server, ca_file, served_path, work_dir / label, args.repeat)
                 print(f"  {label:5} ({size:5.0f} MiB): bootstrap_config {result['bootstrap']:5.1f} s "
-                      f"({result['bootstrap GETs']} GET), first deploy {result['first deploy']:5.1f} s "
-                      f"({result['first deploy GETs']} GET), scale-up of one worker: median "
+                      f"({result['bootstrap GETs']} GET, {result['bootstrap MiB']:.2f} MiB), first deploy "
+                      f"{result['first deploy']:5.1f} s ({result['first deploy GETs']} GET, "
+                      f"{result['first deploy MiB']:.0f} MiB), scale-up of one worker: median "
                       f"{result['scale-up']:.2f} s of {', '.join(f'{s:.2f}' for s in result['scale-ups'])} "
                       f"({result['scale-up GETs']} GET)")
     ratio = figures["big"]["scale-up"] / figures["small"]["scale-up"]

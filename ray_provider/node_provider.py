@@ -34,7 +34,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import NODE_KIND_HEAD, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
-from ray_provider import head_config, host_keys
+from ray_provider import head_config, host_keys, progress, summary
 from ray_provider.config import ClusterConfigError, HeadAccount, VcenterCredentials, node_folder, node_settings
 from ray_provider.ip_policy import IpPolicies
 from ray_provider.janitor import FailedCreateJanitor
@@ -272,7 +272,7 @@ class VsphereNodeProvider(NodeProvider):
         created = published_stats(runner).get("ray_provider_nodes", [])
         self.known_hosts.learn_created(created)
         self.cache.add_created(created)
-        logger.info("ray_vsphere: created %s", ", ".join(f"{r['name']} ({r['ip']})" for r in created))
+        progress.say("created " + ", ".join(f"{r['name']} ({r['ip']})" for r in created))
         return {record["uuid"]: record for record in created}
 
     def _remove_leftovers(self, removal):
@@ -368,6 +368,7 @@ class VsphereNodeProvider(NodeProvider):
     @staticmethod
     def bootstrap_config(cluster_config):
         """Check the config (keys, then vCenter read-only), and give it the cluster's SSH key."""
+        summary.vsphere_block(cluster_config)
         return head_config.bootstrap_config(cluster_config, STATE_DIR)
 
     def prepare_for_head_node(self, cluster_config):

@@ -8,21 +8,21 @@ change with any rewording.
 """
 
 import dataclasses
-import logging
 import os
+import re
 import shutil
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
     FAILURE_NO_IP_ADDRESS, FAILURE_PLACEMENT)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 
+from ray_provider.progress import PROGRESS_FILE_VARIABLE, ProgressTail, say
 from ray_provider.runner import run_playbook, task_results
-
-logger = logging.getLogger(__name__)
 
 # The collection's playbooks/provider/, by FQCN: found wherever ansible-core finds the collection.
 PLAYBOOKS = "ray_vsphere.cluster.provider"
@@ -38,6 +38,9 @@ LAUNCH_CATEGORIES = {FAILURE_NO_IP_ADDRESS: "NoIpAddress", FAILURE_PLACEMENT: "P
 CAPACITY_FAULT_PREFIX = "Insufficient"
 CAPACITY_FAULTS = ("NoDiskSpace", "OutOfSpace")
 LOGIN_REJECTED_FAULT = "InvalidLogin"
+# Of a failed task's stderr (a module that crashed) or a run's output without any failed task: the end says why.
+OUTPUT_TAIL_CHARS = 1500
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def fault_name(result):
@@ -47,16 +50,25 @@ def fault_name(result):
 
 
 class PlaybookFailed(RuntimeError):
-    """A run that did not succeed: its failed results (with their structured fields) and its messages."""
+    """A run that did not succeed: its failed results (with their structured fields), their messages, its folder.
+
+    The text carries what the failed task said (msg, and the end of its stderr
+    when a module crashed), or the end of the run's output when no task
+    failed (a playbook that did not parse), and the run folder with the
+    whole story (ansible-runner's artifacts). Secrets are masked there
+    (runner.mask_secrets) before any of it is read.
+    """
 
     def __init__(self, playbook, runner, timeout=None):
         self.run_timed_out = runner.status == "timeout"
         self.failures = failures(runner)
-        messages = [failure.get("msg", "") for failure in self.failures]
-        self.messages = [message for message in messages if message] or [
+        self.run_dir = getattr(runner, "run_dir", None)
+        self.messages = [text for text in (failure_text(failure) for failure in self.failures) if text] or [
             f"ansible-runner stopped it after {timeout} s (its run timeout)" if self.run_timed_out
-            else f"ansible-runner status {runner.status}"]
-        super().__init__(f"{playbook} failed: {'; '.join(self.messages)}")
+            else f"ansible-runner status {runner.status}, no task failed; its output ends: "
+                 f"{getattr(runner, 'output_tail', '') or '(nothing)'}"]
+        folder = f" (run folder: {self.run_dir})" if self.run_dir else ""
+        super().__init__(f"{playbook} failed: {'; '.join(self.messages)}{folder}")
 
     @property
     def login_rejected(self):
@@ -85,6 +97,7 @@ class FinishedRun:
     status: str
     events: list
     run_dir: object
+    output_tail: str = ""
 
 
 class PlaybookRuns:
@@ -118,15 +131,18 @@ class PlaybookRuns:
         in_flight = run_dir / self.IN_FLIGHT
         in_flight.write_text(str(os.getpid()))
         started = time.monotonic()
+        progress_file = run_dir / "progress.jsonl"  # the modules' events while it runs (progress.py)
         try:
-            runner = run_playbook(f"{PLAYBOOKS}.{playbook}", run_dir, extravars=extravars, timeout=timeout,
-                                  envvars=self.credentials.environment(), secret_vars=self.credentials.secret_vars())
+            environment = {**self.credentials.environment(), PROGRESS_FILE_VARIABLE: str(progress_file)}
+            with ProgressTail(progress_file, playbook):
+                runner = run_playbook(f"{PLAYBOOKS}.{playbook}", run_dir, extravars=extravars, timeout=timeout,
+                                      envvars=environment, secret_vars=self.credentials.secret_vars())
             # ansible-runner reads its events from the artifacts when asked: read them while the dir is kept.
-            finished = FinishedRun(runner.status, list(runner.events), run_dir)
+            finished = FinishedRun(runner.status, list(runner.events), run_dir,
+                                   "" if runner.status == "successful" else _output_tail(runner))
         finally:
             in_flight.unlink(missing_ok=True)
-        logger.info("ray_vsphere: %s %s in %.1f s (%s)", playbook, finished.status, time.monotonic() - started,
-                    run_dir)
+        say(f"{playbook}: {finished.status} in {time.monotonic() - started:.1f} s")
         self._prune()
         if raise_on_failure and finished.status != "successful":
             raise PlaybookFailed(playbook, finished, timeout)
@@ -170,10 +186,30 @@ def check_failures(runner):
         node_type = (failure.get("item") or {}).get("node_type")
         where = f"available_node_types.{node_type}.node_config" if node_type else "vCenter check"
         problems.append(f"{where}: {failure.get('msg')}")
-    return problems or [f"the read-only vCenter check did not finish: ansible-runner status {runner.status}"]
+    return problems or [f"the read-only vCenter check did not finish: ansible-runner status {runner.status}; its "
+                        f"output ends: {runner.output_tail or '(nothing)'} (run folder: {runner.run_dir})"]
 
 
 def failures(runner):
     """The results of failed tasks, or of their failed items where they loop (as the nodes role's deploy does)."""
     return [item for result in task_results(runner) if result["failed"]
             for item in result.get("results") or [result] if item.get("failed")]
+
+
+def failure_text(failure):
+    """What a failed task said: its msg, and the end of its stderr where a module crashed or a command failed."""
+    stderr = (failure.get("module_stderr") or failure.get("stderr") or "").strip()
+    if len(stderr) > OUTPUT_TAIL_CHARS:
+        stderr = "..." + stderr[-OUTPUT_TAIL_CHARS:]
+    parts = [failure.get("msg") or "", f"stderr: {stderr}" if stderr else ""]
+    return "; ".join(part for part in parts if part)
+
+
+def _output_tail(runner):
+    """The end of a run's output (ansible-runner's artifacts/<ident>/stdout, secrets masked), without colours."""
+    try:
+        text = (Path(runner.config.artifact_dir) / "stdout").read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in ANSI_ESCAPE.sub("", text)[-OUTPUT_TAIL_CHARS:].splitlines()
+                      if line.strip())

@@ -1,8 +1,17 @@
-"""An HTTP(S) image server on 127.0.0.1 that counts requests and can throttle, for tests and benchmarks."""
+"""An HTTP(S) image server on 127.0.0.1 that counts requests and bytes and can throttle, for tests and benchmarks.
+
+It answers a single-range GET (Range: bytes=a-b, a-, -n) with 206 Partial
+Content and its Content-Range, as nginx, Apache and object stores do
+(RFC 9110 14), and anything else it cannot satisfy with 416; with
+honour_range=False it ignores Range and sends the whole file (200), as a
+server without range support does. http.server does neither by itself.
+"""
 
 import collections
 import functools
 import http.server
+import os
+import re
 import ssl
 import threading
 import time
@@ -32,10 +41,11 @@ class ImageServer:
     of a file: a dict a test fills once the servers of a chain have their ports.
     """
 
-    def __init__(self, folder, tls_context=None, rate=None):
+    def __init__(self, folder, tls_context=None, rate=None, honour_range=True):
         self.requests = collections.Counter()
+        self.sent = collections.Counter()  # body bytes written, by path
         lock = threading.Lock()
-        requests = self.requests
+        requests, sent_bytes = self.requests, self.sent
 
         moved = self.redirects = {}
 
@@ -43,7 +53,38 @@ class ImageServer:
             def do_GET(self):
                 with lock:
                     requests["GET", self.path] += 1
-                self.redirect() or super().do_GET()
+                if not self.redirect() and not (honour_range and self.partial()):
+                    super().do_GET()
+
+            def partial(self):
+                """A 206 (or 416) for a GET with one byte range of a file; False to answer as without Range."""
+                match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range") or "")
+                path = self.translate_path(self.path)
+                if not match or match.groups() == ("", "") or not os.path.isfile(path):
+                    return False  # no Range, several ranges, or no file: the whole answer (or 404)
+                size = os.path.getsize(path)
+                first, last = match.groups()
+                if first:
+                    start, end = int(first), min(int(last), size - 1) if last else size - 1
+                else:
+                    start, end = max(size - int(last), 0), size - 1
+                if start >= size or start > end:
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                self.send_response(206)
+                self.send_header("Content-Type", self.guess_type(path))
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Last-Modified", self.date_time_string(int(os.path.getmtime(path))))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                with open(path, "rb") as source:
+                    source.seek(start)
+                    self.copyfile(_Limited(source, end - start + 1), self.wfile)
+                return True
 
             def do_HEAD(self):
                 with lock:
@@ -61,15 +102,17 @@ class ImageServer:
                 return True
 
             def copyfile(self, source, outputfile):
-                if rate is None:
-                    return super().copyfile(source, outputfile)
                 started, sent = time.monotonic(), 0
-                while chunk := source.read(1024 * 1024):
-                    outputfile.write(chunk)
-                    sent += len(chunk)
-                    ahead = started + sent / rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
+                try:
+                    while chunk := source.read(1024 * 1024):
+                        outputfile.write(chunk)
+                        sent += len(chunk)
+                        ahead = started + sent / rate - time.monotonic() if rate else 0
+                        if ahead > 0:
+                            time.sleep(ahead)
+                finally:
+                    with lock:
+                        sent_bytes[self.path] += sent
                 return None
 
             def log_message(self, *args):
@@ -87,6 +130,10 @@ class ImageServer:
     def count(self, method, name):
         return self.requests[method, f"/{name}"]
 
+    def bytes_sent(self, name):
+        """Body bytes written for `name`, whole files and ranges (what a client that hangs up got, at most)."""
+        return self.sent[f"/{name}"]
+
     def __enter__(self):
         self.thread.start()
         return self
@@ -95,3 +142,15 @@ class ImageServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+class _Limited:
+    """The next `left` bytes of a file object."""
+
+    def __init__(self, source, left):
+        self.source, self.left = source, left
+
+    def read(self, size):
+        data = self.source.read(min(size, self.left))
+        self.left -= len(data)
+        return data

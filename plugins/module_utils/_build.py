@@ -44,7 +44,8 @@ def deploy(client, params, check_mode, cluster_key):
     refuse_name_clash(inventory, placement.folder, request)
     existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
     with _ledger.Ledger(service_instance, "deploying nodes of Ray cluster %s" % request.cluster_name) as ledger:
-        with _templates.Image(service_instance, params, inventory, placement.folder, request.template_identity) as image:
+        with _templates.Image(service_instance, params, inventory, placement.folder, request.template_identity,
+                              check_mode) as image:
             declared = image.declared_properties()
             if image.package.opened:
                 # Validates the OVF against the placement (networks, disks) and the

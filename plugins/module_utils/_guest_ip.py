@@ -19,7 +19,7 @@ import ipaddress
 import time
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_NO_IP_ADDRESS, RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _waiter
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _progress, _waiter
 
 try:
     from pyVmomi import vim
@@ -27,6 +27,9 @@ except ImportError:
     pass  # reported by _client.run_module
 
 GUEST_PATHS = ("guest.net", "guest.ipAddress")
+# What a VM without an address is asked: whether Tools runs at all (toolsRunningStatus), and its
+# install/version state (toolsStatus: toolsNotInstalled, toolsNotRunning, toolsOld, toolsOk).
+TOOLS_PATHS = ("guest.toolsRunningStatus", "guest.toolsStatus")
 # Two of Tools' 30 s guestinfo polls: a LAN address reported after a bridge's comes within them.
 IGNORED_ONLY_SETTLE_SECONDS = 60
 
@@ -59,22 +62,42 @@ class _Settling(object):
 def wait_for_ips(service_instance, vms, request, timeout):
     """Wait until every VM of {vm: name} reports a usable IP, as VMware Tools tells vCenter."""
     settling = _Settling(request)
+    reported = []
 
     def waiting(seen):
         now = time.time()
-        return [vm for vm in vms if not settling.usable(vm, seen[vm], now)]
+        still = [vm for vm in vms if not settling.usable(vm, seen[vm], now)]
+        if not reported or reported[-1] != len(still):  # a line per change: "waiting for IPs: 2 of 3"
+            reported.append(len(still))
+            _progress.report("ips", have=len(vms) - len(still), of=len(vms))
+        return still
 
     def on_timeout(seen, still):
-        reported = "; ".join("%s: %s" % (vms[vm], _nodes.guest_addresses(seen[vm]) or "no address") for vm in still)
         return "no usable IP after %s s (ignored unless alone for %s s: %s) for %s" % (
-            timeout, IGNORED_ONLY_SETTLE_SECONDS, ", ".join(str(network) for network in request.ignored), reported)
+            timeout, IGNORED_ONLY_SETTLE_SECONDS, ", ".join(str(network) for network in request.ignored),
+            "; ".join("%s: %s" % (vms[vm], guest_report(seen[vm])) for vm in still))
 
     try:
-        _waiter.wait_for_updates(service_instance, list(vms), vim.VirtualMachine, GUEST_PATHS, waiting, timeout,
-                                 on_timeout, wake_at=lambda seen: settling.wake_at())
+        _waiter.wait_for_updates(service_instance, list(vms), vim.VirtualMachine, GUEST_PATHS + TOOLS_PATHS, waiting,
+                                 timeout, on_timeout, wake_at=lambda seen: settling.wake_at())
     except RayVsphereError as error:
         if error.details.get("fault") == "Timeout" and not error.details.get("timed_out"):
             # What the Ray provider reports to Ray's availability tracking (NoIpAddress), not a vSphere fault
             # nor a vCenter that stopped answering (timed_out).
             error.details["failure"] = FAILURE_NO_IP_ADDRESS
         raise
+
+
+def guest_report(props):
+    """What the guest told vCenter, for a VM without a usable address: its addresses and whether Tools runs.
+
+    Without Tools running nothing reports an address at all (the image lacks
+    open-vm-tools, or it did not start); with Tools running and no address,
+    the guest's network (DHCP, cloud-init's network config) is what to look at.
+    """
+    addresses = _nodes.guest_addresses(props)
+    running = props.get("guest.toolsRunningStatus") or "unknown"
+    status = props.get("guest.toolsStatus") or "unknown"
+    return "guest reported %s (guest.ipAddress %s); VMware Tools %s (toolsRunningStatus %s, toolsStatus %s)" % (
+        ", ".join(addresses) if addresses else "no address", props.get("guest.ipAddress") or "empty",
+        "running" if running == "guestToolsRunning" else "not running", running, status)

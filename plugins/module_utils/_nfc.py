@@ -24,8 +24,9 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
     NAME_MISMATCH_CODES, UNTRUSTED_ISSUER_CODES, RayVsphereError, certificate_names, fault_text, https_connection)
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _waiter
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import CHUNK, OVF_NS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ledger, _progress, _waiter
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import CHUNK
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_package import OVF_NS
 
 try:
     from pyVmomi import vim, vmodl
@@ -103,12 +104,17 @@ def keepalive_interval(lease_timeout):
 
 
 class _Progress(object):
-    """How much of the upload went; each report to the lease also keeps it alive."""
+    """How much of the upload went; each report to the lease also keeps it alive, each chunk goes to _progress."""
 
-    def __init__(self, lease, total):
+    def __init__(self, lease, total, name):
         self._lease = lease
         self._total = max(total, 1)
         self.sent = 0
+        self.watched = _progress.Transfer("upload", name, total)
+
+    def add(self, count):
+        self.sent += count
+        self.watched.sent(self.sent)
 
     def report(self):
         try:
@@ -123,10 +129,11 @@ def _upload_disks(client, package, spec_result, lease, info, name):
     uploads = [(device_url, items[device_url.importKey]) for device_url in info.deviceUrl or []
                if device_url.importKey in items]
     total = sum(package.files.get(upload[1].path, 0) for upload in uploads)
-    progress = _Progress(lease, total)
+    progress = _Progress(lease, total, name)
     with _waiter.Every(keepalive_interval(info.leaseTimeout), progress.report):
         for device_url, item in uploads:
             _upload(client, package, item, device_url.url, progress, name)
+    progress.watched.sent(progress.sent, final=True)
     lease.HttpNfcLeaseProgress(100)
 
 
@@ -178,7 +185,7 @@ def _send_disk(client, connection, package, item, progress, name, call):
                 raise _transport_failed(call, client, connection.host, connection.port, error,
                                         "after %d of %d bytes" % (sent, size))
             sent += len(chunk)
-            progress.sent += len(chunk)
+            progress.add(len(chunk))
     finally:
         source.close()
     if sent < size:

@@ -14,17 +14,26 @@ __metaclass__ = type
 
 import hashlib
 import os
+import re
 import ssl
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit, urlunsplit
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _progress
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 
 CHUNK = 1024 * 1024
 # As many as urllib follows.
 MAX_REDIRECTS = 10
+# What one Range request asks for at least: an OVA's first tar header, its descriptor and manifest, in one go.
+READ_AHEAD = 64 * 1024
+CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class RangeIgnored(Exception):
+    """The server answered a Range request with the whole file (200), as a server without range support does."""
 
 
 def plain_http_problem(location, sha256):
@@ -54,7 +63,7 @@ class OvfDownload(object):
         self._timeout = timeout
         self._expected_sha256 = expected_sha256
 
-    def _request(self, url, method):
+    def _request(self, url, method, headers=None):
         """The response to `method url`, redirects followed one hop at a time.
 
         urllib would follow them all and show only the last URL: a chain
@@ -66,7 +75,7 @@ class OvfDownload(object):
         chain = [url]
         while True:
             try:
-                return open_url(chain[-1], method=method, validate_certs=self._validate_certs,
+                return open_url(chain[-1], method=method, validate_certs=self._validate_certs, headers=headers,
                                 ca_path=self._ca_path, timeout=self._timeout, follow_redirects="none")
             except HTTPError as error:
                 location = error.info().get("Location") if 300 <= error.code < 400 else None
@@ -157,12 +166,102 @@ class OvfDownload(object):
         try:
             if not os.path.isdir(os.path.dirname(target)):
                 os.makedirs(os.path.dirname(target))
+            length = response.headers.get("Content-Length")
+            watched = _progress.Transfer("download", _progress.shown_location(url), int(length) if length else 0)
+            received = 0
             with open(target, "wb") as out:
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     digest.update(chunk)
                     out.write(chunk)
+                    received += len(chunk)
+                    watched.sent(received)
+            watched.sent(received, final=True)
         except Exception as error:  # pylint: disable=broad-except
             raise self._failure(url, "GET", error)
         finally:
             response.close()
         return response.headers
+
+
+class RangeFile(object):
+    """The file at a URL as a read-only, seekable file, each read a GET with a Range header (RFC 9110 14.2).
+
+    For tarfile, which then reads an OVA's headers and its first members
+    without the disks that follow: READ_AHEAD bytes or more per request.
+    `requests` and `received` count what it cost. A first answer of 200
+    instead of 206 raises RangeIgnored, having read none of its body.
+    """
+
+    def __init__(self, download, url):
+        self._download = download
+        self.url = url
+        self.name = url
+        self.size = None
+        self.requests = 0
+        self.received = 0
+        self._position = 0
+        self._buffer_start = 0
+        self._buffer = b""
+
+    def tell(self):
+        return self._position
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        if whence == os.SEEK_CUR:
+            offset += self._position
+        elif whence == os.SEEK_END:
+            offset += self._fetched_size()
+        self._position = max(offset, 0)
+        return self._position
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = self._fetched_size() - self._position
+        start = self._position - self._buffer_start
+        if start < 0 or start + size > len(self._buffer):
+            self._fetch(self._position, max(size, READ_AHEAD))
+            start = 0
+        data = self._buffer[start:start + size]
+        self._position += len(data)
+        return data
+
+    def close(self):
+        self._buffer = b""
+
+    def _fetched_size(self):
+        if self.size is None:
+            self._fetch(0, READ_AHEAD)
+        return self.size
+
+    def _fetch(self, offset, length):
+        if self.size is not None and offset >= self.size:
+            self._buffer_start, self._buffer = offset, b""
+            return
+        headers = {"Range": "bytes=%d-%d" % (offset, offset + length - 1)}
+        try:
+            response = self._download._request(self.url, "GET", headers)
+        except RayVsphereError:
+            raise
+        except HTTPError as error:
+            if error.code == 416:  # past the end
+                self._buffer_start, self._buffer = offset, b""
+                return
+            raise self._download._failure(self.url, "GET (Range %s)" % headers["Range"], error)
+        except Exception as error:  # pylint: disable=broad-except
+            raise self._download._failure(self.url, "GET (Range %s)" % headers["Range"], error)
+        try:
+            self.requests += 1
+            if response.getcode() != 206:
+                raise RangeIgnored()
+            match = CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+            if not match or int(match.group(1)) != offset:
+                raise RayVsphereError("OVF source %s: GET with Range %s was answered with Content-Range %r"
+                                      % (self._download.location, headers["Range"],
+                                         response.headers.get("Content-Range")))
+            if match.group(3) != "*":
+                self.size = int(match.group(3))
+            data = response.read(length)
+        finally:
+            response.close()
+        self.received += len(data)
+        self._buffer_start, self._buffer = offset, data

@@ -17,7 +17,6 @@ __metaclass__ = type
 
 import hashlib
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -26,17 +25,28 @@ from xml.etree import ElementTree
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ovf_manifest, _progress
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._image_hash_cache import hash_files
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_manifest import escapes
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ovf_download import (
-    CHUNK, OvfDownload, plain_http_problem)
+    OvfDownload, RangeFile, RangeIgnored, plain_http_problem)
 
 OVF_NS = "{http://schemas.dmtf.org/ovf/envelope/1}"
 SHA256_KEY = "sha256:"
-# A manifest line, as ovftool writes it: SHA256(disk.vmdk)= 3f5a...
-MANIFEST_LINE = re.compile(r"^(?P<algorithm>SHA1|SHA256|SHA512|\w+)\((?P<file>[^)]+)\)\s*=\s*(?P<digest>[0-9A-Fa-f]+)$")
-MANIFEST_ALGORITHMS = ("sha1", "sha256", "sha512")
-# A manifest lists a few files, one line each: more is not a manifest, and is not read into memory.
-MAX_MANIFEST_BYTES = 1024 * 1024
+# What comes before an OVA's disks (DSP0243 5.3: the descriptor first, then the manifest and certificate).
+LEADING_MEMBERS = (".ovf", ".mf", ".cert")
+
+
+class _NotCached(Exception):
+    """The hash cache has no entry for these files (check mode does not read them to make one)."""
+
+
+def _not_cached(paths):
+    raise _NotCached()
+
+
+class _ReadWhole(Exception):
+    """The descriptor cannot be read alone (the server ignores Range, the OVA does not start with it): why."""
 
 
 class OvfPackage(object):
@@ -52,8 +62,11 @@ class OvfPackage(object):
     With `sha256` given, an opened package is checked against it.
     """
 
-    def __init__(self, location, validate_certs=True, timeout=600, ca_path=None, sha256=None, hash_cache=None):
+    def __init__(self, location, validate_certs=True, timeout=600, ca_path=None, sha256=None, hash_cache=None,
+                 descriptor_only=False):
         self.location = location
+        # Check mode: open() reads the descriptor (and manifest) only, see _open_descriptor.
+        self._descriptor_only = descriptor_only
         self._expected_sha256 = sha256.lower() if sha256 else None
         self._hash_cache = hash_cache
         self._is_url = urlsplit(location).scheme.lower() in ("http", "https")
@@ -67,8 +80,9 @@ class OvfPackage(object):
         self._path = None
         self._download_dir = None
         self._tar = None
-        self._ovf_dir = None
-        self._descriptor_name = None
+        self._leading = None  # an OVA's members up to its first disk, when only the descriptor is read
+        self.ovf_dir = None
+        self.descriptor_name = None
         self._content_hash = None
         self.opened = False
         self.downloaded = False
@@ -103,6 +117,9 @@ class OvfPackage(object):
         if self._is_url:
             self._url_key = self._http.head_key()
             return self._url_key
+        if self._descriptor_only:
+            cached = self._cached_hash()
+            return SHA256_KEY + cached if cached else None
         self.open()
         return SHA256_KEY + self.content_hash
 
@@ -118,7 +135,20 @@ class OvfPackage(object):
         return SHA256_KEY + self.content_hash
 
     @property
+    def archive(self):
+        """Whether the package is an OVA (a tar archive), once opened."""
+        return self._tar is not None
+
+    @property
+    def pinned(self):
+        """Whether ovf_sha256 was given: then a package without a manifest is taken."""
+        return bool(self._expected_sha256)
+
+    @property
     def content_hash(self):
+        """The SHA-256 of the content; opened with descriptor_only, only what is known without reading it, or None."""
+        if self._descriptor_only and self._content_hash is None and not self.downloaded:
+            return self._expected_sha256 or self._cached_hash()
         if self._content_hash is None:
             paths = self._local_paths()
             if self._hash_cache is not None:
@@ -131,7 +161,17 @@ class OvfPackage(object):
         if self.opened:
             return
         try:
-            self._open()
+            if self._descriptor_only:
+                try:
+                    self._open_descriptor()
+                except _ReadWhole as reason:
+                    self.close()
+                    _progress.report("image", location=_progress.shown_location(self.location), warning=True,
+                                     step="%s: reading the whole image to check it" % reason)
+                    self._descriptor_only = False
+                    self._open()
+            else:
+                self._open()
         except BaseException:
             self.close()
             raise
@@ -152,7 +192,7 @@ class OvfPackage(object):
                 raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
             if not names:
                 raise RayVsphereError("OVF source %s: an archive without an .ovf descriptor" % self.location)
-            self._descriptor_name = names[0]
+            self.descriptor_name = names[0]
             self.descriptor = self._descriptor_text(self._tar.extractfile(names[0]).read(), names[0])
             # Regular files only: a link member would make a name of the package read another.
             sizes = dict((member.name, member.size) for member in self._tar.getmembers() if member.isfile())
@@ -160,20 +200,102 @@ class OvfPackage(object):
             raise RayVsphereError("OVF source %s: not an OVA (a tar archive holding an .ovf descriptor)" % self.location)
         else:
             self.descriptor = self._read_descriptor(path)
-            self._ovf_dir = os.path.dirname(os.path.abspath(path))
-            self._descriptor_name = os.path.basename(path)
+            self.ovf_dir = os.path.dirname(os.path.abspath(path))
+            self.descriptor_name = os.path.basename(path)
             sizes = None
         self._path = path
         self.files = self._referenced_files(sizes)
-        self._check_manifest()
+        _ovf_manifest.check_package(self)
         if self._expected_sha256 and self.content_hash != self._expected_sha256:
             raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
                                   % (self.location, self.content_hash, self._expected_sha256))
 
+    def _open_descriptor(self):
+        """Check mode's read: the descriptor, and the manifest's digest of it; no disk is read.
+
+        Of an OVA its leading members only (DSP0243: the descriptor first, then
+        manifest and certificate), through tarfile, over HTTP Range requests
+        (RangeFile) for a URL. Of an .ovf at a URL the descriptor and manifest,
+        without the files it references. Not verified without the whole
+        content: the disks' digests, and ovf_sha256 (but for a local file whose
+        hash the hash cache knows). The deploy verifies both.
+        """
+        source = RangeFile(self._http, self.location) if self._is_url else None
+        if source is None and not os.path.isfile(self.location):
+            raise RayVsphereError("OVF source %s: no such file" % self.location)
+        try:
+            if source is not None:
+                self._tar = tarfile.open(fileobj=source, mode="r:")
+            elif tarfile.is_tarfile(self.location):
+                self._tar = tarfile.open(self.location, mode="r:")
+        except RangeIgnored:
+            raise _ReadWhole("the server ignored the Range request (it answered 200, with the whole file)")
+        except (tarfile.TarError, EOFError) as error:
+            if urlsplit(self.location).path.endswith(".ova"):
+                raise RayVsphereError("OVF source %s: the archive is damaged (%s)" % (self.location, error))
+        if self._tar is not None:
+            self._leading = []
+            member = self._tar.next()
+            while member is not None:
+                self._leading.append(member)
+                if not member.name.endswith(LEADING_MEMBERS):
+                    break
+                member = self._tar.next()
+            names = [member.name for member in self._leading if member.isfile() and member.name.endswith(".ovf")]
+            if not names:
+                raise _ReadWhole("the OVA does not begin with its .ovf descriptor")
+            self.descriptor_name, self._path = names[0], self.location
+            data = self.open_file(names[0]).read()
+            self._hrefs(self._descriptor_text(data, names[0]))  # the names are checked; the disks are not read
+        else:
+            path = self._fetch_descriptor() if self._is_url else self.location
+            self.ovf_dir, self.descriptor_name, self._path = os.path.dirname(os.path.abspath(path)), \
+                os.path.basename(path), path
+            with open(path, "rb") as handle:
+                data = handle.read()
+            if not self._is_url:
+                self.files = self._referenced_files(None)  # sizes, from the folder: nothing is read
+            else:
+                self._hrefs(self._descriptor_text(data, self.descriptor_name))
+        self.descriptor = self._descriptor_text(data, self.descriptor_name)
+        _ovf_manifest.check_descriptor(self, data)
+        known = self._cached_hash()
+        if self._expected_sha256 and known and known != self._expected_sha256:
+            raise RayVsphereError("OVF source %s: its SHA-256 is %s, not the %s ovf_sha256 gives"
+                                  % (self.location, known, self._expected_sha256))
+        cost = "no disk read"
+        if source is not None:
+            cost = "%d Range request(s), %d KiB of the %d KiB file" % (source.requests, source.received // 1024,
+                                                                       (source.size or 0) // 1024)
+        _progress.report("image", location=_progress.shown_location(self.location),
+                         step="checked its OVF descriptor only (%s)" % cost)
+
+    def _fetch_descriptor(self):
+        """An .ovf at a URL: the descriptor, and the manifest beside it where there is one, into a temp folder."""
+        self._download_dir = tempfile.mkdtemp(prefix="ray-vsphere-ovf-")
+        target = os.path.join(self._download_dir, os.path.basename(urlsplit(self.location).path) or "package.ovf")
+        self._http.fetch(self.location, target, hashlib.sha256())
+        manifest = os.path.splitext(os.path.basename(target))[0] + ".mf"
+        self._http.fetch(urljoin(self.location, manifest), os.path.join(self._download_dir, manifest),
+                         hashlib.sha256(), missing_ok=True)
+        return target
+
+    def _cached_hash(self):
+        """The content hash of a local image as the hash cache knows it, without reading the image; or None."""
+        if self._is_url or self._hash_cache is None:
+            return None
+        try:
+            return self._hash_cache.sha256(self._local_paths() if self._path else [self.location], _not_cached)
+        except _NotCached:
+            return None
+
+    def members(self):
+        return self._leading if self._leading is not None else self._tar.getmembers()
+
     def _local_paths(self):
         if self._tar is not None:
             return [self._path]
-        return [self._path] + [os.path.join(self._ovf_dir, href) for href in self.files]
+        return [self._path] + [os.path.join(self.ovf_dir, href) for href in self.files]
 
     def _download(self, url):
         self._download_dir = tempfile.mkdtemp(prefix="ray-vsphere-ovf-")
@@ -224,12 +346,12 @@ class OvfPackage(object):
                                   % (self.location, envelope.tag))
         hrefs = [item.get(OVF_NS + "href") or "" for item in envelope.iter(OVF_NS + "File")]
         for href in hrefs:
-            if _escapes(href):
+            if escapes(href):
                 raise RayVsphereError("OVF source %s: the descriptor references %r, which is outside the package: "
                                       "a File href must be a relative path inside it" % (self.location, href))
         return hrefs
 
-    def _regular_file(self, name):
+    def regular_file(self, name):
         """Whether name is a regular file of the package: a file member of the OVA, or a file in the .ovf's folder.
 
         Not a link, device or folder, nor a symlink that leads out of the
@@ -238,12 +360,9 @@ class OvfPackage(object):
         /dev/zero, which never ends).
         """
         if self._tar is not None:
-            try:
-                return self._tar.getmember(name).isfile()
-            except KeyError:
-                return False
-        real = os.path.realpath(os.path.join(self._ovf_dir, name))
-        return real.startswith(os.path.join(os.path.realpath(self._ovf_dir), "")) and os.path.isfile(real)
+            return any(member.isfile() for member in self.members() if member.name == name)
+        real = os.path.realpath(os.path.join(self.ovf_dir, name))
+        return real.startswith(os.path.join(os.path.realpath(self.ovf_dir), "")) and os.path.isfile(real)
 
     def _referenced_files(self, archive_sizes):
         files = {}
@@ -251,8 +370,8 @@ class OvfPackage(object):
             if archive_sizes is not None:
                 size = archive_sizes.get(href)
             else:
-                file_path = os.path.join(self._ovf_dir, href)
-                size = os.path.getsize(file_path) if self._regular_file(href) else None
+                file_path = os.path.join(self.ovf_dir, href)
+                size = os.path.getsize(file_path) if self.regular_file(href) else None
                 if size is None and os.path.lexists(file_path):
                     raise RayVsphereError("OVF source %s: the descriptor references %s, which is not a regular file "
                                           "inside the package (a symlink out of its folder, a device or a folder)"
@@ -263,93 +382,13 @@ class OvfPackage(object):
             files[href] = size
         return files
 
-    def _manifest(self):
-        """(name, text) of the package's manifest (the .mf beside the .ovf, DSP0243 5.1), or None."""
-        if self._tar is not None:
-            names = [member.name for member in self._tar.getmembers() if member.name.endswith(".mf")]
-        else:
-            names = [name for name in [os.path.splitext(self._descriptor_name)[0] + ".mf"]
-                     if os.path.lexists(os.path.join(self._ovf_dir, name))]
-        if not names:
-            return None
-        name = names[0]
-        if not self._regular_file(name):
-            raise RayVsphereError("OVF source %s: manifest %s is not a regular file inside the package (a link, "
-                                  "a symlink out of its folder, a device or a folder)" % (self.location, name))
-        stream = self._open_member(name)
-        try:
-            data = stream.read(MAX_MANIFEST_BYTES + 1)
-        finally:
-            stream.close()
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise RayVsphereError("OVF source %s: manifest %s is larger than %d bytes, more than a list of the "
-                                  "package's files" % (self.location, name, MAX_MANIFEST_BYTES))
-        return name, data.decode("utf-8", "replace")
-
-    def _check_manifest(self):
-        """Every file the manifest lists is in the package and has the digest it gives; every referenced file is listed.
-
-        DSP0243 makes the manifest optional, but without one nothing tells a
-        damaged or altered image from a good one: such an image is taken
-        only when ovf_sha256 pins it. Every name is checked before any file
-        is read. All of it before anything is uploaded.
-        """
-        manifest = self._manifest()
-        if manifest is None:
-            if self._expected_sha256:
-                return
-            raise RayVsphereError("OVF source %s: no manifest (%s.mf) beside the descriptor, so nothing shows the "
-                                  "image is the one its maker wrote: give its ovf_sha256 (sha256sum of the OVA; of "
-                                  "an .ovf, see ovf_sha256), or export it with a manifest (ovftool writes one)"
-                                  % (self.location, os.path.splitext(self._descriptor_name)[0]))
-        name, text = manifest
-        listed = {}
-        for line in text.splitlines():
-            match = MANIFEST_LINE.match(line.strip())
-            if line.strip() and not match:
-                raise RayVsphereError("OVF source %s: manifest %s has a line that is not ALGORITHM(file)= digest: %r"
-                                      % (self.location, name, line.strip()))
-            if match:
-                listed[match.group("file")] = (match.group("algorithm").lower(), match.group("digest").lower())
-        for href in sorted(listed):
-            if _escapes(href) or not self._regular_file(href):
-                raise RayVsphereError("OVF source %s: manifest %s lists %r, which is not a file of the package: a "
-                                      "manifest names the package's own files by relative path"
-                                      % (self.location, name, href))
-        for href in [self._descriptor_name] + list(self.files):
-            if href not in listed:
-                raise RayVsphereError("OVF source %s: manifest %s does not list %s" % (self.location, name, href))
-        for href, (algorithm, expected) in listed.items():
-            if algorithm not in MANIFEST_ALGORITHMS:
-                raise RayVsphereError("OVF source %s: manifest %s uses %s; SHA1, SHA256 and SHA512 are known"
-                                      % (self.location, name, algorithm.upper()))
-        for href, (algorithm, expected) in sorted(listed.items()):
-            digest = hashlib.new(algorithm)
-            stream = self._open_member(href)
-            try:
-                for chunk in iter(lambda: stream.read(CHUNK), b""):
-                    digest.update(chunk)
-            finally:
-                stream.close()
-            if digest.hexdigest() != expected:
-                raise RayVsphereError("OVF source %s: %s's %s is %s, not the %s manifest %s gives: the image is "
-                                      "damaged or was altered" % (self.location, href, algorithm.upper(),
-                                                                  digest.hexdigest(), expected, name))
-
     def open_file(self, href):
-        """A file of the package to upload."""
-        return self._open_member(href)
-
-    def _open_member(self, href):
+        """A file of the package: to upload, or to check against the manifest."""
+        if self._leading is not None:  # by its TarInfo: a name would make tarfile read every header first
+            return self._tar.extractfile([member for member in self._leading if member.name == href][-1])
         if self._tar is not None:
             return self._tar.extractfile(href)
-        return open(os.path.join(self._ovf_dir, href), "rb")
-
-
-def _escapes(name):
-    """Whether a name the package gives leads outside it: empty, absolute, a URL, or a way up (..)."""
-    parts = name.replace("\\", "/").split("/")
-    return not name or name.startswith("/") or bool(urlsplit(name).scheme) or ".." in parts or os.path.isabs(name)
+        return open(os.path.join(self.ovf_dir, href), "rb")
 
 
 def _unique(hrefs):

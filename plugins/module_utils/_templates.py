@@ -55,10 +55,12 @@ class Image(object):
     another VM is never found, whatever it records.
     """
 
-    def __init__(self, service_instance, params, inventory, folder, identity):
+    def __init__(self, service_instance, params, inventory, folder, identity, check_mode=False):
         self.service_instance = service_instance
+        # In check mode only the descriptor is read (OvfPackage._open_descriptor), never the whole image.
         self.package = _ovf_package.OvfPackage(params["ovf"], params["ovf_validate_certs"], ca_path=params["ovf_ca_path"],
-                                               sha256=params["ovf_sha256"], hash_cache=_image_hash_cache.HashCache())
+                                               sha256=params["ovf_sha256"], hash_cache=_image_hash_cache.HashCache(),
+                                               descriptor_only=check_mode)
         self._use_template = params["clone_from_template"]
         self._inventory = inventory
         self._folder = folder
@@ -82,13 +84,14 @@ class Image(object):
         found = self.key and _find_template(self._inventory, self._folder, self.key, self._identity)
         if not found:
             self.package.open()
-            content_hash = self.package.content_hash
-            found = _find_template(self._inventory, self._folder, _ovf_package.SHA256_KEY + content_hash, self._identity)
-            if not found:
+            content_hash = self.package.content_hash  # None in check mode when not known without the whole image
+            found = content_hash and _find_template(self._inventory, self._folder,
+                                                    _ovf_package.SHA256_KEY + content_hash, self._identity)
+            if content_hash and not found:
                 name = self._identity.name(content_hash)
                 _refuse_impostor(self._inventory, self._folder, name)
                 found = (None, name, content_hash)
-        self.template_vm, self.template_name, self.sha256 = found
+        self.template_vm, self.template_name, self.sha256 = found or (None, None, None)
 
     def __exit__(self, *exc_info):
         self.package.close()

@@ -84,6 +84,10 @@ options:
       - With O(clone_from_template=true), a deploy whose template exists neither downloads nor hashes the image,
         in check mode too. The template is found by a key that costs no read of the image; see O(ovf_sha256)
         and the notes.
+      - Check mode reads the OVF descriptor only (an OVA's leading tar members, through HTTP Range requests for a
+        URL; a server that ignores Range gets a whole read and a warning) and checks it against the manifest and the
+        placement. The disks' digests and O(ovf_sha256) are checked by the deploy, and in check mode only for a
+        local image whose hash the hash cache holds.
     type: str
     required: true
   ovf_sha256:
@@ -355,11 +359,12 @@ image:
   contains:
     template:
       description: The name of the template the nodes are (would be, in check mode) cloned from; null with
-        O(clone_from_template=false).
+        O(clone_from_template=false), and in check mode when the image's hash is not known without reading it.
       type: str
       sample: ray-template-3b9f0c1d2e4a-5d41402a
     sha256:
-      description: The image's SHA-256, as read or as the template records it; null with O(clone_from_template=false).
+      description: The image's SHA-256, as read or as the template records it; null with O(clone_from_template=false),
+        and in check mode when it is not known without reading the whole image.
       type: str
       sample: 3b9f0c1d2e4a5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8
     key:

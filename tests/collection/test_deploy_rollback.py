@@ -92,7 +92,8 @@ STEPS = {
     "properties": ({}, "ReconfigVM_Task (OVF properties) on VM rb-properties-1 failed: SystemError"),
     "power": ({}, "PowerOnVM_Task on VM rb-power-1 failed: SystemError"),
     "ip-fault": (dict(wait_for_ip=True, ip_timeout=60),
-                 "PropertyCollector.WaitForUpdatesEx (guest.net, guest.ipAddress) failed: SystemError"),
+                 "PropertyCollector.WaitForUpdatesEx (guest.net, guest.ipAddress, guest.toolsRunningStatus, guest.toolsStatus) "
+                 "failed: SystemError"),
     "ip-never": (dict(wait_for_ip=True, ip_timeout=3, ignored_cidrs=["0.0.0.0/0", "::/0"]),
                  "no usable IP after 3 s"),
     "timeout": (dict(request_timeout=2),

@@ -249,6 +249,91 @@ def test_a_missing_ovf_ca_path_is_named(play, test_ova, tmp_path):
     assert f"ovf_ca_path {tmp_path / 'no-such-ca.pem'}: no such file" in result["msg"]
 
 
+# --- check mode reads the descriptor only ------------------------------------
+
+def padded_variant(test_ova, target, mib):
+    """The test OVA with `mib` MiB of random bytes in a last member: an image whose size the check must not pay."""
+    padding = target.parent / "padding.bin"
+    padding.write_bytes(os.urandom(mib * 2**20))
+    with tarfile.open(test_ova) as source, tarfile.open(target, "w") as archive:
+        for member in source.getmembers():
+            archive.addfile(member, source.extractfile(member))
+        archive.add(padding, "padding.bin")
+    padding.unlink()
+    return target
+
+
+def progress_events(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_check_run_reads_the_ova_descriptor_by_range_requests_and_a_server_without_ranges_gets_a_warning(
+        play, vcsim, test_ova, tmp_path, vm_names, https):
+    context, ca_file = https
+    ova = padded_variant(test_ova, tmp_path / "big.ova", 8)
+    size = ova.stat().st_size
+    events = tmp_path / "progress.jsonl"
+    env = dict(vcsim.endpoint.environment(), RAY_VSPHERE_PROGRESS_FILE=str(events))
+    before = vm_names()
+    with ImageServer(tmp_path, context) as server:
+        check = play([deploy_task("ranged", server.url("big.ova"), names=["ranged-0"], ovf_ca_path=str(ca_file))],
+                     env=env, check=True).result
+        assert not check["failed"], check
+        assert (check["created"], check["image"]["downloaded"]) == (["ranged-0"], False)
+        # The server's own counts: one HEAD (the template lookup), GETs of ranges only, a fraction of the file.
+        assert server.count("HEAD", "big.ova") == 1
+        assert 1 <= server.count("GET", "big.ova") <= 2, dict(server.requests)
+        assert server.bytes_sent("big.ova") <= 256 * 1024 < size
+    assert vm_names() == before
+    [read] = [event for event in progress_events(events) if event["event"] == "image"]
+    assert read["step"].startswith("checked its OVF descriptor only (1 Range request(s)"), read
+
+    events.unlink()
+    with ImageServer(tmp_path, context, honour_range=False) as server:  # a server that answers Range with 200
+        check = play([deploy_task("ranged", server.url("big.ova"), names=["ranged-0"], ovf_ca_path=str(ca_file))],
+                     env=env, check=True).result
+        assert not check["failed"], check
+        assert check["image"]["downloaded"] is True
+        assert server.count("GET", "big.ova") == 2  # the Range request, answered whole and closed; the full read
+        assert server.bytes_sent("big.ova") >= size
+    downloads = [event for event in progress_events(events) if event["event"] == "download"]
+    assert downloads[-1]["sent"] == downloads[-1]["total"] == size, downloads  # the whole read shows its progress
+    [warning] = [event for event in progress_events(events) if event.get("warning")]
+    assert "the server ignored the Range request (it answered 200, with the whole file): reading the whole image " \
+           "to check it" in warning["step"]
+    assert vm_names() == before
+
+
+def test_a_check_run_refuses_a_descriptor_the_manifest_does_not_match_and_a_cached_local_image_of_another_sha256(
+        play, test_ova, tmp_path, vm_names, https):
+    context, ca_file = https
+    altered = tmp_path / "altered.ova"
+    with tarfile.open(test_ova) as source, tarfile.open(altered, "w") as archive:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name.endswith(".ovf"):
+                data = data.replace(b"</Envelope>", b"<!-- altered --></Envelope>")
+                member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    before = vm_names()
+    with ImageServer(tmp_path, context) as server:
+        check = play([deploy_task("altered", server.url("altered.ova"), names=["altered-0"],
+                                  ovf_ca_path=str(ca_file))], check=True).result
+        assert server.bytes_sent("altered.ova") < altered.stat().st_size
+    assert check["failed"]
+    assert "ray-test-appliance.ovf's SHA256 is" in check["msg"] and "the image is damaged or was altered" in check["msg"]
+
+    # A local image: its hash is known without reading it once a deploy hashed it (the hash cache), and checked.
+    local = ova_variant(test_ova, tmp_path / "local.ova", "local, hashed once")
+    first = play([deploy_task("cached", local, names=["cached-0"])]).result
+    assert not first["failed"], first
+    wrong = "0" * 64
+    check = play([deploy_task("cached", local, names=["cached-1"], ovf_sha256=wrong)], check=True).result
+    assert check["failed"]
+    assert f"its SHA-256 is {sha256_of(local)}, not the {wrong} ovf_sha256 gives" in check["msg"]
+    assert vm_names() == sorted(before + ["cached-0", first["image"]["template"]])
+
+
 # --- the hash cache of local images, in process -----------------------------
 
 def test_a_local_image_is_hashed_once_while_unchanged_and_again_when_it_changes(tmp_path, test_ova):

@@ -5,8 +5,10 @@ under test in the first case.
 """
 
 
+import re
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from ray.autoscaler.node_launch_exception import NodeLaunchException
@@ -39,12 +41,25 @@ def vm_names(vcsim):
         service_instance.content.sessionManager.Logout()
 
 
-def test_nodes_without_an_ip_fail_the_launch_and_every_vm_of_it_is_removed(provider, vcsim):
+def test_nodes_without_an_ip_fail_the_launch_and_every_vm_of_it_is_removed(provider, vcsim, capsys):
     before = vm_names(vcsim)
     with pytest.raises(NodeLaunchException) as raised:
         provider.create_node({}, {"ray-node-type": "worker", "ray-user-node-type": "worker"}, 3)
     assert raised.value.category == "NoIpAddress"
     assert "no usable IP after 3 s" in raised.value.description
+    # What the guest told vCenter, per node: vcsim's VMs here have no Tools (no guest simulator behind them).
+    for index in range(3):
+        assert re.search(rf"unit-vcsim-worker-\w+-{index}: guest reported no address \(guest.ipAddress empty\); "
+                         r"VMware Tools not running \(toolsRunningStatus guestToolsNotRunning, toolsStatus "
+                         r"toolsNotInstalled\)", raised.value.description), raised.value.description
+    # The run folder, where ansible-runner kept the whole run.
+    run_folder = Path(re.search(r"\(run folder: (\S+)\)$", raised.value.description).group(1))
+    assert (run_folder / "artifacts").is_dir() and list(run_folder.glob("artifacts/*/job_events/*.json"))
+    # What `ray up` (cli_logger, on stdout) showed while the run went on.
+    shown = capsys.readouterr().out
+    assert re.search(r"create_nodes: uploaded ray-template-\w+-\w+'s disks: 100% of [\d.]+ MiB", shown), shown
+    assert "create_nodes: waiting for IPs: 0 of 3" in shown, shown
+    assert re.search(r"create_nodes: failed in [\d.]+ s", shown), shown
     after = vm_names(vcsim)
     assert [name for name in after if name.startswith("unit-vcsim-")] == []
     assert set(after) - set(before) <= {name for name in after if name.startswith("ray-template-")}, \

@@ -116,6 +116,11 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
     assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
     assert sim.endpoint.password not in up.stdout + up.stderr
+    # `ray up` says what the provider does (Ray's cli_logger): where, as whom, each playbook run, the wait for IPs.
+    for shown in ("vSphere", f"account: {sim.endpoint.username}", "worker: image ", "check_config: successful in ",
+                  "create_nodes: waiting for IPs: 0 of 1", "create_nodes: waiting for IPs: 1 of 1",
+                  "create_nodes: successful in "):
+        assert shown in up.stdout, f"{shown!r} not in: {up.stdout[-4000:]}"
     nodes = cluster_nodes(sim, name, cluster_key)
     heads = of_kind(nodes, "head")
     assert len(heads) == 1 and heads[0]["tags"]["ray-node-status"] == "up-to-date", \
@@ -126,6 +131,10 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
 
     # The head's autoscaler launches min_workers (1) through the same provider.
     ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, 2, timeout=240)  # the min worker joined Ray
+    # The head's autoscaler writes the same lines to its log.
+    launched = ssh(head_ip, cluster_key, "sudo grep -c 'ray_vsphere: create_nodes: successful in' "
+                                         "~ray-autoscaler/logs/monitor.log")
+    assert int(launched.stdout.strip() or 0) >= 1, launched.stdout + launched.stderr
     first_worker = of_kind(cluster_nodes(sim, name, cluster_key), "worker")
     assert len(first_worker) == 1
     # The monitor logs in the autoscaler's home (ray_provider.head_start), which only it and root read.

@@ -177,3 +177,62 @@ def test_a_file_referenced_twice_is_fetched_and_hashed_once_as_a_local_read_does
     with open_url(url, https_server) as remote, OvfPackage(str(served_ovf)) as local:
         assert remote.content_hash == local.content_hash == expected_hash(served_ovf, {"disk.vmdk": b"one disk"})
     assert server.count("GET", url.split("/", 3)[3].replace("package.ovf", "disk.vmdk")) == 1
+
+
+# --- check mode: the descriptor only ------------------------------------------
+
+def ova_of(folder, disk_bytes, name="package.ova"):
+    """An OVA (descriptor, manifest, one disk of disk_bytes) at folder/name, in DSP0243's member order."""
+    staging = folder / f"{name}.d"
+    staging.mkdir()
+    ovf = write_ovf(staging, {"disk1.vmdk": disk_bytes})
+    with tarfile.open(folder / name, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for member in (ovf, ovf.with_suffix(".mf"), staging / "disk1.vmdk"):
+            archive.add(member, member.name)
+    return folder / name
+
+
+def test_descriptor_only_an_ova_url_costs_one_range_request_and_an_ovf_url_no_disk(https_server, tmp_path,
+                                                                                    monkeypatch):
+    server, folder, ca_file = https_server
+    own = folder / tmp_path.name
+    own.mkdir()
+    ova = ova_of(own, b"\1" * (3 * 2**20))
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("RAY_VSPHERE_PROGRESS_FILE", str(events))
+    url = server.url(f"{tmp_path.name}/package.ova")
+    sent_before = sum(server.sent.values())
+    with OvfPackage(url + "?X-Signature=SECRET", ca_path=ca_file, descriptor_only=True) as package:
+        assert "A test package" in package.descriptor
+        assert package.content_hash is None and not package.downloaded
+    assert server.count("GET", f"{tmp_path.name}/package.ova?X-Signature=SECRET") == 1
+    assert sum(server.sent.values()) - sent_before == 64 * 1024 < ova.stat().st_size
+    assert "SECRET" not in events.read_text() and f"image {url}" not in events.read_text()
+    assert url in events.read_text()
+
+    # An .ovf at a URL: the descriptor and its manifest, never the disk it references.
+    write_ovf(own, {"big.vmdk": b"\2" * (2 * 2**20)}, name="split.ovf")
+    with OvfPackage(server.url(f"{tmp_path.name}/split.ovf"), ca_path=ca_file, descriptor_only=True) as package:
+        assert "big.vmdk" in package.descriptor
+    assert server.count("GET", f"{tmp_path.name}/big.vmdk") == 0
+    assert server.count("GET", f"{tmp_path.name}/split.mf") == 1
+
+
+def test_descriptor_only_the_manifest_still_pins_the_descriptor_and_a_damaged_disk_is_left_to_the_deploy(tmp_path):
+    ova = ova_of(tmp_path, b"\1" * 4096)
+    with tarfile.open(ova) as source, tarfile.open(tmp_path / "bad-disk.ova", "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            target.addfile(member, io.BytesIO(data.replace(b"\1", b"\3") if member.name == "disk1.vmdk" else data))
+    with OvfPackage(str(tmp_path / "bad-disk.ova"), descriptor_only=True) as package:
+        assert package.files == {}  # no disk was read, nor its header
+    with pytest.raises(RayVsphereError, match=r"disk1.vmdk's SHA256 is \w+, not the \w+ manifest package.mf gives"):
+        OvfPackage(str(tmp_path / "bad-disk.ova")).open()
+    with tarfile.open(ova) as source, tarfile.open(tmp_path / "bad-ovf.ova", "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name.endswith(".ovf"):
+                data = data.replace(b"A test package", b"A test packagE")
+            target.addfile(member, io.BytesIO(data))
+    with pytest.raises(RayVsphereError, match=r"package.ovf's SHA256 is \w+, not the \w+ manifest package.mf gives"):
+        OvfPackage(str(tmp_path / "bad-ovf.ova"), descriptor_only=True).open()
