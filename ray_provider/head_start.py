@@ -48,6 +48,10 @@ BOOTSTRAP_KEY = "~/ray_bootstrap_key.pem"
 MONITOR_LOGS = "logs"
 DEFAULT_GCS_PORT = 6379
 ENABLE_V2 = "RAY_enable_autoscaler_v2"
+# What the playbooks' ray_node role writes first in the SSH user's ~/.bashrc, before Ubuntu's early return for
+# non-interactive shells: Ray's CLI and drivers use the token only when told to (`ray status`, `ray exec ...`).
+SHELL_STARTUP = ".bashrc"
+TOKEN_AUTH_EXPORT = "export RAY_AUTH_MODE=token"
 
 
 class HeadStartError(Exception):
@@ -158,6 +162,14 @@ def give_token(ssh_home, ray_user):
                                   'mv -f "$HOME/.ray/auth_token.new" "$HOME/.ray/auth_token"'], input=token, check=True)
 
 
+def turn_on_token_auth_in_shells(ssh_user):
+    """TOKEN_AUTH_EXPORT first in the SSH user's SHELL_STARTUP, written as that user (who holds the token already,
+    at ~/.ray/auth_token); left alone when it is there."""
+    run_as(ssh_user, ["sh", "-c", 'grep -qxF "$1" "$2" 2>/dev/null && exit 0; '
+                                  '{ printf "%s\\n" "$1"; cat "$2" 2>/dev/null || true; } >"$2.new" && mv -f "$2.new" "$2"',
+                      "sh", TOKEN_AUTH_EXPORT, str(Path(ssh_user.pw_dir) / SHELL_STARTUP)], check=True)
+
+
 def claim_ssh_control_folder(autoscaler):
     """Ray's SSH runner keeps its master connections in /tmp/ray_ssh_<hash of the user>: the autoscaler's, made here."""
     from ray.autoscaler._private.command_runner import HASH_MAX_LENGTH
@@ -233,6 +245,7 @@ def main(argv=None):
         for home in (autoscaler.pw_dir, ray_user.pw_dir):
             os.chmod(home, 0o700)
         give_token(ssh_home, ray_user)
+        turn_on_token_auth_in_shells(ssh_user)
         share_tls(ray_user)
         claim_ssh_control_folder(autoscaler)
         logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
