@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from ray_provider.head_config import HEAD_ONLY_MOUNTS
+
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tls
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import TOKEN_PATH_ON_NODES
 
@@ -48,6 +50,7 @@ BOOTSTRAP_KEY = "~/ray_bootstrap_key.pem"
 MONITOR_LOGS = "logs"
 DEFAULT_GCS_PORT = 6379
 ENABLE_V2 = "RAY_enable_autoscaler_v2"
+LAUNCH_BATCH = "AUTOSCALER_MAX_LAUNCH_BATCH"
 # What the playbooks' ray_node role writes first in the SSH user's ~/.bashrc, before Ubuntu's early return for
 # non-interactive shells: Ray's CLI and drivers use the token only when told to (`ray status`, `ray exec ...`).
 SHELL_STARTUP = ".bashrc"
@@ -71,8 +74,11 @@ def home_relative(path):
 
 
 def mounted_for_autoscaler(config):
-    """The home-relative paths `ray up` mounted for the autoscaler: its key and config, and the config's file mounts."""
-    paths = [BOOTSTRAP_CONFIG, BOOTSTRAP_KEY] + list((config or {}).get("file_mounts") or {})
+    """The home-relative paths `ray up` mounted for the autoscaler: its key and config, the config's file mounts,
+    and those it keeps from the workers (head_config.HEAD_ONLY_MOUNTS)."""
+    config = config or {}
+    head_only = (config.get("provider") or {}).get(HEAD_ONLY_MOUNTS) or []
+    paths = [BOOTSTRAP_CONFIG, BOOTSTRAP_KEY] + list(config.get("file_mounts") or {}) + list(head_only)
     return [relative for relative in (home_relative(path) for path in paths) if relative is not None]
 
 
@@ -137,6 +143,21 @@ def environment(user):
            "RAY_AUTH_MODE": "token"}
     # The operator's Ray settings from the start command (ray up exports RAY_enable_autoscaler_v2).
     env.update((key, value) for key, value in os.environ.items() if key.startswith("RAY_"))
+    return env
+
+
+def monitor_environment(autoscaler):
+    """The autoscaler's environment, launching every node of a type it launches at once in one create_node call.
+
+    Ray splits a launch into calls of AUTOSCALER_MAX_LAUNCH_BATCH (5) nodes,
+    run side by side: for this provider each is a create_nodes playbook run,
+    whose start (ansible-core, the login, the template lookup) costs seconds
+    of the head's CPU. One run deploys its nodes in parallel anyway.
+    """
+    from ray.autoscaler._private.constants import AUTOSCALER_MAX_CONCURRENT_LAUNCHES
+
+    env = environment(autoscaler)
+    env[LAUNCH_BATCH] = os.environ.get(LAUNCH_BATCH) or str(AUTOSCALER_MAX_CONCURRENT_LAUNCHES)
     return env
 
 
@@ -257,7 +278,7 @@ def main(argv=None):
         with open(os.devnull, "rb") as nothing:
             # Ray's group, for the node's TLS key only: the monitor is a client of the GCS.
             subprocess.Popen(monitor, user=autoscaler.pw_uid, group=autoscaler.pw_gid, extra_groups=[ray_user.pw_gid],
-                             env=environment(autoscaler), cwd=autoscaler.pw_dir, stdin=nothing,
+                             env=monitor_environment(autoscaler), cwd=autoscaler.pw_dir, stdin=nothing,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         print(f"Ray runs as {RAY_USER}; its autoscaler ({Path(monitor[3]).parent.name} monitor) as {AUTOSCALER_USER}, "
               f"logging to {logs}")
