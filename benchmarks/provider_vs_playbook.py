@@ -39,6 +39,7 @@ RAY_UP_PHASES = [
 ]
 HEAD_INSTALL = "head setup (install)"
 MONITOR_LOG = "~ray-autoscaler/logs/monitor.log"
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 MONITOR_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
@@ -48,11 +49,12 @@ def timed_ray_up(endpoint, state_dir, config):
     temp_dir.mkdir(parents=True, exist_ok=True)
     # Unbuffered: each line is timed when Ray prints it.
     environment = {**os.environ, **endpoint.environment(), "RAY_VSPHERE_STATE_DIR": str(state_dir),
-                   "PYTHONUNBUFFERED": "1", "TMPDIR": str(temp_dir), "PATH": f"{ray_cluster.RAY_CLI.parent}{os.pathsep}{os.environ['PATH']}"}
+                   "PYTHONUNBUFFERED": "1", "TMPDIR": str(temp_dir),
+                   "PATH": f"{ray_cluster.RAY_CLI.parent}{os.pathsep}{os.environ['PATH']}"}
     started = time.monotonic()
     process = subprocess.Popen([str(ray_cluster.RAY_CLI), "up", "-y", "--no-config-cache", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
-    lines = [(time.monotonic() - started, line.rstrip()) for line in process.stdout]
+    lines = [(time.monotonic() - started, COLOUR.sub("", line.rstrip())) for line in process.stdout]
     (Path(state_dir) / "ray-up.log").write_text("".join(f"{at:7.1f} {line}\n" for at, line in lines))
     if process.wait() != 0:
         raise SystemExit("benchmark: ray up failed:\n" + "\n".join(line for _, line in lines[-60:]))
@@ -68,9 +70,12 @@ def split_phases(lines, total):
     return {name: end - start for (name, _), start, end in zip(RAY_UP_PHASES, starts, ends)}
 
 
-def monitor_events(head_ip, key, since):
-    """What the head's monitor logged about launches, as (seconds after `since` (wall clock), line)."""
-    log = ssh(head_ip, key, f"sudo cat {MONITOR_LOG}").stdout.splitlines()
+def monitor_events(head_ip, key, since, keep_in):
+    """What the head's monitor logged about launches, as (seconds after `since` (wall clock), line); the whole
+    log goes to keep_in/monitor.log."""
+    text = ssh(head_ip, key, f"sudo cat {MONITOR_LOG}").stdout
+    (keep_in / "monitor.log").write_text(text)
+    log = text.splitlines()
     wanted = re.compile(r"ray_vsphere: (created|launching)|Launching \d+ nodes|StandardAutoscaler: Queue \d+ new"
                         r"|Adding \d+ node|launch_new_node|create_node|Launching new node", re.IGNORECASE)
     events = []
@@ -94,7 +99,7 @@ def through_provider(sim, work_dir, workers):
         head_ip = ray_cluster.ray_cli(sim.endpoint, state, "get-head-ip", str(config)).stdout.strip().splitlines()[-1]
         ray_cluster.wait_for_alive_nodes(head_ip, key, workers + 1, timeout=600, interval=0.5)
         total = time.monotonic() - started
-        events = monitor_events(head_ip, key, started_wall)
+        events = monitor_events(head_ip, key, started_wall, state)
     finally:
         ray_cluster.ray_cli(sim.endpoint, state, "down", "-y", str(config))
         ray_cluster.close_ray_ssh_connections("bench-up")
@@ -132,8 +137,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="a folder to keep the runs in (ray up's timed output, the "
+                                                   "monitor's log), instead of a temporary one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ray-vsphere-bench-") as folder, vcsim_with_guests() as (sim, _guests):
+    with tempfile.TemporaryDirectory(prefix="ray-vsphere-bench-") as temporary, vcsim_with_guests() as (sim, _guests):
+        folder = args.keep or temporary
         for round_index in range(args.rounds):
             work_dir = Path(folder) / f"round-{round_index}"
             runs = [("ray up + autoscaler", through_provider), ("ray_up.yml", through_playbook)]

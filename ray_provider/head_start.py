@@ -161,6 +161,12 @@ def monitor_environment(autoscaler):
     return env
 
 
+def runs_as(*accounts):
+    """Whether any process runs as one of these users."""
+    return subprocess.run(["pgrep", "-u", ",".join(str(user.pw_uid) for user in accounts)],
+                          stdout=subprocess.DEVNULL).returncode == 0
+
+
 def run_as(user, argv, **options):
     return subprocess.run(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=environment(user),
                           cwd=user.pw_dir, **options)
@@ -257,8 +263,10 @@ def main(argv=None):
         options = command[2:]
         ssh_user, ray_user, autoscaler = users()
         ray = str(Path(sys.executable).parent / "ray")
-        # As root: Ray's processes (Ray's user's) and the monitor (the autoscaler's) alike.
-        subprocess.run([ray, "stop", "--force"], check=True, stdout=subprocess.DEVNULL)
+        # As root: Ray's processes (Ray's user's) and the monitor (the autoscaler's) alike; on a new head (no
+        # process of either user) it would only cost a Ray CLI start.
+        if runs_as(ray_user, autoscaler):
+            subprocess.run([ray, "stop", "--force"], check=True, stdout=subprocess.DEVNULL)
         ssh_home = Path(ssh_user.pw_dir)
         # What `ray up` mounts lands here before this runs: nobody else reads it meanwhile.
         ssh_home.chmod(ssh_home.stat().st_mode & 0o700)

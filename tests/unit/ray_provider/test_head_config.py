@@ -22,11 +22,13 @@ def test_images_and_the_heads_wheels_stay_on_the_head_other_mounts_reach_the_wor
     (tmp_path / "data").mkdir()
     config = {"file_mounts": {"~/ray-vsphere-wheels": str(wheels), "~/worker-wheels": str(shared_wheels),
                               "~/data": str(tmp_path / "data"), "~/.ray/auth_token": str(tmp_path / "token"),
-                              f"{head_config.HEAD_IMAGES}/node.ova": str(tmp_path / "node.ova")},
+                              f"{head_config.HEAD_IMAGES}/node.ova": str(tmp_path / "node.ova"),
+                              head_config.HEAD_PUBLIC_KEY: str(tmp_path / "key.pub"), head_config.HEAD_CA: "ca.pem"},
               "head_setup_commands": ["pip install --find-links ~/ray-vsphere-wheels -r ~/ray-vsphere-wheels/x"],
               "worker_setup_commands": ["pip install --find-links ~/worker-wheels ray-vsphere"]}
     head_only = head_config._head_only_mounts(config)
-    assert head_only == ["~/ray-vsphere-wheels", f"{head_config.HEAD_IMAGES}/node.ova"]
+    assert head_only == ["~/ray-vsphere-wheels", head_config.HEAD_PUBLIC_KEY, f"{head_config.HEAD_IMAGES}/node.ova",
+                         head_config.HEAD_CA]
 
     # The head's config (Ray gives it the mounts by their remote paths) leaves them out of its file mounts;
     # head_start still hands them to the autoscaler.
@@ -42,4 +44,5 @@ def test_images_and_the_heads_wheels_stay_on_the_head_other_mounts_reach_the_wor
     assert sorted(remote["file_mounts"]) == ["~/.ray/auth_token", "~/data", "~/worker-wheels"]
     assert head_start.mounted_for_autoscaler(remote) == [
         Path("ray_bootstrap_config.yaml"), Path("ray_bootstrap_key.pem"), Path("worker-wheels"), Path("data"),
-        Path(".ray/auth_token"), Path("ray-vsphere-wheels"), Path("ray_vsphere_images/node.ova")]
+        Path(".ray/auth_token"), Path("ray-vsphere-wheels"), Path("ray_bootstrap_key.pub"),
+        Path("ray_vsphere_images/node.ova"), Path("ray_vsphere_vcenter_ca.pem")]
