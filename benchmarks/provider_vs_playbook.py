@@ -16,7 +16,9 @@ setup commands), which the light head shrinks on its own.
 import argparse
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -140,6 +142,8 @@ def main():
     parser.add_argument("--keep", type=Path, help="a folder to keep the runs in (ray up's timed output, the "
                                                    "monitor's log), instead of a temporary one")
     args = parser.parse_args()
+    # `timeout` and kill stop it with SIGTERM: the testbed's guests and vcsim go as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="ray-vsphere-bench-") as temporary, vcsim_with_guests() as (sim, _guests):
         folder = args.keep or temporary
         for round_index in range(args.rounds):

@@ -240,9 +240,8 @@ def _write_ray_auth_token(state_dir, cluster_key, token_epoch):
 
 
 def _head_only_mounts(config):
-    """The mounts no worker uses: the autoscaler's public key and vCenter CA, the images it deploys from, and the
-    head's wheel folders (head_wheels.py's requirements.txt beside a ray-vsphere wheel) that no command a worker
-    runs names.
+    """The mounts no worker uses: the images the head's autoscaler deploys from, and the head's wheel folders
+    (head_wheels.py's requirements.txt beside a ray-vsphere wheel) that no command a worker runs names.
 
     Ray's autoscaler would otherwise copy each to every worker it makes, two
     SSH round trips per mount: a multi-GiB image, and the wheels, at every
@@ -253,8 +252,7 @@ def _head_only_mounts(config):
     for remote, local in config["file_mounts"].items():
         folder = Path(local).expanduser()
         wheels = (folder / head_wheels.REQUIREMENTS_FILE).is_file() and any(folder.glob("ray_vsphere-*.whl"))
-        if remote in (HEAD_PUBLIC_KEY, HEAD_CA) or remote.startswith(f"{HEAD_IMAGES}/") or (
-                wheels and remote.rstrip("/") not in worker_commands):
+        if remote.startswith(f"{HEAD_IMAGES}/") or (wheels and remote.rstrip("/") not in worker_commands):
             head_only.append(remote)
     return sorted(head_only)
 

@@ -27,8 +27,7 @@ def test_images_and_the_heads_wheels_stay_on_the_head_other_mounts_reach_the_wor
               "head_setup_commands": ["pip install --find-links ~/ray-vsphere-wheels -r ~/ray-vsphere-wheels/x"],
               "worker_setup_commands": ["pip install --find-links ~/worker-wheels ray-vsphere"]}
     head_only = head_config._head_only_mounts(config)
-    assert head_only == ["~/ray-vsphere-wheels", head_config.HEAD_PUBLIC_KEY, f"{head_config.HEAD_IMAGES}/node.ova",
-                         head_config.HEAD_CA]
+    assert head_only == ["~/ray-vsphere-wheels", f"{head_config.HEAD_IMAGES}/node.ova"]
 
     # The head's config (Ray gives it the mounts by their remote paths) leaves them out of its file mounts;
     # head_start still hands them to the autoscaler.
@@ -41,8 +40,9 @@ def test_images_and_the_heads_wheels_stay_on_the_head_other_mounts_reach_the_wor
     remote = VsphereNodeProvider(provider, "unit").prepare_for_head_node({
         "provider": dict(provider), "auth": {"ssh_user": "ubuntu"}, "available_node_types": {},
         "file_mounts": {path: path for path in config["file_mounts"]}})
-    assert sorted(remote["file_mounts"]) == ["~/.ray/auth_token", "~/data", "~/worker-wheels"]
+    assert sorted(remote["file_mounts"]) == ["~/.ray/auth_token", "~/data", head_config.HEAD_PUBLIC_KEY,
+                                             head_config.HEAD_CA, "~/worker-wheels"]
     assert head_start.mounted_for_autoscaler(remote) == [
         Path("ray_bootstrap_config.yaml"), Path("ray_bootstrap_key.pem"), Path("worker-wheels"), Path("data"),
-        Path(".ray/auth_token"), Path("ray-vsphere-wheels"), Path("ray_bootstrap_key.pub"),
-        Path("ray_vsphere_images/node.ova"), Path("ray_vsphere_vcenter_ca.pem")]
+        Path(".ray/auth_token"), Path("ray_bootstrap_key.pub"), Path("ray_vsphere_vcenter_ca.pem"),
+        Path("ray-vsphere-wheels"), Path("ray_vsphere_images/node.ova")]
