@@ -193,7 +193,8 @@ def turn_on_token_auth_in_shells(ssh_user):
     """TOKEN_AUTH_EXPORT first in the SSH user's SHELL_STARTUP, written as that user (who holds the token already,
     at ~/.ray/auth_token); left alone when it is there."""
     run_as(ssh_user, ["sh", "-c", 'grep -qxF "$1" "$2" 2>/dev/null && exit 0; '
-                                  '{ printf "%s\\n" "$1"; cat "$2" 2>/dev/null || true; } >"$2.new" && mv -f "$2.new" "$2"',
+                                  '{ printf "%s\\n" "$1"; cat "$2" 2>/dev/null || true; } >"$2.new" && '
+                                  'mv -f "$2.new" "$2"',
                       "sh", TOKEN_AUTH_EXPORT, str(Path(ssh_user.pw_dir) / SHELL_STARTUP)], check=True)
 
 

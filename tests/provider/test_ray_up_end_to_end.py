@@ -133,7 +133,8 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     status = ray_cluster.ray_cli(sim.endpoint, state_dir, "exec", str(config), "ray status", extra_env=version)
     assert status.returncode == 0, status.stdout[-3000:] + status.stderr[-3000:]
     for output in (status.stdout, ssh(head_ip, cluster_key, "ray status").stdout):
-        assert re.search(r"^\s*1 head\s*$", output, re.M) and re.search(r"^\s*1 worker\s*$", output, re.M), output[-3000:]
+        listed = [re.search(rf"^\s*1 {kind}\s*$", output, re.M) for kind in ("head", "worker")]
+        assert all(listed), output[-3000:]
     # The monitor logs in the autoscaler's home (ray_provider.head_start), which only it and root read.
     monitor = ssh(head_ip, cluster_key, "sudo grep -c 'autoscaler v2' ~ray-autoscaler/logs/monitor.log")
     assert (int(monitor.stdout.strip() or 0) > 0) == (autoscaler == "v2"), f"the head runs autoscaler {autoscaler}"
