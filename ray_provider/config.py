@@ -64,7 +64,7 @@ DEFAULT_CLUSTER_KEY = "~/.ssh/ray-vsphere-{cluster_name}"
 # Written by bootstrap_config and prepare_for_head_node, not by users.
 MANAGED_KEYS = {"ssh_private_key_file": dict(type="str"), "ssh_public_key_file": dict(type="str"),
                 "vcenter_password_vault": dict(type="str"), "head_account_fingerprint": dict(type="str"),
-                "node_folders": dict(type="list"),
+                "node_folders": dict(type="list"), "head_only_file_mounts": dict(type="list"),
                 "node_type_ip_policies": dict(type="dict")}
 RAY_KEYS = {"type": dict(type="str"), "module": dict(type="str"), **{key: dict(type="bool") for key in (
     "use_internal_ips", "cache_stopped_nodes", "disable_launch_config_check", "disable_node_updaters",

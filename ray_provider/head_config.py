@@ -15,7 +15,7 @@ from pathlib import Path
 from ray_provider.config import (DEFAULT_CLUSTER_KEY, HEAD_ACCOUNT_VARIABLES, OWN_ACCOUNT, ClusterConfigError, HeadAccount,
                                  VcenterCredentials, check_cluster_config, encrypt_secret, is_url, local_path,
                                  node_folder, node_settings)
-from ray_provider import head_scope, ray_tls
+from ray_provider import head_scope, head_wheels, ray_tls
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
 from ray_provider.runs import PlaybookRuns, check_failures, create_run_timeout
 
@@ -30,6 +30,10 @@ HEAD_CA = "~/ray_vsphere_vcenter_ca.pem"
 KEY_PATH_RECORD = "cluster-key-path"
 # provider key: changes with the head's vCenter account, so that `ray up` sends the head a new password.
 HEAD_ACCOUNT_FINGERPRINT = "head_account_fingerprint"
+# provider key: the file mounts only the head uses, which its autoscaler does not sync to every worker it makes.
+HEAD_ONLY_MOUNTS = "head_only_file_mounts"
+# What a worker runs: a mount these name is a worker's too.
+WORKER_COMMANDS = ("initialization_commands", "setup_commands", "worker_setup_commands", "worker_start_ray_commands")
 
 
 def bootstrap_config(cluster_config, state_dir):
@@ -84,6 +88,7 @@ def bootstrap_config(cluster_config, state_dir):
     for section in _sections_with_local_image(config):
         image = Path(local_path(section["ovf"]))
         file_mounts[_head_image(image)] = str(image.parent if image.suffix == ".ovf" else image)
+    provider[HEAD_ONLY_MOUNTS] = _head_only_mounts(config)
     return config
 
 
@@ -109,6 +114,11 @@ def prepare_for_head_node(cluster_config, provider_config, credentials):
         provider["vcenter_ca_path"] = HEAD_CA
     if head_account.mode == OWN_ACCOUNT:
         _pin_local_images(config)
+    # The head's autoscaler syncs its config's file mounts to every worker it makes: not these (head_start
+    # still hands them to the autoscaler).
+    head_only = set(provider_config.get(HEAD_ONLY_MOUNTS) or [])
+    config["file_mounts"] = {remote: local for remote, local in (config.get("file_mounts") or {}).items()
+                             if remote not in head_only}
     provider["ssh_private_key_file"] = HEAD_PRIVATE_KEY
     provider["ssh_public_key_file"] = HEAD_PUBLIC_KEY
     config["auth"]["ssh_public_key"] = HEAD_PUBLIC_KEY  # Ray hashes it into the launch config
@@ -228,6 +238,24 @@ def _write_ray_auth_token(state_dir, cluster_key, token_epoch):
     with os.fdopen(descriptor, "w") as stream:
         stream.write(cluster_key.ray_auth_token(token_epoch))
     return token_file
+
+
+def _head_only_mounts(config):
+    """The mounts no worker uses: the images the head's autoscaler deploys from, and the head's wheel folders
+    (head_wheels.py's requirements.txt beside a ray-vsphere wheel) that no command a worker runs names.
+
+    Ray's autoscaler would otherwise copy each to every worker it makes, two
+    SSH round trips per mount: a multi-GiB image, and the wheels, at every
+    scale-up.
+    """
+    worker_commands = "\n".join(command for key in WORKER_COMMANDS for command in config.get(key) or [])
+    head_only = []
+    for remote, local in config["file_mounts"].items():
+        folder = Path(local).expanduser()
+        wheels = (folder / head_wheels.REQUIREMENTS_FILE).is_file() and any(folder.glob("ray_vsphere-*.whl"))
+        if remote.startswith(f"{HEAD_IMAGES}/") or (wheels and remote.rstrip("/") not in worker_commands):
+            head_only.append(remote)
+    return sorted(head_only)
 
 
 def _sections_with_local_image(config):

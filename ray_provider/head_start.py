@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from ray_provider.head_config import HEAD_ONLY_MOUNTS
+
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tls
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import TOKEN_PATH_ON_NODES
 
@@ -48,6 +50,11 @@ BOOTSTRAP_KEY = "~/ray_bootstrap_key.pem"
 MONITOR_LOGS = "logs"
 DEFAULT_GCS_PORT = 6379
 ENABLE_V2 = "RAY_enable_autoscaler_v2"
+LAUNCH_BATCH = "AUTOSCALER_MAX_LAUNCH_BATCH"
+# What the playbooks' ray_node role writes first in the SSH user's ~/.bashrc, before Ubuntu's early return for
+# non-interactive shells: Ray's CLI and drivers use the token only when told to (`ray status`, `ray exec ...`).
+SHELL_STARTUP = ".bashrc"
+TOKEN_AUTH_EXPORT = "export RAY_AUTH_MODE=token"
 
 
 class HeadStartError(Exception):
@@ -67,8 +74,11 @@ def home_relative(path):
 
 
 def mounted_for_autoscaler(config):
-    """The home-relative paths `ray up` mounted for the autoscaler: its key and config, and the config's file mounts."""
-    paths = [BOOTSTRAP_CONFIG, BOOTSTRAP_KEY] + list((config or {}).get("file_mounts") or {})
+    """The home-relative paths `ray up` mounted for the autoscaler: its key and config, the config's file mounts,
+    and those it keeps from the workers (head_config.HEAD_ONLY_MOUNTS)."""
+    config = config or {}
+    head_only = (config.get("provider") or {}).get(HEAD_ONLY_MOUNTS) or []
+    paths = [BOOTSTRAP_CONFIG, BOOTSTRAP_KEY] + list(config.get("file_mounts") or {}) + list(head_only)
     return [relative for relative in (home_relative(path) for path in paths) if relative is not None]
 
 
@@ -136,6 +146,27 @@ def environment(user):
     return env
 
 
+def monitor_environment(autoscaler):
+    """The autoscaler's environment, launching every node of a type it launches at once in one create_node call.
+
+    Ray splits a launch into calls of AUTOSCALER_MAX_LAUNCH_BATCH (5) nodes,
+    run side by side: for this provider each is a create_nodes playbook run,
+    whose start (ansible-core, the login, the template lookup) costs seconds
+    of the head's CPU. One run deploys its nodes in parallel anyway.
+    """
+    from ray.autoscaler._private.constants import AUTOSCALER_MAX_CONCURRENT_LAUNCHES
+
+    env = environment(autoscaler)
+    env[LAUNCH_BATCH] = os.environ.get(LAUNCH_BATCH) or str(AUTOSCALER_MAX_CONCURRENT_LAUNCHES)
+    return env
+
+
+def runs_as(*accounts):
+    """Whether any process runs as one of these users."""
+    return subprocess.run(["pgrep", "-u", ",".join(str(user.pw_uid) for user in accounts)],
+                          stdout=subprocess.DEVNULL).returncode == 0
+
+
 def run_as(user, argv, **options):
     return subprocess.run(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=environment(user),
                           cwd=user.pw_dir, **options)
@@ -156,6 +187,15 @@ def give_token(ssh_home, ray_user):
     token = (ssh_home / home_relative(TOKEN_PATH_ON_NODES)).read_bytes()
     run_as(ray_user, ["sh", "-c", 'umask 077 && mkdir -p "$HOME/.ray" && cat >"$HOME/.ray/auth_token.new" && '
                                   'mv -f "$HOME/.ray/auth_token.new" "$HOME/.ray/auth_token"'], input=token, check=True)
+
+
+def turn_on_token_auth_in_shells(ssh_user):
+    """TOKEN_AUTH_EXPORT first in the SSH user's SHELL_STARTUP, written as that user (who holds the token already,
+    at ~/.ray/auth_token); left alone when it is there."""
+    run_as(ssh_user, ["sh", "-c", 'grep -qxF "$1" "$2" 2>/dev/null && exit 0; '
+                                  '{ printf "%s\\n" "$1"; cat "$2" 2>/dev/null || true; } >"$2.new" && '
+                                  'mv -f "$2.new" "$2"',
+                      "sh", TOKEN_AUTH_EXPORT, str(Path(ssh_user.pw_dir) / SHELL_STARTUP)], check=True)
 
 
 def claim_ssh_control_folder(autoscaler):
@@ -224,8 +264,10 @@ def main(argv=None):
         options = command[2:]
         ssh_user, ray_user, autoscaler = users()
         ray = str(Path(sys.executable).parent / "ray")
-        # As root: Ray's processes (Ray's user's) and the monitor (the autoscaler's) alike.
-        subprocess.run([ray, "stop", "--force"], check=True, stdout=subprocess.DEVNULL)
+        # As root: Ray's processes (Ray's user's) and the monitor (the autoscaler's) alike; on a new head (no
+        # process of either user) it would only cost a Ray CLI start.
+        if runs_as(ray_user, autoscaler):
+            subprocess.run([ray, "stop", "--force"], check=True, stdout=subprocess.DEVNULL)
         ssh_home = Path(ssh_user.pw_dir)
         # What `ray up` mounts lands here before this runs: nobody else reads it meanwhile.
         ssh_home.chmod(ssh_home.stat().st_mode & 0o700)
@@ -233,6 +275,7 @@ def main(argv=None):
         for home in (autoscaler.pw_dir, ray_user.pw_dir):
             os.chmod(home, 0o700)
         give_token(ssh_home, ray_user)
+        turn_on_token_auth_in_shells(ssh_user)
         share_tls(ray_user)
         claim_ssh_control_folder(autoscaler)
         logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
@@ -244,7 +287,7 @@ def main(argv=None):
         with open(os.devnull, "rb") as nothing:
             # Ray's group, for the node's TLS key only: the monitor is a client of the GCS.
             subprocess.Popen(monitor, user=autoscaler.pw_uid, group=autoscaler.pw_gid, extra_groups=[ray_user.pw_gid],
-                             env=environment(autoscaler), cwd=autoscaler.pw_dir, stdin=nothing,
+                             env=monitor_environment(autoscaler), cwd=autoscaler.pw_dir, stdin=nothing,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         print(f"Ray runs as {RAY_USER}; its autoscaler ({Path(monitor[3]).parent.name} monitor) as {AUTOSCALER_USER}, "
               f"logging to {logs}")

@@ -51,8 +51,11 @@ logger = logging.getLogger(__name__)
 # Below the autoscaler's 5 s update interval: one vCenter read per update,
 # however many times Ray lists nodes within it.
 REFRESH_INTERVAL_S = 2.0
-# set_node_tags calls of one updater transition arrive together; one run writes them.
-TAG_BATCH_DELAY_S = 1.0
+# set_node_tags calls of one updater transition arrive together; one run writes them. Ray answers from the
+# cache meanwhile: vCenter's copy is for a restarted head and `ray down`. At 1 s, a scale-up's status changes
+# (four per node in its first minute) kept a playbook run going without pause on the head while its GCS
+# registered the new workers, and some timed out (measured: docs/measured.md, provider_vs_playbook.py).
+TAG_BATCH_DELAY_S = 10.0
 # After a failed tag write, before the next: the tags stay in memory meanwhile.
 TAG_RETRY_DELAY_S = 5.0
 # ansible-runner's private data dirs and the cluster's records; RAY_VSPHERE_STATE_DIR moves them (tests do).

@@ -1,5 +1,6 @@
 """ray_provider.head_start's choices that need no head: what moves to the autoscaler, what Ray and the monitor get."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,17 @@ def test_it_refuses_to_run_other_than_as_root_from_sudo(monkeypatch, capsys):
     assert "run it as root, with sudo" in capsys.readouterr().err
     assert head_start.main(["--head"]) == 1
     assert "give it the head's `ray start ...` command" in capsys.readouterr().err
+
+
+def test_the_ssh_users_shells_get_token_auth_first_once_and_keep_the_rest(monkeypatch, tmp_path):
+    ssh_user = type("User", (), {"pw_dir": str(tmp_path)})()
+    # As this test's own user: the switch to the SSH user is subprocess's, the script is what is tested.
+    monkeypatch.setattr(head_start, "run_as", lambda user, argv, **options: subprocess.run(argv, **options))
+    head_start.turn_on_token_auth_in_shells(ssh_user)
+    assert (tmp_path / ".bashrc").read_text() == "export RAY_AUTH_MODE=token\n"
+    (tmp_path / ".bashrc").write_text('[ -f "x" ] && . "x"\ncase $- in *i*) ;; *) return;; esac\n')
+    for _ in range(2):
+        head_start.turn_on_token_auth_in_shells(ssh_user)
+    assert (tmp_path / ".bashrc").read_text() == (
+        'export RAY_AUTH_MODE=token\n[ -f "x" ] && . "x"\ncase $- in *i*) ;; *) return;; esac\n')
+    assert not (tmp_path / ".bashrc.new").exists()
