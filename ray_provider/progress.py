@@ -12,12 +12,12 @@ through the ray_vsphere.cluster.progress callback.
 """
 
 import logging
-import threading
 
 from ray.autoscaler._private.cli_logger import cli_logger
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._progress import (
     PROGRESS_FILE_VARIABLE, describe, read_events)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._waiter import Every
 
 logger = logging.getLogger(__name__)
 # How often the tail looks for new lines while a run goes on.
@@ -43,21 +43,15 @@ class ProgressTail:
         self.path = path
         self.label = label
         self._offset = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name=f"ray-vsphere-progress-{label}", daemon=True)
+        self._every = Every(TAIL_INTERVAL_S, self._read)
 
     def __enter__(self):
-        self._thread.start()
+        self._every.__enter__()
         return self
 
     def __exit__(self, *exc_info):
-        self._stop.set()
-        self._thread.join()
+        self._every.__exit__(*exc_info)
         self._read()  # what came after the last look
-
-    def _follow(self):
-        while not self._stop.wait(TAIL_INTERVAL_S):
-            self._read()
 
     def _read(self):
         events, self._offset = read_events(self.path, self._offset)

@@ -13,11 +13,8 @@ import subprocess
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
-    DEPLOY_OPTIONS, DeployRequest)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._user_data import node_user_data
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
-from testbed.guests import make_key_pair
+from deploy_request_tools import request
 
 USERS_AS_CLOUD_INIT_MAKES_THEM = """
 import json, sys
@@ -41,14 +38,6 @@ def users_cloud_init_makes(user_data):
     result = subprocess.run(["/usr/bin/python3", "-c", USERS_AS_CLOUD_INIT_MAKES_THEM], input=user_data,
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
-
-
-def request(tmp_path, **params):
-    key = make_key_pair(tmp_path / "key")
-    defaults = {option: spec.get("default") for option, spec in DEPLOY_OPTIONS.items()}
-    defaults.update(cluster_name="c1", ovf="/images/node.ova", names=["c1-head"], clone_from_template=False)
-    defaults.update(params)
-    return DeployRequest(defaults, ClusterKey(key.read_text(), "c1"))
 
 
 def test_service_users_get_no_sudo_and_the_default_user_keeps_its_own():

@@ -16,10 +16,8 @@ import textwrap
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
-    DEPLOY_OPTIONS, DeployRequest, user_data_problems)
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
-from testbed.guests import make_key_pair
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import user_data_problems
+from deploy_request_tools import request
 
 AS_CLOUD_INIT_READS_IT = """
 import json, sys, tempfile
@@ -65,14 +63,6 @@ def as_cloud_init_reads_it(encoded):
     assert result.returncode == 0, result.stderr
     assert "Failed at merging" not in result.stderr and "Unhandled" not in result.stderr, result.stderr
     return json.loads(result.stdout)
-
-
-def request(tmp_path, **params):
-    key = make_key_pair(tmp_path / "key")
-    defaults = {option: spec.get("default") for option, spec in DEPLOY_OPTIONS.items()}
-    defaults.update(cluster_name="c1", ovf="/images/node.ova", names=["c1-head"], clone_from_template=False)
-    defaults.update(params)
-    return DeployRequest(defaults, ClusterKey(key.read_text(), "c1"))
 
 
 def read(deploy, name="c1-head"):
