@@ -212,6 +212,9 @@ def test_many_threads_at_once_see_consistent_answers(provider, monkeypatch):
     monkeypatch.setattr(node_provider, "TAG_BATCH_DELAY_S", 3600)  # the tags stay unwritten: in memory only
     provider.non_terminated_nodes({})
     created_ips, errors = {}, []
+    # IPs readers saw of nodes whose create_node had not yet returned to its launcher (the cache has them
+    # first): checked against what create_node returned once every thread is done.
+    seen_before_returned = []
     stop = threading.Event()
 
     def reader():
@@ -220,8 +223,13 @@ def test_many_threads_at_once_see_consistent_answers(provider, monkeypatch):
                 tags, ip = provider.node_tags(node_id), provider.internal_ip(node_id)
                 if (tags == {} or ip is None) and provider.is_terminated(node_id):
                     continue  # terminated since the listing (or between the two reads)
+                if tags.get("ray-cluster-name") != "unit":
+                    errors.append(f"{node_id}: tags {tags}")
+                if node_id not in ("a", "b") and node_id not in created_ips:
+                    seen_before_returned.append((node_id, ip))
+                    continue
                 expected_ip = {"a": "10.0.0.1", "b": None}.get(node_id, created_ips.get(node_id))
-                if tags.get("ray-cluster-name") != "unit" or ip != expected_ip:
+                if ip != expected_ip:
                     errors.append(f"{node_id}: tags {tags}, ip {ip}, expected ip {expected_ip}")
 
     def launcher():
@@ -248,6 +256,8 @@ def test_many_threads_at_once_see_consistent_answers(provider, monkeypatch):
     stop.set()
     for thread in readers:
         thread.join()
+    errors += [f"{node_id}: ip {ip} before its create returned, {created_ips.get(node_id)} after"
+               for node_id, ip in seen_before_returned if ip != created_ips.get(node_id)]
     assert errors == []
     assert sorted(provider.non_terminated_nodes({})) == ["a", "b"]
     assert provider.playbooks.playbooks().count("create_nodes") == 10
