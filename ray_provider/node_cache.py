@@ -8,7 +8,11 @@ while it ran are tested step by step, without sleeps.
 The rules:
 - a read that began before a create ended keeps the created nodes (it could
   not see them); one that began before a delete ended does not revive them;
-- tags Ray set that have not reached vCenter win over what a read says;
+- tags Ray set win over what a read says until a read that began after
+  their write ended shows them: a read under way while the write runs, or
+  one the NodeWatch answers before it hears of the change, holds the old
+  values, and Ray's v1 autoscaler takes a worker whose status goes back
+  from up-to-date for one to set up again (it restarts Ray there);
 - a node being terminated is terminated for Ray at once;
 - a powered-on node keeps its last good IP when a read finds none (VMware
   Tools restarting reports no address for a moment; Ray would take the node
@@ -32,7 +36,9 @@ class NodeCache:
         self._address = address
         self._nodes = {}            # uuid -> {"name", "ip", "power_state", "tags", "added"}
         self._terminating = set()   # uuids whose delete is under way: already terminated for Ray
-        self._unwritten_tags = {}   # uuid -> tags set in memory, not yet in vCenter
+        self._unwritten_tags = {}   # uuid -> tags set in memory, not yet sent to vCenter
+        self._writing_tags = {}     # uuid -> tags of the write under way (one at a time)
+        self._written_tags = {}     # uuid -> {key: (value, when written)} not yet seen in a later read
         self._deleted_at = {}       # uuid -> when its delete finished, so an older read cannot revive it
         self._shown = set()         # uuids non_terminated_nodes has returned to Ray
         self._tagged_by_ray = set() # uuids Ray has called set_node_tags for
@@ -88,6 +94,7 @@ class NodeCache:
         """Replace the view with a read of every node that began at `started`."""
         with self._lock:
             listed = {record["uuid"]: record for record in records}
+            self._confirm_written_tags(listed, started)
             for node_id in list(self._nodes):
                 # Created by a run that finished after this read began: keep it.
                 if node_id not in listed and self._nodes[node_id]["added"] < started:
@@ -100,16 +107,33 @@ class NodeCache:
             self._terminating &= set(self._nodes)
             self._deleted_at = {node_id: at for node_id, at in self._deleted_at.items() if at >= started}
 
+    def _confirm_written_tags(self, listed, started):
+        """Drop the written tags a read that began after their write shows: vCenter holds them now."""
+        for node_id, record in listed.items():
+            written = self._written_tags.get(node_id)
+            if not written:
+                continue
+            for key, (value, written_at) in list(written.items()):
+                if written_at <= started and record["tags"].get(key) == value:
+                    del written[key]
+            if not written:
+                del self._written_tags[node_id]
+
     def _forget(self, node_id):
         del self._nodes[node_id]
         self._unwritten_tags.pop(node_id, None)
+        self._writing_tags.pop(node_id, None)
+        self._written_tags.pop(node_id, None)
         self._shown.discard(node_id)
         self._tagged_by_ray.discard(node_id)
 
     def _entry(self, record, added, previous=None):
-        """A cache entry from a node_info-style record; tags not yet written win over vCenter's."""
+        """A cache entry from a node_info-style record; Ray's tags not yet confirmed by a read win over vCenter's."""
+        node_id = record["uuid"]
         tags = dict(record["tags"])
-        tags.update(self._unwritten_tags.get(record["uuid"], {}))
+        tags.update({key: value for key, (value, _) in self._written_tags.get(node_id, {}).items()})
+        tags.update(self._writing_tags.get(node_id, {}))
+        tags.update(self._unwritten_tags.get(node_id, {}))
         ip = self._address(record)
         if ip is None and record["power_state"] == POWERED_ON and previous:
             ip = previous.get("ip")  # still on: its address comes back with VMware Tools
@@ -166,10 +190,22 @@ class NodeCache:
             batch = {node_id: tags for node_id, tags in self._unwritten_tags.items()
                      if node_id in self._nodes and node_id not in self._terminating}
             self._unwritten_tags = {}
+            self._writing_tags = {node_id: dict(tags) for node_id, tags in batch.items()}
             return batch
+
+    def tags_written(self, batch):
+        """The write of batch ended well: its tags still win until a read that begins from now shows them."""
+        now = self.clock()
+        with self._lock:
+            for node_id, tags in batch.items():
+                if node_id in self._nodes:
+                    self._written_tags.setdefault(node_id, {}).update(
+                        {key: (value, now) for key, value in tags.items()})
+            self._writing_tags = {}
 
     def give_back_unwritten_tags(self, batch):
         """A write that failed: its tags again, under anything set since."""
         with self._lock:
+            self._writing_tags = {}
             for node_id, tags in batch.items():
                 self._unwritten_tags[node_id] = {**tags, **self._unwritten_tags.get(node_id, {})}

@@ -330,6 +330,7 @@ class VsphereNodeProvider(NodeProvider):
                 self.cache.give_back_unwritten_tags(batch)  # again next time, under anything newer
                 host_keys.removals_failed(removals)
                 raise
+            self.cache.tags_written(batch)
 
     def _write_tags_at_exit(self):
         try:

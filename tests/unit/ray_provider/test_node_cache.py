@@ -67,6 +67,29 @@ def test_unwritten_tags_win_over_a_read_until_written_and_a_failed_write_gives_t
     assert cache.take_unwritten_tags() == {"a": {"ray-node-status": "up-to-date", "ray-runtime-config": "h2"}}
 
 
+def test_written_tags_win_over_reads_until_a_read_that_began_after_the_write_shows_them():
+    # Ray's v1 autoscaler sets up again a worker whose status falls back from up-to-date, restarting its Ray.
+    stale = record("a", "unit-worker-a", **{"ray-node-status": "setting-up"})
+    fresh = record("a", "unit-worker-a", **{"ray-node-status": "up-to-date"})
+    cache, clock = cache_with(stale)
+    cache.set_tags("a", {"ray-node-status": "up-to-date"})
+    batch = cache.take_unwritten_tags()
+    clock.tick()
+    cache.apply_read([stale], cache.read_started())   # read while the write runs: vCenter has the old value
+    assert cache.tags("a")["ray-node-status"] == "up-to-date"
+    before_write_ended = cache.read_started()
+    clock.tick()
+    cache.tags_written(batch)
+    clock.tick()
+    cache.apply_read([fresh], before_write_ended)     # shows the value, but began before the write ended
+    cache.apply_read([stale], cache.read_started())   # a read behind vCenter (the NodeWatch not yet told)
+    assert cache.tags("a")["ray-node-status"] == "up-to-date"
+    cache.apply_read([fresh], cache.read_started())   # confirmed: vCenter's word from now on
+    clock.tick()
+    cache.apply_read([record("a", "unit-worker-a", **{"ray-node-status": "terminating"})], cache.read_started())
+    assert cache.tags("a")["ray-node-status"] == "terminating"
+
+
 def test_a_powered_on_node_keeps_its_last_good_ip_while_vmware_tools_reports_none():
     cache, _ = cache_with(record("a", "unit-worker-a", ip="10.0.0.7"))
     cache.apply_read([record("a", "unit-worker-a", ip=None)], cache.read_started())  # Tools restarting
