@@ -165,6 +165,11 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
         # Ray's daemons, and so every job's processes, run as `ray` on every node: none as the SSH user.
         owners = ssh(node_ip, cluster_key, "ps -o user= -C raylet,gcs_server")
         assert set(owners.stdout.split()) == {"ray"}, owners.stdout
+    # Set up once: a status read back stale from vCenter makes autoscaler v1 set a worker up again, restarting its Ray.
+    # Ray's record-style cli_logger lines land in monitor.out, its logger's in monitor.log: counted once either way.
+    set_up = ssh(head_ip, cluster_key, f"sudo grep -h 'NodeUpdater: {first_worker[0]['uuid']}: Applied config' "
+                                       "~ray-autoscaler/logs/monitor.log ~ray-autoscaler/logs/monitor.out | sort -u")
+    assert len(set_up.stdout.splitlines()) == 1, set_up.stdout + set_up.stderr
     assert ray_cluster.submit_job(head_ip, cluster_key, None)["http_status"] == 401
     assert ray_cluster.submit_job(head_ip, cluster_key, token) == {"http_status": 200, "job_state": "SUCCEEDED"}
     assert not ray_cluster.port_open(first_worker[0]["ip"], cluster_key, head_ip, 8265), "the dashboard is exposed"
