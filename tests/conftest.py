@@ -38,6 +38,14 @@ _snapshot_before_session = {}
 FAST_TIER = Path(__file__).parent / "unit"
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (item.rep_setup, rep_call), for fixtures that act on a failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 def pytest_sessionstart(session):
     _snapshot_before_session.update(leftovers.snapshot())
 

@@ -16,11 +16,12 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider.config import decrypt_secret
-from testbed import image, job_probe, leftovers, method_trace, privileges, ray_cluster
+from testbed import image, job_probe, leftovers, method_trace, privileges, ray_cluster, vsphere
 from testbed.capture import BridgeCapture, what_crossed_in_clear
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
@@ -35,6 +36,30 @@ def testbed(testbed_prerequisites, tmp_path_factory):
                            enforce_permissions=True) as (sim, guests):
         yield sim, guests
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
+
+
+@pytest.fixture(autouse=True)
+def a_failure_stays_one(request, testbed):
+    """After a failed test, its powered-on VMs go: the tests after it share the testbed and would fail on them too."""
+    yield
+    call = getattr(request.node, "rep_call", None)
+    if call is None or not call.failed:
+        return
+    sim, guests = testbed
+    service_instance = sim.endpoint.connect()
+    try:
+        # A head's autoscaler may have a worker's power-on under way: done once none has come up for 20 s.
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 20:
+            for vm_moid in list(guests.guests()):
+                vm = vim.VirtualMachine(vm_moid, service_instance._stub)
+                vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+                vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+                guests.wait_for_no_guest(vm_moid)
+                quiet_since = time.monotonic()
+            time.sleep(2)
+    finally:
+        service_instance.content.sessionManager.Logout()
 
 
 @pytest.fixture
