@@ -1,71 +1,28 @@
-"""Prometheus and Grafana for a Ray cluster (playbooks/ray_metrics.yml) on the testbed.
+"""Prometheus and Grafana for a playbook-made Ray cluster (playbooks/ray_metrics.yml) on the testbed.
 
 Every target the written file_sd file names is scraped from the host, as
-Prometheus would, and must serve a metric Ray's reporter agent records on
-every node (ray_node_cpu_utilization: ray/dashboard/modules/reporter/reporter_agent.py,
-labelled with the node's own ip). The nodes expected come from the guests the
-testbed booted, not from what the playbooks recorded.
+Prometheus would (testbed/prometheus.py). The nodes expected come from the
+guests the testbed booted, not from what the playbooks recorded.
 """
 
 import json
-import time
-import urllib.request
 
 import pytest
 import yaml
 
 from testbed import PROJECT_ROOT, ray_cluster
 from testbed.guests import ssh
+from testbed.prometheus import METRICS_PORT, assert_every_target_serves_its_nodes_metrics, target, targets_by_type
 
 CLUSTER = "metrics"
-# A gauge every node's reporter agent exports, head and workers alike, labelled ip="<node IP>".
-NODE_METRIC = "ray_node_cpu_utilization"
-ROLE_DEFAULTS = PROJECT_ROOT / "roles" / "ray_node" / "defaults" / "main.yml"
-METRICS_PORT = yaml.safe_load(ROLE_DEFAULTS.read_text())["ray_node_metrics_export_port"]
-
-
-def scrape(target, timeout=90):
-    """The metrics text at http://target/metrics once it holds NODE_METRIC (Ray's agent reports every few s)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as response:
-                text = response.read().decode()
-            if f"\n{NODE_METRIC}{{" in text:
-                return text
-        except OSError as error:
-            text = repr(error)
-        assert time.monotonic() < deadline, f"{target} serves no {NODE_METRIC}: {text[-2000:]}"
-        time.sleep(2)
-
-
-def node_metric_ips(text):
-    """The ip labels of NODE_METRIC's samples."""
-    lines = [line for line in text.splitlines() if line.startswith(NODE_METRIC + "{")]
-    return {label.split('="', 1)[1].rstrip('"') for line in lines
-            for label in line.split("{", 1)[1].split("}", 1)[0].split(",") if label.startswith("ip=")}
-
-
-def targets_by_type(path):
-    """{node_type: sorted targets} of a file_sd file (JSON or YAML), each group labelled with the cluster."""
-    groups = yaml.safe_load(path.read_text())
-    assert all(group["labels"]["cluster"] == CLUSTER for group in groups), groups
-    assert len({group["labels"]["node_type"] for group in groups}) == len(groups), "one group per node type"
-    return {group["labels"]["node_type"]: sorted(group["targets"]) for group in groups}
 
 
 def expected_targets(guest_simulator):
     """{node_type: sorted targets} of the guests the testbed runs, by their hostnames."""
-    guests = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
     expected = {}
-    for hostname, address in guests.items():
-        expected.setdefault("head" if hostname.endswith("-head") else "worker", []).append(f"{address}:{METRICS_PORT}")
+    for guest in guest_simulator.guests().values():
+        expected.setdefault("head" if guest.hostname.endswith("-head") else "worker", []).append(target(guest.address))
     return {node_type: sorted(targets) for node_type, targets in expected.items()}
-
-
-def assert_every_target_serves_its_nodes_metrics(targets):
-    for target in (target for group in targets.values() for target in group):
-        assert node_metric_ips(scrape(target)) == {target.rsplit(":", 1)[0]}, f"{target} exports another node's metrics"
 
 
 @pytest.mark.slow
@@ -81,7 +38,7 @@ def test_targets_list_every_node_serving_ray_metrics_and_follow_a_scale_out(vcsi
 
     up = ray_cluster.run("ray_up", tmp_path / "up", environment, cluster)
     assert up.status == "successful", up.stdout.read()[-5000:]
-    targets = targets_by_type(targets_file)
+    targets = targets_by_type(targets_file, CLUSTER)
     assert targets == expected_targets(guest_simulator)
     assert sorted(targets) == ["head", "worker"] and len(targets["worker"]) == 1
     assert targets_file.stat().st_mode & 0o777 == 0o644
@@ -98,7 +55,7 @@ def test_targets_list_every_node_serving_ray_metrics_and_follow_a_scale_out(vcsi
     written = targets_file.stat().st_ino
     scaled = ray_cluster.run("ray_workers", tmp_path / "scaled", environment, dict(cluster, ray_worker_count=2))
     assert scaled.status == "successful", scaled.stdout.read()[-5000:]
-    scaled_targets = targets_by_type(targets_file)
+    scaled_targets = targets_by_type(targets_file, CLUSTER)
     assert scaled_targets == expected_targets(guest_simulator)
     assert len(scaled_targets["worker"]) == 2 and scaled_targets["head"] == targets["head"]
     assert targets_file.stat().st_ino != written, "replaced by a rename, not rewritten in place"
@@ -111,7 +68,7 @@ def test_targets_list_every_node_serving_ray_metrics_and_follow_a_scale_out(vcsi
         "ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key), "ray_datacenter": cluster["ray_datacenter"],
         "ray_vm_folder": cluster["ray_vm_folder"], "ray_metrics_targets_file": str(yaml_file)})
     assert alone.status == "successful", alone.stdout.read()[-5000:]
-    assert targets_by_type(yaml_file) == scaled_targets
+    assert targets_by_type(yaml_file, CLUSTER) == scaled_targets
 
     down = ray_cluster.run("ray_down", tmp_path / "down", environment,
                            {"ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key)})
