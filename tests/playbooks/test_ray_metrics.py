@@ -62,11 +62,13 @@ def test_targets_list_every_node_serving_ray_metrics_and_follow_a_scale_out(vcsi
     new_worker = set(scaled_targets["worker"]) - set(targets["worker"])
     assert_every_target_serves_its_nodes_metrics({"worker": sorted(new_worker)})
 
-    # Run alone, as a cron job does for a `ray up` cluster: the cluster's name, key and folder, a YAML file.
+    # Run alone, as a cron job does for a `ray up` cluster: the cluster's name, key and folder, a YAML file; the
+    # workers' addresses by an IP policy of their own (listed apart, merged back without loss or duplicate).
     yaml_file = targets_file.with_suffix(".yml")
     alone = ray_cluster.run("ray_metrics", tmp_path / "alone", environment, {
         "ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key), "ray_datacenter": cluster["ray_datacenter"],
-        "ray_vm_folder": cluster["ray_vm_folder"], "ray_metrics_targets_file": str(yaml_file)})
+        "ray_vm_folder": cluster["ray_vm_folder"], "ray_metrics_targets_file": str(yaml_file),
+        "ray_metrics_ip_policies": {"worker": {"preferred_cidr": guest_simulator.network.cidr}}})
     assert alone.status == "successful", alone.stdout.read()[-5000:]
     assert targets_by_type(yaml_file, CLUSTER) == scaled_targets
 
