@@ -71,6 +71,9 @@ options:
   clusters:
     description:
       - The Ray clusters to list, each with its key and its VM folders.
+      - Their values may be templates, evaluated when the inventory is built, for example
+        C("{{ lookup('ansible.builtin.env', 'RAY_CLUSTER_NAME') }}") to take a name from an AWX inventory source's
+        environment variables (its source variables).
     type: list
     elements: dict
     required: true
@@ -83,9 +86,9 @@ options:
         description:
           - The cluster's private SSH key, a file on the machine the inventory is built on, as
             O(ray_vsphere.cluster.node_info#module:cluster_key_file) takes it. Never sent anywhere.
+          - Not set means O(cluster_key_file); one of the two is required.
           - A missing or unreadable file, or one that holds no private key, fails before any vCenter call.
         type: path
-        required: true
       datacenter:
         description:
           - The datacenter of O(clusters[].vm_folders), as O(ray_vsphere.cluster.node_info#module:datacenter) takes it.
@@ -123,6 +126,14 @@ options:
           - A node type's value wins over the cluster's; an empty value unsets it.
         type: dict
         default: {}
+  cluster_key_file:
+    description:
+      - The private SSH key of every cluster in O(clusters) that names none of its own.
+      - The AWX credential type C(awx/credential_types/ray_inventory.yml) sets E(RAY_VSPHERE_CLUSTER_KEY_FILE) to the
+        file of the key it holds.
+    type: path
+    env:
+      - name: RAY_VSPHERE_CLUSTER_KEY_FILE
   unverified_group:
     description:
       - A group to put the VMs in that are tagged with a listed cluster's name but whose identity its key does not
@@ -205,11 +216,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             where = "clusters[%d]" % index
             if not isinstance(entry, dict):
                 raise AnsibleParserError("%s: must be a mapping with name and cluster_key_file" % where)
+            entry = self.templar.template(entry)  # the configuration file is the user's own, trusted as templates
+            if not entry.get("cluster_key_file"):
+                entry = dict(entry, cluster_key_file=self.get_option("cluster_key_file"))
             result = ArgumentSpecValidator(_node_inventory.CLUSTER_OPTIONS,
                                            required_by=dict(vm_folders="datacenter")).validate(entry)
             if result.error_messages:
-                raise AnsibleParserError("%s: %s" % (where, "; ".join(result.error_messages)))
+                hint = (" (give it in the entry, or cluster_key_file or RAY_VSPHERE_CLUSTER_KEY_FILE for all)"
+                        if not entry.get("cluster_key_file") else "")
+                raise AnsibleParserError("%s: %s%s" % (where, "; ".join(result.error_messages), hint))
             cluster = result.validated_parameters
+            if not cluster["name"].strip():
+                raise AnsibleParserError("%s.name is empty: name the Ray cluster to list" % where)
             try:
                 _node_inventory.check_node_types(cluster, where)
                 keys.append(_ray_auth.ClusterKey.from_file(cluster["cluster_key_file"], cluster["name"],

@@ -31,6 +31,7 @@ CLUSTER_OPTIONS = dict(
     node_types=dict(type="dict", default={}),
 )
 CLUSTER_OPTIONS.update(copy.deepcopy(_nodes.FOLDER_OPTIONS))
+# Required as the modules require it; the plugin fills in its own cluster_key_file (RAY_VSPHERE_CLUSTER_KEY_FILE) first.
 CLUSTER_OPTIONS.update(copy.deepcopy(_ray_auth.CLUSTER_KEY_OPTIONS))
 # No defaults here: an unset option falls back to the head's record, then to node_deploy's default (ip_rules).
 CLUSTER_OPTIONS.update(dict((option, dict(spec, default=None)) for option, spec in _nodes.IP_OPTIONS.items()))

@@ -18,7 +18,7 @@ from conftest import PLACEMENT, deploy_task
 from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records
-from testbed import PROJECT_ROOT, simulator, vsphere
+from testbed import PROJECT_ROOT, awx_launch, simulator, vsphere
 from testbed.ova_import import import_ova
 
 BIN = Path(sys.executable).parent
@@ -218,3 +218,27 @@ def test_a_playbook_runs_a_command_on_the_workers_over_ssh_through_the_inventory
     assert result.returncode == 0, result.stdout + result.stderr
     named = sorted(line.split("NAMED ", 1)[1].strip('",') for line in result.stdout.splitlines() if "NAMED " in line)
     assert named == [f"{CLUSTER}-w0={CLUSTER}-w0", f"{CLUSTER}-w1={CLUSTER}-w1"]
+
+
+def test_the_awx_inventory_source_lists_the_cluster_from_the_projects_file_with_its_one_credential(
+        clusters, vcsim, cluster_key_file, tmp_path):
+    """As an AWX inventory update runs it: the credential of awx/credential_types/ray_inventory.yml injected as AWX
+    injects it, the source's variables (awx/configure.yml) as environment variables, the project's own file."""
+    endpoint = vcsim.endpoint
+    credential = awx_launch.custom_credential("Ray nodes inventory: inv", awx_launch.CREDENTIAL_TYPES / "ray_inventory.yml", {
+        "host": f"{endpoint.host}:{endpoint.port}", "username": endpoint.username, "password": endpoint.password,
+        "ca_pem": Path(endpoint.ca_path).read_text(), "ssh_private_key": Path(cluster_key_file).read_text()})
+    (tmp_path / "env").mkdir()
+    injected = {}
+    awx_launch.inject(credential, injected, [], str(tmp_path))
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("VMWARE_", "RAY_"))}
+    environment.update(injected, ANSIBLE_COLLECTIONS_PATH=str(PROJECT_ROOT / "collections"),
+                       ANSIBLE_INVENTORY_UNPARSED_FAILED="true", RAY_CLUSTER_NAME=CLUSTER,
+                       RAY_DATACENTER=PLACEMENT["datacenter"], RAY_VM_FOLDER=PLACEMENT["vm_folder"], RAY_SSH_USER="")
+    result = subprocess.run([str(BIN / "ansible-inventory"), "-i", "awx/inventory/ray.ray_nodes.yml", "--list"],
+                            capture_output=True, text=True, timeout=180, env=environment, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listing = json.loads(result.stdout)
+    assert members(listing, "ray_cluster_inv") == {f"{CLUSTER}-head", f"{CLUSTER}-w0", f"{CLUSTER}-w1"}
+    assert members(listing, "ray_unverified") == {FORGED}
+    assert plain(listing["_meta"]["hostvars"][f"{CLUSTER}-w0"])["ansible_user"] == "ubuntu"
