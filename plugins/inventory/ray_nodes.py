@@ -217,8 +217,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if not isinstance(entry, dict):
                 raise AnsibleParserError("%s: must be a mapping with name and cluster_key_file" % where)
             entry = self.templar.template(entry)  # the configuration file is the user's own, trusted as templates
-            if not entry.get("cluster_key_file"):
-                entry = dict(entry, cluster_key_file=self.get_option("cluster_key_file"))
+            if not entry.get("cluster_key_file"):  # a null one too: the validator takes a null value as given
+                entry = dict((key, value) for key, value in entry.items() if key != "cluster_key_file")
+                if self.get_option("cluster_key_file"):
+                    entry["cluster_key_file"] = self.get_option("cluster_key_file")
             result = ArgumentSpecValidator(_node_inventory.CLUSTER_OPTIONS,
                                            required_by=dict(vm_folders="datacenter")).validate(entry)
             if result.error_messages:

@@ -189,7 +189,9 @@ def test_strict_compose_fails_on_an_undefined_variable_and_is_skipped_otherwise(
 def test_bad_clusters_entries_fail_naming_the_entry_before_any_vcenter_call(tmp_path, key_file):
     for config, message in (
             ({"clusters": []}, "name at least one Ray cluster"),
-            ({"clusters": [{"name": "a"}]}, r"clusters\[0\]: missing required arguments: cluster_key_file"),
+            ({"clusters": [{"name": "a"}]}, r"clusters\[0\]: missing required arguments: cluster_key_file \(give it in "
+                                            r"the entry, or cluster_key_file or RAY_VSPHERE_CLUSTER_KEY_FILE for all\)"),
+            ({"clusters": [{"name": " ", "cluster_key_file": str(key_file)}]}, r"clusters\[0\].name is empty"),
             ({"clusters": [{"name": "a", "cluster_key_file": str(tmp_path / "none")}]},
              r"clusters\[0\].cluster_key_file: .*cannot read"),
             ({"clusters": [{"name": "a", "cluster_key_file": str(key_file), "vm_folders": ["x"]}]}, "datacenter"),
@@ -199,6 +201,16 @@ def test_bad_clusters_entries_fail_naming_the_entry_before_any_vcenter_call(tmp_
         made = parse(tmp_path, config)
         assert re.search(message, made.get("error", "")), (message, made)
         assert made["asked"] == [], "nothing was read"
+
+
+def test_a_key_for_every_cluster_comes_from_the_plugins_own_option_or_its_variable(tmp_path, key_file, monkeypatch):
+    made = parse(tmp_path, {"clusters": [{"name": "alpha"}, {"name": "beta", "cluster_key_file": str(key_file)}],
+                            "cluster_key_file": str(key_file)})
+    assert made["asked"] == [[["alpha", "alpha"], ["beta", "beta"]]], made
+    monkeypatch.setenv("RAY_VSPHERE_CLUSTER_KEY_FILE", str(key_file))
+    monkeypatch.setenv("RAY_CLUSTER_NAME", "from-env")
+    made = parse(tmp_path, {"clusters": [{"name": "{{ lookup('ansible.builtin.env', 'RAY_CLUSTER_NAME') }}"}]})
+    assert made["asked"] == [[["from-env", "from-env"]]], made
 
 
 def test_the_connection_options_and_variables_are_the_modules_own():
