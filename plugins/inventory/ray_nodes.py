@@ -71,9 +71,8 @@ options:
   clusters:
     description:
       - The Ray clusters to list, each with its key and its VM folders.
-      - Their values may be templates, evaluated when the inventory is built, for example
-        C("{{ lookup('ansible.builtin.env', 'RAY_CLUSTER_NAME') }}") to take a name from an AWX inventory source's
-        environment variables (its source variables).
+      - Their values may be templates, evaluated when the inventory is built, for example a lookup of an environment
+        variable that an AWX inventory source sets from its source variables (C(awx/inventory/ray.ray_nodes.yml)).
     type: list
     elements: dict
     required: true
