@@ -124,8 +124,12 @@ def read_clusters(service_instance, clusters, keys):
 _client.client_from_params = lambda params: Session()
 _node_inventory.read_clusters = read_clusters
 inventory = InventoryManager(loader=DataLoader(), sources=[])._inventory
+plugin = inventory_loader.get("ray_vsphere.cluster.ray_nodes")
 try:
-    inventory_loader.get("ray_vsphere.cluster.ray_nodes").parse(inventory, DataLoader(), sys.argv[2], cache=False)
+    # As InventoryManager.parse_source runs a plugin for ansible-inventory (cache=True unless --flush-cache).
+    plugin.parse(inventory, DataLoader(), sys.argv[2], cache=True)
+    if getattr(plugin, "_cache", None):
+        plugin.update_cache_if_changed()
 except Exception as error:
     print(json.dumps({"error": str(error), "asked": asked}))
     sys.exit(0)
@@ -211,6 +215,17 @@ def test_a_key_for_every_cluster_comes_from_the_plugins_own_option_or_its_variab
     monkeypatch.setenv("RAY_CLUSTER_NAME", "from-env")
     made = parse(tmp_path, {"clusters": [{"name": "{{ lookup('ansible.builtin.env', 'RAY_CLUSTER_NAME') }}"}]})
     assert made["asked"] == [[["from-env", "from-env"]]], made
+
+
+def test_with_the_inventory_cache_a_second_run_reads_nothing_and_builds_the_same_inventory(tmp_path, key_file):
+    config = {"clusters": [{"name": "alpha", "cluster_key_file": str(key_file)}], "cache": True,
+              "cache_plugin": "ansible.builtin.jsonfile", "cache_connection": str(tmp_path / "cache"),
+              "compose": {"ray_first": "ray_ip_addresses | first"}}
+    first, second = parse(tmp_path, config), parse(tmp_path, config)
+    assert first["asked"] == [[["alpha", "alpha"]]] and second["asked"] == [], "the second run read vCenter again"
+    assert second["groups"] == first["groups"] and second["hostvars"] == first["hostvars"]
+    assert second["hostvars"]["alpha-cpu-0"]["ray_first"] == "172.17.0.1", "constructed features apply to cached hosts"
+    assert parse(tmp_path, dict(config, cache=False))["asked"] == [[["alpha", "alpha"]]]
 
 
 def test_the_connection_options_and_variables_are_the_modules_own():
