@@ -73,6 +73,12 @@ def check_node_types(cluster, where):
                 " (not %s)" % ", ".join(unknown) if unknown else ", as a mapping"))
 
 
+def _address(record, rules):
+    """The address of a record's node that (preferred, ignored) rules choose of what its guest reports."""
+    preferred, ignored = rules
+    return _nodes.choose_ip(record.get("ip_addresses") or [], preferred, ignored)
+
+
 def _host(record, cluster_name, verified, address, ssh_user):
     tags = record.get("tags") or {}
     host_vars = dict(
@@ -111,9 +117,7 @@ def inventory_hosts(cluster, records, unverified_records=(), unverified_group=No
     for record in records:
         tags = record.get("tags") or {}
         node_type = tags.get(_records.USER_NODE_TYPE)
-        preferred, ignored = ip_rules(cluster, node_type, recorded)
-        host = _host(record, cluster["name"], True, _nodes.choose_ip(record.get("ip_addresses") or [], preferred,
-                                                                      ignored), ssh_user)
+        host = _host(record, cluster["name"], True, _address(record, ip_rules(cluster, node_type, recorded)), ssh_user)
         kind = tags.get(_records.NODE_KIND)
         host["groups"] = [cluster_group] + [group for group, wanted in ((HEAD_GROUP, "head"), (WORKER_GROUP, "worker"))
                                             if kind == wanted]
@@ -121,10 +125,9 @@ def inventory_hosts(cluster, records, unverified_records=(), unverified_group=No
             host["groups"].append(group_name(NODE_TYPE_GROUP_PREFIX, node_type))
         hosts.append(host)
     if unverified_group:
-        preferred, ignored = ip_rules(cluster, None, {})
+        rules = ip_rules(cluster, None, {})
         for record in unverified_records:
-            host = _host(record, cluster["name"], False, _nodes.choose_ip(record.get("ip_addresses") or [], preferred,
-                                                                          ignored), None)
+            host = _host(record, cluster["name"], False, _address(record, rules), None)
             host["groups"] = [unverified_group]
             hosts.append(host)
     return hosts
