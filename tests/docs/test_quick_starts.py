@@ -283,7 +283,7 @@ def test_the_awx_quick_start_configures_what_the_job_templates_need(tmp_path):
                    for name, value in (word.split("=", 1) for word in shlex.split(line)[1:])}
     environment["VMWARE_CA_PATH"] = str(home / "vmca-root.pem")
     tasks = configure_test.awx_tasks(extra_vars, environment)
-    assert len(tasks) == 9
+    assert len(tasks) == 13  # 9, and the nodes inventory: its credential type, credential, inventory and source
     for action, args, _ in tasks:
         spec, rules = configure_test.module_spec(action)
         result = configure_test.ArgumentSpecValidator(spec, **rules).validate(args)

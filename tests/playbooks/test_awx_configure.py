@@ -11,6 +11,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,9 +127,10 @@ def test_configure_and_the_credential_type_pass_ansible_lint(tmp_path):
 
 def test_every_awx_task_passes_its_module_argument_spec(configured_tasks):
     assert [action for action, _, _ in configured_tasks] == [
-        "awx.awx.credential_type", "awx.awx.credential_type", "awx.awx.credential", "awx.awx.credential",
-        "awx.awx.project",
-        "awx.awx.inventory", "awx.awx.job_template", "awx.awx.job_template", "awx.awx.job_template"]
+        "awx.awx.credential_type", "awx.awx.credential_type", "awx.awx.credential_type", "awx.awx.credential",
+        "awx.awx.credential", "awx.awx.credential", "awx.awx.project",
+        "awx.awx.inventory", "awx.awx.job_template", "awx.awx.job_template", "awx.awx.job_template",
+        "awx.awx.inventory", "awx.awx.inventory_source"]
     for action, args, _ in configured_tasks:
         spec, rules = module_spec(action)
         result = ArgumentSpecValidator(spec, **rules).validate(args)
@@ -170,6 +172,39 @@ def test_the_configuration_is_what_the_job_templates_need(configured_tasks, key_
         assert args["inventory"] == "Ray clusters" and args["project"] == "ray-vsphere"
         assert "execution_environment" not in args, "AWX's default execution environment unless one is named"
         assert (PROJECT_ROOT / playbook).is_file()
+
+
+def test_the_nodes_inventory_is_sourced_from_the_project_with_one_credential_of_vcenter_and_the_key(
+        configured_tasks, key_file, vcenter_ca, tmp_path):
+    by_name = {args["name"]: (action, args, no_log) for action, args, no_log in configured_tasks}
+    definition = yaml.safe_load((awx_launch.CREDENTIAL_TYPES / "ray_inventory.yml").read_text())
+    _, nodes_type, _ = by_name["Ray nodes inventory (ray_vsphere)"]
+    assert nodes_type["injectors"] == definition["injectors"], "AWX renders the injectors, not this play"
+    _, credential, no_log = by_name["Ray nodes inventory: analytics"]
+    assert no_log and credential["credential_type"] == "Ray nodes inventory (ray_vsphere)"
+    assert credential["inputs"] == {"host": "vcenter.example.com", "username": "ray@vsphere.local", "password": "pw",
+                                    "ca_pem": vcenter_ca.read_text().rstrip("\n"),
+                                    "ssh_private_key": key_file.read_text().rstrip("\n")}
+    _, inventory, _ = by_name["Ray nodes: analytics"]
+    assert inventory["organization"] == "Default"
+    _, source, _ = by_name["Ray nodes of analytics from vCenter"]
+    assert (source["inventory"], source["source"], source["source_project"]) == ("Ray nodes: analytics", "scm",
+                                                                                 "ray-vsphere")
+    assert source["credential"] == "Ray nodes inventory: analytics" and source["update_on_launch"] is True
+    assert source["source_vars"]["RAY_CLUSTER_NAME"] == "analytics"
+    config = yaml.safe_load((PROJECT_ROOT / source["source_path"]).read_text())
+    assert config["plugin"] == "ray_vsphere.cluster.ray_nodes"
+    # Every variable the project's file reads is one the source sets (or the credential injects).
+    read = set(re.findall(r"lookup\('ansible.builtin.env', '([A-Z_]+)'\)", (PROJECT_ROOT / source["source_path"]).read_text()))
+    assert read == set(source["source_vars"])
+    credential_env = {}
+    (tmp_path / "env").mkdir()
+    awx_launch.inject(awx_launch.custom_credential("Ray nodes inventory: analytics",
+                                                   awx_launch.CREDENTIAL_TYPES / "ray_inventory.yml",
+                                                   credential["inputs"]), credential_env, [], str(tmp_path))
+    assert sorted(credential_env) == ["RAY_VSPHERE_CLUSTER_KEY_FILE", "VMWARE_CA_PATH", "VMWARE_HOST", "VMWARE_PASSWORD",
+                                      "VMWARE_USER", "VMWARE_VALIDATE_CERTS"]
+    assert Path(credential_env["RAY_VSPHERE_CLUSTER_KEY_FILE"]).read_text().strip() == key_file.read_text().strip()
 
 
 def test_configure_refuses_to_store_a_vcenter_credential_without_its_ca(key_file):
