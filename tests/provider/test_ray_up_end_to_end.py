@@ -21,7 +21,7 @@ from pyVmomi import vim
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _ray_auth
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider.config import decrypt_secret
-from testbed import image, job_probe, leftovers, method_trace, privileges, ray_cluster, vsphere
+from testbed import image, job_probe, leftovers, method_trace, privileges, prometheus, ray_cluster, simulator, vsphere
 from testbed.capture import BridgeCapture, what_crossed_in_clear
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 
@@ -128,6 +128,17 @@ def password_on_head(head_ip, key, password):
     return sorted(found.stdout.splitlines()), canary
 
 
+def scheduled_metrics_run(sim, cluster_name, key, run_dir):
+    """ray_metrics.yml as the documented cron line runs it; the targets file's {node_type: targets}."""
+    targets_file = run_dir / "ray-metrics.json"
+    run = ray_cluster.run("ray_metrics", run_dir / "metrics-run", sim.endpoint.environment(), {
+        "ray_cluster_name": cluster_name, "ray_ssh_private_key": str(key), "ray_datacenter": simulator.DATACENTER,
+        "ray_vm_folder": simulator.VM_FOLDER, "ray_metrics_targets_file": str(targets_file),
+        "ray_metrics_dashboards_dir": str(run_dir / "dashboards")})
+    assert run.status == "successful", run.stdout.read()[-5000:]
+    return prometheus.targets_by_type(targets_file, cluster_name)
+
+
 @pytest.mark.parametrize("autoscaler", ["v2", "v1"])
 def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_ray_down_removes_all(
         testbed, cluster_key, tmp_path, autoscaler, ray_ssh_of, bridge_capture):
@@ -163,6 +174,14 @@ def test_ray_up_scales_up_for_a_job_removes_idle_workers_survives_a_restart_and_
     assert int(launched.stdout.strip() or 0) >= 1, launched.stdout + launched.stderr
     first_worker = of_kind(cluster_nodes(sim, name, cluster_key), "worker")
     assert len(first_worker) == 1
+    if autoscaler == "v2":
+        # Metrics: ray_metrics.yml as the documented schedule runs it (docs/day-two.md) targets every node, each serving
+        # its own metrics to a caller without a token; the targets come from the guests the testbed booted.
+        targets = scheduled_metrics_run(sim, name, cluster_key, tmp_path)
+        assert targets == {"head": [prometheus.target(head_ip)], "worker": [prometheus.target(first_worker[0]["ip"])]}
+        assert {first_worker[0]["ip"], head_ip} == {guest.address for guest in guests.guests().values()}
+        prometheus.assert_every_target_serves_its_nodes_metrics(targets)
+        assert (tmp_path / "dashboards" / "default_grafana_dashboard.json").is_file(), "Ray's dashboards from the head"
     # The SSH user's Ray CLI uses the token it holds, through `ray exec` as through a plain SSH command.
     # Autoscaler v1's `ray status` shows the monitor's last report (every 5 s), which may not yet count the
     # worker that just joined: every attempt must succeed, and the worker must be listed within a minute.
