@@ -14,7 +14,6 @@ import time
 
 import pytest
 import yaml
-from pyVmomi import vim
 
 from ray_provider.runner import published_stats, run_playbook
 from testbed import job_probe, ray_cluster, simulator, vsphere
@@ -234,24 +233,6 @@ def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip
     assert "Host key verification failed" in output or "REMOTE HOST IDENTIFICATION HAS CHANGED" in output, output[-3000:]
 
 
-def templates_at_vcsim(vcsim):
-    """{VM name: the template it was cloned from} of every VM, and {template name: its image's SHA-256}, from vcsim."""
-    service_instance = vcsim.endpoint.connect()
-    try:
-        found = vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name", "config.template",
-                                                                               "config.extraConfig"])
-    finally:
-        service_instance.content.sessionManager.Logout()
-    cloned_from, images = {}, {}
-    for props in found.values():
-        extra = {option.key: option.value for option in props.get("config.extraConfig") or []}
-        if props.get("config.template"):
-            images[props["name"]] = extra.get(_records.IMAGE_SHA256)
-        else:
-            cloned_from[props["name"]] = extra.get(_records.CLONED_FROM)
-    return cloned_from, images
-
-
 class AliveNodesPoll:
     """The fewest nodes Ray on the head counted alive while the block ran, polled every couple of seconds."""
 
@@ -280,7 +261,7 @@ def assert_outdated_workers_are_replaced_keeping_capacity(vcsim, guest_simulator
 
     Returns the workers' names after the upgrade.
     """
-    old_cloned_from, _ = templates_at_vcsim(vcsim)
+    old_cloned_from, _ = vsphere.images_at(vcsim.endpoint)
     before = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
     second_image = build_test_ova(payload_mib=1)  # other content: another template
     upgrade = dict(cluster, ray_worker_count=1, ray_ovf=str(second_image), ray_replace_outdated_workers=True,
@@ -295,7 +276,7 @@ def assert_outdated_workers_are_replaced_keeping_capacity(vcsim, guest_simulator
     assert uuids["e2e-head"] == head_uuid, "the head is never replaced"
     workers = sorted(name for name in uuids if name != "e2e-head")
     assert workers == ["e2e-worker-1"], "e2e-worker-0 replaced by the next free name"
-    cloned_from, images = templates_at_vcsim(vcsim)
+    cloned_from, images = vsphere.images_at(vcsim.endpoint)
     assert "e2e-worker-0" not in cloned_from, "the outdated worker's VM is gone"
     new_template = cloned_from["e2e-worker-1"]
     assert new_template != old_cloned_from["e2e-worker-0"] and cloned_from["e2e-head"] == old_cloned_from["e2e-head"]

@@ -4,14 +4,24 @@ Both are `ray up` again with a changed input: provider.ray_token_epoch raised,
 or RAY_VSPHERE_HEAD_PASSWORD set to the password an administrator just gave
 the head's account. Ray restarts on the head; the VMs stay. vcsim refuses the
 old password once it is changed (testbed/vcsim/users.go), as vCenter does.
+
+Then the same cluster's workers get another image (docs/day-two.md, "Rolling
+image upgrade"): `ray up` again with the worker type's node_config changed. The
+head stays; the autoscaler (v2 here, Ray 2.60's default, through
+ray_provider.outdated_workers) replaces the workers; image_prune.yml keeps the
+template a live node uses and removes the old one once no VM does.
 """
+
+import hashlib
 
 import pytest
 import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider.config import decrypt_secret
-from testbed import ray_cluster
+from ray_provider.runner import published_stats
+from testbed import ray_cluster, simulator, vsphere
+from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 from test_ray_up_end_to_end import cluster_nodes, of_kind, password_on_head, wait_for
 
@@ -33,12 +43,15 @@ def head_provider_section(head_ip, key):
     return yaml.safe_load(ssh(head_ip, key, "sudo cat ~ray-autoscaler/ray_bootstrap_config.yaml").stdout)["provider"]
 
 
-@pytest.mark.timeout(2400)
+@pytest.mark.timeout(2700)
 def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stays(testbed, tmp_path):
     sim, guests = testbed
     key = make_key_pair(tmp_path / "ray-key")
     config_path = tmp_path / "cluster.yaml"
-    changes = {"idle_timeout_minutes": 0.25, "available_node_types.worker.max_workers": 2}
+    # The workers' own image, not the head's: once they leave it, no VM uses it and it can be pruned.
+    first_image, second_image = build_test_ova(payload_mib=1), build_test_ova(payload_mib=2)
+    changes = {"idle_timeout_minutes": 0.25, "available_node_types.worker.max_workers": 2,
+               "available_node_types.worker.node_config.ovf": str(first_image)}
     ray_cluster.provider_cluster_yaml(config_path, CLUSTER, key, **changes)
     state_dir = tmp_path / "state"
     try:
@@ -85,8 +98,58 @@ def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stay
         assert kept <= {node["uuid"] for node in cluster_nodes(sim, CLUSTER, key)}
         assert sim.failed_logins().count(sim.autoscaler_username) == refused_before, (
             "the head tried the old password after `ray up` gave it the new one")
+
+        assert_workers_move_to_a_new_image_and_the_old_one_is_pruned(
+            sim, tmp_path, state_dir, key, config_path, head, {**changes, "provider.ray_token_epoch": 1},
+            first_image, second_image)
     finally:
         down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config_path))
         ray_cluster.close_ray_ssh_connections(CLUSTER)
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
     assert cluster_nodes(sim, CLUSTER, key) == []
+
+
+def image_prune(sim, tmp_path, name, key):
+    run = ray_cluster.run("image_prune", tmp_path / name, sim.endpoint.environment(),
+                          {"ray_cluster_name": CLUSTER, "ray_ssh_private_key": str(key),
+                           "image_prune_datacenter": simulator.DATACENTER})
+    assert run.status == "successful", run.stdout.read()[-5000:]
+    return published_stats(run)["image_prune_removed"]
+
+
+def template_of(images, image_path):
+    digest = hashlib.sha256(image_path.read_bytes()).hexdigest()
+    return [name for name, sha256 in images.items() if sha256 == digest]
+
+
+def assert_workers_move_to_a_new_image_and_the_old_one_is_pruned(sim, tmp_path, state_dir, key, config_path, head,
+                                                                 changes, first_image, second_image):
+    cloned_from, images = vsphere.images_at(sim.endpoint)
+    [old_template] = template_of(images, first_image)
+    old_workers = {node["name"] for node in of_kind(cluster_nodes(sim, CLUSTER, key), "worker")}
+    assert old_workers and {cloned_from[name] for name in old_workers} == {old_template}
+    assert image_prune(sim, tmp_path, "prune-in-use", key) == [], "every template is in use by a live node"
+    assert old_template in vsphere.images_at(sim.endpoint)[1]
+
+    ray_cluster.provider_cluster_yaml(config_path, CLUSTER, key, **dict(
+        changes, **{"available_node_types.worker.node_config.ovf": str(second_image)}))
+    upgraded = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config_path))
+    assert upgraded.returncode == 0, upgraded.stdout[-4000:] + upgraded.stderr[-4000:]
+
+    def replaced():
+        nodes = cluster_nodes(sim, CLUSTER, key)
+        workers = {node["name"] for node in of_kind(nodes, "worker")}
+        return nodes if workers and not workers & old_workers else None
+    nodes = wait_for("the autoscaler to replace every worker", replaced, timeout=300)
+    assert [node["uuid"] for node in of_kind(nodes, "head")] == [head["uuid"]], "the head stays"
+    ray_cluster.wait_for_alive_nodes(head["ip"], key, 2, timeout=300)
+    cloned_from, images = vsphere.images_at(sim.endpoint)
+    [new_template] = template_of(images, second_image)
+    workers = [node["name"] for node in of_kind(nodes, "worker")]
+    assert {cloned_from[name] for name in workers} == {new_template}, "every worker runs the new image"
+    assert not old_workers & set(cloned_from), "no VM of the old workers is left, stopped or not"
+
+    assert image_prune(sim, tmp_path, "prune-old", key) == [old_template]
+    cloned_from, images = vsphere.images_at(sim.endpoint)
+    assert old_template not in images and old_template not in cloned_from.values()
+    assert cloned_from[head["name"]] in images, "the head's template stays"
