@@ -61,3 +61,20 @@ def test_disable_launch_config_check_keeps_every_worker():
     provider = Provider({"old": worker(OLD)})
     assert terminate_outdated(config(disable_launch_config_check=True), provider) == []
     assert provider.terminated == []
+
+
+def test_the_rule_is_autoscaler_v1s_own():
+    """StandardAutoscaler.launch_config_ok, run on the same tags and config, keeps exactly the workers kept here."""
+    from types import SimpleNamespace
+
+    from ray.autoscaler._private.autoscaler import StandardAutoscaler
+
+    tags = {"old": worker(OLD), "current": worker(NEW), "gone-type": worker(NEW, "gpu"),
+            "untagged": {TAG_RAY_NODE_KIND: "worker", TAG_RAY_USER_NODE_TYPE: "worker"}}
+    cluster = config()
+    v1 = SimpleNamespace(disable_launch_config_check=False, provider=Provider(tags), config=cluster,
+                         available_node_types=cluster["available_node_types"])
+    kept_by_v1 = [node_id for node_id in tags if StandardAutoscaler.launch_config_ok(v1, node_id)]
+    provider = Provider(tags)
+    terminate_outdated(cluster, provider)
+    assert kept_by_v1 == [node_id for node_id in tags if node_id not in provider.terminated] == ["current"]
