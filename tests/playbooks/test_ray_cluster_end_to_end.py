@@ -56,6 +56,11 @@ def changed_hosts(runner):
     return {host: count for host, count in (runner.stats or {}).get("changed", {}).items() if count}
 
 
+def guest_ip(guest_simulator, hostname):
+    [address] = [guest.address for guest in guest_simulator.guests().values() if guest.hostname == hostname]
+    return address
+
+
 def wait_for_alive_nodes(head_ip, key, expected, timeout=90):
     deadline = time.monotonic() + timeout
     while (alive := ray_cluster.alive_nodes(head_ip, key)) != sorted(expected):
@@ -116,12 +121,12 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     assert sorted(remaining) == ["e2e-head", "e2e-worker-0"]
     wait_for_alive_nodes(head_ip, key, list(remaining.values()))
 
-    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"],
-                                                   uuids["e2e-worker-0"])
-
     # Rolling image upgrade (docs/day-two.md): ray_up.yml with another image replaces the outdated worker, the head stays.
     upgraded = assert_outdated_workers_are_replaced_keeping_capacity(vcsim, guest_simulator, tmp_path, cluster, key,
                                                                      head_ip, uuids["e2e-head"])
+    [worker] = upgraded
+    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, guest_ip(guest_simulator, worker),
+                                                   uuids_at_vcsim(vcsim, key, "e2e")[worker])
 
     # The cluster's key tells its nodes and templates from others' (only the key's holder takes the cluster down).
     down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(),
