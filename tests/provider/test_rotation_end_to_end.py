@@ -107,9 +107,10 @@ def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stay
 def image_prune(sim, tmp_path, name, key):
     run = ray_cluster.run("image_prune", tmp_path / name, sim.endpoint.environment(),
                           {"ray_cluster_name": UPGRADE, "ray_ssh_private_key": str(key),
-                           "image_prune_datacenter": simulator.DATACENTER})
+                           "image_prune_datacenter": simulator.DATACENTER, "image_prune_vm_folder": simulator.VM_FOLDER})
     assert run.status == "successful", run.stdout.read()[-5000:]
-    return published_stats(run)["image_prune_removed"]
+    stats = published_stats(run)
+    return stats["image_prune_removed"], {entry["name"]: entry["reason"] for entry in stats["image_prune_kept"]}
 
 
 def template_of(images, image_path):
@@ -137,6 +138,7 @@ def test_a_worker_image_change_replaces_the_workers_keeps_the_head_and_the_old_t
         up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config_path),
                                  extra_env=operator_account)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+        return up
 
     try:
         ray_up(first_image)
@@ -146,16 +148,24 @@ def test_a_worker_image_change_replaces_the_workers_keeps_the_head_and_the_old_t
         [old_template] = template_of(images, first_image)
         old_workers = {node["name"] for node in of_kind(cluster_nodes(sim, UPGRADE, key), "worker")}
         assert old_workers and {cloned_from[name] for name in old_workers} == {old_template}
-        assert image_prune(sim, tmp_path, "prune-in-use", key) == [], "every template is in use by a live node"
+        removed, kept = image_prune(sim, tmp_path, "prune-in-use", key)
+        assert removed == [], "every template of the cluster's key is in use by a live node"
+        assert kept[old_template] == f"in use by 1 VM(s): {', '.join(old_workers)}"
+        assert kept[cloned_from[head["name"]]] == f"in use by 1 VM(s): {head['name']}"
         assert old_template in vsphere.images_at(sim.endpoint)[1]
 
-        ray_up(second_image)
+        upgraded = ray_up(second_image)
 
         def replaced():
             nodes = cluster_nodes(sim, UPGRADE, key)
             workers = {node["name"] for node in of_kind(nodes, "worker")}
             return nodes if workers and not workers & old_workers else None
-        nodes = wait_for("the autoscaler to replace every worker", replaced, timeout=300)
+        try:
+            nodes = wait_for("the autoscaler to replace every worker", replaced, timeout=450)
+        except AssertionError as timed_out:
+            monitor = ssh(head["ip"], key, "sudo sh -c 'tail -n 60 ~ray-autoscaler/logs/monitor.*'").stdout
+            raise AssertionError(f"{timed_out}; workers now {cluster_nodes(sim, UPGRADE, key)}; ray up said: "
+                                 f"{upgraded.stdout[-3000:]}{upgraded.stderr[-2000:]}; monitor: {monitor[-6000:]}")
         assert [node["uuid"] for node in of_kind(nodes, "head")] == [head["uuid"]], "the head stays"
         ray_cluster.wait_for_alive_nodes(head["ip"], key, 2, timeout=300)
         cloned_from, images = vsphere.images_at(sim.endpoint)
@@ -164,7 +174,10 @@ def test_a_worker_image_change_replaces_the_workers_keeps_the_head_and_the_old_t
         assert workers and {cloned_from[name] for name in workers} == {new_template}, "every worker runs the new image"
         assert not old_workers & set(cloned_from), "no VM of the old workers is left, stopped or not"
 
-        assert image_prune(sim, tmp_path, "prune-old", key) == [old_template]
+        removed, kept = image_prune(sim, tmp_path, "prune-old", key)
+        assert removed == [old_template]
+        assert kept[new_template] == f"in use by 1 VM(s): {', '.join(workers)}"
+        assert kept[cloned_from[head["name"]]] == f"in use by 1 VM(s): {head['name']}"
         cloned_from, images = vsphere.images_at(sim.endpoint)
         assert old_template not in images and old_template not in cloned_from.values()
         assert cloned_from[head["name"]] in images and new_template in images, "the templates in use stay"
