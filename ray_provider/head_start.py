@@ -223,6 +223,16 @@ def option_value(options, name):
     return None
 
 
+def autoscaler_v2():
+    return os.environ.get(ENABLE_V2, "").lower() in ("1", "true")
+
+
+def outdated_workers_command(monitor):
+    """Under v2, which keeps outdated workers, what terminates them first with the monitor's Python and config."""
+    config = next(argument for argument in monitor if argument.startswith("--autoscaling-config="))
+    return [monitor[0], "-I", "-m", "ray_provider.outdated_workers", config.split("=", 1)[1]]
+
+
 def monitor_command(options, autoscaler):
     """The monitor as Ray's node.py starts it (services.start_monitor), with the image's Python isolated (-I)."""
     from ray._common.ray_constants import LOGGING_ROTATE_BACKUP_COUNT, LOGGING_ROTATE_BYTES
@@ -233,7 +243,7 @@ def monitor_command(options, autoscaler):
     port = option_value(options, "--port") or DEFAULT_GCS_PORT
     config = option_value(options, "--autoscaling-config") or BOOTSTRAP_CONFIG
     config = Path(autoscaler.pw_dir) / home_relative(config) if home_relative(config) else Path(config)
-    v2 = os.environ.get(ENABLE_V2, "").lower() in ("1", "true")
+    v2 = autoscaler_v2()
     entrypoint = Path(ray.__file__).parent / "autoscaler" / ("v2" if v2 else "_private") / "monitor.py"
     logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
     return [sys.executable, "-I", "-u", str(entrypoint), f"--logs-dir={logs}",
@@ -284,6 +294,13 @@ def main(argv=None):
         if started.returncode != 0:
             raise HeadStartError(f"ray start as {RAY_USER} failed with exit code {started.returncode}")
         monitor = monitor_command(options, autoscaler)
+        if autoscaler_v2():  # v1's monitor replaces outdated workers itself (ray_provider.outdated_workers)
+            swept = subprocess.run(outdated_workers_command(monitor), user=autoscaler.pw_uid, group=autoscaler.pw_gid,
+                                   extra_groups=[ray_user.pw_gid], env=monitor_environment(autoscaler),
+                                   cwd=autoscaler.pw_dir)
+            if swept.returncode != 0:  # the autoscaler still starts: the next `ray up` sweeps again
+                print("ray_provider.head_start: outdated workers were not terminated (see the output above)",
+                      file=sys.stderr)
         with open(os.devnull, "rb") as nothing:
             # Ray's group, for the node's TLS key only: the monitor is a client of the GCS.
             subprocess.Popen(monitor, user=autoscaler.pw_uid, group=autoscaler.pw_gid, extra_groups=[ray_user.pw_gid],

@@ -54,3 +54,23 @@ def host_key_records(endpoint, instance_uuid):
     extra = _records.extra_config(props)
     user_data = [prop.value or "" for prop in props.get("config.vAppConfig.property") or [] if prop.id == "user-data"]
     return extra.get(_records.SSH_HOST_KEY), extra.get(_records.GUESTINFO_USERDATA), user_data
+
+
+def images_at(endpoint):
+    """What vcsim shows of the images in use: ({VM name: the template it was cloned from}, {template name: its
+    image's SHA-256}), read from every VM's and template's own extraConfig."""
+    from pyVmomi import vim
+
+    service_instance = endpoint.connect()
+    try:
+        found = objects_of_type(service_instance, vim.VirtualMachine, ["name", "config.template", "config.extraConfig"])
+    finally:
+        service_instance.content.sessionManager.Logout()
+    cloned_from, images = {}, {}
+    for props in found.values():
+        extra = _records.extra_config(props)
+        if props.get("config.template"):
+            images[props["name"]] = extra.get(_records.IMAGE_SHA256)
+        else:
+            cloned_from[props["name"]] = extra.get(_records.CLONED_FROM)
+    return cloned_from, images

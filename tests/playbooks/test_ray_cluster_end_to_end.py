@@ -7,7 +7,9 @@ that lost every quiet IP poll before the long poll was derived from it.
 """
 
 import base64
+import hashlib
 import subprocess
+import threading
 import time
 
 import pytest
@@ -15,6 +17,7 @@ import yaml
 
 from ray_provider.runner import published_stats, run_playbook
 from testbed import job_probe, ray_cluster, simulator, vsphere
+from testbed.appliance import build_test_ova
 from testbed.capture import BridgeCapture, what_crossed_in_clear
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _nodes, _records  # noqa: E402
@@ -53,6 +56,11 @@ def changed_hosts(runner):
     return {host: count for host, count in (runner.stats or {}).get("changed", {}).items() if count}
 
 
+def guest_ip(guest_simulator, hostname):
+    [address] = [guest.address for guest in guest_simulator.guests().values() if guest.hostname == hostname]
+    return address
+
+
 def wait_for_alive_nodes(head_ip, key, expected, timeout=90):
     deadline = time.monotonic() + timeout
     while (alive := ray_cluster.alive_nodes(head_ip, key)) != sorted(expected):
@@ -60,8 +68,9 @@ def wait_for_alive_nodes(head_ip, key, expected, timeout=90):
         time.sleep(2)
 
 
-# Three waits for a late IP (the head, then the workers, then the third worker) on top of the suite's 600 s.
-@pytest.mark.timeout(600 + 3 * IP_DELAY_S + 60)
+# Four waits for a late IP (the head, the workers, the third worker, the upgraded one) on top of the suite's 600 s,
+# and the upgrade's template import and Ray start.
+@pytest.mark.timeout(600 + 4 * IP_DELAY_S + 240)
 def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_removes_it(
         vcsim, guest_simulator, bridge_capture, tmp_path):
     key = tmp_path / "keys" / "ray-e2e"
@@ -112,14 +121,18 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     assert sorted(remaining) == ["e2e-head", "e2e-worker-0"]
     wait_for_alive_nodes(head_ip, key, list(remaining.values()))
 
-    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, remaining["e2e-worker-0"],
-                                                   uuids["e2e-worker-0"])
+    # Rolling image upgrade (docs/day-two.md): ray_up.yml with another image replaces the outdated worker, the head stays.
+    upgraded = assert_outdated_workers_are_replaced_keeping_capacity(vcsim, guest_simulator, tmp_path, cluster, key,
+                                                                     head_ip, uuids["e2e-head"])
+    [worker] = upgraded
+    assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, guest_ip(guest_simulator, worker),
+                                                   uuids_at_vcsim(vcsim, key, "e2e")[worker])
 
     # The cluster's key tells its nodes and templates from others' (only the key's holder takes the cluster down).
     down = ray_cluster.run("ray_down", tmp_path / "down", vcsim.endpoint.environment(),
                            {"ray_cluster_name": "e2e", "ray_ssh_private_key": str(key)})
     assert down.status == "successful", down.stdout.read()[-5000:]
-    assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", "e2e-worker-0"]
+    assert sorted(published_stats(down)["ray_deleted_nodes"]) == ["e2e-head", *upgraded]
     assert _nodes.list_nodes(vcsim.endpoint.connect(), ClusterKey(key.read_text(), "e2e")) == ([], [])
     guest_simulator_settled = time.monotonic() + 30
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
@@ -223,3 +236,61 @@ def assert_a_node_with_another_host_key_is_refused(vcsim, tmp_path, key, node_ip
     output = refused.stdout.read()
     assert refused.status == "failed"
     assert "Host key verification failed" in output or "REMOTE HOST IDENTIFICATION HAS CHANGED" in output, output[-3000:]
+
+
+class AliveNodesPoll:
+    """The fewest nodes Ray on the head counted alive while the block ran, polled every couple of seconds."""
+
+    def __init__(self, head_ip, key):
+        self.head_ip, self.key, self.counts = head_ip, key, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.counts.append(len(ray_cluster.alive_nodes(self.head_ip, self.key, timeout=60)))
+            self._stop.wait(2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=90)
+
+
+def assert_outdated_workers_are_replaced_keeping_capacity(vcsim, guest_simulator, tmp_path, cluster, key, head_ip,
+                                                          head_uuid):
+    """ray_up.yml with a second image and ray_replace_outdated_workers: every worker ends on it, Ray never below count.
+
+    Returns the workers' names after the upgrade.
+    """
+    old_cloned_from, _ = vsphere.images_at(vcsim.endpoint)
+    before = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
+    second_image = build_test_ova(payload_mib=1)  # other content: another template
+    upgrade = dict(cluster, ray_worker_count=1, ray_ovf=str(second_image), ray_replace_outdated_workers=True,
+                   ray_replace_serial=1)
+    with AliveNodesPoll(head_ip, key) as poll:
+        run = ray_cluster.run("ray_up", tmp_path / "upgrade", vcsim.endpoint.environment(), upgrade)
+    assert run.status == "successful", run.stdout.read()[-5000:]
+    assert len(poll.counts) > 10 and min(poll.counts) >= len(before), (
+        f"Ray counted fewer than {len(before)} alive nodes during the upgrade: {poll.counts}")
+
+    uuids = uuids_at_vcsim(vcsim, key, "e2e")
+    assert uuids["e2e-head"] == head_uuid, "the head is never replaced"
+    workers = sorted(name for name in uuids if name != "e2e-head")
+    assert workers == ["e2e-worker-1"], "e2e-worker-0 replaced by the next free name"
+    cloned_from, images = vsphere.images_at(vcsim.endpoint)
+    assert "e2e-worker-0" not in cloned_from, "the outdated worker's VM is gone"
+    new_template = cloned_from["e2e-worker-1"]
+    assert new_template != old_cloned_from["e2e-worker-0"] and cloned_from["e2e-head"] == old_cloned_from["e2e-head"]
+    assert images[new_template] == hashlib.sha256(second_image.read_bytes()).hexdigest()
+    after = {guest.hostname: guest.address for guest in guest_simulator.guests().values()}
+    assert sorted(after) == ["e2e-head", "e2e-worker-1"] and after["e2e-head"] == before["e2e-head"]
+    wait_for_alive_nodes(head_ip, key, list(after.values()))
+
+    again = ray_cluster.run("ray_up", tmp_path / "upgrade-again", vcsim.endpoint.environment(), upgrade)
+    assert again.status == "successful", again.stdout.read()[-5000:]
+    assert changed_hosts(again) == {}, "an upgraded cluster is current: nothing replaced again"
+    return workers

@@ -4,14 +4,26 @@ Both are `ray up` again with a changed input: provider.ray_token_epoch raised,
 or RAY_VSPHERE_HEAD_PASSWORD set to the password an administrator just gave
 the head's account. Ray restarts on the head; the VMs stay. vcsim refuses the
 old password once it is changed (testbed/vcsim/users.go), as vCenter does.
+
+A worker type's image changes on a running cluster the same way (docs/day-two.md,
+"Rolling image upgrade"): `ray up` again with its node_config's ovf changed. The
+head stays; the autoscaler (v2 here, Ray 2.60's default, through
+ray_provider.outdated_workers) replaces the workers; image_prune.yml keeps the
+template a live node uses and removes the old one once no VM does. Workers of
+an image other than the head's need head_vcenter_account: operator (the head's
+own account clones only the head's image).
 """
+
+import hashlib
 
 import pytest
 import yaml
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 from ray_provider.config import decrypt_secret
-from testbed import ray_cluster
+from ray_provider.runner import published_stats
+from testbed import ray_cluster, simulator, vsphere
+from testbed.appliance import build_test_ova
 from testbed.guests import make_key_pair, ssh, vcsim_with_guests
 from test_ray_up_end_to_end import cluster_nodes, of_kind, password_on_head, wait_for
 
@@ -90,3 +102,87 @@ def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stay
         ray_cluster.close_ray_ssh_connections(CLUSTER)
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
     assert cluster_nodes(sim, CLUSTER, key) == []
+
+
+def image_prune(sim, tmp_path, name, key):
+    run = ray_cluster.run("image_prune", tmp_path / name, sim.endpoint.environment(),
+                          {"ray_cluster_name": UPGRADE, "ray_ssh_private_key": str(key),
+                           "image_prune_datacenter": simulator.DATACENTER, "image_prune_vm_folder": simulator.VM_FOLDER})
+    assert run.status == "successful", run.stdout.read()[-5000:]
+    stats = published_stats(run)
+    return stats["image_prune_removed"], {entry["name"]: entry["reason"] for entry in stats["image_prune_kept"]}
+
+
+def template_of(images, image_path):
+    digest = hashlib.sha256(image_path.read_bytes()).hexdigest()
+    return [name for name, sha256 in images.items() if sha256 == digest]
+
+
+# Two images of their own for the workers, neither the head's: once the workers leave the first, no VM uses it.
+UPGRADE = "upgrade-up"
+
+
+@pytest.mark.timeout(1500)
+def test_a_worker_image_change_replaces_the_workers_keeps_the_head_and_the_old_template_is_pruned(testbed, tmp_path):
+    sim, _ = testbed
+    key = make_key_pair(tmp_path / "ray-key")
+    config_path = tmp_path / "cluster.yaml"
+    first_image, second_image = build_test_ova(payload_mib=1), build_test_ova(payload_mib=2)
+    changes = {"provider.head_vcenter_account": "operator", "available_node_types.worker.max_workers": 1}
+    operator_account = {"RAY_VSPHERE_HEAD_USER": "", "RAY_VSPHERE_HEAD_PASSWORD": ""}
+    state_dir = tmp_path / "state"
+
+    def ray_up(image):
+        ray_cluster.provider_cluster_yaml(config_path, UPGRADE, key, **changes,
+                                          **{"available_node_types.worker.node_config.ovf": str(image)})
+        up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config_path),
+                                 extra_env=operator_account)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+        return up
+
+    try:
+        ray_up(first_image)
+        [head] = of_kind(cluster_nodes(sim, UPGRADE, key), "head")
+        ray_cluster.wait_for_alive_nodes(head["ip"], key, 2, timeout=300)  # the min worker joined
+        cloned_from, images = vsphere.images_at(sim.endpoint)
+        [old_template] = template_of(images, first_image)
+        old_workers = {node["name"] for node in of_kind(cluster_nodes(sim, UPGRADE, key), "worker")}
+        assert old_workers and {cloned_from[name] for name in old_workers} == {old_template}
+        removed, kept = image_prune(sim, tmp_path, "prune-in-use", key)
+        assert removed == [], "every template of the cluster's key is in use by a live node"
+        assert kept[old_template] == f"in use by 1 VM(s): {', '.join(old_workers)}"
+        assert kept[cloned_from[head["name"]]] == f"in use by 1 VM(s): {head['name']}"
+        assert old_template in vsphere.images_at(sim.endpoint)[1]
+
+        upgraded = ray_up(second_image)
+
+        def replaced():
+            nodes = cluster_nodes(sim, UPGRADE, key)
+            workers = {node["name"] for node in of_kind(nodes, "worker")}
+            return nodes if workers and not workers & old_workers else None
+        try:
+            nodes = wait_for("the autoscaler to replace every worker", replaced, timeout=450)
+        except AssertionError as timed_out:
+            monitor = ssh(head["ip"], key, "sudo sh -c 'tail -n 60 ~ray-autoscaler/logs/monitor.*'").stdout
+            raise AssertionError(f"{timed_out}; workers now {cluster_nodes(sim, UPGRADE, key)}; ray up said: "
+                                 f"{upgraded.stdout[-3000:]}{upgraded.stderr[-2000:]}; monitor: {monitor[-6000:]}")
+        assert [node["uuid"] for node in of_kind(nodes, "head")] == [head["uuid"]], "the head stays"
+        ray_cluster.wait_for_alive_nodes(head["ip"], key, 2, timeout=300)
+        cloned_from, images = vsphere.images_at(sim.endpoint)
+        [new_template] = template_of(images, second_image)
+        workers = [node["name"] for node in of_kind(cluster_nodes(sim, UPGRADE, key), "worker")]
+        assert workers and {cloned_from[name] for name in workers} == {new_template}, "every worker runs the new image"
+        assert not old_workers & set(cloned_from), "no VM of the old workers is left, stopped or not"
+
+        removed, kept = image_prune(sim, tmp_path, "prune-old", key)
+        assert removed == [old_template]
+        assert kept[new_template] == f"in use by 1 VM(s): {', '.join(workers)}"
+        assert kept[cloned_from[head["name"]]] == f"in use by 1 VM(s): {head['name']}"
+        cloned_from, images = vsphere.images_at(sim.endpoint)
+        assert old_template not in images and old_template not in cloned_from.values()
+        assert cloned_from[head["name"]] in images and new_template in images, "the templates in use stay"
+    finally:
+        down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config_path), extra_env=operator_account)
+        ray_cluster.close_ray_ssh_connections(UPGRADE)
+    assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
+    assert cluster_nodes(sim, UPGRADE, key) == []

@@ -63,3 +63,11 @@ def test_the_ssh_users_shells_get_token_auth_first_once_and_keep_the_rest(monkey
     assert (tmp_path / ".bashrc").read_text() == (
         'export RAY_AUTH_MODE=token\n[ -f "x" ] && . "x"\ncase $- in *i*) ;; *) return;; esac\n')
     assert not (tmp_path / ".bashrc.new").exists()
+
+
+def test_under_v2_the_outdated_workers_sweep_runs_with_the_monitors_python_and_config(monkeypatch):
+    autoscaler = type("User", (), {"pw_dir": "/home/ray-autoscaler"})()
+    monkeypatch.setenv(head_start.ENABLE_V2, "1")
+    monitor = head_start.monitor_command(["--autoscaling-config=~/ray_bootstrap_config.yaml"], autoscaler)
+    assert head_start.outdated_workers_command(monitor) == [
+        monitor[0], "-I", "-m", "ray_provider.outdated_workers", "/home/ray-autoscaler/ray_bootstrap_config.yaml"]
