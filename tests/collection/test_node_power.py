@@ -67,3 +67,11 @@ def test_stop_keeps_the_vm_start_brings_the_same_vm_back_with_new_tags_and_forei
 
     cluster_tag = play([power(cluster_key_file, [first["uuid"]], "started", tags={"ray-cluster-name": "x"})]).result
     assert cluster_tag["failed"] and "ray-cluster-name cannot be changed" in cluster_tag["msg"]
+
+    # ray_down.yml's delete (node_delete all_nodes) takes stopped nodes too.
+    assert not play([power(cluster_key_file, [second["uuid"]], "stopped")]).result["failed"]
+    down = play([task("node_delete", cluster_name="delta", cluster_key_file=str(cluster_key_file),
+                      all_nodes=True)]).result
+    assert not down["failed"], down
+    assert down["deleted"] == sorted([first["name"], second["name"]])
+    assert not {first["name"], second["name"]} & set(vm_names())
