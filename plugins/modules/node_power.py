@@ -18,7 +18,7 @@ description:
     after O(shutdown_timeout) seconds. The VM and its disks stay. Then sets the node's C(ray-node-status) custom
     attribute to C(stopped), which tells a stopped node from one a deploy is still making.
   - With O(state=started), sets O(tags) on each node, then powers it on and, with O(wait_for_ip), waits for its
-    address. The node keeps the identity, SSH host key and disks it was deployed with: cloud-init sees the same
+    address. The node keeps the identity, SSH host key and disks it was deployed with, so cloud-init sees the same
     instance-id and does not run its per-instance modules (users, SSH keys, host keys) again.
   - This is how the Ray provider's C(cache_stopped_nodes) stops idle workers and starts them again.
   - Refuses, before changing anything, any VM in O(uuids) that is not a verified node of O(cluster_name), that is,
