@@ -260,8 +260,7 @@ class VsphereNodeProvider(NodeProvider):
     def _launch(self, tags, count, settings, node_type, request_id, restart):
         """One create_nodes.yml run: the stopped nodes in restart started again, the rest of count deployed."""
         extravars = {
-            **self._cluster_vars(),
-            **(self._folder_vars() if restart else {}),
+            **self._cluster_vars(), **(self._folder_vars() if restart else {}),
             "ray_provider_node_kind": tags.get(TAG_RAY_NODE_KIND, "worker"),
             "ray_provider_node_type": node_type,
             "ray_provider_count": count - len(restart),
@@ -286,8 +285,8 @@ class VsphereNodeProvider(NodeProvider):
         created = published_stats(runner).get("ray_provider_nodes", [])
         self.known_hosts.learn_created(created)
         self.cache.add_created(created)
-        progress.say(("started again or created " if restart else "created ")
-                     + ", ".join(f"{r['name']} ({r['ip']})" for r in created))
+        progress.say(", ".join(f"{'started again' if r['uuid'] in restart else 'created'} {r['name']} ({r['ip']})"
+                               for r in created))
         return {record["uuid"]: record for record in created}
 
     def _remove_leftovers(self, removal):

@@ -383,7 +383,8 @@ def test_with_cache_stopped_nodes_an_idle_worker_is_stopped_started_again_withou
     assert again and (again["uuid"], again["moid"]) == (first["uuid"], first["moid"]), "the same VM, powered on"
     assert ssh(again["ip"], cluster_key, "cat ~/setup-marker").stdout == "set-up\n", \
         "the disk kept the setup's file and Ray did not run the setup again"
-    restarted = ssh(head["ip"], cluster_key, "sudo grep -c 'started again or created' ~ray-autoscaler/logs/monitor.log")
+    restarted = ssh(head["ip"], cluster_key,
+                    f"sudo grep -c 'started again {first['name']}' ~ray-autoscaler/logs/monitor.log")
     assert int(restarted.stdout.strip() or 0) >= 1, restarted.stdout + restarted.stderr
 
     wait_for("the worker to be stopped again", lambda: worker("poweredOff"), timeout=180, interval=2)
