@@ -127,13 +127,15 @@ def start_nodes(service_instance, cluster_key, uuids, tags, parallel, check_mode
     starting = dict((vm, props) for vm, props in found.items() if props.get("runtime.powerState") != POWERED_ON
                     or any(inventory.tags(vm).get(key, "") != value for key, value in tags.items()))
     if starting:
-        inventory.attributes.require(set(tags))
+        inventory.attributes.require(set(tags) | {NODE_STATUS})
     if check_mode:
         return [inventory.record(vm, preferred, ignored) for vm in _by_name(found)], _names(starting), absent
 
     def start(vm):
         name = starting[vm]["name"]
-        inventory.attributes.set(vm, name, tags)
+        # A started node is stopped no more, whatever tags the caller gives.
+        unmark = {NODE_STATUS: ""} if inventory.tags(vm).get(NODE_STATUS) == STOPPED else {}
+        inventory.attributes.set(vm, name, dict(unmark, **tags))
         try:
             _waiter.run_task(service_instance, "PowerOnVM_Task on VM %s" % name, vm.PowerOnVM_Task)
         except RayVsphereError as error:

@@ -14,7 +14,7 @@ def vcenter_view(service_instance, name):
                                                                          "config.instanceUuid", "customValue"])
     fields = {field.key: field.name for field in service_instance.content.customFieldsManager.field}
     [props] = [props for props in vms.values() if props["name"] == name]
-    status = {fields[value.key]: value.value for value in props["customValue"]}.get("ray-node-status")
+    status = {fields[value.key]: value.value for value in props["customValue"]}.get("ray-node-status") or None
     return str(props["runtime.powerState"]), props["config.instanceUuid"], status
 
 
@@ -67,6 +67,12 @@ def test_stop_keeps_the_vm_start_brings_the_same_vm_back_with_new_tags_and_forei
 
     cluster_tag = play([power(cluster_key_file, [first["uuid"]], "started", tags={"ray-cluster-name": "x"})]).result
     assert cluster_tag["failed"] and "ray-cluster-name cannot be changed" in cluster_tag["msg"]
+
+    # Started with no status tag given, a node is still unmarked: stopped is for powered-off nodes only.
+    assert not play([power(cluster_key_file, [second["uuid"]], "stopped")]).result["failed"]
+    plain = play([power(cluster_key_file, [second["uuid"]], "started", wait_for_ip=False)]).result
+    assert not plain["failed"], plain
+    assert vcenter_view(service_instance, second["name"]) == ("poweredOn", second["uuid"], None)
 
     # ray_down.yml's delete (node_delete all_nodes) takes stopped nodes too.
     assert not play([power(cluster_key_file, [second["uuid"]], "stopped")]).result["failed"]
