@@ -28,7 +28,8 @@ The rules:
 import threading
 import time
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._node_power import NODE_STATUS, STOPPED, is_stopped
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._node_power import is_stopped
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._records import NODE_STATUS, STOPPED
 
 POWERED_ON = "poweredOn"
 

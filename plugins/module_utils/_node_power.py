@@ -31,9 +31,7 @@ try:
 except ImportError:
     pass  # reported by _client.run_module
 
-# Ray's node status tag, and the value a stopped node carries (Ray's own values are its STATUS_*).
-NODE_STATUS = "ray-node-status"
-STOPPED = "stopped"
+NODE_STATUS, STOPPED = _records.NODE_STATUS, _records.STOPPED
 POWERED_OFF = "poweredOff"
 POWERED_ON = "poweredOn"
 # A shutdown the guest was asked for and did not finish within this many seconds ends in a power-off.
