@@ -259,9 +259,6 @@ def check_cluster_config(config):
                                               "provider.vcenter_request_timeout")
     if timeout_problem:
         problems.append(timeout_problem)
-    if provider.get("cache_stopped_nodes"):
-        problems.append("provider.cache_stopped_nodes: not supported: terminated nodes are deleted "
-                        "(new ones are cloned from a template, which is as fast)")
     if not (config.get("auth") or {}).get("ssh_user"):
         problems.append("auth.ssh_user: required: the user the cluster's SSH key logs in as (ubuntu on Ubuntu's cloud images and the test OVA)")
     node_types = config.get("available_node_types") or {}

@@ -18,11 +18,18 @@ The rules:
   Tools restarting reports no address for a moment; Ray would take the node
   for one still booting);
 - it remembers which nodes Ray has been shown and which Ray has tagged: a
-  node Ray adopted is never taken back (janitor.py asks).
+  node Ray adopted is never taken back (janitor.py asks);
+- a node stopped to be started again (provider.cache_stopped_nodes: powered
+  off, ray-node-status `stopped`) is not shown to Ray, as Ray's AWS provider
+  hides its stopped instances; a launch claims it (one launch at a time per
+  node), and a read that began before it was started again does not hide it.
 """
 
 import threading
 import time
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._node_power import is_stopped
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._records import NODE_STATUS, STOPPED
 
 POWERED_ON = "poweredOn"
 
@@ -42,6 +49,8 @@ class NodeCache:
         self._deleted_at = {}       # uuid -> when its delete finished, so an older read cannot revive it
         self._shown = set()         # uuids non_terminated_nodes has returned to Ray
         self._tagged_by_ray = set() # uuids Ray has called set_node_tags for
+        self._stopped = {}          # uuid -> {"name", "tags", "added"}: stopped nodes, not shown to Ray
+        self._claimed = set()       # stopped uuids a launch is starting again
         self._lock = threading.Lock()
 
     # ----- reads Ray makes -----
@@ -99,13 +108,29 @@ class NodeCache:
                 # Created by a run that finished after this read began: keep it.
                 if node_id not in listed and self._nodes[node_id]["added"] < started:
                     self._forget(node_id)
+            for node_id in list(self._stopped):
+                if node_id not in listed and self._stopped[node_id]["added"] < started:
+                    del self._stopped[node_id]
             for node_id, record in listed.items():
                 if self._deleted_at.get(node_id, float("-inf")) >= started:
                     continue
+                if is_stopped(record):
+                    self._apply_stopped(node_id, record, started)
+                    continue
+                self._stopped.pop(node_id, None)
                 previous = self._nodes.get(node_id, {})
                 self._nodes[node_id] = self._entry(record, previous.get("added", float("-inf")), previous)
             self._terminating &= set(self._nodes)
             self._deleted_at = {node_id: at for node_id, at in self._deleted_at.items() if at >= started}
+
+    def _apply_stopped(self, node_id, record, started):
+        node = self._nodes.get(node_id)
+        if node is not None:
+            if node["added"] >= started:
+                return  # started again after this read began
+            self._forget(node_id)
+        added = self._stopped.get(node_id, {}).get("added", float("-inf"))
+        self._stopped[node_id] = {"name": record["name"], "tags": dict(record["tags"]), "added": added}
 
     def _confirm_written_tags(self, listed, started):
         """Drop the written tags a read that began after their write shows: vCenter holds them now."""
@@ -142,11 +167,13 @@ class NodeCache:
     # ----- the provider's writes -----
 
     def add_created(self, records):
-        """Nodes a create run returned: known at once, whatever a read under way says."""
+        """Nodes a create run returned (made, or stopped ones started again): known at once, whatever a read under way says."""
         now = self.clock()
         with self._lock:
             for record in records:
                 self._nodes[record["uuid"]] = self._entry(record, now)
+                self._stopped.pop(record["uuid"], None)
+                self._claimed.discard(record["uuid"])
 
     def begin_terminate(self, node_ids):
         """The known nodes among node_ids not being terminated yet, now terminated for Ray."""
@@ -154,6 +181,39 @@ class NodeCache:
             wanted = [node_id for node_id in node_ids if node_id in self._nodes and node_id not in self._terminating]
             self._terminating.update(wanted)
             return wanted
+
+    def stopped(self):
+        """The uuids of the stopped nodes, claimed or not."""
+        with self._lock:
+            return sorted(self._stopped)
+
+    def claim_stopped(self, tags, count):
+        """Up to count stopped nodes, by name, whose tags include all of tags; claimed until added or released."""
+        with self._lock:
+            matching = sorted((node["name"], node_id) for node_id, node in self._stopped.items()
+                              if node_id not in self._claimed
+                              and all(node["tags"].get(key) == value for key, value in tags.items()))
+            claimed = [node_id for _, node_id in matching[:max(count, 0)]]
+            self._claimed.update(claimed)
+            return claimed
+
+    def release_claimed(self, node_ids):
+        """A launch that did not start its claimed nodes: free for the next."""
+        with self._lock:
+            self._claimed.difference_update(node_ids)
+
+    def stopped_by_provider(self, node_ids):
+        """The stop of node_ids (being terminated) finished: hidden from Ray, kept to be started again."""
+        now = self.clock()
+        with self._lock:
+            for node_id in node_ids:
+                node = self._nodes.get(node_id)
+                if node is not None:
+                    self._stopped[node_id] = {"name": node["name"], "tags": dict(node["tags"], **{NODE_STATUS: STOPPED}),
+                                              "added": now}
+                    self._forget(node_id)
+                self._deleted_at[node_id] = now  # a read that began before the stop cannot show it running
+            self._terminating.difference_update(node_ids)
 
     def terminate_failed(self, node_ids):
         with self._lock:
@@ -166,6 +226,7 @@ class NodeCache:
             for node_id in node_ids:
                 if node_id in self._nodes:
                     self._forget(node_id)
+                self._stopped.pop(node_id, None)
                 self._deleted_at[node_id] = now
             self._terminating.difference_update(node_ids)
 

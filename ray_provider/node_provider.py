@@ -17,7 +17,8 @@ Reads are the hot path: the autoscaler asks node_tags and internal_ip about
 ten times per node every 5 s. They are answered from memory (node_cache.py),
 which a read of vCenter (node_reader.py) refreshes at most once per
 REFRESH_INTERVAL_S. What failed creates left is hidden and removed, unless Ray
-adopted it (janitor.py). What `ray up` writes into the config is head_config.py's.
+adopted it (janitor.py). Stopped nodes are stopped_nodes.py's; what `ray up`
+writes into the config, head_config.py's.
 This class only wires them to Ray's calls.
 """
 
@@ -34,7 +35,7 @@ from ray.autoscaler.node_launch_exception import NodeLaunchException
 from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import NODE_KIND_HEAD, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
-from ray_provider import head_config, host_keys, progress, summary
+from ray_provider import head_config, host_keys, progress, stopped_nodes, summary
 from ray_provider.config import ClusterConfigError, HeadAccount, VcenterCredentials, node_folder, node_settings
 from ray_provider.ip_policy import IpPolicies
 from ray_provider.janitor import FailedCreateJanitor
@@ -250,11 +251,20 @@ class VsphereNodeProvider(NodeProvider):
         node_type = tags.get(TAG_RAY_USER_NODE_TYPE, "")
         self.ip_policies.learn(node_type, node_config)
         request_id = uuid.uuid4().hex[:8]
+        restart = stopped_nodes.claim(self.cache, self.provider_config, tags, count)
+        try:
+            return self._launch(tags, count, settings, node_type, request_id, restart)
+        finally:
+            self.cache.release_claimed(restart)
+
+    def _launch(self, tags, count, settings, node_type, request_id, restart):
+        """One create_nodes.yml run: the stopped nodes in restart started again, the rest of count deployed."""
         extravars = {
-            **self._cluster_vars(),
+            **self._cluster_vars(), **(self._folder_vars() if restart else {}),
             "ray_provider_node_kind": tags.get(TAG_RAY_NODE_KIND, "worker"),
             "ray_provider_node_type": node_type,
-            "ray_provider_count": count,
+            "ray_provider_count": count - len(restart),
+            "ray_provider_restart_uuids": restart,
             "ray_provider_request_id": request_id,
             "ray_provider_tags": {key: value for key, value in tags.items() if key not in DEDICATED_TAGS},
             "ray_provider_node": settings,
@@ -275,7 +285,8 @@ class VsphereNodeProvider(NodeProvider):
         created = published_stats(runner).get("ray_provider_nodes", [])
         self.known_hosts.learn_created(created)
         self.cache.add_created(created)
-        progress.say("created " + ", ".join(f"{r['name']} ({r['ip']})" for r in created))
+        progress.say(", ".join(f"{'started again' if r['uuid'] in restart else 'created'} {r['name']} ({r['ip']})"
+                               for r in created))
         return {record["uuid"]: record for record in created}
 
     def _remove_leftovers(self, removal):
@@ -294,13 +305,16 @@ class VsphereNodeProvider(NodeProvider):
         wanted = self.cache.begin_terminate(node_ids)
         if not wanted:
             return None
+        stop, delete = stopped_nodes.terminate_plan(self.cache, wanted, stopped_nodes.enabled(self.provider_config))
         try:
-            self._run("terminate_nodes", {**self._cluster_vars(), **self._folder_vars(), "ray_provider_uuids": wanted})
+            self._run("terminate_nodes", {**self._cluster_vars(), **self._folder_vars(), "ray_provider_uuids": delete,
+                                          **({"ray_provider_stop_uuids": stop} if stop else {})})
         except (PlaybookFailed, LoginDeferred):
             self.cache.terminate_failed(wanted)
             raise
-        self.cache.terminated(wanted)
-        self.reader.forget(uuids=wanted)
+        self.cache.stopped_by_provider(stop)
+        self.cache.terminated(delete)
+        self.reader.forget(uuids=delete)
         return None
 
     def set_node_tags(self, node_id, tags):

@@ -8,8 +8,9 @@ What is stored, where, and who can read it:
 
 - Custom attributes (vCenter's CustomFieldsManager; every user who can see
   the VM sees them, the guest never does):
-  - on nodes, one per Ray tag: CLUSTER_NAME, NODE_KIND, USER_NODE_TYPE and
-    any other ray-* tag Ray writes (node status, launch config hash...);
+  - on nodes, one per Ray tag: CLUSTER_NAME, NODE_KIND, USER_NODE_TYPE,
+    NODE_STATUS (STOPPED on a node node_power stopped) and any other ray-*
+    tag Ray writes (launch config hash...);
   - on the templates of the clone fast path: TEMPLATE_HASH, the image's
     content hash.
   They come back with the VM's other properties in one PropertyCollector
@@ -58,6 +59,10 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
 CLUSTER_NAME = "ray-cluster-name"
 NODE_KIND = "ray-node-type"
 USER_NODE_TYPE = "ray-user-node-type"
+# Ray's node status; node_power sets it to STOPPED on a node it stopped to be started again
+# (provider.cache_stopped_nodes), which tells it from a node a deploy is still making.
+NODE_STATUS = "ray-node-status"
+STOPPED = "stopped"
 # On the templates of the clone fast path, not on nodes: the OVF content hash.
 TEMPLATE_HASH = "ray-vsphere-template"
 

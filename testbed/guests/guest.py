@@ -6,8 +6,8 @@
   see another guest's processes;
 - its own disk: a root that is the machine's, copy-on-write (overlayfs
   over /, pivot_root into it), so whatever its root writes, in /usr, /var,
-  /srv or anywhere, stays in the guest, as on a VM; an empty /tmp and root
-  home of its own; its own /dev, /dev/shm, /proc and a read-only /sys; the
+  /srv or anywhere, stays in the guest, as on a VM; a /tmp and root home of
+  its own; its own /dev, /dev/shm, /proc and a read-only /sys; the
   node image's /opt with Ray in /opt/ray (testbed.image); the checkout, the
   project's virtualenv and the testbed's caches are hidden, so a guest has
   what a user's VM has and nothing more;
@@ -15,6 +15,16 @@
   (testbed.guests.boot): cloud-init creates the default user `ubuntu`,
   installs the deployed keys, sets the hostname and refuses root, as on
   Ubuntu's cloud OVA; then sshd, under tini as init (guest_init.sh).
+
+The disk (disk_dir: the overlays' upper layers, root's home) is the VM's, not
+the boot's: a power-off keeps it, the next power-on boots from it, as a VM
+boots from its VMDK, and only the VM's destroy removes it (GuestSimulator).
+What a reboot clears on a VM is cleared at each boot: /tmp (tmpfs or
+systemd-tmpfiles) and what the guest wrote to /run (a tmpfs). So cloud-init
+finds its instance state in /var/lib/cloud and, for the same instance-id,
+does not run its per-instance modules (users, SSH keys, host keys) again.
+Everything else of a boot (the Tools channel, logs) is state_dir's, removed
+at power-off.
 """
 
 import os
@@ -63,6 +73,8 @@ class Guest:
     veth: str
     state_dir: Path
     image_root: Path
+    disk_dir: Path = None     # default: state_dir / "disk", a disk that goes with the boot
+
     hostname: str = IMAGE_HOSTNAME
     # {name: address} the site's DNS answers: the ESXi host an OVF import uploads to, say.
     site_hosts: dict = field(default_factory=dict)
@@ -78,9 +90,13 @@ class Guest:
         """Where the guest sees a path of etc_dir."""
         return f"{TOOLS_CHANNEL}/{Path(path).relative_to(self.etc_dir)}"
 
+    @property
+    def disk(self):
+        return self.disk_dir or self.state_dir / "disk"
+
     def private_copy(self, folder):
         """The guest's own copy of a folder it must not share (/tmp, root's home)."""
-        return self.state_dir / "private" / folder.strip("/").replace("/", "_")
+        return self.disk / "private" / folder.strip("/").replace("/", "_")
 
     def start(self, bridge, ssh_timeout=15.0):
         started = time.monotonic()
@@ -96,7 +112,7 @@ class Guest:
             ["ip", "netns", "exec", self.netns,
              "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--mount", "--uts",
              "--propagation", "private",
-             "/bin/sh", str(GUEST_INIT), IMAGE_HOSTNAME, str(self.etc_dir / "hosts"),
+             "/bin/sh", str(GUEST_INIT), self._boot_hostname(), str(self.etc_dir / "hosts"),
              *self._mount_arguments(),
              "--boot", self.in_guest(self.etc_dir / "bin"), self.in_guest(self.etc_dir / "cloud-init.out"),
              "--", which("sshd"), "-D", "-E", self.in_guest(self.etc_dir / "sshd.log")],
@@ -110,26 +126,43 @@ class Guest:
         self.hostname = self._booted_hostname()
         self.bring_up_seconds = time.monotonic() - started
 
+    def _boot_hostname(self):
+        """What the guest's init sets before cloud-init runs: its own /etc/hostname, as systemd does at boot.
+
+        The file is the guest's once cloud-init wrote it at an earlier boot (set_hostname); cloud-init skips a
+        hostname it already set, so without this a restarted node would keep the image's.
+        """
+        written = self.overlay_state("/") / "upper" / "etc" / "hostname"
+        return (written.read_text().strip() if written.is_file() else "") or IMAGE_HOSTNAME
+
     def _booted_hostname(self):
         """The hostname cloud-init gave the guest, as VMware Tools reports it."""
         init_pid = _first_child(self._process.pid)
         return run("nsenter", "--target", str(init_pid), "--uts", "hostname").strip()
 
     def overlay_state(self, folder):
-        return self.state_dir / "overlay" / (folder.strip("/").replace("/", "_") or "root")
+        return self.disk / "overlay" / (folder.strip("/").replace("/", "_") or "root")
+
+    def _prepare_disk(self):
+        """A new disk at the first boot; at a later one, the disk as the last left it, less what a reboot clears."""
+        self.disk.mkdir(parents=True, mode=0o700, exist_ok=True)
+        for folder in PRIVATE_FOLDERS:
+            copy = self.private_copy(folder)
+            if folder == "/tmp":
+                shutil.rmtree(copy, ignore_errors=True)
+            copy.mkdir(parents=True, exist_ok=True)
+            copy.chmod(Path(folder).stat().st_mode & 0o7777)
+        shutil.rmtree(self.overlay_state("/") / "upper" / "run", ignore_errors=True)
+        for folder in ("/", image.GUEST_OPT):
+            for layer in ("upper", "work"):
+                (self.overlay_state(folder) / layer).mkdir(parents=True, exist_ok=True)
+        (self.overlay_state("/") / "merged").mkdir(exist_ok=True)
+        (self.overlay_state("/") / "upper").chmod(Path("/").stat().st_mode & 0o7777)  # the root's mode, not umask's
 
     def _write_files(self):
         self.etc_dir.mkdir(parents=True, mode=0o700)
-        for folder in PRIVATE_FOLDERS:
-            copy = self.private_copy(folder)
-            copy.mkdir(parents=True)
-            copy.chmod(Path(folder).stat().st_mode & 0o7777)
-        for folder in ("/", image.GUEST_OPT):
-            for layer in ("upper", "work"):
-                (self.overlay_state(folder) / layer).mkdir(parents=True)
-        (self.overlay_state("/") / "merged").mkdir()
-        (self.overlay_state("/") / "upper").chmod(Path("/").stat().st_mode & 0o7777)  # the root's mode, not umask's
-        # What the image brings, written into the guest's own layer.
+        self._prepare_disk()
+        # What the image brings, written into the guest's own layer (again at every boot: the address changes).
         image_files = {
             "/etc/cloud/cloud.cfg.d/90_ray_vsphere_image.cfg": boot.CLOUD_CONFIG,
             # Ray's command runner starts `bash --login`, whose /etc/profile resets PATH.
@@ -187,7 +220,7 @@ class Guest:
         return "\n".join(text.splitlines()[-lines:]) or "(no log)"
 
     def stop(self):
-        """End every process of the guest, then its namespace and files.
+        """End every process of the guest, then its namespace and the boot's files (its disk_dir stays).
 
         Killing PID 1 of the guest's PID namespace makes the kernel kill and
         reap every process in it (Ray included) before `unshare` returns.

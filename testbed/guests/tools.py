@@ -8,7 +8,9 @@ extraConfig's guestinfo.*, among them the guestinfo.ovfEnv vcsim writes from
 the vApp properties at power-on (cloud-init's OVF datasource) and
 guestinfo.metadata (its VMware datasource). Then it reports the guest's
 address and hostname back to vcsim as VMware Tools would (ReconfigVM with
-`SET.guest.ipAddress`). Power-off or destroy removes the guest.
+`SET.guest.ipAddress`). Power-off or destroy removes the guest; each VM's
+disk (testbed.guests.guest) stays through power-off and goes with the VM's
+destroy (it leaves the PropertyCollector's view) or the simulator's stop.
 
 When Tools reports is a ToolsTiming: at once by default (the suite stays
 short), or as on a real VM, where the address comes 20-90 s after power-on.
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 NETNS_PREFIX = "rvsphere-"
 TEMP_PREFIX = "ray-vsphere-guests-"
+# A VM's disk in the simulator's run folder: DISK_PREFIX + the VM's moid.
+DISK_PREFIX = "disk-"
 WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.uuid")
 # In a ToolsTiming's reports: the guest's own address (it is known only once the guest is up).
 OWN_ADDRESS = object()
@@ -220,6 +224,8 @@ class GuestSimulator:
                     for moid in set(self._guests) - present:
                         self._vm_properties.pop(moid, None)
                         self._remove_guest(service_instance, vim.VirtualMachine(moid), report=False)
+                    for moid in self._disks() - present:
+                        self._destroy_disk(moid)
                 version = update.version
                 for filter_update in update.filterSet:
                     for object_update in filter_update.objectSet:
@@ -230,9 +236,10 @@ class GuestSimulator:
     def _apply(self, service_instance, object_update):
         vm = object_update.obj
         moid = vm._moId
-        if object_update.kind == "leave":
+        if object_update.kind == "leave":  # destroyed (or moved out of every folder: gone for the hypervisor too)
             self._vm_properties.pop(moid, None)
             self._remove_guest(service_instance, vm, report=False)
+            self._destroy_disk(moid)
             return
         props = self._vm_properties.setdefault(moid, {})
         for change in object_update.changeSet:
@@ -284,6 +291,7 @@ class GuestSimulator:
             veth=f"rv{self.network.tag}h{slot}",
             state_dir=self._run_dir / f"guest-{slot}",
             image_root=self._image_root,
+            disk_dir=self.disk_dir(vm._moId),
             site_hosts=self._site_hosts(),
         )
         powered_on = time.monotonic()
@@ -300,6 +308,16 @@ class GuestSimulator:
             self._due_reports[vm._moId] = [(powered_on + after, address) for after, address in self.tools.reports()]
             self._changed.notify_all()
         # Made by the watch loop right after this update's other VMs are applied.
+
+    def disk_dir(self, vm_moid):
+        """Where a VM's disk is, powered on or off, until the VM is destroyed."""
+        return self._run_dir / f"{DISK_PREFIX}{vm_moid}"
+
+    def _disks(self):
+        return {path.name[len(DISK_PREFIX):] for path in self._run_dir.glob(f"{DISK_PREFIX}*")}
+
+    def _destroy_disk(self, vm_moid):
+        shutil.rmtree(self.disk_dir(vm_moid), ignore_errors=True)
 
     def _make_due_reports(self, service_instance):
         """Report what Tools would have by now: between updates, the watch loop comes here at least every second."""

@@ -382,3 +382,62 @@ def test_ray_up_stops_at_a_head_wheel_altered_after_hashing(testbed, cluster_key
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
     assert cluster_nodes(sim, name, cluster_key) == []
     wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
+
+
+def test_with_cache_stopped_nodes_an_idle_worker_is_stopped_started_again_without_setup_and_ray_down_deletes_it(
+        testbed, cluster_key, tmp_path, ray_ssh_of):
+    """provider.cache_stopped_nodes: the idle worker's VM is powered off, not deleted; the next scale-up powers
+    the same VM on, whose disk still holds what its setup wrote, and Ray skips the setup (its config is
+    unchanged); `ray down` deletes the stopped VM with the rest."""
+    sim, guests = testbed
+    name = "e2e-stopped"
+    ray_ssh_of(name)
+    config = ray_cluster.provider_cluster_yaml(
+        tmp_path / "cluster.yaml", name, cluster_key, idle_timeout_minutes=0.25, **{
+            "provider.cache_stopped_nodes": True, "available_node_types.worker.min_workers": 0,
+            "available_node_types.worker.max_workers": 1, "max_workers": 1,
+            "worker_setup_commands": ["echo set-up >> ~/setup-marker"]})
+    state_dir = tmp_path / "state"
+    version = {"RAY_UP_enable_autoscaler_v2": "0"}
+    up = ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config), extra_env=version)
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+    (head,) = of_kind(cluster_nodes(sim, name, cluster_key), "head")
+
+    def worker(power_state):
+        workers = of_kind(cluster_nodes(sim, name, cluster_key), "worker")
+        return workers[0] if len(workers) == 1 and workers[0]["power_state"] == power_state else None
+
+    ray_cluster.run_scale_up_job(head["ip"], cluster_key, workers=1, timeout=240)
+    first = worker("poweredOn")
+    assert first, cluster_nodes(sim, name, cluster_key)
+    assert ssh(first["ip"], cluster_key, "cat ~/setup-marker").stdout == "set-up\n"
+
+    def monitor_log():
+        """The head autoscaler's lines about its provider and its launches and terminations: what a failure shows."""
+        return ssh(head["ip"], cluster_key, "sudo grep -E 'ray_vsphere|Terminat|terminat|Launch|launch' "
+                                            "~ray-autoscaler/logs/monitor.log | tail -40; "
+                                            "sudo find ~ray-autoscaler/.ray-vsphere -name extravars | xargs sudo grep -h uuids").stdout
+
+    try:
+        stopped = wait_for("the idle worker's VM to be powered off", lambda: worker("poweredOff"), timeout=180,
+                           interval=2)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {cluster_nodes(sim, name, cluster_key)}\n{monitor_log()}") from error
+    assert (stopped["uuid"], stopped["moid"], stopped["tags"]["ray-node-status"]) == (
+        first["uuid"], first["moid"], "stopped"), "stopped, not deleted and made anew"
+    wait_for("the stopped worker's guest to go", lambda: first["moid"] not in guests.guests(), timeout=30, interval=0.5)
+
+    ray_cluster.run_scale_up_job(head["ip"], cluster_key, workers=1, timeout=240)
+    again = worker("poweredOn")
+    assert again and (again["uuid"], again["moid"]) == (first["uuid"], first["moid"]), "the same VM, powered on"
+    assert ssh(again["ip"], cluster_key, "cat ~/setup-marker").stdout == "set-up\n", \
+        "the disk kept the setup's file and Ray did not run the setup again"
+    restarted = ssh(head["ip"], cluster_key,
+                    f"sudo grep -c 'started again {first['name']}' ~ray-autoscaler/logs/monitor.log")
+    assert int(restarted.stdout.strip() or 0) >= 1, restarted.stdout + restarted.stderr
+
+    wait_for("the worker to be stopped again", lambda: worker("poweredOff"), timeout=180, interval=2)
+    down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config), extra_env=version)
+    assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
+    assert cluster_nodes(sim, name, cluster_key) == [], "ray down deletes the stopped worker too"
+    wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)

@@ -1,6 +1,7 @@
 """Test guests: a real sshd behind every powered-on VM, reported back to vcsim."""
 
 import secrets
+import time
 import shlex
 import subprocess
 import sys
@@ -216,3 +217,44 @@ def test_a_guest_sets_its_own_network_settings_and_not_the_machines_kernel(
     finally:  # a guest that wrote the machine's settings must not leave them changed
         Path("/proc/sys/vm/swappiness").write_text(swappiness)
         Path("/proc/sys/net/ipv4/ip_forward").write_text(forwarding)
+
+
+def test_a_vms_disk_survives_power_off_and_cloud_init_does_not_run_again_and_destroy_removes_it(
+        service_instance, guest_simulator, deploy_test_vm, ssh_key_pair):
+    """As a VM's VMDK: what the guest wrote is there after a power cycle, and cloud-init, for the same instance-id,
+    skips its per-instance modules (the host keys stay); what a reboot clears (/tmp) is cleared."""
+    key, public = ssh_key_pair("disk")
+    vm = deploy_test_vm("ray-node-disk", public_key=public)
+    guest = guest_simulator.wait_for_guest(vm._moId)
+    first_boot = ("cat /etc/ssh/ssh_host_ed25519_key.pub; stat -c %Y /var/lib/cloud/instance/sem/config_ssh; "
+                  "cat /proc/sys/kernel/random/boot_id")
+    wrote = ssh(guest.address, key, "echo warm >> ~/marker && sudo -n sh -c 'echo pkg > /opt/installed' && "
+                                    "touch /tmp/scratch && " + first_boot)
+    assert wrote.returncode == 0, wrote.stderr
+    host_key, ssh_done_at, _ = wrote.stdout.splitlines()
+    disk = guest_simulator.disk_dir(vm._moId)
+    assert disk.is_dir()
+
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    guest_simulator.wait_for_no_guest(vm._moId)
+    assert not guest.state_dir.exists() and disk.is_dir(), "power-off ends the boot, not the disk"
+
+    vsphere.wait_for_task(service_instance, vm.PowerOnVM_Task())
+    again = guest_simulator.wait_for_guest(vm._moId)
+    second = ssh(again.address, key, "cat ~/marker /opt/installed; ls /tmp; " + first_boot
+                 + "; cloud-init status --long")
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[:2] == ["warm", "pkg"], "the home folder and /opt as the guest left them"
+    assert "scratch" not in lines, "/tmp is cleared at boot"
+    assert lines[2:4] == [host_key, ssh_done_at], "per-instance: the host keys are not made again"
+    assert "status: done" in second.stdout, second.stdout
+    assert "ray-node-disk" == ssh(again.address, key, "hostname").stdout.strip()
+
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    vsphere.wait_for_task(service_instance, vm.Destroy_Task())
+    guest_simulator.wait_for_no_guest(vm._moId)
+    deadline = time.monotonic() + 10
+    while disk.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not disk.exists(), "a destroyed VM's disk is removed"

@@ -58,8 +58,12 @@ class FakeRuns:
             raise PlaybookFailed(playbook, failed_run(message, **fields))
         stats = {}
         if playbook == "create_nodes":
-            stats["ray_provider_nodes"] = [record(f"new-{index}-{i}", f"unit-worker-{index}-{i}", ip=f"10.1.{index}.{i}")
-                                           for i in range(extravars["ray_provider_count"])]
+            # node_power's records of the stopped nodes started again (restart_uuids), then node_deploy's.
+            stats["ray_provider_nodes"] = [record(uuid, f"unit-worker-{uuid}", ip=f"10.2.{index}.{i}",
+                                                  **extravars["ray_provider_tags"])
+                                           for i, uuid in enumerate(extravars.get("ray_provider_restart_uuids", []))]
+            stats["ray_provider_nodes"] += [record(f"new-{index}-{i}", f"unit-worker-{index}-{i}", ip=f"10.1.{index}.{i}")
+                                            for i in range(extravars["ray_provider_count"])]
         if playbook == "terminate_nodes":
             stats["ray_provider_deleted"] = []
         return SimpleNamespace(status="successful", events=[
