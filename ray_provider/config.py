@@ -30,6 +30,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
     CONNECTION_ARGUMENT_SPEC, RayVsphereError)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
+from ray_provider.docker_section import docker_problems
 from ray_provider.request_timeout import request_timeout_problem
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may
@@ -254,6 +255,7 @@ def check_cluster_config(config):
     except RayVsphereError as error:
         problems.append(str(error))
     problems += _start_command_problems(config)
+    problems += docker_problems(config)
     problems += _head_account_problems(config)
     timeout_problem = request_timeout_problem(provider.get("vcenter_request_timeout"),
                                               "provider.vcenter_request_timeout")

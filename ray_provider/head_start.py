@@ -246,7 +246,8 @@ def monitor_command(options, autoscaler):
     v2 = autoscaler_v2()
     entrypoint = Path(ray.__file__).parent / "autoscaler" / ("v2" if v2 else "_private") / "monitor.py"
     logs = Path(autoscaler.pw_dir) / MONITOR_LOGS
-    return [sys.executable, "-I", "-u", str(entrypoint), f"--logs-dir={logs}",
+    # ray_provider.monitor_logging runs it: Ray v2 logs its config, the Vault blob of the vCenter password among it.
+    return [sys.executable, "-I", "-u", "-m", "ray_provider.monitor_logging", str(entrypoint), f"--logs-dir={logs}",
             f"--logging-rotate-bytes={LOGGING_ROTATE_BYTES}", f"--logging-rotate-backup-count={LOGGING_ROTATE_BACKUP_COUNT}",
             f"--gcs-address={ip}:{port}", f"--stdout-filepath={logs}/monitor.out",
             f"--stderr-filepath={logs}/monitor.err", f"--autoscaling-config={config}", f"--monitor-ip={ip}"]

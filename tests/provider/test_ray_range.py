@@ -88,13 +88,13 @@ autoscaler = SimpleNamespace(pw_dir="/home/ray-autoscaler")
 for v2 in ("0", "1"):
     os.environ[head_start.ENABLE_V2] = v2
     command = head_start.monitor_command(["--node-ip-address=127.0.0.1", "--port=6379"], autoscaler)
-    if not Path(command[3]).is_file():
-        problems.append(f"no monitor at {command[3]}")
+    if not Path(command[5]).is_file():
+        problems.append(f"no monitor at {command[5]}")
         continue
-    helped = subprocess.run([sys.executable, command[3], "--help"], capture_output=True, text=True, timeout=120)
-    for argument in command[4:]:
+    helped = subprocess.run([sys.executable, *command[3:6], "--help"], capture_output=True, text=True, timeout=120)
+    for argument in command[6:]:
         if argument.split("=")[0] not in helped.stdout:
-            problems.append(f"{command[3]} takes no {argument.split('=')[0]}")
+            problems.append(f"{command[5]} takes no {argument.split('=')[0]}")
 
 for mode, expected in (("token", "TOKEN"), ("disabled", "DISABLED")):
     probe = subprocess.run([sys.executable, "-c", "from ray._raylet import AuthenticationMode as A, get_authentication_mode as m; "

@@ -317,6 +317,8 @@ BROKEN_CONFIGS = [
     ("auth.ssh_user", None, "auth.ssh_user: required"),
     ("worker_start_ray_commands", ["ray start --address=$RAY_HEAD_IP:6379"],
      "worker_start_ray_commands[0]: runs `ray start` without token authentication: prefix it with RAY_AUTH_MODE=token"),
+    ("docker", {"image": "rayproject/ray:2.60.0", "container_name": "ray_container"},
+     "docker.image, docker.container_name: a container is not supported by ray_vsphere: Ray runs on the VM itself"),
     ("provider.datastore", "LocalDS_9",
      "available_node_types.worker.node_config: datastore 'LocalDS_9' not found in datacenter DC0"),
     ("provider.network", "Prod Network",

@@ -15,12 +15,16 @@ own account clones only the head's image).
 """
 
 import hashlib
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
+from ansible.errors import AnsibleError
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
-from ray_provider.config import decrypt_secret
+from ray_provider.config import decrypt_secret, encrypt_secret
 from ray_provider.runner import published_stats
 from testbed import ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
@@ -31,6 +35,7 @@ pytestmark = pytest.mark.slow
 
 CLUSTER = "rotate-up"
 NEW_HEAD_PASSWORD = "R0tated-head-passw0rd"
+CANARY = "/tmp/rotation-canary"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,50 @@ def testbed(testbed_prerequisites):
 def head_provider_section(head_ip, key):
     # The autoscaler's config is its user's alone (ray_provider.head_start).
     return yaml.safe_load(ssh(head_ip, key, "sudo cat ~ray-autoscaler/ray_bootstrap_config.yaml").stdout)["provider"]
+
+
+def head_disk(guests, head_ip):
+    """Everything the head wrote to its disk, from the machine: its overlay layers (/home with the autoscaler's
+    config, its runs' ansible-runner folders and the monitor's log; /etc, /var/log), its own /tmp and root's home."""
+    (guest,) = [guest for guest in guests.guests().values() if guest.address == head_ip]
+    return guest.state_dir
+
+
+def files_holding(folder, text):
+    """The files below folder holding text, as bytes (grep; sockets and FIFOs skipped, links not followed)."""
+    found = subprocess.run(["grep", "-rlF", "-D", "skip", "-e", text, str(folder)], capture_output=True, text=True)
+    assert found.returncode in (0, 1), found.stderr[-2000:]
+    return sorted(found.stdout.splitlines())
+
+
+# A Vault blob as a file holds it: its header, then lines of hex, split by newlines literal (YAML's `!vault |`,
+# a quoted YAML string's blank lines) or escaped (JSON).
+VAULT_BLOB = re.compile(r"(\$ANSIBLE_VAULT;[0-9.]+;AES256(?:;[\w-]+)?)((?:(?:\\n|\n|[ \t])+[0-9a-f]+(?!\w))+)")
+
+
+def vault_secrets_on(folder, key):
+    """{file: what each Vault blob in it decrypts to with the cluster's key (the head's vault password)}, for
+    every file below folder holding one; a blob the key does not open (a run's own, sealed with a password
+    typed at its prompt and kept nowhere) is None."""
+    opened = {}
+    for path in files_holding(folder, "$ANSIBLE_VAULT;"):
+        for header, lines in VAULT_BLOB.findall(Path(path).read_text(errors="replace")):
+            try:
+                secret = decrypt_secret(header + "\n" + re.sub(r"\\n|\s", "", lines), key)
+            except AnsibleError:
+                secret = None
+            opened.setdefault(path, []).append(secret)
+    return opened
+
+
+def command_lines_holding(head_ip, key, text):
+    """The head's processes whose command line holds text; the grep's own does not: its pattern has text's
+    first character in brackets, which matches that character and is not text itself."""
+    assert re.fullmatch(r"[\w=-]+", text), "letters grep's basic regex takes as themselves"
+    found = ssh(head_ip, key, f"sudo grep -l -e '[{text[0]}]{text[1:]}' /proc/[0-9]*/cmdline")
+    # (a process that ended between the glob and the read is an error 2 of grep's too)
+    assert found.returncode in (0, 1, 2) and "Permission denied" not in found.stderr, found.stderr
+    return found.stdout.split()
 
 
 @pytest.mark.timeout(2400)
@@ -60,6 +109,7 @@ def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stay
         head_ip = head["ip"]
         ray_cluster.wait_for_alive_nodes(head_ip, key, 2, timeout=300)  # the min worker joined
         kept = {node["uuid"] for node in cluster_nodes(sim, CLUSTER, key)}
+        assert len(of_kind(cluster_nodes(sim, CLUSTER, key), "worker")) == 1, "the head's autoscaler made the min worker"
         addresses = sorted(guest.address for guest in guests.guests().values())
         assert len(kept) == len(addresses) == 2
         old_token = ray_auth_token(key.read_text(), CLUSTER)
@@ -94,9 +144,36 @@ def test_token_and_head_password_rotate_on_a_running_cluster_and_every_node_stay
         hosts = ray_cluster.run_scale_up_job(head_ip, key, workers=2, timeout=300)
         workers = of_kind(cluster_nodes(sim, CLUSTER, key), "worker")
         assert len(workers) == 2 and len(hosts) == 2
-        assert kept <= {node["uuid"] for node in cluster_nodes(sim, CLUSTER, key)}
+        assert len({node["uuid"] for node in workers} - kept) == 1, "a worker cloned after the rotation"
+        assert kept <= {node["uuid"] for node in cluster_nodes(sim, CLUSTER, key)}, "no node replaced"
         assert sim.failed_logins().count(sim.autoscaler_username) == refused_before, (
             "the head tried the old password after `ray up` gave it the new one")
+        # From outside the head: no password in clear on its disk, old, new or the operator's (it never goes
+        # there); every Vault blob the cluster's key opens holds the new one; no command line holds the old one.
+        # A canary in the head's /tmp holds the old password in clear and in a Vault blob: each search finds it.
+        disk = head_disk(guests, head_ip)
+        canary = ssh(head_ip, key, f"printf '%s\\n%s\\n' {old_password} '{encrypt_secret(old_password, key)}' > {CANARY}")
+        assert canary.returncode == 0, canary.stderr
+        holding_the_old = files_holding(disk, old_password)
+        assert [path for path in holding_the_old if not path.endswith(CANARY)] == [], "the old password in clear"
+        assert [path for path in holding_the_old if path.endswith(CANARY)] != [], "the search missed the canary"
+        assert files_holding(disk, NEW_HEAD_PASSWORD) == files_holding(disk, sim.endpoint.password) == []
+        opened = vault_secrets_on(disk, key)
+        secrets = [secret for found in opened.values() for secret in found]
+        assert NEW_HEAD_PASSWORD in secrets and secrets.count(old_password) == 1, opened  # the canary's
+        assert ssh(head_ip, key, f"rm {CANARY}").returncode == 0
+        assert command_lines_holding(head_ip, key, old_password) == []
+        assert command_lines_holding(head_ip, key, "--autoscaling-config=") != [], "the monitor's is read"
+        # The search reads where the password went before: the autoscaler's config, its runs, the monitor's log.
+        assert any(path.endswith("/home/ray-autoscaler/ray_bootstrap_config.yaml")
+                   for path in files_holding(disk, "vcenter_password_vault"))
+        assert any("/home/ray-autoscaler/.ray-vsphere/" in path and "/artifacts/" in path
+                   for path in files_holding(disk, "ray_vsphere.cluster.provider."))
+        assert any(path.endswith("/home/ray-autoscaler/logs/monitor.log")
+                   for path in files_holding(disk, "ray_vsphere: create_nodes: successful in"))
+        # Ray v2's monitor logs its config when it starts: the blob of the password is left out (monitor_logging).
+        assert any(path.endswith("/home/ray-autoscaler/logs/monitor.log")
+                   for path in files_holding(disk, "<vault blob not logged>"))
     finally:
         down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config_path))
         ray_cluster.close_ray_ssh_connections(CLUSTER)

@@ -34,12 +34,13 @@ def test_the_monitor_gets_the_v2_entrypoint_its_config_in_its_home_and_an_isolat
     monkeypatch.setenv(head_start.ENABLE_V2, "1")
     command = head_start.monitor_command(["--port=6380", "--node-ip-address=10.0.0.5",
                                           "--autoscaling-config=~/ray_bootstrap_config.yaml"], autoscaler)
-    assert command[1:3] == ["-I", "-u"] and command[3].endswith("ray/autoscaler/v2/monitor.py")
+    assert command[1:5] == ["-I", "-u", "-m", "ray_provider.monitor_logging"]
+    assert command[5].endswith("ray/autoscaler/v2/monitor.py")
     assert "--gcs-address=10.0.0.5:6380" in command and "--monitor-ip=10.0.0.5" in command
     assert "--autoscaling-config=/home/ray-autoscaler/ray_bootstrap_config.yaml" in command
     assert "--logs-dir=/home/ray-autoscaler/logs" in command
     monkeypatch.setenv(head_start.ENABLE_V2, "0")
-    assert head_start.monitor_command(["--node-ip-address=10.0.0.5"], autoscaler)[3].endswith(
+    assert head_start.monitor_command(["--node-ip-address=10.0.0.5"], autoscaler)[5].endswith(
         "ray/autoscaler/_private/monitor.py")
 
 
