@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: node_power
 short_description: Stop Ray nodes on vSphere keeping their disks, or start stopped ones again
-version_added: 0.2.0
+version_added: 0.3.0
 description:
   - With O(state=stopped), asks the guest of each node in O(uuids) to shut down (C(ShutdownGuest), through VMware
     Tools) and powers the VM off (C(PowerOffVM_Task)) when Tools cannot take the request or the guest is still on
