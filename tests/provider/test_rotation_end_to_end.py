@@ -54,14 +54,16 @@ def head_disk(guests, head_ip):
     """Everything the head wrote to its disk, from the machine: its overlay layers (/home with the autoscaler's
     config, its runs' ansible-runner folders and the monitor's log; /etc, /var/log), its own /tmp and root's home."""
     (guest,) = [guest for guest in guests.guests().values() if guest.address == head_ip]
-    return guest.state_dir
+    # The disk outlives a power cycle, apart from the boot's own files (testbed/guests/guest.py): search both.
+    return guest.disk, guest.state_dir
 
 
-def files_holding(folder, text):
-    """The files below folder holding text, as bytes (grep; sockets and FIFOs skipped, links not followed)."""
-    found = subprocess.run(["grep", "-rlF", "-D", "skip", "-e", text, str(folder)], capture_output=True, text=True)
+def files_holding(folders, text):
+    """The files below folders holding text, as bytes (grep; sockets and FIFOs skipped, links not followed)."""
+    found = subprocess.run(["grep", "-rlF", "-D", "skip", "-e", text, *map(str, folders)], capture_output=True,
+                           text=True)
     assert found.returncode in (0, 1), found.stderr[-2000:]
-    return sorted(found.stdout.splitlines())
+    return sorted(set(found.stdout.splitlines()))
 
 
 # A Vault blob as a file holds it: its header, then lines of hex, split by newlines literal (YAML's `!vault |`,
@@ -69,12 +71,12 @@ def files_holding(folder, text):
 VAULT_BLOB = re.compile(r"(\$ANSIBLE_VAULT;[0-9.]+;AES256(?:;[\w-]+)?)((?:(?:\\n|\n|[ \t])+[0-9a-f]+(?!\w))+)")
 
 
-def vault_secrets_on(folder, key):
+def vault_secrets_on(folders, key):
     """{file: what each Vault blob in it decrypts to with the cluster's key (the head's vault password)}, for
-    every file below folder holding one; a blob the key does not open (a run's own, sealed with a password
+    every file below folders holding one; a blob the key does not open (a run's own, sealed with a password
     typed at its prompt and kept nowhere) is None."""
     opened = {}
-    for path in files_holding(folder, "$ANSIBLE_VAULT;"):
+    for path in files_holding(folders, "$ANSIBLE_VAULT;"):
         for header, lines in VAULT_BLOB.findall(Path(path).read_text(errors="replace")):
             try:
                 secret = decrypt_secret(header + "\n" + re.sub(r"\\n|\s", "", lines), key)
