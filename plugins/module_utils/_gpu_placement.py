@@ -195,7 +195,7 @@ class GpuPlan(object):
 
     def _read_hosts(self):
         if self.placement.host is not None:
-            found = dict((self.placement.host, _vsphere.read(self.service_instance, self.placement.host, HOST_PATHS)))
+            found = {self.placement.host: _vsphere.read(self.service_instance, self.placement.host, HOST_PATHS)}
         else:
             found = _vsphere.objects_below(self.service_instance, self.placement.compute, vim.HostSystem, HOST_PATHS)
         ours = set(self.ours())
