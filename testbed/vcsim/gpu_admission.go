@@ -370,7 +370,10 @@ func (w *gpuVirtualMachine) PowerOnVMTask(ctx *simulator.Context, req *types.Pow
 
 func (w *gpuVirtualMachine) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) soap.HasFault {
 	if hasPassthrough(w.VirtualMachine) && w.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
-		fault := &types.NotSupported{}
+		fault := &types.NotSupported{RuntimeFault: types.RuntimeFault{MethodFault: types.MethodFault{
+			FaultMessage: []types.LocalizableMessage{{Key: "msg.suspend.passthrough",
+				Message: "The operation is not supported on the object: a virtual machine with a PCI passthrough device cannot be suspended."}},
+		}}}
 		return &methods.SuspendVM_TaskBody{Res: &types.SuspendVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "suspend", fault)}}
 	}
 	return w.VirtualMachine.SuspendVMTask(ctx, req)
@@ -381,11 +384,13 @@ func (w *gpuVirtualMachine) snapshotRefusal() types.BaseMethodFault {
 	if len(requests) == 0 {
 		return nil
 	}
+	device := fmt.Sprintf("Device '%s' is a PCI passthrough device.", requests[0].label)
 	return &types.SnapshotIncompatibleDeviceInVm{
-		Fault: types.LocalizedMethodFault{
-			Fault:            &types.DeviceNotSupported{Device: requests[0].label},
-			LocalizedMessage: fmt.Sprintf("Device '%s' is a PCI passthrough device.", requests[0].label),
-		},
+		SnapshotFault: types.SnapshotFault{VimFault: types.VimFault{MethodFault: types.MethodFault{
+			FaultMessage: []types.LocalizableMessage{{Key: "msg.snapshot.error-incompatibleDevice",
+				Message: "Virtual machine is configured to use a device that prevents the snapshot operation: " + device}},
+		}}},
+		Fault: types.LocalizedMethodFault{Fault: &types.DeviceNotSupported{Device: requests[0].label}, LocalizedMessage: device},
 	}
 }
 
@@ -475,13 +480,18 @@ func (o *gpuObserver) PutObject(*simulator.Context, mo.Reference) {}
 
 func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
 	switch obj := obj.(type) {
-	case *simulator.VirtualMachine:
+	case *mo.VirtualMachine: // the registry reports the mo object inside vcsim's
 		for _, change := range changes {
 			if change.Name == "runtime.powerState" && change.Val == types.VirtualMachinePowerStatePoweredOff {
 				o.ledger.release(ctx, obj.Self)
 			}
 		}
 	case *mo.Task:
+		for _, change := range changes {
+			if change.Name == "info.state" && change.Val == types.TaskInfoStateError {
+				withMessage(obj)
+			}
+		}
 		// A power-on admitted but failed after (vcsim's own checks) gives its devices back.
 		for _, change := range changes {
 			if change.Name == "info.state" && change.Val == types.TaskInfoStateError && obj.Info.DescriptionId == "VirtualMachine.powerOn" && obj.Info.Entity != nil {
@@ -494,6 +504,19 @@ func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, cha
 				}
 			}
 		}
+	}
+}
+
+// withMessage gives a failed task's error the message of its fault, as
+// vCenter's localizedMessage, where vcsim gives the fault's Go type
+// (simulator/task.go). Called under the task's lock, as its state turns.
+func withMessage(task *mo.Task) {
+	failure := task.Info.Error
+	if failure == nil || failure.Fault == nil || !strings.HasPrefix(failure.LocalizedMessage, "*types.") {
+		return
+	}
+	if messages := failure.Fault.GetMethodFault().FaultMessage; len(messages) > 0 {
+		failure.LocalizedMessage = messages[0].Message
 	}
 }
 
