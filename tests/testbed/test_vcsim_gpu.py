@@ -304,6 +304,11 @@ def test_a_client_speaking_an_api_older_than_dynamic_directpath_is_refused_not_i
         assert error.property == "spec.deviceChange[0].device.backing"
         assert not [device for device in read(si, vm, "config.hardware.device")
                     if isinstance(device, vim.vm.device.VirtualPCIPassthrough)]
+        # QueryConfigTarget answers it in its own version: without the 7.0 types it could not read.
+        browser = read(si, vsphere.find_by_name(si, vim.ClusterComputeResource, LAYOUT["cluster"]), "environmentBrowser")
+        target = vim.EnvironmentBrowser(browser._moId, old._stub).QueryConfigTarget(
+            host=vim.HostSystem(host_named(si, PASSTHROUGH_HOSTS[0])._moId, old._stub))
+        assert target.datastore and not target.dynamicPassthrough
     finally:
         old.content.sessionManager.Logout()
 
