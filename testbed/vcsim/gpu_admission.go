@@ -18,30 +18,40 @@ package main
 //     (vGPU) and are given back when the VM is powered off or destroyed.
 //   - When nothing is free, the power-on task fails with
 //     InsufficientResourcesFault (Dynamic DirectPath) or its subclass
-//     InsufficientGraphicsResourcesFault ("Graphics resources admission
-//     control failed", vSphere API reference; vGPU), with the message
-//     vCenter gives: "Insufficient resources. One or more devices
-//     (pciPassthru0) required by VM ... are not available on host ...".
+//     InsufficientGraphicsResourcesFault, "Graphics resources admission
+//     control failed" (vSphere API reference, since 6.0; vGPU). The message,
+//     "Insufficient resources. One or more devices (pciPassthru0) required
+//     by VM ... are not available on host ...", follows vCenter's admission
+//     messages; no public page in reach quotes it word for word, so clients
+//     must go by the fault type, never the text.
 //   - A passthrough VM needs all its memory reserved; without it the
 //     power-on fails with "Invalid memory setting: memory reservation
 //     (sched.mem.min) should be equal to memsize(N)", the message ESXi
-//     gives since 6.5 (GenericVmConfigFault, a message from the virtual
-//     machine). memoryReservationLockedToMax or a reservation of all the
-//     memory satisfy it.
+//     gives since 6.5 (as reported, e.g. serverdevworker.com/14037ed7e2;
+//     a GenericVmConfigFault, vCenter's fault for a message from the
+//     virtual machine). memoryReservationLockedToMax or a reservation of all
+//     the memory satisfy it.
 //   - Dynamic DirectPath needs virtual hardware 17 (vSphere 7.0): below it
 //     the power-on fails with DeviceUnsupportedForVmVersion
 //     (currentVersion, expectedVersion "vmx-17"; vSphere API reference:
 //     "thrown if a specific device is not supported for a given version of
 //     the virtual machine").
-//   - Snapshots of a passthrough VM (CreateSnapshot_Task,
-//     CreateSnapshotEx_Task) and linked clones of one (CloneVM_Task with
-//     diskMoveType createNewChildDiskBacking, which grows child disks
-//     from a snapshot) fail with SnapshotIncompatibleDeviceInVm ("a snapshot
-//     operation cannot be performed on account of an incompatible device",
-//     vSphere API reference), its fault a DeviceNotSupported naming the
-//     device; vSphere's DirectPath I/O documentation lists snapshots,
-//     suspend and resume, and vMotion as unavailable with passthrough.
-//   - Suspending one (SuspendVM_Task) fails with NotSupported.
+//   - "When PCI vSphere DirectPath I/O devices are made available to a
+//     virtual machine, you cannot perform certain operations on the virtual
+//     machine. These operations include suspending, migration with vMotion,
+//     and taking or restoring snapshots" (Broadcom KB 401437). Snapshots
+//     (CreateSnapshot_Task, CreateSnapshotEx_Task) and linked clones
+//     (CloneVM_Task with diskMoveType createNewChildDiskBacking, whose child
+//     disks grow from a snapshot) fail with SnapshotIncompatibleDeviceInVm
+//     ("a snapshot operation cannot be performed on account of an
+//     incompatible device", vSphere API reference), its fault a
+//     DeviceNotSupported naming the device, in vCenter's words for such
+//     devices ("Virtual machine is configured to use a device that prevents
+//     the snapshot operation: Device '...' is ..."). Suspending
+//     (SuspendVM_Task) fails with NotSupported. The issue treats vGPU VMs
+//     the same way; recent vSphere suspends and snapshots some vGPU VMs
+//     (HostSharedGpuCapabilities.suspendSupported), a host capability this
+//     testbed does not model.
 //
 // Every refusal is the error of the method's task, as vCenter reports
 // power-on and snapshot failures (task.info.error), not a fault of the call.
