@@ -20,7 +20,7 @@ import (
 )
 
 type sessionVersions struct {
-	mu       sync.Mutex
+	mu        sync.Mutex
 	bySession map[string]string
 }
 
