@@ -204,7 +204,42 @@ func (l *gpuLedger) admit(ctx *simulator.Context, vm *simulator.VirtualMachine) 
 	}
 	l.held[vm.Self] = chosen
 	l.publish(ctx, host)
+	assigned := map[int]string{}
+	for i, request := range requests {
+		if request.dynamic != nil {
+			assigned[request.index] = chosen[i].spec.PciID
+		}
+	}
+	assignDevices(ctx, &vm.VirtualMachine, assigned)
 	return nil
+}
+
+// assignDevices sets each Dynamic DirectPath device's backing.assignedId to
+// the host device it got (none: cleared), as vCenter reports it while the VM
+// runs ("The id of the device assigned when the VM is powered on", vSphere
+// API reference, VirtualPCIPassthroughDynamicBackingInfo). The caller holds
+// the VM's lock.
+func assignDevices(ctx *simulator.Context, vm *mo.VirtualMachine, assigned map[int]string) {
+	devices := slices.Clone(vm.Config.Hardware.Device)
+	changed := false
+	for index, device := range devices {
+		passthrough, ok := device.(*types.VirtualPCIPassthrough)
+		if !ok {
+			continue
+		}
+		backing, ok := passthrough.Backing.(*types.VirtualPCIPassthroughDynamicBackingInfo)
+		if !ok || backing.AssignedId == assigned[index] {
+			continue
+		}
+		withBacking, newBacking := *passthrough, *backing
+		newBacking.AssignedId = assigned[index]
+		withBacking.Backing = &newBacking
+		devices[index] = &withBacking
+		changed = true
+	}
+	if changed {
+		ctx.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: devices}})
+	}
 }
 
 // freeDevice is a device of host the request may have, beside those already chosen for the same VM
@@ -404,6 +439,7 @@ func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, cha
 		for _, change := range changes {
 			if change.Name == "runtime.powerState" && change.Val == types.VirtualMachinePowerStatePoweredOff {
 				o.ledger.release(ctx, obj.Self)
+				assignDevices(ctx, obj, nil)
 			}
 		}
 	case *mo.Task:
@@ -416,11 +452,12 @@ func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, cha
 		for _, change := range changes {
 			if change.Name == "info.state" && change.Val == types.TaskInfoStateError && obj.Info.DescriptionId == "VirtualMachine.powerOn" && obj.Info.Entity != nil {
 				if vm, ok := ctx.Map.Get(*obj.Info.Entity).(*simulator.VirtualMachine); ok {
-					var off bool
-					ctx.WithLock(vm, func() { off = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff })
-					if off {
-						o.ledger.release(ctx, vm.Self)
-					}
+					ctx.WithLock(vm, func() {
+						if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
+							o.ledger.release(ctx, vm.Self)
+							assignDevices(ctx, &vm.VirtualMachine, nil)
+						}
+					})
 				}
 			}
 		}
