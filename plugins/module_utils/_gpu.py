@@ -204,6 +204,20 @@ class GpuRequest(object):
                          vim.option.OptionValue(key=MMIO_SIZE_KEY, value=str(self.mmio_size_gb()))])
 
 
+def api_problem(about, gpu):
+    """Why this vCenter cannot be given gpu's devices, or None; about: its ServiceContent.about.
+
+    Dynamic DirectPath I/O's backing is a type of the vSphere API 7.0: to an
+    older vCenter pyVmomi would send it as the base backing it knows, a
+    device that matches nothing.
+    """
+    match = re.match(r"^(\d+)\.", about.apiVersion or "")
+    if gpu.passthrough and (not match or int(match.group(1)) < 7):
+        return ("gpus: Dynamic DirectPath I/O needs vCenter 7.0 or later (vSphere API 7.0); %s speaks API %s"
+                % (about.fullName or "this vCenter", about.apiVersion))
+    return None
+
+
 def hardware_version(version):
     """17 for "vmx-17"; 0 for anything else."""
     match = re.match(r"^vmx-(\d+)$", version or "")
