@@ -149,7 +149,7 @@ class PassthroughGpu(object):
                                                                          deviceId=self.device_id)]
         backing = vim.vm.device.VirtualPCIPassthrough.DynamicBackingInfo(
             allowedDevice=allowed, customLabel=self.label or "", deviceName="", useAutoDetect=False)
-        return [vim.vm.device.VirtualPCIPassthrough(backing=backing, key=0) for _ in range(self.count)]
+        return [vim.vm.device.VirtualPCIPassthrough(backing=backing, key=0) for ordinal in range(self.count)]
 
 
 class GpuRequest(object):
@@ -184,7 +184,7 @@ class GpuRequest(object):
     def mmio_size_gb(self):
         if self.vgpu_profile:
             return mmio_size_gb([vgpu_framebuffer_gb(self.vgpu_profile) or DEFAULT_GPU_MEMORY_GB])
-        return mmio_size_gb([entry.memory_gb for entry in self.passthrough for _ in range(entry.count)])
+        return mmio_size_gb(sum(([entry.memory_gb] * entry.count for entry in self.passthrough), []))
 
     def devices(self):
         if self.vgpu_profile:
