@@ -419,9 +419,39 @@ func (w *gpuVirtualMachine) CloneVMTask(ctx *simulator.Context, req *types.Clone
 	return w.VirtualMachine.CloneVMTask(ctx, req)
 }
 
+// ReconfigVMTask refuses a VirtualPCIPassthrough whose backing is the base
+// VirtualDevice.DeviceBackingInfo: what pyVmomi sends for a Dynamic DirectPath
+// or vGPU backing when it negotiated an API older than the backing's (7.0),
+// and no passthrough vCenter knows (InvalidDeviceBacking: "the backing of a
+// device is not valid", vSphere API reference). vcsim would keep it, and the
+// VM would power on with no GPU.
+func (w *gpuVirtualMachine) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM_Task) soap.HasFault {
+	for index, change := range req.Spec.DeviceChange {
+		spec := change.GetVirtualDeviceConfigSpec()
+		passthrough, ok := spec.Device.(*types.VirtualPCIPassthrough)
+		if !ok || spec.Operation == types.VirtualDeviceConfigSpecOperationRemove {
+			continue
+		}
+		if _, base := passthrough.Backing.(*types.VirtualDeviceDeviceBackingInfo); base || passthrough.Backing == nil {
+			fault := &types.InvalidDeviceBacking{InvalidDeviceSpec: types.InvalidDeviceSpec{
+				InvalidVmConfig: types.InvalidVmConfig{
+					VmConfigFault: types.VmConfigFault{VimFault: types.VimFault{MethodFault: types.MethodFault{
+						FaultMessage: []types.LocalizableMessage{{Key: "msg.device.backing.invalid",
+							Message: fmt.Sprintf("Invalid configuration for device '%d': a PCI passthrough device needs a Dynamic DirectPath, vGPU or DirectPath backing (vSphere API 7.0 or later for the first two).", index)}},
+					}}},
+					Property: fmt.Sprintf("spec.deviceChange[%d].device.backing", index),
+				},
+				DeviceIndex: int32(index),
+			}}
+			return &methods.ReconfigVM_TaskBody{Res: &types.ReconfigVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "reconfigVm", fault)}}
+		}
+	}
+	return w.VirtualMachine.ReconfigVMTask(ctx, req)
+}
+
 // gpuMethods are the VM methods gpuVirtualMachine answers.
 var gpuMethods = map[string]bool{
-	"PowerOnVM_Task": true, "SuspendVM_Task": true, "CreateSnapshot_Task": true, "CreateSnapshotEx_Task": true, "CloneVM_Task": true,
+	"ReconfigVM_Task": true, "PowerOnVM_Task": true, "SuspendVM_Task": true, "CreateSnapshot_Task": true, "CreateSnapshotEx_Task": true, "CloneVM_Task": true,
 }
 
 // installGpuAdmission puts the session's views of VMs and environment

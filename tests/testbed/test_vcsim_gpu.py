@@ -10,15 +10,14 @@ import threading
 import time
 
 import pytest
+from pyVim.connect import Connect
 from pyVmomi import vim, vmodl
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _waiter
 from testbed import gpus, simulator, vsphere
 
 LAYOUT = gpus.gpu_layout()
-# The GPU API (ConfigTarget.vgpuProfileInfo, HostAssignableHardwareBinding) is vSphere 7.0 U3's and later: a client
-# negotiating govmomi's default 6.5 cannot read it, as it could not from a vCenter 6.5.
-API_VERSION = "8.0.3.0"
+API_VERSION = gpus.API_VERSION
 PASSTHROUGH_HOSTS = sorted(name for name, devices in LAYOUT["hosts"].items()
                            if any(gpu["mode"] == "passthrough" for gpu in devices))
 VGPU_HOSTS = sorted(name for name, devices in LAYOUT["hosts"].items() if any(gpu["mode"] == "vgpu" for gpu in devices))
@@ -289,6 +288,24 @@ def test_two_power_ons_racing_for_the_last_device_one_wins(gpu_vcsim, make_vm, s
         vsphere.wait_for_task(si, winner.PowerOffVM_Task())
         for session in sessions:
             session.content.sessionManager.Logout()
+
+
+def test_a_client_speaking_an_api_older_than_dynamic_directpath_is_refused_not_ignored(gpu_vcsim, si, make_vm):
+    """pyVmomi sends a 7.0 backing as its 6.5 base type; vcsim refuses it rather than power on a VM with no GPU."""
+    endpoint = gpu_vcsim.endpoint
+    old = Connect(host=endpoint.host, port=endpoint.port, user=endpoint.username, pwd=endpoint.password,
+                       sslContext=endpoint.ssl_context(), version="vim.version.version11")
+    try:
+        vm = make_vm("gpu-old-api", PASSTHROUGH_HOSTS[0])
+        spec = vim.vm.ConfigSpec(memoryReservationLockedToMax=True, deviceChange=[vim.vm.device.VirtualDeviceSpec(
+            operation="add", device=vim.vm.device.VirtualPCIPassthrough(key=-100, backing=dynamic()))])
+        task = vim.VirtualMachine(vm._moId, old._stub).ReconfigVM_Task(spec)
+        error = refused(si, vim.Task(task._moId, si._stub), vim.fault.InvalidDeviceBacking)
+        assert error.property == "spec.deviceChange[0].device.backing"
+        assert not [device for device in read(si, vm, "config.hardware.device")
+                    if isinstance(device, vim.vm.device.VirtualPCIPassthrough)]
+    finally:
+        old.content.sessionManager.Logout()
 
 
 # ----- what a passthrough VM cannot do -----
