@@ -484,7 +484,7 @@ RIGHT_AND_WRONG = {"str": ("https://images.example.com/ray.ova", 5), "int": (2, 
                    "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value"), "path": ("/etc/ssl/certs/ca.pem", 5),
                    "raw": ({"runcmd": ["true"]}, ["runcmd"])}
 # Options whose values have a form of their own, beyond their type.
-RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64}
+RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64, "gpus": [{"model": "A100", "label": "a100"}]}
 SETTABLE = sorted(set(DEPLOY_OPTIONS) - set(config.DECIDED_BY_PROVIDER))
 WHERE = {"provider": "provider", "node_config": "available_node_types.worker.node_config"}
 
