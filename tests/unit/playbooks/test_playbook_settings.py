@@ -166,6 +166,11 @@ def test_a_vgpu_profile_replaces_the_recorded_gpus_and_without_gpu_settings_noth
     assert values["ray_cfg_worker_start_options_list"] == values["ray_cfg_head_start_options_list"] == [
         "--num-gpus=1", '--resources={"accelerator_type:A100": 1}']
     assert "worker_gpus" not in values["ray_cfg_deploy_settings"]
+    # The head's are recorded too: a run that restarts Ray on it later still tells Ray of its vGPU.
+    assert values["ray_cfg_deploy_settings"]["head_vgpu_profile"] == "grid_a100-10c"
+    restarted = resolved(tmp_path / "restart", {"ray_cluster_name": "c", "ray_restart": True},
+                         record=values["ray_cfg_deploy_settings"], shown=GPU_SHOWN)
+    assert restarted["ray_cfg_head_start_options_list"] == ["--num-gpus=1", '--resources={"accelerator_type:A100": 1}']
     recorded = resolved(tmp_path / "recorded", {"ray_cluster_name": "c"}, record=record, shown=GPU_SHOWN)
     assert recorded["ray_cfg_worker_gpu_settings"] == {"gpus": [{"model": "A100", "label": "a100"}]}
     none = resolved(tmp_path / "none", {"ray_cluster_name": "c", "ray_worker_gpus": []}, record=record, shown=GPU_SHOWN)
