@@ -5,6 +5,8 @@ resolved ray_cfg_* values, with inputs as AWX passes them (extra vars, the
 inventory, blank survey answers) and with a head's record.
 """
 
+import json
+
 import pytest
 
 from testbed.playbook_settings import resolved
