@@ -30,7 +30,9 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
     CONNECTION_ARGUMENT_SPEC, RayVsphereError)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import GPU_OPTIONS
 from ray_provider.docker_section import docker_problems
+from ray_provider.node_resources import gpu_setting_problems, resource_problems
 from ray_provider.request_timeout import request_timeout_problem
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may
@@ -93,7 +95,21 @@ def _expected(spec):
     if spec.get("choices"):
         return "one of " + ", ".join(str(choice) for choice in spec["choices"])
     expected = TYPE_NAMES.get(spec["type"], f"of type {spec['type']}")
-    return f"{expected} of {spec['elements']}" if spec.get("elements") else expected
+    expected = f"{expected} of {spec['elements']}" if spec.get("elements") else expected
+    if spec.get("options"):  # gpus: a list of mappings with keys of their own
+        keys = [f"{key} ({_expected(sub)}{', required' if sub.get('required') else ''})"
+                for key, sub in spec["options"].items()]
+        expected += " with the keys " + ", ".join(keys)
+    return expected
+
+
+def _as_written(checked, value):
+    """Whether the check left value as written; sub-options it only filled with their defaults do not count."""
+    if isinstance(value, dict) and isinstance(checked, dict):
+        return all(key in checked and _as_written(checked[key], item) for key, item in value.items())
+    if isinstance(value, list) and isinstance(checked, list):
+        return len(checked) == len(value) and all(map(_as_written, checked, value))
+    return type(checked) is type(value) and checked == value
 
 
 def _type_problem(key, spec, value):
@@ -108,7 +124,7 @@ def _type_problem(key, spec, value):
     spec = {rule: setting for rule, setting in spec.items() if rule not in ("required", "default")}
     result = ArgumentSpecValidator({key: spec}).validate({key: value})
     checked = result.validated_parameters.get(key)
-    converted = type(checked) is not type(value) or checked != value
+    converted = not _as_written(checked, value)
     expanded = spec["type"] in CONVERTED_TYPES and isinstance(value, str)
     if result.error_messages or (converted and not expanded):
         return f"must be {_expected(spec)}, not {value!r}"
@@ -132,7 +148,9 @@ def _section_problems(section, known, where):
             problems.append(f"{where}.{key}: {problem}")
         else:
             fitting[key] = value
-    return problems + [f"{where}.{option}: {problem}" for option, problem in value_problems(fitting)]
+    # The GPU options' rules run across a node type's merged settings (node_resources.gpu_setting_problems).
+    single = {key: value for key, value in fitting.items() if key not in GPU_OPTIONS}
+    return problems + [f"{where}.{option}: {problem}" for option, problem in value_problems(single)]
 
 
 def _settable(groups):
@@ -275,6 +293,8 @@ def check_cluster_config(config):
         problems += _section_problems(node_config, NODE_SETTINGS, where)
         settings = node_settings(provider, node_config)
         problems += _settings_problems(settings, where)
+        problems += [problem for problem in gpu_setting_problems(settings, provider, node_config, where) if problem not in problems]
+        problems += resource_problems(settings, node_type.get("resources"), f"available_node_types.{type_name}")
         ovf = settings.get("ovf")
         if isinstance(ovf, str) and not is_url(ovf) and not Path(ovf).is_file():
             origin = where if "ovf" in node_config else "provider"

@@ -19,7 +19,8 @@ from ray_provider import head_scope, head_wheels, ray_tls
 from ray_provider.ip_policy import NODE_TYPE_IP_POLICIES, node_type_ip_policies
 from ray_provider.runs import PlaybookRuns, check_failures, create_run_timeout
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _image_hash_cache, _ovf_package, _ray_auth
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (_image_hash_cache, _ovf_package, _ray_auth,
+                                                                         _ray_resources)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError, VcenterClient
 
 HEAD_PRIVATE_KEY = "~/ray_bootstrap_key.pem"
@@ -129,16 +130,34 @@ def prepare_for_head_node(cluster_config, provider_config, credentials):
 
 
 def fillout_available_node_types_resources(cluster_config):
-    """Fill a node type's missing CPU resource from its node_config.cpus."""
+    """Fill what a node type's Ray resources miss from its node settings (the provider's under its node_config).
+
+    CPU from cpus; GPU and accelerator_type:<model> from gpus or vgpu_profile
+    (_ray_resources, which the playbooks' `ray start` options come from too).
+    A resource the user set is kept: config.check_cluster_config names one that
+    claims more GPUs than the node type is given.
+    """
     config = copy.deepcopy(cluster_config)
+    provider = config.get("provider") if isinstance(config.get("provider"), dict) else {}
     # Runs before Ray validates the config: a malformed node type is left for the checks to name.
     for node_type in (config.get("available_node_types") or {}).values():
         if not isinstance(node_type, dict):
             continue
         node_config, resources = node_type.get("node_config"), node_type.setdefault("resources", {})
-        if isinstance(node_config, dict) and isinstance(resources, dict) and isinstance(node_config.get("cpus"), int):
-            resources.setdefault("CPU", node_config["cpus"])
+        if isinstance(node_config, dict) and isinstance(resources, dict):
+            for name, value in _settings_resources(node_settings(provider, node_config)).items():
+                resources.setdefault(name, value)
     return config
+
+
+def _settings_resources(settings):
+    """The resources node settings give a node; what is malformed among them gives none (the checks name it)."""
+    resources = {"CPU": settings["cpus"]} if type(settings.get("cpus")) is int else {}
+    try:
+        resources.update(_ray_resources.gpu_resources(settings))
+    except (AttributeError, TypeError, ValueError):
+        pass
+    return resources
 
 
 def recorded_key_path(state_dir, cluster_name):

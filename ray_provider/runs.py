@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
-    FAILURE_NO_IP_ADDRESS, FAILURE_PLACEMENT)
+    FAILURE_GPU_CAPACITY, FAILURE_NO_IP_ADDRESS, FAILURE_PLACEMENT)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 
 from ray_provider.progress import PROGRESS_FILE_VARIABLE, ProgressTail, say
@@ -32,8 +32,21 @@ DEFAULT_RUN_TIMEOUT_S = 900
 # Beyond node_deploy's own deploy and IP timeouts: Ansible's start and the play's other tasks.
 CREATE_RUN_MARGIN_S = 300
 
-# NodeLaunchException categories (Ray's availability tracking) by a failed result's `failure`.
-LAUNCH_CATEGORIES = {FAILURE_NO_IP_ADDRESS: "NoIpAddress", FAILURE_PLACEMENT: "Placement"}
+# The category that says the placement lacks room now, as vSphere's Insufficient* faults name it (and EC2's
+# InsufficientInstanceCapacity, the category Ray's AWS provider passes on): try later.
+CAPACITY_CATEGORY = "InsufficientCapacity"
+# NodeLaunchException categories by a failed result's `failure`. Ray 2.60 reads no category: the exception
+# itself is what counts. v1 (autoscaler/_private/node_launcher.py, _launch_node's
+# `except NodeLaunchException`) marks the node type unavailable in its NodeProviderAvailabilityTracker for
+# AUTOSCALER_NODE_AVAILABILITY_MAX_STALENESS_S (30 min) or until one launches, and `ray status` lists it as
+# "<type>: <category>" (_private/util.py, format_info_string); any other exception is not tracked at all. v2
+# (v2/instance_manager/node_provider.py, _launch_nodes_by_type) turns any exception into a LaunchNodeError:
+# the request becomes ALLOCATION_FAILED with the text as its reason (v2/instance_manager/reconciler.py,
+# _try_resolve_pending_allocation). Neither's default scheduler skips an unavailable type: both ask again
+# at their next update while the demand lasts (v2's CloudResourceMonitor lowers a type's priority after
+# ALLOCATION_TIMEOUT only).
+LAUNCH_CATEGORIES = {FAILURE_NO_IP_ADDRESS: "NoIpAddress", FAILURE_PLACEMENT: "Placement",
+                     FAILURE_GPU_CAPACITY: CAPACITY_CATEGORY}
 # vSphere faults that mean the placement lacks room (vim.fault.Insufficient*, NoDiskSpace).
 CAPACITY_FAULT_PREFIX = "Insufficient"
 CAPACITY_FAULTS = ("NoDiskSpace", "OutOfSpace")
@@ -86,7 +99,7 @@ class PlaybookFailed(RuntimeError):
                 return LAUNCH_CATEGORIES[failure["failure"]]
             fault = fault_name(failure) or ""
             if fault.startswith(CAPACITY_FAULT_PREFIX) or fault in CAPACITY_FAULTS:
-                return "InsufficientCapacity"
+                return CAPACITY_CATEGORY
         return "DeployFailed"
 
 
