@@ -49,6 +49,7 @@ def vms_named(sim, prefix):
 
 
 SETTINGS = {"defaults": {}, "request-timeout-30": {"vcenter_request_timeout": 30}}
+WORKER_TAGS = {"ray-node-type": "worker", "ray-user-node-type": "worker"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def launches(slow_site, test_ova, tmp_path_factory):
         def launch(one):
             started = time.monotonic()
             try:
-                one.created = one.provider.create_node({}, {"ray-node-type": "worker", "ray-user-node-type": "worker"}, 1)
+                one.created = one.provider.create_node({}, WORKER_TAGS, 1)
             except Exception as error:  # noqa: BLE001 - reported by the test of this setting, not here
                 one.error = error
             one.took = time.monotonic() - started
