@@ -147,17 +147,22 @@ def environment(user):
 
 
 def monitor_environment(autoscaler):
-    """The autoscaler's environment, launching every node of a type it launches at once in one create_node call.
+    """The autoscaler's environment, launching every node of a type it launches at once in one create_node call,
+    and under v1 choosing other types before one that just found no capacity (capacity_backoff.py; v2 reads no
+    scorer), unless the operator named a scorer of their own.
 
     Ray splits a launch into calls of AUTOSCALER_MAX_LAUNCH_BATCH (5) nodes,
     run side by side: for this provider each is a create_nodes playbook run,
     whose start (ansible-core, the login, the template lookup) costs seconds
     of the head's CPU. One run deploys its nodes in parallel anyway.
     """
-    from ray.autoscaler._private.constants import AUTOSCALER_MAX_CONCURRENT_LAUNCHES
+    from ray.autoscaler._private.constants import AUTOSCALER_MAX_CONCURRENT_LAUNCHES, AUTOSCALER_UTILIZATION_SCORER_KEY
+
+    from ray_provider.capacity_backoff import SCORER
 
     env = environment(autoscaler)
     env[LAUNCH_BATCH] = os.environ.get(LAUNCH_BATCH) or str(AUTOSCALER_MAX_CONCURRENT_LAUNCHES)
+    env[AUTOSCALER_UTILIZATION_SCORER_KEY] = env.get(AUTOSCALER_UTILIZATION_SCORER_KEY) or SCORER
     return env
 
 

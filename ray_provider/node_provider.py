@@ -36,6 +36,7 @@ from ray.autoscaler.node_provider import NodeProvider
 from ray.autoscaler.tags import NODE_KIND_HEAD, TAG_RAY_NODE_KIND, TAG_RAY_USER_NODE_TYPE
 
 from ray_provider import head_config, host_keys, progress, stopped_nodes, summary
+from ray_provider.capacity_backoff import CapacityBackoff
 from ray_provider.config import ClusterConfigError, HeadAccount, VcenterCredentials, node_folder, node_settings
 from ray_provider.ip_policy import IpPolicies
 from ray_provider.janitor import FailedCreateJanitor
@@ -76,6 +77,7 @@ class VsphereNodeProvider(NodeProvider):
         self.ip_policies = IpPolicies(provider_config)
         self.cache = NodeCache(address=self.ip_policies.address)
         self.janitor = FailedCreateJanitor(self.cache)
+        self.capacity = CapacityBackoff()  # types whose last launch found no room: answered at once for a while
         # The nodes' recorded host keys, which every SSH connection to a node is checked against.
         self.known_hosts = host_keys.KnownHosts(STATE_DIR / cluster_name / host_keys.KNOWN_HOSTS_FILE)
         self.host_key_removals = host_keys.PendingRemovals()  # ride along with the next tag write
@@ -249,6 +251,7 @@ class VsphereNodeProvider(NodeProvider):
         settings = node_settings(self.provider_config, node_config)
         self.reader.add_folder(node_folder(settings))
         node_type = tags.get(TAG_RAY_USER_NODE_TYPE, "")
+        self.capacity.check(node_type)
         self.ip_policies.learn(node_type, node_config)
         request_id = uuid.uuid4().hex[:8]
         restart = stopped_nodes.claim(self.cache, self.provider_config, tags, count)
@@ -281,7 +284,9 @@ class VsphereNodeProvider(NodeProvider):
                            request_id, error)
             if not error.login_rejected:
                 self.janitor.add(request_id, tags)
-            raise NodeLaunchException(error.launch_category(), str(error), sys.exc_info()) from error
+            failure = NodeLaunchException(error.launch_category(), str(error), sys.exc_info())
+            self.capacity.record(node_type, failure)
+            raise failure from error
         created = published_stats(runner).get("ray_provider_nodes", [])
         self.known_hosts.learn_created(created)
         self.cache.add_created(created)
@@ -315,6 +320,7 @@ class VsphereNodeProvider(NodeProvider):
         self.cache.stopped_by_provider(stop)
         self.cache.terminated(delete)
         self.reader.forget(uuids=delete)
+        self.capacity.node_terminated()
         return None
 
     def set_node_tags(self, node_id, tags):

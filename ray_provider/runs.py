@@ -44,7 +44,7 @@ CAPACITY_CATEGORY = "InsufficientCapacity"
 # the request becomes ALLOCATION_FAILED with the text as its reason (v2/instance_manager/reconciler.py,
 # _try_resolve_pending_allocation). Neither's default scheduler skips an unavailable type: both ask again
 # at their next update while the demand lasts (v2's CloudResourceMonitor lowers a type's priority after
-# ALLOCATION_TIMEOUT only).
+# ALLOCATION_TIMEOUT only): capacity_backoff.py acts on CAPACITY_CATEGORY.
 LAUNCH_CATEGORIES = {FAILURE_NO_IP_ADDRESS: "NoIpAddress", FAILURE_PLACEMENT: "Placement",
                      FAILURE_GPU_CAPACITY: CAPACITY_CATEGORY}
 # vSphere faults that mean the placement lacks room (vim.fault.Insufficient*, NoDiskSpace).

@@ -19,7 +19,7 @@ leans on: the NodeProvider methods the autoscaler calls, with Ray's
 signatures; every `ray start` option the examples, the ray_node role and
 head_start pass (hidden ones such as --no-monitor included, read from the
 click command rather than --help); the monitor scripts head_start runs and
-the options it gives them; token authentication switched on by
+the options it gives them and the utilization scorer hook it names; token authentication switched on by
 RAY_AUTH_MODE=token with the token where the provider mounts it; the TLS
 variables the nodes set; the SSH runner the host-key check builds on.
 """
@@ -134,6 +134,20 @@ with tempfile.TemporaryDirectory() as folder:
     docker = host_keys.verified_command_runner(known_hosts, None, {"container_name": "ray", "image": "ray"}, **common)
     if not isinstance(docker, DockerCommandRunner) or docker.ssh_command_runner.__class__.__name__ != "VerifiedSSHCommandRunner":
         problems.append("DockerCommandRunner does not run over the verified SSH runner")
+
+# The v1 scorer hook head_start names for the monitor (capacity_backoff.py), and the records it reads.
+from ray.autoscaler._private import node_provider_availability_tracker as availability, resource_demand_scheduler
+from ray.autoscaler._private.constants import AUTOSCALER_UTILIZATION_SCORER_KEY
+from ray_provider import capacity_backoff
+os.environ[AUTOSCALER_UTILIZATION_SCORER_KEY] = capacity_backoff.SCORER
+if resource_demand_scheduler.ResourceDemandScheduler(None, {}, 0, "head", 1).utilization_scorer is not \
+        capacity_backoff.utilization_scorer:
+    problems.append(f"v1's scheduler does not load the scorer {AUTOSCALER_UTILIZATION_SCORER_KEY} names")
+if parameters(capacity_backoff.utilization_scorer) != parameters(resource_demand_scheduler._default_utilization_scorer):
+    problems.append(f"v1's scorer takes {parameters(resource_demand_scheduler._default_utilization_scorer)}")
+if not ({"is_available", "unavailable_node_information"} <= set(availability.NodeAvailabilityRecord.__dataclass_fields__)
+        and "category" in availability.UnavailableNodeInformation.__dataclass_fields__):
+    problems.append("v1's NodeAvailabilityRecord has other fields")
 print("CONTRACT " + json.dumps(found))
 '''
 
