@@ -166,8 +166,9 @@ def assert_powered_on_together(vcsim, names, within_s):
 
 def assert_background_deploy_left_no_result_file(runner):
     """The head's deploy job: its async result file removed, and its result (the file's content) free of private keys."""
-    jobs = [result for event in runner.events if event.get("event") == "runner_on_ok"
-            for result in event["event_data"].get("res", {}).get("results", []) if "results_file" in result]
+    started = [event["event_data"]["res"] for event in runner.events
+               if event.get("event") == "runner_on_ok" and event["event_data"].get("task") == "Deploy the nodes"]
+    jobs = [result for res in started for result in res.get("results", []) if "results_file" in result]
     assert len(jobs) == 1
     assert not Path(jobs[0]["results_file"]).exists()
     waited = [event["event_data"]["res"] for event in runner.events if event.get("event") == "runner_item_on_ok"

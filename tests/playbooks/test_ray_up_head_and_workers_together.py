@@ -45,8 +45,9 @@ def test_a_head_without_ip_fails_the_run_beside_the_workers_deploy_and_leaves_no
     assert plays == {"Deploy the Ray cluster's VMs"}
 
     # The head's background job left no result file behind in Ansible's async directory.
-    result_files = [result["results_file"] for event in run.events if event.get("event") == "runner_on_ok"
-                    for result in event["event_data"].get("res", {}).get("results", []) if "results_file" in result]
+    started = [event["event_data"]["res"] for event in run.events
+               if event.get("event") == "runner_on_ok" and event["event_data"].get("task") == "Deploy the nodes"]
+    result_files = [result["results_file"] for res in started for result in res.get("results", []) if "results_file" in result]
     assert len(result_files) == 1
     assert not Path(result_files[0]).exists()
     assert "PRIVATE KEY" not in json.dumps([event.get("event_data", {}).get("res") for event in run.events])
