@@ -8,6 +8,7 @@ unset properties with replies pyVmomi cannot decode.
 import ssl
 
 from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records, _vsphere, _waiter
 
@@ -29,6 +30,16 @@ def disconnect(service_instance):
 
 def objects_of_type(service_instance, managed_type, paths, root=None):
     return _vsphere.objects_in(service_instance, root or service_instance.content.rootFolder, managed_type, paths)
+
+
+def powered_on_times(service_instance, max_events=1000):
+    """{VM name: when vCenter powered it on (its VmPoweredOnEvent; the last one of a VM powered on again)}."""
+    collector = service_instance.content.eventManager.CreateCollectorForEvents(vim.event.EventFilterSpec())
+    try:
+        events = collector.ReadNextEvents(max_events)
+    finally:
+        collector.DestroyCollector()
+    return {event.vm.name: event.createdTime for event in events if isinstance(event, vim.event.VmPoweredOnEvent)}
 
 
 def find_by_name(service_instance, managed_type, name):

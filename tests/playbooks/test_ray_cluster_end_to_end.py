@@ -8,10 +8,12 @@ that lost every quiet IP poll before the long poll was derived from it.
 
 import base64
 import hashlib
+import json
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import yaml
@@ -69,16 +71,22 @@ def wait_for_alive_nodes(head_ip, key, expected, timeout=90):
         time.sleep(2)
 
 
-# Four waits for a late IP (the head, the workers, the third worker, the upgraded one) on top of the suite's 600 s,
-# and the upgrade's template import and Ray start.
-@pytest.mark.timeout(600 + 4 * IP_DELAY_S + 240)
+# Three waits for a late IP (the head and the workers together, the third worker, the upgraded one) on top of the
+# suite's 600 s, and the upgrade's template import and Ray start.
+@pytest.mark.timeout(600 + 3 * IP_DELAY_S + 240)
 def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_removes_it(
         vcsim, guest_simulator, bridge_capture, tmp_path):
     key = tmp_path / "keys" / "ray-e2e"
     cluster = ray_cluster.cluster_vars("e2e", key, worker_count=2)
+    started = time.monotonic()
     up = ray_cluster.run("ray_up", tmp_path / "up", vcsim.endpoint.environment(), cluster)
+    print(f"first ray_up: {time.monotonic() - started:.0f} s")
     assert up.status == "successful", up.stdout.read()[-5000:]
     assert key.stat().st_mode & 0o777 == 0o600
+    # The head and the workers booted together, as vcsim's power-on events show: one wait for a late IP, not two.
+    assert_powered_on_together(vcsim, ["e2e-head", "e2e-worker-0", "e2e-worker-1"], within_s=IP_DELAY_S / 2)
+    # The head's deploy ran in the background: its result file is gone, and what it held had no private key.
+    assert_background_deploy_left_no_result_file(up)
 
     stats = published_stats(up)
     head_ip = stats["ray_head_ip"]
@@ -144,6 +152,30 @@ def test_ray_up_runs_a_job_on_every_node_scales_to_three_then_one_and_ray_down_r
     while guest_simulator.guests() and time.monotonic() < guest_simulator_settled:
         time.sleep(0.2)
     assert guest_simulator.guests() == {}
+
+
+def assert_powered_on_together(vcsim, names, within_s):
+    service_instance = vcsim.endpoint.connect()
+    try:
+        powered_on = vsphere.powered_on_times(service_instance)
+    finally:
+        service_instance.content.sessionManager.Logout()
+    times = [powered_on[name] for name in names]
+    assert (max(times) - min(times)).total_seconds() < within_s, {name: str(powered_on[name]) for name in names}
+
+
+def assert_background_deploy_left_no_result_file(runner):
+    """The head's deploy job: its async result file removed, and its result (the file's content) free of private keys."""
+    started = [event["event_data"]["res"] for event in runner.events
+               if event.get("event") == "runner_on_ok" and event["event_data"].get("task") == "Deploy the nodes"]
+    jobs = [result for res in started for result in res.get("results", []) if "results_file" in result]
+    assert len(jobs) == 1
+    assert not Path(jobs[0]["results_file"]).exists()
+    waited = [event["event_data"]["res"] for event in runner.events if event.get("event") == "runner_item_on_ok"
+              and event["event_data"].get("res", {}).get("ansible_job_id") == jobs[0]["ansible_job_id"]
+              and "nodes" in event["event_data"]["res"]]
+    assert [node["name"] for result in waited for node in result["nodes"]] == ["e2e-head"]
+    assert "PRIVATE KEY" not in json.dumps(waited)
 
 
 def uuids_at_vcsim(vcsim, key, cluster_name):

@@ -37,8 +37,11 @@ def test_the_nodes_role_and_the_provider_playbooks_deploy_through_that_file():
                     if "ansible.builtin.include_role" in task]
         assert any({"name": "ray_vsphere.cluster.nodes", "tasks_from": "deploy"}.items() <= include.items()
                    for include in included), playbook
+    # The role's main entry point deploys through start.yml, which ray_up.yml also runs alone (the head's deploy).
     role_tasks = tasks_in(PROJECT_ROOT / "roles/nodes/tasks/main.yml")
-    assert any(task.get("ansible.builtin.import_tasks") == "deploy.yml" for task in role_tasks)
+    assert any(task.get("ansible.builtin.import_tasks") == "start.yml" for task in role_tasks)
+    start_tasks = tasks_in(PROJECT_ROOT / "roles/nodes/tasks/start.yml")
+    assert any(task.get("ansible.builtin.import_tasks") == "deploy.yml" for task in start_tasks)
 
 
 def test_the_task_file_maps_every_node_deploy_option_by_its_own_name():
