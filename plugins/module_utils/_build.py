@@ -16,12 +16,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import functools
 import json
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_GPU_CAPACITY, RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _clone, _guest_ip, _ledger, _nfc, _nodes, _placement, _records, _templates, _waiter)
+    _clone, _gpu, _gpu_placement, _guest_ip, _ledger, _nfc, _nodes, _placement, _records, _templates, _waiter)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DeployRequest
 
 try:
@@ -66,10 +67,18 @@ def deploy(client, params, check_mode, cluster_key):
                 # The custom attributes the nodes (and a new template) get: defined beforehand, or nothing is made.
                 inventory.attributes.require(set(request.tags) | (
                     {_records.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
+            gpu_plan = None
+            if request.gpu is not None and missing:
+                # A host with a free device for each new node, or a failure naming the model, before anything is made.
+                gpu_plan = _gpu_placement.GpuPlan(service_instance, placement, request.gpu,
+                                                  lambda: [vm._moId for vm in ledger.vms().values()], _where(params))
+                gpu_plan.assign(missing)
+            gpu_hosts = gpu_plan.report() if gpu_plan else {}
             if check_mode:
-                return dict(_predicted(inventory, request, existing, adoptable, changed), image=image.result())
+                return dict(_predicted(inventory, request, existing, adoptable, changed), image=image.result(),
+                            gpu_hosts=gpu_hosts)
             _record_deploy_settings(service_instance, request, dict((name, existing[name][0]) for name in to_record))
-            builder = _NodeBuilder(client, image, placement, request, inventory, declared, ledger)
+            builder = _NodeBuilder(client, image, placement, request, inventory, declared, ledger, gpu_plan)
             builder.create(missing, adoptable, [existing[name][0] for name in to_power_on])
         vms = dict((vm, name) for name, vm in ledger.vms().items())
         vms.update((vm, name) for name, (vm, props) in existing.items())
@@ -79,7 +88,11 @@ def deploy(client, params, check_mode, cluster_key):
     final = _nodes.Inventory(service_instance, [placement.folder], _nodes.LIST_PATHS)
     nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
     return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
-                existing=sorted(existing), image=image.result())
+                existing=sorted(existing), image=image.result(), gpu_hosts=gpu_plan.report() if gpu_plan else {})
+
+
+def _where(params):
+    return "cluster %s" % params["cluster"] if params.get("cluster") else "ESXi host %s" % params["esxi_host"]
 
 
 def _record_deploy_settings(service_instance, request, vms):
@@ -163,7 +176,7 @@ def _predicted(inventory, request, existing, adoptable, changed):
 class _NodeBuilder(object):
     """Creates, tags and powers on the nodes of one request, each recorded in the deploy's ledger."""
 
-    def __init__(self, client, image, placement, request, inventory, declared, ledger):
+    def __init__(self, client, image, placement, request, inventory, declared, ledger, gpu_plan=None):
         self.client = client
         self.service_instance = client.service_instance
         self.image = image
@@ -172,6 +185,7 @@ class _NodeBuilder(object):
         self.attributes = inventory.attributes
         self.declared = declared
         self.ledger = ledger
+        self.gpu_plan = gpu_plan
         self._template = None
 
     def create(self, missing, adoptable, to_power_on):
@@ -195,16 +209,29 @@ class _NodeBuilder(object):
 
     def _create_node(self, name):
         properties = self.request.ovf_properties(self.declared, name)
+        placement = self._placement_of(name)
         if self._template is not None:
-            vm = _clone.clone(self._template, self.request, self.placement, self.ledger, name, properties)
+            vm = _clone.clone(self._template, self.request, placement, self.ledger, name, properties)
         else:
             package = self.image.package  # opened: clone_from_template is off
-            spec = _nfc.import_spec(self.service_instance, package, name, self.placement, properties,
+            spec = _nfc.import_spec(self.service_instance, package, name, placement, properties,
                                     functools.partial(self.request.configure, name=name))
-            vm = _nfc.import_vm(self.client, package, spec, name, self.placement, self.request.params["timeout"],
+            vm = _nfc.import_vm(self.client, package, spec, name, placement, self.request.params["timeout"],
                                 self.ledger)
+        if self.request.gpu is not None:
+            _gpu.give_gpus(self.service_instance, vm, name, self.request.gpu, self.request.params["timeout"])
         self._bind_identity(vm, name)
         self.attributes.set(vm, name, self.request.tags)
+        return vm
+
+    def _placement_of(self, name):
+        """The placement, on the host the GPU plan gives node `name` when it gives one."""
+        host = self.gpu_plan.hosts.get(name) if self.gpu_plan is not None else None
+        if host is None:
+            return self.placement
+        placement = copy.copy(self.placement)
+        placement.host = host
+        return placement
 
     def _bind_identity(self, vm, name):
         """Record the node's identity bound to its moid too, before its tags make it a node anyone lists.
@@ -220,8 +247,20 @@ class _NodeBuilder(object):
 
     def _power_on(self, target):
         vm, name = target
-        try:
-            _waiter.run_task(self.service_instance, "PowerOnVM_Task on VM %s" % (name or vm._moId), vm.PowerOnVM_Task)
-        except RayVsphereError as error:
-            if error.details.get("fault") != "InvalidPowerState":  # already on
-                raise
+        while True:
+            try:
+                _waiter.run_task(self.service_instance, "PowerOnVM_Task on VM %s" % (name or vm._moId), vm.PowerOnVM_Task)
+                return
+            except RayVsphereError as error:
+                if error.details.get("fault") == "InvalidPowerState":  # already on
+                    return
+                if self.request.gpu is None or error.details.get("fault") not in _gpu_placement.DEVICE_TAKEN_FAULTS:
+                    raise
+                if self.gpu_plan is None or self.gpu_plan.drs or name not in self.gpu_plan.hosts:
+                    error.details.update(failure=FAILURE_GPU_CAPACITY, gpu_model=self.request.gpu.model)
+                    raise
+            # Its device was taken since the hosts were read (another caller's VM powered on): made again on the
+            # next host with one free. Not moved (RelocateVM_Task), which would need Resource.ColdMigrate in every role.
+            self.gpu_plan.move(name)
+            self.ledger.remove(name)
+            vm = self._create_node(name)

@@ -88,6 +88,9 @@ CONNECTION_ARGUMENT_SPEC = dict(
 # read these, never the English of a message.
 FAILURE_PLACEMENT = "placement"
 FAILURE_NO_IP_ADDRESS = "no_ip_address"
+# No host of the placement has a free device for a GPU node (node_deploy's gpus, vgpu_profile); the result's
+# gpu_model names the model.
+FAILURE_GPU_CAPACITY = "gpu_capacity"
 
 # Each required connection option and the variable AWX's credential sets it through.
 REQUIRED_CONNECTION = (("hostname", "VMWARE_HOST"), ("username", "VMWARE_USER"), ("password", "VMWARE_PASSWORD"))

@@ -20,7 +20,7 @@ import uuid
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _user_data)
+    _gpu, _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _user_data)
 
 try:
     from pyVmomi import vim
@@ -71,10 +71,11 @@ DEPLOY_OPTIONS = dict(
 DEPLOY_OPTIONS.update(_placement.PLACEMENT_OPTIONS)
 DEPLOY_OPTIONS.update(_nodes.IP_OPTIONS)
 DEPLOY_OPTIONS.update(_ray_auth.CLUSTER_KEY_OPTIONS)
+DEPLOY_OPTIONS.update(_gpu.GPU_OPTIONS)
 # The rules AnsibleModule applies across options; the Ray provider checks a
 # cluster YAML's node settings with the same lists.
 REQUIRED_ONE_OF = [("cluster", "esxi_host")]
-MUTUALLY_EXCLUSIVE = [("cluster", "esxi_host"), ("names", "request_id")]
+MUTUALLY_EXCLUSIVE = [("cluster", "esxi_host"), ("names", "request_id"), ("gpus", "vgpu_profile")]
 # Counts, sizes and seconds, where 0 is a mistake rather than "none".
 AT_LEAST_ONE = ("count", "parallel", "ip_timeout", "timeout", "cpus", "memory_mb")
 
@@ -86,6 +87,7 @@ def value_problems(params):
     problems.extend(("service_users", "%r is not a user name useradd takes (lower case letters, digits, _ and -)"
                      % user) for user in params.get("service_users") or [] if not SERVICE_USER_PATTERN.match(user))
     problems.extend(user_data_problems(params))
+    problems.extend(_gpu.gpu_problems(params))
     if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
@@ -219,6 +221,7 @@ class DeployRequest(object):
         self.template_identity = (_template_identity.TemplateIdentity(cluster_key.secret)
                                   if params["clone_from_template"] else None)
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
+        self.gpu = _gpu.GpuRequest.of(params)
         self.tags.update({_records.CLUSTER_NAME: self.cluster_name, _records.NODE_KIND: params["node_kind"]})
         if params.get("node_type"):
             self.tags[_records.USER_NODE_TYPE] = params["node_type"]

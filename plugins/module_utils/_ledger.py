@@ -107,6 +107,15 @@ class Ledger(object):
         with self._lock:
             self._entries.append(_Entry(folder, name, vm))
 
+    def remove(self, name):
+        """Destroy the VM this call made as name, then forget it: the call makes that node again elsewhere."""
+        with self._lock:
+            entries = [entry for entry in self._entries if entry.name == name]
+        for entry in entries:
+            self._undo(entry)
+            with self._lock:
+                self._entries.remove(entry)
+
     @property
     def names(self):
         return sorted(entry.name for entry in self._entries)

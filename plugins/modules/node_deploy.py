@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - ray_vsphere.cluster.connection
   - ray_vsphere.cluster.cluster_key
+  - ray_vsphere.cluster.gpus
   - ray_vsphere.cluster.ip_selection
   - ray_vsphere.cluster.placement
   - ray_vsphere.cluster.user_data
@@ -286,6 +287,31 @@ EXAMPLES = r"""
     ssh_host_key: true
     service_users: [ray]
     user_data: {runcmd: [[systemctl, enable, --now, chrony]]}
+
+- name: Deploy two GPU workers, each with one A100 by Dynamic DirectPath I/O, on hosts with a free one
+  ray_vsphere.cluster.node_deploy:
+    cluster_name: analytics
+    node_type: gpu_worker
+    cluster_key_file: ~/.ssh/ray-analytics
+    count: 2
+    ovf: /srv/images/ray-node.ova
+    datacenter: DC1
+    cluster: Compute
+    datastore: vsanDatastore
+    gpus:
+      - {model: A100, vendor_id: 0x10de, device_id: 0x20b5}
+  register: gpu_workers
+
+- name: Deploy a worker with a vGPU of a shared A100
+  ray_vsphere.cluster.node_deploy:
+    cluster_name: analytics
+    node_type: vgpu_worker
+    cluster_key_file: ~/.ssh/ray-analytics
+    ovf: /srv/images/ray-node.ova
+    datacenter: DC1
+    cluster: Compute
+    datastore: vsanDatastore
+    vgpu_profile: grid_a100-20c
 """
 
 RETURN = r"""
@@ -375,6 +401,24 @@ image:
       description: Whether this run downloaded the image from the O(ovf) URL.
       type: bool
       sample: false
+gpu_hosts:
+  description:
+    - The ESXi host each node this run created (would create, in check mode) with O(gpus) or O(vgpu_profile) was
+      placed on, by name; null where DRS lets vCenter pick. Empty without GPUs.
+  returned: always
+  type: dict
+  sample: {analytics-gpu_worker-3f2a-0: esx1.example.com, analytics-gpu_worker-3f2a-1: esx2.example.com}
+failure:
+  description: What failed, when the deploy failed for a reason callers act on; C(gpu_capacity) when no host has a
+    free device for a GPU node (see O(gpus)), C(placement), C(no_ip_address).
+  returned: on failure, for those reasons
+  type: str
+  sample: gpu_capacity
+gpu_model:
+  description: The GPU model no host had a free device of, with C(failure=gpu_capacity).
+  returned: with failure gpu_capacity
+  type: str
+  sample: A100
 diff:
   description: The cluster's requested node names before and after.
   returned: when diff mode is on
