@@ -31,7 +31,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 from ray_provider.docker_section import docker_problems
-from ray_provider.node_resources import resource_problems
+from ray_provider.node_resources import GPU_OPTIONS, gpu_setting_problems, resource_problems
 from ray_provider.request_timeout import request_timeout_problem
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may
@@ -147,7 +147,9 @@ def _section_problems(section, known, where):
             problems.append(f"{where}.{key}: {problem}")
         else:
             fitting[key] = value
-    return problems + [f"{where}.{option}: {problem}" for option, problem in value_problems(fitting)]
+    # The GPU options' rules run across a node type's merged settings (node_resources.gpu_setting_problems).
+    single = {key: value for key, value in fitting.items() if key not in GPU_OPTIONS}
+    return problems + [f"{where}.{option}: {problem}" for option, problem in value_problems(single)]
 
 
 def _settable(groups):
@@ -290,6 +292,7 @@ def check_cluster_config(config):
         problems += _section_problems(node_config, NODE_SETTINGS, where)
         settings = node_settings(provider, node_config)
         problems += _settings_problems(settings, where)
+        problems += [problem for problem in gpu_setting_problems(settings, provider, node_config, where) if problem not in problems]
         problems += resource_problems(settings, node_type.get("resources"), f"available_node_types.{type_name}")
         ovf = settings.get("ovf")
         if isinstance(ovf, str) and not is_url(ovf) and not Path(ovf).is_file():

@@ -1,7 +1,9 @@
 """The checks only the provider can make of a GPU node type: what its Ray resources claim against what it is given.
 
 node_deploy checks the gpus and vgpu_profile settings themselves (their
-types, ids or label, one of the two); here, what Ray would be told. Ray
+types, ids or label, one model, one of the two, a vgpu_model where the
+profile's name tells none: _gpu.gpu_problems, which check_cluster_config
+runs too); here, what Ray would be told of them. Ray
 schedules by the resources of a node type's YAML (the autoscaler launches
 for them; RAY_OVERRIDE_RESOURCES makes the node's raylet advertise them), not
 by what the VM has, so a node type that claims more GPUs than it is given
@@ -9,8 +11,26 @@ gets tasks that find no device. Fewer is allowed: GPU: 0 keeps GPU tasks off
 a head that has one, as CPU: 0 keeps tasks off it.
 """
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import GPU_OPTIONS, gpu_problems
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_resources import (
-    ACCELERATOR_TYPE_PREFIX, GPU_RESOURCE, gpu_resources, vgpu_model)
+    ACCELERATOR_TYPE_PREFIX, GPU_RESOURCE, gpu_resources)
+
+
+def gpu_setting_problems(settings, provider, node_config, where):
+    """node_deploy's GPU rules (_gpu.gpu_problems) on one node type's merged settings, each named where it was set.
+
+    They span options (vgpu_model goes with vgpu_profile), which may come from
+    either section: provider.vgpu_profile with a node type's vgpu_model is one
+    setting, not two halves of a mistake.
+    """
+    try:
+        found = gpu_problems(settings)
+    except (AttributeError, TypeError):
+        return []  # a malformed value: named by its type check
+    def origin(option):
+        option = option.split("[")[0]
+        return "provider" if option in provider and option not in node_config else where
+    return [f"{origin(option)}.{option}: {problem}" for option, problem in found]
 
 
 def resource_problems(settings, resources, where):
@@ -25,10 +45,6 @@ def resource_problems(settings, resources, where):
     if not given:
         return []
     problems = []
-    if settings.get("vgpu_profile") and not settings.get("vgpu_model") and not vgpu_model(settings["vgpu_profile"]):
-        problems.append(f"{where}.node_config.vgpu_model: required with the vGPU profile "
-                        f"{settings['vgpu_profile']!r}, whose name does not tell the GPU's model (as grid_a100-20c "
-                        "tells A100): Ray's accelerator_type resource is named after it")
     resources = resources if isinstance(resources, dict) else {}
     claimed = resources.get(GPU_RESOURCE)
     if isinstance(claimed, (int, float)) and claimed > given[GPU_RESOURCE]:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from pyVmomi import vim
 
 from testbed import VCSIM_BIN
-from testbed import method_trace, pki, prepare, privileges, vsphere
+from testbed import gpus, method_trace, pki, prepare, privileges, vsphere
 
 SITE_FLAGS = {
     "-dc": 1,
@@ -257,7 +257,9 @@ class Vcsim:
         flags = {**SITE_FLAGS, "-vm": self.vms_per_pool}
         command = [str(VCSIM_BIN), "-l", f"{self.host}:{self.port}", "-stdinexit",
                    *(f"{flag}={value}" for flag, value in flags.items()),
-                   "-username", self.username, "-password", self.password]
+                   "-username", self.username, "-password", self.password,
+                   # Every testbed vcsim has the fake GPU hosts of testbed/gpu_hosts.yml (testbed/vcsim/gpu.go).
+                   "-gpu-hosts", str(Path(self._temp_dir, "gpu-hosts.json"))]
         if self._users_file is not None:
             command += ["-users", str(self._users_file)]
         if self.enforce_permissions:
@@ -319,6 +321,7 @@ class Vcsim:
         self._users_file = Path(self._temp_dir, "users")
         self._users_file.touch(mode=0o600)
         self._users_file.write_text(f"{self.autoscaler_username}\t{self.autoscaler_password}\n")
+        gpus.write_vcsim_layout(Path(self._temp_dir, "gpu-hosts.json"))
         if self.enforce_permissions:
             Path(self._temp_dir, "enforced-privileges.json").write_text(json.dumps(privileges.enforced_privileges()))
         self._process = subprocess.Popen(

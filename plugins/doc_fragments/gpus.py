@@ -13,8 +13,8 @@ class ModuleDocFragment(object):
 options:
   gpus:
     description:
-      - GPUs each new node gets by Dynamic DirectPath I/O (a C(VirtualPCIPassthrough) with a dynamic backing: vCenter
-        binds any free host device that matches at power-on).
+      - GPUs each new node gets by Dynamic DirectPath I/O (a C(VirtualPCIPassthrough) with a dynamic backing, whose
+        device vCenter binds at power-on among the free ones of the VM's host that match).
       - Each entry matches devices by O(gpus[].vendor_id) and O(gpus[].device_id), by O(gpus[].label), or by all
         three, and gives each node O(gpus[].count) of them. All entries name one O(gpus[].model), since a Ray node has
         one C(accelerator_type).
@@ -60,7 +60,7 @@ options:
         default: 1
       memory_gb:
         description:
-          - Each device's memory in GB, to size the 64-bit MMIO window; 80 when not given (enough for one 80 GB GPU:
+          - Each device's memory in GB, to size the 64-bit MMIO window; 80 when not given (enough for one 80 GB GPU,
             a 128 GB window).
         type: int
   vgpu_profile:

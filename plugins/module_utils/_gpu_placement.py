@@ -44,9 +44,10 @@ except ImportError:
 HOST_PATHS = ["name", "runtime.connectionState", "runtime.inMaintenanceMode", "hardware.pciDevice",
               "config.pciPassthruInfo", "config.assignableHardwareBinding", "config.graphicsInfo",
               "config.sharedPassthruGpuTypes"]
-# What power-on answers when the device planned for a VM was taken meanwhile (another caller's VM, powered on
-# after this call read the hosts): the next host is tried.
-DEVICE_TAKEN_FAULTS = ("InsufficientResourcesFault", "NoCompatibleHost", "InsufficientHostCapacityFault")
+# What power-on answers when no device is left on the VM's host for it (another caller's VM powered on after this
+# call read the hosts): InsufficientResourcesFault for Dynamic DirectPath, its subclass
+# InsufficientGraphicsResourcesFault for vGPU ("Graphics resources admission control"). The next host is tried.
+DEVICE_TAKEN_FAULTS = ("InsufficientResourcesFault", "InsufficientGraphicsResourcesFault")
 SHARED_DIRECT = "sharedDirect"
 MIXED_SIZE = "mixedSize"
 KB_PER_GB = 1024 * 1024
@@ -195,7 +196,7 @@ class GpuPlan(object):
 
     def _read_hosts(self):
         if self.placement.host is not None:
-            found = dict((self.placement.host, _vsphere.read(self.service_instance, self.placement.host, HOST_PATHS)))
+            found = {self.placement.host: _vsphere.read(self.service_instance, self.placement.host, HOST_PATHS)}
         else:
             found = _vsphere.objects_below(self.service_instance, self.placement.compute, vim.HostSystem, HOST_PATHS)
         ours = set(self.ours())

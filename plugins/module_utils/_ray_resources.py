@@ -22,35 +22,28 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import re
+
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import vgpu_model_of
 
 GPU_RESOURCE = "GPU"
 ACCELERATOR_TYPE_PREFIX = "accelerator_type:"
-# NVIDIA's vGPU profile names: grid_<board>-<framebuffer GB><series>, as grid_a100-20c; newer drivers
-# name them nvidia_<board>-... The board is the model Ray knows (A100).
-VGPU_PROFILE = re.compile(r"^(?:[a-z]+_)?([a-z0-9]+)-\d+[a-z]+$", re.IGNORECASE)
-
-
-def vgpu_model(profile):
-    """The accelerator type of a vGPU profile: grid_a100-20c -> A100; None when the name does not tell."""
-    match = VGPU_PROFILE.match(profile or "")
-    return match.group(1).upper() if match else None
 
 
 def gpu_resources(settings):
     """Ray resources of a node with these settings' GPUs: GPU and accelerator_type:<model>; {} without GPUs.
 
-    gpus: every device counts (count, default 1), each distinct model gets its
-    accelerator_type. vgpu_profile: one vGPU, of vgpu_model or the profile's board.
+    gpus: every device counts (count, default 1), and its model (node_deploy
+    allows one) is the accelerator_type. vgpu_profile: one vGPU, of vgpu_model,
+    else the GPU the profile names (_gpu.vgpu_model_of, as node_deploy reads it).
     """
     resources = {}
     models = []
     for gpu in settings.get("gpus") or []:
         resources[GPU_RESOURCE] = resources.get(GPU_RESOURCE, 0) + int(gpu.get("count") or 1)
-        models.append(gpu.get("model"))
+        models.append((gpu.get("model") or "").strip())
     if settings.get("vgpu_profile"):
         resources[GPU_RESOURCE] = resources.get(GPU_RESOURCE, 0) + 1
-        models.append(settings.get("vgpu_model") or vgpu_model(settings["vgpu_profile"]))
+        models.append(settings.get("vgpu_model") or vgpu_model_of(settings["vgpu_profile"]))
     for model in models:
         if model:
             resources[ACCELERATOR_TYPE_PREFIX + model] = 1

@@ -16,7 +16,8 @@
 // (nfc_host.go) serves NFC uploads as an ESXi host with a certificate of its own,
 // -enforce-permissions (permissions.go, read_filter.go) checks privileges and
 // filters reads as vCenter does, -latency (latency.go) puts a network between
-// chosen calls and vcsim, and
+// chosen calls and vcsim, -gpu-hosts (gpu.go, gpu_admission.go) gives hosts
+// GPUs that power-ons take and give back, and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
 // PropertyCollector filters (custom_fields.go).
@@ -96,6 +97,13 @@ func main() {
 	seedExtraConfig(model, *vmExtraConfig)
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
+	gpus, err := readGpuLayout(*gpuHostsFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := installGpus(model, gpus); err != nil {
+		log.Fatal(err)
+	}
 	reportCustomFieldChanges(model.Map())
 	if err := acceptUsers(model, *username, *password, *usersFile); err != nil {
 		log.Fatal(err)

@@ -16,6 +16,7 @@ import yaml
 from testbed import PROJECT_ROOT
 from testbed.guests import make_key_pair
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_resources
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ray_auth_token
 
 SHOWN = ["ray_cfg_ovf", "ray_cfg_ovf_sha256", "ray_cfg_resource_pool", "ray_cfg_vm_folder", "ray_cfg_ssh_user", "ray_cfg_worker_count",
@@ -136,3 +137,45 @@ def test_user_data_reaches_the_nodes_role_as_given_and_is_never_recorded_on_the_
         values["ray_cfg_deploy_settings"])
     assert resolved(tmp_path / "blank", {"ray_cluster_name": "c", "ray_user_data": ""},
                     shown=["ray_cfg_user_data"])["ray_cfg_user_data"] == ""
+
+
+GPU_SHOWN = ["ray_cfg_worker_gpu_settings", "ray_cfg_worker_start_options_list", "ray_cfg_head_start_options_list",
+             "ray_cfg_deploy_settings", "ray_cfg_worker_record"]
+
+
+def test_worker_gpus_from_a_survey_become_node_deploy_settings_ray_start_options_and_the_heads_record(tmp_path):
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_worker_gpu_model": "A100", "ray_worker_gpu_label": "a100",
+                                 "ray_worker_gpu_count": "2", "ray_start_options": "--num-cpus=4"}, shown=GPU_SHOWN)
+    gpus = [{"model": "A100", "label": "a100", "count": 2}]
+    assert values["ray_cfg_worker_gpu_settings"] == {"gpus": gpus}
+    # What the provider fills a node type's resources with, from the same settings: one derivation.
+    resources = _ray_resources.gpu_resources({"gpus": gpus})
+    assert resources == {"GPU": 2, "accelerator_type:A100": 1}
+    assert values["ray_cfg_worker_start_options_list"] == ["--num-gpus=2", '--resources={"accelerator_type:A100": 1}',
+                                                           "--num-cpus=4"]
+    assert values["ray_cfg_head_start_options_list"] == ["--num-cpus=4"], "the head has no GPU unless it is given one"
+    assert values["ray_cfg_deploy_settings"]["worker_gpus"] == gpus
+    assert values["ray_cfg_worker_record"]["gpus"] == gpus
+
+
+def test_a_vgpu_profile_replaces_the_recorded_gpus_and_without_gpu_settings_nothing_changes(tmp_path):
+    record = {"worker_gpus": [{"model": "A100", "label": "a100"}], "worker_cpus": 2}
+    values = resolved(tmp_path / "vgpu", {"ray_cluster_name": "c", "ray_worker_vgpu_profile": "grid_a100-20c",
+                                          "ray_head_vgpu_profile": "grid_a100-10c"}, record=record, shown=GPU_SHOWN)
+    assert values["ray_cfg_worker_gpu_settings"] == {"vgpu_profile": "grid_a100-20c"}
+    assert values["ray_cfg_worker_start_options_list"] == values["ray_cfg_head_start_options_list"] == [
+        "--num-gpus=1", '--resources={"accelerator_type:A100": 1}']
+    assert "worker_gpus" not in values["ray_cfg_deploy_settings"]
+    # The head's are recorded too: a run that restarts Ray on it later still tells Ray of its vGPU.
+    assert values["ray_cfg_deploy_settings"]["head_vgpu_profile"] == "grid_a100-10c"
+    restarted = resolved(tmp_path / "restart", {"ray_cluster_name": "c", "ray_restart": True},
+                         record=values["ray_cfg_deploy_settings"], shown=GPU_SHOWN)
+    assert restarted["ray_cfg_head_start_options_list"] == ["--num-gpus=1", '--resources={"accelerator_type:A100": 1}']
+    recorded = resolved(tmp_path / "recorded", {"ray_cluster_name": "c"}, record=record, shown=GPU_SHOWN)
+    assert recorded["ray_cfg_worker_gpu_settings"] == {"gpus": [{"model": "A100", "label": "a100"}]}
+    none = resolved(tmp_path / "none", {"ray_cluster_name": "c", "ray_worker_gpus": []}, record=record, shown=GPU_SHOWN)
+    assert none["ray_cfg_worker_gpu_settings"] == {} and none["ray_cfg_worker_start_options_list"] == []
+    # A cluster without GPUs records and compares what it did before: its workers are not outdated by this.
+    assert set(none["ray_cfg_worker_record"]) == {"node_type", "vsphere_cluster", "datastore", "resource_pool",
+                                                  "network", "cpus", "memory_mb", "ovf"}
+    assert not [key for key in none["ray_cfg_deploy_settings"] if "gpu" in key]

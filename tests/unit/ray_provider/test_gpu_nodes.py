@@ -81,8 +81,6 @@ def test_the_playbooks_start_options_say_what_the_provider_fills():
     resources = _ray_resources.gpu_resources(settings)
     assert _ray_resources.start_options(resources) == ["--num-gpus=2", '--resources={"accelerator_type:A100": 1}']
     assert _ray_resources.start_options(_ray_resources.gpu_resources({})) == []
-    assert _ray_resources.vgpu_model("grid_a100-4c") == _ray_resources.vgpu_model("nvidia_a100-40c") == "A100"
-    assert _ray_resources.vgpu_model("a100") is None
 
 
 def problems_of(node_type, provider=None):
@@ -113,12 +111,15 @@ def test_a_gpu_type_whose_resources_claim_more_gpus_or_another_model_is_refused_
         "(it is filled in) or lower it"]
 
 
-def test_a_vgpu_profile_that_names_no_model_needs_vgpu_model():
+def test_a_vgpu_profile_that_names_no_model_needs_vgpu_model_and_gets_it_as_accelerator_type():
     assert problems_of({"node_config": {"vgpu_profile": "custom"}}) == [
-        "available_node_types.worker.node_config.vgpu_model: required with the vGPU profile 'custom', whose name "
-        "does not tell the GPU's model (as grid_a100-20c tells A100): Ray's accelerator_type resource is named "
-        "after it"]
+        "available_node_types.worker.node_config.vgpu_model: required for vgpu_profile 'custom', whose model cannot "
+        "be read from its name (NVIDIA's grid_<gpu>-<size><series>)"]
     assert problems_of({"node_config": {"vgpu_profile": "custom", "vgpu_model": "A100"}}) == []
+    assert filled({}, {"mig": {"node_config": {"vgpu_profile": "grid_a100-3-20c"}},
+                       "custom": {"node_config": {"vgpu_profile": "custom", "vgpu_model": "A100"}}}) == {
+        "mig": {"node_config": {"vgpu_profile": "grid_a100-3-20c"}, "resources": {GPU: 1, A100: 1}},
+        "custom": {"node_config": {"vgpu_profile": "custom", "vgpu_model": "A100"}, "resources": {GPU: 1, A100: 1}}}
 
 
 def test_fewer_gpus_than_given_a_gpu_head_and_gpu_resources_on_a_type_without_gpu_settings_are_allowed():
@@ -170,3 +171,15 @@ def test_the_provider_raises_the_capacity_category_for_no_free_gpu(provider):
         provider.create_node({"gpus": [A100_GPU]}, {"ray-node-type": "worker", "ray-user-node-type": "gpu_a100"}, 1)
     assert raised.value.category == "InsufficientCapacity"
     assert GPU_CAPACITY_MESSAGE in raised.value.description and raised.value.src_exc_info is not None
+
+
+def test_gpu_rules_span_the_two_sections_and_name_where_the_setting_was_made():
+    # One setting made in two places, not a vgpu_model without its profile.
+    assert problems_of({"node_config": {"vgpu_model": "A100"}}, provider={"vgpu_profile": "grid_a100-20c"}) == []
+    assert problems_of({"node_config": {"vgpu_profile": "grid_a100-20c"}}, provider={"gpus": [A100_GPU]}) == [
+        "available_node_types.worker.node_config.gpus: only one of gpus and vgpu_profile may be set (here or in "
+        "provider)"]
+    assert problems_of({"node_config": {}}, provider={"gpus": [{"model": "A100"}]}) == [
+        "provider.gpus[0]: give vendor_id and device_id, or label (the device's hardware label on its host), or both"]
+    # A type drops the provider's GPUs with an empty list.
+    assert problems_of({"node_config": {"gpus": []}}, provider={"gpus": [{"model": "A100"}]}) == []

@@ -485,6 +485,8 @@ RIGHT_AND_WRONG = {"str": ("https://images.example.com/ray.ova", 5), "int": (2, 
                    "raw": ({"runcmd": ["true"]}, ["runcmd"])}
 # Options whose values have a form of their own, beyond their type.
 RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64, "gpus": [{"model": "A100", "label": "a100"}]}
+# Options that go with another (node_deploy refuses them alone), given beside them.
+COMPANIONS = {"vgpu_model": {"vgpu_profile": "grid_a100-20c"}}
 SETTABLE = sorted(set(DEPLOY_OPTIONS) - set(config.DECIDED_BY_PROVIDER))
 WHERE = {"provider": "provider", "node_config": "available_node_types.worker.node_config"}
 
@@ -508,7 +510,8 @@ def test_every_node_deploy_option_the_provider_does_not_decide_is_a_setting_chec
     key = f"{WHERE[section]}.{option}"
 
     def problems_about_option(value):
-        return [problem for problem in problems_of(**{section: {option: value}}) if problem.startswith(f"{key}:")]
+        return [problem for problem in problems_of(**{section: {option: value, **COMPANIONS.get(option, {})}})
+                if problem.startswith(f"{key}:")]
 
     assert problems_about_option(right) == []
     refused = problems_about_option(wrong)
