@@ -12,6 +12,11 @@ from pathlib import Path
 import yaml
 
 GPU_HOSTS_FILE = Path(__file__).resolve().parent / "gpu_hosts.yml"
+# The vSphere API a testbed vcsim must announce for GPUs (simulator.Vcsim(api_version=API_VERSION)): Dynamic
+# DirectPath I/O is vSphere 7.0's, vGPU profile info 7.0 U3's. Against govmomi's default 6.5, pyVmomi negotiates
+# a version without those types and sends a VirtualPCIPassthroughDynamicBackingInfo as its base type, a plain
+# VirtualDevice.DeviceBackingInfo, which vcsim refuses as vCenter would refuse a backing it does not know.
+API_VERSION = "8.0.3.0"
 
 
 @functools.lru_cache(maxsize=None)

@@ -142,13 +142,15 @@ func installGpus(model *simulator.Model, layout *gpuLayout) error {
 		hosts[host.Name] = host
 	}
 	gpuHosts := map[string]*simulator.HostSystem{}
-	for name, gpus := range layout.Hosts {
+	for name := range layout.Hosts {
 		host, ok := hosts[name]
 		if !ok {
 			return fmt.Errorf("-gpu-hosts: no host %s in the model", name)
 		}
-		listGpus(host, gpus)
 		gpuHosts[name] = host
+	}
+	for name, host := range hosts {
+		listGpus(host, layout.Hosts[name]) // every host lists its PCI devices' passthrough state, as ESXi does
 	}
 	if layout.Cluster != "" {
 		var cluster *simulator.ClusterComputeResource

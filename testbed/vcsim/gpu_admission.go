@@ -370,7 +370,10 @@ func (w *gpuVirtualMachine) PowerOnVMTask(ctx *simulator.Context, req *types.Pow
 
 func (w *gpuVirtualMachine) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) soap.HasFault {
 	if hasPassthrough(w.VirtualMachine) && w.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
-		fault := &types.NotSupported{}
+		fault := &types.NotSupported{RuntimeFault: types.RuntimeFault{MethodFault: types.MethodFault{
+			FaultMessage: []types.LocalizableMessage{{Key: "msg.suspend.passthrough",
+				Message: "The operation is not supported on the object: a virtual machine with a PCI passthrough device cannot be suspended."}},
+		}}}
 		return &methods.SuspendVM_TaskBody{Res: &types.SuspendVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "suspend", fault)}}
 	}
 	return w.VirtualMachine.SuspendVMTask(ctx, req)
@@ -381,11 +384,13 @@ func (w *gpuVirtualMachine) snapshotRefusal() types.BaseMethodFault {
 	if len(requests) == 0 {
 		return nil
 	}
+	device := fmt.Sprintf("Device '%s' is a PCI passthrough device.", requests[0].label)
 	return &types.SnapshotIncompatibleDeviceInVm{
-		Fault: types.LocalizedMethodFault{
-			Fault:            &types.DeviceNotSupported{Device: requests[0].label},
-			LocalizedMessage: fmt.Sprintf("Device '%s' is a PCI passthrough device.", requests[0].label),
-		},
+		SnapshotFault: types.SnapshotFault{VimFault: types.VimFault{MethodFault: types.MethodFault{
+			FaultMessage: []types.LocalizableMessage{{Key: "msg.snapshot.error-incompatibleDevice",
+				Message: "Virtual machine is configured to use a device that prevents the snapshot operation: " + device}},
+		}}},
+		Fault: types.LocalizedMethodFault{Fault: &types.DeviceNotSupported{Device: requests[0].label}, LocalizedMessage: device},
 	}
 }
 
@@ -414,9 +419,39 @@ func (w *gpuVirtualMachine) CloneVMTask(ctx *simulator.Context, req *types.Clone
 	return w.VirtualMachine.CloneVMTask(ctx, req)
 }
 
+// ReconfigVMTask refuses a VirtualPCIPassthrough whose backing is the base
+// VirtualDevice.DeviceBackingInfo: what pyVmomi sends for a Dynamic DirectPath
+// or vGPU backing when it negotiated an API older than the backing's (7.0),
+// and no passthrough vCenter knows (InvalidDeviceBacking: "the backing of a
+// device is not valid", vSphere API reference). vcsim would keep it, and the
+// VM would power on with no GPU.
+func (w *gpuVirtualMachine) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM_Task) soap.HasFault {
+	for index, change := range req.Spec.DeviceChange {
+		spec := change.GetVirtualDeviceConfigSpec()
+		passthrough, ok := spec.Device.(*types.VirtualPCIPassthrough)
+		if !ok || spec.Operation == types.VirtualDeviceConfigSpecOperationRemove {
+			continue
+		}
+		if _, base := passthrough.Backing.(*types.VirtualDeviceDeviceBackingInfo); base || passthrough.Backing == nil {
+			fault := &types.InvalidDeviceBacking{InvalidDeviceSpec: types.InvalidDeviceSpec{
+				InvalidVmConfig: types.InvalidVmConfig{
+					VmConfigFault: types.VmConfigFault{VimFault: types.VimFault{MethodFault: types.MethodFault{
+						FaultMessage: []types.LocalizableMessage{{Key: "msg.device.backing.invalid",
+							Message: fmt.Sprintf("Invalid configuration for device '%d': a PCI passthrough device needs a Dynamic DirectPath, vGPU or DirectPath backing (vSphere API 7.0 or later for the first two).", index)}},
+					}}},
+					Property: fmt.Sprintf("spec.deviceChange[%d].device.backing", index),
+				},
+				DeviceIndex: int32(index),
+			}}
+			return &methods.ReconfigVM_TaskBody{Res: &types.ReconfigVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "reconfigVm", fault)}}
+		}
+	}
+	return w.VirtualMachine.ReconfigVMTask(ctx, req)
+}
+
 // gpuMethods are the VM methods gpuVirtualMachine answers.
 var gpuMethods = map[string]bool{
-	"PowerOnVM_Task": true, "SuspendVM_Task": true, "CreateSnapshot_Task": true, "CreateSnapshotEx_Task": true, "CloneVM_Task": true,
+	"ReconfigVM_Task": true, "PowerOnVM_Task": true, "SuspendVM_Task": true, "CreateSnapshot_Task": true, "CreateSnapshotEx_Task": true, "CloneVM_Task": true,
 }
 
 // installGpuAdmission puts the session's views of VMs and environment
@@ -475,13 +510,18 @@ func (o *gpuObserver) PutObject(*simulator.Context, mo.Reference) {}
 
 func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
 	switch obj := obj.(type) {
-	case *simulator.VirtualMachine:
+	case *mo.VirtualMachine: // the registry reports the mo object inside vcsim's
 		for _, change := range changes {
 			if change.Name == "runtime.powerState" && change.Val == types.VirtualMachinePowerStatePoweredOff {
 				o.ledger.release(ctx, obj.Self)
 			}
 		}
 	case *mo.Task:
+		for _, change := range changes {
+			if change.Name == "info.state" && change.Val == types.TaskInfoStateError {
+				withMessage(obj)
+			}
+		}
 		// A power-on admitted but failed after (vcsim's own checks) gives its devices back.
 		for _, change := range changes {
 			if change.Name == "info.state" && change.Val == types.TaskInfoStateError && obj.Info.DescriptionId == "VirtualMachine.powerOn" && obj.Info.Entity != nil {
@@ -494,6 +534,19 @@ func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, cha
 				}
 			}
 		}
+	}
+}
+
+// withMessage gives a failed task's error the message of its fault, as
+// vCenter's localizedMessage, where vcsim gives the fault's Go type
+// (simulator/task.go). Called under the task's lock, as its state turns.
+func withMessage(task *mo.Task) {
+	failure := task.Info.Error
+	if failure == nil || failure.Fault == nil || !strings.HasPrefix(failure.LocalizedMessage, "*types.") {
+		return
+	}
+	if messages := failure.Fault.GetMethodFault().FaultMessage; len(messages) > 0 {
+		failure.LocalizedMessage = messages[0].Message
 	}
 }
 

@@ -70,6 +70,20 @@ def test_passthrough_nodes_fill_the_hosts_then_fail_cleanly_and_a_deleted_node_f
     held = holders(service_instance)
     assert sorted(held) == sorted(PASSTHROUGH_HOSTS) and sorted(sum(held.values(), [])) == names
     assert first["gpu_hosts"] == {name: host for host, vms in held.items() for name in vms}
+    # What power-on admission asks of a passthrough VM, and the template every node type clones stays GPU-free.
+    configs = {props["name"]: props for props in vsphere.objects_of_type(service_instance, vim.VirtualMachine, [
+        "name", "config.version", "config.template", "config.memoryReservationLockedToMax", "config.hardware.device",
+        "config.extraConfig"]).values()}
+    for name in names:
+        config = configs[name]
+        assert config["config.version"] == "vmx-17" and config["config.memoryReservationLockedToMax"] is True
+        extra = {option.key: option.value for option in config["config.extraConfig"]}
+        assert extra["pciPassthru.use64bitMMIO"] == "TRUE" and extra["pciPassthru.64bitMMIOSizeGB"] == "128"
+        (device,) = [d for d in config["config.hardware.device"] if isinstance(d, vim.vm.device.VirtualPCIPassthrough)]
+        assert [(a.vendorId, a.deviceId) for a in device.backing.allowedDevice] == [(A100["vendor_id"], A100["device_id"])]
+    templates = [config for config in configs.values() if config.get("config.template")]
+    assert templates and not [d for config in templates for d in config["config.hardware.device"]
+                              if isinstance(d, vim.vm.device.VirtualPCIPassthrough)]
 
     before = vm_names(service_instance)
     full = play([gpu_deploy("gpu-a", test_ova, node_type="a100", request_id="r2", gpus=PASSTHROUGH)]).result
