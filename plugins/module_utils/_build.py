@@ -69,6 +69,9 @@ def deploy(client, params, check_mode, cluster_key):
                     {_records.TEMPLATE_HASH} if missing and params["clone_from_template"] else set()))
             gpu_plan = None
             if request.gpu is not None and missing:
+                problem = _gpu.api_problem(service_instance.content.about, request.gpu)
+                if problem:
+                    raise RayVsphereError(problem)
                 # A host with a free device for each new node, or a failure naming the model, before anything is made.
                 gpu_plan = _gpu_placement.GpuPlan(service_instance, placement, request.gpu,
                                                   lambda: [vm._moId for vm in ledger.vms().values()], _where(params))

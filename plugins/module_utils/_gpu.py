@@ -149,7 +149,7 @@ class PassthroughGpu(object):
                                                                          deviceId=self.device_id)]
         backing = vim.vm.device.VirtualPCIPassthrough.DynamicBackingInfo(
             allowedDevice=allowed, customLabel=self.label or "", deviceName="", useAutoDetect=False)
-        return [vim.vm.device.VirtualPCIPassthrough(backing=backing, key=0) for _ in range(self.count)]
+        return [vim.vm.device.VirtualPCIPassthrough(backing=backing, key=0) for ordinal in range(self.count)]
 
 
 class GpuRequest(object):
@@ -184,7 +184,7 @@ class GpuRequest(object):
     def mmio_size_gb(self):
         if self.vgpu_profile:
             return mmio_size_gb([vgpu_framebuffer_gb(self.vgpu_profile) or DEFAULT_GPU_MEMORY_GB])
-        return mmio_size_gb([entry.memory_gb for entry in self.passthrough for _ in range(entry.count)])
+        return mmio_size_gb(sum(([entry.memory_gb] * entry.count for entry in self.passthrough), []))
 
     def devices(self):
         if self.vgpu_profile:
@@ -202,6 +202,20 @@ class GpuRequest(object):
             memoryReservationLockedToMax=True,
             extraConfig=[vim.option.OptionValue(key=MMIO_ENABLE_KEY, value="TRUE"),
                          vim.option.OptionValue(key=MMIO_SIZE_KEY, value=str(self.mmio_size_gb()))])
+
+
+def api_problem(about, gpu):
+    """Why this vCenter cannot be given gpu's devices, or None; about: its ServiceContent.about.
+
+    Dynamic DirectPath I/O's backing is a type of the vSphere API 7.0: to an
+    older vCenter pyVmomi would send it as the base backing it knows, a
+    device that matches nothing.
+    """
+    match = re.match(r"^(\d+)\.", about.apiVersion or "")
+    if gpu.passthrough and (not match or int(match.group(1)) < 7):
+        return ("gpus: Dynamic DirectPath I/O needs vCenter 7.0 or later (vSphere API 7.0); %s speaks API %s"
+                % (about.fullName or "this vCenter", about.apiVersion))
+    return None
 
 
 def hardware_version(version):

@@ -92,7 +92,7 @@ class HostGpus(object):
         if gpu.vgpu_profile:
             return self._fits_vgpu(gpu.vgpu_profile, own_nodes + 1)
         free = list(self.free_devices)
-        for _ in range(own_nodes + 1):
+        for node in range(own_nodes + 1):
             for entry in gpu.passthrough:
                 matching = [device for device in free if entry.matches(device[1], device[2], device[3])]
                 if len(matching) < entry.count:
@@ -106,7 +106,7 @@ class HostGpus(object):
             return False
         framebuffer = _gpu.vgpu_framebuffer_gb(profile)
         gpus = [(memory, mixed, list(held)) for memory, mixed, held in self.vgpu_gpus]
-        for _ in range(nodes):
+        for node in range(nodes):
             # Like ESXi, fill a GPU that already holds the profile before starting an empty one.
             order = sorted(gpus, key=lambda item: not item[2])
             taken = next((held for memory, mixed, held in order if _takes(memory, mixed, held, profile, framebuffer)), None)
@@ -118,8 +118,8 @@ class HostGpus(object):
     def summary(self, gpu):
         """How the host stands for gpu, for a message: "DC0_C0_H0 (1 matching device, 0 free)"."""
         if gpu.vgpu_profile:
-            return "%s (%d vGPU GPUs, offers %s: %s)" % (self.name, len(self.vgpu_gpus), gpu.vgpu_profile,
-                                                          "yes" if gpu.vgpu_profile in self.profiles else "no")
+            offered = "yes" if gpu.vgpu_profile in self.profiles else "no"
+            return "%s (%d vGPU GPUs, offers %s: %s)" % (self.name, len(self.vgpu_gpus), gpu.vgpu_profile, offered)
         matching = [device for device in self.devices if any(entry.matches(*device[1:]) for entry in gpu.passthrough)]
         free = [device for device in self.free_devices if device in matching]
         return "%s (%d matching devices, %d free)" % (self.name, len(matching), len(free))

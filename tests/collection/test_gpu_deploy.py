@@ -15,10 +15,18 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
     FAILURE_GPU_CAPACITY, VcenterClient, argument_spec)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
-from testbed import vsphere
+from testbed import simulator, vsphere
 from testbed.gpus import gpu_layout
 
 LAYOUT = gpu_layout()
+# Dynamic DirectPath I/O is an API 7.0 type: a client that negotiates govmomi's default 6.5 cannot send it.
+API_VERSION = "8.0.3.0"
+
+
+@pytest.fixture(scope="module")
+def vcsim(testbed_prerequisites):
+    with simulator.Vcsim(api_version=API_VERSION) as sim:
+        yield sim
 
 
 def gpus_of(mode):

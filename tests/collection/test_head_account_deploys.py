@@ -58,27 +58,3 @@ def test_the_heads_account_deploys_onto_a_distributed_port_group_with_only_its_g
             "runtime.powerState": "poweredOn"}
     finally:
         vsphere.disconnect(admin)
-
-
-def test_the_heads_account_deploys_a_gpu_node_with_only_its_grants(vcsim, play, test_ova):
-    """The GPU path as the head's account: host reads (its read-only grant on each host), the hardware upgrade,
-    the devices and the locked reservation (its role), under vcsim's enforcement of VMware's privileges."""
-    from testbed.gpus import gpu_layout
-
-    gpu = next(gpu for gpus in gpu_layout()["hosts"].values() for gpu in gpus if gpu["mode"] == "passthrough")
-    sha256 = hashlib.sha256(test_ova.read_bytes()).hexdigest()
-    made = play([deploy_task("gpuh", test_ova, names=["gpuh-operator-0"], ovf_sha256=sha256, power_on=False)]).result
-    assert made.get("failed") is not True, made
-    deployed = play([deploy_task("gpuh", test_ova, names=["gpuh-head-0"], ovf_sha256=sha256, gpus=[
-        dict(model=gpu["model"], vendor_id=gpu["vendor_id"], device_id=gpu["device_id"])])],
-        env=as_head(vcsim.endpoint)).result
-    assert deployed.get("failed") is not True, deployed["msg"]
-    admin = vcsim.endpoint.connect()
-    try:
-        holders = {props["name"]: sorted(binding.vm._moId for binding in props.get("config.assignableHardwareBinding") or [])
-                   for props in vsphere.objects_of_type(admin, vim.HostSystem, [
-                       "name", "config.assignableHardwareBinding"]).values()}
-        vm = vsphere.find_by_name(admin, vim.VirtualMachine, "gpuh-head-0")
-        assert holders[deployed["gpu_hosts"]["gpuh-head-0"]] == [vm._moId]
-    finally:
-        vsphere.disconnect(admin)

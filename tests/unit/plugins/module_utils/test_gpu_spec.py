@@ -127,3 +127,11 @@ def test_give_gpus_upgrades_older_hardware_to_vmx_17_before_adding_the_devices(m
     monkeypatch.setattr(_waiter, "run_task", lambda si, action, call, timeout=0: call())
     _gpu.give_gpus(None, vm, "n0", _gpu.GpuRequest({"gpus": [entry(count=2)]}), 60)
     assert vm.calls == ([("UpgradeVM_Task", "vmx-17")] if upgraded else []) + [("ReconfigVM_Task", 2)]
+
+
+@pytest.mark.parametrize("api_version, refused", [("6.5", True), ("6.7.3", True), ("7.0", False), ("8.0.3.0", False)])
+def test_dynamic_directpath_is_refused_before_vcenter_7_whose_api_lacks_its_backing(api_version, refused):
+    about = vim.AboutInfo(apiVersion=api_version, fullName="VMware vCenter Server %s" % api_version)
+    problem = _gpu.api_problem(about, _gpu.GpuRequest({"gpus": [entry()]}))
+    assert bool(problem) is refused and (not refused or "needs vCenter 7.0 or later" in problem)
+    assert _gpu.api_problem(about, _gpu.GpuRequest({"vgpu_profile": "grid_a100-20c"})) is None  # vGPU: API 6.0
