@@ -30,8 +30,9 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
     CONNECTION_ARGUMENT_SPEC, RayVsphereError)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import (
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import GPU_OPTIONS
 from ray_provider.docker_section import docker_problems
-from ray_provider.node_resources import GPU_OPTIONS, gpu_setting_problems, resource_problems
+from ray_provider.node_resources import gpu_setting_problems, resource_problems
 from ray_provider.request_timeout import request_timeout_problem
 
 # node_deploy options the provider sets on every launch, so a cluster YAML may

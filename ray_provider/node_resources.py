@@ -11,7 +11,7 @@ gets tasks that find no device. Fewer is allowed: GPU: 0 keeps GPU tasks off
 a head that has one, as CPU: 0 keeps tasks off it.
 """
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import GPU_OPTIONS, gpu_problems
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import gpu_problems
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_resources import (
     ACCELERATOR_TYPE_PREFIX, GPU_RESOURCE, gpu_resources)
 

@@ -12,8 +12,8 @@ name: gpu_start_options
 short_description: The ray start options that advertise a node's GPUs, from its node settings
 version_added: 0.4.0
 description:
-  - Gives C(--num-gpus=N) and C(--resources={"accelerator_type:<model>": 1}) for the GPUs a node is deployed
-    with (M(ray_vsphere.cluster.node_deploy)'s O(ray_vsphere.cluster.node_deploy#module:gpus),
+  - Gives C(--num-gpus=N), and C(--resources) with the resource C(accelerator_type:<model>) at 1, for the GPUs a
+    node is deployed with (M(ray_vsphere.cluster.node_deploy)'s O(ray_vsphere.cluster.node_deploy#module:gpus),
     O(ray_vsphere.cluster.node_deploy#module:vgpu_profile) and O(ray_vsphere.cluster.node_deploy#module:vgpu_model)),
     so that Ray schedules GPU tasks on it whether or not the guest's driver shows the device.
   - N is the sum of the O(ray_vsphere.cluster.node_deploy#module:gpus) counts (each 1 unless given), or 1 for a vGPU

@@ -27,8 +27,11 @@ from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar
 from ansible.vars.manager import VariableManager
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import gpu_problems
 
 from testbed import PROJECT_ROOT, awx_launch, pki
+from testbed.playbook_settings import resolved
 
 CONFIGURE = PROJECT_ROOT / "awx" / "configure.yml"
 BIN = Path(sys.executable).parent
@@ -239,3 +242,36 @@ def test_the_vcenter_credential_type_gives_the_modules_a_verified_connection(tmp
                       str(tmp_path))
     with mock.patch.dict(os.environ, awx_env):
         assert ArgumentSpecValidator(argument_spec()).validate({}).validated_parameters["validate_certs"] is False
+
+
+SURVEYS = sorted((PROJECT_ROOT / "awx" / "surveys").glob("*.json"))
+
+
+@pytest.mark.parametrize("survey_file", SURVEYS, ids=lambda path: path.stem)
+def test_every_survey_question_is_a_setting_the_playbooks_read(survey_file):
+    read = "\n".join(path.read_text() for path in sorted((PROJECT_ROOT / "playbooks").glob("**/*.yml")))
+    unread = [question["variable"] for question in json.loads(survey_file.read_text())["spec"]
+              if not re.search(rf"\b{re.escape(question['variable'])}\b", read)]
+    assert unread == [], f"{survey_file.name} asks for what no playbook reads"
+
+
+@pytest.mark.parametrize("answers, expected", [
+    ({"ray_worker_gpu_model": "A100", "ray_worker_gpu_label": "a100", "ray_worker_gpu_count": 2},
+     {"gpus": [{"model": "A100", "label": "a100", "count": 2}]}),
+    ({"ray_worker_vgpu_profile": "grid_a100-20c"}, {"vgpu_profile": "grid_a100-20c"}),
+], ids=["passthrough", "vgpu"])
+@pytest.mark.parametrize("survey", ["ray_up", "ray_workers"])
+def test_gpu_survey_answers_become_worker_settings_that_node_deploys_spec_accepts(
+        tmp_path, survey, answers, expected):
+    template = awx_launch.JobTemplate(survey, f"playbooks/{survey}.yml", awx_launch.load_survey(survey))
+    typed = dict(ray_cluster_name="c", ray_ovf="https://images/x.ova", ray_datacenter="DC", ray_vsphere_cluster="C",
+                 ray_datastore="DS", ray_vm_folder="ray", ray_worker_count=1, **answers)
+    typed = {key: value for key, value in typed.items()
+             if key in {question["variable"] for question in template.survey_spec["spec"]}}
+    job_vars, _ = awx_launch.launch_extra_vars(template, awx_launch.ui_post(template.survey_spec, typed))
+    settings = resolved(tmp_path, job_vars, shown=["ray_cfg_worker_gpu_settings"])["ray_cfg_worker_gpu_settings"]
+    assert settings == expected
+    # What the nodes role hands node_deploy (roles/nodes/tasks/deploy.yml maps them by name): its own spec and rules.
+    spec = {option: DEPLOY_OPTIONS[option] for option in settings}
+    assert ArgumentSpecValidator(spec).validate(settings).error_messages == []
+    assert gpu_problems(settings) == []
