@@ -14,9 +14,6 @@ from pyVmomi import vim
 from testbed import gpus, simulator, vsphere
 from testbed.guests import ssh
 
-# Dynamic DirectPath and vGPU backings are vSphere 7.0's: a client that negotiated govmomi's default 6.5 would send
-# them as their base type, as it would to a vCenter 6.5.
-GPU_API_VERSION = "8.0.3.0"
 DRIVER_NOT_LOADED = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver"
 DYNAMIC_DIRECTPATH_MIN_VERSION = 17
 VGPU_PROFILE_GIB = 20
@@ -25,7 +22,7 @@ VGPU_PROFILE_GIB = 20
 @pytest.fixture(scope="module")
 def vcsim(testbed_prerequisites):
     """The module's vcsim (and so its guest simulator's), announcing an API that has GPUs."""
-    with simulator.Vcsim(api_version=GPU_API_VERSION) as sim:
+    with simulator.Vcsim(api_version=gpus.API_VERSION) as sim:
         yield sim
 
 
