@@ -267,7 +267,7 @@ func (b *gpuEnvironmentBrowser) QueryConfigTarget(ctx *simulator.Context, req *t
 	} else {
 		hosts = b.computeResourceHosts(ctx)
 	}
-	b.ledger.addConfigTarget(&target, hosts)
+	b.ledger.addConfigTarget(&target, hosts, ctx.Session)
 	res.Res.Returnval = &target
 	return res
 }
@@ -294,7 +294,10 @@ func (b *gpuEnvironmentBrowser) computeResourceHosts(ctx *simulator.Context) []t
 
 // addConfigTarget adds the GPUs of hosts to a ConfigTarget, each kind of
 // device or profile once.
-func (l *gpuLedger) addConfigTarget(target *types.ConfigTarget, hosts []types.ManagedObjectReference) {
+func (l *gpuLedger) addConfigTarget(target *types.ConfigTarget, hosts []types.ManagedObjectReference, session *simulator.Session) {
+	// What each field's API version is (vSphere API reference): ConfigTarget.dynamicPassthrough 7.0,
+	// vgpuDeviceInfo and vgpuProfileInfo 7.0.3.0; sharedGpuPassthroughTypes is 6.0's.
+	dynamicPassthrough, vgpuInfo := apiVersions.speaks(session, "7.0"), apiVersions.speaks(session, "7.0.3.0")
 	seenDevices := map[string]bool{}
 	seenProfiles := map[string]bool{}
 	for _, host := range hosts {
@@ -305,6 +308,9 @@ func (l *gpuLedger) addConfigTarget(target *types.ConfigTarget, hosts []types.Ma
 				seenDevices[device] = true
 				switch gpu.Mode {
 				case gpuModePassthrough:
+					if !dynamicPassthrough {
+						break
+					}
 					target.DynamicPassthrough = append(target.DynamicPassthrough, types.VirtualMachineDynamicPassthroughInfo{
 						VirtualMachineTargetInfo: types.VirtualMachineTargetInfo{Name: name},
 						VendorName:               gpu.VendorName,
@@ -314,6 +320,9 @@ func (l *gpuLedger) addConfigTarget(target *types.ConfigTarget, hosts []types.Ma
 						DeviceId:                 int32(gpu.DeviceID),
 					})
 				case gpuModeVgpu:
+					if !vgpuInfo {
+						break
+					}
 					target.VgpuDeviceInfo = append(target.VgpuDeviceInfo, types.VirtualMachineVgpuDeviceInfo{
 						VirtualMachineTargetInfo: types.VirtualMachineTargetInfo{Name: name},
 						DeviceName:               gpu.DeviceName,
@@ -334,6 +343,9 @@ func (l *gpuLedger) addConfigTarget(target *types.ConfigTarget, hosts []types.Ma
 					VirtualMachineTargetInfo: info,
 					Vgpu:                     profile.Name,
 				})
+				if !vgpuInfo {
+					continue
+				}
 				target.VgpuProfileInfo = append(target.VgpuProfileInfo, types.VirtualMachineVgpuProfileInfo{
 					VirtualMachineTargetInfo: info,
 					ProfileName:              profile.Name,

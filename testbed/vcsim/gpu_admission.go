@@ -18,40 +18,45 @@ package main
 //     (vGPU) and are given back when the VM is powered off or destroyed.
 //   - When nothing is free, the power-on task fails with
 //     InsufficientResourcesFault (Dynamic DirectPath) or its subclass
-//     InsufficientGraphicsResourcesFault ("Graphics resources admission
-//     control failed", vSphere API reference; vGPU), with the message
-//     vCenter gives: "Insufficient resources. One or more devices
-//     (pciPassthru0) required by VM ... are not available on host ...".
+//     InsufficientGraphicsResourcesFault, "Graphics resources admission
+//     control failed" (vSphere API reference, since 6.0; vGPU). The message,
+//     "Insufficient resources. One or more devices (pciPassthru0) required
+//     by VM ... are not available on host ...", follows vCenter's admission
+//     messages; no public page in reach quotes it word for word, so clients
+//     must go by the fault type, never the text.
 //   - A passthrough VM needs all its memory reserved; without it the
 //     power-on fails with "Invalid memory setting: memory reservation
 //     (sched.mem.min) should be equal to memsize(N)", the message ESXi
-//     gives since 6.5 (GenericVmConfigFault, a message from the virtual
-//     machine). memoryReservationLockedToMax or a reservation of all the
-//     memory satisfy it.
+//     gives since 6.5 (as reported, e.g. serverdevworker.com/14037ed7e2;
+//     a GenericVmConfigFault, vCenter's fault for a message from the
+//     virtual machine). memoryReservationLockedToMax or a reservation of all
+//     the memory satisfy it.
 //   - Dynamic DirectPath needs virtual hardware 17 (vSphere 7.0): below it
 //     the power-on fails with DeviceUnsupportedForVmVersion
 //     (currentVersion, expectedVersion "vmx-17"; vSphere API reference:
 //     "thrown if a specific device is not supported for a given version of
 //     the virtual machine").
-//   - Snapshots of a passthrough VM (CreateSnapshot_Task,
-//     CreateSnapshotEx_Task) and linked clones of one (CloneVM_Task with
-//     diskMoveType createNewChildDiskBacking, which grows child disks
-//     from a snapshot) fail with SnapshotIncompatibleDeviceInVm ("a snapshot
-//     operation cannot be performed on account of an incompatible device",
-//     vSphere API reference), its fault a DeviceNotSupported naming the
-//     device; vSphere's DirectPath I/O documentation lists snapshots,
-//     suspend and resume, and vMotion as unavailable with passthrough.
-//   - Suspending one (SuspendVM_Task) fails with NotSupported.
+//   - "When PCI vSphere DirectPath I/O devices are made available to a
+//     virtual machine, you cannot perform certain operations on the virtual
+//     machine. These operations include suspending, migration with vMotion,
+//     and taking or restoring snapshots" (Broadcom KB 401437). Snapshots
+//     (CreateSnapshot_Task, CreateSnapshotEx_Task) and linked clones
+//     (CloneVM_Task with diskMoveType createNewChildDiskBacking, whose child
+//     disks grow from a snapshot) fail with SnapshotIncompatibleDeviceInVm
+//     ("a snapshot operation cannot be performed on account of an
+//     incompatible device", vSphere API reference), its fault a
+//     DeviceNotSupported naming the device, in vCenter's words for such
+//     devices ("Virtual machine is configured to use a device that prevents
+//     the snapshot operation: Device '...' is ..."). Suspending
+//     (SuspendVM_Task) fails with NotSupported. The issue treats vGPU VMs
+//     the same way; recent vSphere suspends and snapshots some vGPU VMs
+//     (HostSharedGpuCapabilities.suspendSupported), a host capability this
+//     testbed does not model.
 //
 // Every refusal is the error of the method's task, as vCenter reports
 // power-on and snapshot failures (task.info.error), not a fault of the call.
 //
-// vcsim dispatches a method to the object the calling session's registry
-// holds under its reference before the global one (simulator.Service.call,
-// Session.Get), and the PropertyCollector reads through an object's Get()
-// (property_collector.go getObject): the Handler puts, in the caller's
-// session, a gpuVirtualMachine embedding the VM, whose methods above check
-// first. vcsim itself keeps reading the global VM.
+// gpu_vm.go says how the VM's methods are answered first.
 
 import (
 	"fmt"
@@ -61,9 +66,7 @@ import (
 	"sync"
 
 	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
-	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -201,7 +204,42 @@ func (l *gpuLedger) admit(ctx *simulator.Context, vm *simulator.VirtualMachine) 
 	}
 	l.held[vm.Self] = chosen
 	l.publish(ctx, host)
+	assigned := map[int]string{}
+	for i, request := range requests {
+		if request.dynamic != nil {
+			assigned[request.index] = chosen[i].spec.PciID
+		}
+	}
+	assignDevices(ctx, &vm.VirtualMachine, assigned)
 	return nil
+}
+
+// assignDevices sets each Dynamic DirectPath device's backing.assignedId to
+// the host device it got (none: cleared), as vCenter reports it while the VM
+// runs ("The id of the device assigned when the VM is powered on", vSphere
+// API reference, VirtualPCIPassthroughDynamicBackingInfo). The caller holds
+// the VM's lock.
+func assignDevices(ctx *simulator.Context, vm *mo.VirtualMachine, assigned map[int]string) {
+	devices := slices.Clone(vm.Config.Hardware.Device)
+	changed := false
+	for index, device := range devices {
+		passthrough, ok := device.(*types.VirtualPCIPassthrough)
+		if !ok {
+			continue
+		}
+		backing, ok := passthrough.Backing.(*types.VirtualPCIPassthroughDynamicBackingInfo)
+		if !ok || backing.AssignedId == assigned[index] {
+			continue
+		}
+		withBacking, newBacking := *passthrough, *backing
+		newBacking.AssignedId = assigned[index]
+		withBacking.Backing = &newBacking
+		devices[index] = &withBacking
+		changed = true
+	}
+	if changed {
+		ctx.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: devices}})
+	}
 }
 
 // freeDevice is a device of host the request may have, beside those already chosen for the same VM
@@ -341,119 +379,6 @@ func (l *gpuLedger) publish(ctx *simulator.Context, host types.ManagedObjectRefe
 	})
 }
 
-// gpuVirtualMachine is a VM as the calling session's dispatch sees it.
-type gpuVirtualMachine struct {
-	*simulator.VirtualMachine
-	ledger *gpuLedger
-	// Entity hides the VM's Entity method: the session registry's Put would otherwise reset the VM's
-	// status and effectiveRole (simulator.Registry.Put does so for every mo.Entity).
-	Entity struct{}
-}
-
-// Get is what the PropertyCollector reads: the VM itself.
-func (w *gpuVirtualMachine) Get() mo.Reference { return w.VirtualMachine }
-
-func failedTask(ctx *simulator.Context, vm *simulator.VirtualMachine, name string, fault types.BaseMethodFault) types.ManagedObjectReference {
-	return simulator.CreateTask(vm, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
-		return nil, fault
-	}).Run(ctx)
-}
-
-func (w *gpuVirtualMachine) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task) soap.HasFault {
-	if !w.Config.Template {
-		if fault := w.ledger.admit(ctx, w.VirtualMachine); fault != nil {
-			return &methods.PowerOnVM_TaskBody{Res: &types.PowerOnVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "powerOn", fault)}}
-		}
-	}
-	return w.VirtualMachine.PowerOnVMTask(ctx, req)
-}
-
-func (w *gpuVirtualMachine) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) soap.HasFault {
-	if hasPassthrough(w.VirtualMachine) && w.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
-		fault := &types.NotSupported{RuntimeFault: types.RuntimeFault{MethodFault: types.MethodFault{
-			FaultMessage: []types.LocalizableMessage{{Key: "msg.suspend.passthrough",
-				Message: "The operation is not supported on the object: a virtual machine with a PCI passthrough device cannot be suspended."}},
-		}}}
-		return &methods.SuspendVM_TaskBody{Res: &types.SuspendVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "suspend", fault)}}
-	}
-	return w.VirtualMachine.SuspendVMTask(ctx, req)
-}
-
-func (w *gpuVirtualMachine) snapshotRefusal() types.BaseMethodFault {
-	requests := passthroughRequests(w.VirtualMachine)
-	if len(requests) == 0 {
-		return nil
-	}
-	device := fmt.Sprintf("Device '%s' is a PCI passthrough device.", requests[0].label)
-	return &types.SnapshotIncompatibleDeviceInVm{
-		SnapshotFault: types.SnapshotFault{VimFault: types.VimFault{MethodFault: types.MethodFault{
-			FaultMessage: []types.LocalizableMessage{{Key: "msg.snapshot.error-incompatibleDevice",
-				Message: "Virtual machine is configured to use a device that prevents the snapshot operation: " + device}},
-		}}},
-		Fault: types.LocalizedMethodFault{Fault: &types.DeviceNotSupported{Device: requests[0].label}, LocalizedMessage: device},
-	}
-}
-
-func (w *gpuVirtualMachine) CreateSnapshotTask(ctx *simulator.Context, req *types.CreateSnapshot_Task) soap.HasFault {
-	if fault := w.snapshotRefusal(); fault != nil {
-		return &methods.CreateSnapshot_TaskBody{Res: &types.CreateSnapshot_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "createSnapshot", fault)}}
-	}
-	return w.VirtualMachine.CreateSnapshotTask(ctx, req)
-}
-
-func (w *gpuVirtualMachine) CreateSnapshotExTask(ctx *simulator.Context, req *types.CreateSnapshotEx_Task) soap.HasFault {
-	if fault := w.snapshotRefusal(); fault != nil {
-		return &methods.CreateSnapshotEx_TaskBody{Res: &types.CreateSnapshotEx_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "createSnapshotEx", fault)}}
-	}
-	return w.VirtualMachine.CreateSnapshotExTask(ctx, req)
-}
-
-func (w *gpuVirtualMachine) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task) soap.HasFault {
-	linked := req.Spec.Location.DiskMoveType == string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
-	if linked {
-		if fault := w.snapshotRefusal(); fault != nil {
-			// "cloneVm", as vcsim's own clone task: strict.go gives the clone's provisioning units back as it ends.
-			return &methods.CloneVM_TaskBody{Res: &types.CloneVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "cloneVm", fault)}}
-		}
-	}
-	return w.VirtualMachine.CloneVMTask(ctx, req)
-}
-
-// ReconfigVMTask refuses a VirtualPCIPassthrough whose backing is the base
-// VirtualDevice.DeviceBackingInfo: what pyVmomi sends for a Dynamic DirectPath
-// or vGPU backing when it negotiated an API older than the backing's (7.0),
-// and no passthrough vCenter knows (InvalidDeviceBacking: "the backing of a
-// device is not valid", vSphere API reference). vcsim would keep it, and the
-// VM would power on with no GPU.
-func (w *gpuVirtualMachine) ReconfigVMTask(ctx *simulator.Context, req *types.ReconfigVM_Task) soap.HasFault {
-	for index, change := range req.Spec.DeviceChange {
-		spec := change.GetVirtualDeviceConfigSpec()
-		passthrough, ok := spec.Device.(*types.VirtualPCIPassthrough)
-		if !ok || spec.Operation == types.VirtualDeviceConfigSpecOperationRemove {
-			continue
-		}
-		if _, base := passthrough.Backing.(*types.VirtualDeviceDeviceBackingInfo); base || passthrough.Backing == nil {
-			fault := &types.InvalidDeviceBacking{InvalidDeviceSpec: types.InvalidDeviceSpec{
-				InvalidVmConfig: types.InvalidVmConfig{
-					VmConfigFault: types.VmConfigFault{VimFault: types.VimFault{MethodFault: types.MethodFault{
-						FaultMessage: []types.LocalizableMessage{{Key: "msg.device.backing.invalid",
-							Message: fmt.Sprintf("Invalid configuration for device '%d': a PCI passthrough device needs a Dynamic DirectPath, vGPU or DirectPath backing (vSphere API 7.0 or later for the first two).", index)}},
-					}}},
-					Property: fmt.Sprintf("spec.deviceChange[%d].device.backing", index),
-				},
-				DeviceIndex: int32(index),
-			}}
-			return &methods.ReconfigVM_TaskBody{Res: &types.ReconfigVM_TaskResponse{Returnval: failedTask(ctx, w.VirtualMachine, "reconfigVm", fault)}}
-		}
-	}
-	return w.VirtualMachine.ReconfigVMTask(ctx, req)
-}
-
-// gpuMethods are the VM methods gpuVirtualMachine answers.
-var gpuMethods = map[string]bool{
-	"ReconfigVM_Task": true, "PowerOnVM_Task": true, "SuspendVM_Task": true, "CreateSnapshot_Task": true, "CreateSnapshotEx_Task": true, "CloneVM_Task": true,
-}
-
 // installGpuAdmission puts the session's views of VMs and environment
 // browsers in front of the calls they answer, and follows power states.
 func installGpuAdmission(model *simulator.Model, ledger *gpuLedger) {
@@ -514,6 +439,7 @@ func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, cha
 		for _, change := range changes {
 			if change.Name == "runtime.powerState" && change.Val == types.VirtualMachinePowerStatePoweredOff {
 				o.ledger.release(ctx, obj.Self)
+				assignDevices(ctx, obj, nil)
 			}
 		}
 	case *mo.Task:
@@ -526,11 +452,12 @@ func (o *gpuObserver) UpdateObject(ctx *simulator.Context, obj mo.Reference, cha
 		for _, change := range changes {
 			if change.Name == "info.state" && change.Val == types.TaskInfoStateError && obj.Info.DescriptionId == "VirtualMachine.powerOn" && obj.Info.Entity != nil {
 				if vm, ok := ctx.Map.Get(*obj.Info.Entity).(*simulator.VirtualMachine); ok {
-					var off bool
-					ctx.WithLock(vm, func() { off = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff })
-					if off {
-						o.ledger.release(ctx, vm.Self)
-					}
+					ctx.WithLock(vm, func() {
+						if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
+							o.ledger.release(ctx, vm.Self)
+							assignDevices(ctx, &vm.VirtualMachine, nil)
+						}
+					})
 				}
 			}
 		}

@@ -141,6 +141,7 @@ func main() {
 		model.Service.TLS.Certificates = []tls.Certificate{certificate}
 	}
 	server := model.Service.NewServer()
+	noteApiVersions(server) // before anyone has the URL (gpu_api_version.go)
 	if err := serveNfcAsEsxiHost(model); err != nil {
 		log.Fatal(err)
 	}

@@ -16,11 +16,9 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from testbed import simulator, vsphere
-from testbed.gpus import gpu_layout
+from testbed.gpus import API_VERSION, gpu_layout
 
 LAYOUT = gpu_layout()
-# Dynamic DirectPath I/O is an API 7.0 type: a client that negotiates govmomi's default 6.5 cannot send it.
-API_VERSION = "8.0.3.0"
 
 
 @pytest.fixture(scope="module")

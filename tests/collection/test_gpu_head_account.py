@@ -9,10 +9,8 @@ from conftest import deploy_task
 from pyVmomi import vim
 
 from testbed import simulator, vsphere
-from testbed.gpus import gpu_layout
+from testbed.gpus import API_VERSION, gpu_layout
 
-# Dynamic DirectPath I/O is an API 7.0 type: a client that negotiates govmomi's default 6.5 cannot send it.
-API_VERSION = "8.0.3.0"
 
 
 @pytest.fixture(scope="module")

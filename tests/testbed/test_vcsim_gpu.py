@@ -113,6 +113,11 @@ def bindings(si, host_name):
                                                                  "config.assignableHardwareBinding") or []]
 
 
+def assigned_ids(si, vm):
+    return [device.backing.assignedId or None for device in read(si, vm, "config.hardware.device")
+            if isinstance(device, vim.vm.device.VirtualPCIPassthrough)]
+
+
 def vgpu_users(si, host_name, pci_id):
     infos = read(si, host_named(si, host_name), "config.graphicsInfo") or []
     return [list(info.vm) for info in infos if info.pciId == pci_id][0]
@@ -183,6 +188,7 @@ def test_a_power_on_takes_the_free_device_and_power_off_gives_it_back(si, make_v
     second = make_vm("gpu-second", host, dynamic())
     vsphere.wait_for_task(si, first.PowerOnVM_Task())
     assert bindings(si, host) == [(PASSTHROUGH_GPU["pci_id"], first)]
+    assert assigned_ids(si, first) == [PASSTHROUGH_GPU["pci_id"]], "the VM's backing names the device it got"
 
     error = refused(si, second.PowerOnVM_Task(), vim.fault.InsufficientResourcesFault)
     assert "pciPassthru0" in error.msg and "gpu-second" in error.msg and host in error.msg
@@ -191,6 +197,7 @@ def test_a_power_on_takes_the_free_device_and_power_off_gives_it_back(si, make_v
 
     vsphere.wait_for_task(si, first.PowerOffVM_Task())
     assert bindings(si, host) == []
+    assert assigned_ids(si, first) == [None] and assigned_ids(si, second) == [None]
     vsphere.wait_for_task(si, second.PowerOnVM_Task())
     assert bindings(si, host) == [(PASSTHROUGH_GPU["pci_id"], second)]
 
@@ -304,6 +311,11 @@ def test_a_client_speaking_an_api_older_than_dynamic_directpath_is_refused_not_i
         assert error.property == "spec.deviceChange[0].device.backing"
         assert not [device for device in read(si, vm, "config.hardware.device")
                     if isinstance(device, vim.vm.device.VirtualPCIPassthrough)]
+        # QueryConfigTarget answers it in its own version: without the 7.0 types it could not read.
+        browser = read(si, vsphere.find_by_name(si, vim.ClusterComputeResource, LAYOUT["cluster"]), "environmentBrowser")
+        target = vim.EnvironmentBrowser(browser._moId, old._stub).QueryConfigTarget(
+            host=vim.HostSystem(host_named(si, PASSTHROUGH_HOSTS[0])._moId, old._stub))
+        assert target.datastore and not target.dynamicPassthrough
     finally:
         old.content.sessionManager.Logout()
 
