@@ -152,6 +152,11 @@ def _python_on_head(head_ip, key_path, script, timeout, arguments=(), user=RAY_U
     return json.loads(marked[-1][len("RESULT "):])
 
 
+def run_driver(head_ip, key_path, script, arguments=(), timeout=300):
+    """What a Ray driver script printed on its RESULT line, run with arguments on the head as Ray's user (as a job is)."""
+    return _python_on_head(head_ip, key_path, script, timeout, arguments=arguments)
+
+
 def run_spread_job(head_ip, key_path, tasks=6, timeout=300):
     """{'sum_of_squares': ..., 'hosts': [...]} from a job spread over the cluster."""
     return _python_on_head(head_ip, key_path, SPREAD_JOB.format(tasks=tasks), timeout)
@@ -214,9 +219,10 @@ HEAD_WHEELS_MOUNT = "~/ray-vsphere-wheels"
 RAY_CLI = Path(sys.executable).parent / "ray"
 
 
-def provider_cluster_yaml(path, cluster_name, key_path, **changes):
-    """examples/ray-cluster.testbed.yaml with this name, key and image, plus `changes` (dotted keys; None drops)."""
-    config = yaml.safe_load(EXAMPLE_PROVIDER_CLUSTER.read_text())
+def provider_cluster_yaml(path, cluster_name, key_path, example=EXAMPLE_PROVIDER_CLUSTER, **changes):
+    """An example (examples/ray-cluster.testbed.yaml) with this name, key and image, plus `changes` (dotted keys;
+    None drops)."""
+    config = yaml.safe_load(Path(example).read_text())
     config["cluster_name"] = cluster_name
     config["auth"]["ssh_private_key"] = str(key_path)
     config["provider"]["ovf"] = str(build_test_ova())

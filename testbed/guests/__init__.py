@@ -10,6 +10,8 @@ VMware Tools, one job each:
 - boot.py and guest_init.sh: what a guest boots with (cloud-init as on
   Ubuntu's cloud images, what vCenter presents through VMware Tools) and the
   init that builds its root, moves into it and starts it;
+- pci.py: the GPUs on a guest's PCI bus, as its host bound them at power-on,
+  and the image's nvidia-smi stand-in that lists them;
 - net.py: the bridge and the guests' addresses;
 - ssh.py: logging in to a guest, and the key pairs tests use;
 - commands.py: the host commands all of them run, and GuestError.

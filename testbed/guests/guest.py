@@ -40,7 +40,7 @@ from pathlib import Path
 
 from testbed import PROJECT_ROOT, image
 from testbed.appliance import DEFAULT_CACHE_DIR
-from testbed.guests import boot
+from testbed.guests import boot, pci
 from testbed.guests.commands import GuestError, run
 from testbed.prereqs import which
 
@@ -78,6 +78,8 @@ class Guest:
     hostname: str = IMAGE_HOSTNAME
     # {name: address} the site's DNS answers: the ESXi host an OVF import uploads to, say.
     site_hosts: dict = field(default_factory=dict)
+    # The passthrough devices vCenter gave the VM, as its host bound them at power-on (testbed.guests.pci).
+    pci_devices: list = field(default_factory=list)
     bring_up_seconds: float = 0.0
     _process: subprocess.Popen = field(default=None, repr=False)
 
@@ -175,6 +177,10 @@ class Guest:
         }
         for path, text in image_files.items():
             _write_into_layer(self.overlay_state("/") / "upper", path, text)
+        # A GPU node's image has NVIDIA's driver; what it finds on the PCI bus is this boot's, in /run.
+        _write_into_layer(self.overlay_state("/") / "upper", pci.NVIDIA_SMI_PATH, pci.nvidia_smi(), mode=0o755)
+        for path, text in pci.guest_files(self.pci_devices).items():
+            _write_into_layer(self.overlay_state("/") / "upper", path, text)
         (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n" + "".join(
             f"{address}\t{name}\n" for name, address in self.site_hosts.items()))
         store = self.etc_dir / "guestinfo"
@@ -242,7 +248,7 @@ class Guest:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
-def _write_into_layer(upper, path, text):
+def _write_into_layer(upper, path, text, mode=0o644):
     """Write a file of the image into an overlay's upper layer, its new folders as the machine's."""
     target = upper / path.lstrip("/")
     missing = [parent for parent in target.parents if parent != upper and parent.is_relative_to(upper)
@@ -252,6 +258,7 @@ def _write_into_layer(upper, path, text):
         folder.mkdir()
         folder.chmod(machine.stat().st_mode & 0o7777 if machine.is_dir() else 0o755)
     target.write_text(text)
+    target.chmod(mode)
 
 
 def _first_child(pid):

@@ -40,7 +40,7 @@ from pyVmomi import vim, vmodl
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _vsphere
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from testbed import image, vsphere
-from testbed.guests import boot
+from testbed.guests import boot, pci
 from testbed.guests.commands import GuestError
 from testbed.guests.guest import Guest
 from testbed.guests.net import GuestNetwork
@@ -53,6 +53,8 @@ TEMP_PREFIX = "ray-vsphere-guests-"
 # A VM's disk in the simulator's run folder: DISK_PREFIX + the VM's moid.
 DISK_PREFIX = "disk-"
 WATCHED_PROPERTIES = ("name", "runtime.powerState", "config.extraConfig", "config.uuid")
+# Read at power-on only: the VM's devices and the host that bound its passthrough ones (testbed.guests.pci).
+HARDWARE_PROPERTIES = ("config.hardware.device", "runtime.host")
 # In a ToolsTiming's reports: the guest's own address (it is known only once the guest is up).
 OWN_ADDRESS = object()
 
@@ -277,7 +279,9 @@ class GuestSimulator:
     def _add_guest(self, service_instance, vm, props):
         # Read what the guest is shown fresh, as of its power-on: guestinfo.ovfEnv
         # is written at power-on, and an update may still be on its way.
-        props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES))
+        props = dict(props, **vsphere.read_properties(service_instance, vm, WATCHED_PROPERTIES + HARDWARE_PROPERTIES))
+        pci_devices = pci.presented_devices(service_instance, vm, props.get("config.hardware.device"),
+                                            props.get("runtime.host"))
         slot = self.network.take_slot()
         extra_config = {option.key: option.value for option in props.get("config.extraConfig") or []}
         guest = Guest(
@@ -293,6 +297,7 @@ class GuestSimulator:
             image_root=self._image_root,
             disk_dir=self.disk_dir(vm._moId),
             site_hosts=self._site_hosts(),
+            pci_devices=pci_devices,
         )
         powered_on = time.monotonic()
         try:
