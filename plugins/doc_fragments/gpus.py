@@ -35,6 +35,7 @@ options:
         node type clones it. Passthrough VMs cannot be snapshotted, suspended or moved while on.
       - Mutually exclusive with O(vgpu_profile).
     type: list
+    version_added: 0.4.0
     elements: dict
     suboptions:
       model:
@@ -75,10 +76,12 @@ options:
         two C(grid_a100-20c) on a 40 GB A100."
       - Mutually exclusive with O(gpus).
     type: str
+    version_added: 0.4.0
   vgpu_model:
     description:
       - The model of O(vgpu_profile)'s GPU, as Ray's C(accelerator_type) names it.
       - Read from the profile's name when not given (C(grid_a100-20c) is C(A100)); required for a profile named
         otherwise.
     type: str
+    version_added: 0.4.0
 """

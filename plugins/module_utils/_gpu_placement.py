@@ -91,7 +91,19 @@ class HostGpus(object):
             return False
         if gpu.vgpu_profile:
             return self._fits_vgpu(gpu.vgpu_profile, own_nodes + 1)
-        free = list(self.free_devices)
+        return self._fits_passthrough(gpu, own_nodes, self.free_devices)
+
+    def has(self, gpu):
+        """Whether one node asking for gpu would fit here were every device free: capacity, not a wrong request."""
+        if gpu.vgpu_profile:
+            framebuffer = _gpu.vgpu_framebuffer_gb(gpu.vgpu_profile)
+            return gpu.vgpu_profile in self.profiles and any(
+                framebuffer is None or memory >= framebuffer for memory, mixed, held in self.vgpu_gpus)
+        return self._fits_passthrough(gpu, 0, self.devices)
+
+    @staticmethod
+    def _fits_passthrough(gpu, own_nodes, devices):
+        free = list(devices)
         for node in range(own_nodes + 1):
             for entry in gpu.passthrough:
                 matching = [device for device in free if entry.matches(device[1], device[2], device[3])]
@@ -187,12 +199,16 @@ class GpuPlan(object):
                 self.hosts[name] = host.host
                 self.host_names[name] = host.name
                 return
+        summaries = "; ".join(host.summary(self.gpu) for host in sorted(hosts, key=lambda each: each.name)) or "no hosts"
+        if not any(host.has(self.gpu) for host in hosts):
+            # No free device now is capacity (Ray tries later); no such device at all is a request to correct.
+            raise RayVsphereError(
+                "no host of %s has %s at all, free or not: %s. Check the GPU settings against the hosts' passthrough "
+                "devices (config.pciPassthruInfo, hardware labels) and vGPU profiles (config.sharedPassthruGpuTypes)" % (self.where, self.gpu.describe(), summaries))
         raise RayVsphereError(
             "no host of %s has a free %s for node %s (it asks for %s): %s. Free one (power off or delete a node "
             "holding one) or add hosts with %s GPUs" % (
-                self.where, self.gpu.model, name, self.gpu.describe(),
-                "; ".join(host.summary(self.gpu) for host in sorted(hosts, key=lambda each: each.name)) or "no hosts",
-                self.gpu.model), failure=FAILURE_GPU_CAPACITY, gpu_model=self.gpu.model)
+                self.where, self.gpu.model, name, self.gpu.describe(), summaries, self.gpu.model), failure=FAILURE_GPU_CAPACITY, gpu_model=self.gpu.model)
 
     def _read_hosts(self):
         if self.placement.host is not None:

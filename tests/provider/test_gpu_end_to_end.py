@@ -97,12 +97,11 @@ def gpu_cluster_yaml(path, name, key):
     """examples/ray-cluster.gpu.yaml for one cluster that goes through every step.
 
     Idle workers stay (the requests come one step after another); a third A100 worker is allowed, so that its launch
-    finds both A100 hosts full; the vGPU type gets an accelerator type of its own.
+    finds both A100 hosts full.
     """
     return ray_cluster.provider_cluster_yaml(path, name, key, example=GPU_EXAMPLE, idle_timeout_minutes=10, **{
         "available_node_types.a100.max_workers": 3,
         "available_node_types.a100_vgpu.max_workers": 1,
-        "available_node_types.a100_vgpu.node_config.vgpu_model": VGPU_MODEL,
     })
 
 

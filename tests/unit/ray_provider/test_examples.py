@@ -42,8 +42,9 @@ def test_the_gpu_example_asks_for_what_the_testbeds_gpu_hosts_have_and_ray_is_to
     types = VsphereNodeProvider.fillout_available_node_types_resources(cluster)["available_node_types"]
     assert cluster["provider"]["cluster"] == layout["cluster"]
     assert types["cpu"]["resources"] == {"CPU": 1}
-    assert types["a100"]["resources"] == types["a100_vgpu"]["resources"] == {
-        "CPU": 1, "GPU": 1, "accelerator_type:A100": 1}
+    assert types["a100"]["resources"] == {"CPU": 1, "GPU": 1, "accelerator_type:A100": 1}
+    # A slice has a model of its own: a task asking for an A100 gets a whole one.
+    assert types["a100_vgpu"]["resources"] == {"CPU": 1, "GPU": 1, "accelerator_type:A100-20C": 1}
     devices = [device for host in layout["hosts"].values() for device in host]
     (wanted,) = types["a100"]["node_config"]["gpus"]
     matching = [device for device in devices

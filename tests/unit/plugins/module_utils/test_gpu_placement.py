@@ -115,8 +115,9 @@ def test_a_label_matches_the_hosts_hardware_label(monkeypatch, label, placed):
         plan.assign(["n0"])
         assert plan.report() == {"n0": placed}
     else:
-        with pytest.raises(RayVsphereError, match="gpu|GPU"):
+        with pytest.raises(RayVsphereError, match="has 1 A100 .* at all, free or not") as raised:
             plan.assign(["n0"])
+        assert "failure" not in raised.value.details  # a request to correct, not capacity to wait for
 
 
 def test_a_host_in_maintenance_is_skipped(monkeypatch):
@@ -166,8 +167,21 @@ def test_vgpu_room_follows_the_same_size_rule_and_the_gpus_memory(monkeypatch, o
 
 def test_a_host_that_does_not_offer_the_profile_takes_none(monkeypatch):
     cluster = Cluster(monkeypatch, hosts(host_props("H2", vgpu=(40, "sameSize", [], ["grid_a100-4c"]))))
-    with pytest.raises(RayVsphereError, match="offers grid_a100-20c: no"):
+    with pytest.raises(RayVsphereError, match="offers grid_a100-20c: no") as raised:
         cluster.plan(VGPU).assign(["n0"])
+    assert "at all, free or not" in str(raised.value) and "failure" not in raised.value.details
+
+
+def test_devices_all_held_are_capacity_devices_missing_everywhere_are_not(monkeypatch):
+    other = vim.VirtualMachine("vm-other")
+    held = Cluster(monkeypatch, hosts(host_props("H0", ["0000:3b:00.0"], bound={"0000:3b:00.0": other})))
+    with pytest.raises(RayVsphereError) as raised:
+        held.plan(A100).assign(["n0"])
+    assert raised.value.details.get("failure") == FAILURE_GPU_CAPACITY
+    two = dict(A100["gpus"][0], count=2)  # one device on the only host: never enough, free or not
+    with pytest.raises(RayVsphereError, match="at all, free or not") as raised:
+        held.plan({"gpus": [two]}).assign(["n0"])
+    assert "failure" not in raised.value.details
 
 
 def test_with_drs_vcenter_picks_and_no_host_is_read(monkeypatch):
