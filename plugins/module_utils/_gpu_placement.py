@@ -204,7 +204,8 @@ class GpuPlan(object):
             # No free device now is capacity (Ray tries later); no such device at all is a request to correct.
             raise RayVsphereError(
                 "no host of %s has %s at all, free or not: %s. Check the GPU settings against the hosts' passthrough "
-                "devices (config.pciPassthruInfo, hardware labels) and vGPU profiles (config.sharedPassthruGpuTypes)" % (self.where, self.gpu.describe(), summaries))
+                "devices (config.pciPassthruInfo, hardware labels) and vGPU profiles (config.sharedPassthruGpuTypes)"
+                % (self.where, self.gpu.describe(), summaries))
         raise RayVsphereError(
             "no host of %s has a free %s for node %s (it asks for %s): %s. Free one (power off or delete a node "
             "holding one) or add hosts with %s GPUs" % (

@@ -31,3 +31,9 @@ def test_the_other_failures_are_still_named_by_key_beside_a_full_gpu_type():
         f"available_node_types.cpu.node_config: {NO_DATASTORE}"]
     assert check_failures(check_run(("cpu", {"msg": NO_DATASTORE}))) == [
         f"available_node_types.cpu.node_config: {NO_DATASTORE}"]
+
+
+def test_a_gpu_no_host_has_at_all_is_a_problem_of_the_config():
+    # _gpu_placement sets no `failure` when no host has the device even were all free: the request is wrong.
+    no_h100 = "no host of cluster DC0_C0 has 1 H100 (label h100) at all, free or not: DC0_C0_H0 (0 matching devices, 0 free)"
+    assert check_failures(check_run(("h100", {"msg": no_h100}))) == [f"available_node_types.h100.node_config: {no_h100}"]
