@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from pyVmomi import vim
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient, argument_spec
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 from ray_provider.runner import task_results
 from testbed import leftovers, vsphere
 from testbed.guests import make_key_pair
@@ -95,3 +97,21 @@ def ova_server(test_ova, tmp_path_factory):
     context, ca_file = loopback_tls(tmp_path_factory.mktemp("image-tls"))
     with ImageServer(Path(test_ova).parent, context) as server:
         yield server.url(Path(test_ova).name), str(ca_file)
+
+
+def module_params(vcsim, cluster_key_file, **options):
+    """node_deploy's parameters as AnsibleModule gives them: the defaults, the placement, the connection (TLS
+    verified against the testbed's CA, as users verify)."""
+    params = dict((name, spec.get("default")) for name, spec in argument_spec(**DEPLOY_OPTIONS).items())
+    endpoint = vcsim.endpoint
+    params.update(PLACEMENT, hostname=endpoint.host, port=endpoint.port, username=endpoint.username,
+                  password=endpoint.password, validate_certs=True, ca_path=str(endpoint.ca_path),
+                  cluster_key_file=str(cluster_key_file), **options)
+    return params
+
+
+def in_process_client(vcsim):
+    """A session as node_deploy opens it, for tests that call _build.deploy in this process."""
+    endpoint = vcsim.endpoint
+    return VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
+                         validate_certs=True, ca_path=str(endpoint.ca_path))

@@ -13,12 +13,10 @@ import shutil
 import socket
 
 import pytest
-from conftest import PLACEMENT, deploy_task, task
+from conftest import deploy_task, in_process_client, module_params, task
 from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _build, _clone
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import VcenterClient, argument_spec
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._template_identity import TemplateIdentity
 from testbed import simulator, vsphere
@@ -173,14 +171,6 @@ def test_a_snapshot_whose_reply_was_lost_is_not_taken_twice(play, images, servic
     play([task("node_delete", cluster_name="rb-snapshot", all_nodes=True)])
 
 
-def module_params(vcsim, cluster_key_file, **options):
-    """node_deploy's parameters as AnsibleModule gives them: the defaults, the placement, the connection."""
-    params = dict((name, spec.get("default")) for name, spec in argument_spec(**DEPLOY_OPTIONS).items())
-    endpoint = vcsim.endpoint
-    params.update(PLACEMENT, hostname=endpoint.host, port=endpoint.port, username=endpoint.username,
-                  password=endpoint.password, validate_certs=False, cluster_key_file=str(cluster_key_file), **options)
-    return params
-
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, socket.timeout],
                          ids=["KeyboardInterrupt", "SystemExit", "socket.timeout"])
@@ -198,9 +188,7 @@ def test_any_exception_type_undoes_the_call(stop, vcsim, test_ova, cluster_key_f
     monkeypatch.setattr(_clone, "_set_properties", stopping)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     params = module_params(vcsim, cluster_key_file, cluster_name=cluster, ovf=str(test_ova), names=names)
-    endpoint = vcsim.endpoint
-    with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
-                       validate_certs=False) as client:
+    with in_process_client(vcsim) as client:
         with pytest.raises(BaseException) as raised:
             _build.deploy(client, params, False, ClusterKey.from_file(str(cluster_key_file), cluster))
     if stop is socket.timeout:

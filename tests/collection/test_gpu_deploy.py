@@ -7,13 +7,11 @@ and config.graphicsInfo name, which VMs exist; never what node_deploy reports.
 """
 
 import pytest
-from conftest import PLACEMENT, deploy_task, task
+from conftest import deploy_task, in_process_client, module_params, task
 from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _build, _gpu_placement
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
-    FAILURE_GPU_CAPACITY, VcenterClient, argument_spec)
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_GPU_CAPACITY
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ray_auth import ClusterKey
 from testbed import simulator, vsphere
 from testbed.gpus import API_VERSION, gpu_layout
@@ -129,13 +127,6 @@ def test_check_mode_plans_the_hosts_and_makes_nothing(play, test_ova, service_in
     assert vm_names(service_instance) == before
 
 
-def module_params(vcsim, cluster_key_file, **options):
-    params = dict((name, spec.get("default")) for name, spec in argument_spec(**DEPLOY_OPTIONS).items())
-    endpoint = vcsim.endpoint
-    params.update(PLACEMENT, hostname=endpoint.host, port=endpoint.port, username=endpoint.username,
-                  password=endpoint.password, validate_certs=False, cluster_key_file=str(cluster_key_file), **options)
-    return params
-
 
 def test_a_device_another_caller_takes_after_the_placement_read_moves_the_node_to_the_next_host(
         vcsim, play, test_ova, cluster_key_file, service_instance, monkeypatch):
@@ -154,9 +145,7 @@ def test_a_device_another_caller_takes_after_the_placement_read_moves_the_node_t
     monkeypatch.setattr(_gpu_placement.GpuPlan, "assign", assign_then_the_other_caller_powers_on)
     params = module_params(vcsim, cluster_key_file, cluster_name="gpu-x", ovf=str(test_ova), names=["gpu-x-0"],
                            gpus=[dict(entry, label=None, count=1, memory_gb=None) for entry in PASSTHROUGH])
-    endpoint = vcsim.endpoint
-    with VcenterClient(endpoint.host, endpoint.username, endpoint.password, port=endpoint.port,
-                       validate_certs=False) as client:
+    with in_process_client(vcsim) as client:
         result = _build.deploy(client, params, False, ClusterKey.from_file(str(cluster_key_file), "gpu-x"))
     (next_host,) = set(PASSTHROUGH_HOSTS) - {taken_host}
     assert result["gpu_hosts"] == {"gpu-x-0": next_host}
