@@ -293,7 +293,9 @@ def check_cluster_config(config):
         problems += _section_problems(node_config, NODE_SETTINGS, where)
         settings = node_settings(provider, node_config)
         problems += _settings_problems(settings, where)
-        problems += [problem for problem in gpu_setting_problems(settings, provider, node_config, where) if problem not in problems]
+        # A provider-level GPU setting's problem is the same line for every node type: named once.
+        gpu_problems = gpu_setting_problems(settings, provider, node_config, where)
+        problems += [problem for problem in gpu_problems if problem not in problems]
         problems += resource_problems(settings, node_type.get("resources"), f"available_node_types.{type_name}")
         ovf = settings.get("ovf")
         if isinstance(ovf, str) and not is_url(ovf) and not Path(ovf).is_file():

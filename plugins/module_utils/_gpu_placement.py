@@ -208,8 +208,9 @@ class GpuPlan(object):
                 % (self.where, self.gpu.describe(), summaries))
         raise RayVsphereError(
             "no host of %s has a free %s for node %s (it asks for %s): %s. Free one (power off or delete a node "
-            "holding one) or add hosts with %s GPUs" % (
-                self.where, self.gpu.model, name, self.gpu.describe(), summaries, self.gpu.model), failure=FAILURE_GPU_CAPACITY, gpu_model=self.gpu.model)
+            "holding one) or add hosts with %s GPUs"
+            % (self.where, self.gpu.model, name, self.gpu.describe(), summaries, self.gpu.model),
+            failure=FAILURE_GPU_CAPACITY, gpu_model=self.gpu.model)
 
     def _read_hosts(self):
         if self.placement.host is not None:
