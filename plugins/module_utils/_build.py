@@ -269,7 +269,7 @@ class _NodeBuilder(object):
         guest ever holds a duplicate address.
         """
         for round_ in range(MAX_ADDRESS_ROUNDS + 1):
-            vms, _ = _vsphere.vms_and_custom_fields(self.service_instance, ADDRESS_PATHS, [self.placement.folder])
+            vms = _vsphere.vms_and_custom_fields(self.service_instance, ADDRESS_PATHS, [self.placement.folder])[0]
             records = _ip_pool.recorded(vms, self.placement.folder)
             ours = dict((vm._moId, name) for name, vm in self.ledger.vms().items())
             lost = sorted(ours[moid] for moid in _ip_pool.duplicates(records) if moid in ours)
