@@ -12,9 +12,9 @@ name: ip_pool_problems
 short_description: What is wrong with the static IP pools of node kinds that share one network
 version_added: 0.5.0
 description:
-  - Checks each pool (M(ray_vsphere.cluster.node_deploy)'s O(ray_vsphere.cluster.node_deploy#module:ip_pool)) as
-    node_deploy does, and refuses two different pools that share an address, so that C(ray_up.yml) stops before it
-    makes anything rather than after the head is made.
+  - Checks each pool (M(ray_vsphere.cluster.node_deploy)'s O(ray_vsphere.cluster.node_deploy#module:ip_pool)) with
+    node_deploy's own checks, and refuses two different pools that share an address, so that C(ray_up.yml) stops
+    before it makes anything rather than after the head is made.
   - One pool given to several kinds (the same mapping) is one pool: the nodes share its addresses.
   - The Ray provider runs the same checks on a cluster YAML's node types.
   - An empty list when all is well; an unset pool (an empty mapping) has no problem.
@@ -48,6 +48,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import pool_problems
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool_overlap import overlap_problems
 
 
@@ -59,6 +60,10 @@ def ip_pool_problems(pools):
         if pool and not isinstance(pool, dict):
             problems.append("%s: must be a mapping (cidr, range or addresses, gateway, dns_servers, "
                             "search_domains), not %r" % (name, pool))
+        elif pool:
+            # node_deploy's own checks, each named by the variable's key rather than ip_pool's.
+            problems.extend("%s: %s" % (option.replace("ip_pool", name, 1), problem)
+                            for option, problem in pool_problems({"ip_pool": pool}))
     if problems:
         return problems
     return ["%s: %s" % (name, problem) for name, problem in overlap_problems(list(pools.items()))]

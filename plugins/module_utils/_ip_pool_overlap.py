@@ -21,36 +21,29 @@ __metaclass__ = type
 
 import ipaddress
 
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import IpPool, pool_problems
+
+# node_deploy's defaults of the suboptions (_ip_pool.IP_POOL_OPTIONS): two spellings of one pool compare equal.
 POOL_DEFAULTS = {"range": None, "addresses": None, "gateway": None, "dns_servers": [], "search_domains": []}
 
 
-def _text(value):
-    return u"%s" % (value,)
-
-
 def normalized(pool):
-    """The pool with node_deploy's defaults filled in: two spellings of one pool compare equal."""
+    """The pool with node_deploy's defaults filled in."""
     merged = dict(POOL_DEFAULTS)
     merged.update(dict((key, value) for key, value in (pool or {}).items() if value not in (None, "")))
     return merged
 
 
 def spans(pool):
-    """The pool's addresses as (first, last) integer spans; None where the pool does not parse (named elsewhere).
+    """(IP version, the pool's addresses as (first, last) integer spans); None for a pool node_deploy refuses
+    (its problems are named by pool_problems where the pool is set).
 
-    Without range or addresses, every address of cidr: the gateway it never
-    hands out is still a collision with another pool's gateway or range.
+    The gateway a pool never hands out still counts: another pool's range over it is a mistake too.
     """
-    try:
-        network = ipaddress.ip_network(_text(pool["cidr"]), strict=False)
-        if pool.get("range"):
-            first, last = (ipaddress.ip_address(_text(part).strip()) for part in _text(pool["range"]).split("-", 1))
-            return [(int(first), int(last))]
-        if pool.get("addresses"):
-            return sorted((int(ipaddress.ip_address(_text(address))),) * 2 for address in pool["addresses"])
-        return [(int(network.network_address), int(network.broadcast_address))]
-    except (KeyError, TypeError, ValueError, AttributeError):
+    if pool_problems({"ip_pool": pool}):
         return None
+    checked = IpPool(pool)
+    return checked.network.version, checked.spans
 
 
 def _shared(first_spans, second_spans):
@@ -72,10 +65,10 @@ def overlap_problems(pools):
         if not pool:
             continue
         pool = normalized(pool)
-        mine = spans(pool)
-        if mine is None:
+        found = spans(pool)
+        if found is None:
             continue
-        version = ipaddress.ip_network(_text(pool["cidr"]), strict=False).version
+        version, mine = found
         for other_name, other_pool, other_spans, other_version in seen:
             if other_pool == pool or other_version != version:
                 continue

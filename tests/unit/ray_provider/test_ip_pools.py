@@ -26,8 +26,10 @@ from test_check_config_gpu_capacity import check_run
 POOL = {"cidr": "198.18.5.0/24", "range": "198.18.5.200-198.18.5.220", "gateway": "198.18.5.1"}
 OVERLAPPING = {"cidr": "198.18.5.0/24", "range": "198.18.5.210-198.18.5.254", "gateway": "198.18.5.1"}
 APART = {"cidr": "198.18.5.0/24", "range": "198.18.5.221-198.18.5.254", "gateway": "198.18.5.1"}
-POOL_EXHAUSTED = ("ip_pool 198.18.5.200-198.18.5.220 has no free address: 1 asked, 0 free; nothing was left behind",
-                  {"failure": FAILURE_IP_POOL_EXHAUSTED})
+# As node_deploy fails (_ip_pool.IpPool.choose): its structured fields, not its words, make it a capacity error.
+POOL_EXHAUSTED = ("ip_pool 198.18.5.0/24 (198.18.5.200-198.18.5.220) has 0 free addresses, 1 asked: no node was made. "
+                  "Delete nodes of this folder's clusters or widen the pool",
+                  {"failure": FAILURE_IP_POOL_EXHAUSTED, "asked": 1, "free": 0})
 
 
 def problems_of(node_types, provider=None):
