@@ -32,6 +32,12 @@ import re
 from ansible.module_utils.six import text_type
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_IP_POOL_EXHAUSTED, RayVsphereError
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _records
+
+try:
+    from pyVmomi import vim
+except ImportError:
+    pass  # reported by _client.run_module
 
 IP_POOL_OPTIONS = dict(
     ip_pool=dict(type="dict", options=dict(
@@ -267,3 +273,44 @@ def duplicates(records):
         for moid in sorted(moids, key=_moid_number)[1:]:
             losers[moid] = address
     return losers
+
+
+def recorded(vms, folder):
+    """{moid: address} of the VMs of {vm: props} (props read with IP_ADDRESS's keyed path) in folder that record one."""
+    found = {}
+    for vm, props in vms.items():
+        text = _records.extra_config_value(props, _records.IP_ADDRESS)
+        if getattr(props.get("parent"), "_moId", None) != folder._moId or not text:
+            continue
+        try:
+            found[vm._moId] = text_type(_address(text))  # one address, one spelling (IPv6 has many)
+        except ValueError:
+            continue
+    return found
+
+
+def delivery(request, name, props):
+    """(extraConfig {key: value}, [vApp PropertySpec]) giving node `name` its address, read with DELIVERY_PATHS.
+
+    The network config matches the MAC of the VM's first network adapter,
+    which vCenter has assigned by now; it goes to both of cloud-init's
+    datasources (guestinfo.metadata rebuilt with the node's identity, and the
+    OVF property where the VM has it), and the address record is written
+    again, for a leftover adopted without one.
+    """
+    address = request.addresses[name]
+    nics = sorted((device for device in props.get("config.hardware.device") or []
+                   if isinstance(device, vim.vm.device.VirtualEthernetCard)), key=lambda device: device.key)
+    if not nics or not nics[0].macAddress:
+        raise RayVsphereError("VM %s has no network adapter with a MAC address (config.hardware.device) to give "
+                              "ip_pool's address %s to" % (name, address))
+    network = request.pool.network_config(address, nics[0].macAddress)
+    extra = request.vmware_metadata(name, network)
+    extra[_records.IP_ADDRESS] = address
+    specs = [vim.vApp.PropertySpec(operation="edit", info=vim.vApp.PropertyInfo(
+        key=prop.key, value=ovf_network_config(network)))
+        for prop in props.get("config.vAppConfig.property") or [] if prop.id == OVF_NETWORK_CONFIG]
+    return extra, specs
+
+
+DELIVERY_PATHS = ["config.hardware.device", "config.vAppConfig.property"]
