@@ -14,7 +14,7 @@ Ray records such a launch but neither autoscaler acts on it by default
 So the provider itself (`CapacityBackoff`) answers launches of a type that
 just found no capacity at once, for RETRY_AFTER_S, with the same category
 and no playbook run; a terminated node ends the wait for all types early,
-as it may have freed a device.
+as it may have freed a device or a pool's address.
 """
 
 import threading

@@ -32,6 +32,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_reques
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import GPU_OPTIONS
 from ray_provider.docker_section import docker_problems
+from ray_provider.ip_pools import pool_overlap_problems
 from ray_provider.node_resources import gpu_setting_problems, resource_problems
 from ray_provider.request_timeout import request_timeout_problem
 
@@ -284,6 +285,7 @@ def check_cluster_config(config):
     node_types = config.get("available_node_types") or {}
     if not node_types:
         problems.append("available_node_types: at least one node type is required")
+    typed_settings = []
     for type_name, node_type in node_types.items():
         where = f"available_node_types.{type_name}.node_config"
         node_config = node_type.get("node_config") if isinstance(node_type, dict) else None
@@ -292,6 +294,7 @@ def check_cluster_config(config):
             continue
         problems += _section_problems(node_config, NODE_SETTINGS, where)
         settings = node_settings(provider, node_config)
+        typed_settings.append((type_name, node_config, settings))
         problems += _settings_problems(settings, where)
         # A provider-level GPU setting's problem is the same line for every node type: named once.
         gpu_problems = gpu_setting_problems(settings, provider, node_config, where)
@@ -304,6 +307,7 @@ def check_cluster_config(config):
         if isinstance(ovf, str):  # an http image and its hash may come from either section
             problems += [f"{where if option in node_config else 'provider'}.{option}: {problem}"
                          for option, problem in across_problems(settings)]
+    problems += pool_overlap_problems(provider, typed_settings)
     if problems:
         raise ClusterConfigError(problems)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ray_tags
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import (
-    FAILURE_GPU_CAPACITY, FAILURE_NO_IP_ADDRESS, FAILURE_PLACEMENT)
+    FAILURE_GPU_CAPACITY, FAILURE_IP_POOL_EXHAUSTED, FAILURE_NO_IP_ADDRESS, FAILURE_PLACEMENT)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 
 from ray_provider.progress import PROGRESS_FILE_VARIABLE, ProgressTail, say
@@ -45,8 +45,11 @@ CAPACITY_CATEGORY = "InsufficientCapacity"
 # _try_resolve_pending_allocation). Neither's default scheduler skips an unavailable type: both ask again
 # at their next update while the demand lasts (v2's CloudResourceMonitor lowers a type's priority after
 # ALLOCATION_TIMEOUT only): capacity_backoff.py acts on CAPACITY_CATEGORY.
+# A static IP pool with no free address is full as a host without a free GPU is: nodes leaving free some.
 LAUNCH_CATEGORIES = {FAILURE_NO_IP_ADDRESS: "NoIpAddress", FAILURE_PLACEMENT: "Placement",
-                     FAILURE_GPU_CAPACITY: CAPACITY_CATEGORY}
+                     FAILURE_GPU_CAPACITY: CAPACITY_CATEGORY, FAILURE_IP_POOL_EXHAUSTED: CAPACITY_CATEGORY}
+# What is full now rather than wrong: not a problem of the config (check_failures).
+CAPACITY_FAILURES = (FAILURE_GPU_CAPACITY, FAILURE_IP_POOL_EXHAUSTED)
 # vSphere faults that mean the placement lacks room (vim.fault.Insufficient*, NoDiskSpace).
 CAPACITY_FAULT_PREFIX = "Insufficient"
 CAPACITY_FAULTS = ("NoDiskSpace", "OutOfSpace")
@@ -193,14 +196,15 @@ def create_run_timeout(settings):
 def check_failures(runner):
     """Problems by key from a failed check_config.yml run.
 
-    No free GPU at the moment is not a problem of the config: `ray down`, `ray exec` or `ray up` again check it
-    too, and must work while the cluster's GPU workers hold every device (a launch then fails with its category).
+    No free GPU or pool address at the moment is not a problem of the config: `ray down`, `ray exec` or `ray up`
+    again check it too, and must work while the cluster's workers hold every device or address (a launch then
+    fails with its category).
     """
     if runner.status == "successful":
         return []
     problems = []
     found = failures(runner)
-    config_failures = [failure for failure in found if failure.get("failure") != FAILURE_GPU_CAPACITY]
+    config_failures = [failure for failure in found if failure.get("failure") not in CAPACITY_FAILURES]
     if found and not config_failures:
         return []
     for failure in config_failures:

@@ -18,7 +18,8 @@ from pathlib import Path
 APPLIANCE_NAME = "ray-test-appliance"
 DISK_FILE = f"{APPLIANCE_NAME}-disk1.vmdk"
 DISK_CAPACITY_MIB = 16
-CLOUD_INIT_PROPERTIES = ("instance-id", "hostname", "public-keys", "user-data")
+# network-config: cloud-init's OVF datasource reads static network config from it (node_deploy's ip_pool).
+CLOUD_INIT_PROPERTIES = ("instance-id", "hostname", "public-keys", "user-data", "network-config")
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ray-vsphere"
 
 OVF_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>

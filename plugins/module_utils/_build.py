@@ -22,7 +22,7 @@ import json
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_GPU_CAPACITY, RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _clone, _gpu, _gpu_placement, _guest_ip, _ledger, _nfc, _nodes, _placement, _records, _templates, _waiter)
+    _clone, _gpu, _gpu_placement, _guest_ip, _ip_pool, _ledger, _nfc, _nodes, _placement, _records, _templates, _vsphere, _waiter)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DeployRequest
 
 try:
@@ -31,8 +31,13 @@ except ImportError:
     pass  # reported by _client.run_module
 
 # All a deploy reads, of the VMs in its folder only: the nodes (name clashes, existing and
-# adoptable nodes) and the templates of the clone fast path, by the keys they record.
-READ_PATHS = _nodes.NODE_PATHS + _records.keyed_paths(_records.TEMPLATE_KEYS)
+# adoptable nodes), the templates of the clone fast path, by the keys they record, and the
+# addresses the VMs hold from a pool (ip_pool's ledger).
+READ_PATHS = _nodes.NODE_PATHS + _records.keyed_paths(_records.TEMPLATE_KEYS + (_records.IP_ADDRESS,))
+# What the re-read of the folder's address records after the creates reads (the duplicate rule: _ip_pool).
+ADDRESS_PATHS = ["parent"] + _records.keyed_paths((_records.IP_ADDRESS,))
+# How often a node that lost its address to an older VM is made again before the deploy gives up.
+MAX_ADDRESS_ROUNDS = 5
 
 
 def deploy(client, params, check_mode, cluster_key):
@@ -44,6 +49,7 @@ def deploy(client, params, check_mode, cluster_key):
     inventory = _nodes.Inventory(service_instance, [placement.folder], READ_PATHS)
     refuse_name_clash(inventory, placement.folder, request)
     existing, adoptable, missing = _sort_names(inventory, placement.folder, request)
+    _choose_addresses(inventory, placement.folder, request, existing, adoptable, missing)
     with _ledger.Ledger(service_instance, "deploying nodes of Ray cluster %s" % request.cluster_name) as ledger:
         with _templates.Image(service_instance, params, inventory, placement.folder, request.template_identity,
                               check_mode) as image:
@@ -79,7 +85,7 @@ def deploy(client, params, check_mode, cluster_key):
             gpu_hosts = gpu_plan.report() if gpu_plan else {}
             if check_mode:
                 return dict(_predicted(inventory, request, existing, adoptable, changed), image=image.result(),
-                            gpu_hosts=gpu_hosts)
+                            gpu_hosts=gpu_hosts, ip_pool_addresses=_pool_addresses(request))
             _record_deploy_settings(service_instance, request, dict((name, existing[name][0]) for name in to_record))
             builder = _NodeBuilder(client, image, placement, request, inventory, declared, ledger, gpu_plan)
             builder.create(missing, adoptable, [existing[name][0] for name in to_power_on])
@@ -91,7 +97,30 @@ def deploy(client, params, check_mode, cluster_key):
     final = _nodes.Inventory(service_instance, [placement.folder], _nodes.LIST_PATHS)
     nodes = [final.record(vm, request.preferred, request.ignored) for vm, name in sorted(vms.items(), key=lambda item: item[1])]
     return dict(changed=changed, nodes=nodes, created=sorted(missing), adopted=sorted(adoptable),
-                existing=sorted(existing), image=image.result(), gpu_hosts=gpu_plan.report() if gpu_plan else {})
+                existing=sorted(existing), image=image.result(), gpu_hosts=gpu_plan.report() if gpu_plan else {},
+                ip_pool_addresses=_pool_addresses(request))
+
+
+def _choose_addresses(inventory, folder, request, existing, adoptable, missing):
+    """Give each new node the lowest free address of the pool, before anything is made; failing when too few are free.
+
+    Free: not recorded by any VM of the folder, whichever cluster's. Existing
+    nodes and adoptable leftovers keep the address they record; a leftover
+    without one (made before the pool was asked for) takes a new one.
+    """
+    if request.pool is None:
+        return
+    records = _ip_pool.recorded(inventory.vms, folder)
+    held = dict((name, vm) for name, (vm, props) in existing.items())
+    held.update(adoptable)
+    request.addresses.update((name, records[vm._moId]) for name, vm in held.items() if vm._moId in records)
+    needing = [name for name in request.names
+               if name in missing or (name in adoptable and name not in request.addresses)]
+    request.addresses.update(zip(needing, request.pool.choose(len(needing), records.values())))
+
+
+def _pool_addresses(request):
+    return dict((name, request.addresses[name]) for name in request.names if name in request.addresses)
 
 
 def _where(params):
@@ -203,6 +232,8 @@ class _NodeBuilder(object):
             self.ledger.take(self.placement.folder, name, vm)
             self._bind_identity(vm, name)
             self.attributes.set(vm, name, self.request.tags)
+        if self.request.pool is not None:
+            self._settle_addresses()
         if params["power_on"]:
             targets = [(vm, name) for name, vm in self.ledger.vms().items()] + [(vm, None) for vm in to_power_on]
             errors = _nodes.in_parallel(self._power_on, targets, params["parallel"])
@@ -227,6 +258,36 @@ class _NodeBuilder(object):
         self.attributes.set(vm, name, self.request.tags)
         return vm
 
+    def _settle_addresses(self):
+        """Re-read the folder's address records, and make again each node of this call that lost its address.
+
+        The duplicate rule (_ip_pool): the VM with the lower moid number keeps
+        an address. A loser of ours is destroyed through the ledger and made
+        anew (a new VM, moid and MAC) with the lowest address free at the
+        re-read; then the records are read again. All before power-on, so no
+        guest ever holds a duplicate address.
+        """
+        for round_ in range(MAX_ADDRESS_ROUNDS + 1):
+            vms, _ = _vsphere.vms_and_custom_fields(self.service_instance, ADDRESS_PATHS, [self.placement.folder])
+            records = _ip_pool.recorded(vms, self.placement.folder)
+            ours = dict((vm._moId, name) for name, vm in self.ledger.vms().items())
+            lost = sorted(ours[moid] for moid in _ip_pool.duplicates(records) if moid in ours)
+            if not lost:
+                return
+            if round_ == MAX_ADDRESS_ROUNDS:
+                break
+            self.request.addresses.update(zip(lost, self.request.pool.choose(len(lost), records.values())))
+            for name in lost:
+                self.ledger.remove(name)
+            errors = _nodes.in_parallel(self._create_node, lost, self.request.params["parallel"])
+            if errors:
+                raise RayVsphereError("deploying nodes of Ray cluster %s again with other addresses failed: %s"
+                                      % (self.request.cluster_name, "; ".join(errors)))
+        raise RayVsphereError("ip_pool %s: nodes %s of Ray cluster %s still share an address with older VMs after "
+                              "%d tries: other callers take this pool's addresses as fast as they free up"
+                              % (self.request.pool.describe(), ", ".join(lost), self.request.cluster_name,
+                                 MAX_ADDRESS_ROUNDS))
+
     def _placement_of(self, name):
         """The placement, on the host the GPU plan gives node `name` when it gives one."""
         host = self.gpu_plan.hosts.get(name) if self.gpu_plan is not None else None
@@ -243,9 +304,19 @@ class _NodeBuilder(object):
         its name and instance UUID once it is gone) has another moid, so this
         value proves nothing for it, in this folder or any other.
         """
-        spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(
-            key=_records.CLUSTER_IDENTITY, value=self.request.node_identity(name, vm._moId))])
-        _waiter.run_task(self.service_instance, "ReconfigVM_Task (node identity) on VM %s" % name,
+        extra = {_records.CLUSTER_IDENTITY: self.request.node_identity(name, vm._moId)}
+        spec = vim.vm.ConfigSpec()
+        what = "node identity"
+        if self.request.pool is not None:
+            # In the same call: a VM that is a node of the cluster always has its network config.
+            network, properties = _ip_pool.delivery(
+                self.request, name, _vsphere.read(self.service_instance, vm, _ip_pool.DELIVERY_PATHS))
+            extra.update(network)
+            if properties:
+                spec.vAppConfig = vim.vApp.VmConfigSpec(property=properties)
+            what = "node identity and network config"
+        spec.extraConfig = [vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]
+        _waiter.run_task(self.service_instance, "ReconfigVM_Task (%s) on VM %s" % (what, name),
                          lambda: vm.ReconfigVM_Task(spec))
 
     def _power_on(self, target):

@@ -91,6 +91,8 @@ FAILURE_NO_IP_ADDRESS = "no_ip_address"
 # No host of the placement has a free device for a GPU node (node_deploy's gpus, vgpu_profile); the result's
 # gpu_model names the model.
 FAILURE_GPU_CAPACITY = "gpu_capacity"
+# node_deploy's ip_pool has fewer free addresses than new nodes; the result's `asked` and `free` count them.
+FAILURE_IP_POOL_EXHAUSTED = "ip_pool_exhausted"
 
 # Each required connection option and the variable AWX's credential sets it through.
 REQUIRED_CONNECTION = (("hostname", "VMWARE_HOST"), ("username", "VMWARE_USER"), ("password", "VMWARE_PASSWORD"))

@@ -20,7 +20,7 @@ import uuid
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _gpu, _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _user_data)
+    _gpu, _ip_pool, _nodes, _ovf_package, _placement, _ray_auth, _ray_tags, _records, _template_identity, _user_data)
 
 try:
     from pyVmomi import vim
@@ -72,6 +72,7 @@ DEPLOY_OPTIONS.update(_placement.PLACEMENT_OPTIONS)
 DEPLOY_OPTIONS.update(_nodes.IP_OPTIONS)
 DEPLOY_OPTIONS.update(_ray_auth.CLUSTER_KEY_OPTIONS)
 DEPLOY_OPTIONS.update(_gpu.GPU_OPTIONS)
+DEPLOY_OPTIONS.update(_ip_pool.IP_POOL_OPTIONS)
 # The rules AnsibleModule applies across options; the Ray provider checks a
 # cluster YAML's node settings with the same lists.
 REQUIRED_ONE_OF = [("cluster", "esxi_host")]
@@ -88,6 +89,7 @@ def value_problems(params):
                      % user) for user in params.get("service_users") or [] if not SERVICE_USER_PATTERN.match(user))
     problems.extend(user_data_problems(params))
     problems.extend(_gpu.gpu_problems(params))
+    problems.extend(_ip_pool.pool_problems(params))
     if params.get("ovf_sha256") and not SHA256_PATTERN.match(params["ovf_sha256"]):
         problems.append(("ovf_sha256", "must be a SHA-256 in hex (64 digits, as sha256sum prints it), not %r"
                          % params["ovf_sha256"]))
@@ -164,7 +166,7 @@ def new_host_key():
 SERVICE_USER_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
-def vmware_metadata(instance_id, hostname, ssh_public_keys, redact=()):
+def vmware_metadata(instance_id, hostname, ssh_public_keys, redact=(), network=None):
     """extraConfig for cloud-init's VMware datasource: guestinfo.metadata (base64 JSON, which is YAML).
 
     It says what the OVF properties say, so cloud-init picks the same
@@ -179,6 +181,8 @@ def vmware_metadata(instance_id, hostname, ssh_public_keys, redact=()):
         metadata["public-keys-data"] = "\n".join(ssh_public_keys)
     if redact:
         metadata["redact"] = list(redact)
+    if network:
+        metadata["network"] = network
     return {_records.GUESTINFO_METADATA: base64.b64encode(json.dumps(metadata).encode()).decode(),
             _records.GUESTINFO_METADATA_ENCODING: "base64"}
 
@@ -222,6 +226,9 @@ class DeployRequest(object):
                                   if params["clone_from_template"] else None)
         self.tags = _ray_tags.check_tags(params.get("tags"), "tags")
         self.gpu = _gpu.GpuRequest.of(params)
+        self.pool = _ip_pool.IpPool(params["ip_pool"]) if params.get("ip_pool") else None
+        # {name: address} from the pool, chosen once the folder is read (_build): what each create spec records.
+        self.addresses = {}
         self.tags.update({_records.CLUSTER_NAME: self.cluster_name, _records.NODE_KIND: params["node_kind"]})
         if params.get("node_type"):
             self.tags[_records.USER_NODE_TYPE] = params["node_type"]
@@ -283,13 +290,16 @@ class DeployRequest(object):
                 values[key] = value
         return values
 
-    def vmware_metadata(self, name):
-        """guestinfo.metadata for cloud-init's VMware datasource: the same identity as the OVF properties."""
+    def vmware_metadata(self, name, network=None):
+        """guestinfo.metadata for cloud-init's VMware datasource: the same identity as the OVF properties.
+
+        network: the node's static network config, given once its MAC is known (_build's identity binding).
+        """
         identity = self.cloud_init_identity(name)
         # The user-data holds the host private key (and may hold the caller's secrets): no reader in the guest
         # needs it after cloud-init.
         redact = [_records.GUESTINFO_USERDATA[len(_records.GUESTINFO_PREFIX):]] if name in self.host_keys else []
-        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys, redact)
+        return vmware_metadata(identity["instance-id"], identity["hostname"], self.ssh_public_keys, redact, network)
 
     def placed(self, folder_moid, vcenter):
         """The VM folder the nodes go in and vCenter's instance UUID (_records.vcenter_uuid): what identities bind."""
@@ -322,5 +332,7 @@ class DeployRequest(object):
             extra[_records.DEPLOY_SETTINGS] = json.dumps(self.deploy_settings, sort_keys=True)
         if self.request_id:
             extra[_records.REQUEST_MARKER] = self.request_id
+        if name in self.addresses:
+            extra[_records.IP_ADDRESS] = self.addresses[name]
         config_spec.extraConfig = list(config_spec.extraConfig or []) + [
             vim.option.OptionValue(key=key, value=value) for key, value in sorted(extra.items())]

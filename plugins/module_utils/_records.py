@@ -27,7 +27,7 @@ What is stored, where, and who can read it:
   query string; node_deploy refuses any URL there with a credential).
 - extraConfig keys under guestinfo.*, which node_deploy writes for
   cloud-init's VMware datasource: GUESTINFO_METADATA (instance-id, host name,
-  the SSH public keys), GUESTINFO_USERDATA when ssh_host_key, service_users
+  the SSH public keys; with an ip_pool, the node's static network config), GUESTINFO_USERDATA when ssh_host_key, service_users
   or the caller's own user_data is asked for,
   each with its .encoding, and any guestinfo.* the caller passes (its
   `guestinfo` option). Readable by vCenter users as above AND by every
@@ -96,9 +96,12 @@ DEPLOY_SETTINGS = "ray-vsphere.deploy-settings"
 SSH_HOST_KEY = "ray-vsphere.ssh-host-key"
 # On every clone: the template it was cloned from, which image_prune then keeps.
 CLONED_FROM = "ray-vsphere.cloned-from"
+# The static address a node deployed with an ip_pool holds (the bare address, 198.18.5.200): the pool's
+# ledger, the free addresses being the pool minus what the VMs of the folder record (_ip_pool).
+IP_ADDRESS = "ray-vsphere.ip-address"
 
 # --- extraConfig under guestinfo.*, which the guest reads: cloud-init's VMware datasource.
-# base64 JSON (which is YAML): instance-id, local-hostname, public-keys-data.
+# base64 JSON (which is YAML): instance-id, local-hostname, public-keys-data; network with an ip_pool.
 GUESTINFO_METADATA = "guestinfo.metadata"
 GUESTINFO_METADATA_ENCODING = "guestinfo.metadata.encoding"
 # base64 user-data (_user_data): the node's own cloud-config, with its SSH host key pair, private half included
@@ -109,7 +112,8 @@ GUESTINFO_USERDATA_ENCODING = "guestinfo.userdata.encoding"
 GUESTINFO_PREFIX = "guestinfo."
 
 # --- OVF properties (vApp options) node_deploy sets where the image declares them:
-# the identity cloud-init's OVF datasource reads (cloud_init_identity).
+# the identity cloud-init's OVF datasource reads (cloud_init_identity); with an ip_pool, also
+# network-config (_ip_pool.OVF_NETWORK_CONFIG), the network guestinfo.metadata's `network` gives.
 OVF_PROPERTIES = ("instance-id", "hostname", "public-keys", "user-data")
 
 # --- extraConfig of a template of the clone fast path, written by its import.

@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - ray_vsphere.cluster.connection
   - ray_vsphere.cluster.cluster_key
   - ray_vsphere.cluster.gpus
+  - ray_vsphere.cluster.ip_pool
   - ray_vsphere.cluster.ip_selection
   - ray_vsphere.cluster.placement
   - ray_vsphere.cluster.user_data
@@ -302,6 +303,27 @@ EXAMPLES = r"""
       - {model: A100, vendor_id: 0x10de, device_id: 0x20b5}
   register: gpu_workers
 
+- name: Deploy four workers with static addresses on a network without DHCP
+  ray_vsphere.cluster.node_deploy:
+    cluster_name: analytics
+    node_type: cpu_worker
+    cluster_key_file: ~/.ssh/ray-analytics
+    count: 4
+    request_id: "{{ launch_id }}"
+    ovf: /srv/images/ray-node.ova
+    datacenter: DC1
+    cluster: Compute
+    vm_folder: ray/analytics
+    datastore: vsanDatastore
+    network: ray-static
+    ip_pool:
+      cidr: 10.30.0.0/24
+      range: 10.30.0.100-10.30.0.199
+      gateway: 10.30.0.1
+      dns_servers: [10.30.0.53]
+      search_domains: [lab.example.com]
+  register: static_workers
+
 - name: Deploy a worker with a vGPU of a shared A100
   ray_vsphere.cluster.node_deploy:
     cluster_name: analytics
@@ -408,12 +430,30 @@ gpu_hosts:
   returned: always
   type: dict
   sample: {analytics-gpu_worker-3f2a-0: esx1.example.com, analytics-gpu_worker-3f2a-1: esx2.example.com}
+ip_pool_addresses:
+  description:
+    - The address each requested node holds from O(ip_pool) (would take, in check mode), by node name, as recorded
+      in its C(ray-vsphere.ip-address) extraConfig. Empty without O(ip_pool).
+  returned: always
+  type: dict
+  sample: {analytics-cpu_worker-3f2a-0: 10.30.0.100, analytics-cpu_worker-3f2a-1: 10.30.0.101}
 failure:
   description: What failed, when the deploy failed for a reason callers act on; C(gpu_capacity) when no host has a
-    free device for a GPU node (see O(gpus)), C(placement), C(no_ip_address).
+    free device for a GPU node (see O(gpus)), C(ip_pool_exhausted) when O(ip_pool) has fewer free addresses than
+    new nodes, C(placement), C(no_ip_address).
   returned: on failure, for those reasons
   type: str
   sample: gpu_capacity
+asked:
+  description: How many addresses the deploy needed, with C(failure=ip_pool_exhausted).
+  returned: with failure ip_pool_exhausted
+  type: int
+  sample: 4
+free:
+  description: How many addresses of O(ip_pool) were free, with C(failure=ip_pool_exhausted).
+  returned: with failure ip_pool_exhausted
+  type: int
+  sample: 1
 gpu_model:
   description: The GPU model no host had a free device of, with C(failure=gpu_capacity).
   returned: with failure gpu_capacity

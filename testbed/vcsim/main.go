@@ -17,7 +17,8 @@
 // -enforce-permissions (permissions.go, read_filter.go) checks privileges and
 // filters reads as vCenter does, -latency (latency.go) puts a network between
 // chosen calls and vcsim, -gpu-hosts (gpu.go, gpu_admission.go) gives hosts
-// GPUs that power-ons take and give back, and
+// GPUs that power-ons take and give back, NICs get unique MACs as vCenter
+// assigns them (mac.go), and
 // the simulator behaves as vCenter does where upstream is lenient (strict.go
 // and its neighbours) and reports custom attribute changes to
 // PropertyCollector filters (custom_fields.go).
@@ -97,6 +98,9 @@ func main() {
 	seedExtraConfig(model, *vmExtraConfig)
 	setSessionIdleTimeout(model, *sessionIdleTimeout)
 	newStrictness(model, *leaseTimeout, *hostCostLimit).install(model)
+	if err := assignMacs(model); err != nil {
+		log.Fatal(err)
+	}
 	gpus, err := readGpuLayout(*gpuHostsFile)
 	if err != nil {
 		log.Fatal(err)

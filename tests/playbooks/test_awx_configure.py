@@ -29,6 +29,7 @@ from ansible.vars.manager import VariableManager
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import argument_spec
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DEPLOY_OPTIONS
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import gpu_problems
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import pool_problems
 
 from testbed import PROJECT_ROOT, awx_launch, pki
 from testbed.playbook_settings import resolved
@@ -275,3 +276,29 @@ def test_gpu_survey_answers_become_worker_settings_that_node_deploys_spec_accept
     spec = {option: DEPLOY_OPTIONS[option] for option in settings}
     assert ArgumentSpecValidator(spec).validate(settings).error_messages == []
     assert gpu_problems(settings) == []
+
+
+@pytest.mark.parametrize("survey", ["ray_up", "ray_workers"])
+def test_ip_pool_survey_answers_become_one_pool_for_both_kinds_that_node_deploys_spec_accepts(tmp_path, survey):
+    template = awx_launch.JobTemplate(survey, f"playbooks/{survey}.yml", awx_launch.load_survey(survey))
+    typed = dict(ray_cluster_name="c", ray_ovf="https://images/x.ova", ray_datacenter="DC", ray_vsphere_cluster="C",
+                 ray_datastore="DS", ray_vm_folder="ray", ray_worker_count=1, ray_ip_pool_cidr="2001:db8:5::/64",
+                 ray_ip_pool_range="2001:db8:5::200-2001:db8:5::2ff", ray_ip_pool_gateway="2001:db8:5::1",
+                 ray_ip_pool_dns_servers="2001:db8:5::53, 2001:db8:6::53", ray_ip_pool_search_domains="ray.example.com")
+    typed = {key: value for key, value in typed.items()
+             if key in {question["variable"] for question in template.survey_spec["spec"]}}
+    job_vars, _ = awx_launch.launch_extra_vars(template, awx_launch.ui_post(template.survey_spec, typed))
+    shown = resolved(tmp_path, job_vars, shown=["ray_cfg_head_ip_pool", "ray_cfg_worker_ip_pool"])
+    expected = {"cidr": "2001:db8:5::/64", "range": "2001:db8:5::200-2001:db8:5::2ff", "gateway": "2001:db8:5::1",
+                "dns_servers": ["2001:db8:5::53", "2001:db8:6::53"], "search_domains": ["ray.example.com"]}
+    assert shown["ray_cfg_head_ip_pool"] == shown["ray_cfg_worker_ip_pool"] == expected
+    # What the nodes role hands node_deploy as ip_pool: its own spec and checks.
+    result = ArgumentSpecValidator({"ip_pool": DEPLOY_OPTIONS["ip_pool"]}).validate({"ip_pool": expected})
+    assert result.error_messages == [] and result.validated_parameters["ip_pool"] == dict(expected, addresses=None)
+    assert pool_problems({"ip_pool": expected}) == []
+    # A subnet alone: no range, gateway or DNS (blank questions are not posted).
+    subnet_only = {key: value for key, value in typed.items() if not key.startswith("ray_ip_pool_") or key ==
+                   "ray_ip_pool_cidr"}
+    job_vars, _ = awx_launch.launch_extra_vars(template, awx_launch.ui_post(template.survey_spec, subnet_only))
+    assert resolved(tmp_path / "subnet", job_vars, shown=["ray_cfg_worker_ip_pool"])["ray_cfg_worker_ip_pool"] == {
+        "cidr": "2001:db8:5::/64"}

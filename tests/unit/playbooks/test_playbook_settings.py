@@ -151,3 +151,55 @@ def test_a_vgpu_profile_replaces_the_recorded_gpus_and_without_gpu_settings_noth
     assert set(none["ray_cfg_worker_record"]) == {"node_type", "vsphere_cluster", "datastore", "resource_pool",
                                                   "network", "cpus", "memory_mb", "ovf"}
     assert not [key for key in none["ray_cfg_deploy_settings"] if "gpu" in key]
+
+
+IP_POOL_SHOWN = ["ray_cfg_head_ip_pool", "ray_cfg_worker_ip_pool", "ray_cfg_ip_pool_problems", "ray_cfg_deploy_settings",
+                 "ray_cfg_worker_record"]
+TESTBED_POOL = {"cidr": "198.18.1.0/24", "range": "198.18.1.200-198.18.1.254", "gateway": "198.18.1.1"}
+
+
+def test_one_pool_from_a_vars_file_is_the_head_and_workers_and_the_head_records_both(tmp_path):
+    values = resolved(tmp_path, {"ray_cluster_name": "c", "ray_ip_pool": TESTBED_POOL}, shown=IP_POOL_SHOWN)
+    assert values["ray_cfg_head_ip_pool"] == values["ray_cfg_worker_ip_pool"] == TESTBED_POOL
+    assert values["ray_cfg_ip_pool_problems"] == [], "one pool, shared by both kinds"
+    assert values["ray_cfg_deploy_settings"]["head_ip_pool"] == values["ray_cfg_deploy_settings"]["worker_ip_pool"] \
+        == TESTBED_POOL
+    assert values["ray_cfg_worker_record"]["ip_pool"] == TESTBED_POOL, "a worker of another pool is outdated"
+    # ray_workers.yml given only the cluster's name: the head's record, and a kind's own override wins over it.
+    recorded = resolved(tmp_path / "recorded", {"ray_cluster_name": "c"},
+                        record=values["ray_cfg_deploy_settings"], shown=IP_POOL_SHOWN)
+    assert recorded["ray_cfg_worker_ip_pool"] == recorded["ray_cfg_head_ip_pool"] == TESTBED_POOL
+    apart = dict(TESTBED_POOL, range="198.18.1.230-198.18.1.254")
+    overridden = resolved(tmp_path / "overridden", {"ray_cluster_name": "c", "ray_worker_ip_pool": apart},
+                          record=values["ray_cfg_deploy_settings"], shown=IP_POOL_SHOWN)
+    assert overridden["ray_cfg_worker_ip_pool"] == apart
+    dhcp = resolved(tmp_path / "dhcp", {"ray_cluster_name": "c", "ray_worker_ip_pool": {}},
+                    record=values["ray_cfg_deploy_settings"], shown=IP_POOL_SHOWN)
+    assert dhcp["ray_cfg_worker_ip_pool"] == {} and "ip_pool" not in dhcp["ray_cfg_worker_record"]
+
+
+def test_without_a_pool_nothing_is_recorded_or_compared(tmp_path):
+    values = resolved(tmp_path, {"ray_cluster_name": "c"}, shown=IP_POOL_SHOWN)
+    assert values["ray_cfg_head_ip_pool"] == values["ray_cfg_worker_ip_pool"] == {}
+    assert not [key for key in values["ray_cfg_deploy_settings"] if "ip_pool" in key]
+    assert "ip_pool" not in values["ray_cfg_worker_record"] and values["ray_cfg_ip_pool_problems"] == []
+
+
+def test_overlapping_head_and_worker_pools_and_a_bad_pool_are_named_before_anything_is_made(tmp_path):
+    overlapping = resolved(tmp_path, {"ray_cluster_name": "c", "ray_head_ip_pool": TESTBED_POOL,
+                                      "ray_worker_ip_pool": dict(TESTBED_POOL, range="198.18.1.250-198.18.1.254")},
+                           shown=IP_POOL_SHOWN)
+    assert overlapping["ray_cfg_ip_pool_problems"] == [
+        "ray_worker_ip_pool: overlaps ray_head_ip_pool on the same network (both hold 198.18.1.250): give the two "
+        "one pool (the same ip_pool, whose addresses the nodes share), or pools without a common address"]
+    # node_deploy's own check (_ip_pool.pool_problems), named by the variable.
+    wrong_gateway = resolved(tmp_path / "gateway", {"ray_cluster_name": "c",
+                                                    "ray_ip_pool": dict(TESTBED_POOL, gateway="198.18.2.1")},
+                             shown=IP_POOL_SHOWN)
+    assert wrong_gateway["ray_cfg_ip_pool_problems"] == [
+        "ray_ip_pool.gateway: gateway 198.18.2.1 is outside cidr 198.18.1.0/24"]
+    wrong_range = resolved(tmp_path / "range", {"ray_cluster_name": "c", "ray_ip_pool": TESTBED_POOL,
+                                                "ray_worker_ip_pool": dict(TESTBED_POOL, range="198.18.1.254-198.18.1.250")},
+                           shown=IP_POOL_SHOWN)
+    assert wrong_range["ray_cfg_ip_pool_problems"] == [
+        "ray_worker_ip_pool.range: 198.18.1.254-198.18.1.250 is reversed: its first address is after its last"]
