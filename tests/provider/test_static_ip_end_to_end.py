@@ -33,13 +33,14 @@ from ray_provider.runs import LAUNCH_CATEGORIES
 from static_ip_checks import (assert_a_job_runs_on_every_node_at_its_address, assert_no_guest_shares_an_address,
                               assert_records_distinct, assert_static_addresses, destroyed_before_power_on,
                               guest_views, pool_addresses, static_pool, vm_events, vms_at_vcsim)
-from testbed import ray_cluster, simulator, vsphere
+from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh, vcsim_with_guests
 from test_ray_up_end_to_end import a_failure_stays_one, cluster_key, ray_ssh_of, wait_for  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
+STATIC_IP_EXAMPLE = PROJECT_ROOT / "examples" / "ray-cluster.static-ip.yaml"
 NAME = "e2e-static"
 OPERATOR_CLUSTER = f"{NAME}-ops"
 POOL_SIZE = 5
@@ -69,8 +70,10 @@ def testbed(testbed_prerequisites):
 
 
 def static_ip_cluster_yaml(path, key, pool):
-    """The testbed example with provider.ip_pool: no minimum of workers, a resource request decides how many."""
-    return ray_cluster.provider_cluster_yaml(path, NAME, key, idle_timeout_minutes=0.25, max_workers=POOL_SIZE - 1, **{
+    """examples/ray-cluster.static-ip.yaml with this testbed's pool; no minimum of workers: a resource request
+    decides how many, and an idle one goes after 15 s."""
+    return ray_cluster.provider_cluster_yaml(path, NAME, key, example=STATIC_IP_EXAMPLE, idle_timeout_minutes=0.25,
+                                             max_workers=POOL_SIZE - 1, **{
         "provider.ip_pool": pool,
         "available_node_types.worker.min_workers": 0,
         "available_node_types.worker.max_workers": POOL_SIZE - 1,
