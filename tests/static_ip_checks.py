@@ -26,8 +26,6 @@ from testbed.guests import ssh
 
 # What cloud-init's ENI renderer writes (cloudinit/net/eni.py, its default eni_path and the 50-cloud-init name).
 ENI_FILE = "/etc/network/interfaces.d/50-cloud-init"
-# vmxnet3's name on Ubuntu: the one NIC of a test guest.
-GUEST_NIC = "ens192"
 
 
 def static_pool(network, size, **settings):
@@ -127,14 +125,19 @@ class GuestView:
     """A guest's own network view, read inside it."""
 
     vm_moid: str
-    addresses: tuple      # ("198.18.5.200/24", ...): global-scope addresses of every interface but lo
-    interfaces: tuple     # names of the interfaces holding them
-    nic_mac: str          # GUEST_NIC's MAC
+    addresses: dict       # {interface: ("198.18.5.200/24", ...)}: global-scope addresses of every interface but lo
+    macs: dict            # {interface: MAC} of every interface but lo
     eni: str              # the ENI file cloud-init rendered, as the guest reads it
 
     @property
+    def interface(self):
+        """The one interface holding addresses."""
+        (interface,) = self.addresses
+        return interface
+
+    @property
     def address(self):
-        (address,) = {address.split("/")[0] for address in self.addresses}
+        (address,) = {address.split("/")[0] for address in self.addresses[self.interface]}
         return address
 
 
@@ -145,20 +148,20 @@ def _in_netns(netns, *command):
 
 
 def guest_views(guests, key):
-    """{VM moid: GuestView} of every running guest: `ip -o addr show` and its NIC's MAC in the guest's own network
+    """{VM moid: GuestView} of every running guest: `ip -o addr show` and `ip -o link show` in the guest's own network
     namespace; the ENI file over SSH, from the guest's own root (at the address the guest itself holds)."""
     views = {}
     for moid, guest in guests.guests().items():
-        holding = [(match[0], match[1]) for match in re.findall(
-            r"^\d+:\s+(\S+)\s+inet6?\s+(\S+)\s.*\bscope global\b", _in_netns(guest.netns, "ip", "-o", "addr", "show"),
-            re.M) if match[0] != "lo"]
-        link = _in_netns(guest.netns, "ip", "-o", "link", "show", "dev", GUEST_NIC)
-        mac = re.search(r"link/ether ([0-9a-f:]{17})", link)
-        addresses = tuple(address for _, address in holding)
-        own = sorted({address.split("/")[0] for address in addresses})
+        addresses = {}
+        for interface, address in re.findall(r"^\d+:\s+(\S+)\s+inet6?\s+(\S+)\s.*\bscope global\b",
+                                             _in_netns(guest.netns, "ip", "-o", "addr", "show"), re.M):
+            addresses.setdefault(interface, []).append(address)
+        macs = dict(re.findall(r"^\d+:\s+([^:@\s]+)[^\n]*link/ether ([0-9a-f:]{17})",
+                               _in_netns(guest.netns, "ip", "-o", "link", "show"), re.M))
+        own = sorted({address.split("/")[0] for held in addresses.values() for address in held})
         eni = ssh(own[0], key, f"cat {ENI_FILE}").stdout if len(own) == 1 else ""
-        views[moid] = GuestView(vm_moid=moid, addresses=addresses, interfaces=tuple(sorted({name for name, _ in holding})),
-                                nic_mac=mac.group(1) if mac else None, eni=eni)
+        views[moid] = GuestView(vm_moid=moid, addresses={name: tuple(held) for name, held in addresses.items()},
+                                macs=macs, eni=eni)
     return views
 
 
@@ -174,17 +177,20 @@ def assert_static_addresses(sim, guests, key, names, pool):
         vm = vms[name]
         assert vm.moid in views, f"{name} ({vm.moid}) has no running guest: {sorted(views)}"
         view = views[vm.moid]
-        assert view.interfaces == (GUEST_NIC,) and len(view.addresses) == 1, \
-            f"{name}: the guest holds {view.addresses} on {view.interfaces}, not one address on {GUEST_NIC}"
-        assert view.addresses[0] == f"{view.address}/{prefix}", view
+        assert len(view.addresses) == 1 and len(next(iter(view.addresses.values()))) == 1, \
+            f"{name}: the guest holds {view.addresses}, not one address on one interface"
+        interface = view.interface
+        assert view.addresses[interface] == (f"{view.address}/{prefix}",), view
         assert view.address in in_pool, f"{name}: the guest holds {view.address}, outside the pool {pool}"
         assert (vm.reported_ip, vm.recorded_ip) == (view.address, view.address), \
             f"{name}: the guest holds {view.address}; vcsim reports {vm.reported_ip}, the VM records {vm.recorded_ip}"
-        assert vm.macs == (view.nic_mac,), f"{name}: the guest's {GUEST_NIC} has MAC {view.nic_mac}, the VM {vm.macs}"
-        # cloud-init's ENI renderer: the interface matched by MAC, renamed, static, the pool's gateway.
-        assert re.search(rf"^iface {GUEST_NIC} inet static$", view.eni, re.M), f"{name}: {ENI_FILE}:\n{view.eni}"
-        assert re.search(rf"^\s+address {re.escape(view.addresses[0])}$", view.eni, re.M), \
-            f"{name}: {ENI_FILE} does not hold {view.addresses[0]}:\n{view.eni}"
+        assert vm.macs == (view.macs.get(interface),), \
+            f"{name}: the guest's {interface} has MAC {view.macs.get(interface)}, the VM {vm.macs}"
+        # cloud-init's ENI renderer: the interface it matched by MAC (and named), static, with the pool's gateway.
+        assert re.search(rf"^iface {re.escape(interface)} inet static$", view.eni, re.M), \
+            f"{name}: {ENI_FILE} has no static {interface}:\n{view.eni}"
+        assert re.search(rf"^\s+address {re.escape(view.addresses[interface][0])}$", view.eni, re.M), \
+            f"{name}: {ENI_FILE} does not hold {view.addresses[interface][0]}:\n{view.eni}"
         if pool.get("gateway"):
             assert re.search(rf"^\s+gateway {re.escape(pool['gateway'])}$", view.eni, re.M), \
                 f"{name}: {ENI_FILE} has no gateway {pool['gateway']}:\n{view.eni}"
@@ -197,7 +203,7 @@ def assert_no_guest_shares_an_address(views):
     """No two running guests' own `ip addr` show one address."""
     owners = {}
     for moid, view in views.items():
-        for address in view.addresses:
+        for address in (address for held in view.addresses.values() for address in held):
             owners.setdefault(address.split("/")[0], []).append(moid)
     shared = {address: moids for address, moids in owners.items() if len(moids) > 1}
     assert shared == {}, f"guests holding the same address: {shared}"
