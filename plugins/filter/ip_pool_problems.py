@@ -15,7 +15,7 @@ description:
   - Checks each pool (M(ray_vsphere.cluster.node_deploy)'s O(ray_vsphere.cluster.node_deploy#module:ip_pool)) with
     node_deploy's own checks, and refuses two different pools that share an address, so that C(ray_up.yml) stops
     before it makes anything rather than after the head is made.
-  - One pool given to several kinds (the same mapping) is one pool: the nodes share its addresses.
+  - One pool given to several kinds (the same mapping) is one pool, whose addresses the nodes share.
   - The Ray provider runs the same checks on a cluster YAML's node types.
   - An empty list when all is well; an unset pool (an empty mapping) has no problem.
 options:

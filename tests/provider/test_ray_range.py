@@ -39,7 +39,7 @@ from packaging.version import Version
 
 from testbed import PROJECT_ROOT, image
 
-EXAMPLES = ("ray-cluster.testbed.yaml", "ray-cluster.vsphere.yaml", "ray-cluster.gpu.yaml")
+EXAMPLES = ("ray-cluster.testbed.yaml", "ray-cluster.vsphere.yaml", "ray-cluster.gpu.yaml", "ray-cluster.static-ip.yaml")
 START_COMMAND_KEYS = ("head_start_ray_commands", "worker_start_ray_commands")
 RAY_NODE_START = PROJECT_ROOT / "roles" / "ray_node" / "tasks" / "start.yml"
 # What Ray's autoscaler (v1 and v2's cloud provider adapter) calls on a NodeProvider.

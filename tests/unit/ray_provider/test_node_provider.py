@@ -484,7 +484,8 @@ RIGHT_AND_WRONG = {"str": ("https://images.example.com/ray.ova", 5), "int": (2, 
                    "dict": ({"key": "value"}, "key=value"), "list": (["value"], "value"), "path": ("/etc/ssl/certs/ca.pem", 5),
                    "raw": ({"runcmd": ["true"]}, ["runcmd"])}
 # Options whose values have a form of their own, beyond their type.
-RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64, "gpus": [{"model": "A100", "label": "a100"}]}
+RIGHT_BY_OPTION = {"ovf_sha256": "0" * 64, "gpus": [{"model": "A100", "label": "a100"}],
+                   "ip_pool": {"cidr": "198.18.5.0/24", "range": "198.18.5.200-198.18.5.220"}}
 # Options that go with another (node_deploy refuses them alone), given beside them.
 COMPANIONS = {"vgpu_model": {"vgpu_profile": "grid_a100-20c"}}
 SETTABLE = sorted(set(DEPLOY_OPTIONS) - set(config.DECIDED_BY_PROVIDER))
