@@ -55,7 +55,6 @@ def test_ray_up_yml_gives_a_head_and_three_workers_static_addresses_from_ray_ip_
     names = [f"{NAME}-head", *(f"{NAME}-worker-{index}" for index in range(3))]
     held = assert_static_addresses(vcsim, guest_simulator, key, names, pool)
     assert sorted(held.values()) == addresses, held
-    assert held[f"{NAME}-head"] == addresses[0], "the head deploys first and takes the lowest address"
     assert_records_distinct(vms_at_vcsim(vcsim))
     stats = published_stats(up)
     assert (stats["ray_head_ip"], sorted(stats["ray_worker_ips"])) == (
