@@ -22,7 +22,8 @@ import json
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_GPU_CAPACITY, RayVsphereError
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils import (
-    _clone, _gpu, _gpu_placement, _guest_ip, _ip_pool, _ledger, _nfc, _nodes, _placement, _records, _templates, _vsphere, _waiter)
+    _clone, _gpu, _gpu_placement, _guest_ip, _ip_pool, _ledger, _nfc, _nodes, _placement, _records, _templates,
+    _vsphere, _waiter)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_request import DeployRequest
 
 try:
@@ -232,7 +233,7 @@ class _NodeBuilder(object):
             self.ledger.take(self.placement.folder, name, vm)
             self._bind_identity(vm, name)
             self.attributes.set(vm, name, self.request.tags)
-        if self.request.pool is not None:
+        if self.request.pool is not None and self.ledger.vms():  # a rerun that made nothing took no address
             self._settle_addresses()
         if params["power_on"]:
             targets = [(vm, name) for name, vm in self.ledger.vms().items()] + [(vm, None) for vm in to_power_on]
@@ -268,7 +269,7 @@ class _NodeBuilder(object):
         guest ever holds a duplicate address.
         """
         for round_ in range(MAX_ADDRESS_ROUNDS + 1):
-            vms, _ = _vsphere.vms_and_custom_fields(self.service_instance, ADDRESS_PATHS, [self.placement.folder])
+            vms = _vsphere.vms_and_custom_fields(self.service_instance, ADDRESS_PATHS, [self.placement.folder])[0]
             records = _ip_pool.recorded(vms, self.placement.folder)
             ours = dict((vm._moId, name) for name, vm in self.ledger.vms().items())
             lost = sorted(ours[moid] for moid in _ip_pool.duplicates(records) if moid in ours)

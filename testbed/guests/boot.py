@@ -17,7 +17,14 @@ calls:
 
 The image's cloud-init configuration is Ubuntu's cloud images': a default
 user `ubuntu` with passwordless sudo, root login refused (disable_root), no
-password login.
+password login. Its network is configured as on a Debian image with ifupdown:
+cloud-init renders its network configuration (the datasource's, or its
+fallback, DHCP on the first NIC) with the ENI renderer into
+/etc/network/interfaces.d/50-cloud-init, renaming NICs matched by MAC, and
+ifupdown raises them (guest_init.sh runs networking.service's `ifup -a`).
+ifupdown's dhcp method runs /sbin/dhclient: in the image, DHCLIENT, which
+takes the lease the testbed's DHCP server offers the NIC's MAC
+(testbed.guests.net) through the Tools channel and applies it with `ip`.
 """
 
 CLOUD_CONFIG = """\
@@ -38,12 +45,57 @@ system_info:
     cloud_dir: /var/lib/cloud/
     templates_dir: /etc/cloud/templates/
   ssh_svcname: ssh
-# No disk to grow, no locale to generate and no network to configure in a
-# network namespace; they would only fail and mark the boot as an error.
+  # The image has ifupdown, not netplan or NetworkManager.
+  network:
+    renderers: [eni]
+# No disk to grow and no locale to generate in a namespace; they would only
+# fail and mark the boot as an error.
 resize_rootfs: false
 growpart: {mode: "off"}
 locale: false
-network: {config: disabled}
+"""
+
+# The image's /etc/network/interfaces, as Debian's ifupdown installs it: cloud-init's file is in interfaces.d.
+NETWORK_INTERFACES = """\
+# interfaces(5) file used by ifup(8) and ifdown(8)
+# Include files from /etc/network/interfaces.d:
+source /etc/network/interfaces.d/*
+"""
+
+# Ubuntu's /etc/resolv.conf: systemd-resolved's stub, which ifupdown's if-up.d/resolved feeds. No resolved runs
+# in a test guest, so a name outside /etc/hosts fails at once (a refused query on loopback), rather than after
+# the machine's resolver, unreachable through the guests' gateway, times out (10 s in cloud-init's VMware datasource).
+RESOLV_CONF = """\
+nameserver 127.0.0.53
+options edns0 trust-ad
+search .
+"""
+
+# Where ifupdown's dhcp method looks for the DHCP client (inet.defn: `/sbin/dhclient` executable).
+DHCLIENT_PATH = "/sbin/dhclient"
+# Where the testbed's DHCP server leaves its offers, in the Tools channel: one file per MAC.
+LEASES_FOLDER = "dhcp-leases"
+
+DHCLIENT = """\
+#!/bin/sh
+# The image's DHCP client, as ifupdown runs it: dhclient -4 -v -i [-r] -pf ... IFACE.
+# Takes the lease the testbed's DHCP server offers this NIC's MAC, from the
+# Tools channel ({leases}/MAC: "ADDRESS/PREFIX"), or releases it (-r).
+release=false iface=""
+for arg; do
+    [ "$arg" = -r ] && release=true
+    iface=$arg
+done
+if $release; then
+    exec ip -4 addr flush dev "$iface" scope global
+fi
+mac=$(cat "/sys/class/net/$iface/address")
+lease="{leases}/$mac"
+[ -f "$lease" ] || {{ echo "dhclient: no DHCPOFFER for $mac on $iface" >&2; exit 1; }}
+read -r address <"$lease"
+ip link set dev "$iface" up
+ip addr replace "$address" dev "$iface"
+echo "dhclient: bound to ${{address%/*}} on $iface"
 """
 
 VMWARE_RPCTOOL = """\

@@ -1,7 +1,10 @@
 """One test guest: what a VM of the node image would be, in namespaces of the host.
 
-- a network namespace on the guests' bridge (testbed.guests.net), with its
-  own address;
+- a network namespace on the guests' bridge (testbed.guests.net) whose one
+  NIC is the VM's: a veth named ens192 (vmxnet3's name on Ubuntu) with the
+  VM's MAC from vcsim, down until the guest's own network configuration
+  brings it up; the guest sets its address itself (testbed.guests.boot), and
+  `address` is what it ended up with, read from its namespace;
 - its own PID, mount and UTS namespaces, so `ray stop` in one guest cannot
   see another guest's processes;
 - its own disk: a root that is the machine's, copy-on-write (overlayfs
@@ -57,6 +60,8 @@ TOOLS_CHANNEL = "/run/ray-vsphere-testbed"
 # What a VM could not see: this project's checkout, its virtualenv, the testbed's caches.
 HIDDEN_FROM_GUESTS = (PROJECT_ROOT, Path(sys.prefix), DEFAULT_CACHE_DIR)
 GUEST_PATH = f"{image.IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The VM's NIC as the guest's kernel names it: vmxnet3 in PCI slot 192, as on Ubuntu's vSphere VMs.
+NIC_NAME = "ens192"
 
 
 @dataclass
@@ -68,7 +73,8 @@ class Guest:
     guestinfo: dict
     system_uuid: str
     slot: int
-    address: str
+    mac: str                  # the VM's NIC's, from vcsim; None: the VM has no NIC
+    lease: str                # "ADDRESS/PREFIX": what the testbed's DHCP server offers that MAC
     netns: str
     veth: str
     state_dir: Path
@@ -81,6 +87,9 @@ class Guest:
     # The passthrough devices vCenter gave the VM, as its host bound them at power-on (testbed.guests.pci).
     pci_devices: list = field(default_factory=list)
     bring_up_seconds: float = 0.0
+    # What the guest's network configuration gave it, read from its namespace after boot: the global
+    # addresses of its NICs, IPv4 first; address is the first (None: the guest has none).
+    addresses: list = field(default_factory=list)
     _process: subprocess.Popen = field(default=None, repr=False)
 
     @property
@@ -100,15 +109,23 @@ class Guest:
         """The guest's own copy of a folder it must not share (/tmp, root's home)."""
         return self.disk / "private" / folder.strip("/").replace("/", "_")
 
+    @property
+    def address(self):
+        return self.addresses[0] if self.addresses else None
+
     def start(self, bridge, ssh_timeout=15.0):
+        """Boot the guest; then, if its network configuration gave it an address, wait for its sshd there.
+
+        A guest left without an address (its configuration matched no NIC) is up all the same, as such a VM is.
+        """
         started = time.monotonic()
+        deadline = started + ssh_timeout
         self._write_files()
         run("ip", "netns", "add", self.netns)
-        run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
-        run("ip", "link", "set", self.veth, "master", bridge, "up")
-        run("ip", "-n", self.netns, "addr", "add", f"{self.address}/24", "dev", "eth0")
-        run("ip", "-n", self.netns, "link", "set", "eth0", "up")
-        run("ip", "-n", self.netns, "link", "set", "lo", "up")
+        if self.mac:
+            run("ip", "link", "add", self.veth, "type", "veth",
+                "peer", "name", NIC_NAME, "address", self.mac, "netns", self.netns)
+            run("ip", "link", "set", self.veth, "master", bridge, "up")
         init_log = open(self.etc_dir / "init.log", "wb")
         self._process = subprocess.Popen(
             ["ip", "netns", "exec", self.netns,
@@ -117,6 +134,7 @@ class Guest:
              "/bin/sh", str(GUEST_INIT), self._boot_hostname(), str(self.etc_dir / "hosts"),
              *self._mount_arguments(),
              "--boot", self.in_guest(self.etc_dir / "bin"), self.in_guest(self.etc_dir / "cloud-init.out"),
+             self.in_guest(self.etc_dir / "booted"),
              "--", which("sshd"), "-D", "-E", self.in_guest(self.etc_dir / "sshd.log")],
             stdin=subprocess.DEVNULL, stdout=init_log, stderr=init_log,
             # A session of its own: signals for the testbed's process group
@@ -124,9 +142,20 @@ class Guest:
             start_new_session=True,
         )
         init_log.close()
-        self._wait_for_ssh(ssh_timeout)
+        self._wait_for_boot(deadline, ssh_timeout)
+        self.addresses = self.own_addresses()
+        self._write_hosts()
+        if self.address:
+            self._wait_for_ssh(deadline, ssh_timeout)
         self.hostname = self._booted_hostname()
         self.bring_up_seconds = time.monotonic() - started
+
+    def own_addresses(self):
+        """The global addresses the guest's NICs have, as VMware Tools reads them in a VM: IPv4 first."""
+        listed = run("ip", "-n", self.netns, "-o", "addr", "show", "scope", "global")
+        addresses = [line.split()[3].split("/")[0] for line in listed.splitlines()
+                     if line.split()[2] in ("inet", "inet6")]
+        return sorted(addresses, key=lambda address: ":" in address)
 
     def _boot_hostname(self):
         """What the guest's init sets before cloud-init runs: its own /etc/hostname, as systemd does at boot.
@@ -164,25 +193,34 @@ class Guest:
     def _write_files(self):
         self.etc_dir.mkdir(parents=True, mode=0o700)
         self._prepare_disk()
-        # What the image brings, written into the guest's own layer (again at every boot: the address changes).
+        # What the image brings, written into the guest's own layer (again at every boot).
+        leases = self.etc_dir / boot.LEASES_FOLDER
         image_files = {
             "/etc/cloud/cloud.cfg.d/90_ray_vsphere_image.cfg": boot.CLOUD_CONFIG,
+            "/etc/network/interfaces": boot.NETWORK_INTERFACES,
+            "/etc/resolv.conf": boot.RESOLV_CONF,
             # Ray's command runner starts `bash --login`, whose /etc/profile resets PATH.
             "/etc/profile.d/ray-image.sh": f'export PATH="{image.IMAGE_BIN}:$PATH"\n',
+            # No ListenAddress: the guest's address is its network configuration's, known after boot. In
+            # its own network namespace sshd's wildcard reaches the guest's NIC and loopback only.
             "/etc/ssh/sshd_config.d/50-ray-image.conf": (
-                f"ListenAddress {self.address}\n"
                 "PasswordAuthentication no\n"
                 # Commands over SSH (Ansible's, ray exec's) find the image's Ray.
                 f"SetEnv PATH={GUEST_PATH}\n"),
         }
         for path, text in image_files.items():
             _write_into_layer(self.overlay_state("/") / "upper", path, text)
+        # /sbin is a link to /usr/sbin on Debian 12: written where it points, the layer keeps the link.
+        _write_into_layer(self.overlay_state("/") / "upper", str(Path(boot.DHCLIENT_PATH).resolve()),
+                          boot.DHCLIENT.format(leases=self.in_guest(leases)), mode=0o755)
+        leases.mkdir()
+        if self.mac:
+            (leases / self.mac.lower()).write_text(f"{self.lease}\n")
         # A GPU node's image has NVIDIA's driver; what it finds on the PCI bus is this boot's, in /run.
         _write_into_layer(self.overlay_state("/") / "upper", pci.NVIDIA_SMI_PATH, pci.nvidia_smi(), mode=0o755)
         for path, text in pci.guest_files(self.pci_devices).items():
             _write_into_layer(self.overlay_state("/") / "upper", path, text)
-        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{self.address}\t{self.vm_name}\n" + "".join(
-            f"{address}\t{name}\n" for name, address in self.site_hosts.items()))
+        self._write_hosts()
         store = self.etc_dir / "guestinfo"
         store.mkdir()
         for key, value in self.guestinfo.items():
@@ -204,8 +242,23 @@ class Guest:
             arguments += ["--hide", str(Path(path).resolve())]
         return arguments
 
-    def _wait_for_ssh(self, timeout):
-        deadline = time.monotonic() + timeout
+    def _write_hosts(self):
+        """The guest's /etc/hosts (bind-mounted: rewritten in place once its address is known)."""
+        own = f"{self.address}\t{self.vm_name}\n" if self.address else ""
+        (self.etc_dir / "hosts").write_text(f"127.0.0.1\tlocalhost\n{own}" + "".join(
+            f"{address}\t{name}\n" for name, address in self.site_hosts.items()))
+
+    def _wait_for_boot(self, deadline, timeout):
+        """Until the guest's init has run cloud-init and ifupdown (it marks the end of its boot)."""
+        while not (self.etc_dir / "booted").exists():
+            if self._process.poll() is not None:
+                raise GuestError(f"guest {self.vm_name}: init exited while booting: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise GuestError(f"guest {self.vm_name}: still booting after {timeout} s: "
+                                 f"{self.log_tail()}")
+            time.sleep(0.02)
+
+    def _wait_for_ssh(self, deadline, timeout):
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise GuestError(f"guest {self.hostname}: sshd exited: {self.log_tail()}")
@@ -215,7 +268,8 @@ class Guest:
                         return
             except OSError:
                 time.sleep(0.02)
-        raise GuestError(f"guest {self.hostname}: sshd not answering on {self.address}:22 after {timeout} s")
+        raise GuestError(f"guest {self.hostname}: sshd not answering on {self.address}:22 after "
+                         f"{timeout} s")
 
     def log_tail(self, lines=10):
         text = ""

@@ -8,7 +8,7 @@
 # usage: guest_init.sh HOSTNAME HOSTS_FILE --root STATE
 #                      [--overlay DIR LOWER STATE]... [--private DIR GUEST_COPY]...
 #                      [--channel HOST_DIR GUEST_DIR] [--hide PATH]...
-#                      [--boot STAND_INS LOG] -- COMMAND...
+#                      [--boot STAND_INS LOG BOOTED] -- COMMAND...
 #
 # The guest's root is the machine's root, copy-on-write: an overlay whose
 # lower layer is / and whose upper layer is STATE/upper (STATE/work is
@@ -20,13 +20,16 @@
 # the guest exchange) shows at GUEST_DIR; a HIDE path the guest would see is
 # covered by an empty read-only tmpfs. Then pivot_root leaves the machine's
 # tree behind. --boot runs cloud-init's boot stages with the STAND_INS
-# folder (a guest path) first on PATH, logging to LOG (a guest path).
+# folder (a guest path) first on PATH, and between its local and network
+# stages what Debian's networking.service runs (ifupdown raising the
+# interfaces cloud-init rendered), logging to LOG, then creates BOOTED (guest
+# paths) before the COMMAND starts.
 set -eu
 hostname=$1 hosts_file=$2
 shift 2
 printf '%s\n' "$hostname" >/proc/sys/kernel/hostname
 
-root_state="" overlays="" private_dirs="" channel="" hidden="" stand_ins="" boot_log=""
+root_state="" overlays="" private_dirs="" channel="" hidden="" stand_ins="" boot_log="" booted=""
 while [ "$1" != "--" ]; do
     case $1 in
     --root) root_state=$2; shift 2 ;;
@@ -34,7 +37,7 @@ while [ "$1" != "--" ]; do
     --private) private_dirs="$private_dirs $2=$3"; shift 3 ;;
     --channel) channel="$2=$3"; shift 3 ;;
     --hide) hidden="$hidden $2"; shift 2 ;;
-    --boot) stand_ins=$2 boot_log=$3; shift 3 ;;
+    --boot) stand_ins=$2 boot_log=$3 booted=$4; shift 4 ;;
     *) echo "guest_init.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -103,9 +106,15 @@ if [ -n "$stand_ins" ]; then
     # cloud-init's boot stages, in the order its systemd units run them. A
     # failed stage is in the log; the guest still comes up, as a VM would.
     for stage in "init --local" "init" "modules --mode config" "modules --mode final"; do
+        if [ "$stage" = init ]; then
+            # networking.service (ifupdown), ordered after cloud-init-local and before cloud-init's network stage.
+            mkdir -p /run/network
+            ifup -a --read-environment >>"$boot_log" 2>&1 || echo "ifup -a: exit $?" >>"$boot_log"
+        fi
         # shellcheck disable=SC2086 # the stage is words
         PATH="$stand_ins:$PATH" cloud-init $stage >>"$boot_log" 2>&1 || echo "cloud-init $stage: exit $?" >>"$boot_log"
     done
+    : >"$booted"
 fi
 mkdir -p /run/sshd
 exec tini -- "$@"

@@ -6,9 +6,14 @@ up a Guest for it (testbed.guests.guest) on the GuestNetwork
 (testbed.guests.net), reading what vCenter presents through VMware Tools:
 extraConfig's guestinfo.*, among them the guestinfo.ovfEnv vcsim writes from
 the vApp properties at power-on (cloud-init's OVF datasource) and
-guestinfo.metadata (its VMware datasource). Then it reports the guest's
-address and hostname back to vcsim as VMware Tools would (ReconfigVM with
-`SET.guest.ipAddress`). Power-off or destroy removes the guest; each VM's
+guestinfo.metadata (its VMware datasource). The guest's NIC carries the MAC
+vcsim gave the VM's; the guest sets its own address from its network
+configuration, static or DHCP (the GuestNetwork offers each NIC's MAC a
+lease). Then the simulator reports the address the guest ended up with (read
+from its namespace, as Tools reads the guest's NICs; none if it has none) and
+its hostname back to vcsim as VMware Tools would (ReconfigVM with
+`SET.guest.ipAddress`). The address is read once, when the guest has booted:
+a later change inside the guest is not reported. Power-off or destroy removes the guest; each VM's
 disk (testbed.guests.guest) stays through power-off and goes with the VM's
 destroy (it leaves the PropertyCollector's view) or the simulator's stop.
 
@@ -174,9 +179,18 @@ class GuestSimulator:
             return dict(self._guests)
 
     def wait_for_guest(self, vm_moid, timeout=30.0):
-        """The guest of a VM, once it answers SSH and its IP is in vcsim."""
+        """The guest of a VM, once it answers SSH and its IP is in vcsim.
+
+        A guest that booted without an address (its network configuration matched no NIC) is never
+        reported: the wait fails after its timeout, saying so.
+        """
         with self._changed:
             if not self._changed.wait_for(lambda: vm_moid in self._reported or self.errors, timeout):
+                guest = self._guests.get(vm_moid)
+                if guest is not None and not guest.address:
+                    raise GuestError(
+                        f"the guest of VM {vm_moid} booted but has no address after {timeout} s: its network "
+                        f"configuration brought up no NIC of MAC {guest.mac} (boot log: {guest.log_tail()})")
                 raise GuestError(f"no guest for VM {vm_moid} after {timeout} s")
             if vm_moid not in self._reported:
                 raise GuestError(f"guest simulator failed: {self.errors[-1]}")
@@ -284,13 +298,16 @@ class GuestSimulator:
                                             props.get("runtime.host"))
         slot = self.network.take_slot()
         extra_config = {option.key: option.value for option in props.get("config.extraConfig") or []}
+        nics = [device for device in props.get("config.hardware.device") or []
+                if isinstance(device, vim.vm.device.VirtualEthernetCard)]
         guest = Guest(
             vm_moid=vm._moId,
             vm_name=props.get("name", vm._moId),
             guestinfo=boot.presented_guestinfo(extra_config),
             system_uuid=props.get("config.uuid") or "",
             slot=slot,
-            address=self.network.address(slot),
+            mac=nics[0].macAddress.lower() if nics else None,
+            lease=f"{self.network.address(slot)}/24",
             netns=f"{NETNS_PREFIX}{self.network.tag}-{slot}",
             veth=f"rv{self.network.tag}h{slot}",
             state_dir=self._run_dir / f"guest-{slot}",
@@ -304,9 +321,9 @@ class GuestSimulator:
             guest.start(self.network.bridge, self.ssh_timeout)
         except BaseException:
             guest.stop()
-            self.network.give_back(slot)
+            self.network.give_back(slot, guest.addresses)
             raise
-        log.info("guest %s of VM %s up at %s in %.2f s", guest.hostname, vm._moId, guest.address,
+        log.info("guest %s of VM %s up at %s in %.2f s", guest.hostname, vm._moId, guest.address or "no address",
                  guest.bring_up_seconds)
         with self._changed:
             self._guests[vm._moId] = guest
@@ -335,7 +352,7 @@ class GuestSimulator:
                 own = address is OWN_ADDRESS
                 try:
                     self._report_guest(service_instance, vim.VirtualMachine(moid, service_instance._stub),
-                                       guest.address if own else address, guest.hostname,
+                                       (guest.address or "") if own else address, guest.hostname,
                                        tools_running=own or bool(address))
                 except vim.fault.NotAuthenticated:
                     reports.insert(0, (now, address))  # made again on the next session
@@ -349,7 +366,7 @@ class GuestSimulator:
                             self._changed.notify_all()
                     break
                 with self._changed:
-                    if own:
+                    if own and guest.address:
                         self._reported.add(moid)
                     else:
                         self._reported.discard(moid)
@@ -364,7 +381,7 @@ class GuestSimulator:
         if guest is None:
             return
         guest.stop()
-        self.network.give_back(guest.slot)
+        self.network.give_back(guest.slot, guest.addresses)
         if report:
             try:
                 self._report_guest(service_instance, vm, None, None)

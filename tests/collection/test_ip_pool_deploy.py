@@ -220,3 +220,23 @@ def test_two_callers_at_once_on_one_pool_end_with_distinct_addresses_the_later_v
     assert removed and set(removed) <= set(ours), vm_events(service_instance)[events_before:]
     assert len(set(vm["mac"] for vm in ours.values())) == 4
     play([task("node_delete", cluster_name="race", all_nodes=True)])
+
+
+def test_a_node_that_keeps_losing_its_address_is_made_again_five_times_then_the_deploy_fails_leaving_nothing(
+        vcsim, test_ova, cluster_key_file, service_instance, monkeypatch):
+    from ansible_collections.ray_vsphere.cluster.plugins.module_utils import _ip_pool
+    # Another caller that always holds an older VM with the address this node just took: every re-read, it loses.
+    monkeypatch.setattr(_ip_pool, "duplicates", lambda records: dict(records))
+    names_before, events_before = sorted(read_vms(service_instance)), len(vm_events(service_instance))
+    params = module_params(vcsim, cluster_key_file, cluster_name="loser", ovf=str(test_ova), names=["loser-0"],
+                           ip_pool=pool(first=250, last=254), clone_from_template=True)
+    with in_process_client(vcsim) as client:
+        with pytest.raises(Exception, match=r"still share an address with older VMs after 5 tries") as raised:
+            _build.deploy(client, params, False, ClusterKey.from_file(str(cluster_key_file), "loser"))
+    assert "removed the VMs this call created: loser-0" in str(raised.value)
+    # The image's template stays for later deploys, as after any failed deploy; no node does.
+    assert [name for name in read_vms(service_instance)
+            if name not in names_before and not name.startswith("ray-template-")] == []
+    events = vm_events(service_instance)[events_before:]
+    assert [name for kind, name in events if kind == "VmClonedEvent"] == ["loser-0"] * 6, "made, then again 5 times"
+    assert not [name for kind, name in events if kind == "VmPoweredOnEvent"], "never powered on"

@@ -58,3 +58,20 @@ def test_the_gpu_example_asks_for_what_the_testbeds_gpu_hosts_have_and_ray_is_to
     assert offering and {device["model"] for device, _ in offering} == {"A100"}
     assert types["a100_vgpu"]["max_workers"] == sum(device["memory_gib"] // offered["framebuffer_gib"]
                                                     for device, offered in offering)
+
+
+def test_the_static_ip_example_is_the_testbeds_first_bridge_its_static_range_and_gateway():
+    """What `testbed up` alone makes (its first bridge, 198.18.1.0/24): the example's pool runs there as written."""
+    from testbed.guests.net import GuestNetwork
+
+    cluster = yaml.safe_load((PROJECT_ROOT / "examples" / "ray-cluster.static-ip.yaml").read_text())
+    pool = cluster["provider"]["ip_pool"]
+    network = GuestNetwork()
+    network.subnet_octet = 1
+    assert pool["cidr"] == network.cidr and pool["gateway"] == network.gateway
+    assert pool["range"] == "-".join(network.static_range()), "only addresses the testbed's DHCP never leases"
+    # Every node type shares the provider's one pool: none sets its own.
+    assert not [name for name, node_type in cluster["available_node_types"].items() if "ip_pool" in node_type["node_config"]]
+    # Room for the head and every worker at once.
+    first, last = (int(address.rsplit(".", 1)[1]) for address in network.static_range())
+    assert last - first + 1 >= 1 + cluster["max_workers"]
