@@ -16,6 +16,7 @@ for "no duplicate" is the guests, and vcsim's records and events.
 import ipaddress
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 
 from pyVmomi import vim
@@ -248,3 +249,17 @@ def assert_a_job_runs_on_every_node_at_its_address(head_ip, key, addresses, pref
     assert sorted(reports) == sorted(addresses), f"Ray's alive nodes {sorted(reports)}, not {sorted(addresses)}"
     for address, report in reports.items():
         assert report == {"node_ip": address, "ip_addr": [f"{address}/{prefix}"]}, (address, report)
+
+
+class Steps:
+    """Prints how long each step of an end-to-end test took, as it ends (`pytest -s` shows them)."""
+
+    def __init__(self, test):
+        self.test = test
+        self.started = self.last = time.monotonic()
+
+    def done(self, step, **facts):
+        now = time.monotonic()
+        shown = "".join(f", {name}: {value}" for name, value in facts.items())
+        print(f"{self.test}: {step} in {now - self.last:.0f} s ({now - self.started:.0f} s in all){shown}")
+        self.last = now

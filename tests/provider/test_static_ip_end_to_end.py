@@ -32,7 +32,7 @@ from ray_provider.runner import task_results
 from ray_provider.runs import LAUNCH_CATEGORIES
 from static_ip_checks import (assert_a_job_runs_on_every_node_at_its_address, assert_no_guest_shares_an_address,
                               assert_records_distinct, assert_static_addresses, destroyed_before_power_on,
-                              guest_views, pool_addresses, static_pool, vm_events, vms_at_vcsim)
+                              guest_views, pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
 from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh, vcsim_with_guests
@@ -71,8 +71,8 @@ def testbed(testbed_prerequisites):
 
 def static_ip_cluster_yaml(path, key, pool):
     """examples/ray-cluster.static-ip.yaml with this testbed's pool; no minimum of workers: a resource request
-    decides how many, and an idle one goes after 15 s."""
-    return ray_cluster.provider_cluster_yaml(path, NAME, key, example=STATIC_IP_EXAMPLE, idle_timeout_minutes=0.25,
+    decides how many, and an idle one goes after 6 s."""
+    return ray_cluster.provider_cluster_yaml(path, NAME, key, example=STATIC_IP_EXAMPLE, idle_timeout_minutes=0.1,
                                              max_workers=POOL_SIZE - 1, **{
         "provider.ip_pool": pool,
         "available_node_types.worker.min_workers": 0,
@@ -102,13 +102,13 @@ def operator_deploy(sim, run_dir, key, pool):
     return task_results(ray_cluster.run_tasks([task], run_dir, sim.endpoint.environment()))[-1]
 
 
-def destroy(sim, vm_names):
+def destroy(sim, vm_moids):
+    """The operator's cleanup of its VMs: power off, delete."""
     service_instance = sim.endpoint.connect()
     try:
-        for name in vm_names:
-            vm = vsphere.find_by_name(service_instance, vim.VirtualMachine, name)
-            if vm.runtime.powerState == vim.VirtualMachine.PowerState.poweredOn:
-                vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+        for moid in vm_moids:
+            vm = vim.VirtualMachine(moid, service_instance._stub)
+            vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
             vsphere.wait_for_task(service_instance, vm.Destroy_Task())
     finally:
         service_instance.content.sessionManager.Logout()
@@ -122,6 +122,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     addresses = pool_addresses(pool)
     prefix = int(pool["cidr"].split("/")[1])
     state_dir = tmp_path / "state"
+    steps = Steps(NAME)
 
     def ray_up(config):
         return ray_cluster.ray_cli(sim.endpoint, state_dir, "up", "-y", "--no-config-cache", str(config),
@@ -134,6 +135,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     output = wrong.stdout + wrong.stderr
     assert wrong.returncode != 0 and "ip_pool.gateway" in output, output[-3000:]
     assert all_vm_names(sim) == before, "a refused config made a VM or a template"
+    steps.done("wrong gateway refused")
 
     config = static_ip_cluster_yaml(tmp_path / "cluster.yaml", cluster_key, pool)
     up = ray_up(config)
@@ -149,6 +151,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     (head_name, head), = running("head").items()
     head_ip = head.reported_ip
     assert head_ip == addresses[0], f"the head took {head_ip}, not the pool's lowest address {addresses[0]}"
+    steps.done("ray up")
 
     def monitor_log(pattern):
         return ssh(head_ip, cluster_key, f"sudo grep -h -E {pattern!r} ~ray-autoscaler/logs/monitor.log").stdout
@@ -178,12 +181,14 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     held = assert_static_addresses(sim, guests, cluster_key, [head_name, *workers], pool)
     assert sorted(held.values()) == addresses[:4], held
     assert_a_job_runs_on_every_node_at_its_address(head_ip, cluster_key, list(held.values()), prefix)
+    steps.done("3 workers up, checked in the guests and by a job")
 
-    # One worker fewer: the autoscaler removes an idle one (15 s) and its address is free again.
+    # One worker fewer: the autoscaler removes an idle one (6 s) and its address is free again.
     request_workers(2)
     wait_for("an idle worker's removal", lambda: len(cluster_vms()) == 3, timeout=180, interval=2)
     (removed,) = set(workers) - set(cluster_vms())
     freed, removed_moid = held[removed], workers[removed].moid
+    steps.done("an idle worker removed", freed=freed)
 
     # The autoscaler and the operator deploy a worker at once: both read the freed address as the lowest free
     # one; the VM made second loses it, is destroyed before its power-on and made again with the next free one.
@@ -210,12 +215,16 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     assert winner.moid_number < int(loser_moid.rsplit("-", 1)[-1]), "the VM made first keeps the address"
     assert winner.name != loser_name and racers[loser_name].recorded_ip == addresses[4], racers
     assert winner.moid != removed_moid, "the freed address went to a later VM"
+    steps.done("the race", kept=f"{winner.name} ({winner.moid}) {freed}",
+               made_again=f"{loser_name} ({loser_moid} destroyed, now {racers[loser_name].moid}) {addresses[4]}")
     every = assert_static_addresses(sim, guests, cluster_key, sorted(vms), pool)
     assert sorted(every.values()) == addresses, every
     assert_records_distinct(vms_at_vcsim(sim))
     assert_a_job_runs_on_every_node_at_its_address(
         head_ip, cluster_key, [address for name, address in every.items() if not name.startswith(OPERATOR_CLUSTER)],
         prefix)
+
+    steps.done("every address checked in the guests and by a job")
 
     # The pool is full: the autoscaler's next launch fails as a capacity error Ray understands, and leaves nothing.
     full = {name: vm.moid for name, vm in vms_at_vcsim(sim).items()}
@@ -233,9 +242,11 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     assert {name: vm.moid for name, vm in vms_at_vcsim(sim).items()} == full, "the failed launch left a VM behind"
     assert [event for event in vm_events(sim) if event.key > events_before_full and event.kind in LIFE_EVENTS] == []
     assert_no_guest_shares_an_address(guest_views(guests, cluster_key))
+    steps.done("a launch into the full pool failed", line=failed[0][-300:])
 
     down = ray_cluster.ray_cli(sim.endpoint, state_dir, "down", "-y", str(config), extra_env=AUTOSCALER_V2)
     assert down.returncode == 0, down.stdout[-4000:] + down.stderr[-4000:]
-    destroy(sim, [name for name in racers if name.startswith(OPERATOR_CLUSTER)])
+    destroy(sim, [vm.moid for name, vm in racers.items() if name.startswith(OPERATOR_CLUSTER)])
     assert {name for name in vms_at_vcsim(sim) if name.startswith(NAME)} == set()
     wait_for("every guest to stop", lambda: guests.guests() == {}, timeout=30, interval=0.5)
+    steps.done("ray down")
