@@ -198,11 +198,19 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     wait_for("the autoscaler's launch", lambda: launches() > launched or None, timeout=60, interval=0.5)
     deployed = operator_deploy(sim, tmp_path / "operator", cluster_key, pool)
     assert not deployed["failed"], json.dumps(deployed)[-3000:]
-    workers = workers_up(3)
-    vms = cluster_vms()
-    racers = {name: vm for name, vm in vms.items() if name.startswith(f"{OPERATOR_CLUSTER}-worker-") or
-              (name in workers and name not in held)}
-    assert len(racers) == 2, f"the autoscaler's and the operator's workers: {sorted(vms)}"
+
+    def racers_running():
+        racing = {name: vm for name, vm in cluster_vms().items()
+                  if (name.startswith(f"{OPERATOR_CLUSTER}-worker-") or
+                      (name.startswith(f"{NAME}-worker-") and name not in held)) and vm.powered_on and vm.reported_ip}
+        return racing if len(racing) == 2 else None
+
+    racers = wait_for("the autoscaler's and the operator's workers to run", racers_running, timeout=240, interval=2)
+    # No two guests' own `ip addr` show one address, and no two VMs record one.
+    assert_no_guest_shares_an_address(guest_views(guests, cluster_key))
+    assert_records_distinct(vms_at_vcsim(sim))
+    # The race was met: one racer's VM was made with the address the other's VM already recorded, destroyed
+    # before its power-on, and made again under its name with the next free address.
     race_events = [event for event in vm_events(sim) if event.key > events_before_race]
     (loser,) = [vm for prefix_ in (f"{NAME}-worker-", f"{OPERATOR_CLUSTER}-worker-")
                 for vm in destroyed_before_power_on(race_events, prefix_)] or [None]
@@ -217,13 +225,13 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     assert winner.moid != removed_moid, "the freed address went to a later VM"
     steps.done("the race", kept=f"{winner.name} ({winner.moid}) {freed}",
                made_again=f"{loser_name} ({loser_moid} destroyed, now {racers[loser_name].moid}) {addresses[4]}")
-    every = assert_static_addresses(sim, guests, cluster_key, sorted(vms), pool)
+
+    workers_up(3)
+    every = assert_static_addresses(sim, guests, cluster_key, sorted(cluster_vms()), pool)
     assert sorted(every.values()) == addresses, every
-    assert_records_distinct(vms_at_vcsim(sim))
     assert_a_job_runs_on_every_node_at_its_address(
         head_ip, cluster_key, [address for name, address in every.items() if not name.startswith(OPERATOR_CLUSTER)],
         prefix)
-
     steps.done("every address checked in the guests and by a job")
 
     # The pool is full: the autoscaler's next launch fails as a capacity error Ray understands, and leaves nothing.
