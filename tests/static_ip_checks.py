@@ -84,6 +84,21 @@ def vms_at_vcsim(sim):
     return views
 
 
+def all_vm_names(sim):
+    """Every VM and template at vcsim: what "nothing was made" compares."""
+    service_instance = sim.endpoint.connect()
+    try:
+        return sorted(props["name"] for props in
+                      vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values())
+    finally:
+        service_instance.content.sessionManager.Logout()
+
+
+# What vcsim logs when a VM is made, deployed, powered on or goes away.
+LIFE_EVENTS = {"VmBeingClonedEvent", "VmClonedEvent", "VmBeingCreatedEvent", "VmCreatedEvent", "VmBeingDeployedEvent",
+               "VmDeployedEvent", "VmRemovedEvent", "VmPoweredOnEvent"}
+
+
 @dataclass(frozen=True)
 class VmEvent:
     kind: str     # the event's type name: VmClonedEvent, VmRemovedEvent, VmPoweredOnEvent, ...
@@ -109,6 +124,15 @@ def vm_events(sim):
     return sorted((VmEvent(type(event).__name__.split(".")[-1], event.vm.name, event.vm.vm._moId, event.key)
                    for event in events if isinstance(event, vim.event.VmEvent) and event.vm and event.vm.vm),
                   key=lambda event: event.key)
+
+
+def last_event_key(sim):
+    return max(event.key for event in vm_events(sim))
+
+
+def life_events_since(sim, key):
+    """The VM life events (LIFE_EVENTS) vcsim logged after the event `key`: none, where a step must make nothing."""
+    return [event for event in vm_events(sim) if event.key > key and event.kind in LIFE_EVENTS]
 
 
 def destroyed_before_power_on(events, name_prefix):
@@ -236,8 +260,8 @@ def where():
 
 
 nodes = [node for node in ray.nodes() if node["Alive"]]
-reports = ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
-                   for node in nodes], timeout=120)
+on_node = [NodeAffinitySchedulingStrategy(node["NodeID"], soft=False) for node in nodes]
+reports = ray.get([where.options(scheduling_strategy=strategy).remote() for strategy in on_node], timeout=120)
 print("RESULT " + json.dumps({node["NodeManagerAddress"]: report for node, report in zip(nodes, reports)}))
 """
 

@@ -9,30 +9,17 @@ pool the head recorded, and finds it full.
 """
 
 import pytest
-from pyVmomi import vim
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_IP_POOL_EXHAUSTED
 from ray_provider.runner import published_stats
-from static_ip_checks import (assert_a_job_runs_on_every_node_at_its_address, assert_records_distinct,
-                              assert_static_addresses, destroyed_before_power_on, pool_addresses, static_pool, Steps,
-                              vm_events, vms_at_vcsim)
-from testbed import ray_cluster, vsphere
+from static_ip_checks import (all_vm_names, assert_a_job_runs_on_every_node_at_its_address, assert_records_distinct,
+                              assert_static_addresses, destroyed_before_power_on, last_event_key, life_events_since,
+                              pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
+from testbed import ray_cluster
 
 pytestmark = pytest.mark.slow
 
 NAME = "e2e-static-pb"
-LIFE_EVENTS = {"VmBeingClonedEvent", "VmClonedEvent", "VmBeingCreatedEvent", "VmCreatedEvent", "VmRemovedEvent",
-               "VmPoweredOnEvent", "VmBeingDeployedEvent", "VmDeployedEvent"}
-
-
-def all_vm_names(vcsim):
-    """Every VM and template at vcsim."""
-    service_instance = vcsim.endpoint.connect()
-    try:
-        return sorted(props["name"] for props in
-                      vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values())
-    finally:
-        service_instance.content.sessionManager.Logout()
 
 
 def test_ray_up_yml_gives_a_head_and_three_workers_static_addresses_from_ray_ip_pool_and_a_full_pool_makes_nothing(
@@ -72,7 +59,7 @@ def test_ray_up_yml_gives_a_head_and_three_workers_static_addresses_from_ray_ip_
     # ray_workers.yml given the cluster but no pool deploys from the pool the head recorded: full, so it fails
     # naming the pool, and makes nothing.
     full = {name: vm.moid for name, vm in vms_at_vcsim(vcsim).items()}
-    events_before = max(event.key for event in vm_events(vcsim))
+    events_before = last_event_key(vcsim)
     more = ray_cluster.run("ray_workers", tmp_path / "more", environment,
                            dict({name: value for name, value in cluster.items() if name != "ray_ip_pool"},
                                 ray_worker_count=4))
@@ -80,7 +67,7 @@ def test_ray_up_yml_gives_a_head_and_three_workers_static_addresses_from_ray_ip_
     assert more.status == "failed", output[-4000:]
     assert FAILURE_IP_POOL_EXHAUSTED in output and "0 free addresses, 1 asked" in output, output[-4000:]
     assert {name: vm.moid for name, vm in vms_at_vcsim(vcsim).items()} == full, "the failed run left a VM behind"
-    assert [event for event in vm_events(vcsim) if event.key > events_before and event.kind in LIFE_EVENTS] == []
+    assert life_events_since(vcsim, events_before) == [], "the failed run made, powered on or removed a VM"
     steps.done("ray_workers.yml refused by the full pool")
 
     down = ray_cluster.run("ray_down", tmp_path / "down", environment,

@@ -30,9 +30,10 @@ from pyVmomi import vim
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_IP_POOL_EXHAUSTED
 from ray_provider.runner import task_results
 from ray_provider.runs import LAUNCH_CATEGORIES
-from static_ip_checks import (assert_a_job_runs_on_every_node_at_its_address, assert_no_guest_shares_an_address,
-                              assert_records_distinct, assert_static_addresses, destroyed_before_power_on,
-                              guest_views, pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
+from static_ip_checks import (all_vm_names, assert_a_job_runs_on_every_node_at_its_address,
+                              assert_no_guest_shares_an_address, assert_records_distinct, assert_static_addresses,
+                              destroyed_before_power_on, guest_views, last_event_key, life_events_since,
+                              pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
 from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
 from testbed.guests import ssh, vcsim_with_guests
@@ -47,9 +48,6 @@ POOL_SIZE = 5
 CLONE_STALL_S = 12
 AUTOSCALER_V2 = {"RAY_UP_enable_autoscaler_v2": "1"}
 CAPACITY_CATEGORY = "InsufficientCapacity"
-# What vcsim logs when a VM is made or goes away (a failed launch must log none).
-LIFE_EVENTS = {"VmBeingClonedEvent", "VmClonedEvent", "VmBeingCreatedEvent", "VmCreatedEvent", "VmRemovedEvent",
-               "VmPoweredOnEvent"}
 
 REQUEST_WORKERS = """
 import json, sys, ray
@@ -63,8 +61,8 @@ print("RESULT " + json.dumps(int(sys.argv[1])))
 @pytest.fixture(scope="module")
 def testbed(testbed_prerequisites):
     # Worker clones of both clusters are held before vcsim makes them: the race's window (see the docstring).
-    with vcsim_with_guests(enforce_permissions=True, faults=[
-            ("stall", "CloneVM_Task", rf"^{re.escape(NAME)}(-ops)?-worker-")], stall_seconds=CLONE_STALL_S) as (sim, guests):
+    stall = ("stall", "CloneVM_Task", rf"^{re.escape(NAME)}(-ops)?-worker-")
+    with vcsim_with_guests(enforce_permissions=True, faults=[stall], stall_seconds=CLONE_STALL_S) as (sim, guests):
         yield sim, guests
         assert guests.errors == [], f"guest simulator errors: {guests.errors}"
 
@@ -79,15 +77,6 @@ def static_ip_cluster_yaml(path, key, pool):
         "available_node_types.worker.max_workers": POOL_SIZE - 1,
     })
 
-
-def all_vm_names(sim):
-    """Every VM and template at vcsim."""
-    service_instance = sim.endpoint.connect()
-    try:
-        return sorted(props["name"] for props in
-                      vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values())
-    finally:
-        service_instance.content.sessionManager.Logout()
 
 
 def operator_deploy(sim, run_dir, key, pool):
@@ -157,7 +146,8 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
         return ssh(head_ip, cluster_key, f"sudo grep -h -E {pattern!r} ~ray-autoscaler/logs/monitor.log").stdout
 
     def launches():
-        return sum(int(count) for count in re.findall(r"Launching (\d+) nodes of type worker\.", monitor_log("Launching")))
+        launched = re.findall(r"Launching (\d+) nodes of type worker\.", monitor_log("Launching"))
+        return sum(int(count) for count in launched)
 
     def request_workers(count):
         ray_cluster.run_driver(head_ip, cluster_key, REQUEST_WORKERS, [str(count)], timeout=120)
@@ -170,7 +160,8 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
         try:
             workers = wait_for(f"{count} running workers", running_workers, timeout=300, interval=2)
         except AssertionError as error:
-            raise AssertionError(f"{error}: {cluster_vms()}\n{monitor_log('ray_vsphere|aunch|erminat')[-4000:]}") from error
+            shown = monitor_log("ray_vsphere|aunch|erminat")[-4000:]
+            raise AssertionError(f"{error}: {cluster_vms()}\n{shown}") from error
         ray_cluster.wait_for_alive_nodes(head_ip, cluster_key, count + 1, timeout=240)
         return workers
 
@@ -192,7 +183,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
 
     # The autoscaler and the operator deploy a worker at once: both read the freed address as the lowest free
     # one; the VM made second loses it, is destroyed before its power-on and made again with the next free one.
-    events_before_race = max(event.key for event in vm_events(sim))
+    events_before_race = last_event_key(sim)
     launched = launches()
     request_workers(3)
     wait_for("the autoscaler's launch", lambda: launches() > launched or None, timeout=60, interval=0.5)
@@ -236,7 +227,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
 
     # The pool is full: the autoscaler's next launch fails as a capacity error Ray understands, and leaves nothing.
     full = {name: vm.moid for name, vm in vms_at_vcsim(sim).items()}
-    events_before_full = max(event.key for event in vm_events(sim))
+    events_before_full = last_event_key(sim)
     request_workers(4)
     category = LAUNCH_CATEGORIES[FAILURE_IP_POOL_EXHAUSTED]
     assert category == CAPACITY_CATEGORY
@@ -248,7 +239,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
         raise AssertionError(f"{error}: {monitor_log('ray_vsphere|aunch')[-4000:]}") from error
     assert pool["range"] in failed[0] or pool["cidr"] in failed[0], failed
     assert {name: vm.moid for name, vm in vms_at_vcsim(sim).items()} == full, "the failed launch left a VM behind"
-    assert [event for event in vm_events(sim) if event.key > events_before_full and event.kind in LIFE_EVENTS] == []
+    assert life_events_since(sim, events_before_full) == [], "the failed launch made, powered on or removed a VM"
     assert_no_guest_shares_an_address(guest_views(guests, cluster_key))
     steps.done("a launch into the full pool failed", line=failed[0][-300:])
 
