@@ -32,7 +32,7 @@ from ansible_collections.ray_vsphere.cluster.plugins.module_utils._deploy_reques
     DEPLOY_OPTIONS, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, across_problems, value_problems)
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._gpu import GPU_OPTIONS
 from ray_provider.docker_section import docker_problems
-from ray_provider.ip_pools import pool_overlap_problems
+from ray_provider.ip_pools import cluster_pool_problems
 from ray_provider.node_resources import gpu_setting_problems, resource_problems
 from ray_provider.request_timeout import request_timeout_problem
 
@@ -307,7 +307,7 @@ def check_cluster_config(config):
         if isinstance(ovf, str):  # an http image and its hash may come from either section
             problems += [f"{where if option in node_config else 'provider'}.{option}: {problem}"
                          for option, problem in across_problems(settings)]
-    problems += pool_overlap_problems(provider, typed_settings)
+    problems += cluster_pool_problems(typed_settings, problems)
     if problems:
         raise ClusterConfigError(problems)
 

@@ -61,9 +61,13 @@ def ip_pool_problems(pools):
             problems.append("%s: must be a mapping (cidr, range or addresses, gateway, dns_servers, "
                             "search_domains), not %r" % (name, pool))
         elif pool:
+            try:
+                found = pool_problems({"ip_pool": pool})
+            except (AttributeError, TypeError, ValueError):
+                found = [("ip_pool", "must be a mapping of cidr (text), range (text) or addresses, gateway (text), "
+                                     "dns_servers and search_domains (lists of text), not %r" % (pool,))]
             # node_deploy's own checks, each named by the variable's key rather than ip_pool's.
-            problems.extend("%s: %s" % (option.replace("ip_pool", name, 1), problem)
-                            for option, problem in pool_problems({"ip_pool": pool}))
+            problems.extend("%s: %s" % (option.replace("ip_pool", name, 1), problem) for option, problem in found)
     if problems:
         return problems
     return ["%s: %s" % (name, problem) for name, problem in overlap_problems(list(pools.items()))]

@@ -259,8 +259,8 @@ class _NodeBuilder(object):
         self.attributes.set(vm, name, self.request.tags)
         return vm
 
-    def _settle_addresses(self):
-        """Re-read the folder's address records, and make again each node of this call that lost its address.
+    def _settle_addresses(self, names=None):
+        """Re-read the folder's address records, and make again each node of this call (of names) that lost its address.
 
         The duplicate rule (_ip_pool): the VM with the lower moid number keeps
         an address. A loser of ours is destroyed through the ledger and made
@@ -271,7 +271,7 @@ class _NodeBuilder(object):
         for round_ in range(MAX_ADDRESS_ROUNDS + 1):
             vms = _vsphere.vms_and_custom_fields(self.service_instance, ADDRESS_PATHS, [self.placement.folder])[0]
             records = _ip_pool.recorded(vms, self.placement.folder)
-            ours = dict((vm._moId, name) for name, vm in self.ledger.vms().items())
+            ours = dict((vm._moId, name) for name, vm in self.ledger.vms().items() if names is None or name in names)
             lost = sorted(ours[moid] for moid in _ip_pool.duplicates(records) if moid in ours)
             if not lost:
                 return
@@ -339,3 +339,7 @@ class _NodeBuilder(object):
             self.gpu_plan.move(name)
             self.ledger.remove(name)
             vm = self._create_node(name)
+            if self.request.pool is not None:
+                # Its address was free while it was gone: another caller may have taken it meanwhile.
+                self._settle_addresses([name])
+                vm = self.ledger.vms()[name]

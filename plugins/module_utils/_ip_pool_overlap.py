@@ -21,10 +21,10 @@ __metaclass__ = type
 
 import ipaddress
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import IpPool, pool_problems
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import IP_POOL_OPTIONS, IpPool, pool_problems
 
-# node_deploy's defaults of the suboptions (_ip_pool.IP_POOL_OPTIONS): two spellings of one pool compare equal.
-POOL_DEFAULTS = {"range": None, "addresses": None, "gateway": None, "dns_servers": [], "search_domains": []}
+# node_deploy's defaults of the suboptions: two spellings of one pool compare equal.
+POOL_DEFAULTS = dict((key, spec.get("default")) for key, spec in IP_POOL_OPTIONS["ip_pool"]["options"].items())
 
 
 def normalized(pool):
@@ -40,8 +40,11 @@ def spans(pool):
 
     The gateway a pool never hands out still counts: another pool's range over it is a mistake too.
     """
-    if pool_problems({"ip_pool": pool}):
-        return None
+    try:
+        if pool_problems({"ip_pool": pool}):
+            return None
+    except (AttributeError, TypeError, ValueError):
+        return None  # not of ip_pool's types: refused by the type check
     checked = IpPool(pool)
     return checked.network.version, checked.spans
 

@@ -15,7 +15,8 @@ POOL = {"cidr": "198.18.250.0/24", "range": "198.18.250.200-198.18.250.220", "ga
 
 
 def vms_at_vcsim(service_instance):
-    return sorted(props["name"] for props in vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"]).values())
+    found = vsphere.objects_of_type(service_instance, vim.VirtualMachine, ["name"])
+    return sorted(props["name"] for props in found.values())
 
 
 @pytest.mark.parametrize("pools, expected", [

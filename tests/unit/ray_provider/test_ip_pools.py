@@ -35,8 +35,9 @@ POOL_EXHAUSTED = ("ip_pool 198.18.5.0/24 (198.18.5.200-198.18.5.220) has 0 free 
 def problems_of(node_types, provider=None):
     try:
         config.check_cluster_config({"cluster_name": "unit", "provider": dict(PROVIDER, **(provider or {})),
-                                     "auth": {"ssh_user": "ubuntu"}, "available_node_types": {
-                                         name: {"node_config": node_config} for name, node_config in node_types.items()}})
+                                     "auth": {"ssh_user": "ubuntu"},
+                                     "available_node_types": {name: {"node_config": node_config}
+                                                              for name, node_config in node_types.items()}})
     except config.ClusterConfigError as error:
         return error.problems
     return []
@@ -89,6 +90,23 @@ def test_node_deploys_own_pool_checks_name_the_key_where_the_pool_was_set(pool, 
     else:
         problems, prefix = problems_of({"worker": {"ip_pool": pool}}), "available_node_types.worker.node_config.ip_pool"
     assert len(problems) == 1 and problems[0].startswith(prefix) and f"ip_pool.{key}" in problems[0], problems
+
+
+def test_a_malformed_pool_is_named_by_its_type_check_alone():
+    problems = problems_of({"worker": {"ip_pool": {"cidr": "198.18.5.0/24", "dns_servers": 5}}})
+    assert len(problems) == 1 and problems[0].startswith(
+        "available_node_types.worker.node_config.ip_pool: must be a mapping with the keys cidr"), problems
+
+
+def test_the_nodes_own_network_config_beside_a_pool_is_refused_across_the_two_sections():
+    own = {"network-config": "bmV0d29yazoge30K"}
+    problems = problems_of({"head": {"ip_pool": POOL}, "worker": {}}, provider={"ovf_properties": own})
+    assert len(problems) == 1 and problems[0].startswith("provider.ovf_properties: network-config: ip_pool writes it")
+    # Both in one node type: named once, there.
+    problems = problems_of({"worker": {"ip_pool": POOL, "ovf_properties": own}})
+    assert len(problems) == 1 and problems[0].startswith(
+        "available_node_types.worker.node_config.ovf_properties: network-config: ip_pool writes it")
+    assert problems_of({"head": {}, "worker": {}}, provider={"ovf_properties": own}) == [], "no pool, no conflict"
 
 
 def test_a_pool_without_a_free_address_is_a_capacity_error_rays_launcher_records(provider):
