@@ -28,6 +28,9 @@ from testbed.guests import ssh
 # What cloud-init's ENI renderer writes (cloudinit/net/eni.py, its default eni_path and the 50-cloud-init name).
 ENI_FILE = "/etc/network/interfaces.d/50-cloud-init"
 
+# TEST-NET-2 (RFC 5737): outside every testbed bridge's network, so a gateway no pool of theirs may have.
+WRONG_GATEWAY = "198.51.100.1"
+
 
 def static_pool(network, size, **settings):
     """An ip_pool (node_deploy's option) of the first `size` addresses of the bridge's static range.

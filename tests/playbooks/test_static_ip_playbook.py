@@ -8,13 +8,16 @@ alone. A later ray_workers.yml given only the cluster's name deploys from the
 pool the head recorded, and finds it full.
 """
 
+import re
+
 import pytest
 
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_IP_POOL_EXHAUSTED
 from ray_provider.runner import published_stats
-from static_ip_checks import (all_vm_names, assert_a_job_runs_on_every_node_at_its_address, assert_records_distinct,
-                              assert_static_addresses, destroyed_before_power_on, last_event_key, life_events_since,
-                              pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
+from static_ip_checks import (WRONG_GATEWAY, all_vm_names, assert_a_job_runs_on_every_node_at_its_address,
+                              assert_records_distinct, assert_static_addresses, destroyed_before_power_on,
+                              last_event_key, life_events_since, pool_addresses, static_pool, Steps, vm_events,
+                              vms_at_vcsim)
 from testbed import ray_cluster
 
 pytestmark = pytest.mark.slow
@@ -34,9 +37,11 @@ def test_ray_up_yml_gives_a_head_and_three_workers_static_addresses_from_ray_ip_
     # A gateway outside the pool's network: refused before anything is made, naming the variable's key.
     before = all_vm_names(vcsim)
     wrong = ray_cluster.run("ray_up", tmp_path / "wrong-gateway", environment,
-                            dict(cluster, ray_ip_pool=dict(pool, gateway="198.51.100.1")))
+                            dict(cluster, ray_ip_pool=dict(pool, gateway=WRONG_GATEWAY)))
     output = wrong.stdout.read()
-    assert wrong.status == "failed" and "ip_pool.gateway" in output, output[-4000:]
+    assert wrong.status == "failed" and re.search(
+        rf"ray_ip_pool\.gateway: .*{re.escape(WRONG_GATEWAY)}.* outside .*{re.escape(pool['cidr'])}", output), \
+        output[-4000:]
     assert all_vm_names(vcsim) == before, "a refused pool made a VM or a template"
     steps.done("wrong gateway refused")
 

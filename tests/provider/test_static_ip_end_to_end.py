@@ -30,7 +30,7 @@ from pyVmomi import vim
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_IP_POOL_EXHAUSTED
 from ray_provider.runner import task_results
 from ray_provider.runs import LAUNCH_CATEGORIES
-from static_ip_checks import (all_vm_names, assert_a_job_runs_on_every_node_at_its_address,
+from static_ip_checks import (WRONG_GATEWAY, all_vm_names, assert_a_job_runs_on_every_node_at_its_address,
                               assert_no_guest_shares_an_address, assert_records_distinct, assert_static_addresses,
                               destroyed_before_power_on, guest_views, last_event_key, life_events_since,
                               pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
@@ -120,9 +120,11 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     # A gateway outside the pool's network: refused by the config check, naming the key, before anything is made.
     before = all_vm_names(sim)
     wrong = ray_up(static_ip_cluster_yaml(tmp_path / "wrong-gateway.yaml", cluster_key,
-                                          dict(pool, gateway="198.51.100.1")))
+                                          dict(pool, gateway=WRONG_GATEWAY)))
     output = wrong.stdout + wrong.stderr
-    assert wrong.returncode != 0 and "ip_pool.gateway" in output, output[-3000:]
+    assert wrong.returncode != 0 and re.search(
+        rf"provider\.ip_pool\.gateway: .*{re.escape(WRONG_GATEWAY)}.* outside .*{re.escape(pool['cidr'])}", output), \
+        output[-3000:]
     assert all_vm_names(sim) == before, "a refused config made a VM or a template"
     steps.done("wrong gateway refused")
 
