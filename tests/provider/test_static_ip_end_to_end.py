@@ -45,6 +45,8 @@ STATIC_IP_EXAMPLE = PROJECT_ROOT / "examples" / "ray-cluster.static-ip.yaml"
 NAME = "e2e-static"
 OPERATOR_CLUSTER = f"{NAME}-ops"
 POOL_SIZE = 5
+# Wider than the spread between the two callers' folder reads: each is an ansible-runner start and a login (the
+# head's in a guest), begun within a second of each other; the test fails, saying so, if the race was not met.
 CLONE_STALL_S = 12
 AUTOSCALER_V2 = {"RAY_UP_enable_autoscaler_v2": "1"}
 CAPACITY_CATEGORY = "InsufficientCapacity"
