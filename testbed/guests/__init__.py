@@ -12,7 +12,7 @@ VMware Tools, one job each:
   init that builds its root, moves into it and starts it;
 - pci.py: the GPUs on a guest's PCI bus, as its host bound them at power-on,
   and the image's nvidia-smi stand-in that lists them;
-- net.py: the bridge and the guests' addresses;
+- net.py: the bridge and the DHCP leases it offers;
 - ssh.py: logging in to a guest, and the key pairs tests use;
 - commands.py: the host commands all of them run, and GuestError.
 

@@ -122,6 +122,7 @@ class Guest:
         deadline = started + ssh_timeout
         self._write_files()
         run("ip", "netns", "add", self.netns)
+        run("ip", "-n", self.netns, "link", "set", "lo", "up")  # as systemd does at boot, before any network config
         if self.mac:
             run("ip", "link", "add", self.veth, "type", "veth",
                 "peer", "name", NIC_NAME, "address", self.mac, "netns", self.netns)
@@ -254,8 +255,7 @@ class Guest:
             if self._process.poll() is not None:
                 raise GuestError(f"guest {self.vm_name}: init exited while booting: {self.log_tail()}")
             if time.monotonic() > deadline:
-                raise GuestError(f"guest {self.vm_name}: still booting after {timeout} s: "
-                                 f"{self.log_tail()}")
+                raise GuestError(f"guest {self.vm_name}: still booting after {timeout} s: {self.log_tail()}")
             time.sleep(0.02)
 
     def _wait_for_ssh(self, deadline, timeout):
@@ -268,8 +268,7 @@ class Guest:
                         return
             except OSError:
                 time.sleep(0.02)
-        raise GuestError(f"guest {self.hostname}: sshd not answering on {self.address}:22 after "
-                         f"{timeout} s")
+        raise GuestError(f"guest {self.hostname}: sshd not answering on {self.address}:22 after {timeout} s")
 
     def log_tail(self, lines=10):
         text = ""

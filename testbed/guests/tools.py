@@ -12,10 +12,11 @@ configuration, static or DHCP (the GuestNetwork offers each NIC's MAC a
 lease). Then the simulator reports the address the guest ended up with (read
 from its namespace, as Tools reads the guest's NICs; none if it has none) and
 its hostname back to vcsim as VMware Tools would (ReconfigVM with
-`SET.guest.ipAddress`). The address is read once, when the guest has booted:
-a later change inside the guest is not reported. Power-off or destroy removes the guest; each VM's
-disk (testbed.guests.guest) stays through power-off and goes with the VM's
-destroy (it leaves the PropertyCollector's view) or the simulator's stop.
+`SET.guest.ipAddress`). The address is read once, when the guest has
+booted: a later change inside the guest is not reported. Power-off or
+destroy removes the guest; each VM's disk (testbed.guests.guest) stays
+through power-off and goes with the VM's destroy (it leaves the
+PropertyCollector's view) or the simulator's stop.
 
 When Tools reports is a ToolsTiming: at once by default (the suite stays
 short), or as on a real VM, where the address comes 20-90 s after power-on.

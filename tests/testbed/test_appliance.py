@@ -26,7 +26,7 @@ def test_ova_is_a_descriptor_first_archive_with_a_matching_manifest(test_ova):
 
     envelope = ElementTree.fromstring(contents[names[0]])
     keys = [p.get(f"{OVF}key") for p in envelope.iter(f"{OVF}Property")]
-    assert keys == ["instance-id", "hostname", "public-keys", "user-data"]
+    assert keys == ["instance-id", "hostname", "public-keys", "user-data", "network-config"]
     file_size = envelope.find(f"{OVF}References/{OVF}File").get(f"{OVF}size")
     assert int(file_size) == len(disk)
 

@@ -120,6 +120,13 @@ def test_a_static_config_in_guestinfo_metadata_is_applied_by_the_guest(
     assert_static_config_applied(service_instance, vm, guest, key, mac, address, network)
     assert "DataSourceVMware" in inside(guest, key, "cloud-init status --long")
 
+    # A power cycle boots the same disk: the NIC is ens192 again, cloud-init renames it, ifup applies the file.
+    vsphere.wait_for_task(service_instance, vm.PowerOffVM_Task())
+    guest_simulator.wait_for_no_guest(vm._moId)
+    power_on(service_instance, vm)
+    assert_static_config_applied(service_instance, vm, guest_simulator.wait_for_guest(vm._moId), key, mac, address,
+                                 network)
+
 
 def test_a_static_config_in_the_ovf_network_config_property_is_applied_by_the_guest(
         service_instance, guest_simulator, make_vm, ssh_key_pair):
