@@ -9,7 +9,9 @@ role each on the pool, the datastore and the network, read-only on the
 datacenter and the cluster. Nothing on the distributed switch.
 """
 
+import base64
 import hashlib
+import json
 
 import pytest
 from conftest import deploy_task
@@ -58,3 +60,37 @@ def test_the_heads_account_deploys_onto_a_distributed_port_group_with_only_its_g
             "runtime.powerState": "poweredOn"}
     finally:
         vsphere.disconnect(admin)
+
+
+# An ip_pool deploy as the head's account: the read of the folder's address records, the clone's create
+# spec and the reconfigure that writes the network config (guestinfo.metadata, the network-config vApp
+# property) need nothing beyond what vcenter_prepare.yml grants.
+POOL = dict(cidr="198.18.5.0/24", range="198.18.5.200-198.18.5.254", gateway="198.18.5.1")
+
+
+def test_the_heads_account_takes_the_next_free_address_and_writes_the_network_config(vcsim, play, test_ova):
+    # `ray up`, as the operator: the template (the head's account may not import) and the first node.
+    # Given the image's hash, the head's deploy finds the template without reading the image (no import check).
+    sha256 = hashlib.sha256(test_ova.read_bytes()).hexdigest()
+    made = play([deploy_task("pooled", test_ova, names=["pooled-head"], ip_pool=POOL, ovf_sha256=sha256)]).result
+    assert made.get("failed") is not True, made.get("msg")
+    deployed = play([deploy_task("pooled", test_ova, names=["pooled-worker-0"], ip_pool=POOL, ovf_sha256=sha256)],
+                    env=as_head(vcsim.endpoint)).result
+    assert deployed.get("failed") is not True, deployed.get("msg")
+    admin = vcsim.endpoint.connect()
+    try:
+        found = vsphere.objects_of_type(admin, vim.VirtualMachine, ["name", "config.extraConfig",
+                                                                    "config.hardware.device", "config.vAppConfig.property"])
+        vms = {props["name"]: props for props in found.values()}
+    finally:
+        vsphere.disconnect(admin)
+    for name, address in (("pooled-head", "198.18.5.200"), ("pooled-worker-0", "198.18.5.201")):
+        extra = {option.key: option.value for option in vms[name]["config.extraConfig"]}
+        assert extra["ray-vsphere.ip-address"] == address
+        (nic,) = [device for device in vms[name]["config.hardware.device"]
+                  if isinstance(device, vim.vm.device.VirtualEthernetCard)]
+        network = json.loads(base64.b64decode(extra["guestinfo.metadata"]))["network"]
+        assert network["ethernets"]["id0"]["match"]["macaddress"] == nic.macAddress.lower()
+        assert network["ethernets"]["id0"]["addresses"] == [address + "/24"]
+        (ovf,) = [prop.value for prop in vms[name]["config.vAppConfig.property"] if prop.id == "network-config"]
+        assert json.loads(base64.b64decode(ovf)) == {"network": network}
