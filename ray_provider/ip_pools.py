@@ -9,7 +9,7 @@ network: refused here, by key, with the collection's own check
 that inherit one pool share it: the ledger keeps their addresses apart.
 """
 
-from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import pool_problems
+from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool import pass_through_problems
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._ip_pool_overlap import overlap_problems
 
 IP_POOL = "ip_pool"
@@ -18,19 +18,18 @@ IP_POOL = "ip_pool"
 def across_section_problems(typed_settings):
     """node_deploy's pool rules that span options (its own network config beside a pool), on each node type's
     merged settings: provider.ovf_properties' network-config with a type's pool is one mistake, not two halves.
-    Each is named where the other option was set; the pool's own problems are named by the section check."""
+    Each is named where the other option was set."""
     problems = []
     for name, node_config, settings in typed_settings:
         if not isinstance(settings.get(IP_POOL), dict):
             continue
         try:
-            found = pool_problems(settings)
-        except (AttributeError, TypeError, ValueError):
+            found = pass_through_problems(settings)
+        except TypeError:
             continue  # a malformed value: named by its type check
         for option, problem in found:
-            if not option.startswith(IP_POOL):
-                where = f"available_node_types.{name}.node_config" if option in node_config else "provider"
-                problems.append(f"{where}.{option}: {problem}")
+            where = f"available_node_types.{name}.node_config" if option in node_config else "provider"
+            problems.append(f"{where}.{option}: {problem}")
     return problems
 
 

@@ -132,9 +132,11 @@ def pool_problems(params):
     for domain in pool.get("search_domains") or []:
         if not all(DOMAIN_LABEL.match(label) for label in text_type(domain).rstrip(".").split(".")):
             problems.append(("ip_pool.search_domains", "%r is not a DNS domain name" % domain))
-    if not problems and IpPool(pool).size == 0:
-        problems.append(("ip_pool", "holds no address to hand out (%s)" % IpPool(pool).describe()))
-    problems.extend(_pass_through_problems(params))
+    if not problems:
+        checked = IpPool(pool)
+        if checked.size == 0:
+            problems.append(("ip_pool", "holds no address to hand out (%s)" % checked.describe()))
+    problems.extend(pass_through_problems(params))
     return problems
 
 
@@ -149,7 +151,7 @@ def _range_problems(network, text):
     return problems
 
 
-def _pass_through_problems(params):
+def pass_through_problems(params):
     """The caller's own network config beside a pool: the node would get two, and the pool's must win everywhere."""
     problems = []
     if OVF_NETWORK_CONFIG in (params.get("ovf_properties") or {}):
