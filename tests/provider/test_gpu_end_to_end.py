@@ -19,8 +19,9 @@ from pyVmomi import vim
 from ansible_collections.ray_vsphere.cluster.plugins.module_utils._client import FAILURE_GPU_CAPACITY
 from ray_provider.runs import LAUNCH_CATEGORIES
 from testbed import PROJECT_ROOT, gpus, ray_cluster, vsphere
-from testbed.guests import ssh, vcsim_with_guests
-from test_ray_up_end_to_end import a_failure_stays_one, cluster_key, ray_ssh_of, wait_for  # noqa: F401 - fixtures
+from testbed.guests import vcsim_with_guests
+from test_ray_up_end_to_end import (a_failure_stays_one, cluster_key, head_monitor_log, ray_ssh_of,  # noqa: F401
+                                    wait_for, wait_for_launch_failures)  # fixtures among them
 
 pytestmark = pytest.mark.slow
 
@@ -167,8 +168,7 @@ def test_ray_up_launches_gpu_workers_for_gpu_tasks_only_on_free_devices_reports_
     assert head["passthrough"] == []
     head_ip = head["ip"]
 
-    def monitor_log(pattern):
-        return ssh(head_ip, cluster_key, f"sudo grep -h -E {pattern!r} ~ray-autoscaler/logs/monitor.log").stdout
+    monitor_log = head_monitor_log(head_ip, cluster_key)
 
     def launches():
         """{node type: nodes} the head's autoscaler asked the provider for so far."""
@@ -202,12 +202,8 @@ def test_ray_up_launches_gpu_workers_for_gpu_tasks_only_on_free_devices_reports_
     # gets a CPU worker, no GPU worker; the A100 launch fails with Ray's capacity category and leaves no VM.
     cpu = ray_cluster.run_driver(head_ip, cluster_key, CPU_TASK_BESIDE_GPU_REQUEST, ["180", json.dumps({"a100-3": A100})],
                                  timeout=240)
-    try:
-        failed = wait_for("the third A100 worker's launch to fail", lambda: [
-            line for line in monitor_log("Failed to launch").splitlines()
-            if "of type a100:" in line and f"({CAPACITY_CATEGORY})" in line] or None, timeout=180, interval=3)
-    except AssertionError as error:
-        raise AssertionError(f"{error}: {monitor_log('ray_vsphere|aunch')[-4000:]}") from error
+    failed = wait_for_launch_failures(monitor_log, "the third A100 worker's launch to fail", "of type a100:",
+                                      CAPACITY_CATEGORY, timeout=180, interval=3)
     assert f"free {A100}" in failed[0], failed
     with_cpu_worker = cluster_vms()
     (cpu_worker,) = set(with_cpu_worker) - set(vms)

@@ -105,6 +105,22 @@ def wait_for(what, condition, timeout, interval=3.0):
     return value
 
 
+
+def head_monitor_log(head_ip, key):
+    """A reader of the head autoscaler's monitor.log: pattern (an extended regex) -> the matching lines, as text."""
+    return lambda pattern: ssh(head_ip, key, f"sudo grep -h -E {pattern!r} ~ray-autoscaler/logs/monitor.log").stdout
+
+
+def wait_for_launch_failures(monitor_log, what, node_type_marker, category, timeout, interval):
+    """The monitor log's "Failed to launch" lines naming node_type_marker and Ray's launch category, once any are
+    there; a timeout shows the log's launch lines."""
+    try:
+        return wait_for(what, lambda: [line for line in monitor_log("Failed to launch").splitlines()
+                                       if node_type_marker in line and f"({category})" in line] or None,
+                        timeout=timeout, interval=interval)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {monitor_log('ray_vsphere|aunch')[-4000:]}") from error
+
 def head_password_canary(password):
     """Shell commands that plant the password in a file of a fresh folder and in a process's environment, and
     remove both; the file's path. A search that finds nothing must find these, or it searched nothing."""

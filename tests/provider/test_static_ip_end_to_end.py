@@ -36,8 +36,9 @@ from static_ip_checks import (WRONG_GATEWAY, all_vm_names, assert_a_job_runs_on_
                               pool_addresses, static_pool, Steps, vm_events, vms_at_vcsim)
 from testbed import PROJECT_ROOT, ray_cluster, simulator, vsphere
 from testbed.appliance import build_test_ova
-from testbed.guests import ssh, vcsim_with_guests
-from test_ray_up_end_to_end import a_failure_stays_one, cluster_key, ray_ssh_of, wait_for  # noqa: F401 - fixtures
+from testbed.guests import vcsim_with_guests
+from test_ray_up_end_to_end import (a_failure_stays_one, cluster_key, head_monitor_log, ray_ssh_of,  # noqa: F401
+                                    wait_for, wait_for_launch_failures)  # fixtures among them
 
 pytestmark = pytest.mark.slow
 
@@ -146,8 +147,7 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     assert head_ip == addresses[0], f"the head took {head_ip}, not the pool's lowest address {addresses[0]}"
     steps.done("ray up")
 
-    def monitor_log(pattern):
-        return ssh(head_ip, cluster_key, f"sudo grep -h -E {pattern!r} ~ray-autoscaler/logs/monitor.log").stdout
+    monitor_log = head_monitor_log(head_ip, cluster_key)
 
     def launches():
         launched = re.findall(r"Launching (\d+) nodes of type worker\.", monitor_log("Launching"))
@@ -235,12 +235,8 @@ def test_ray_up_gives_every_node_a_static_address_from_the_pool_reuses_freed_one
     request_workers(4)
     category = LAUNCH_CATEGORIES[FAILURE_IP_POOL_EXHAUSTED]
     assert category == CAPACITY_CATEGORY
-    try:
-        failed = wait_for("the launch into a full pool to fail", lambda: [
-            line for line in monitor_log("Failed to launch").splitlines()
-            if "of type worker" in line and f"({CAPACITY_CATEGORY})" in line] or None, timeout=120, interval=2)
-    except AssertionError as error:
-        raise AssertionError(f"{error}: {monitor_log('ray_vsphere|aunch')[-4000:]}") from error
+    failed = wait_for_launch_failures(monitor_log, "the launch into a full pool to fail", "of type worker",
+                                      CAPACITY_CATEGORY, timeout=120, interval=2)
     assert pool["range"] in failed[0] or pool["cidr"] in failed[0], failed
     assert {name: vm.moid for name, vm in vms_at_vcsim(sim).items()} == full, "the failed launch left a VM behind"
     assert life_events_since(sim, events_before_full) == [], "the failed launch made, powered on or removed a VM"
